@@ -1,0 +1,29 @@
+# `make demo`: set up .venv (torch first, then the project) and pre-train + export on the bundled corpus.
+# `make test`: set up .venv and run the test suite.
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_RUN ?= runs/demo
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test lint setup
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first: 2.13.0 is a CPU build here; any other request would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[en,dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/ernie-cpt pretrain --output-dir $(DEMO_RUN) --overwrite --model-size mini --max-steps 500 \
+		--save-steps 250 --eval-steps 100
+	rm -rf $(DEMO_RUN)-export
+	$(BIN)/ernie-cpt export $(DEMO_RUN) $(DEMO_RUN)-export
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .

@@ -1,0 +1,127 @@
+"""Task examples to batches: one task per batch, length-bucketed, dynamically padded.
+
+A ``TaskStream`` yields batches of one task forever, epoch after epoch. The batch order of
+an epoch and every example's random choices (masks, shuffles) come from RNGs seeded by
+(seed, task id, epoch[, example]), so the stream's whole state is (epoch, batches consumed)
+and a resumed run sees exactly the batches an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ernie_cpt.heads import IGNORE_INDEX
+from pretasks.base import PreTask
+
+BUCKET_BATCHES = 50  # batches per sorting window of length bucketing
+EVAL_EPOCH = 2**31  # RNG key of evaluation examples: fixed, never a training epoch
+
+
+def collate(examples: list[dict[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Pad a list of examples to the longest one; list labels are padded with -100."""
+    width = max(len(e["input_ids"]) for e in examples)
+
+    def padded(key: str, value: int) -> torch.Tensor:
+        return torch.tensor([e[key] + [value] * (width - len(e[key])) for e in examples], dtype=torch.long)
+
+    batch = {
+        "input_ids": padded("input_ids", pad_token_id),
+        "token_type_ids": padded("token_type_ids", 0),
+        "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"]))
+                                        for e in examples], dtype=torch.long),
+    }
+    if isinstance(examples[0]["labels"], list):
+        batch["labels"] = padded("labels", IGNORE_INDEX)
+    else:
+        batch["labels"] = torch.tensor([e["labels"] for e in examples], dtype=torch.long)
+    return batch
+
+
+class EpochExamples(torch.utils.data.Dataset):
+    """The training examples of one epoch: static rows made into examples with per-example RNGs."""
+
+    def __init__(self, task: PreTask, rows: datasets.Dataset, seed: int, epoch: int) -> None:
+        self.task, self.rows, self.seed, self.epoch = task, rows, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        columns = self.rows[indices]
+        keys = list(columns)
+        rows = [dict(zip(keys, values)) for values in zip(*columns.values())]
+        return [self.task.make_example(row, np.random.default_rng([self.seed, self.task.task_id, self.epoch, i]))
+                for row, i in zip(rows, indices)]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])[0]
+
+
+def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Shuffle, sort by length within windows of ``BUCKET_BATCHES`` batches, cut into batches and
+    shuffle the batches: little padding, yet random order."""
+    order = rng.permutation(len(lengths))
+    window = batch_size * BUCKET_BATCHES
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start:start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i:i + batch_size].tolist() for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def loader(dataset: torch.utils.data.Dataset, batches: list[list[int]], pad_token_id: int,
+           workers: int) -> DataLoader:
+    # A private generator: creating an iterator must not draw from the global RNG (dropout).
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, generator=torch.Generator(),
+                      collate_fn=partial(collate, pad_token_id=pad_token_id))
+
+
+class TaskStream:
+    """Endless batches of one task; ``state()``/``load_state()`` make it resumable."""
+
+    def __init__(self, task: PreTask, rows: datasets.Dataset, batch_size: int, seed: int, workers: int = 0) -> None:
+        if len(rows) == 0:
+            raise ValueError(f"task {task.name} has no training examples")
+        self.task, self.rows, self.batch_size, self.seed, self.workers = task, rows, batch_size, seed, workers
+        self.lengths = np.asarray(rows["length"])
+        self.epoch, self.position = 0, 0
+        self._batches: Iterator[dict[str, torch.Tensor]] | None = None
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._batches = None
+
+    def _start(self) -> Iterator[dict[str, torch.Tensor]]:
+        rng = np.random.default_rng([self.seed, self.task.task_id, self.epoch])
+        batches = bucketed_batches(self.lengths, self.batch_size, rng)[self.position:]
+        dataset = EpochExamples(self.task, self.rows, self.seed, self.epoch)
+        return iter(loader(dataset, batches, self.task.tokenizer.pad_token_id, self.workers))
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        if self._batches is None:
+            self._batches = self._start()
+        batch = next(self._batches, None)
+        if batch is None:  # epoch finished: the next one is reshuffled and re-masked
+            self.epoch, self.position = self.epoch + 1, 0
+            self._batches = self._start()
+            batch = next(self._batches)
+        self.position += 1
+        return batch
+
+
+def eval_batches(task: PreTask, rows: datasets.Dataset, batch_size: int, seed: int) -> DataLoader:
+    """The held-out batches of a task, with examples fixed across evaluations (same masks)."""
+    order = np.argsort(np.asarray(rows["length"]), kind="stable")
+    batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    return loader(EpochExamples(task, rows, seed, EVAL_EPOCH), batches, task.tokenizer.pad_token_id, 0)

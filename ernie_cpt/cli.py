@@ -1,0 +1,118 @@
+"""The ``ernie-cpt`` command line: prepare, pretrain, export."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from ernie_cpt.errors import UserError
+
+DESCRIPTION = """ERNIE 2.0-style continual pre-training on your own text.
+
+  ernie-cpt prepare  --corpus PATH              annotate a corpus with spaCy (cached)
+  ernie-cpt pretrain --corpus PATH --output-dir RUN   pre-train (resumable with --resume)
+  ernie-cpt export   RUN OUT                    write a Hugging Face model folder
+
+Every pretrain option can also come from a YAML file (--config FILE); flags override it."""
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from ernie_cpt.annotate import AnnotationOptions, annotate
+    from ernie_cpt.corpus import CorpusOptions, load_corpus
+    from ernie_cpt.options import resolve_options
+
+    options = resolve_options(args, [CorpusOptions, AnnotationOptions])
+    documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    counts = {kind: sum(len(v) for v in documents[f"{kind}_starts"])
+              for kind in ("paragraph", "sentence", "entity", "noun_chunk")}
+    print(f"{len(documents)} documents: {counts['paragraph']} paragraphs, {counts['sentence']} sentences, "
+          f"{counts['entity']} entities, {counts['noun_chunk']} noun chunks")
+    print(f"Annotations: {documents.cache_files[0]['filename'].rsplit('/', 1)[0]}")
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from ernie_cpt.options import resolve_options
+    from ernie_cpt.pretrain import option_classes, pretrain
+
+    run_dir = pretrain(resolve_options(args, option_classes()))
+    print(f"Run directory: {run_dir}  (export it with: ernie-cpt export {run_dir} OUT_DIR)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ernie_cpt.export import export
+
+    out = export(args.run_dir, args.out_dir)
+    print(f"Exported model: {Path(out).resolve()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ernie_cpt.annotate import AnnotationOptions
+    from ernie_cpt.corpus import CorpusOptions
+    from ernie_cpt.options import add_options
+    from ernie_cpt.pretrain import option_classes
+
+    parser = argparse.ArgumentParser(prog="ernie-cpt", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="Show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    prepare = commands.add_parser("prepare", help="Load and annotate a corpus (cached; reused by pretrain)",
+                                  description="Load a corpus and annotate it with spaCy: paragraphs, sentences, "
+                                  "entities, noun chunks. The result is cached and reused by pretrain.")
+    prepare.add_argument("--config", help="YAML file with options (flags override it)")
+    prepare.add_argument("--output-dir", dest="cache_dir", default=argparse.SUPPRESS, metavar="DIR",
+                         help="Same as --cache-dir: where the annotations are stored")
+    add_options(prepare, [CorpusOptions, AnnotationOptions])
+    prepare.set_defaults(handler=_prepare)
+
+    pretrain = commands.add_parser("pretrain", help="Pre-train an ERNIE encoder on a corpus",
+                                   description="Pre-train an ERNIE encoder (ErnieModel with the ERNIE 2.0 task "
+                                   "embedding) on a corpus with the chosen pre-training tasks.")
+    pretrain.add_argument("--config", help="YAML file with options (flags override it)")
+    add_options(pretrain, option_classes())
+    pretrain.set_defaults(handler=_pretrain)
+
+    export = commands.add_parser("export", help="Export a run as a Hugging Face model folder",
+                                 description="Write the encoder and tokenizer of a run's latest checkpoint with "
+                                 "save_pretrained, for AutoModel / AutoTokenizer / ErnieForSequenceClassification.")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="The --output-dir of a pretrain run")
+    export.add_argument("out_dir", metavar="OUT_DIR", help="New folder for the exported model")
+    export.set_defaults(handler=_export)
+    return parser
+
+
+def _configure_logging(debug: bool) -> None:
+    import datasets
+    import transformers
+
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="ernie-cpt: %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("datasets", "transformers", "urllib3", "filelock", "fsspec", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    datasets.disable_progress_bars()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _configure_logging(args.debug)
+        return args.handler(args)
+    except UserError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"ernie-cpt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ernie-cpt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

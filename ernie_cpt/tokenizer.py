@@ -1,0 +1,50 @@
+"""The tokenizer: an uncased WordPiece trained on the corpus, or an existing tokenizer folder."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
+
+from ernie_cpt.errors import UserError
+from ernie_cpt.options import option
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TokenizerOptions:
+    """Tokenizer: trained on the corpus, or loaded"""
+
+    tokenizer: str | None = option(None, "Folder of an existing (fast) tokenizer to use instead of training one")
+    vocab_size: int = option(8192, "WordPiece vocabulary size when training a tokenizer on the corpus")
+
+
+def _texts(documents: datasets.Dataset, batch_size: int = 256) -> Iterator[list[str]]:
+    for batch in documents.select_columns(["text"]).iter(batch_size=batch_size):
+        yield batch["text"]
+
+
+def train_tokenizer(documents: datasets.Dataset, vocab_size: int) -> PreTrainedTokenizerBase:
+    """An uncased BERT WordPiece tokenizer (lower-casing, accent stripping) trained on ``documents``."""
+    log.info("Training a WordPiece tokenizer (vocabulary %d) on %d documents", vocab_size, len(documents))
+    return BertTokenizer(do_lower_case=True).train_new_from_iterator(
+        _texts(documents), vocab_size=vocab_size, length=len(documents), show_progress=sys.stderr.isatty())
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """A tokenizer saved with ``save_pretrained``; it must be a fast one (offsets are needed)."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load a tokenizer from {path}; pass a folder written by save_pretrained") from e
+    if not tokenizer.is_fast:
+        raise UserError(f"the tokenizer in {path} is not a fast tokenizer; character offsets are needed")
+    if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise UserError(f"the tokenizer in {path} lacks [MASK], [CLS] or [SEP]; use a BERT-style tokenizer")
+    return tokenizer

@@ -1,0 +1,89 @@
+"""Aligning spaCy's character spans with tokenizer tokens, and packing sentences into segments.
+
+All tasks share this: a document is tokenized paragraph by paragraph (offset mappings give
+each token's character span in the document), and any character span (sentence, entity,
+noun chunk) maps to the half-open range of tokens that overlap it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+
+@dataclass
+class DocumentTokens:
+    """The tokens of one document: ids, character spans in the document text, and word index."""
+
+    ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    word_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def token_range(self, char_start: int, char_end: int) -> tuple[int, int]:
+        """The tokens overlapping ``[char_start, char_end)`` as a half-open range (empty if none)."""
+        first = int(np.searchsorted(self.ends, char_start, side="right"))
+        last = int(np.searchsorted(self.starts, char_end, side="left"))
+        return first, max(first, last)
+
+    def token_ranges(self, char_starts: list[int], char_ends: list[int]) -> np.ndarray:
+        """Vectorised :meth:`token_range`: an (n, 2) array of token ranges, empty ones dropped."""
+        first = np.searchsorted(self.ends, np.asarray(char_starts, dtype=np.int64), side="right")
+        last = np.searchsorted(self.starts, np.asarray(char_ends, dtype=np.int64), side="left")
+        ranges = np.stack([first, last], axis=1).reshape(-1, 2)
+        return ranges[ranges[:, 1] > ranges[:, 0]]
+
+    def word_ranges(self) -> np.ndarray:
+        """An (n, 2) array of the token ranges of the tokenizer's words (sub-tokens grouped)."""
+        if len(self) == 0:
+            return np.zeros((0, 2), dtype=np.int64)
+        starts = np.flatnonzero(np.diff(self.word_ids, prepend=-1) != 0)
+        return np.stack([starts, np.append(starts[1:], len(self))], axis=1)
+
+
+def tokenize_documents(tokenizer: PreTrainedTokenizerBase, batch: dict[str, list[Any]]) -> list[DocumentTokens]:
+    """Tokenize every paragraph of a batch of annotated documents in one tokenizer call."""
+    texts, owners = [], []
+    for doc, (text, starts, ends) in enumerate(zip(batch["text"], batch["paragraph_starts"],
+                                                   batch["paragraph_ends"])):
+        for start, end in zip(starts, ends):
+            texts.append(text[start:end])
+            owners.append((doc, start))
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
+                        return_attention_mask=False, return_token_type_ids=False)
+    parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in batch["text"]]
+    word_base = [0] * len(batch["text"])
+    for i, (doc, start) in enumerate(owners):
+        offsets = np.asarray(encoded["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
+        words = np.asarray([w if w is not None else -1 for w in encoded.word_ids(i)], dtype=np.int64)
+        parts[doc].append((np.asarray(encoded["input_ids"][i], dtype=np.int64),
+                           offsets[:, 0] + start, offsets[:, 1] + start, words + word_base[doc]))
+        word_base[doc] += int(words.max()) + 1 if len(words) else 0
+    documents = []
+    for doc_parts in parts:
+        if doc_parts:
+            documents.append(DocumentTokens(*(np.concatenate(column) for column in zip(*doc_parts))))
+        else:
+            empty = np.zeros(0, dtype=np.int64)
+            documents.append(DocumentTokens(empty, empty, empty, empty))
+    return documents
+
+
+def pack_segments(n_tokens: int, boundaries: np.ndarray, max_tokens: int) -> list[tuple[int, int]]:
+    """Cut ``n_tokens`` tokens into segments of at most ``max_tokens``, at the given token boundaries
+    (sentence starts) where possible; a sentence longer than ``max_tokens`` is cut inside."""
+    bounds = np.unique(np.append(boundaries, n_tokens))
+    segments, start = [], 0
+    while start < n_tokens:
+        limit = start + max_tokens
+        j = int(np.searchsorted(bounds, limit, side="right")) - 1
+        end = int(bounds[j]) if j >= 0 and bounds[j] > start else min(limit, n_tokens)
+        segments.append((start, end))
+        start = end
+    return segments

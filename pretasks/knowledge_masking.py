@@ -1,0 +1,127 @@
+"""Knowledge masking: masked language modelling over word, phrase and entity units.
+
+ERNIE 1.0 (Sun et al. 2019, "ERNIE: Enhanced Representation through Knowledge Integration")
+masks whole *units* rather than single sub-tokens: basic words, phrases and named entities,
+so the model must recover a whole concept from its context. ERNIE 2.0 (Sun et al. 2020) keeps
+it as its word-aware task. Here phrases are spaCy noun chunks and entities spaCy NER spans.
+
+Labels: the original vocabulary id at every target position, -100 elsewhere. Units are drawn
+(kind by the configured proportions, then uniformly within the kind) until about
+``mask_ratio`` of the tokens are targets; a unit that would overshoot or overlap a chosen one
+is skipped. Every token of a chosen unit is a target, and the unit as a whole is replaced by
+[MASK] (80%), by random tokens (10%) or kept (10%), as in BERT (Devlin et al. 2019).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+from torch import nn
+from transformers import ErnieModel
+
+from ernie_cpt.heads import IGNORE_INDEX, MaskedLMHead
+from ernie_cpt.options import option
+from pretasks.alignment import pack_segments, tokenize_documents
+from pretasks.base import PreTask
+from pretasks.registry import register
+
+WORD, PHRASE, ENTITY = 0, 1, 2
+UNIT_KINDS = ("word", "phrase", "entity")
+
+
+@dataclass
+class KnowledgeMaskingOptions:
+    """knowledge_masking: ERNIE 1.0 word, phrase and entity masking"""
+
+    mask_ratio: float = option(0.15, "Fraction of tokens that become prediction targets")
+    word_unit_weight: float = option(0.4, "Relative share of basic word units among the units drawn")
+    phrase_unit_weight: float = option(0.3, "Relative share of phrase units (spaCy noun chunks)")
+    entity_unit_weight: float = option(0.3, "Relative share of entity units (spaCy named entities)")
+
+
+@register
+class KnowledgeMasking(PreTask):
+    name = "knowledge_masking"
+    task_id = 0
+    options_class = KnowledgeMaskingOptions
+
+    def __init__(self, tokenizer: Any, options: KnowledgeMaskingOptions, max_seq_length: int) -> None:
+        super().__init__(tokenizer, options, max_seq_length)
+        weights = np.array([options.word_unit_weight, options.phrase_unit_weight, options.entity_unit_weight])
+        if (weights < 0).any() or weights.sum() <= 0 or not 0 < options.mask_ratio < 1:
+            raise ValueError("knowledge_masking needs unit weights >= 0 (not all 0) and 0 < mask_ratio < 1")
+        self.unit_weights = weights
+        special = set(tokenizer.all_special_ids)
+        self.random_token_ids = np.array([i for i in range(len(tokenizer)) if i not in special])
+
+    def _segments(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {k: [] for k in
+                                     ("doc_id", "input_ids", "length", "unit_starts", "unit_ends", "unit_kinds")}
+        for doc_index, tokens in enumerate(tokenize_documents(self.tokenizer, batch)):
+            units = [tokens.word_ranges(),
+                     tokens.token_ranges(batch["noun_chunk_starts"][doc_index], batch["noun_chunk_ends"][doc_index]),
+                     tokens.token_ranges(batch["entity_starts"][doc_index], batch["entity_ends"][doc_index])]
+            kinds = np.concatenate([np.full(len(u), kind) for kind, u in enumerate(units)])
+            ranges = np.concatenate(units)
+            sentence_starts = tokens.token_ranges(batch["sentence_starts"][doc_index],
+                                                  batch["sentence_ends"][doc_index])[:, 0]
+            for start, end in pack_segments(len(tokens), sentence_starts, self.max_seq_length - 2):
+                inside = (ranges[:, 0] >= start) & (ranges[:, 1] <= end)
+                out["doc_id"].append(batch["doc_id"][doc_index])
+                out["input_ids"].append(tokens.ids[start:end].tolist())
+                out["length"].append(end - start + 2)
+                out["unit_starts"].append((ranges[inside, 0] - start).tolist())
+                out["unit_ends"].append((ranges[inside, 1] - start).tolist())
+                out["unit_kinds"].append(kinds[inside].tolist())
+        return out
+
+    def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None) -> datasets.Dataset:
+        return documents.map(self._segments, batched=True, batch_size=32, remove_columns=documents.column_names,
+                             num_proc=num_proc, desc="knowledge_masking examples")
+
+    def choose_units(self, row: dict[str, Any], rng: np.random.Generator) -> list[tuple[int, int]]:
+        """Token ranges of the units to mask, about ``mask_ratio`` of the tokens, non-overlapping."""
+        n_tokens = len(row["input_ids"])
+        budget = max(1, round(self.options.mask_ratio * n_tokens))
+        starts, ends, kinds = (np.asarray(row[k], dtype=np.int64) for k in ("unit_starts", "unit_ends", "unit_kinds"))
+        pools = [list(rng.permutation(np.flatnonzero(kinds == kind))) for kind in range(len(UNIT_KINDS))]
+        covered = np.zeros(n_tokens, dtype=bool)
+        chosen: list[tuple[int, int]] = []
+        count = 0
+        while count < budget:
+            open_kinds = [k for k, pool in enumerate(pools) if pool and self.unit_weights[k] > 0]
+            if not open_kinds:
+                break
+            weights = self.unit_weights[open_kinds]
+            kind = open_kinds[rng.choice(len(open_kinds), p=weights / weights.sum())]
+            unit = pools[kind].pop()
+            start, end = int(starts[unit]), int(ends[unit])
+            if count + end - start > budget or covered[start:end].any():
+                continue
+            covered[start:end] = True
+            chosen.append((start, end))
+            count += end - start
+        return chosen
+
+    def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        ids = np.asarray(row["input_ids"], dtype=np.int64)
+        labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
+        for start, end in self.choose_units(row, rng):
+            labels[start:end] = ids[start:end]
+            action = rng.random()
+            if action < 0.8:
+                ids[start:end] = self.tokenizer.mask_token_id
+            elif action < 0.9:
+                ids[start:end] = rng.choice(self.random_token_ids, size=end - start)
+        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        return {
+            "input_ids": [cls, *ids.tolist(), sep],
+            "token_type_ids": [0] * (len(ids) + 2),
+            "labels": [IGNORE_INDEX, *labels.tolist(), IGNORE_INDEX],
+        }
+
+    def make_head(self, encoder: ErnieModel) -> nn.Module:
+        return MaskedLMHead(encoder.config, encoder.get_input_embeddings())
