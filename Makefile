@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/ernie-cpt pretrain --output-dir $(DEMO_RUN) --overwrite --model-size mini --max-steps 500 \
-		--save-steps 250 --eval-steps 100
+	$(BIN)/ernie-cpt pretrain --output-dir $(DEMO_RUN) --overwrite --model-size mini --max-steps 300 \
+		--save-steps 150 --eval-steps 100
 	rm -rf $(DEMO_RUN)-export
 	$(BIN)/ernie-cpt export $(DEMO_RUN) $(DEMO_RUN)-export
 

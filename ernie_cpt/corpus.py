@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 TABLE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 COLUMNS = ["doc_id", "title", "text"]
+# One schema for every source, so that folders and tables concatenate (pandas reads CSV as large_string).
+FEATURES = datasets.Features({c: datasets.Value("string") for c in COLUMNS})
 
 
 def bundled_corpus() -> Path:
@@ -63,8 +65,10 @@ def _text_documents(files: list[tuple[str, str, int, int]]):
         yield {"doc_id": doc_id, "title": None, "text": text}
 
 
-def _load_text_files(paths: list[Path], root: Path | None) -> datasets.Dataset | None:
-    usable, skipped = [], {}
+def _load_text_files(paths: list[Path], root: Path | None,
+                     skipped: dict[str, list[str]]) -> datasets.Dataset | None:
+    """The usable files as documents; the others are added to ``skipped`` under their problem."""
+    usable = []
     for path in paths:
         problem = _text_file_problem(path)
         if problem:
@@ -73,13 +77,9 @@ def _load_text_files(paths: list[Path], root: Path | None) -> datasets.Dataset |
         stat = path.stat()
         doc_id = str(path.relative_to(root)) if root else path.name
         usable.append((doc_id, str(path.resolve()), stat.st_size, stat.st_mtime_ns))
-    for problem, names in skipped.items():
-        examples = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-        log.warning("skipped %d file(s) that are %s: %s", len(names), problem, examples)
     if not usable:
         return None
-    features = datasets.Features({c: datasets.Value("string") for c in COLUMNS})
-    return datasets.Dataset.from_generator(_text_documents, gen_kwargs={"files": usable}, features=features)
+    return datasets.Dataset.from_generator(_text_documents, gen_kwargs={"files": usable}, features=FEATURES)
 
 
 def _normalise_table(ds: datasets.Dataset, source: str, text_field: str, title_field: str) -> datasets.Dataset:
@@ -100,7 +100,7 @@ def _normalise_table(ds: datasets.Dataset, source: str, text_field: str, title_f
         }
 
     normalised = ds.map(normalise, batched=True, with_indices=True, remove_columns=ds.column_names,
-                        desc=f"Reading {name}")
+                        features=FEATURES, desc=f"Reading {name}")
     kept = normalised.filter(lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True)
     if len(kept) < len(normalised):
         log.warning("skipped %d row(s) of %s with an empty or missing '%s'",
@@ -133,7 +133,8 @@ def _is_saved_dataset(path: Path) -> bool:
 def load_corpus(options: CorpusOptions) -> datasets.Dataset:
     """All documents of the corpus as a Dataset with columns doc_id, title, text."""
     sources = [Path(p) for p in options.corpus] or [bundled_corpus()]
-    parts = []
+    parts: list[datasets.Dataset | None] = []
+    skipped: dict[str, list[str]] = {}
     for source in sources:
         if not source.exists():
             raise UserError(f"corpus path {source} does not exist; pass existing files or folders to --corpus")
@@ -144,14 +145,20 @@ def load_corpus(options: CorpusOptions) -> datasets.Dataset:
             if not files:
                 raise UserError(f"corpus folder {source} contains no .txt files; add text files or pass "
                                 f".jsonl/.csv/.parquet files")
-            parts.append(_load_text_files(files, source))
+            parts.append(_load_text_files(files, source, skipped))
         elif source.suffix.lower() in TABLE_FORMATS:
             parts.append(_load_table(source, options.text_field, options.title_field))
         else:
-            parts.append(_load_text_files([source], None))
+            parts.append(_load_text_files([source], None, skipped))
     parts = [p for p in parts if p is not None and len(p)]
+    summary = "; ".join(f"{len(names)} file(s) that are {problem}: {', '.join(names[:3])}"
+                        f"{', ...' if len(names) > 3 else ''}" for problem, names in skipped.items())
     if not parts:
-        raise UserError(f"no text found in {', '.join(map(str, sources))}; the corpus needs non-empty UTF-8 text")
+        reason = f" (skipped {summary})" if summary else ""
+        raise UserError(f"no text found in {', '.join(map(str, sources))}{reason}; "
+                        f"the corpus needs non-empty UTF-8 text")
+    if summary:
+        log.warning("skipped %s", summary)
     corpus = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     if len(set(corpus["doc_id"])) != len(corpus):
         raise UserError("two corpus documents share an id; pass sources with distinct file names or 'id' values")

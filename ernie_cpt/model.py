@@ -69,7 +69,8 @@ def encoder_config(options: ModelOptions, vocab_size: int, max_positions: int) -
 def _checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a (possibly sharded) safetensors checkpoint; pickled weights are refused."""
     index = path / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    files = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists()
+             else ["model.safetensors"])
     if not (path / files[0]).exists():
         raise UserError(f"{path} has no model.safetensors; only safetensors weights are loaded "
                         f"(convert pytorch_model.bin with save_pretrained(..., safe_serialization=True))")

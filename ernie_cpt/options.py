@@ -87,9 +87,11 @@ def _read_config(path: str) -> dict[str, Any]:
 def _coerce(name: str, value: Any, annotation: Any, choices: tuple[str, ...] | None) -> Any:
     kind, is_list = _base_type(annotation)
     if value is None:
-        return None
+        if type(None) in typing.get_args(annotation):  # `X | None`: null means unset
+            return None
+        raise UserError(f"config key '{name}' has no value; give it one or delete the line")
     if is_list:
-        items = value.split(",") if isinstance(value, str) else value
+        items = [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
         if not isinstance(items, list):
             raise UserError(f"config key '{name}' must be a list, got {value!r}")
         return [_coerce(name, item, kind, choices) for item in items]

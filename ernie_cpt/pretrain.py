@@ -33,7 +33,7 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.evaluate import EvaluationOptions
 from ernie_cpt.model import ErnieMultiTask, ModelOptions, encoder_config, encoder_from_checkpoint
 from ernie_cpt.options import option, to_dict
-from ernie_cpt.tokenizer import TokenizerOptions, load_tokenizer, train_tokenizer
+from ernie_cpt.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.trainer import TrainingOptions, train
 from pretasks import TASKS, PreTask, get_task
 from schedules import build_schedule, split_budget
@@ -94,14 +94,14 @@ def _run_directory(run_dir: Path) -> Iterator[None]:
 
 
 def _tokenizer(run_dir: Path, resume: bool, tokenizer_options: TokenizerOptions, model_options: ModelOptions,
-               train_documents: datasets.Dataset) -> Any:
+               train_documents: datasets.Dataset, cache_dir: str) -> Any:
     if resume:
         return load_tokenizer(run_dir / "tokenizer")
     if model_options.init_from:
         return load_tokenizer(model_options.init_from)
     if tokenizer_options.tokenizer:
         return load_tokenizer(tokenizer_options.tokenizer)
-    return train_tokenizer(train_documents, tokenizer_options.vocab_size)
+    return cached_corpus_tokenizer(train_documents, tokenizer_options.vocab_size, cache_dir)
 
 
 def _model(run_dir: Path, resume: bool, model_options: ModelOptions, tasks: dict[str, PreTask],
@@ -148,7 +148,8 @@ def pretrain(options: dict[type, Any]) -> Path:
     split = split_documents(documents, evaluation.eval_fraction, training.seed)
     log.info("%d training and %d held-out documents", len(split["train"]), len(split["test"]))
     with _run_directory(run_dir):
-        tokenizer = _tokenizer(run_dir, run.resume, options[TokenizerOptions], model_options, split["train"])
+        tokenizer = _tokenizer(run_dir, run.resume, options[TokenizerOptions], model_options, split["train"],
+                               options[AnnotationOptions].cache_dir)
         tasks = {name: cls(tokenizer, options[cls.options_class], run.max_seq_length)
                  for name, cls in task_classes.items()}
         num_proc = options[AnnotationOptions].num_proc or None

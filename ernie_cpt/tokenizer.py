@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +15,7 @@ from pathlib import Path
 import datasets
 from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
+from ernie_cpt.corpus import corpus_fingerprint
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import option
 
@@ -35,6 +40,31 @@ def train_tokenizer(documents: datasets.Dataset, vocab_size: int) -> PreTrainedT
     log.info("Training a WordPiece tokenizer (vocabulary %d) on %d documents", vocab_size, len(documents))
     return BertTokenizer(do_lower_case=True).train_new_from_iterator(
         _texts(documents), vocab_size=vocab_size, length=len(documents), show_progress=sys.stderr.isatty())
+
+
+def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int, cache_dir: str) -> PreTrainedTokenizerBase:
+    """The tokenizer trained on ``documents``, trained once and then reused from the cache.
+
+    WordPiece training in `tokenizers` breaks ties in hash-map order, which differs between
+    processes (huggingface/tokenizers#1794); caching makes every run on a corpus use the same
+    vocabulary, so the same command gives the same results.
+    """
+    key = hashlib.sha256(f"{corpus_fingerprint(documents)}/{vocab_size}".encode()).hexdigest()[:20]
+    target = Path(cache_dir) / "tokenizers" / key
+    if (target / "tokenizer.json").exists():
+        log.info("Reusing the tokenizer trained on this corpus: %s", target)
+        return load_tokenizer(target)
+    tokenizer = train_tokenizer(documents, vocab_size)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    try:
+        tokenizer.save_pretrained(str(staging))
+        os.replace(staging, target)
+    except OSError:  # another process cached it first
+        pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_tokenizer(target)
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:

@@ -1,0 +1,52 @@
+"""Shared fixtures: offline hubs, a per-session cache, real text and its annotations."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("ERNIE_CPT_CACHE", tempfile.mkdtemp(prefix="ernie-cpt-test-cache-"))
+
+import datasets
+import pytest
+
+from ernie_cpt.annotate import AnnotationOptions, annotate
+from ernie_cpt.corpus import CorpusOptions, bundled_corpus, load_corpus
+from ernie_cpt.tokenizer import train_tokenizer
+
+SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+
+@pytest.fixture(scope="session")
+def austen_dir() -> Path:
+    """The six Austen novels from ../shared/corpora (skipped where that folder is absent)."""
+    path = SHARED_CORPORA / "austen"
+    if not path.is_dir():
+        pytest.skip(f"real-text corpus {path} is absent (it sits beside the repo in development and CI)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The bundled sample: chapters 1-12 of Persuasion, one file each."""
+    return bundled_corpus()
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> str:
+    return os.environ["ERNIE_CPT_CACHE"]
+
+
+@pytest.fixture(scope="session")
+def sample_annotations(sample_dir: Path, cache_dir: str) -> datasets.Dataset:
+    """spaCy annotations of four chapters of the bundled sample (annotated once per session)."""
+    corpus = load_corpus(CorpusOptions(corpus=[str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]]))
+    return annotate(corpus, AnnotationOptions(cache_dir=cache_dir))
+
+
+@pytest.fixture(scope="session")
+def sample_tokenizer(sample_annotations: datasets.Dataset):
+    return train_tokenizer(sample_annotations, vocab_size=2000)

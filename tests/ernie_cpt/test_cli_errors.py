@@ -1,0 +1,218 @@
+"""The CLI's bad-input table: exit code 2, one `ernie-cpt: error:` line that says what to do,
+and nothing half-written.
+
+Every pretrain case names a spaCy pipeline that does not exist, so no case can get as far as annotating
+or training even if the check under test were missing: it would then fail with the wrong message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ernie_cpt.cli import main
+from ernie_cpt.corpus import bundled_corpus
+
+NO_PIPELINE = "no_such_pipeline_xyz"
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file (with its bytes) and folder (None) under ``root``."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
+            for p in sorted(root.rglob("*"))}
+
+
+def run_and_check(argv: list[str], capsys, root: Path, *expected: str) -> str:
+    """Run the CLI; check the exit code, the single error line and that nothing under ``root`` changed."""
+    capsys.readouterr()
+    before = snapshot(root)
+
+    code = main(argv)
+
+    stderr = capsys.readouterr().err
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2, stderr
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("ernie-cpt: error: "), stderr
+    for text in expected:
+        assert text in lines[0]
+    assert snapshot(root) == before  # no run folder, cache, staging folder or edited file left behind
+    return lines[0]
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    """Three small documents of real text: the opening paragraphs of the bundled sample."""
+    paragraphs = (bundled_corpus() / "chapter-01.txt").read_text(encoding="utf-8").split("\n\n")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"part-{i}.txt").write_text(paragraphs[2 * i + 1], encoding="utf-8")
+    return folder
+
+
+def pretrain(tmp_path: Path, corpus: Path | str, *flags: str) -> list[str]:
+    return ["pretrain", "--corpus", str(corpus), "--output-dir", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "cache"), "--spacy-model", NO_PIPELINE, *flags]
+
+
+# --- the corpus --------------------------------------------------------------------------------------------
+
+
+def test_missing_corpus_path(tmp_path, capsys):
+    missing = tmp_path / "no-such-corpus"
+
+    run_and_check(pretrain(tmp_path, missing), capsys, tmp_path,
+                  f"corpus path {missing} does not exist", "pass existing files or folders to --corpus")
+
+
+def test_empty_corpus_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+
+    run_and_check(pretrain(tmp_path, tmp_path / "empty"), capsys, tmp_path,
+                  "contains no .txt files", "add text files")
+
+
+@pytest.mark.parametrize(("kind", "contents"), [
+    ("empty", [b"", b"\n\n  \n"]),
+    ("binary", [b"\x00\x01\x02\x03", b"PK\x03\x04\x14\x00\x00\x00"]),
+    ("latin1", ["caf\xe9".encode("latin-1"), "na\xefve r\xe9sum\xe9".encode("latin-1")]),
+])
+def test_corpus_folder_without_usable_text(tmp_path, capsys, kind, contents):
+    folder = tmp_path / kind
+    folder.mkdir()
+    for i, data in enumerate(contents):
+        (folder / f"{kind}-{i}.txt").write_bytes(data)
+
+    run_and_check(pretrain(tmp_path, folder), capsys, tmp_path,
+                  "no text found", "the corpus needs non-empty UTF-8 text")
+
+
+def test_table_without_the_text_field(tmp_path, capsys):
+    table = tmp_path / "entries.jsonl"
+    table.write_text('{"title": "Kellynch Hall", "body": "Sir Walter Elliot was vain."}\n', encoding="utf-8")
+
+    run_and_check(pretrain(tmp_path, table), capsys, tmp_path, "no 'text' field", "body", "--text-field")
+
+
+def test_missing_spacy_pipeline(tmp_path, capsys, corpus):
+    run_and_check(pretrain(tmp_path, corpus), capsys, tmp_path,
+                  f"spaCy pipeline '{NO_PIPELINE}' is not installed", "pip install", "--spacy-model")
+
+
+# --- names and config files --------------------------------------------------------------------------------
+
+
+def test_unknown_task_suggests_the_closest(tmp_path, capsys, corpus):
+    run_and_check(pretrain(tmp_path, corpus, "--tasks", "knowledge_maskng"), capsys, tmp_path,
+                  "unknown task 'knowledge_maskng'", "did you mean 'knowledge_masking'?")
+
+
+def test_unknown_schedule_suggests_the_closest(tmp_path, capsys, corpus):
+    run_and_check(pretrain(tmp_path, corpus, "--schedule", "jiont"), capsys, tmp_path,
+                  "unknown schedule 'jiont'", "did you mean 'joint'?", "available:")
+
+
+def test_unreadable_config(tmp_path, capsys, corpus):
+    config = tmp_path / "run.yaml"
+    config.write_text("max_steps: 10\ntasks: [knowledge_masking\n", encoding="utf-8")
+
+    run_and_check(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path,
+                  f"config file {config} is not valid YAML", "fix the syntax")
+
+
+def test_config_with_a_typo(tmp_path, capsys, corpus):
+    config = tmp_path / "run.yaml"
+    config.write_text("max_steps: 10\nlearning_rat: 0.001\n", encoding="utf-8")
+
+    run_and_check(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path,
+                  "unknown key 'learning_rat'", "did you mean 'learning_rate'?")
+
+
+def test_missing_config_file(tmp_path, capsys, corpus):
+    run_and_check(pretrain(tmp_path, corpus, "--config", str(tmp_path / "nowhere.yaml")), capsys, tmp_path,
+                  "cannot read config file", "check the path given to --config")
+
+
+# --- the run directory -------------------------------------------------------------------------------------
+
+
+def test_resume_without_a_run(tmp_path, capsys, corpus):
+    run_and_check(pretrain(tmp_path, corpus, "--resume"), capsys, tmp_path,
+                  "--resume:", "holds no checkpoint", "run without --resume")
+
+
+def test_resume_in_an_empty_folder(tmp_path, capsys, corpus):
+    (tmp_path / "run").mkdir()
+
+    run_and_check(pretrain(tmp_path, corpus, "--resume"), capsys, tmp_path, "holds no checkpoint")
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_output_dir_with_files_is_left_alone(tmp_path, capsys, corpus):
+    run_dir = tmp_path / "run"
+    (run_dir / "notes").mkdir(parents=True)
+    (run_dir / "notes" / "todo.txt").write_text("keep me\n", encoding="utf-8")
+
+    run_and_check(pretrain(tmp_path, corpus), capsys, tmp_path,
+                  f"{run_dir} is not empty", "--resume", "--overwrite", "another --output-dir")
+    assert (run_dir / "notes" / "todo.txt").read_text(encoding="utf-8") == "keep me\n"
+
+
+def test_missing_output_dir_flag(tmp_path, capsys, corpus):
+    argv = ["pretrain", "--corpus", str(corpus), "--cache-dir", str(tmp_path / "cache"),
+            "--spacy-model", NO_PIPELINE]
+
+    run_and_check(argv, capsys, tmp_path, "pretrain needs --output-dir DIR")
+
+
+# --- prepare -----------------------------------------------------------------------------------------------
+
+
+def test_prepare_with_a_missing_pipeline(tmp_path, capsys, corpus):
+    argv = ["prepare", "--corpus", str(corpus), "--output-dir", str(tmp_path / "cache"),
+            "--spacy-model", NO_PIPELINE]
+
+    run_and_check(argv, capsys, tmp_path, f"spaCy pipeline '{NO_PIPELINE}' is not installed")
+
+
+# --- export ------------------------------------------------------------------------------------------------
+
+
+def test_export_of_a_folder_that_is_not_a_run(tmp_path, capsys, corpus):
+    run_and_check(["export", str(corpus), str(tmp_path / "exported")], capsys, tmp_path,
+                  "is not an ernie-cpt run directory", "pass the --output-dir of a pretrain run")
+
+
+def test_export_of_a_run_without_a_checkpoint(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "encoder_config.json").write_text('{"model_type": "ernie"}\n', encoding="utf-8")
+
+    run_and_check(["export", str(run_dir), str(tmp_path / "exported")], capsys, tmp_path,
+                  "has no readable checkpoint yet", "--save-steps")
+
+
+def test_export_of_a_run_whose_only_checkpoint_is_damaged(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    step = run_dir / "checkpoints" / "step-00000010"
+    step.mkdir(parents=True)
+    (step / "model.safetensors").write_bytes(b"not safetensors")
+    (step / "trainer_state.json").write_text('{"step": 10}', encoding="utf-8")
+    (run_dir / "checkpoints" / "latest").write_text("step-00000010\n", encoding="utf-8")
+    (run_dir / "encoder_config.json").write_text('{"model_type": "ernie"}\n', encoding="utf-8")
+
+    run_and_check(["export", str(run_dir), str(tmp_path / "exported")], capsys, tmp_path,
+                  "has no readable checkpoint yet")
+
+
+def test_export_into_a_folder_that_is_not_empty(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "encoder_config.json").write_text('{"model_type": "ernie"}\n', encoding="utf-8")
+    (tmp_path / "exported").mkdir()
+    (tmp_path / "exported" / "model.bin").write_bytes(b"an earlier export")
+
+    run_and_check(["export", str(run_dir), str(tmp_path / "exported")], capsys, tmp_path,
+                  "exists and is not empty", "choose a new folder")

@@ -1,0 +1,19 @@
+from transformers import AutoTokenizer
+
+from ernie_cpt.tokenizer import load_tokenizer
+
+
+def test_trained_tokenizer_round_trips_through_auto_tokenizer(sample_tokenizer, sample_annotations, tmp_path):
+    assert len(sample_tokenizer) == 2000
+    sample_tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert loaded.is_fast and loaded.do_lower_case
+    text = sample_annotations["text"][1][:2000]
+    ids = loaded(text)["input_ids"]
+    assert ids == sample_tokenizer(text)["input_ids"]
+    assert ids[0] == loaded.cls_token_id and ids[-1] == loaded.sep_token_id
+    # Uncased WordPiece: decoding gives the lower-cased words back (spacing of punctuation aside).
+    decoded = loaded.decode(ids, skip_special_tokens=True)
+    assert decoded.split()[:5] == text.lower().split()[:5]
+    assert loaded.unk_token_id not in ids[:200]
+    assert load_tokenizer(tmp_path).mask_token == "[MASK]"
