@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/ernie-cpt pretrain --output-dir $(DEMO_RUN) --overwrite --model-size mini --max-steps 300 \
-		--save-steps 150 --eval-steps 100
+	$(BIN)/ernie-cpt pretrain --output-dir $(DEMO_RUN) --overwrite --model-size tiny --max-steps 1200 \
+		--learning-rate 1e-3 --eval-steps 200 --save-steps 600
 	rm -rf $(DEMO_RUN)-export
 	$(BIN)/ernie-cpt export $(DEMO_RUN) $(DEMO_RUN)-export
 

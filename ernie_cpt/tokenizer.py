@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import shutil
 import sys
@@ -27,12 +28,24 @@ class TokenizerOptions:
     """Tokenizer: trained on the corpus, or loaded"""
 
     tokenizer: str | None = option(None, "Folder of an existing (fast) tokenizer to use instead of training one")
-    vocab_size: int = option(8192, "WordPiece vocabulary size when training a tokenizer on the corpus")
+    vocab_size: int | None = option(None, "WordPiece vocabulary size when training a tokenizer on the corpus; "
+                                    "default: 20 x sqrt(words), between 2,048 and 30,522 (4k for 40k words, "
+                                    "17k for Austen's 720k)")
 
 
 def _texts(documents: datasets.Dataset, batch_size: int = 256) -> Iterator[list[str]]:
     for batch in documents.select_columns(["text"]).iter(batch_size=batch_size):
         yield batch["text"]
+
+
+def corpus_vocab_size(documents: datasets.Dataset) -> int:
+    """A vocabulary that grows with the corpus: 20·sqrt(words), a multiple of 64, in [2048, 30522].
+
+    Small corpora leave most entries of a BERT-sized vocabulary rare or unseen, and a large
+    output layer costs time; large corpora get BERT's size."""
+    words = sum(len(t.split()) for batch in documents.select_columns(["text"]).iter(batch_size=1000)
+                for t in batch["text"])
+    return int(min(30522, max(2048, round(20 * math.sqrt(words) / 64) * 64)))
 
 
 def train_tokenizer(documents: datasets.Dataset, vocab_size: int) -> PreTrainedTokenizerBase:
@@ -42,13 +55,15 @@ def train_tokenizer(documents: datasets.Dataset, vocab_size: int) -> PreTrainedT
         _texts(documents), vocab_size=vocab_size, length=len(documents), show_progress=sys.stderr.isatty())
 
 
-def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int, cache_dir: str) -> PreTrainedTokenizerBase:
+def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int | None,
+                            cache_dir: str) -> PreTrainedTokenizerBase:
     """The tokenizer trained on ``documents``, trained once and then reused from the cache.
 
     WordPiece training in `tokenizers` breaks ties in hash-map order, which differs between
     processes (huggingface/tokenizers#1794); caching makes every run on a corpus use the same
     vocabulary, so the same command gives the same results.
     """
+    vocab_size = vocab_size or corpus_vocab_size(documents)
     key = hashlib.sha256(f"{corpus_fingerprint(documents)}/{vocab_size}".encode()).hexdigest()[:20]
     target = Path(cache_dir) / "tokenizers" / key
     if (target / "tokenizer.json").exists():

@@ -17,3 +17,17 @@ def test_trained_tokenizer_round_trips_through_auto_tokenizer(sample_tokenizer, 
     assert decoded.split()[:5] == text.lower().split()[:5]
     assert loaded.unk_token_id not in ids[:200]
     assert load_tokenizer(tmp_path).mask_token == "[MASK]"
+
+
+def test_default_vocabulary_grows_with_the_corpus():
+    import datasets
+
+    from ernie_cpt.tokenizer import corpus_vocab_size
+
+    def corpus(words: int) -> datasets.Dataset:
+        return datasets.Dataset.from_dict({"text": ["word " * words]})
+
+    assert corpus_vocab_size(corpus(40_000)) == 4032  # 20 * 200 = 4000 -> nearest multiple of 64
+    assert corpus_vocab_size(corpus(720_000)) == 16960  # 20 * 848.5 = 16971 -> 16960
+    assert corpus_vocab_size(corpus(100)) == 2048
+    assert corpus_vocab_size(corpus(10_000_000)) == 30522
