@@ -48,5 +48,15 @@ def sample_annotations(sample_dir: Path, cache_dir: str) -> datasets.Dataset:
 
 
 @pytest.fixture(scope="session")
+def austen_annotations(austen_dir: Path, cache_dir: str, tmp_path_factory) -> datasets.Dataset:
+    """spaCy annotations of the opening chapters of two Austen novels (first 120 paragraphs each)."""
+    folder = tmp_path_factory.mktemp("austen")
+    for name in ("pride-and-prejudice.txt", "emma.txt"):
+        paragraphs = (austen_dir / name).read_text(encoding="utf-8").split("\n\n")[:120]
+        (folder / name).write_text("\n\n".join(paragraphs), encoding="utf-8")
+    return annotate(load_corpus(CorpusOptions(corpus=[str(folder)])), AnnotationOptions(cache_dir=cache_dir))
+
+
+@pytest.fixture(scope="session")
 def sample_tokenizer(sample_annotations: datasets.Dataset):
     return train_tokenizer(sample_annotations, vocab_size=2000)

@@ -87,3 +87,29 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_losses(corpus_args, tmp_
 
     assert main([*_pretrain_args(corpus_args, resumed, 40, "--save-steps", "10"), "--resume"]) == 0
     assert [(r["step"], r["loss"]) for r in read_records(resumed, "train")] == expected
+
+
+def test_pretrain_continues_a_local_bert_checkpoint(corpus_args, sample_tokenizer, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertForMaskedLM
+
+    bert_dir, run_dir = tmp_path / "bert", tmp_path / "run"
+    config = BertConfig(vocab_size=len(sample_tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128)
+    torch.manual_seed(0)
+    BertForMaskedLM(config).save_pretrained(bert_dir)
+    sample_tokenizer.save_pretrained(bert_dir)
+
+    assert main(["pretrain", *corpus_args, "--output-dir", str(run_dir), "--init-from", str(bert_dir),
+                 "--max-steps", "3", "--batch-size", "4", "--eval-steps", "0"]) == 0
+    encoder_config = json.loads((run_dir / "encoder_config.json").read_text())
+    assert (encoder_config["hidden_size"], encoder_config["num_hidden_layers"]) == (64, 2)
+    assert encoder_config["use_task_id"] is True
+    assert (run_dir / "tokenizer" / "tokenizer.json").read_text() == (bert_dir / "tokenizer.json").read_text()
+    # Three small steps move the weights only a little from BERT's.
+    bert = load_file(bert_dir / "model.safetensors")
+    trained = load_file(run_dir / "checkpoints" / "step-00000003" / "model.safetensors")
+    before = bert["bert.encoder.layer.0.attention.self.query.weight"]
+    after = trained["encoder.encoder.layer.0.attention.self.query.weight"]
+    assert 0 < (after - before).abs().max() < 0.05

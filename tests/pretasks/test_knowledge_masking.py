@@ -33,12 +33,15 @@ def test_segments_fit_and_cover_the_documents(task, rows, sample_annotations, sa
     assert sum(len(ids) for ids in rows["input_ids"]) == n_tokens
 
 
-def test_entity_and_phrase_units_are_spacy_spans(rows, sample_annotations, sample_tokenizer):
+@pytest.mark.parametrize("source", ["sample", "austen"])
+def test_entity_and_phrase_units_are_spacy_spans(source, task, request, sample_tokenizer):
     """Each entity (phrase) unit's tokens are exactly the tokens of a spaCy entity (noun chunk) text."""
+    annotations = request.getfixturevalue(f"{source}_annotations")
+    rows = task.build_examples(annotations)
     for kind, prefix in ((ENTITY, "entity"), (PHRASE, "noun_chunk")):
         spans = set()
-        for text, starts, ends in zip(sample_annotations["text"], sample_annotations[f"{prefix}_starts"],
-                                      sample_annotations[f"{prefix}_ends"]):
+        for text, starts, ends in zip(annotations["text"], annotations[f"{prefix}_starts"],
+                                      annotations[f"{prefix}_ends"]):
             spans.update(tuple(sample_tokenizer(text[s:e], add_special_tokens=False)["input_ids"])
                          for s, e in zip(starts, ends))
         units = [tuple(ids[s:e]) for ids, starts, ends, kinds in
