@@ -21,6 +21,7 @@ demo: setup
 		--learning-rate 1e-3 --eval-steps 200 --save-steps 600
 	rm -rf $(DEMO_RUN)-export
 	$(BIN)/ernie-cpt export $(DEMO_RUN) $(DEMO_RUN)-export
+	@echo "Load it with: AutoModel.from_pretrained(\"$(DEMO_RUN)-export\") (HF_HUB_OFFLINE=1 works)"
 
 test: setup
 	$(BIN)/python -m pytest -q
