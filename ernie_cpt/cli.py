@@ -13,6 +13,7 @@ from ernie_cpt.errors import UserError
 DESCRIPTION = """ERNIE 2.0-style continual pre-training on your own text.
 
   ernie-cpt prepare  --corpus PATH              annotate a corpus with spaCy (cached)
+  ernie-cpt inspect-task TASK --corpus PATH     show what a pre-task makes of a corpus
   ernie-cpt pretrain --corpus PATH --output-dir RUN   pre-train (resumable with --resume)
   ernie-cpt export   RUN OUT                    write a Hugging Face model folder
 
@@ -43,6 +44,14 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect_task(args: argparse.Namespace) -> int:
+    from ernie_cpt.inspect_task import inspect_task, option_classes
+    from ernie_cpt.options import resolve_options
+
+    print(inspect_task(args.task, resolve_options(args, option_classes())))
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from ernie_cpt.export import export
 
@@ -54,8 +63,10 @@ def _export(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from ernie_cpt.annotate import AnnotationOptions
     from ernie_cpt.corpus import CorpusOptions
+    from ernie_cpt.inspect_task import option_classes as inspect_option_classes
     from ernie_cpt.options import add_options
     from ernie_cpt.pretrain import option_classes
+    from pretasks import TASKS
 
     parser = argparse.ArgumentParser(prog="ernie-cpt", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--config", help="YAML file with options (flags override it)")
     add_options(pretrain, option_classes())
     pretrain.set_defaults(handler=_pretrain)
+
+    inspect = commands.add_parser("inspect-task", help="Show what a pre-task generator makes of a corpus",
+                                  description="Print decoded examples of a pre-task (tokens with their labels, "
+                                  "or segments with the class name) and statistics: examples per 1,000 words and "
+                                  "the label distribution. See what a generator makes before training on it.")
+    inspect.add_argument("task", metavar="TASK", help="A pre-task name: " + ", ".join(sorted(TASKS)))
+    inspect.add_argument("--config", help="YAML file with options (flags override it)")
+    inspect.add_argument("-n", dest="num_examples", type=int, default=argparse.SUPPRESS, metavar="N",
+                         help="Same as --num-examples")
+    add_options(inspect, inspect_option_classes())
+    inspect.set_defaults(handler=_inspect_task)
 
     export = commands.add_parser("export", help="Export a run as a Hugging Face model folder",
                                  description="Write the encoder and tokenizer of a run's latest checkpoint with "

@@ -1,7 +1,9 @@
-"""Held-out evaluation: each task's loss and accuracy over its scored positions or sequences.
+"""Held-out evaluation: each task's loss, accuracy, F1 and the majority-class baseline.
 
-For knowledge masking the accuracy is masked-token accuracy: the fraction of target
-positions whose most likely vocabulary id is the original token.
+Scores are over what a task scores: target positions for token-level tasks (for knowledge
+masking, accuracy is masked-token accuracy), examples for sequence-level ones. ``f1`` is the
+F1 of class 1 for 2-way tasks and the macro F1 for 3- to 64-way tasks (absent for masked LM);
+``majority_accuracy`` is the accuracy of always predicting the most frequent held-out label.
 """
 
 from __future__ import annotations
@@ -14,31 +16,57 @@ from torch.utils.data import DataLoader
 from ernie_cpt.model import ErnieMultiTask
 from ernie_cpt.options import option
 
+MAX_CLASSES_FOR_F1 = 64
+
 
 @dataclass
 class EvaluationOptions:
     """Evaluation: held-out documents"""
 
     eval_fraction: float = option(0.05, "Fraction of documents held out for evaluation (at least one; 0 = none)")
-    eval_steps: int = option(200, "Evaluate every N steps (and at the end); 0 = only at the end")
+    eval_steps: int = option(200, "Evaluate every N steps (and at the end of every stage); 0 = only then")
     eval_max_examples: int = option(256, "At most this many held-out examples per task")
     eval_batch_size: int = option(64, "Batch size for evaluation")
 
 
+def classification_metrics(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> dict[str, float]:
+    """Accuracy, majority-class accuracy and (for up to 64 classes) F1 of 1-D label tensors."""
+    n = max(labels.numel(), 1)
+    metrics = {
+        "accuracy": (predictions == labels).sum().item() / n,
+        "majority_accuracy": torch.bincount(labels, minlength=num_labels).max().item() / n if labels.numel() else 0.0,
+    }
+    if num_labels <= MAX_CLASSES_FOR_F1:
+        confusion = torch.bincount(labels * num_labels + predictions, minlength=num_labels**2).view(num_labels, -1)
+        true_positive = confusion.diag().double()
+        precision = true_positive / confusion.sum(0).clamp(min=1)
+        recall = true_positive / confusion.sum(1).clamp(min=1)
+        f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+        if num_labels == 2:
+            metrics["f1"] = f1[1].item()
+        else:
+            present = confusion.sum(1) > 0
+            metrics["f1"] = f1[present].mean().item() if present.any() else 0.0
+    return metrics
+
+
 @torch.no_grad()
 def evaluate(model: ErnieMultiTask, batches: dict[str, DataLoader], device: torch.device) -> dict[str, dict]:
-    """``{task: {"loss", "accuracy", "scored"}}`` averaged over every scored target."""
+    """``{task: {"loss", "accuracy", "majority_accuracy", ["f1",] "scored"}}`` over every scored target."""
     was_training = model.training
     model.eval()
     results = {}
     for task, loader in batches.items():
-        loss_sum, correct, scored = 0.0, 0, 0
+        loss_sum, predictions, labels = 0.0, [], []
         for batch in loader:
             out = model(task, {k: v.to(device) for k, v in batch.items()})
-            n = out.labels.numel()
-            loss_sum += out.loss.item() * n
-            correct += (out.logits.argmax(-1) == out.labels).sum().item()
-            scored += n
-        results[task] = {"loss": loss_sum / max(scored, 1), "accuracy": correct / max(scored, 1), "scored": scored}
+            loss_sum += out.loss.item() * out.labels.numel()
+            predictions.append(out.logits.argmax(-1).cpu())
+            labels.append(out.labels.cpu())
+        all_labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+        all_predictions = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long)
+        results[task] = {"loss": loss_sum / max(all_labels.numel(), 1),
+                         **classification_metrics(all_predictions, all_labels, model.num_labels[task]),
+                         "scored": all_labels.numel()}
     model.train(was_training)
     return results

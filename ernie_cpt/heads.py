@@ -28,3 +28,30 @@ class MaskedLMHead(nn.Module):
         targets = labels != IGNORE_INDEX
         hidden = self.transform(sequence_output[targets])
         return F.linear(hidden, self._tied[0].weight, self.bias), labels[targets]
+
+
+class TokenClassificationHead(nn.Module):
+    """Dropout and a linear classifier on every labelled token (BERT's token classifier)."""
+
+    def __init__(self, config: ErnieConfig, num_labels: int) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+
+    def forward(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor | None,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        targets = labels != IGNORE_INDEX
+        return self.classifier(self.dropout(sequence_output[targets])), labels[targets]
+
+
+class SequenceClassificationHead(nn.Module):
+    """Dropout and a linear classifier on the pooled [CLS] state (BERT's sequence classifier)."""
+
+    def __init__(self, config: ErnieConfig, num_labels: int) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+
+    def forward(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.classifier(self.dropout(pooled_output)), labels

@@ -122,13 +122,16 @@ class TaskOutput(NamedTuple):
 
 
 class ErnieMultiTask(nn.Module):
-    """The shared ERNIE encoder and one head per task, each task with its own task id."""
+    """The shared ERNIE encoder and one head per task, each task with its own task id and
+    number of classes."""
 
-    def __init__(self, encoder: ErnieModel, heads: dict[str, nn.Module], task_ids: dict[str, int]) -> None:
+    def __init__(self, encoder: ErnieModel, heads: dict[str, nn.Module], task_ids: dict[str, int],
+                 num_labels: dict[str, int]) -> None:
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleDict(heads)
         self.task_ids = task_ids
+        self.num_labels = num_labels
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
         input_ids = batch["input_ids"]

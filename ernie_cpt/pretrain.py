@@ -120,7 +120,8 @@ def _model(run_dir: Path, resume: bool, model_options: ModelOptions, tasks: dict
     if "knowledge_masking" in heads and mlm_weights:
         head_state = {k: v for k, v in mlm_weights.items() if k in heads["knowledge_masking"].state_dict()}
         heads["knowledge_masking"].load_state_dict(head_state, strict=False)
-    return ErnieMultiTask(encoder, heads, {name: task.task_id for name, task in tasks.items()})
+    return ErnieMultiTask(encoder, heads, {name: task.task_id for name, task in tasks.items()},
+                          {name: task.num_labels for name, task in tasks.items()})
 
 
 def _validate(run: RunOptions, training: TrainingOptions) -> None:
@@ -159,7 +160,8 @@ def pretrain(options: dict[type, Any]) -> Path:
             if len(rows) == 0:
                 raise UserError(f"task {name} found no training examples in this corpus; add text or drop the task")
             streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers)
-            held_out = task.build_examples(split["test"], num_proc=num_proc) if len(split["test"]) else None
+            held_out = (task.build_examples(split["test"], num_proc=num_proc, background=split["train"],
+                                            held_out=True) if len(split["test"]) else None)
             if held_out is not None and len(held_out):
                 held_out = held_out.shuffle(seed=training.seed).select(range(min(len(held_out),
                                                                                  evaluation.eval_max_examples)))
@@ -177,6 +179,7 @@ def pretrain(options: dict[type, Any]) -> Path:
                  sum(s.total_steps for s in schedule), len(schedule))
         results = train(model, streams, evals, schedule, training, evaluation.eval_steps, run_dir, run.resume)
     for task, metrics in results.items():
-        log.info("Held-out %s: loss %.4f, accuracy %.4f over %d targets", task, metrics["loss"],
-                 metrics["accuracy"], metrics["scored"])
+        f1 = f", F1 {metrics['f1']:.4f}" if "f1" in metrics else ""
+        log.info("Held-out %s: loss %.4f, accuracy %.4f%s (majority class %.4f) over %d targets", task,
+                 metrics["loss"], metrics["accuracy"], f1, metrics["majority_accuracy"], metrics["scored"])
     return run_dir

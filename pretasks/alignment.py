@@ -7,6 +7,7 @@ noun chunk) maps to the half-open range of tokens that overlap it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,3 +88,13 @@ def pack_segments(n_tokens: int, boundaries: np.ndarray, max_tokens: int) -> lis
         segments.append((start, end))
         start = end
     return segments
+
+
+def document_segments(tokenizer: PreTrainedTokenizerBase, batch: dict[str, list[Any]],
+                      max_tokens: int) -> Iterator[tuple[int, DocumentTokens, list[tuple[int, int]]]]:
+    """For each document of a batch: its index, its tokens, and its tokens packed into segments
+    of whole sentences of at most ``max_tokens`` (a longer sentence is cut inside)."""
+    for doc_index, tokens in enumerate(tokenize_documents(tokenizer, batch)):
+        sentence_starts = tokens.token_ranges(batch["sentence_starts"][doc_index],
+                                              batch["sentence_ends"][doc_index])[:, 0]
+        yield doc_index, tokens, pack_segments(len(tokens), sentence_starts, max_tokens)

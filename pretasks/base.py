@@ -17,29 +17,72 @@ import numpy as np
 from torch import nn
 from transformers import ErnieModel, PreTrainedTokenizerBase
 
+from ernie_cpt.errors import UserError
+from ernie_cpt.heads import IGNORE_INDEX, SequenceClassificationHead, TokenClassificationHead
+
+
+class TaskUnavailable(UserError):
+    """The corpus cannot give this task any examples; the message says why, with counts."""
+
 
 class PreTask(ABC):
-    """One pre-training task. Subclasses set ``name``, ``task_id`` and ``options_class``."""
+    """One pre-training task. Subclasses set ``name``, ``task_id``, ``options_class`` and either
+    ``label_names`` (classification tasks) or override ``num_labels`` (masked LM)."""
 
     name: ClassVar[str]
     task_id: ClassVar[int]  # row of the ERNIE 2.0 task embedding
     options_class: ClassVar[type]
+    level: ClassVar[str] = "sequence"  # "token": a label per token; "sequence": one label per example
+    label_names: tuple[str, ...] = ()
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, options: Any, max_seq_length: int) -> None:
         self.tokenizer = tokenizer
         self.options = options
         self.max_seq_length = max_seq_length
 
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def label_name(self, label: int) -> str:
+        return self.label_names[label]
+
     @abstractmethod
-    def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None) -> datasets.Dataset:
-        """Static examples from annotated documents; must include a ``length`` column (tokens)."""
+    def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
+                       background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
+        """Static examples from annotated documents; must include a ``length`` column (tokens).
+
+        ``background`` holds other documents that may supply cross-document partners
+        (negatives) but never examples of their own: pretrain passes the training documents
+        when it builds the held-out set, which may hold a single document. ``held_out`` says
+        which split is built, for examples that do not come from documents (an external pair
+        file or click log is split by a stable hash of each record). Raise
+        :class:`TaskUnavailable` with counts when the corpus cannot give any example."""
 
     @abstractmethod
     def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         """A training example: ``input_ids``, ``token_type_ids`` and ``labels`` (a list, -100 = unscored,
         for token-level tasks; an int for sequence-level tasks)."""
 
-    @abstractmethod
     def make_head(self, encoder: ErnieModel) -> nn.Module:
         """The task's head. ``head(sequence_output, pooled_output, labels)`` returns ``(logits, labels)``
         restricted to what is scored."""
+        head = TokenClassificationHead if self.level == "token" else SequenceClassificationHead
+        return head(encoder.config, self.num_labels)
+
+    def describe(self, example: dict[str, Any]) -> str:
+        """A person-readable rendering of a training example, for ``ernie-cpt inspect-task``."""
+        tokens = self.tokenizer.convert_ids_to_tokens(example["input_ids"])
+        if isinstance(example["labels"], list):
+            return " ".join(token if label == IGNORE_INDEX else f"{token}/{self.label_name(label)}"
+                            for token, label in zip(tokens, example["labels"]))
+        segments, current = [], []
+        for token, segment in zip(tokens, example["token_type_ids"]):
+            if token == self.tokenizer.cls_token:
+                continue
+            if token == self.tokenizer.sep_token:
+                segments.append(f"[{segment}] " + self.tokenizer.convert_tokens_to_string(current))
+                current = []
+            else:
+                current.append(token)
+        return f"label {example['labels']} ({self.label_name(example['labels'])})\n    " + "\n    ".join(segments)

@@ -24,9 +24,10 @@ from transformers import ErnieModel
 
 from ernie_cpt.heads import IGNORE_INDEX, MaskedLMHead
 from ernie_cpt.options import option
-from pretasks.alignment import pack_segments, tokenize_documents
+from pretasks.alignment import document_segments
 from pretasks.base import PreTask
 from pretasks.registry import register
+from pretasks.sequences import join_segments
 
 WORD, PHRASE, ENTITY = 0, 1, 2
 UNIT_KINDS = ("word", "phrase", "entity")
@@ -47,6 +48,7 @@ class KnowledgeMasking(PreTask):
     name = "knowledge_masking"
     task_id = 0
     options_class = KnowledgeMaskingOptions
+    level = "token"
 
     def __init__(self, tokenizer: Any, options: KnowledgeMaskingOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)
@@ -60,15 +62,13 @@ class KnowledgeMasking(PreTask):
     def _segments(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {k: [] for k in
                                      ("doc_id", "input_ids", "length", "unit_starts", "unit_ends", "unit_kinds")}
-        for doc_index, tokens in enumerate(tokenize_documents(self.tokenizer, batch)):
+        for doc_index, tokens, segments in document_segments(self.tokenizer, batch, self.max_seq_length - 2):
             units = [tokens.word_ranges(),
                      tokens.token_ranges(batch["noun_chunk_starts"][doc_index], batch["noun_chunk_ends"][doc_index]),
                      tokens.token_ranges(batch["entity_starts"][doc_index], batch["entity_ends"][doc_index])]
             kinds = np.concatenate([np.full(len(u), kind) for kind, u in enumerate(units)])
             ranges = np.concatenate(units)
-            sentence_starts = tokens.token_ranges(batch["sentence_starts"][doc_index],
-                                                  batch["sentence_ends"][doc_index])[:, 0]
-            for start, end in pack_segments(len(tokens), sentence_starts, self.max_seq_length - 2):
+            for start, end in segments:
                 inside = (ranges[:, 0] >= start) & (ranges[:, 1] <= end)
                 out["doc_id"].append(batch["doc_id"][doc_index])
                 out["input_ids"].append(tokens.ids[start:end].tolist())
@@ -78,7 +78,15 @@ class KnowledgeMasking(PreTask):
                 out["unit_kinds"].append(kinds[inside].tolist())
         return out
 
-    def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None) -> datasets.Dataset:
+    @property
+    def num_labels(self) -> int:
+        return len(self.tokenizer)
+
+    def label_name(self, label: int) -> str:
+        return self.tokenizer.convert_ids_to_tokens(label)
+
+    def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
+                       background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
         return documents.map(self._segments, batched=True, batch_size=32, remove_columns=documents.column_names,
                              num_proc=num_proc, desc="knowledge_masking examples")
 
@@ -116,12 +124,7 @@ class KnowledgeMasking(PreTask):
                 ids[start:end] = self.tokenizer.mask_token_id
             elif action < 0.9:
                 ids[start:end] = rng.choice(self.random_token_ids, size=end - start)
-        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        return {
-            "input_ids": [cls, *ids.tolist(), sep],
-            "token_type_ids": [0] * (len(ids) + 2),
-            "labels": [IGNORE_INDEX, *labels.tolist(), IGNORE_INDEX],
-        }
+        return join_segments(self.tokenizer, [ids.tolist()], len(ids) + 2, labels=[labels.tolist()])
 
     def make_head(self, encoder: ErnieModel) -> nn.Module:
         return MaskedLMHead(encoder.config, encoder.get_input_embeddings())

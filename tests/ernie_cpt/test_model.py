@@ -15,7 +15,7 @@ def _model(vocab_size=50):
     torch.manual_seed(0)
     encoder = ErnieModel(config)
     head = MaskedLMHead(config, encoder.get_input_embeddings())
-    return ErnieMultiTask(encoder, {"a": head, "b": head}, {"a": 0, "b": 3})
+    return ErnieMultiTask(encoder, {"a": head, "b": head}, {"a": 0, "b": 3}, {"a": vocab_size, "b": vocab_size})
 
 
 def _batch(labels):
