@@ -35,7 +35,7 @@ from ernie_cpt.model import ErnieMultiTask, ModelOptions, encoder_config, encode
 from ernie_cpt.options import option, to_dict
 from ernie_cpt.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.trainer import TrainingOptions, train
-from pretasks import TASKS, PreTask, get_task
+from pretasks import TASKS, PreTask, TaskUnavailable, get_task
 from schedules import build_schedule, split_budget
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,31 @@ def _model(run_dir: Path, resume: bool, model_options: ModelOptions, tasks: dict
                           {name: task.num_labels for name, task in tasks.items()})
 
 
+def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training: TrainingOptions,
+               evaluation: EvaluationOptions, num_proc: int | None) -> tuple[dict[str, TaskStream], dict]:
+    """Each task's training stream and held-out batches. A task the held-out documents cannot
+    give examples for is trained but not evaluated, with a warning."""
+    streams, evals = {}, {}
+    for name, task in tasks.items():
+        rows = task.build_examples(split["train"], num_proc=num_proc)
+        if len(rows) == 0:
+            raise UserError(f"task {name} found no training examples in this corpus; add text or drop the task")
+        streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers)
+        if not len(split["test"]):
+            continue
+        try:
+            held_out = task.build_examples(split["test"], num_proc=num_proc, background=split["train"],
+                                           held_out=True)
+        except TaskUnavailable as e:
+            log.warning("task %s is not evaluated: the held-out documents give no examples (%s)", name, e)
+            continue
+        if len(held_out):
+            held_out = held_out.shuffle(seed=training.seed).select(range(min(len(held_out),
+                                                                             evaluation.eval_max_examples)))
+            evals[name] = eval_batches(task, held_out, evaluation.eval_batch_size, training.seed)
+    return streams, evals
+
+
 def _validate(run: RunOptions, training: TrainingOptions) -> None:
     if not run.output_dir:
         raise UserError("pretrain needs --output-dir DIR (where checkpoints and logs go)")
@@ -153,19 +178,8 @@ def pretrain(options: dict[type, Any]) -> Path:
                                options[AnnotationOptions].cache_dir)
         tasks = {name: cls(tokenizer, options[cls.options_class], run.max_seq_length)
                  for name, cls in task_classes.items()}
-        num_proc = options[AnnotationOptions].num_proc or None
-        streams, evals = {}, {}
-        for name, task in tasks.items():
-            rows = task.build_examples(split["train"], num_proc=num_proc)
-            if len(rows) == 0:
-                raise UserError(f"task {name} found no training examples in this corpus; add text or drop the task")
-            streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers)
-            held_out = (task.build_examples(split["test"], num_proc=num_proc, background=split["train"],
-                                            held_out=True) if len(split["test"]) else None)
-            if held_out is not None and len(held_out):
-                held_out = held_out.shuffle(seed=training.seed).select(range(min(len(held_out),
-                                                                                 evaluation.eval_max_examples)))
-                evals[name] = eval_batches(task, held_out, evaluation.eval_batch_size, training.seed)
+        streams, evals = _task_data(tasks, split, training, evaluation,
+                                    options[AnnotationOptions].num_proc or None)
         torch.manual_seed(training.seed)
         model = _model(run_dir, run.resume, model_options, tasks, len(tokenizer), run.max_seq_length)
         if not run.resume:
