@@ -168,7 +168,12 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
             gen_kwargs={"corpus": corpus, "pipeline": pipeline, "options": options, "n_process": n_process})
         annotated.save_to_disk(str(build_dir / "final"))
         del annotated
-        os.replace(build_dir / "final", target)
+        try:
+            os.replace(build_dir / "final", target)
+        except OSError:
+            if not (target / "dataset_info.json").exists():
+                raise
+            log.info("Another process cached the same annotations first; using those")
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
     return datasets.load_from_disk(str(target))
