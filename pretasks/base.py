@@ -9,7 +9,10 @@ and labels of the positions (or sequences) it scores, and the model takes the cr
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
@@ -19,6 +22,15 @@ from transformers import ErnieModel, PreTrainedTokenizerBase
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.heads import IGNORE_INDEX, SequenceClassificationHead, TokenClassificationHead
+
+
+@functools.cache
+def _package_source_hash() -> str:
+    """A hash of every module of ``pretasks``: any change to the generators' code changes it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 class TaskUnavailable(UserError):
@@ -46,6 +58,18 @@ class PreTask(ABC):
 
     def label_name(self, label: int) -> str:
         return self.label_names[label]
+
+    def fingerprint(self, *parts: Any) -> str:
+        """A `datasets` fingerprint (``new_fingerprint=``) for a map that builds this task's
+        examples: it covers the generator code, the task, its options, the tokenizer and
+        ``parts`` (datasets by their fingerprint, anything else by ``repr``). `datasets`' own
+        fingerprint misses changes to module-level code that the mapped function calls."""
+        digest = hashlib.sha256()
+        tokenizer = self.tokenizer.backend_tokenizer.to_str() if self.tokenizer.is_fast else repr(self.tokenizer)
+        for part in (_package_source_hash(), self.name, repr(self.options), self.max_seq_length, tokenizer, *parts):
+            digest.update((part._fingerprint if isinstance(part, datasets.Dataset) else repr(part)).encode())
+            digest.update(b"\x1f")
+        return digest.hexdigest()[:32]
 
     @abstractmethod
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,

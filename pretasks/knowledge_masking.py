@@ -88,7 +88,8 @@ class KnowledgeMasking(PreTask):
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
         return documents.map(self._segments, batched=True, batch_size=32, remove_columns=documents.column_names,
-                             num_proc=num_proc, desc="knowledge_masking examples")
+                             num_proc=num_proc, desc="knowledge_masking examples",
+                             new_fingerprint=self.fingerprint(documents))
 
     def choose_units(self, row: dict[str, Any], rng: np.random.Generator) -> list[tuple[int, int]]:
         """Token ranges of the units to mask, about ``mask_ratio`` of the tokens, non-overlapping."""

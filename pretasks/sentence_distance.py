@@ -1,0 +1,202 @@
+"""Sentence distance: are two sentences adjacent, in the same document, or from different ones?
+
+ERNIE 2.0 (Sun et al. 2020, "ERNIE 2.0: A Continual Pre-training Framework for Language
+Understanding", AAAI), section "Structure-aware Pre-training Tasks": a 3-class sentence-pair
+task that extends BERT's next sentence prediction (Devlin et al. 2019).
+
+Labels: 0 "adjacent" - the two sentences are consecutive sentences of one document, in
+document order; 1 "same document" - both come from one document and are at least two
+sentences apart (|i - j| >= 2), in document order; 2 "other document" - the sentences come
+from two different documents, in random order. Sentences are spaCy sentences, numbered
+through the whole document (across paragraphs).
+
+Anchors are the sentences of documents with at least 4 sentences, so every anchor has an
+adjacent and a non-adjacent partner. Each static row stores the anchor, its adjacent partner
+(the next sentence, or the previous one for a document's last sentence), K non-adjacent
+sentences of its document and K sentences of other documents (of ``documents`` and, when
+given, ``background``), all drawn at build time by a Generator seeded from the document ids,
+with their positions (doc id, sentence index). Each epoch, the label is drawn uniformly from
+{0, 1, 2} (balanced classes) and the partner uniformly among the stored candidates. Documents
+with fewer than 4 sentences only supply other-document partners. The pair is joined as
+``[CLS] A [SEP] B [SEP]``, truncated longest-first.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+
+from ernie_cpt.errors import UserError
+from ernie_cpt.options import option
+from pretasks.alignment import tokenize_documents
+from pretasks.base import PreTask, TaskUnavailable
+from pretasks.registry import register
+from pretasks.sequences import join_segments
+
+log = logging.getLogger(__name__)
+
+ADJACENT, SAME_DOCUMENT, OTHER_DOCUMENT = 0, 1, 2
+MIN_ANCHOR_SENTENCES = 4
+TOKENS = datasets.Sequence(datasets.Value("int32"))
+POOL_FEATURES = datasets.Features({
+    "doc_index": datasets.Value("int64"),
+    "doc_id": datasets.Value("string"),
+    "sentence_index": datasets.Value("int32"),
+    "tokens": TOKENS,
+})
+FEATURES = datasets.Features({
+    "doc_id": datasets.Value("string"),
+    "sentence_index": datasets.Value("int32"),
+    "anchor_tokens": TOKENS,
+    "adjacent_index": datasets.Value("int32"),
+    "adjacent_tokens": TOKENS,
+    "same_doc_indices": datasets.Sequence(datasets.Value("int32")),
+    "same_doc_tokens": datasets.Sequence(TOKENS),
+    "other_doc_ids": datasets.Sequence(datasets.Value("string")),
+    "other_doc_indices": datasets.Sequence(datasets.Value("int32")),
+    "other_doc_tokens": datasets.Sequence(TOKENS),
+    "length": datasets.Value("int32"),
+})
+
+Sentence = tuple[str, int, list[int]]  # (doc id, sentence index in the document, token ids)
+
+
+@dataclass
+class SentenceDistanceOptions:
+    """sentence_distance: adjacent / same document / other document sentence pairs"""
+
+    distance_candidates: int = option(4, "Same-document and other-document partner candidates stored per anchor "
+                                      "sentence (K); each epoch picks one of them")
+
+
+@register
+class SentenceDistance(PreTask):
+    name = "sentence_distance"
+    task_id = 4
+    options_class = SentenceDistanceOptions
+    level = "sequence"
+    label_names = ("adjacent", "same document", "other document")
+
+    def __init__(self, tokenizer: Any, options: SentenceDistanceOptions, max_seq_length: int) -> None:
+        super().__init__(tokenizer, options, max_seq_length)
+        if options.distance_candidates < 1:
+            raise UserError(f"--distance-candidates must be at least 1, got {options.distance_candidates}")
+
+    def _sentences(self, batch: dict[str, list[Any]], indices: list[int], doc_offset: int) -> dict[str, list[Any]]:
+        """One row per non-empty sentence, numbered through its document."""
+        out: dict[str, list[Any]] = {name: [] for name in POOL_FEATURES}
+        for i, tokens in enumerate(tokenize_documents(self.tokenizer, batch)):
+            ranges = tokens.token_ranges(batch["sentence_starts"][i], batch["sentence_ends"][i])
+            out["doc_index"] += [doc_offset + indices[i]] * len(ranges)
+            out["doc_id"] += [batch["doc_id"][i]] * len(ranges)
+            out["sentence_index"] += range(len(ranges))
+            out["tokens"] += [tokens.ids[start:end].tolist() for start, end in ranges]
+        return out
+
+    def _sentence_pool(self, documents: datasets.Dataset, doc_offset: int, num_proc: int | None) -> datasets.Dataset:
+        return documents.map(self._sentences, batched=True, batch_size=32, with_indices=True,
+                             fn_kwargs={"doc_offset": doc_offset}, remove_columns=documents.column_names,
+                             features=POOL_FEATURES, num_proc=num_proc, desc="sentence_distance sentences",
+                             new_fingerprint=self.fingerprint(documents, "sentences", doc_offset))
+
+    def _rows(self, batch: dict[str, list[Any]], pool: datasets.Dataset) -> dict[str, list[Any]]:
+        """Fetch the anchor and candidate sentences of a batch of anchors in one ``pool`` lookup."""
+        n, k = len(batch["anchor"]), self.options.distance_candidates
+        columns = [np.asarray(batch[name]).reshape(n, -1) for name in ("anchor", "adjacent", "same", "other")]
+        fetched = pool[np.concatenate(columns, axis=1).ravel().tolist()]
+        width = 2 + 2 * k
+
+        def field(name: str, first: int, count: int) -> list[list[Any]]:
+            return [fetched[name][row * width + first:row * width + first + count] for row in range(n)]
+
+        anchor_tokens, adjacent_tokens = field("tokens", 0, 1), field("tokens", 1, 1)
+        return {
+            "doc_id": [ids[0] for ids in field("doc_id", 0, 1)],
+            "sentence_index": [index[0] for index in field("sentence_index", 0, 1)],
+            "anchor_tokens": [tokens[0] for tokens in anchor_tokens],
+            "adjacent_index": [index[0] for index in field("sentence_index", 1, 1)],
+            "adjacent_tokens": [tokens[0] for tokens in adjacent_tokens],
+            "same_doc_indices": field("sentence_index", 2, k),
+            "same_doc_tokens": field("tokens", 2, k),
+            "other_doc_ids": field("doc_id", 2 + k, k),
+            "other_doc_indices": field("sentence_index", 2 + k, k),
+            "other_doc_tokens": field("tokens", 2 + k, k),
+            "length": [min(self.max_seq_length, 3 + len(a[0]) + len(b[0]))
+                       for a, b in zip(anchor_tokens, adjacent_tokens)],
+        }
+
+    def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
+                       background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
+        pools = [self._sentence_pool(documents, 0, num_proc)]
+        if background is not None and len(background):
+            pools.append(self._sentence_pool(background, len(documents), num_proc))
+        pool = datasets.concatenate_datasets(pools)
+        doc_of_sentence = np.asarray(pool["doc_index"], dtype=np.int64)  # ascending: pools are in document order
+        n_docs = len(documents) + (len(background) if len(pools) > 1 else 0)
+        sentence_counts = np.bincount(doc_of_sentence, minlength=n_docs)
+        first_sentence = np.cumsum(sentence_counts) - sentence_counts
+
+        own_counts = sentence_counts[:len(documents)]
+        counts = (f"{len(documents)} documents: {np.sum(own_counts == 0)} without sentences, "
+                  f"{np.sum(own_counts == 1)} with 1 sentence, {np.sum((own_counts >= 2) & (own_counts < 4))} "
+                  f"with 2-3, {np.sum(own_counts >= MIN_ANCHOR_SENTENCES)} with 4 or more")
+        anchors = np.flatnonzero(sentence_counts[doc_of_sentence[:len(pools[0])]] >= MIN_ANCHOR_SENTENCES)
+        if len(anchors) == 0:
+            message = f"sentence_distance needs documents with at least {MIN_ANCHOR_SENTENCES} sentences; {counts}"
+            if not held_out:
+                raise TaskUnavailable(message)
+            log.warning("%s (held-out split: no evaluation for this task)", message)
+            return datasets.Dataset.from_dict({name: [] for name in FEATURES}, features=FEATURES)
+        docs = doc_of_sentence[anchors]
+        if np.any(sentence_counts[docs] == len(pool)):
+            raise TaskUnavailable(f"sentence_distance needs a second document for its 'other document' pairs; "
+                                  f"{counts} and {len(pool) - len(pools[0])} background sentences")
+
+        doc_ids = list(documents["doc_id"]) + (list(background["doc_id"]) if len(pools) > 1 else [])
+        rng = np.random.default_rng(zlib.crc32("\n".join(doc_ids).encode()))
+        k = self.options.distance_candidates
+        position, size, start = anchors - first_sentence[docs], sentence_counts[docs], first_sentence[docs]
+        adjacent = np.where(position + 1 < size, anchors + 1, anchors - 1)
+        # Same document, |i - j| >= 2: j < i - 1 (there are max(i - 1, 0) such j) or j > i + 1.
+        left = np.maximum(position - 1, 0)
+        n_far = left + np.maximum(size - position - 2, 0)
+        draw = (rng.random((len(anchors), k)) * n_far[:, None]).astype(np.int64)
+        same = start[:, None] + np.where(draw < left[:, None], draw, draw - left[:, None] + position[:, None] + 2)
+        # Other documents: uniform over the pool with the anchor's own document left out.
+        other = (rng.random((len(anchors), k)) * (len(pool) - size)[:, None]).astype(np.int64)
+        other += np.where(other >= start[:, None], size[:, None], 0)
+
+        log.info("sentence_distance: %s (only those give anchors; the others give 'other document' partners), "
+                 "%d anchors, %d sentences in the partner pool (%d from background documents)",
+                 counts, len(anchors), len(pool), len(pool) - len(pools[0]))
+        candidates = datasets.Dataset.from_dict({"anchor": anchors, "adjacent": adjacent, "same": same,
+                                                 "other": other})
+        return candidates.map(self._rows, batched=True, batch_size=256, fn_kwargs={"pool": pool},
+                              remove_columns=candidates.column_names, features=FEATURES, num_proc=num_proc,
+                              desc="sentence_distance examples", new_fingerprint=self.fingerprint(candidates, pool))
+
+    def choose_pair(self, row: dict[str, Any], rng: np.random.Generator) -> tuple[int, Sentence, Sentence]:
+        """The label (uniform over the three classes) and the two sentences, in input order."""
+        label = int(rng.integers(3))
+        anchor: Sentence = (row["doc_id"], row["sentence_index"], row["anchor_tokens"])
+        if label == OTHER_DOCUMENT:
+            k = int(rng.integers(len(row["other_doc_tokens"])))
+            partner = (row["other_doc_ids"][k], row["other_doc_indices"][k], row["other_doc_tokens"][k])
+            return (label, partner, anchor) if rng.random() < 0.5 else (label, anchor, partner)
+        if label == ADJACENT:
+            partner = (row["doc_id"], row["adjacent_index"], row["adjacent_tokens"])
+        else:
+            k = int(rng.integers(len(row["same_doc_tokens"])))
+            partner = (row["doc_id"], row["same_doc_indices"][k], row["same_doc_tokens"][k])
+        return (label, partner, anchor) if partner[1] < anchor[1] else (label, anchor, partner)
+
+    def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        label, first, second = self.choose_pair(row, rng)
+        example = join_segments(self.tokenizer, [first[2], second[2]], self.max_seq_length)
+        example["labels"] = label
+        return example

@@ -1,0 +1,153 @@
+"""Sentence reordering: which permutation shuffled the segments of a paragraph?
+
+ERNIE 2.0 (Sun et al. 2020, "ERNIE 2.0: A Continual Pre-training Framework for Language
+Understanding", AAAI), section "Structure-aware Pre-training Tasks": a paragraph is split
+into 1 to m segments, the segments are shuffled, and the model classifies the permutation
+among all k = sum_{n=1..m} n! permutations of 1..m segments (m=3: 9 classes, m=4: 33).
+
+Static rows are windows of consecutive spaCy sentences of one paragraph (a long paragraph is
+cut at sentence boundaries so that a window fits ``max_seq_length - 1 - m`` tokens); windows
+with fewer than 2 sentences are dropped. Each epoch, a window is cut into n contiguous
+non-empty groups of whole sentences (n uniform in 1..min(m, sentences), the cut points
+uniform), the groups are shuffled by a uniformly random permutation and joined as
+``[CLS] g1 [SEP] g2 [SEP] ...`` with segment ids alternating 0/1.
+
+Labels. A permutation ``p`` of n groups means: shuffled position i holds original group
+``p[i]`` (0-based). The labels enumerate all permutations in a fixed order: n=1 first
+(``(0,)`` is label 0), then n=2 in ``itertools.permutations`` order (``(0, 1)`` is label 1,
+``(1, 0)`` label 2), then n=3 (labels 3..8), and so on; :func:`permutation_of_label` maps a
+label back. A label name lists the original groups 1-based in shuffled order: "2-3-1" means
+the input shows the second group, then the third, then the first. With n=1 (no shuffle) the
+label is the identity class 0, as the paper's k counts it.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+
+from ernie_cpt.errors import UserError
+from ernie_cpt.options import option
+from pretasks.alignment import pack_segments, tokenize_documents
+from pretasks.base import PreTask, TaskUnavailable
+from pretasks.registry import register
+from pretasks.sequences import join_segments
+
+log = logging.getLogger(__name__)
+
+MAX_SEGMENTS_LIMIT = 6  # 6 segments already give 873 classes
+FEATURES = datasets.Features({
+    "doc_id": datasets.Value("string"),
+    "sentence_ids": datasets.Sequence(datasets.Value("int32")),  # the window's sentences, concatenated
+    "sentence_lengths": datasets.Sequence(datasets.Value("int32")),
+    "length": datasets.Value("int32"),
+})
+
+
+@functools.cache
+def permutations_up_to(max_segments: int) -> tuple[tuple[int, ...], ...]:
+    """All permutations of 1..``max_segments`` groups in label order (see the module docstring)."""
+    return tuple(p for n in range(1, max_segments + 1) for p in itertools.permutations(range(n)))
+
+
+def permutation_of_label(label: int, max_segments: int) -> tuple[int, ...]:
+    """The permutation a label stands for: shuffled position i holds original group ``p[i]``."""
+    return permutations_up_to(max_segments)[label]
+
+
+@dataclass
+class SentenceReorderingOptions:
+    """sentence_reordering: classify the permutation of a paragraph's shuffled segments"""
+
+    reorder_max_segments: int = option(3, "Maximum number of segments m a paragraph is cut into; "
+                                       "sum_{n=1..m} n! classes (3 -> 9, 4 -> 33)")
+
+
+@register
+class SentenceReordering(PreTask):
+    name = "sentence_reordering"
+    task_id = 3
+    options_class = SentenceReorderingOptions
+    level = "sequence"
+
+    def __init__(self, tokenizer: Any, options: SentenceReorderingOptions, max_seq_length: int) -> None:
+        super().__init__(tokenizer, options, max_seq_length)
+        m = options.reorder_max_segments
+        if not 2 <= m <= MAX_SEGMENTS_LIMIT:
+            raise UserError(f"--reorder-max-segments must be between 2 and {MAX_SEGMENTS_LIMIT}, got {m}")
+        self.window_tokens = max_seq_length - 1 - m  # room for [CLS] and one [SEP] per segment
+        if self.window_tokens < 2:
+            raise UserError(f"--max-seq-length {max_seq_length} leaves no room for {m} segments")
+        permutations = permutations_up_to(m)
+        self.label_of_permutation = {p: label for label, p in enumerate(permutations)}
+        self.label_names = tuple("-".join(str(group + 1) for group in p) for p in permutations)
+
+    def _windows(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {name: [] for name in FEATURES}
+        m = self.options.reorder_max_segments
+        for doc_index, tokens in enumerate(tokenize_documents(self.tokenizer, batch)):
+            sentence_starts = np.asarray(batch["sentence_starts"][doc_index], dtype=np.int64)
+            sentence_ends = np.asarray(batch["sentence_ends"][doc_index], dtype=np.int64)
+            for paragraph_start, paragraph_end in zip(batch["paragraph_starts"][doc_index],
+                                                      batch["paragraph_ends"][doc_index]):
+                first, last = np.searchsorted(sentence_starts, [paragraph_start, paragraph_end])
+                ranges = tokens.token_ranges(sentence_starts[first:last], sentence_ends[first:last])
+                if len(ranges) < 2:
+                    continue
+                offset = ranges[0, 0]
+                for window_start, window_end in pack_segments(int(ranges[-1, 1] - offset), ranges[:, 0] - offset,
+                                                              self.window_tokens):
+                    inside = ranges[(ranges[:, 0] >= window_start + offset) & (ranges[:, 1] <= window_end + offset)]
+                    if len(inside) < 2:
+                        continue
+                    lengths = inside[:, 1] - inside[:, 0]
+                    out["doc_id"].append(batch["doc_id"][doc_index])
+                    out["sentence_ids"].append(np.concatenate([tokens.ids[s:e] for s, e in inside]).tolist())
+                    out["sentence_lengths"].append(lengths.tolist())
+                    out["length"].append(int(lengths.sum()) + 1 + min(m, len(inside)))
+        return out
+
+    def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
+                       background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
+        rows = documents.map(self._windows, batched=True, batch_size=32, remove_columns=documents.column_names,
+                             features=FEATURES, num_proc=num_proc, desc="sentence_reordering examples",
+                             new_fingerprint=self.fingerprint(documents))
+        columns = documents.select_columns(["paragraph_starts", "sentence_starts"])
+        n_paragraphs = sum(len(p) for p in columns["paragraph_starts"])
+        n_sentences = sum(len(s) for s in columns["sentence_starts"])
+        counts = f"{len(documents)} documents, {n_paragraphs} paragraphs, {n_sentences} sentences"
+        if len(rows) == 0:
+            message = (f"sentence_reordering needs paragraphs with at least 2 sentences; {counts} "
+                       f"gave no window of 2 or more sentences")
+            if not held_out:
+                raise TaskUnavailable(message)
+            log.warning("%s (held-out split: no evaluation for this task)", message)
+            return rows
+        n_window_sentences = sum(len(s) for s in rows["sentence_lengths"])
+        log.info("sentence_reordering: %s -> %d windows of %.1f sentences on average (%d sentences in windows)",
+                 counts, len(rows), n_window_sentences / len(rows), n_window_sentences)
+        return rows
+
+    def shuffle(self, row: dict[str, Any], rng: np.random.Generator) -> tuple[list[list[int]], tuple[int, ...]]:
+        """The window cut into n groups of whole sentences (in original order) and the permutation
+        that shuffles them: shuffled position i holds ``groups[permutation[i]]``."""
+        ids, lengths = row["sentence_ids"], row["sentence_lengths"]
+        n_sentences = len(lengths)
+        n_groups = int(rng.integers(1, min(self.options.reorder_max_segments, n_sentences) + 1))
+        group_starts = np.sort(rng.choice(np.arange(1, n_sentences), size=n_groups - 1, replace=False))
+        sentence_offsets = np.cumsum([0, *lengths])
+        bounds = [0, *sentence_offsets[group_starts].tolist(), len(ids)]
+        groups = [ids[start:end] for start, end in itertools.pairwise(bounds)]
+        return groups, tuple(int(group) for group in rng.permutation(n_groups))
+
+    def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        groups, permutation = self.shuffle(row, rng)
+        example = join_segments(self.tokenizer, [groups[group] for group in permutation], self.max_seq_length)
+        example["labels"] = self.label_of_permutation[permutation]
+        return example

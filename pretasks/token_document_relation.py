@@ -1,0 +1,145 @@
+"""Token-document relation: does each word of a segment also occur elsewhere in its document?
+
+ERNIE 2.0 (Sun et al. 2020, "ERNIE 2.0: A Continual Pre-training Framework for Language
+Understanding", AAAI) predicts whether a token of a segment appears in other segments of the
+original document; words that recur across a document tend to be its key words, so the task
+teaches the model what a document is about.
+
+Segments are a document's paragraphs (blank-line separated, from the annotation); a
+paragraph longer than ``max_seq_length - 2`` tokens is cut into windows at sentence starts
+(:func:`pretasks.alignment.pack_segments`), each window a segment of its own. Only documents
+with at least 2 segments give examples, one per segment.
+
+Labels, on the first sub-token of each word of the tokenizer's pre-tokenizer (whitespace and
+punctuation split): 1 if the word's raw text, case-folded (``str.casefold``), is also the
+case-folded text of a word in another segment of the same document, else 0. Not scored (-100):
+spaCy's English stop words (``spacy.lang.en.stop_words.STOP_WORDS``, compared case-folded,
+plus the endings of its contractions: s, t, ll, ... of "Anne's", "don't", which the pre-tokenizer
+splits off) unless ``tdr_label_stop_words``, words with no letter or digit (punctuation) unless
+``tdr_label_punctuation``, other sub-tokens and [CLS]/[SEP]. A segment with fewer than
+``tdr_min_words`` labelled words gives no example but still counts as a segment of its document
+(a one-line "CHAPTER 3" paragraph makes "chapter" occur elsewhere). Labels are computed once
+at build time; ``make_example`` only adds the special tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from ernie_cpt.heads import IGNORE_INDEX
+from ernie_cpt.options import option
+from pretasks.alignment import DocumentTokens, pack_segments, tokenize_documents
+from pretasks.base import PreTask, TaskUnavailable
+from pretasks.registry import register
+from pretasks.sequences import join_segments
+
+log = logging.getLogger(__name__)
+
+# The pre-tokenizer splits "Anne's" and "don't" at the apostrophe, so the endings of spaCy's
+# contraction stop words ('s, 'll, n't, ...) are stop words too: s, ll, t, ...
+APOSTROPHES = re.compile("['\u2018\u2019]")
+STOP_WORD_KEYS = frozenset(STOP_WORDS) | {APOSTROPHES.split(word)[-1] for word in STOP_WORDS
+                                          if APOSTROPHES.search(word)}
+
+
+@dataclass
+class TokenDocumentRelationOptions:
+    """token_document_relation: predict which words of a segment occur in other segments of its document"""
+
+    tdr_label_stop_words: bool = option(False, "Also label spaCy's English stop words (the, of, she, ...)")
+    tdr_label_punctuation: bool = option(False, "Also label words with no letter or digit (punctuation)")
+    tdr_min_words: int = option(5, "Segments with fewer labelled words give no example (they still count as "
+                                   "segments of their document)")
+
+
+@register
+class TokenDocumentRelation(PreTask):
+    name = "token_document_relation"
+    task_id = 2
+    options_class = TokenDocumentRelationOptions
+    level = "token"
+    label_names = ("only here", "elsewhere")
+
+    def document_segments(self, batch: dict[str, list[Any]]) -> Iterator[tuple[int, DocumentTokens,
+                                                                              list[tuple[int, int]]]]:
+        """For each document of a batch: its index, its tokens, and the token ranges of its segments
+        (paragraphs, long ones cut into windows at sentence starts)."""
+        budget = self.max_seq_length - 2
+        for doc_index, tokens in enumerate(tokenize_documents(self.tokenizer, batch)):
+            sentence_starts = tokens.token_ranges(batch["sentence_starts"][doc_index],
+                                                  batch["sentence_ends"][doc_index])[:, 0]
+            segments = []
+            for start, end in tokens.token_ranges(batch["paragraph_starts"][doc_index],
+                                                  batch["paragraph_ends"][doc_index]).tolist():
+                inside = sentence_starts[(sentence_starts > start) & (sentence_starts < end)] - start
+                segments += [(start + s, start + e) for s, e in pack_segments(end - start, inside, budget)]
+            yield doc_index, tokens, segments
+
+    def is_labelled(self, word: str) -> bool:
+        """Whether a word (raw text) is scored under the options."""
+        if not any(c.isalnum() for c in word):
+            return self.options.tdr_label_punctuation
+        return self.options.tdr_label_stop_words or word.casefold() not in STOP_WORD_KEYS
+
+    def word_labels(self, text: str, tokens: DocumentTokens, segments: list[tuple[int, int]]) -> np.ndarray:
+        """A label per token of a document: 1/0 on each labelled word's first sub-token, -100 elsewhere."""
+        words = tokens.word_ranges()
+        raw = [text[tokens.starts[first]:tokens.ends[last - 1]] for first, last in words]
+        segment_of_word = np.searchsorted([start for start, _ in segments], words[:, 0], side="right") - 1
+        segments_of: defaultdict[str, set[int]] = defaultdict(set)
+        for word, segment in zip(raw, segment_of_word.tolist()):
+            segments_of[word.casefold()].add(segment)
+        labels = np.full(len(tokens), IGNORE_INDEX, dtype=np.int64)
+        for word, first in zip(raw, words[:, 0]):
+            if self.is_labelled(word):
+                labels[first] = int(len(segments_of[word.casefold()]) > 1)
+        return labels
+
+    def _segments(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {k: [] for k in ("doc_id", "input_ids", "labels", "length")}
+        for doc_index, tokens, segments in self.document_segments(batch):
+            if len(segments) < 2:
+                continue
+            labels = self.word_labels(batch["text"][doc_index], tokens, segments)
+            for start, end in segments:
+                if (labels[start:end] != IGNORE_INDEX).sum() < self.options.tdr_min_words:
+                    continue
+                out["doc_id"].append(batch["doc_id"][doc_index])
+                out["input_ids"].append(tokens.ids[start:end].tolist())
+                out["labels"].append(labels[start:end].tolist())
+                out["length"].append(end - start + 2)
+        return out
+
+    def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
+                       background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
+        rows = documents.map(self._segments, batched=True, batch_size=32, remove_columns=documents.column_names,
+                             num_proc=num_proc, desc="token_document_relation examples",
+                             new_fingerprint=self.fingerprint(documents))
+        if len(rows):
+            log.info("token_document_relation: %d examples from %d of %d documents", len(rows),
+                     len(set(rows["doc_id"])), len(documents))
+            return rows
+        multi_segment = sum(len(segments) >= 2 for batch in documents.iter(batch_size=32)
+                            for _, _, segments in self.document_segments(batch))
+        segments_needed = (f"2 or more segments (paragraphs separated by a blank line, or windows of a paragraph "
+                           f"over {self.max_seq_length - 2} tokens)")
+        reason = (f"none has {segments_needed}" if multi_segment == 0 else
+                  f"{multi_segment} have {segments_needed} but no segment with {self.options.tdr_min_words} "
+                  "labelled words (see --tdr-min-words)")
+        message = f"token_document_relation found no example in {len(documents)} documents: {reason}"
+        if held_out:  # the held-out split may be a single document; evaluation then skips this task
+            log.warning(message)
+            return rows
+        raise TaskUnavailable(message)
+
+    def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        return join_segments(self.tokenizer, [row["input_ids"]], self.max_seq_length, labels=[row["labels"]])
