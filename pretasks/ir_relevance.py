@@ -1,0 +1,400 @@
+"""IR relevance: is a passage strongly, weakly or not relevant to a query?
+
+ERNIE 2.0 (Sun et al. 2020, "ERNIE 2.0: A Continual Pre-training Framework for Language
+Understanding", AAAI) learns this 3-way task from Baidu search logs: a query paired with the
+title of a result the user clicked (strong), one shown but not clicked (weak), or a random
+title (irrelevant). Without a log, a corpus stands in for the search engine:
+
+* query: the document's title; else its heading, a first paragraph of at most 8 words without
+  sentence-final punctuation that is not a generic label ("Chapter 3", "VOLUME II"); else its
+  most frequent named entity (numbers, dates and quantities excluded); else its most frequent
+  noun chunk (leading determiners and other stop words dropped from both).
+* passages: paragraphs of at least 8 words, cut to what an input can hold. Terms are
+  case-folded words minus spaCy's stop words, numbers and single letters.
+* 0 strong: a passage of the query's document.
+* 1 weak: a passage of *another* document among those ranked highest for the query terms by
+  BM25 (Robertson & Zaragoza 2009, "The Probabilistic Relevance Framework: BM25 and Beyond";
+  k1=1.2, b=0.75, over an inverted index of all passages), so it shares a query term. When no
+  passage of another document does, the query document's 8 most salient terms (highest tf-idf
+  among terms other documents also contain) are the BM25 query; if none matches, no class 1.
+* 2 irrelevant: a random passage of a document sharing no query term (document BM25 score 0);
+  when every other document shares one, a random passage of another document sharing none.
+
+The query text is removed from every passage paired with it (case-insensitive, at word
+boundaries, with an attached -s/-ed/-ing/'s), not only from strong ones: weak passages are
+found by their query terms, so keeping it would make "contains the query" a label shortcut.
+
+Static rows: one per (query document, strong passage), at most ``ir_passages_per_query`` per
+document (drawn with a seed from the document id), each with ``ir_candidates`` weak candidates
+(the query's ranking dealt round-robin over its rows) and as many irrelevant ones; rows with a
+single class are dropped. ``make_example`` draws the class uniformly among those the row has,
+then a candidate: [CLS] query [SEP] passage [SEP]. ``background`` documents only supply weak
+and irrelevant candidates.
+
+A click log (``ir_click_log``: TSV with a header, or JSONL; fields query, title, clicked and
+optional shown, default true) adds rows to the corpus rows, as in ERNIE 2.0: per query and
+clicked title a row whose strong passage is that title, weak candidates the titles shown but
+never clicked, irrelevant ones titles of records with another query; titles are kept whole.
+A query is held out when crc32(query) % 100 < 5.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import zlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import datasets
+import numpy as np
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from ernie_cpt.errors import UserError
+from ernie_cpt.options import option
+from pretasks.base import PreTask, TaskUnavailable
+from pretasks.registry import register
+from pretasks.sequences import join_segments
+
+log = logging.getLogger(__name__)
+
+K1, B = 1.2, 0.75  # BM25 constants (Robertson & Zaragoza 2009)
+MIN_PASSAGE_WORDS = 8
+MAX_HEADING_WORDS = 8
+SALIENT_TERMS = 8
+HELD_OUT_PERCENT = 5
+CLASSES = ("strong", "weak", "irrelevant")
+NUMERIC_ENTITIES = {"CARDINAL", "ORDINAL", "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY"}
+TERM = re.compile(r"[^\W_]+")
+GENERIC_HEADING = re.compile(r"(chapter|volume|book|part|section|act|scene|letter|appendix)\s+([0-9]+|[ivxlcdm]+)\.?",
+                             re.IGNORECASE)
+TRUE, FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
+TEXT_COLUMNS = [f"{c}_texts" for c in CLASSES]
+PLAN_FEATURES = datasets.Features({
+    "query_doc_id": datasets.Value("string"), "query": datasets.Value("string"), "query_kind": datasets.Value("string"),
+    **{f"{c}_{field}": datasets.Sequence(datasets.Value(kind)) for c in CLASSES
+       for field, kind in (("texts", "string"), ("doc_ids", "string"), ("paragraphs", "int64"))}})
+ROW_FEATURES = datasets.Features({
+    **{k: v for k, v in PLAN_FEATURES.items() if k not in TEXT_COLUMNS}, "length": datasets.Value("int64"),
+    "query_ids": datasets.Sequence(datasets.Value("int64")),
+    **{f"{c}_ids": datasets.Sequence(datasets.Sequence(datasets.Value("int64"))) for c in CLASSES}})
+
+
+@dataclass
+class IrRelevanceOptions:
+    """ir_relevance: query-passage relevance (strong / weak / irrelevant)"""
+
+    ir_passages_per_query: int = option(8, "Strong passages (static rows) per query document, at most")
+    ir_candidates: int = option(4, "Weak and irrelevant candidate passages stored per row (K)")
+    ir_click_log: str | None = option(None, "Click log (TSV with header or JSONL: query, title, clicked[, shown]) "
+                                      "whose rows are added to the corpus rows")
+
+
+def content_terms(text: str) -> list[str]:
+    """The case-folded words of ``text`` that carry content: no stop words, numbers, single letters or underscores."""
+    return [w for w in TERM.findall(text.lower()) if w not in STOP_WORDS and len(w) > 1 and not w.isdigit()]
+
+
+def is_heading(paragraph: str) -> bool:
+    """A short paragraph with no sentence-final punctuation that is not a generic "Chapter 3" label."""
+    words = paragraph.split()
+    return (0 < len(words) <= MAX_HEADING_WORDS and not re.search(r"[.!?,;:][\"'\u201d\u2019)]*$", paragraph)
+            and not GENERIC_HEADING.fullmatch(" ".join(words)))
+
+
+def salient_phrase(text: str, starts: list[int], ends: list[int]) -> str | None:
+    """The most frequent span text (case-folded; first seen wins ties), without leading stop words."""
+    counts: Counter[str] = Counter()
+    surface: dict[str, str] = {}
+    for start, end in zip(starts, ends):
+        words = re.sub(r"['\u2019]s$", "", text[start:end]).split()
+        while words and words[0].lower() in STOP_WORDS:
+            words.pop(0)
+        phrase = " ".join(words)
+        if content_terms(phrase):
+            counts[phrase.lower()] += 1
+            surface.setdefault(phrase.lower(), phrase)
+    return surface[counts.most_common(1)[0][0]] if counts else None
+
+
+def choose_query(doc: dict[str, Any]) -> tuple[str, str] | None:
+    """(query, kind) of an annotated document, kind being title, heading, entity or noun_chunk."""
+    if (doc["title"] or "").strip():
+        return " ".join(doc["title"].split()), "title"
+    text = doc["text"]
+    if doc["paragraph_starts"]:
+        first = " ".join(text[doc["paragraph_starts"][0]:doc["paragraph_ends"][0]].split())
+        if is_heading(first):
+            return first, "heading"
+    entities = [(s, e) for s, e, label in zip(doc["entity_starts"], doc["entity_ends"], doc["entity_labels"])
+                if label not in NUMERIC_ENTITIES]
+    for kind, spans in (("entity", entities), ("noun_chunk", list(zip(doc["noun_chunk_starts"],
+                                                                       doc["noun_chunk_ends"])))):
+        phrase = salient_phrase(text, [s for s, _ in spans], [e for _, e in spans])
+        if phrase:
+            return phrase, kind
+    return None
+
+
+def query_remover(query: str) -> re.Pattern[str]:
+    """A pattern matching the query in a text: case-insensitive, any whitespace between its words,
+    at word boundaries (an underscore is one, as for the tokenizer), with an inflection (-s, -es, -ed,
+    -d, -ing, 's) attached to it."""
+    body = r"\s+".join(re.escape(word) for word in query.split())
+    left = r"(?<![^\W_])" if re.match(r"[^\W_]", query) else ""
+    right = r"(?:s|es|ed|d|ing|['\u2019]s)?(?![^\W_])" if re.search(r"[^\W_]$", query) else ""
+    return re.compile(left + body + right, re.IGNORECASE)
+
+
+def clean_passage(remover: re.Pattern[str], text: str, max_words: int) -> str | None:
+    """``text`` without the query, cut to ``max_words`` words (no fewer tokens than a model input can hold,
+    as every word is at least one token), or None when fewer than ``MIN_PASSAGE_WORDS`` words remain."""
+    words = remover.sub(" ", text).split()
+    return " ".join(words[:max_words]) if len(words) >= MIN_PASSAGE_WORDS else None
+
+
+class PassageIndex:
+    """The paragraphs (passages) of a set of documents with an inverted index of their content
+    terms, for BM25 scoring, and which documents contain each term (title included)."""
+
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self.texts: list[str] = []
+        doc_of, paragraph_of, lengths = [], [], []
+        postings: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
+        self.term_docs: dict[str, list[int]] = defaultdict(list)
+        for d, doc in enumerate(docs):
+            doc_terms = set(content_terms(doc["title"] or ""))
+            for p, (start, end) in enumerate(zip(doc["paragraph_starts"], doc["paragraph_ends"])):
+                text = doc["text"][start:end]
+                terms = content_terms(text)
+                doc_terms.update(terms)
+                if len(text.split()) < MIN_PASSAGE_WORDS:
+                    continue
+                for term, tf in Counter(terms).items():
+                    postings[term][0].append(len(self.texts))
+                    postings[term][1].append(tf)
+                self.texts.append(text)
+                doc_of.append(d)
+                paragraph_of.append(p)
+                lengths.append(len(terms))
+            for term in doc_terms:
+                self.term_docs[term].append(d)
+        self.n_docs = len(docs)
+        self.doc_of, self.paragraph_of = np.array(doc_of, dtype=np.int64), np.array(paragraph_of, dtype=np.int64)
+        self.lengths = np.array(lengths, dtype=np.float64)
+        self.avg_length = max(float(self.lengths.mean()), 1.0) if len(self.lengths) else 1.0
+        self.postings = {t: (np.array(ids), np.array(tfs, dtype=np.float64)) for t, (ids, tfs) in postings.items()}
+
+    def bm25(self, terms: list[str]) -> np.ndarray:
+        """The BM25 score of every passage for a query of ``terms`` (Lucene's non-negative idf)."""
+        scores = np.zeros(len(self.texts))
+        for term in set(terms) & self.postings.keys():
+            ids, tf = self.postings[term]
+            idf = np.log(1 + (len(self.texts) - len(ids) + 0.5) / (len(ids) + 0.5))
+            scores[ids] += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * self.lengths[ids] / self.avg_length))
+        return scores
+
+    def salient_terms(self, doc: dict[str, Any]) -> list[str]:
+        """The document's ``SALIENT_TERMS`` terms of highest tf-idf among those other documents also
+        contain (a term of this document alone could not find a weak passage)."""
+        counts = Counter(content_terms(f"{doc['title'] or ''}\n{doc['text']}"))
+        weight = {t: n * np.log(self.n_docs / len(self.term_docs[t])) for t, n in counts.items()
+                  if len(self.term_docs[t]) > 1}
+        return sorted(weight, key=lambda t: (-weight[t], t))[:SALIENT_TERMS]
+
+    def ranked(self, scores: np.ndarray, exclude_doc: int) -> np.ndarray:
+        """Passages of other documents with a positive score, best first (index order breaks ties)."""
+        found = np.flatnonzero((scores > 0) & (self.doc_of != exclude_doc))
+        return found[np.lexsort((found, -scores[found]))]
+
+
+def _flag(value: Any, where: str, field: str) -> bool:
+    text = str(value).strip().lower()
+    if text not in TRUE | FALSE:
+        raise UserError(f"{where}: '{field}' must be 0/1 or true/false, not {value!r}; fix that line of the click log")
+    return text in TRUE
+
+
+class ClickRecord(NamedTuple):
+    where: str  # file:line
+    query: str
+    title: str
+    clicked: bool
+    shown: bool
+
+
+def read_click_log(path: str) -> list[ClickRecord]:
+    """The records of a TSV (with header) or JSONL click log; a malformed line is a UserError naming it."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read click log {path} ({e}); pass a UTF-8 TSV or JSONL file to --ir-click-log") from e
+    jsonl = Path(path).suffix.lower() in (".jsonl", ".json")
+    header = [] if jsonl or not lines else lines[0].strip().split("\t")
+    if not jsonl and not {"query", "title", "clicked"} <= set(header):
+        raise UserError(f"{path}:1: a TSV click log needs a header with query, title and clicked columns "
+                        f"(and optionally shown); found {header}")
+    records = []
+    for number, line in enumerate(lines, 1):
+        where = f"{path}:{number}"
+        if not line.strip() or (not jsonl and number == 1):
+            continue
+        try:
+            record = json.loads(line) if jsonl else dict(zip(header, line.split("\t"), strict=True))
+        except (json.JSONDecodeError, ValueError) as e:
+            raise UserError(f"{where}: malformed line ({e}); expected "
+                            f"{'a JSON object' if jsonl else f'{len(header)} tab-separated fields'}") from e
+        if not isinstance(record, dict) or not all(str(record.get(k) or "").strip() for k in ("query", "title")) \
+                or "clicked" not in record:
+            raise UserError(f"{where}: malformed line; every record needs a non-empty query and title, and clicked")
+        query, title = (" ".join(str(record[k]).split()) for k in ("query", "title"))
+        records.append(ClickRecord(where, query, title, _flag(record["clicked"], where, "clicked"),
+                                   _flag(record.get("shown", 1), where, "shown")))
+    return records
+
+
+@register
+class IrRelevance(PreTask):
+    name = "ir_relevance"
+    task_id = 6
+    options_class = IrRelevanceOptions
+    level = "sequence"
+    label_names = CLASSES
+
+    def __init__(self, tokenizer: Any, options: IrRelevanceOptions, max_seq_length: int) -> None:
+        super().__init__(tokenizer, options, max_seq_length)
+        if options.ir_passages_per_query < 1 or options.ir_candidates < 1:
+            raise UserError("--ir-passages-per-query and --ir-candidates must be at least 1")
+
+    def _document_rows(self, index: PassageIndex, d: int, doc: dict[str, Any], query: str,
+                       kind: str, doc_ids: list[str]) -> list[dict[str, Any]]:
+        """The rows of one query document: its strong passages, each with weak and irrelevant candidates."""
+        k, remover, terms = self.options.ir_candidates, query_remover(query), content_terms(query)
+        rng = np.random.default_rng(zlib.crc32(doc["doc_id"].encode()))
+
+        def passages(ids: Any, limit: int | None = None) -> list[tuple[int, str]]:
+            """(passage, text without the query) of the first ``limit`` of ``ids`` that keep enough words."""
+            found: list[tuple[int, str]] = []
+            for i in ids:
+                if len(found) == limit:
+                    break
+                if (text := clean_passage(remover, index.texts[i], self.max_seq_length)) is not None:
+                    found.append((int(i), text))
+            return found
+
+        own = passages(np.flatnonzero(index.doc_of == d))
+        n_rows = min(len(own), self.options.ir_passages_per_query)
+        strong = sorted(rng.choice(len(own), size=n_rows, replace=False).tolist())
+        query_scores = index.bm25(terms)
+        ranking = index.ranked(query_scores, d)
+        if not len(ranking):  # no other passage shares a query term: the document's salient terms instead
+            ranking = index.ranked(index.bm25(index.salient_terms(doc)), d)
+        weak = passages(ranking, k * n_rows)
+        related = np.zeros(index.n_docs, dtype=bool)
+        related[[d, *(x for t in terms for x in index.term_docs.get(t, []))]] = True
+        pool = np.flatnonzero(~related[index.doc_of])
+        if not len(pool):  # every other document shares a query term: passages that share none
+            pool = np.flatnonzero((query_scores == 0) & (index.doc_of != d))
+        rows = []
+        for j, passage in enumerate(strong):
+            drawn = rng.choice(pool, size=min(len(pool), 2 * k), replace=False) if len(pool) else []
+            irrelevant = passages(drawn, k)
+            row = {"query_doc_id": doc["doc_id"], "query": query, "query_kind": kind}
+            dealt = list(dict.fromkeys(weak[j::n_rows] + weak))[:k]  # its share of the ranking, then the best
+            for name, chosen in (("strong", [own[passage]]), ("weak", dealt), ("irrelevant", irrelevant)):
+                row[f"{name}_texts"] = [text for _, text in chosen]
+                row[f"{name}_doc_ids"] = [doc_ids[index.doc_of[i]] for i, _ in chosen]
+                row[f"{name}_paragraphs"] = [int(index.paragraph_of[i]) for i, _ in chosen]
+            rows.append(row)
+        return rows
+
+    def _corpus_plan(self, documents: datasets.Dataset, background: datasets.Dataset | None) -> list[dict[str, Any]]:
+        docs = list(documents) + (list(background) if background is not None else [])
+        if len(docs) < 2:
+            return []
+        index = PassageIndex(docs)
+        doc_ids = [doc["doc_id"] for doc in docs]
+        kinds: Counter[str] = Counter()
+        rows = []
+        for d, doc in enumerate(docs[:len(documents)]):
+            if (chosen := choose_query(doc)) is not None:
+                kinds[chosen[1]] += 1
+                rows += self._document_rows(index, d, doc, *chosen, doc_ids)
+        log.info("ir_relevance: %d documents (%d background), %d passages, queries by kind %s -> %d rows, "
+                 "%d without a weak candidate", len(docs), len(docs) - len(documents), len(index.texts),
+                 dict(kinds), len(rows), sum(not row["weak_texts"] for row in rows))
+        return rows
+
+    def _click_log_plan(self, held_out: bool) -> list[dict[str, Any]]:
+        records = read_click_log(self.options.ir_click_log)
+        by_query: dict[str, list[int]] = defaultdict(list)
+        for r, record in enumerate(records):
+            by_query[record.query.lower()].append(r)
+        rows = []
+        for key, members in by_query.items():
+            if (zlib.crc32(key.encode()) % 100 < HELD_OUT_PERCENT) != held_out:
+                continue
+            rng = np.random.default_rng(zlib.crc32(key.encode()))
+            strong = {records[r].title.lower(): r for r in members if records[r].clicked}
+            weak = {records[r].title.lower(): r for r in members
+                    if records[r].shown and records[r].title.lower() not in strong}
+            drawn = [int(r) for r in rng.integers(len(records), size=20 * self.options.ir_candidates)]
+            irrelevant = {records[r].title.lower(): r for r in drawn if records[r].query.lower() != key
+                          and records[r].title.lower() not in strong.keys() | weak.keys()}
+            for clicked in list(strong.values()) or [None]:
+                row = {"query_doc_id": records[members[0]].where, "query": records[members[0]].query,
+                       "query_kind": "click_log"}
+                weak_chosen = sorted(rng.permutation(list(weak.values()))[:self.options.ir_candidates].tolist())
+                for name, chosen in (("strong", [] if clicked is None else [clicked]), ("weak", weak_chosen),
+                                     ("irrelevant", list(irrelevant.values())[:self.options.ir_candidates])):
+                    row[f"{name}_texts"] = [records[r].title for r in chosen]
+                    row[f"{name}_doc_ids"] = [records[r].where for r in chosen]
+                    row[f"{name}_paragraphs"] = [-1] * len(chosen)
+                rows.append(row)
+        log.info("ir_relevance: %d click-log records, %d queries -> %d %s rows", len(records), len(by_query),
+                 len(rows), "held-out" if held_out else "training")
+        return rows
+
+    def _tokenize(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """Token ids of the queries and passages of a batch of planned rows (each distinct text tokenized once)."""
+        texts = list(dict.fromkeys(batch["query"] + [t for name in TEXT_COLUMNS for ts in batch[name] for t in ts]))
+        encoded = dict(zip(texts, self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
+                                                 return_token_type_ids=False)["input_ids"]))
+        out: dict[str, list[Any]] = {"query_ids": [encoded[q][:self.max_seq_length // 4] for q in batch["query"]]}
+        budgets = [self.max_seq_length - 3 - len(query) for query in out["query_ids"]]
+        for name in CLASSES:
+            out[f"{name}_ids"] = [[encoded[text][:budget] for text in texts]
+                                  for texts, budget in zip(batch[f"{name}_texts"], budgets)]
+        out["length"] = [self.max_seq_length - budget + max(len(p) for c in CLASSES for p in out[f"{c}_ids"][i])
+                         for i, budget in enumerate(budgets)]
+        return out
+
+    def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
+                       background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
+        plan = self._corpus_plan(documents, background)
+        if self.options.ir_click_log:
+            plan += self._click_log_plan(held_out)
+        plan = [row for row in plan if sum(bool(row[c]) for c in TEXT_COLUMNS) >= 2]
+        if not plan:
+            n_background = len(background) if background is not None else 0
+            raise TaskUnavailable(
+                f"ir_relevance formed no query-passage pair from {len(documents)} document(s) ({n_background} "
+                f"background); it needs >= 2 documents and a query (title, heading, entity or noun chunk) whose "
+                f"document has a passage of >= {MIN_PASSAGE_WORDS} words besides the query, or a click log")
+        rows = datasets.Dataset.from_list(plan, features=PLAN_FEATURES)
+        # Large batches: a passage paired with many queries is tokenized once per batch.
+        return rows.map(self._tokenize, batched=True, batch_size=4000, remove_columns=TEXT_COLUMNS,
+                        features=ROW_FEATURES, num_proc=num_proc if num_proc and len(rows) > 4000 else None,
+                        desc="ir_relevance examples")
+
+    def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        classes = [label for label, name in enumerate(CLASSES) if row[f"{name}_ids"]]
+        label = classes[int(rng.integers(len(classes)))]
+        candidates = row[f"{CLASSES[label]}_ids"]
+        passage = candidates[int(rng.integers(len(candidates)))]
+        example = join_segments(self.tokenizer, [row["query_ids"], passage], self.max_seq_length)
+        example["labels"] = label
+        return example

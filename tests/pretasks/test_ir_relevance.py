@@ -1,0 +1,226 @@
+import json
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ernie_cpt.annotate import AnnotationOptions, annotate
+from ernie_cpt.corpus import CorpusOptions, load_corpus
+from ernie_cpt.errors import UserError
+from ernie_cpt.tokenizer import train_tokenizer
+from pretasks.base import TaskUnavailable
+from pretasks.ir_relevance import (
+    CLASSES,
+    IrRelevance,
+    IrRelevanceOptions,
+    PassageIndex,
+    choose_query,
+    content_terms,
+    is_heading,
+)
+
+JARGON = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "jargon.jsonl"
+
+
+@pytest.fixture(scope="module")
+def jargon_annotations(tmp_path_factory, cache_dir):
+    """The first 300 entries of the Jargon File (title + definition), annotated."""
+    if not JARGON.is_file():
+        pytest.skip(f"real-text corpus {JARGON} is absent")
+    path = tmp_path_factory.mktemp("jargon") / "jargon.jsonl"
+    path.write_text("".join(JARGON.read_text(encoding="utf-8").splitlines(keepends=True)[:300]), encoding="utf-8")
+    return annotate(load_corpus(CorpusOptions(corpus=[str(path)])), AnnotationOptions(cache_dir=cache_dir))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(jargon_annotations):
+    return train_tokenizer(jargon_annotations, 3000)
+
+
+@pytest.fixture(scope="module")
+def task(tokenizer):
+    return IrRelevance(tokenizer, IrRelevanceOptions(), max_seq_length=128)
+
+
+@pytest.fixture(scope="module")
+def rows(task, jargon_annotations):
+    return list(task.build_examples(jargon_annotations))
+
+
+@pytest.fixture(scope="module")
+def docs(jargon_annotations):
+    return {doc["doc_id"]: doc for doc in jargon_annotations}
+
+
+def paragraph(docs, doc_id, index):
+    doc = docs[doc_id]
+    return doc["text"][doc["paragraph_starts"][index]:doc["paragraph_ends"][index]]
+
+
+def is_subsequence(part, whole):
+    tokens = iter(whole)
+    return all(token in tokens for token in part)
+
+
+def contains_query(tokenizer, passage, query):
+    """Whether the query's tokens occur in the passage's tokens as whole words."""
+    q = tokenizer(query, add_special_tokens=False)["input_ids"]
+    vocab = tokenizer.convert_ids_to_tokens(passage)
+    return any(passage[i:i + len(q)] == q and not (i + len(q) < len(vocab) and vocab[i + len(q)].startswith("##"))
+               for i in range(len(passage) - len(q) + 1))
+
+
+def check_passages(rows, docs, tokenizer, name):
+    """Every stored passage of class ``name`` is its paragraph's tokens minus the query; returns
+    (row, doc id, paragraph text) of each."""
+    found = []
+    for row in rows:
+        for ids, doc_id, index in zip(row[f"{name}_ids"], row[f"{name}_doc_ids"], row[f"{name}_paragraphs"]):
+            text = paragraph(docs, doc_id, index)
+            assert is_subsequence(ids, tokenizer(text, add_special_tokens=False)["input_ids"])
+            assert len(ids) >= 8 and not contains_query(tokenizer, ids, row["query"])
+            found.append((row, doc_id, text))
+    return found
+
+
+def test_strong_passages_are_from_the_query_document_with_the_query_removed(rows, docs, tokenizer):
+    strong = check_passages(rows, docs, tokenizer, "strong")
+    assert len(strong) == len(rows) > 500
+    assert all(row["strong_doc_ids"] == [row["query_doc_id"]] and row["query"] == docs[doc_id]["title"]
+               for row, doc_id, _ in strong)
+    # The query really was in many of these paragraphs, and is gone from the passages.
+    had_query = [row for row, _, text in strong if re.search(rf"(?<!\w){re.escape(row['query'])}(?!\w)", text, re.I)]
+    assert len(had_query) > 100
+    # One row per (query, paragraph); no document has more than ir_passages_per_query rows.
+    keys = [(row["query_doc_id"], row["strong_paragraphs"][0]) for row in rows]
+    assert len(set(keys)) == len(keys) and max(Counter(doc_id for doc_id, _ in keys).values()) <= 8
+
+
+def test_weak_passages_are_from_other_documents_sharing_a_query_or_salient_term(rows, docs, tokenizer):
+    weak = check_passages(rows, docs, tokenizer, "weak")
+    assert all(len(row["weak_ids"]) >= 1 for row in rows) and len(weak) > 3 * len(rows)
+    index = PassageIndex(list(docs.values()))
+    doc_ids = list(docs)
+    passage_docs = defaultdict(set)  # term -> the documents with a passage containing it
+    for text, d in zip(index.texts, index.doc_of):
+        for term in content_terms(text):
+            passage_docs[term].add(doc_ids[d])
+    by_query = 0
+    for row, doc_id, text in weak:
+        assert doc_id != row["query_doc_id"]
+        words = set(content_terms(text))
+        if words & set(content_terms(row["query"])):
+            by_query += 1
+        else:  # no passage of another document shares a query term: salient terms were the query
+            assert words & set(index.salient_terms(docs[row["query_doc_id"]]))
+            assert all(passage_docs[t] <= {row["query_doc_id"]} for t in content_terms(row["query"]))
+    assert by_query > 0.5 * len(weak)  # rare titles in a 300-entry slice fall back to salient terms
+    # The best BM25 passage of another document is a weak candidate of one of the query's rows.
+    for row in rows[:40]:
+        d = doc_ids.index(row["query_doc_id"])
+        best = index.ranked(index.bm25(content_terms(row["query"])), d)[:1]
+        offered = {(w_doc, p) for r in rows if r["query_doc_id"] == row["query_doc_id"]
+                   for w_doc, p in zip(r["weak_doc_ids"], r["weak_paragraphs"])}
+        assert all((doc_ids[index.doc_of[i]], index.paragraph_of[i]) in offered for i in best)
+
+
+def test_irrelevant_passages_are_from_documents_sharing_no_query_term(rows, docs, tokenizer):
+    irrelevant = check_passages(rows, docs, tokenizer, "irrelevant")
+    assert all(len(row["irrelevant_ids"]) == 4 for row in rows)
+    for row, doc_id, _ in irrelevant:
+        other = docs[doc_id]
+        words = set(content_terms(f"{other['title']} {other['text']}"))
+        assert doc_id != row["query_doc_id"] and not words & set(content_terms(row["query"]))
+    assert len({doc_id for _, doc_id, _ in irrelevant}) > 200
+
+
+def test_query_is_the_title_else_a_heading_else_a_salient_phrase(tmp_path, cache_dir, sample_annotations,
+                                                                 austen_annotations):
+    assert is_heading("PRIDE AND PREJUDICE") and is_heading("The Voyage Out")
+    assert not any(map(is_heading, ["Chapter 1", "VOLUME II", "CHAPTER IV.", "It was a dark night.",
+                                    "one two three four five six seven eight nine"]))
+    (tmp_path / "titled.jsonl").write_text(json.dumps({"title": "Quux Engine", "text": "The Voyage Out\n\nIt ran."}))
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    body = ("Captain Wentworth came to Bath in the winter. Anne saw Captain Wentworth at the concert. "
+            "Later Captain Wentworth wrote to Anne.")
+    (folder / "heading.txt").write_text(f"The Voyage Out\n\n{body}")
+    (folder / "chapter.txt").write_text(f"CHAPTER IV\n\n{body}")
+    (folder / "sentence.txt").write_text(f"It was a dark night.\n\n{body}")
+    (folder / "chunks.txt").write_text("the old kettle was on the stove.\n\nthe old kettle boiled. my kettle sang.")
+    annotations = annotate(load_corpus(CorpusOptions(corpus=[str(tmp_path / "titled.jsonl"), str(folder)])),
+                           AnnotationOptions(cache_dir=cache_dir))
+    queries = {doc["doc_id"].split(":")[0]: choose_query(doc) for doc in annotations}
+    assert queries["titled.jsonl"] == ("Quux Engine", "title")
+    assert queries["heading.txt"] == ("The Voyage Out", "heading")
+    assert queries["chapter.txt"] in {("Captain Wentworth", "entity"), ("Wentworth", "entity")}
+    assert queries["sentence.txt"] == queries["chapter.txt"]
+    assert queries["chunks.txt"] == ("old kettle", "noun_chunk")
+    # Real text: Persuasion's chapter files open with "Chapter N", so their queries are characters;
+    # the Austen novels open with their titles.
+    for doc in sample_annotations:
+        query, kind = choose_query(doc)
+        assert kind == "entity" and len(re.findall(rf"\b{query}\b", doc["text"])) >= 5, query
+    assert sorted(choose_query(doc) for doc in austen_annotations) == [("EMMA", "heading"),
+                                                                        ("PRIDE AND PREJUDICE", "heading")]
+
+
+def test_examples_are_balanced_query_passage_pairs(task, rows, tokenizer):
+    labels = []
+    for i, row in enumerate(rows):
+        example = task.make_example(row, np.random.default_rng(i))
+        labels.append(example["labels"])
+        ids = example["input_ids"]
+        sep = ids.index(tokenizer.sep_token_id)
+        assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id and len(ids) <= 128
+        assert ids[1:sep] == row["query_ids"]
+        assert ids[sep + 1:-1] in [p[:len(ids) - sep - 2] for p in row[f"{CLASSES[example['labels']]}_ids"]]
+        assert example["token_type_ids"] == [0] * (sep + 1) + [1] * (len(ids) - sep - 1)
+    shares = np.bincount(labels, minlength=3) / len(labels)
+    assert np.all(np.abs(shares - 1 / 3) < 0.05), shares
+
+
+def test_background_supplies_partners_but_no_queries(task, jargon_annotations):
+    held_out, background = jargon_annotations.select([11]), jargon_annotations.select(range(12, 300))
+    rows = task.build_examples(held_out, background=background, held_out=True)
+    assert len(rows) >= 1 and set(rows["query_doc_id"]) == set(held_out["doc_id"])
+    partners = {d for name in ("weak_doc_ids", "irrelevant_doc_ids") for ids in rows[name] for d in ids}
+    assert partners and partners <= set(background["doc_id"])
+    with pytest.raises(TaskUnavailable, match=r"1 document\(s\) \(0 background\)"):
+        task.build_examples(held_out)
+
+
+def test_click_log_maps_clicks_to_strong_and_shown_to_weak(tmp_path, tokenizer, jargon_annotations):
+    records = [{"query": f"query {q}", "title": f"title {q} {t}", "clicked": t == 0, "shown": t < 2}
+               for q in range(100) for t in range(3)]
+    jsonl, tsv = tmp_path / "clicks.jsonl", tmp_path / "clicks.tsv"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tsv.write_text("query\ttitle\tclicked\tshown\n" + "".join(
+        f"{r['query']}\t{r['title']}\t{int(r['clicked'])}\t{r['shown']}\n" for r in records))
+    corpus = jargon_annotations.select(range(20))
+    split = {}
+    for path in (jsonl, tsv):
+        click_task = IrRelevance(tokenizer, IrRelevanceOptions(ir_click_log=str(path)), 128)
+        for held_out in (False, True):
+            built = click_task.build_examples(corpus, held_out=held_out)
+            assert len(built.filter(lambda row: row["query_kind"] != "click_log")) > 20  # corpus rows are kept
+            split[path, held_out] = [row for row in built if row["query_kind"] == "click_log"]
+    decode = tokenizer.decode
+    for path in (jsonl, tsv):
+        train, held = split[path, False], split[path, True]
+        assert [r["query"] for r in train] == [r["query"] for r in split[jsonl, False]]
+        assert len(train) + len(held) == 100 and 1 <= len(held) <= 12
+        for row in train + held:
+            q = row["query"].split()[1]
+            assert [decode(ids) for ids in row["strong_ids"]] == [f"title {q} 0"]
+            assert [decode(ids) for ids in row["weak_ids"]] == [f"title {q} 1"]
+            assert len(row["irrelevant_ids"]) == 4
+            assert all(decode(ids).split()[1] != q for ids in row["irrelevant_ids"])
+    tsv.write_text("query\ttitle\tclicked\nfoo\tbar\t1\nfoo\tbaz\tmaybe\n")
+    with pytest.raises(UserError, match=r"clicks.tsv:3"):
+        IrRelevance(tokenizer, IrRelevanceOptions(ir_click_log=str(tsv)), 128).build_examples(corpus)
+    jsonl.write_text('{"query": "foo", "title": "bar", "clicked": 1}\n{"query": "foo", "title": \n')
+    with pytest.raises(UserError, match=r"clicks.jsonl:2"):
+        IrRelevance(tokenizer, IrRelevanceOptions(ir_click_log=str(jsonl)), 128).build_examples(corpus)
