@@ -3,7 +3,8 @@
 Scores are over what a task scores: target positions for token-level tasks (for knowledge
 masking, accuracy is masked-token accuracy), examples for sequence-level ones. ``f1`` is the
 F1 of class 1 for 2-way tasks and the macro F1 for 3- to 64-way tasks (absent for masked LM);
-``majority_accuracy`` is the accuracy of always predicting the most frequent held-out label.
+``majority_accuracy`` and ``majority_f1`` are the scores of always predicting the most frequent
+held-out label: a task has learned something when it beats them.
 """
 
 from __future__ import annotations
@@ -29,24 +30,31 @@ class EvaluationOptions:
     eval_batch_size: int = option(64, "Batch size for evaluation")
 
 
+def f1_score(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> float:
+    """F1 of class 1 for 2-way tasks, macro F1 over the classes present in ``labels`` otherwise."""
+    confusion = torch.bincount(labels * num_labels + predictions, minlength=num_labels**2).view(num_labels, -1)
+    true_positive = confusion.diag().double()
+    precision = true_positive / confusion.sum(0).clamp(min=1)
+    recall = true_positive / confusion.sum(1).clamp(min=1)
+    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    if num_labels == 2:
+        return f1[1].item()
+    present = confusion.sum(1) > 0
+    return f1[present].mean().item() if present.any() else 0.0
+
+
 def classification_metrics(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> dict[str, float]:
-    """Accuracy, majority-class accuracy and (for up to 64 classes) F1 of 1-D label tensors."""
+    """Accuracy and (for up to 64 classes) F1 of 1-D label tensors, each with the score of always
+    predicting the most frequent label (``majority_accuracy``, ``majority_f1``) to compare with."""
     n = max(labels.numel(), 1)
+    majority = torch.bincount(labels, minlength=num_labels).argmax() if labels.numel() else torch.tensor(0)
     metrics = {
         "accuracy": (predictions == labels).sum().item() / n,
-        "majority_accuracy": torch.bincount(labels, minlength=num_labels).max().item() / n if labels.numel() else 0.0,
+        "majority_accuracy": (labels == majority).sum().item() / n,
     }
     if num_labels <= MAX_CLASSES_FOR_F1:
-        confusion = torch.bincount(labels * num_labels + predictions, minlength=num_labels**2).view(num_labels, -1)
-        true_positive = confusion.diag().double()
-        precision = true_positive / confusion.sum(0).clamp(min=1)
-        recall = true_positive / confusion.sum(1).clamp(min=1)
-        f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
-        if num_labels == 2:
-            metrics["f1"] = f1[1].item()
-        else:
-            present = confusion.sum(1) > 0
-            metrics["f1"] = f1[present].mean().item() if present.any() else 0.0
+        metrics["f1"] = f1_score(predictions, labels, num_labels)
+        metrics["majority_f1"] = f1_score(torch.full_like(labels, int(majority)), labels, num_labels)
     return metrics
 
 

@@ -193,7 +193,7 @@ def pretrain(options: dict[type, Any]) -> Path:
                  sum(s.total_steps for s in schedule), len(schedule))
         results = train(model, streams, evals, schedule, training, evaluation.eval_steps, run_dir, run.resume)
     for task, metrics in results.items():
-        f1 = f", F1 {metrics['f1']:.4f}" if "f1" in metrics else ""
-        log.info("Held-out %s: loss %.4f, accuracy %.4f%s (majority class %.4f) over %d targets", task,
-                 metrics["loss"], metrics["accuracy"], f1, metrics["majority_accuracy"], metrics["scored"])
+        f1 = f", F1 {metrics['f1']:.4f} (majority class {metrics['majority_f1']:.4f})" if "f1" in metrics else ""
+        log.info("Held-out %s: loss %.4f, accuracy %.4f (majority class %.4f)%s over %d targets", task,
+                 metrics["loss"], metrics["accuracy"], metrics["majority_accuracy"], f1, metrics["scored"])
     return run_dir
