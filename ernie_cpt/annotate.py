@@ -113,7 +113,7 @@ def _empty_record(row: dict[str, Any], paragraphs: list[tuple[int, int]]) -> dic
 
 
 def _annotation_records(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions,
-                        n_process: int) -> Iterator[dict[str, Any]]:
+                        n_process: int, total_chars: int) -> Iterator[dict[str, Any]]:
     """Generator for `Dataset.from_generator`: one annotation record per document, in corpus order."""
     nlp = load_pipeline(pipeline)
     pending: deque[tuple[dict[str, Any], int]] = deque()  # (record, pieces still to parse)
@@ -127,7 +127,7 @@ def _annotation_records(corpus: datasets.Dataset, pipeline: str, options: Annota
             for s, e in spans:
                 yield text[s:e], s
 
-    with tqdm(total=corpus_chars(corpus), unit="char", unit_scale=True, desc="Annotating with spaCy") as bar:
+    with tqdm(total=total_chars, unit="char", unit_scale=True, desc="Annotating with spaCy") as bar:
         parsed = nlp.pipe(pieces(), as_tuples=True, n_process=n_process, batch_size=options.spacy_batch_size)
         record, remaining = None, 0
         for doc, offset in parsed:
@@ -157,7 +157,8 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
     if (target / "dataset_info.json").exists():
         log.info("Reusing cached annotations %s (corpus unchanged, pipeline %s)", target, pipeline)
         return datasets.load_from_disk(str(target))
-    n_process = options.num_proc or ((os.cpu_count() or 1) if corpus_chars(corpus) > 1_000_000 else 1)
+    total_chars = corpus_chars(corpus)
+    n_process = options.num_proc or ((os.cpu_count() or 1) if total_chars > 1_000_000 else 1)
     log.info("Annotating %d documents with %s (%d process%s); cache: %s",
              len(corpus), pipeline, n_process, "es" if n_process > 1 else "", target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +166,8 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
     try:
         annotated = datasets.Dataset.from_generator(
             _annotation_records, features=FEATURES, cache_dir=str(build_dir / "build"),
-            gen_kwargs={"corpus": corpus, "pipeline": pipeline, "options": options, "n_process": n_process})
+            gen_kwargs={"corpus": corpus, "pipeline": pipeline, "options": options, "n_process": n_process,
+                        "total_chars": total_chars})
         annotated.save_to_disk(str(build_dir / "final"))
         del annotated
         try:

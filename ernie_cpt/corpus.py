@@ -181,6 +181,12 @@ def corpus_chars(corpus: datasets.Dataset) -> int:
     return sum(len(t) for batch in corpus.select_columns(["text"]).iter(batch_size=1000) for t in batch["text"])
 
 
+def corpus_words(corpus: datasets.Dataset) -> int:
+    """The number of whitespace-separated words in the corpus."""
+    return sum(len(t.split()) for batch in corpus.select_columns(["text"]).iter(batch_size=1000)
+               for t in batch["text"])
+
+
 def split_documents(documents: datasets.Dataset, eval_fraction: float, seed: int) -> datasets.DatasetDict:
     """Hold out a seeded fraction of whole documents (at least one) for evaluation."""
     if eval_fraction <= 0:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ernie_cpt.annotate import AnnotationOptions, annotate
-from ernie_cpt.corpus import CorpusOptions, load_corpus
+from ernie_cpt.corpus import CorpusOptions, corpus_words, load_corpus
 from ernie_cpt.heads import IGNORE_INDEX
 from ernie_cpt.options import option
 from ernie_cpt.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
@@ -62,7 +62,7 @@ def inspect_task(name: str, options: dict[type, Any]) -> str:
                  cached_corpus_tokenizer(documents, tokenizer_options.vocab_size, options[AnnotationOptions].cache_dir))
     task = task_class(tokenizer, options[task_class.options_class], inspect.max_seq_length)
     rows = task.build_examples(documents, num_proc=options[AnnotationOptions].num_proc or None)
-    words = sum(len(t.split()) for batch in documents.select_columns(["text"]).iter(1000) for t in batch["text"])
+    words = corpus_words(documents)
 
     order = np.random.default_rng(inspect.seed).permutation(len(rows))
     sample = sorted(order[:STATISTICS_SAMPLE].tolist())

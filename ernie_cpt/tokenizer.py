@@ -16,7 +16,7 @@ from pathlib import Path
 import datasets
 from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
-from ernie_cpt.corpus import corpus_fingerprint
+from ernie_cpt.corpus import corpus_fingerprint, corpus_words
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import option
 
@@ -43,9 +43,7 @@ def corpus_vocab_size(documents: datasets.Dataset) -> int:
 
     Small corpora leave most entries of a BERT-sized vocabulary rare or unseen, and a large
     output layer costs time; large corpora get BERT's size."""
-    words = sum(len(t.split()) for batch in documents.select_columns(["text"]).iter(batch_size=1000)
-                for t in batch["text"])
-    return int(min(30522, max(2048, round(20 * math.sqrt(words) / 64) * 64)))
+    return int(min(30522, max(2048, round(20 * math.sqrt(corpus_words(documents)) / 64) * 64)))
 
 
 def train_tokenizer(documents: datasets.Dataset, vocab_size: int) -> PreTrainedTokenizerBase:

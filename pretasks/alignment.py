@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from ernie_cpt.heads import IGNORE_INDEX
+
 
 @dataclass
 class DocumentTokens:
@@ -98,3 +100,16 @@ def document_segments(tokenizer: PreTrainedTokenizerBase, batch: dict[str, list[
         sentence_starts = tokens.token_ranges(batch["sentence_starts"][doc_index],
                                               batch["sentence_ends"][doc_index])[:, 0]
         yield doc_index, tokens, pack_segments(len(tokens), sentence_starts, max_tokens)
+
+
+def add_labelled_segments(rows: dict[str, list[Any]], doc_id: str, tokens: DocumentTokens, labels: np.ndarray,
+                          segments: list[tuple[int, int]], min_labelled: int = 1) -> None:
+    """Append to ``rows`` (doc_id, input_ids, labels, length) every segment of a document whose
+    token labels (-100 = unlabelled) score at least ``min_labelled`` tokens."""
+    for start, end in segments:
+        if (labels[start:end] != IGNORE_INDEX).sum() < min_labelled:
+            continue
+        rows["doc_id"].append(doc_id)
+        rows["input_ids"].append(tokens.ids[start:end].tolist())
+        rows["labels"].append(labels[start:end].tolist())
+        rows["length"].append(end - start + 2)

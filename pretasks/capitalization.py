@@ -28,7 +28,7 @@ import numpy as np
 from ernie_cpt.errors import UserError
 from ernie_cpt.heads import IGNORE_INDEX
 from ernie_cpt.options import option
-from pretasks.alignment import DocumentTokens, document_segments
+from pretasks.alignment import DocumentTokens, add_labelled_segments, document_segments
 from pretasks.base import PreTask, TaskUnavailable
 from pretasks.registry import register
 from pretasks.sequences import join_segments
@@ -74,13 +74,7 @@ class Capitalization(PreTask):
         out: dict[str, list[Any]] = {k: [] for k in ("doc_id", "input_ids", "labels", "length")}
         for doc_index, tokens, segments in document_segments(self.tokenizer, batch, self.max_seq_length - 2):
             labels = self.word_labels(batch["text"][doc_index], tokens)
-            for start, end in segments:
-                if (labels[start:end] == IGNORE_INDEX).all():
-                    continue
-                out["doc_id"].append(batch["doc_id"][doc_index])
-                out["input_ids"].append(tokens.ids[start:end].tolist())
-                out["labels"].append(labels[start:end].tolist())
-                out["length"].append(end - start + 2)
+            add_labelled_segments(out, batch["doc_id"][doc_index], tokens, labels, segments)
         return out
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,

@@ -37,7 +37,7 @@ from spacy.lang.en.stop_words import STOP_WORDS
 
 from ernie_cpt.heads import IGNORE_INDEX
 from ernie_cpt.options import option
-from pretasks.alignment import DocumentTokens, pack_segments, tokenize_documents
+from pretasks.alignment import DocumentTokens, add_labelled_segments, pack_segments, tokenize_documents
 from pretasks.base import PreTask, TaskUnavailable
 from pretasks.registry import register
 from pretasks.sequences import join_segments
@@ -110,13 +110,8 @@ class TokenDocumentRelation(PreTask):
             if len(segments) < 2:
                 continue
             labels = self.word_labels(batch["text"][doc_index], tokens, segments)
-            for start, end in segments:
-                if (labels[start:end] != IGNORE_INDEX).sum() < self.options.tdr_min_words:
-                    continue
-                out["doc_id"].append(batch["doc_id"][doc_index])
-                out["input_ids"].append(tokens.ids[start:end].tolist())
-                out["labels"].append(labels[start:end].tolist())
-                out["length"].append(end - start + 2)
+            add_labelled_segments(out, batch["doc_id"][doc_index], tokens, labels, segments,
+                                  min_labelled=self.options.tdr_min_words)
         return out
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
