@@ -20,9 +20,11 @@ title (irrelevant). Without a log, a corpus stands in for the search engine:
 * 2 irrelevant: a random passage of a document sharing no query term (document BM25 score 0);
   when every other document shares one, a random passage of another document sharing none.
 
-The query text is removed from every passage paired with it (case-insensitive, at word
-boundaries, with an attached -s/-ed/-ing/'s), not only from strong ones: weak passages are
-found by their query terms, so keeping it would make "contains the query" a label shortcut.
+The query text is removed from strong passages (case-insensitive, at word boundaries, with an
+attached -s/-ed/-ing/'s), so that "the passage repeats its document's title" is no shortcut to
+class 0. Weak passages keep it: like the results a search engine shows for a query, they match
+its terms, and that match is what separates them from irrelevant ones. Strong passages are
+told from weak ones by what they are about, not by the words they share with the query.
 
 Static rows: one per (query document, strong passage), at most ``ir_passages_per_query`` per
 document (drawn with a seed from the document id), each with ``ir_candidates`` weak candidates
@@ -149,10 +151,11 @@ def query_remover(query: str) -> re.Pattern[str]:
     return re.compile(left + body + right, re.IGNORECASE)
 
 
-def clean_passage(remover: re.Pattern[str], text: str, max_words: int) -> str | None:
-    """``text`` without the query, cut to ``max_words`` words (no fewer tokens than a model input can hold,
-    as every word is at least one token), or None when fewer than ``MIN_PASSAGE_WORDS`` words remain."""
-    words = remover.sub(" ", text).split()
+def clean_passage(remover: re.Pattern[str] | None, text: str, max_words: int) -> str | None:
+    """``text`` (without what ``remover`` matches, if given) cut to ``max_words`` words (no fewer tokens than
+    a model input can hold, as every word is at least one token), or None when fewer than
+    ``MIN_PASSAGE_WORDS`` words remain."""
+    words = (remover.sub(" ", text) if remover else text).split()
     return " ".join(words[:max_words]) if len(words) >= MIN_PASSAGE_WORDS else None
 
 
@@ -275,17 +278,19 @@ class IrRelevance(PreTask):
         k, remover, terms = self.options.ir_candidates, query_remover(query), content_terms(query)
         rng = np.random.default_rng(zlib.crc32(doc["doc_id"].encode()))
 
-        def passages(ids: Any, limit: int | None = None) -> list[tuple[int, str]]:
-            """(passage, text without the query) of the first ``limit`` of ``ids`` that keep enough words."""
+        def passages(ids: Any, limit: int | None = None, without_query: bool = False) -> list[tuple[int, str]]:
+            """(passage, its text, without the query if asked) of the first ``limit`` of ``ids`` that keep
+            enough words."""
             found: list[tuple[int, str]] = []
             for i in ids:
                 if len(found) == limit:
                     break
-                if (text := clean_passage(remover, index.texts[i], self.max_seq_length)) is not None:
+                if (text := clean_passage(remover if without_query else None, index.texts[i],
+                                          self.max_seq_length)) is not None:
                     found.append((int(i), text))
             return found
 
-        own = passages(np.flatnonzero(index.doc_of == d))
+        own = passages(np.flatnonzero(index.doc_of == d), without_query=True)
         n_rows = min(len(own), self.options.ir_passages_per_query)
         strong = sorted(rng.choice(len(own), size=n_rows, replace=False).tolist())
         query_scores = index.bm25(terms)

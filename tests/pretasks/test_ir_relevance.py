@@ -73,14 +73,19 @@ def contains_query(tokenizer, passage, query):
 
 
 def check_passages(rows, docs, tokenizer, name):
-    """Every stored passage of class ``name`` is its paragraph's tokens minus the query; returns
-    (row, doc id, paragraph text) of each."""
+    """Every stored passage of class ``name`` is its paragraph's tokens, minus the query for strong
+    passages and unchanged (up to the length cut) for the others; returns (row, doc id, paragraph
+    text) of each."""
     found = []
     for row in rows:
         for ids, doc_id, index in zip(row[f"{name}_ids"], row[f"{name}_doc_ids"], row[f"{name}_paragraphs"]):
             text = paragraph(docs, doc_id, index)
-            assert is_subsequence(ids, tokenizer(text, add_special_tokens=False)["input_ids"])
-            assert len(ids) >= 8 and not contains_query(tokenizer, ids, row["query"])
+            paragraph_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            assert len(ids) >= 8
+            if name == "strong":
+                assert is_subsequence(ids, paragraph_ids) and not contains_query(tokenizer, ids, row["query"])
+            else:
+                assert ids == paragraph_ids[:len(ids)]
             found.append((row, doc_id, text))
     return found
 
@@ -112,7 +117,7 @@ def test_weak_passages_are_from_other_documents_sharing_a_query_or_salient_term(
         assert doc_id != row["query_doc_id"]
         words = set(content_terms(text))
         if words & set(content_terms(row["query"])):
-            by_query += 1
+            by_query += 1  # and the passage shows the terms it was found by
         else:  # no passage of another document shares a query term: salient terms were the query
             assert words & set(index.salient_terms(docs[row["query_doc_id"]]))
             assert all(passage_docs[t] <= {row["query_doc_id"]} for t in content_terms(row["query"]))

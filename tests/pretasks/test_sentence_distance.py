@@ -109,7 +109,8 @@ def test_pairs_are_resampled_each_epoch_and_reproducible(task, rows, sample_anno
 
 
 def test_long_sentences_are_truncated_to_fit(sample_tokenizer, rows):
-    short = SentenceDistance(sample_tokenizer, SentenceDistanceOptions(distance_candidates=2), max_seq_length=24)
+    short = SentenceDistance(sample_tokenizer, SentenceDistanceOptions(distance_candidates=2),
+                              max_seq_length=24)
     lengths = [len(short.make_example(rows[i], np.random.default_rng(i))["input_ids"]) for i in range(len(rows))]
     assert max(lengths) == 24 and min(lengths) < 24
 
@@ -138,3 +139,29 @@ def test_corpus_without_pairs_is_unavailable(task, sample_annotations):
     # Their sentences still serve as other-document partners of a held-out document.
     rows = task.build_examples(sample_annotations.select([3]), background=short, held_out=True)
     assert {d for ids in rows["other_doc_ids"] for d in ids} == set(short["doc_id"])
+
+
+def test_segments_pack_consecutive_whole_sentences(sample_tokenizer, sample_annotations):
+    """With --distance-segment-tokens, a document's segments are its sentences in order, cut only
+    at sentence starts (a sentence longer than the budget is cut every `budget` tokens)."""
+    budget = 100
+    task = SentenceDistance(sample_tokenizer, SentenceDistanceOptions(distance_segment_tokens=budget), 128)
+    rows = task.build_examples(sample_annotations)
+    sentences = _annotated_sentences(sample_annotations, sample_tokenizer)
+    for doc_id in sorted(set(rows["doc_id"])):
+        segments = {}
+        for row in rows.filter(lambda r, d=doc_id: r["doc_id"] == d):
+            segments[row["sentence_index"]] = row["anchor_tokens"]
+        assert sorted(segments) == list(range(len(segments)))  # every segment is an anchor, numbered in order
+        joined = [t for i in range(len(segments)) for t in segments[i]]
+        n = max(i for d, i in sentences if d == doc_id) + 1
+        assert joined == [t for i in range(n) for t in sentences[doc_id, i]]
+        cuts, position = set(), 0  # sentence starts, and every `budget` tokens inside a longer sentence
+        for j in range(n):
+            cuts.update(range(position, position + len(sentences[doc_id, j]), budget))
+            position += len(sentences[doc_id, j])
+        position = 0
+        for i in range(len(segments)):
+            assert position in cuts and len(segments[i]) <= budget
+            position += len(segments[i])
+        assert len(segments) < n  # segments of several sentences
