@@ -1,4 +1,4 @@
-"""The ``ernie-cpt`` command line: prepare, pretrain, export."""
+"""The ``ernie-cpt`` command line: prepare, inspect-task, plan, pretrain, export."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ DESCRIPTION = """ERNIE 2.0-style continual pre-training on your own text.
 
   ernie-cpt prepare  --corpus PATH              annotate a corpus with spaCy (cached)
   ernie-cpt inspect-task TASK --corpus PATH     show what a pre-task makes of a corpus
+  ernie-cpt plan     --schedule NAME --tasks A B C   print a curriculum's stages, tasks and steps
   ernie-cpt pretrain --corpus PATH --output-dir RUN   pre-train (resumable with --resume)
   ernie-cpt export   RUN OUT                    write a Hugging Face model folder
 
@@ -52,6 +53,15 @@ def _inspect_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from ernie_cpt.options import resolve_options
+    from ernie_cpt.plan import plan
+    from schedules.options import ScheduleOptions
+
+    print(plan(resolve_options(args, [ScheduleOptions])[ScheduleOptions], args.tasks, args.max_steps))
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from ernie_cpt.export import export
 
@@ -65,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ernie_cpt.corpus import CorpusOptions
     from ernie_cpt.inspect_task import option_classes as inspect_option_classes
     from ernie_cpt.options import add_options
-    from ernie_cpt.pretrain import option_classes
+    from ernie_cpt.pretrain import RunOptions, option_classes
+    from ernie_cpt.trainer import TrainingOptions
     from pretasks import TASKS
+    from schedules.options import ScheduleOptions
 
     parser = argparse.ArgumentParser(prog="ernie-cpt", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "embedding) on a corpus with the chosen pre-training tasks.")
     pretrain.add_argument("--config", help="YAML file with options (flags override it)")
     add_options(pretrain, option_classes())
+    pretrain.add_argument("--weighting", dest="loss_weighting", default=argparse.SUPPRESS, metavar="NAME",
+                          help="Same as --loss-weighting")
     pretrain.set_defaults(handler=_pretrain)
 
     inspect = commands.add_parser("inspect-task", help="Show what a pre-task generator makes of a corpus",
@@ -99,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Same as --num-examples")
     add_options(inspect, inspect_option_classes())
     inspect.set_defaults(handler=_inspect_task)
+
+    plan = commands.add_parser("plan", help="Print the stages of a curriculum, with each task's steps",
+                               description="Print a curriculum as a table: one row per stage with the steps of "
+                               "each task and the stage's optimizer steps, then the totals. Nothing is loaded or "
+                               "trained, so a schedule can be checked before pretrain runs it with the same flags.")
+    budget = plan.add_argument_group("Tasks and budget (as for pretrain)")
+    budget.add_argument("--tasks", nargs="+", default=RunOptions().tasks, metavar="TASK",
+                        help=f"Pre-training tasks, in curriculum order: {', '.join(sorted(TASKS))} "
+                        f"(default: {' '.join(RunOptions().tasks)})")
+    budget.add_argument("--max-steps", type=int, default=TrainingOptions().max_steps, metavar="MAX_STEPS",
+                        help="Steps shared evenly by the tasks when --steps-per-task is not given "
+                        f"(default: {TrainingOptions().max_steps})")
+    add_options(plan, [ScheduleOptions])
+    plan.set_defaults(handler=_plan)
 
     export = commands.add_parser("export", help="Export a run as a Hugging Face model folder",
                                  description="Write the encoder and tokenizer of a run's latest checkpoint with "

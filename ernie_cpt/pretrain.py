@@ -33,16 +33,19 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.evaluate import EvaluationOptions
 from ernie_cpt.model import ErnieMultiTask, ModelOptions, encoder_config, encoder_from_checkpoint
 from ernie_cpt.options import option, to_dict
+from ernie_cpt.plan import plan_table
 from ernie_cpt.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.trainer import TrainingOptions, train
 from pretasks import TASKS, PreTask, TaskUnavailable, get_task
-from schedules import build_schedule, split_budget
+from schedules import ScheduleOptions, build_schedule
+from schedules.weighting import WeightingOptions, build_weighting
 
 log = logging.getLogger(__name__)
 
-# Options that may change between a run and its resumption without changing the result.
-RESUMABLE_CHANGES = {"resume", "overwrite", "save_steps", "save_total_limit", "logging_steps", "eval_steps",
-                     "dataloader_workers", "num_proc", "cache_dir", "device", "spacy_batch_size"}
+# Options that may change between a run and its resumption without changing the result (a run
+# directory may also be moved).
+RESUMABLE_CHANGES = {"output_dir", "resume", "overwrite", "save_steps", "save_total_limit", "logging_steps",
+                     "eval_steps", "dataloader_workers", "num_proc", "cache_dir", "device", "spacy_batch_size"}
 
 
 @dataclass
@@ -51,7 +54,6 @@ class RunOptions:
 
     output_dir: str | None = option(None, "Run directory for checkpoints, logs and the tokenizer (required)")
     tasks: list[str] = option(["knowledge_masking"], "Pre-training tasks, in curriculum order")
-    schedule: str = option("joint", "Curriculum that turns the tasks into stages")
     max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
     resume: bool = option(False, "Continue the run in --output-dir from its latest checkpoint")
     overwrite: bool = option(False, "Delete an existing run in --output-dir and start over")
@@ -60,7 +62,7 @@ class RunOptions:
 def option_classes() -> list[type]:
     """Every option group of ``pretrain``: the framework's and each registered task's."""
     return [RunOptions, CorpusOptions, AnnotationOptions, TokenizerOptions, ModelOptions, TrainingOptions,
-            EvaluationOptions, *(task.options_class for task in TASKS.values())]
+            ScheduleOptions, WeightingOptions, EvaluationOptions, *(task.options_class for task in TASKS.values())]
 
 
 def _check_run_dir(run_dir: Path, config: dict[str, Any], run: RunOptions) -> None:
@@ -105,7 +107,9 @@ def _tokenizer(run_dir: Path, resume: bool, tokenizer_options: TokenizerOptions,
 
 
 def _model(run_dir: Path, resume: bool, model_options: ModelOptions, tasks: dict[str, PreTask],
-           vocab_size: int, max_seq_length: int) -> ErnieMultiTask:
+           vocab_size: int, max_seq_length: int, shared_task_id: bool) -> ErnieMultiTask:
+    """The encoder (new, resumed or from --init-from) with each task's head; every task uses its
+    own task id, or id 0 with ``shared_task_id``."""
     mlm_weights: dict[str, torch.Tensor] = {}
     if resume:
         encoder = ErnieModel(ErnieConfig.from_json_file(str(run_dir / "encoder_config.json")))
@@ -120,7 +124,7 @@ def _model(run_dir: Path, resume: bool, model_options: ModelOptions, tasks: dict
     if "knowledge_masking" in heads and mlm_weights:
         head_state = {k: v for k, v in mlm_weights.items() if k in heads["knowledge_masking"].state_dict()}
         heads["knowledge_masking"].load_state_dict(head_state, strict=False)
-    return ErnieMultiTask(encoder, heads, {name: task.task_id for name, task in tasks.items()},
+    return ErnieMultiTask(encoder, heads, {name: 0 if shared_task_id else task.task_id for name, task in tasks.items()},
                           {name: task.num_labels for name, task in tasks.items()})
 
 
@@ -165,9 +169,12 @@ def pretrain(options: dict[type, Any]) -> Path:
     model_options = options[ModelOptions]
     _validate(run, training)
     task_classes = {name: get_task(name) for name in run.tasks}
-    schedule = build_schedule(run.schedule, run.tasks, split_budget(training.max_steps, run.tasks))
+    schedule_options = options[ScheduleOptions]
+    schedule = build_schedule(schedule_options, run.tasks, training.max_steps)
+    weighting = (build_weighting(options[WeightingOptions], run.tasks)
+                 if schedule_options.task_mixing == "all" else None)
     run_dir = Path(run.output_dir)
-    config = to_dict(*options.values())
+    config = {**to_dict(*options.values()), "stages": [stage.steps for stage in schedule]}
     _check_run_dir(run_dir, config, run)
 
     documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
@@ -181,17 +188,21 @@ def pretrain(options: dict[type, Any]) -> Path:
         streams, evals = _task_data(tasks, split, training, evaluation,
                                     options[AnnotationOptions].num_proc or None)
         torch.manual_seed(training.seed)
-        model = _model(run_dir, run.resume, model_options, tasks, len(tokenizer), run.max_seq_length)
+        model = _model(run_dir, run.resume, model_options, tasks, len(tokenizer), run.max_seq_length,
+                       schedule_options.shared_task_id)
         if not run.resume:
             tokenizer.save_pretrained(str(run_dir / "tokenizer"))
             model.encoder.config.to_json_file(str(run_dir / "encoder_config.json"))
-            atomic_write_text(run_dir / "tasks.json", json.dumps({n: t.task_id for n, t in tasks.items()}, indent=2))
+            atomic_write_text(run_dir / "tasks.json", json.dumps(model.task_ids, indent=2))
             atomic_write_text(run_dir / "run_config.json", json.dumps(config, indent=2))
+        log.info("Schedule %s:\n%s", schedule_options.schedule,
+                 plan_table(schedule, run.tasks, schedule_options.task_mixing))
         n_params = sum(p.numel() for p in model.encoder.parameters())
         log.info("Encoder: %d layers, hidden %d, %.1fM parameters; %d steps over %d stage(s)",
                  model.encoder.config.num_hidden_layers, model.encoder.config.hidden_size, n_params / 1e6,
-                 sum(s.total_steps for s in schedule), len(schedule))
-        results = train(model, streams, evals, schedule, training, evaluation.eval_steps, run_dir, run.resume)
+                 sum(s.optimizer_steps(schedule_options.task_mixing) for s in schedule), len(schedule))
+        results = train(model, streams, evals, schedule, training, schedule_options, weighting,
+                        evaluation.eval_steps, run_dir, run.resume)
     for task, metrics in results.items():
         f1 = f", F1 {metrics['f1']:.4f} (majority class {metrics['majority_f1']:.4f})" if "f1" in metrics else ""
         log.info("Held-out %s: loss %.4f, accuracy %.4f (majority class %.4f)%s over %d targets", task,

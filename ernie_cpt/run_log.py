@@ -23,13 +23,16 @@ class RunLog:
             path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def write(self, kind: str, record: dict[str, Any]) -> None:
-        """Append ``record`` (which has a ``step``) to ``<kind>.jsonl`` and its numbers to TensorBoard."""
+        """Append ``record`` (which has a ``step``) to ``<kind>.jsonl`` and its numbers to TensorBoard
+        (numbers in a dict, such as per-task losses or weights, under ``<key>/<task>``)."""
         with open(self.folder / f"{kind}.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         prefix = f"{kind}/{record['task']}/" if "task" in record else f"{kind}/"
         for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)):
-                self.tensorboard.add_scalar(prefix + key, value, record["step"])
+            values = value if isinstance(value, dict) else {"": value}
+            for name, number in values.items():
+                if key != "step" and isinstance(number, (int, float)):
+                    self.tensorboard.add_scalar(prefix + key + (f"/{name}" if name else ""), number, record["step"])
 
     def close(self) -> None:
         self.tensorboard.close()

@@ -1,15 +1,21 @@
-"""A schedule is a list of stages; a stage is a set of tasks, each with its step budget."""
+"""A schedule is a list of stages; a stage is a set of tasks, each with its step budget.
+
+Budgets are whole numbers of steps, divided by :func:`apportion` (largest remainders), so a
+task's steps over the stages of a curriculum add up to its budget exactly. How a task's budget
+is spread over the stages it takes part in is an allocation policy, registered by name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
+from ernie_cpt.errors import unknown_name
 
 
 @dataclass(frozen=True)
 class Stage:
-    """Tasks trained together in one stage, with the optimizer steps each task gets."""
+    """Tasks trained together in one stage, with the steps each task gets."""
 
     steps: dict[str, int]
 
@@ -17,16 +23,58 @@ class Stage:
     def total_steps(self) -> int:
         return sum(self.steps.values())
 
+    def optimizer_steps(self, task_mixing: str) -> int:
+        """Optimizer steps the stage takes: one task per step (``sample``) takes the sum of the
+        tasks' steps; all active tasks in every step (``all``) takes the largest."""
+        return max(self.steps.values(), default=0) if task_mixing == "all" else self.total_steps
+
+
+def apportion(total: int, weights: list[int]) -> list[int]:
+    """``total`` divided into whole parts proportional to ``weights`` (Hamilton's largest-remainder
+    method): every part gets the floor of its quota, and the units left over go to the parts with
+    the largest fractional remainders, ties to the earliest. The parts add up to ``total``."""
+    whole = sum(weights)
+    parts = [total * w // whole for w in weights]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
+    for i in by_remainder[:total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
 
 def split_budget(total_steps: int, tasks: list[str]) -> dict[str, int]:
     """``total_steps`` shared as evenly as possible; earlier tasks get the remainder."""
-    share, extra = divmod(total_steps, len(tasks))
-    return {task: share + (i < extra) for i, task in enumerate(tasks)}
+    return dict(zip(tasks, apportion(total_steps, [1] * len(tasks))))
 
 
-def pick_task(remaining: dict[str, int], rng: np.random.Generator) -> str:
-    """A task drawn with probability proportional to its remaining budget, so that every
-    budget is met exactly when the stage ends."""
-    tasks = [t for t, n in remaining.items() if n > 0]
-    weights = np.array([remaining[t] for t in tasks], dtype=np.float64)
-    return tasks[rng.choice(len(tasks), p=weights / weights.sum())]
+Allocation = Callable[[int, int], list[int]]
+ALLOCATIONS: dict[str, Allocation] = {}
+
+
+def register_allocation(name: str) -> Callable[[Allocation], Allocation]:
+    def add(fn: Allocation) -> Allocation:
+        ALLOCATIONS[name] = fn
+        return fn
+    return add
+
+
+def get_allocation(name: str) -> Allocation:
+    if name not in ALLOCATIONS:
+        raise unknown_name("stage allocation", name, list(ALLOCATIONS))
+    return ALLOCATIONS[name]
+
+
+@register_allocation("even")
+def even(budget: int, stages: int) -> list[int]:
+    """The default: equal shares of the budget, the remainder one step each to the earliest stages
+    (1000 steps over 3 stages: 334, 333, 333). ERNIE 2.0 (Sun et al. 2020) only says that the
+    framework allocates each task's N iterations to its stages automatically; equal shares is the
+    allocation that assumes nothing about which stage matters more."""
+    return apportion(budget, [1] * stages)
+
+
+@register_allocation("front")
+def front(budget: int, stages: int) -> list[int]:
+    """Linearly decreasing shares s : s-1 : ... : 1 over a task's s stages (1000 steps over 3
+    stages: 500, 333, 167): a task is trained most in the stage that introduces it, when it still
+    has to be learnt, and less in later stages, where it is mostly rehearsed so it is not forgotten."""
+    return apportion(budget, list(range(stages, 0, -1)))

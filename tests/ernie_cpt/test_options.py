@@ -12,8 +12,9 @@ from ernie_cpt.model import ModelOptions
 from ernie_cpt.options import add_options, resolve_options
 from ernie_cpt.pretrain import RunOptions
 from ernie_cpt.trainer import TrainingOptions
+from schedules import ScheduleOptions
 
-OPTION_CLASSES = [RunOptions, TrainingOptions, CorpusOptions, ModelOptions]
+OPTION_CLASSES = [RunOptions, TrainingOptions, CorpusOptions, ModelOptions, ScheduleOptions]
 
 
 def resolve(tmp_path, argv=(), config: str | None = None) -> dict[type, object]:
@@ -60,7 +61,7 @@ model_size: tiny
 
 
 def test_flags_override_the_config(tmp_path):
-    config = "max_steps: 50\nbatch_size: 8\namp: true\ntasks: knowledge_masking\nschedule: joint\n"
+    config = "max_steps: 50\nbatch_size: 8\namp: true\ntasks: knowledge_masking\nschedule: sequential\n"
 
     options = resolve(tmp_path, ["--max-steps", "7", "--no-amp", "--tasks", "a", "b"], config=config)
 
@@ -70,7 +71,7 @@ def test_flags_override_the_config(tmp_path):
     assert training.batch_size == 8  # config, no flag
     assert training.learning_rate == pytest.approx(5e-4)  # neither: default
     assert options[RunOptions].tasks == ["a", "b"]
-    assert options[RunOptions].schedule == "joint"
+    assert options[ScheduleOptions].schedule == "sequential"
 
 
 def test_hyphenated_keys_in_the_config_work_like_flags(tmp_path):
