@@ -28,6 +28,9 @@ class EvaluationOptions:
     eval_steps: int = option(200, "Evaluate every N steps (and at the end of every stage); 0 = only then")
     eval_max_examples: int = option(256, "At most this many held-out examples per task")
     eval_batch_size: int = option(64, "Batch size for evaluation")
+    eval_untrained_tasks: bool = option(False, "Also score tasks no stage has trained yet. Their heads are still at "
+                                        "their random initialisation, so such a score measures only what the "
+                                        "encoder's features give an untrained linear head: about chance")
 
 
 def f1_score(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> float:

@@ -202,7 +202,7 @@ def pretrain(options: dict[type, Any]) -> Path:
                  model.encoder.config.num_hidden_layers, model.encoder.config.hidden_size, n_params / 1e6,
                  sum(s.optimizer_steps(schedule_options.task_mixing) for s in schedule), len(schedule))
         results = train(model, streams, evals, schedule, training, schedule_options, weighting,
-                        evaluation.eval_steps, run_dir, run.resume)
+                        evaluation, run_dir, run.resume)
     for task, metrics in results.items():
         f1 = f", F1 {metrics['f1']:.4f} (majority class {metrics['majority_f1']:.4f})" if "f1" in metrics else ""
         log.info("Held-out %s: loss %.4f, accuracy %.4f (majority class %.4f)%s over %d targets", task,

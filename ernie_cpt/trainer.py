@@ -26,7 +26,7 @@ from transformers import get_linear_schedule_with_warmup
 from ernie_cpt.batching import TaskStream
 from ernie_cpt.checkpoint import latest_checkpoint, save_checkpoint
 from ernie_cpt.errors import UserError
-from ernie_cpt.evaluate import evaluate
+from ernie_cpt.evaluate import EvaluationOptions, evaluate
 from ernie_cpt.model import ErnieMultiTask
 from ernie_cpt.options import option
 from ernie_cpt.run_log import RunLog
@@ -95,9 +95,12 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def train(model: ErnieMultiTask, streams: dict[str, TaskStream], eval_batches: dict[str, DataLoader],
           schedule: list[Stage], options: TrainingOptions, mixing: ScheduleOptions,
-          weighting: LossWeighting | None, eval_steps: int, run_dir: Path, resume: bool) -> dict[str, dict]:
+          weighting: LossWeighting | None, evaluation: EvaluationOptions, run_dir: Path,
+          resume: bool) -> dict[str, dict]:
     """Run every stage of ``schedule``; returns the final evaluation. ``weighting`` combines the
-    losses when ``mixing.task_mixing == "all"``."""
+    losses when ``mixing.task_mixing == "all"``. Evaluations score the tasks trained so far (all
+    tasks with ``evaluation.eval_untrained_tasks``); those at the end of a stage are marked
+    ``stage_end``: they make the accuracy matrix."""
     device = pick_device(options.device)
     model.to(device)
     if weighting is not None:
@@ -140,10 +143,14 @@ def train(model: ErnieMultiTask, streams: dict[str, TaskStream], eval_batches: d
              "streams": {task: stream.state() for task, stream in streams.items()}},
             keep=options.save_total_limit)
 
-    def run_eval() -> dict[str, dict]:
-        results = evaluate(model, eval_batches, device)
+    def run_eval(stage_end: bool) -> dict[str, dict]:
+        trained = {task for stage in schedule[:stage_index + 1] for task, n in stage.steps.items() if n > 0}
+        scored = {task: batches for task, batches in eval_batches.items()
+                  if evaluation.eval_untrained_tasks or task in trained}
+        results = evaluate(model, scored, device)
         for task, metrics in results.items():
-            run_log.write("eval", {"step": step, "stage": stage_index, "task": task, **metrics})
+            run_log.write("eval", {"step": step, "stage": stage_index, "task": task, "stage_end": stage_end,
+                                   "trained": task in trained, **metrics})
         return results
 
     model.train()
@@ -199,12 +206,12 @@ def train(model: ErnieMultiTask, streams: dict[str, TaskStream], eval_batches: d
             bar.set_postfix(task=record["task"], loss=f"{record['loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}")
             window_tokens, window_start = 0, time.perf_counter()
         if all(done.get(t, 0) >= n for t, n in schedule[stage_index].steps.items()):  # stage over: score it
-            results = run_eval()
+            results = run_eval(stage_end=True)
             stage_index, done = stage_index + 1, {}
             if mixing.reset_optimizer:
                 optimizer.state.clear()
-        elif eval_steps and step % eval_steps == 0:
-            run_eval()
+        elif evaluation.eval_steps and step % evaluation.eval_steps == 0:
+            run_eval(stage_end=False)
         if step % options.save_steps == 0 or step == total_steps:
             checkpoint()
     bar.close()
