@@ -31,6 +31,7 @@ from ernie_cpt.checkpoint import atomic_write_text, checkpoints
 from ernie_cpt.corpus import CorpusOptions, load_corpus, split_documents
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluate import EvaluationOptions
+from ernie_cpt.forgetting import continual_metrics
 from ernie_cpt.model import ErnieMultiTask, ModelOptions, encoder_config, encoder_from_checkpoint
 from ernie_cpt.options import option, to_dict
 from ernie_cpt.plan import plan_table
@@ -203,6 +204,11 @@ def pretrain(options: dict[type, Any]) -> Path:
                  sum(s.optimizer_steps(schedule_options.task_mixing) for s in schedule), len(schedule))
         results = train(model, streams, evals, schedule, training, schedule_options, weighting,
                         evaluation, run_dir, run.resume)
+        if evals:
+            metrics = continual_metrics(run_dir)
+            log.info("Accuracy matrix, forgetting and BWT: %s (mean forgetting %.4f, BWT %.4f, average final "
+                     "score %.4f)", run_dir / "metrics.json", metrics["mean_forgetting"],
+                     metrics["backward_transfer"], metrics["average_final"])
     for task, metrics in results.items():
         f1 = f", F1 {metrics['f1']:.4f} (majority class {metrics['majority_f1']:.4f})" if "f1" in metrics else ""
         log.info("Held-out %s: loss %.4f, accuracy %.4f (majority class %.4f)%s over %d targets", task,
