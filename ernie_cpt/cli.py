@@ -1,4 +1,4 @@
-"""The ``ernie-cpt`` command line: prepare, inspect-task, plan, pretrain, export."""
+"""The ``ernie-cpt`` command line: prepare, inspect-task, plan, pretrain, export, finetune, compare."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ DESCRIPTION = """ERNIE 2.0-style continual pre-training on your own text.
   ernie-cpt plan     --schedule NAME --tasks A B C   print a curriculum's stages, tasks and steps
   ernie-cpt pretrain --corpus PATH --output-dir RUN   pre-train (resumable with --resume)
   ernie-cpt export   RUN OUT                    write a Hugging Face model folder
+  ernie-cpt finetune MODEL_DIR --train F --test F   fine-tune and test a classifier, mean ± std over seeds
+  ernie-cpt compare  --corpus PATH --tasks A B --output-dir DIR   run curricula, report forgetting and transfer
 
 Every pretrain option can also come from a YAML file (--config FILE); flags override it."""
 
@@ -70,9 +72,27 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from ernie_cpt.finetune import FinetuneOptions, finetune, format_results
+    from ernie_cpt.options import resolve_options
+
+    print(format_results(finetune(args.model_dir, resolve_options(args, [FinetuneOptions])[FinetuneOptions])))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ernie_cpt.compare import compare, compare_option_classes
+    from ernie_cpt.options import resolve_options
+
+    print(f"Report: {compare(resolve_options(args, compare_option_classes()))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ernie_cpt.annotate import AnnotationOptions
+    from ernie_cpt.compare import compare_option_classes
     from ernie_cpt.corpus import CorpusOptions
+    from ernie_cpt.finetune import FinetuneOptions
     from ernie_cpt.inspect_task import option_classes as inspect_option_classes
     from ernie_cpt.options import add_options
     from ernie_cpt.pretrain import RunOptions, option_classes
@@ -134,6 +154,31 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", metavar="RUN_DIR", help="The --output-dir of a pretrain run")
     export.add_argument("out_dir", metavar="OUT_DIR", help="New folder for the exported model")
     export.set_defaults(handler=_export)
+
+    finetune = commands.add_parser("finetune", help="Fine-tune an exported model or a run on a labelled set",
+                                   description="Fine-tune ErnieForSequenceClassification from MODEL_DIR on a "
+                                   "labelled training file, once per seed, and report accuracy and macro-F1 on "
+                                   "the test file (mean ± std over the seeds) next to the majority class.")
+    finetune.add_argument("model_dir", metavar="MODEL_DIR",
+                          help="A folder written by ernie-cpt export, or a pretrain run directory (its latest "
+                          "checkpoint is used)")
+    finetune.add_argument("--config", help="YAML file with options (flags override it)")
+    add_options(finetune, [FinetuneOptions])
+    finetune.set_defaults(handler=_finetune)
+
+    compare = commands.add_parser("compare", help="Run several curricula on one corpus and report which forgets "
+                                  "least and transfers best", conflict_handler="resolve",
+                                  description="Pre-train every curriculum of --schedules with the same tasks, "
+                                  "per-task budget, data, initialisation and seed(s); score forgetting and "
+                                  "backward transfer, fine-tune each on a downstream set if given, and write "
+                                  "DIR/report/report.md with plots. Started again, it skips finished runs.")
+    compare.add_argument("--config", help="YAML file with options (flags override it)")
+    add_options(compare, compare_option_classes())
+    compare.add_argument("--schedule", dest="schedules", nargs="+", default=argparse.SUPPRESS, metavar="SCHEDULES",
+                         help="Same as --schedules")
+    compare.add_argument("--weighting", dest="loss_weighting", default=argparse.SUPPRESS, metavar="NAME",
+                         help="Same as --loss-weighting")
+    compare.set_defaults(handler=_compare)
     return parser
 
 
