@@ -78,3 +78,13 @@ def test_shared_task_id_puts_every_task_on_id_0(sample_dir, tmp_path):
     # The task embedding is what differs: the first knowledge_masking steps are identical.
     assert read_records(own, "train")[0]["loss"] == read_records(shared, "train")[0]["loss"]
     assert read_records(own, "train")[1:] != read_records(shared, "train")[1:]
+
+
+def test_same_command_and_seed_give_identical_metrics(sample_dir, tmp_path):
+    import json
+
+    for name in ("first", "second"):
+        assert main(_args(sample_dir, tmp_path / name, "--schedule", "continual", "--steps-per-task", "6")) == 0
+    first, second = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("first", "second"))
+    assert first == second and first["accuracy_matrix"][0][0] is not None
+    assert read_records(tmp_path / "first", "eval") == read_records(tmp_path / "second", "eval")
