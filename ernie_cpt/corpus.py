@@ -2,13 +2,16 @@
 
 Every source is normalised to the columns ``doc_id`` (stable: a relative path or
 ``file:row``), ``title`` (``None`` when the source has none) and ``text`` (blank line =
-paragraph break). Files that are empty or not UTF-8 text are skipped with a warning.
+paragraph break). Files that are empty or not UTF-8 text are skipped with a warning. A
+paragraph longer than ``MAX_PARAGRAPH_CHARS`` (say, a 50 MB file without a line break) is an
+error: such text is not prose in paragraphs, and the tasks work on paragraphs and sentences.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,6 +28,8 @@ TABLE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "
 COLUMNS = ["doc_id", "title", "text"]
 # One schema for every source, so that folders and tables concatenate (pandas reads CSV as large_string).
 FEATURES = datasets.Features({c: datasets.Value("string") for c in COLUMNS})
+PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+MAX_PARAGRAPH_CHARS = 1_000_000  # spaCy's default nlp.max_length
 
 
 def bundled_corpus() -> Path:
@@ -58,6 +63,21 @@ def _text_file_problem(path: Path) -> str | None:
     return None
 
 
+def _check_paragraphs(text: str, source: str) -> None:
+    """Refuse a text with a paragraph (text between blank lines) over ``MAX_PARAGRAPH_CHARS``."""
+    if len(text) <= MAX_PARAGRAPH_CHARS:
+        return
+    breaks = list(PARAGRAPH_BREAK.finditer(text))
+    starts = [0, *(match.end() for match in breaks)]
+    ends = [*(match.start() for match in breaks), len(text)]
+    longest = max(end - start for start, end in zip(starts, ends))
+    if longest > MAX_PARAGRAPH_CHARS:
+        shape = "has no line break at all" if "\n" not in text else "has no blank line for that long"
+        raise UserError(f"{source} holds a paragraph of {longest:,} characters ({shape}); paragraphs of more than "
+                        f"{MAX_PARAGRAPH_CHARS:,} are refused: separate paragraphs with blank lines, or split the "
+                        f"text into several documents")
+
+
 def _text_documents(files: list[tuple[str, str, int, int]]):
     """Generator for `Dataset.from_generator`; (doc_id, path, size, mtime) makes its cache key."""
     for doc_id, path, _size, _mtime in files:
@@ -75,6 +95,8 @@ def _load_text_files(paths: list[Path], root: Path | None,
             skipped.setdefault(problem, []).append(path.name)
             continue
         stat = path.stat()
+        if stat.st_size > MAX_PARAGRAPH_CHARS:
+            _check_paragraphs(path.read_text(encoding="utf-8"), str(path))
         doc_id = str(path.relative_to(root)) if root else path.name
         usable.append((doc_id, str(path.resolve()), stat.st_size, stat.st_mtime_ns))
     if not usable:
@@ -105,6 +127,9 @@ def _normalise_table(ds: datasets.Dataset, source: str, text_field: str, title_f
     if len(kept) < len(normalised):
         log.warning("skipped %d row(s) of %s with an empty or missing '%s'",
                     len(normalised) - len(kept), source, text_field)
+    for batch in kept.select_columns(["doc_id", "text"]).iter(batch_size=1000):
+        for doc_id, text in zip(batch["doc_id"], batch["text"]):
+            _check_paragraphs(text, f"{source} (document {doc_id})")
     return kept
 
 

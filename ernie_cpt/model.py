@@ -6,7 +6,6 @@ scores the task's head with cross-entropy (every ERNIE 2.0 task is a classificat
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +13,12 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoConfig, ErnieConfig, ErnieModel
+from transformers import AutoConfig, ErnieConfig, ErnieModel, PretrainedConfig
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import option
+from ernie_cpt.safe_loading import load_weights, weight_files
 from pretasks.registry import NUM_TASK_IDS
 
 log = logging.getLogger(__name__)
@@ -68,31 +66,33 @@ def encoder_config(options: ModelOptions, vocab_size: int, max_positions: int) -
 
 def _checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a (possibly sharded) safetensors checkpoint; pickled weights are refused."""
-    index = path / "model.safetensors.index.json"
-    files = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists()
-             else ["model.safetensors"])
-    if not (path / files[0]).exists():
-        raise UserError(f"{path} has no model.safetensors; only safetensors weights are loaded "
-                        f"(convert pytorch_model.bin with save_pretrained(..., safe_serialization=True))")
     weights: dict[str, torch.Tensor] = {}
-    for name in files:
-        try:
-            weights.update(load_file(path / name))
-        except (SafetensorError, OSError) as e:
-            raise UserError(f"cannot read {path / name} ({e}); the checkpoint is damaged") from e
+    for file in weight_files(path, "--init-from"):
+        weights.update(load_weights(file))
     return weights
 
 
-def encoder_from_checkpoint(path: str | Path) -> tuple[ErnieModel, dict[str, torch.Tensor]]:
-    """An ErnieModel with the encoder weights of a local BERT or ERNIE checkpoint, a new task
-    embedding, and the checkpoint's MLM head weights (``cls.predictions.*``) if it has any."""
-    path = Path(path)
+def _source_config(path: Path) -> PretrainedConfig:
     try:
         source = AutoConfig.from_pretrained(str(path))
     except (OSError, ValueError) as e:
         raise UserError(f"--init-from {path} is not a model folder with a config.json") from e
     if source.model_type not in ("bert", "ernie"):
         raise UserError(f"--init-from {path} is a '{source.model_type}' model; only BERT and ERNIE are supported")
+    return source
+
+
+def check_init_from(path: str | Path) -> None:
+    """Refuse an --init-from folder that cannot be loaded (no config, pickled weights) before any work."""
+    _source_config(Path(path))
+    weight_files(Path(path), "--init-from")
+
+
+def encoder_from_checkpoint(path: str | Path) -> tuple[ErnieModel, dict[str, torch.Tensor]]:
+    """An ErnieModel with the encoder weights of a local BERT or ERNIE checkpoint, a new task
+    embedding, and the checkpoint's MLM head weights (``cls.predictions.*``) if it has any."""
+    path = Path(path)
+    source = _source_config(path)
     config = ErnieConfig(**{k: getattr(source, k) for k in (
         "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
         "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",

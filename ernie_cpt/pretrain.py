@@ -12,11 +12,8 @@ The run directory holds everything needed to resume or export:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,28 +22,27 @@ import datasets
 import torch
 from transformers import ErnieConfig, ErnieModel
 
+from ernie_cpt import distributed
 from ernie_cpt.annotate import AnnotationOptions, annotate
 from ernie_cpt.batching import TaskStream, eval_batches
-from ernie_cpt.checkpoint import atomic_write_text, checkpoints
+from ernie_cpt.checkpoint import Checkpoint, atomic_write_text, read_checkpoint
 from ernie_cpt.corpus import CorpusOptions, load_corpus, split_documents
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluate import EvaluationOptions
 from ernie_cpt.forgetting import continual_metrics
-from ernie_cpt.model import ErnieMultiTask, ModelOptions, encoder_config, encoder_from_checkpoint
+from ernie_cpt.model import ErnieMultiTask, ModelOptions, check_init_from, encoder_config, encoder_from_checkpoint
 from ernie_cpt.options import option, to_dict
 from ernie_cpt.plan import plan_table
+from ernie_cpt.run_dir import RESUMABLE_CHANGES, check_stages, resolve_resume, run_directory, write_config
 from ernie_cpt.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
-from ernie_cpt.trainer import TrainingOptions, train
+from ernie_cpt.trainer import TrainingOptions, pick_device, train
 from pretasks import TASKS, PreTask, TaskUnavailable, get_task
-from schedules import ScheduleOptions, build_schedule
+from schedules import ScheduleOptions, Stage, build_schedule
 from schedules.weighting import WeightingOptions, build_weighting
 
 log = logging.getLogger(__name__)
 
-# Options that may change between a run and its resumption without changing the result (a run
-# directory may also be moved).
-RESUMABLE_CHANGES = {"output_dir", "resume", "overwrite", "save_steps", "save_total_limit", "logging_steps",
-                     "eval_steps", "dataloader_workers", "num_proc", "cache_dir", "device", "spacy_batch_size"}
+__all__ = ["RESUMABLE_CHANGES", "RunOptions", "option_classes", "pretrain"]  # compare reads RESUMABLE_CHANGES here
 
 
 @dataclass
@@ -54,7 +50,8 @@ class RunOptions:
     """Run: what to train and where"""
 
     output_dir: str | None = option(None, "Run directory for checkpoints, logs and the tokenizer (required)")
-    tasks: list[str] = option(["knowledge_masking"], "Pre-training tasks, in curriculum order")
+    tasks: list[str] = option(["knowledge_masking"], "Pre-training tasks, in curriculum order; a task the corpus "
+                              "cannot give examples for is skipped with a warning")
     max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
     resume: bool = option(False, "Continue the run in --output-dir from its latest checkpoint")
     overwrite: bool = option(False, "Delete an existing run in --output-dir and start over")
@@ -64,36 +61,6 @@ def option_classes() -> list[type]:
     """Every option group of ``pretrain``: the framework's and each registered task's."""
     return [RunOptions, CorpusOptions, AnnotationOptions, TokenizerOptions, ModelOptions, TrainingOptions,
             ScheduleOptions, WeightingOptions, EvaluationOptions, *(task.options_class for task in TASKS.values())]
-
-
-def _check_run_dir(run_dir: Path, config: dict[str, Any], run: RunOptions) -> None:
-    config_file = run_dir / "run_config.json"
-    if run.resume:
-        if not config_file.exists() or not checkpoints(run_dir):
-            raise UserError(f"--resume: {run_dir} holds no checkpoint to resume; run without --resume to start")
-        previous = json.loads(config_file.read_text(encoding="utf-8"))
-        changed = sorted(k for k in config if k not in RESUMABLE_CHANGES and previous.get(k) != config[k])
-        if changed:
-            raise UserError(f"--resume: options differ from the run in {run_dir}: {', '.join(changed)}; "
-                            f"resume with the same options or use a new --output-dir")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        if not run.overwrite:
-            raise UserError(f"{run_dir} is not empty; pass --resume to continue the run there, --overwrite to "
-                            f"replace it, or choose another --output-dir")
-        shutil.rmtree(run_dir)
-
-
-@contextlib.contextmanager
-def _run_directory(run_dir: Path) -> Iterator[None]:
-    """Create ``run_dir``; if set-up or training fails before the first checkpoint, remove it again."""
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        yield
-    except BaseException:
-        if created and not checkpoints(run_dir):
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
 
 
 def _tokenizer(run_dir: Path, resume: bool, tokenizer_options: TokenizerOptions, model_options: ModelOptions,
@@ -130,15 +97,22 @@ def _model(run_dir: Path, resume: bool, model_options: ModelOptions, tasks: dict
 
 
 def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training: TrainingOptions,
-               evaluation: EvaluationOptions, num_proc: int | None) -> tuple[dict[str, TaskStream], dict]:
-    """Each task's training stream and held-out batches. A task the held-out documents cannot
-    give examples for is trained but not evaluated, with a warning."""
-    streams, evals = {}, {}
+               evaluation: EvaluationOptions, num_proc: int | None) -> tuple[dict[str, TaskStream], dict, dict]:
+    """Each task's training stream and held-out batches, and the tasks the training documents give
+    no example for (name -> why). A task the held-out documents cannot give examples for is trained
+    but not evaluated, with a warning."""
+    streams, evals, unavailable = {}, {}, {}
     for name, task in tasks.items():
-        rows = task.build_examples(split["train"], num_proc=num_proc)
+        try:
+            rows = task.build_examples(split["train"], num_proc=num_proc)
+        except TaskUnavailable as e:
+            unavailable[name] = str(e)
+            continue
         if len(rows) == 0:
-            raise UserError(f"task {name} found no training examples in this corpus; add text or drop the task")
-        streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers)
+            unavailable[name] = f"{name} found no training examples in this corpus"
+            continue
+        streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers,
+                                   distributed.rank(), distributed.world_size())
         if not len(split["test"]):
             continue
         try:
@@ -151,7 +125,22 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
             held_out = held_out.shuffle(seed=training.seed).select(range(min(len(held_out),
                                                                              evaluation.eval_max_examples)))
             evals[name] = eval_batches(task, held_out, evaluation.eval_batch_size, training.seed)
-    return streams, evals
+    return streams, evals, unavailable
+
+
+def _without(schedule: list[Stage], unavailable: dict[str, str]) -> list[Stage]:
+    """The schedule without the tasks the corpus cannot give examples for (the others keep their
+    steps; a stage left with no task is dropped); an error when no task is left."""
+    if not unavailable:
+        return schedule
+    kept = [Stage({t: n for t, n in stage.steps.items() if t not in unavailable}) for stage in schedule]
+    kept = [stage for stage, before in zip(kept, schedule) if stage.steps or not before.steps]
+    if not any(stage.steps for stage in kept):
+        raise UserError(f"no task can train on this corpus: {'; '.join(unavailable.values())}; add text the "
+                        f"tasks need or choose other --tasks")
+    for name, reason in unavailable.items():
+        log.warning("task %s is skipped (the other tasks train as planned): %s", name, reason)
+    return kept
 
 
 def _validate(run: RunOptions, training: TrainingOptions) -> None:
@@ -160,51 +149,82 @@ def _validate(run: RunOptions, training: TrainingOptions) -> None:
     for name in ("max_steps", "batch_size", "grad_accum_steps", "save_steps", "logging_steps", "save_total_limit"):
         if getattr(training, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if training.max_nonfinite_steps < 0:
+        raise UserError("--max-nonfinite-steps must be at least 0")
     if run.max_seq_length < 8:
         raise UserError("--max-seq-length must be at least 8")
+    processes = distributed.world_size()
+    if training.batch_size % processes:
+        raise UserError(f"--batch-size {training.batch_size} is the batch over all {processes} processes and must "
+                        f"be a multiple of {processes}; change --batch-size or --nproc_per_node")
+
+
+def _checkpoint_to_resume(run_dir: Path, config: dict[str, Any], run: RunOptions) -> Checkpoint | None:
+    """The checkpoint to continue from (None: start), chosen by the main process, read by every process."""
+    found = None
+
+    def choose() -> Path | None:
+        nonlocal found
+        found = resolve_resume(run_dir, config, run.resume, run.overwrite)
+        return found[0] if found else None
+
+    path = distributed.main_result(choose)
+    return found if distributed.is_main() or path is None else (path, read_checkpoint(path))
 
 
 def pretrain(options: dict[type, Any]) -> Path:
     """Pre-train as ``options`` say; returns the run directory."""
     run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
     model_options = options[ModelOptions]
+    distributed.init(pick_device(training.device))
     _validate(run, training)
     task_classes = {name: get_task(name) for name in run.tasks}
     schedule_options = options[ScheduleOptions]
     schedule = build_schedule(schedule_options, run.tasks, training.max_steps)
     weighting = (build_weighting(options[WeightingOptions], run.tasks)
                  if schedule_options.task_mixing == "all" else None)
+    if model_options.init_from and not run.resume:
+        check_init_from(model_options.init_from)
     run_dir = Path(run.output_dir)
     config = {**to_dict(*options.values()), "stages": [stage.steps for stage in schedule]}
-    _check_run_dir(run_dir, config, run)
+    resume_from = _checkpoint_to_resume(run_dir, config, run)
+    resuming = resume_from is not None
 
-    documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    with distributed.main_first():  # the main process fills the caches, the others read them
+        documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     split = split_documents(documents, evaluation.eval_fraction, training.seed)
     log.info("%d training and %d held-out documents", len(split["train"]), len(split["test"]))
-    with _run_directory(run_dir):
-        tokenizer = _tokenizer(run_dir, run.resume, options[TokenizerOptions], model_options, split["train"],
-                               options[AnnotationOptions].cache_dir)
-        tasks = {name: cls(tokenizer, options[cls.options_class], run.max_seq_length)
-                 for name, cls in task_classes.items()}
-        streams, evals = _task_data(tasks, split, training, evaluation,
-                                    options[AnnotationOptions].num_proc or None)
+    with run_directory(run_dir, config, resume_from):
+        with distributed.main_first():
+            tokenizer = _tokenizer(run_dir, resuming, options[TokenizerOptions], model_options, split["train"],
+                                   options[AnnotationOptions].cache_dir)
+            tasks = {name: cls(tokenizer, options[cls.options_class], run.max_seq_length)
+                     for name, cls in task_classes.items()}
+            streams, evals, unavailable = _task_data(tasks, split, training, evaluation,
+                                                     options[AnnotationOptions].num_proc or None)
+        schedule = _without(schedule, unavailable)
+        tasks = {name: task for name, task in tasks.items() if name in streams}
+        config = {**config, "tasks": list(tasks), "stages": [stage.steps for stage in schedule],
+                  "requested_tasks": run.tasks, "skipped_tasks": unavailable}
+        if resuming:
+            check_stages(run_dir, config["stages"])
         torch.manual_seed(training.seed)
-        model = _model(run_dir, run.resume, model_options, tasks, len(tokenizer), run.max_seq_length,
+        model = _model(run_dir, resuming, model_options, tasks, len(tokenizer), run.max_seq_length,
                        schedule_options.shared_task_id)
-        if not run.resume:
+        if not resuming and distributed.is_main():
             tokenizer.save_pretrained(str(run_dir / "tokenizer"))
             model.encoder.config.to_json_file(str(run_dir / "encoder_config.json"))
             atomic_write_text(run_dir / "tasks.json", json.dumps(model.task_ids, indent=2))
-            atomic_write_text(run_dir / "run_config.json", json.dumps(config, indent=2))
+            write_config(run_dir, config)
         log.info("Schedule %s:\n%s", schedule_options.schedule,
-                 plan_table(schedule, run.tasks, schedule_options.task_mixing))
+                 plan_table(schedule, list(tasks), schedule_options.task_mixing))
         n_params = sum(p.numel() for p in model.encoder.parameters())
         log.info("Encoder: %d layers, hidden %d, %.1fM parameters; %d steps over %d stage(s)",
                  model.encoder.config.num_hidden_layers, model.encoder.config.hidden_size, n_params / 1e6,
                  sum(s.optimizer_steps(schedule_options.task_mixing) for s in schedule), len(schedule))
         results = train(model, streams, evals, schedule, training, schedule_options, weighting,
-                        evaluation, run_dir, run.resume)
-        if evals:
+                        evaluation, run_dir, resume_from)
+        if evals and distributed.is_main():
             metrics = continual_metrics(run_dir)
             log.info("Accuracy matrix, forgetting and BWT: %s (mean forgetting %.4f, BWT %.4f, average final "
                      "score %.4f)", run_dir / "metrics.json", metrics["mean_forgetting"],

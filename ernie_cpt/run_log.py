@@ -1,4 +1,7 @@
-"""Run logs: JSONL files (``logs/train.jsonl``, ``logs/eval.jsonl``) and TensorBoard scalars."""
+"""Run logs: JSONL files (``logs/train.jsonl``, ``logs/eval.jsonl``) and TensorBoard scalars.
+
+Only the main process writes them (with several processes, the others' ``RunLog`` does nothing).
+"""
 
 from __future__ import annotations
 
@@ -8,23 +11,42 @@ from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 
+from ernie_cpt import distributed
+from ernie_cpt.checkpoint import atomic_write_text
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL log; a line cut short by a killed process is left out."""
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
 
 class RunLog:
     def __init__(self, run_dir: Path) -> None:
         self.folder = run_dir / "logs"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
+        self.enabled = distributed.is_main()
+        if self.enabled:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step``: a resumed run writes those steps again."""
+        if not self.enabled:
+            return
         for path in self.folder.glob("*.jsonl"):
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line)["step"] <= step]
-            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            kept = [record for record in _records(path) if record["step"] <= step]
+            atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
     def write(self, kind: str, record: dict[str, Any]) -> None:
         """Append ``record`` (which has a ``step``) to ``<kind>.jsonl`` and its numbers to TensorBoard
         (numbers in a dict, such as per-task losses or weights, under ``<key>/<task>``)."""
+        if not self.enabled:
+            return
         with open(self.folder / f"{kind}.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         prefix = f"{kind}/{record['task']}/" if "task" in record else f"{kind}/"
@@ -35,11 +57,10 @@ class RunLog:
                     self.tensorboard.add_scalar(prefix + key + (f"/{name}" if name else ""), number, record["step"])
 
     def close(self) -> None:
-        self.tensorboard.close()
+        if self.enabled:
+            self.tensorboard.close()
 
 
 def read_records(run_dir: Path, kind: str) -> list[dict[str, Any]]:
     path = run_dir / "logs" / f"{kind}.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return _records(path) if path.exists() else []

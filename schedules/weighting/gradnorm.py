@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ernie_cpt.distributed import mean_over_ranks
 from schedules.weighting.base import LossWeighting, WeightingOptions, register
 
 # Weights are kept positive: at w_i <= 0 the norm |w_i| * ||grad L_i|| would pull w_i further down.
@@ -34,6 +35,7 @@ class GradNorm(LossWeighting):
     Since w_i > 0, G_i = w_i ||grad_W L_i||, so dG_i/dw_i = ||grad_W L_i|| exactly, and the
     first-order gradients of L_i (autograd.grad without create_graph, so the model's .grad is
     untouched) give the same update as differentiating through the gradient, at no second-order cost.
+    With several processes, grad_W L_i is averaged over them first: the gradient of the whole batch.
     """
 
     name = "gradnorm"
@@ -58,8 +60,8 @@ class GradNorm(LossWeighting):
             self.initial_losses.setdefault(task, losses[task].item())
 
         weights = torch.stack(params)
-        grad_norms = torch.stack([torch.autograd.grad(losses[task], shared, retain_graph=True)[0].norm()
-                                  for task in tasks]).to(weights)
+        gradients = [mean_over_ranks(torch.autograd.grad(losses[task], shared, retain_graph=True)[0]) for task in tasks]
+        grad_norms = torch.stack([gradient.norm() for gradient in gradients]).to(weights)
         ratios = torch.tensor([losses[task].item() / self.initial_losses[task] for task in tasks]).to(weights)
         norms = weights * grad_norms  # G_i
         targets = (norms.mean() * (ratios / ratios.mean()) ** self.options.gradnorm_alpha).detach()

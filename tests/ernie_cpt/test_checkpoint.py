@@ -38,3 +38,46 @@ def test_a_pickle_in_place_of_the_weights_is_refused(tmp_path):
     only = _save(tmp_path, 10, 1.0)
     torch.save({"weight": torch.ones(2, 2)}, only / "model.safetensors")
     assert latest_checkpoint(tmp_path) is None
+
+
+def test_leftovers_of_a_killed_write_are_removed_by_the_next_save(tmp_path):
+    _save(tmp_path, 10, 1.0)
+    for name in (".tmp-step-00000020-4242", ".trash-step-00000005-4242"):
+        (tmp_path / "checkpoints" / name).mkdir()
+        (tmp_path / "checkpoints" / name / "model.safetensors").write_bytes(b"half")
+    _save(tmp_path, 20, 2.0)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest", "step-00000010",
+                                                                           "step-00000020"]
+
+
+def test_a_failed_write_removes_its_folder_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import pytest
+
+    from ernie_cpt import checkpoint
+    from ernie_cpt.errors import UserError
+
+    _save(tmp_path, 10, 1.0)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(UserError, match=r"no space left on device while writing checkpoint step-00000020 .*"
+                                        r"the last checkpoint, step-00000010, is intact"):
+        _save(tmp_path, 20, 2.0)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest", "step-00000010"]
+    assert latest_checkpoint(tmp_path)[0].name == "step-00000010"
+
+
+def test_resaving_a_step_replaces_it_and_keeps_newer_leftovers(tmp_path):
+    """After a resume from an older checkpoint, the same step is written again; a newer checkpoint of
+    the interrupted run is not counted against the limit of the one just written."""
+    for step in (10, 20, 30):
+        _save(tmp_path, step, float(step), keep=3)
+    (tmp_path / "checkpoints" / "latest").write_text("step-00000010\n")  # killed before the pointer moved on
+    _save(tmp_path, 20, 5.0, keep=2)
+    assert [p.name for p in checkpoints(tmp_path)] == ["step-00000010", "step-00000020", "step-00000030"]
+    path, (weights, _, _) = latest_checkpoint(tmp_path)
+    assert path.name == "step-00000020" and torch.all(weights["weight"] == 5.0)

@@ -1,0 +1,316 @@
+"""More of the bad-input table (see also test_cli_errors.py): the command exits with code 2 and one
+`ernie-cpt: error:` line (progress bars and log lines aside) that says what to do, and leaves
+nothing half-written; or, where the README says so, it warns and goes on.
+"""
+# ruff: noqa: RUF001  (the Chinese sample text has full-width commas)
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from ernie_cpt import checkpoint
+from ernie_cpt.cli import main
+from ernie_cpt.corpus import MAX_PARAGRAPH_CHARS
+from ernie_cpt.run_log import read_records
+
+NON_ENGLISH = {
+    "de-1.txt": "Am Morgen ging die Familie Müller in den Wald. Die Kinder liefen voraus, und der Vater trug den "
+                "Korb mit dem Brot.\n\nNach einer Stunde erreichten sie den kleinen See. Dort setzten sie sich auf "
+                "eine Bank und aßen.\n\nAm Abend kehrten sie müde nach Hause zurück. Trotzdem waren alle froh.",
+    "de-2.txt": "Die Stadt Hamburg liegt an der Elbe. Sie ist nach Berlin die zweitgrößte Stadt Deutschlands.\n\n"
+                "Viele Menschen besuchen jedes Jahr den Fischmarkt. Außerdem gibt es zahlreiche Museen.",
+    "ru-1.txt": "Утром Анна вышла из дома и пошла на станцию. Поезд опаздывал, поэтому она купила газету.\n\n"
+                "Через час она приехала в Москву. Там её ждал старый друг Иван.",
+    "zh-1.txt": "今天早上，小明和他的妈妈一起去北京的公园散步。天气很好，阳光明媚。\n\n"
+                "中午的时候，他们在一家小饭馆吃了面条。饭馆的老板很热情。",
+    "zh-2.txt": "上海是中国最大的城市之一，位于长江的入海口。这里有很多高楼大厦。\n\n"
+                "外滩是上海最有名的地方。晚上的时候，黄浦江两岸的灯光非常漂亮。",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two threads on two cores shared with other processes spin and run many times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def expect_error(argv: list[str], capsys, root: Path, *expected: str) -> str:
+    """Run the CLI: exit code 2, one error line holding ``expected``, nothing under ``root`` changed."""
+    capsys.readouterr()
+    before = snapshot(root)
+    code = main(argv)
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("ernie-cpt: error: ")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in stderr, stderr
+    for text in expected:
+        assert text in errors[0], errors[0]
+    assert snapshot(root) == before
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def corpus_args(sample_dir) -> list[str]:
+    return ["--corpus", *[str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]]]
+
+
+def pretrain_args(corpus_args: list[str], run_dir: Path, *extra: str) -> list[str]:
+    return ["pretrain", *corpus_args, "--output-dir", str(run_dir), "--model-size", "tiny", "--max-steps", "4",
+            "--batch-size", "8", "--learning-rate", "1e-3", "--logging-steps", "1", "--eval-steps", "0",
+            "--save-steps", "2", "--save-total-limit", "5", "--vocab-size", "3000", "--seed", "7", *extra]
+
+
+def train_records(run_dir: Path) -> list[dict]:
+    """The training log without its timing."""
+    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_records(run_dir, "train")]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(corpus_args, tmp_path_factory) -> Path:
+    """A finished 4-step run with checkpoints at steps 2 and 4."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    assert main(pretrain_args(corpus_args, run_dir)) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def one_sentence_documents(sample_annotations, tmp_path_factory) -> Path:
+    """24 documents of one sentence each (short plain sentences of the bundled sample), as JSONL."""
+    sentences = [doc["text"][start:end] for doc in sample_annotations
+                 for start, end in zip(doc["sentence_starts"], doc["sentence_ends"])]
+    plain = [s for s in sentences if 40 <= len(s) <= 150 and '"' not in s and s[0].isupper() and s.endswith(".")]
+    path = tmp_path_factory.mktemp("one-sentence") / "sentences.jsonl"
+    path.write_text("".join(json.dumps({"text": s}) + "\n" for s in plain[:24]), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def non_english(tmp_path) -> Path:
+    folder = tmp_path / "non-english"
+    folder.mkdir()
+    for name, text in NON_ENGLISH.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+# --- the corpus --------------------------------------------------------------------------------------------
+
+
+def test_a_single_empty_file(tmp_path, capsys):
+    (tmp_path / "empty.txt").write_bytes(b"\n  \n")
+
+    expect_error(["prepare", "--corpus", str(tmp_path / "empty.txt")], capsys, tmp_path,
+                 "no text found", "skipped 1 file(s) that are empty: empty.txt", "non-empty UTF-8 text")
+
+
+def test_latin1_files_name_the_fix(tmp_path, capsys):
+    (tmp_path / "cafe.txt").write_bytes("Le caf\xe9 \xe9tait ferm\xe9.".encode("latin-1"))
+
+    expect_error(["prepare", "--corpus", str(tmp_path / "cafe.txt")], capsys, tmp_path,
+                 "not UTF-8", "iconv -f latin1 -t utf-8", "cafe.txt")
+
+
+def test_unusable_files_beside_good_ones_are_skipped_with_one_warning(tmp_path, cache_dir, caplog, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.txt").write_text("Anne walked to Uppercross. She was glad of the walk.", encoding="utf-8")
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "latin1.txt").write_bytes("na\xefve".encode("latin-1"))
+    (folder / "binary.txt").write_bytes(b"\x00\x01\x02")
+
+    with caplog.at_level(logging.WARNING):
+        assert main(["prepare", "--corpus", str(folder), "--output-dir", cache_dir]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    for text in ("1 file(s) that are empty: empty.txt", "1 file(s) that are not UTF-8", "latin1.txt",
+                 "1 file(s) that are binary: binary.txt"):
+        assert text in warnings[0]
+    assert "1 documents: 1 paragraphs, 2 sentences" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("shape", "text"), [
+    ("has no line break at all", "word " * (50 * 1024 * 1024 // 5)),  # 50 MB on one line
+    ("has no blank line for that long", "A line of a paragraph that never ends.\n" * 30_000),  # 1.2 MB
+])
+def test_a_paragraph_too_long_for_spacy(tmp_path, capsys, shape, text):
+    big = tmp_path / "big.txt"
+    big.write_text(text, encoding="utf-8")
+
+    expect_error(["pretrain", "--corpus", str(big), "--output-dir", str(tmp_path / "run")], capsys, tmp_path,
+                 f"{big} holds a paragraph of {len(text):,} characters ({shape})",
+                 f"more than {MAX_PARAGRAPH_CHARS:,} are refused", "separate paragraphs with blank lines")
+    assert not (tmp_path / "run").exists()
+
+
+def test_one_sentence_documents_and_only_tasks_that_need_more(one_sentence_documents, tmp_path, capsys):
+    argv = ["pretrain", "--corpus", str(one_sentence_documents), "--output-dir", str(tmp_path / "run"),
+            "--tasks", "sentence_reordering", "sentence_distance", "--model-size", "tiny", "--max-steps", "4"]
+
+    expect_error(argv, capsys, tmp_path, "no task can train on this corpus: sentence_reordering needs paragraphs "
+                 "with at least 2 sentences", "sentence_distance needs documents with at least 4 sentences",
+                 "choose other --tasks")
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_english_text_is_annotated_with_a_warning(non_english, cache_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert main(["prepare", "--corpus", str(non_english), "--output-dir", cache_dir]) == 0
+    share = re.search(r"the corpus does not look like English: (\d+)% of its words are common English words",
+                      caplog.text)
+    assert share and int(share.group(1)) < 10  # 40-60 % in English
+    assert "pass --spacy-model with a pipeline for its language" in caplog.text
+
+
+def test_english_text_gets_no_language_warning(corpus_args, cache_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert main(["prepare", *corpus_args, "--output-dir", cache_dir]) == 0
+    assert "does not look like English" not in caplog.text
+
+
+# --- the run directory -------------------------------------------------------------------------------------
+
+
+def test_resume_when_the_only_checkpoint_is_truncated(tiny_run, corpus_args, tmp_path, capsys, caplog):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    shutil.rmtree(run_dir / "checkpoints" / "step-00000002")
+    weights = run_dir / "checkpoints" / "step-00000004" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+    with caplog.at_level(logging.WARNING):
+        expect_error([*pretrain_args(corpus_args, run_dir), "--resume"], capsys, tmp_path,
+                     f"--resume: no checkpoint in {run_dir / 'checkpoints'} can be read", "--overwrite")
+    assert "skipping unreadable checkpoint" in caplog.text and "step-00000004" in caplog.text
+
+
+@pytest.mark.parametrize(("resume", "expected"), [
+    (False, ["holds a different run (--learning-rate 0.001 there, 0.002 now)", "choose another --output-dir",
+             "--overwrite"]),
+    (True, ["--resume: the run in", "was started with other options (--learning-rate 0.001 there, 0.002 now)",
+            "resume with the same options"]),
+])
+def test_output_dir_holding_a_different_run(tiny_run, corpus_args, capsys, resume, expected):
+    argv = [*pretrain_args(corpus_args, tiny_run, "--learning-rate", "2e-3"), *(["--resume"] if resume else [])]
+
+    expect_error(argv, capsys, tiny_run.parent, *expected)
+
+
+def test_output_dir_holding_this_run_without_resume(tiny_run, corpus_args, capsys):
+    expect_error(pretrain_args(corpus_args, tiny_run), capsys, tiny_run.parent,
+                 f"{tiny_run} already holds this run; pass --resume to continue it, --overwrite to start it over")
+
+
+def _full_disk_at_call(monkeypatch, n: int) -> None:
+    """The n-th checkpoint write fails as on a full disk, after writing part of the weights."""
+    calls = []
+
+    def save_file(tensors, filename, metadata=None):
+        calls.append(filename)
+        if len(calls) == n:
+            Path(filename).write_bytes(b"\0" * 4096)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(tensors, filename, metadata=metadata)
+
+    original = checkpoint.save_file
+    monkeypatch.setattr(checkpoint, "save_file", save_file)
+
+
+def test_disk_full_during_a_checkpoint_write(tiny_run, corpus_args, tmp_path, capsys, monkeypatch):
+    run_dir = tmp_path / "run"
+    _full_disk_at_call(monkeypatch, 2)
+    capsys.readouterr()
+
+    assert main(pretrain_args(corpus_args, run_dir)) == 2
+
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (f"ernie-cpt: error: no space left on device while writing checkpoint step-00000004 in "
+                     f"{run_dir / 'checkpoints'}; the last checkpoint, step-00000002, is intact: free space, then "
+                     f"run the same command with --resume")
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest", "step-00000002"]
+    assert (run_dir / "checkpoints" / "latest").read_text() == "step-00000002\n"
+    checkpoint.read_checkpoint(run_dir / "checkpoints" / "step-00000002")
+
+    monkeypatch.undo()  # space freed
+    assert main([*pretrain_args(corpus_args, run_dir), "--resume"]) == 0
+    assert train_records(run_dir) == train_records(tiny_run)
+
+
+def test_disk_full_at_the_first_checkpoint_leaves_no_run(corpus_args, tmp_path, capsys, monkeypatch):
+    _full_disk_at_call(monkeypatch, 1)
+
+    expect_error(pretrain_args(corpus_args, tmp_path / "run"), capsys, tmp_path,
+                 "no space left on device while writing checkpoint step-00000002", "no checkpoint was saved yet",
+                 "free space, then run the command again")
+    assert not (tmp_path / "run").exists()
+
+
+# --- runs that go on with a warning ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_one_sentence_documents_skip_the_tasks_that_need_more(one_sentence_documents, tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    with caplog.at_level(logging.WARNING):
+        assert main(["pretrain", "--corpus", str(one_sentence_documents), "--output-dir", str(run_dir),
+                     "--tasks", "knowledge_masking", "sentence_reordering", "--model-size", "tiny",
+                     "--max-steps", "6", "--batch-size", "8", "--eval-steps", "0", "--logging-steps", "1"]) == 0
+    assert "task sentence_reordering is skipped (the other tasks train as planned): sentence_reordering needs " \
+           "paragraphs with at least 2 sentences" in caplog.text
+    config = json.loads((run_dir / "run_config.json").read_text())
+    assert config["tasks"] == ["knowledge_masking"] and config["requested_tasks"] == ["knowledge_masking",
+                                                                                        "sentence_reordering"]
+    assert list(config["skipped_tasks"]) == ["sentence_reordering"] and config["stages"] == [{"knowledge_masking": 3}]
+    assert json.loads((run_dir / "tasks.json").read_text()) == {"knowledge_masking": 0}
+    assert [r["task"] for r in read_records(run_dir, "train")] == ["knowledge_masking"] * 3
+
+
+@pytest.mark.slow
+def test_non_english_text_trains_and_skips_what_it_cannot_make(non_english, tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    tasks = ["knowledge_masking", "capitalization", "sentence_reordering", "discourse_relation"]
+    with caplog.at_level(logging.WARNING):
+        assert main(["pretrain", "--corpus", str(non_english), "--output-dir", str(run_dir), "--tasks", *tasks,
+                     "--model-size", "tiny", "--steps-per-task", "2", "--batch-size", "4", "--eval-steps", "0",
+                     "--eval-fraction", "0.2", "--logging-steps", "1"]) == 0
+    assert "does not look like English" in caplog.text
+    assert "task discourse_relation is skipped" in caplog.text  # no English discourse markers
+    assert json.loads((run_dir / "run_config.json").read_text())["tasks"] == tasks[:3]
+    assert len(read_records(run_dir, "train")) == 6
+
+
+@pytest.mark.slow
+def test_resume_falls_back_from_a_truncated_checkpoint(tiny_run, corpus_args, tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    weights = run_dir / "checkpoints" / "step-00000004" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+    with caplog.at_level(logging.INFO):
+        assert main([*pretrain_args(corpus_args, run_dir), "--resume"]) == 0
+    assert "skipping unreadable checkpoint" in caplog.text and "Resumed from" in caplog.text
+    assert "step-00000002 at step 2" in caplog.text
+    assert train_records(run_dir) == train_records(tiny_run)
+    checkpoint.read_checkpoint(run_dir / "checkpoints" / "step-00000004")  # written again, whole
+
+
+def test_batch_size_that_the_processes_cannot_share(tmp_path, capsys, monkeypatch):
+    from ernie_cpt import distributed
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)  # as under torchrun --nproc_per_node 2
+
+    expect_error(["pretrain", "--corpus", str(tmp_path), "--output-dir", str(tmp_path / "run"), "--batch-size", "9"],
+                 capsys, tmp_path, "--batch-size 9 is the batch over all 2 processes and must be a multiple of 2")

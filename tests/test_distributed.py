@@ -1,0 +1,97 @@
+"""Data-parallel pre-training: `torchrun --nproc_per_node 2` on CPU (gloo) reproduces a single-process
+run with the same global batch, and a 2-process run resumes bit-exactly.
+
+The run trains three tasks (masked LM, a token classifier and a sequence classifier, so ranks see
+different numbers of targets) in every step with GradNorm weighting and 2 accumulated
+micro-batches per step. Dropout is 0 in the comparison with one process: a process draws dropout
+masks for its share of the batch only, so with dropout the two runs are different samples of
+the same training, not the same numbers. Summation order differs between one process and two
+(all-reduce), so losses agree to TOLERANCE (relative), not bit for bit: measured 1e-7 at most.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ernie_cpt.checkpoint import LATEST, checkpoints, read_checkpoint
+from ernie_cpt.cli import main
+from ernie_cpt.run_log import read_records
+
+pytestmark = pytest.mark.slow
+
+TOLERANCE = 1e-5
+TASKS = ["knowledge_masking", "capitalization", "sentence_reordering"]
+
+
+def _args(sample_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    return ["pretrain", "--corpus", *[str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]],
+            "--output-dir", str(run_dir), "--tasks", *TASKS, "--task-mixing", "all", "--loss-weighting", "gradnorm",
+            "--model-size", "tiny", "--steps-per-task", "6", "--batch-size", "8", "--grad-accum-steps", "2",
+            "--learning-rate", "1e-3", "--logging-steps", "1", "--eval-steps", "0", "--save-steps", "2",
+            "--save-total-limit", "10", "--vocab-size", "3000", "--seed", "7", *extra]
+
+
+def _torchrun(args: list[str], log_file: Path) -> None:
+    """``torchrun --standalone --nproc_per_node 2 -m ernie_cpt ARGS``, one torch thread per process."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "ernie_cpt", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    with open(log_file, "w") as log:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=600)
+    assert result.returncode == 0, log_file.read_text()
+
+
+def _records(run_dir: Path, kind: str) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_records(run_dir, kind)]
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= TOLERANCE * max(abs(a), abs(b))
+
+
+def test_two_processes_match_one_with_the_same_global_batch(sample_dir, tmp_path):
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(_args(sample_dir, single, "--dropout", "0")) == 0
+    finally:
+        torch.set_num_threads(threads)
+    _torchrun(_args(sample_dir, ddp, "--dropout", "0"), tmp_path / "ddp.log")
+
+    one, two = _records(single, "train"), _records(ddp, "train")
+    assert [r["step"] for r in two] == [r["step"] for r in one] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(one, two):
+        assert _close(a["loss"], b["loss"]) and _close(a["grad_norm"], b["grad_norm"]), (a, b)
+        assert all(_close(a["losses"][task], b["losses"][task]) for task in TASKS), (a, b)
+    for a, b in zip(read_records(single, "weights"), read_records(ddp, "weights")):
+        assert all(_close(a["weights"][task], b["weights"][task]) for task in TASKS), (a, b)
+    for a, b in zip(read_records(single, "eval"), read_records(ddp, "eval"), strict=True):
+        assert a["task"] == b["task"] and _close(a["loss"], b["loss"])
+    final_one, final_two = (read_checkpoint(run / "checkpoints" / "step-00000006")[0] for run in (single, ddp))
+    assert all(torch.allclose(final_one[k], final_two[k], rtol=1e-4, atol=1e-6) for k in final_one)
+    # Rank 0 alone wrote the run directory: the same files as the single process.
+    assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
+    assert [p.name for p in checkpoints(ddp)] == [p.name for p in checkpoints(single)]
+
+
+def test_two_processes_resume_bit_exactly_with_dropout(sample_dir, tmp_path):
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    _torchrun(_args(sample_dir, reference), tmp_path / "reference.log")
+    shutil.copytree(reference, resumed)
+    for path in checkpoints(resumed)[1:]:  # killed after the checkpoint of step 2 (of 6)
+        shutil.rmtree(path)
+    (resumed / "checkpoints" / LATEST).write_text("step-00000002\n")
+
+    _torchrun([*_args(sample_dir, resumed), "--resume"], tmp_path / "resumed.log")
+
+    assert "Resumed from" in (tmp_path / "resumed.log").read_text()
+    for kind in ("train", "weights", "eval"):
+        assert _records(resumed, kind) == _records(reference, kind)
