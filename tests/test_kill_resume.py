@@ -1,9 +1,10 @@
 """Crash safety: `ernie-cpt pretrain` killed with SIGKILL at 10 seeded random moments and resumed
 after each ends with exactly the losses and evaluations of an uninterrupted run, and no
 checkpoint folder left behind is ever unreadable. The moments: 2 during start-up (a random time
-after the start), 4 during training (a random time into a random step) and 4 while a checkpoint
-is being written (as soon as its temporary folder appears, after a random step), the training
-ones spread over the whole run.
+after the start; these come first), 4 during training (a random time into a random step) and 4
+while a checkpoint is being written (as soon as its temporary folder appears, after a random
+step), the training ones spread over the run but for its last steps, which a run could finish
+before the kill lands.
 
 Every run is a child process forked from the test process, which has imported torch,
 transformers, spaCy and datasets already: a start costs about a second instead of ten. The child
@@ -117,8 +118,11 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run(sampl
     assert child.exitcode == 0, (tmp_path / "reference.log").read_text()
 
     rng = np.random.default_rng(SEED)
-    kinds = [str(kind) for kind in rng.permutation(KINDS)]
-    steps = iter(sorted(rng.choice(np.arange(1, STEPS - 1), size=len(KINDS) - KINDS.count("start-up"), replace=False)))
+    # Start-up kills first (a late one could meet a run that finishes within its delay), then the
+    # others in a random order of kinds at increasing steps, leaving room before the end of the run.
+    kinds = ["start-up"] * KINDS.count("start-up") + [str(k) for k in rng.permutation([k for k in KINDS
+                                                                                       if k != "start-up"])]
+    steps = iter(sorted(rng.choice(np.arange(1, STEPS - 8), size=len(KINDS) - KINDS.count("start-up"), replace=False)))
     moments = [(kind, 0 if kind == "start-up" else int(next(steps)), float(rng.uniform(0.0, 0.3 if kind == "step"
                                                                                         else 2.0))) for kind in kinds]
     killed, partial_kills, progress = 0, 0, []
