@@ -76,7 +76,12 @@ def test_two_processes_match_one_with_the_same_global_batch(sample_dir, tmp_path
     for a, b in zip(read_records(single, "eval"), read_records(ddp, "eval"), strict=True):
         assert a["task"] == b["task"] and _close(a["loss"], b["loss"])
     final_one, final_two = (read_checkpoint(run / "checkpoints" / "step-00000006")[0] for run in (single, ddp))
-    assert all(torch.allclose(final_one[k], final_two[k], rtol=1e-4, atol=1e-6) for k in final_one)
+    # AdamW divides each gradient by its own running size, so a weight whose gradient is rounding noise
+    # (an attention key bias: softmax ignores it) moves by a noise-driven fraction of the learning rate
+    # in both runs. Weights therefore agree to a tenth of one step (lr 1e-3), not to float precision:
+    # measured 1.6e-6 at most. Training on half the batch, as a rank without the all-reduce does,
+    # moves them 6e-3 apart.
+    assert all(torch.allclose(final_one[k], final_two[k], rtol=0, atol=1e-4) for k in final_one)
     # Rank 0 alone wrote the run directory: the same files as the single process.
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
     assert [p.name for p in checkpoints(ddp)] == [p.name for p in checkpoints(single)]
