@@ -1,9 +1,13 @@
 """Task examples to batches: one task per batch, length-bucketed, dynamically padded.
 
-A ``TaskStream`` yields batches of one task forever, epoch after epoch. The batch order of
-an epoch and every example's random choices (masks, shuffles) come from RNGs seeded by
-(seed, task id, epoch[, example]), so the stream's whole state is (epoch, batches consumed)
-and a resumed run sees exactly the batches an uninterrupted run would have.
+A ``TaskStream`` yields batches of one task forever, epoch after epoch. An epoch shuffles the
+static rows and cuts them into windows of ``BUCKET_BATCHES`` batches; each window's examples
+are made (masks drawn, pair partners picked), sorted by their real length, cut into batches and
+the batches shuffled, as torchtext's ``BucketIterator`` pools do. Sorting the examples made,
+not the static rows, matters for pair tasks, whose length is only known once the partner is
+picked. The batch order and every example's random choices come from RNGs seeded by
+(seed, task id, epoch[, window or example]), so the stream's whole state is (epoch, batches
+consumed) and a resumed run sees exactly the batches an uninterrupted run would have.
 
 With several processes (``torchrun``), every rank draws the same global batches and takes its
 contiguous share of each (the global batch size is kept); an epoch's batches with fewer
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import partial
+from itertools import islice
 from typing import Any
 
 import datasets
@@ -68,17 +73,29 @@ class EpochExamples(torch.utils.data.Dataset):
         return self.__getitems__([index])[0]
 
 
-def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[list[int]]:
-    """Shuffle, sort by length within windows of ``BUCKET_BATCHES`` batches, cut into batches and
-    shuffle the batches: little padding, yet random order."""
-    order = rng.permutation(len(lengths))
-    window = batch_size * BUCKET_BATCHES
-    batches = []
-    for start in range(0, len(order), window):
-        chunk = order[start:start + window]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i:i + batch_size].tolist() for i in range(0, len(chunk), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
+class EpochWindows(torch.utils.data.Dataset):
+    """The training batches of one epoch, a window of ``BUCKET_BATCHES`` batches per item: the
+    window's examples are made, sorted by length, cut into (this rank's share of) batches, shuffled
+    and collated. Every window but the last holds exactly ``BUCKET_BATCHES`` batches."""
+
+    def __init__(self, task: PreTask, rows: datasets.Dataset, batch_size: int, seed: int, epoch: int,
+                 rank: int, world_size: int) -> None:
+        self.examples = EpochExamples(task, rows, seed, epoch)
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.key = [seed, task.task_id, epoch]
+        self.order = np.random.default_rng(self.key).permutation(len(rows))
+        self.window = batch_size * BUCKET_BATCHES
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.window)
+
+    def __getitem__(self, index: int) -> list[dict[str, torch.Tensor]]:
+        examples = self.examples.__getitems__(self.order[index * self.window:(index + 1) * self.window].tolist())
+        by_length = np.argsort([len(e["input_ids"]) for e in examples], kind="stable")
+        batches = [by_length[i:i + self.batch_size].tolist() for i in range(0, len(by_length), self.batch_size)]
+        batches = [batches[i] for i in np.random.default_rng([*self.key, index]).permutation(len(batches))]
+        pad = self.examples.task.tokenizer.pad_token_id
+        return [collate([examples[i] for i in batch], pad) for batch in rank_share(batches, self.rank, self.world_size)]
 
 
 def loader(dataset: torch.utils.data.Dataset, batches: list[list[int]], pad_token_id: int,
@@ -103,9 +120,10 @@ class TaskStream:
                  rank: int = 0, world_size: int = 1) -> None:
         if len(rows) == 0:
             raise ValueError(f"task {task.name} has no training examples")
+        if batch_size < world_size:
+            raise ValueError(f"batch size {batch_size} is smaller than the {world_size} processes")
         self.task, self.rows, self.batch_size, self.seed, self.workers = task, rows, batch_size, seed, workers
         self.rank, self.world_size = rank, world_size
-        self.lengths = np.asarray(rows["length"])
         self.epoch, self.position = 0, 0
         self._batches: Iterator[dict[str, torch.Tensor]] | None = None
 
@@ -117,11 +135,14 @@ class TaskStream:
         self._batches = None
 
     def _start(self) -> Iterator[dict[str, torch.Tensor]]:
-        rng = np.random.default_rng([self.seed, self.task.task_id, self.epoch])
-        batches = rank_share(bucketed_batches(self.lengths, self.batch_size, rng), self.rank, self.world_size)
-        batches = batches[self.position:]
-        dataset = EpochExamples(self.task, self.rows, self.seed, self.epoch)
-        return iter(loader(dataset, batches, self.task.tokenizer.pad_token_id, self.workers))
+        windows = EpochWindows(self.task, self.rows, self.batch_size, self.seed, self.epoch, self.rank,
+                               self.world_size)
+        first, skip = divmod(self.position, BUCKET_BATCHES)
+        remaining = torch.utils.data.Subset(windows, range(first, len(windows)))
+        # A window per item, made in the workers if any; a private generator, so that creating an
+        # iterator does not draw from the global RNG (dropout).
+        windows_made = DataLoader(remaining, batch_size=None, num_workers=self.workers, generator=torch.Generator())
+        return islice((batch for window in windows_made for batch in window), skip, None)
 
     def __next__(self) -> dict[str, torch.Tensor]:
         if self._batches is None:
