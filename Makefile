@@ -1,11 +1,12 @@
 # `make demo`: set up .venv (torch first, then the project) and pre-train + export on the bundled corpus.
 # `make test`: set up .venv and run the test suite.
+# `make bench`: set up .venv with the benchmark extra and run the benchmark suite (BENCH_ARGS=--quick: < 5 min).
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_RUN ?= runs/demo
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test lint setup
+.PHONY: demo test lint setup bench
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -25,6 +26,13 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[en,dev,bench]"
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,0 +1,196 @@
+"""What every measure shares: the settings of a run, the result row, the prepared workload, and
+the real trainer run on recorded batches.
+
+The workload is one corpus annotated once (into the suite's temporary cache), split as
+``pretrain`` splits it, with the tokenizer ``pretrain`` would train on it. Training measures run
+:func:`ernie_cpt.trainer.train` itself; each task stream is wrapped so that the time every batch
+was asked for and what it held are recorded, and throughput is read between those timestamps
+once the first steps (warm-up) are over.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import ErnieModel, PreTrainedTokenizerBase
+
+from ernie_cpt.annotate import AnnotationOptions, annotate
+from ernie_cpt.batching import TaskStream
+from ernie_cpt.corpus import CorpusOptions, load_corpus, split_documents
+from ernie_cpt.evaluate import EvaluationOptions
+from ernie_cpt.model import ErnieMultiTask, ModelOptions, encoder_config
+from ernie_cpt.tokenizer import cached_corpus_tokenizer
+from ernie_cpt.trainer import TrainingOptions, train
+from pretasks import PreTask, get_task
+from schedules import ScheduleOptions
+from schedules.stage import Stage
+
+SEED = 42
+AUSTEN = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "austen"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes of one run of the suite: ``quick`` (< 5 minutes) or full (about 16 minutes on 2 cores,
+    a third of them annotating four copies of Austen for the memory measure)."""
+
+    quick: bool
+    model_size: str = "mini"
+    batch_size: int = 32
+    seq_length: int = 128
+
+    @property
+    def train_steps(self) -> int:
+        """Timed optimizer steps of each training measure, after the warm-up steps."""
+        return 12 if self.quick else 20
+
+    @property
+    def warmup_steps(self) -> int:
+        return 3 if self.quick else 4
+
+    @property
+    def rounds(self) -> int:
+        """Repetitions of each training measure, alternating with its baseline; the best one counts."""
+        return 1 if self.quick else 2
+
+    @property
+    def steps_per_task(self) -> int:
+        """Steps of each task in the joint seven-task run."""
+        return 6 if self.quick else 8
+
+
+@dataclass
+class Row:
+    """One line of the table: ours against the baseline, and the target for their ratio."""
+
+    measure: str
+    ours: float
+    baseline: float
+    unit: str
+    target: float | None = None  # on ours / baseline
+    higher_is_better: bool = True
+    note: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline if self.baseline else float("nan")
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
+
+
+@dataclass
+class Recorded:
+    """A training batch as the trainer saw it: when it was asked for and fetched, and its shape."""
+
+    task: str
+    asked: float
+    fetched: float
+    lengths: list[int]  # non-padding tokens of each example
+    targets: int  # scored positions (token tasks) or examples (sequence tasks)
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.lengths)
+
+
+class RecordingStream:
+    """A :class:`TaskStream` that appends a :class:`Recorded` for every batch it yields."""
+
+    def __init__(self, stream: TaskStream, log: list[Recorded]) -> None:
+        self.stream, self.log = stream, log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        asked = time.perf_counter()
+        batch = next(self.stream)
+        labels = batch["labels"]
+        targets = int((labels != -100).sum()) if labels.ndim == 2 else len(labels)
+        self.log.append(Recorded(self.stream.task.name, asked, time.perf_counter(),
+                                 batch["attention_mask"].sum(1).tolist(), targets))
+        return batch
+
+
+def steady_batches(log: list[Recorded], warmup: int) -> tuple[list[Recorded], float]:
+    """The batches trained after ``warmup`` steps, and the seconds they took: from the request of
+    the first one to the request of the batch after the last (the last recorded batch is not
+    counted, as its step may end outside the record)."""
+    timed = log[warmup:]
+    return timed[:-1], timed[-1].asked - timed[0].asked
+
+
+def tokens_per_second(log: list[Recorded], warmup: int) -> float:
+    batches, seconds = steady_batches(log, warmup)
+    return sum(b.tokens for b in batches) / seconds
+
+
+@dataclass
+class Workload:
+    """An annotated corpus split for training, with its tokenizer, in a private cache."""
+
+    name: str
+    cache_dir: str
+    documents: datasets.Dataset
+    train_documents: datasets.Dataset
+    tokenizer: PreTrainedTokenizerBase
+    settings: Settings
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    _rows: dict[str, datasets.Dataset] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, name: str, corpus: Path, cache_dir: str, settings: Settings) -> Workload:
+        documents = annotate(load_corpus(CorpusOptions(corpus=[str(corpus)])), AnnotationOptions(cache_dir=cache_dir))
+        train_documents = split_documents(documents, EvaluationOptions().eval_fraction, SEED)["train"]
+        tokenizer = cached_corpus_tokenizer(train_documents, None, cache_dir)
+        return cls(name, cache_dir, documents, train_documents, tokenizer, settings)
+
+    def task(self, name: str) -> PreTask:
+        cls = get_task(name)
+        return cls(self.tokenizer, cls.options_class(), self.settings.seq_length)
+
+    def rows(self, name: str) -> datasets.Dataset:
+        """The static training examples of a task, built once (the build time is kept)."""
+        if name not in self._rows:
+            start = time.perf_counter()
+            self._rows[name] = self.task(name).build_examples(self.train_documents)
+            self.build_seconds[name] = time.perf_counter() - start
+        return self._rows[name]
+
+    def stream(self, name: str) -> TaskStream:
+        return TaskStream(self.task(name), self.rows(name), self.settings.batch_size, SEED)
+
+    def model(self, tasks: list[str]) -> ErnieMultiTask:
+        """A new encoder of the settings' size with each task's head, as ``pretrain`` builds it."""
+        torch.manual_seed(SEED)
+        config = encoder_config(ModelOptions(model_size=self.settings.model_size), len(self.tokenizer),
+                                self.settings.seq_length)
+        encoder = ErnieModel(config)
+        objects = {name: self.task(name) for name in tasks}
+        return ErnieMultiTask(encoder, {name: task.make_head(encoder) for name, task in objects.items()},
+                              {name: task.task_id for name, task in objects.items()},
+                              {name: task.num_labels for name, task in objects.items()})
+
+    def train(self, budgets: dict[str, int]) -> tuple[ErnieMultiTask, list[Recorded]]:
+        """Run the real trainer for one stage with these per-task step budgets (one task per step,
+        as ``--schedule joint`` does); returns the model and every batch it trained on."""
+        log: list[Recorded] = []
+        streams = {name: RecordingStream(self.stream(name), log) for name in budgets}
+        model = self.model(list(budgets))
+        options = TrainingOptions(max_steps=sum(budgets.values()), batch_size=self.settings.batch_size, seed=SEED,
+                                  save_steps=10**9, logging_steps=10**9, save_total_limit=1)
+        with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
+            train(model, streams, {}, [Stage(dict(budgets))], options, ScheduleOptions(schedule="joint"), None,
+                  EvaluationOptions(eval_steps=0), Path(run_dir), None)  # None: not resumed
+        return model, log

@@ -1,0 +1,122 @@
+"""The one entry point of the suite: ``python -m benchmarks.run [--quick] [--json PATH]``.
+
+Measures (each a ratio to a baseline run beside it in the same run; the modules say how):
+
+1. training throughput against the Hugging Face ``run_mlm`` recipe (:mod:`benchmarks.throughput`);
+2. hardware efficiency, model FLOP/s over matmul FLOP/s (:mod:`benchmarks.efficiency`);
+3. multi-task overhead (:mod:`benchmarks.multitask`);
+4. annotation throughput and the cache hit (:mod:`benchmarks.annotation`);
+5. generation headroom per task (:mod:`benchmarks.generation`);
+6. peak memory of prepare and of training (:mod:`benchmarks.memory`).
+
+``--quick`` uses the bundled sample and short runs (under 5 minutes on 2 cores); the full run
+uses the Austen novels of ``../shared/corpora/austen`` (the bundled sample, with a note, when
+they are absent) and longer runs (about 16 minutes on 2 cores). Everything is written to a temporary
+cache, so every annotation is a cache miss unless a measure says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import datasets
+import torch
+
+from benchmarks import annotation, efficiency, generation, memory, multitask, throughput
+from benchmarks.common import AUSTEN, Row, Settings, Workload
+from ernie_cpt.corpus import bundled_corpus
+
+
+def have_accelerate() -> bool:
+    """``transformers.Trainer`` (the baselines) needs accelerate; the bench extra installs it."""
+    return importlib.util.find_spec("accelerate") is not None
+
+
+def machine() -> dict[str, str | int]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count() or 0, "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a Markdown table, then one line of notes per row that has one."""
+    lines = ["| measure | ours | baseline | ratio | target | met? |", "|---|---:|---:|---:|---:|:---:|"]
+    for row in rows:
+        target = "-" if row.target is None else f"{'≥' if row.higher_is_better else '≤'} {row.target:g}x"
+        met = {None: "-", True: "yes", False: "**no**"}[row.met]
+        lines.append(f"| {row.measure} | {_number(row.ours)} {row.unit} | {_number(row.baseline)} {row.unit} | "
+                     f"{row.ratio:.2f}x | {target} | {met} |")
+    notes = [f"- {row.measure.split(' ', 1)[0]} {row.note}" for row in rows if row.note]
+    return "\n".join([*lines, "", *notes])
+
+
+def run(settings: Settings) -> tuple[list[Row], str]:
+    """Every measure, in an order that lets later ones reuse the annotations of the first."""
+    corpus, name, remark = bundled_corpus(), "bundled sample", ""
+    if not settings.quick:
+        if AUSTEN.is_dir():
+            corpus, name = AUSTEN, "Austen (6 novels)"
+        else:
+            remark = f"{AUSTEN} is absent: the full run used the bundled sample"
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_dir:
+        os.environ["ERNIE_CPT_CACHE"] = cache_dir
+        once, first = memory.prepare(corpus, cache_dir)
+        rows = annotation.measure(name, corpus, cache_dir, first)
+        workload = Workload.load(name, corpus, cache_dir, settings)
+        rows += memory.measure(workload, corpus, once)
+        throughput_rows, km_log = throughput.measure(workload)
+        rows += throughput_rows
+        rows.append(efficiency.measure(workload, km_log))
+        overhead, joint_log = multitask.measure(workload)
+        rows.append(overhead)
+        rows += generation.measure(workload, joint_log)
+    return sorted(rows, key=lambda row: row.measure.split(" ", 1)[0]), remark
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="bundled sample and short runs (under 5 minutes)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    args = parser.parse_args(argv)
+    if not have_accelerate():
+        print("The Trainer baselines need accelerate: pip install -e '.[bench]' (make bench does)", file=sys.stderr)
+        return 2
+    datasets.disable_progress_bars()
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
+    rows, remark = run(Settings(quick=args.quick))
+    header = {"date": datetime.date.today().isoformat(), "mode": "quick" if args.quick else "full",
+              "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""), **machine(),
+              "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+              "minutes": round((time.perf_counter() - start) / 60, 1), **({"remark": remark} if remark else {})}
+    print(f"ernie-cpt benchmarks, {header['mode']} run, {header['date']}: {header['cpu']}, {header['cores']} cores, "
+          f"torch {header['torch']}; load average {header['load_average_1min'][0]} at the start, "
+          f"{header['load_average_1min'][1]} at the end; {header['minutes']} minutes\n")
+    print(table(rows))
+    if remark:
+        print(f"\nNote: {remark}")
+    if args.json:
+        results = [{**dataclasses.asdict(row), "ratio": row.ratio, "met": row.met} for row in rows]
+        Path(args.json).write_text(json.dumps({**header, "rows": results}, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The benchmark harness's own logic, on synthetic records: no timing is asserted, ever."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from transformers import ErnieConfig
+
+from benchmarks import run
+from benchmarks.common import Recorded, Row, steady_batches, tokens_per_second
+from benchmarks.efficiency import training_flops
+from benchmarks.generation import consumed_per_second
+from benchmarks.memory import peak_memory
+
+
+def _batch(task: str, asked: float, fetched: float, lengths: list[int]) -> Recorded:
+    return Recorded(task, asked, fetched, lengths, targets=len(lengths))
+
+
+def test_rows_compare_their_ratio_with_the_target_in_the_right_direction():
+    assert Row("faster", 300.0, 100.0, "tokens/s", 2.0).met is True
+    assert Row("faster", 150.0, 100.0, "tokens/s", 2.0).met is False
+    assert Row("memory", 120.0, 100.0, "MiB", 1.3, higher_is_better=False).met is True
+    assert Row("memory", 140.0, 100.0, "MiB", 1.3, higher_is_better=False).met is False
+    assert Row("report only", 1.0, 2.0, "MiB").met is None
+    assert Row("report only", 1.0, 2.0, "MiB").ratio == 0.5
+
+
+def test_throughput_skips_warmup_and_the_last_batch_whose_step_may_not_have_ended():
+    log = [_batch("t", 0.0, 0.1, [100]), _batch("t", 10.0, 10.1, [10, 20]), _batch("t", 11.0, 11.1, [30]),
+           _batch("t", 13.0, 13.1, [999])]
+    batches, seconds = steady_batches(log, warmup=1)
+    assert [b.tokens for b in batches] == [30, 30] and seconds == 3.0
+    assert tokens_per_second(log, warmup=1) == 20.0
+
+
+def test_consumption_leaves_out_the_time_spent_fetching_batches():
+    log = [_batch("a", 0.0, 1.0, [5, 5]), _batch("b", 2.0, 2.5, [5]), _batch("a", 3.0, 3.5, [5, 5]),
+           _batch("b", 4.0, 4.0, [5])]
+    assert consumed_per_second(log, "a", warmup=0) == 4 / (1.0 + 0.5)
+    assert consumed_per_second(log, "b", warmup=0) == 1 / 0.5
+
+
+def test_flops_follow_the_documented_formula():
+    config = ErnieConfig(vocab_size=100, hidden_size=8, num_hidden_layers=2, intermediate_size=32)
+    matmul_params = 2 * (4 * 8 * 8 + 2 * 8 * 32)
+    expected = 6 * matmul_params * 15 + 12 * 2 * 8 * (10**2 + 5**2) + 6 * (8 * 8 + 8 * 100) * 3
+    assert training_flops(config, [10, 5], masked=3) == expected
+
+
+def test_peak_memory_sees_the_memory_of_a_child_process():
+    allocate = "import time; block = bytearray(300 * 2**20); time.sleep(2.5)"  # sampled every second
+    peak, seconds = peak_memory([sys.executable, "-c", allocate], {})
+    assert peak > 250 and seconds > 0
+
+
+def test_main_prints_the_table_and_writes_the_same_rows_as_json(monkeypatch, tmp_path, capsys):
+    rows = [Row("1a. throughput", 3000.0, 1000.0, "tokens/s", 2.0, note="tiny"),
+            Row("6b. memory", 800.0, 1000.0, "MiB", higher_is_better=False)]
+    monkeypatch.setattr(run, "have_accelerate", lambda: True)
+    monkeypatch.setattr(run, "run", lambda settings: (rows, ""))
+    assert run.main(["--quick", "--json", str(tmp_path / "out.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| 1a. throughput | 3,000 tokens/s | 1,000 tokens/s | 3.00x | ≥ 2x | yes |" in out
+    assert "| 6b. memory | 800 MiB | 1,000 MiB | 0.80x | - | - |" in out and "- 1a. tiny" in out
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert saved["mode"] == "quick" and saved["cores"] >= 1
+    assert [(r["measure"], r["ratio"], r["met"]) for r in saved["rows"]] == [("1a. throughput", 3.0, True),
+                                                                            ("6b. memory", 0.8, None)]
