@@ -6,8 +6,10 @@ while a checkpoint is being written (as soon as its temporary folder appears, af
 step), the training ones spread over the run but for its last steps, which a run could finish
 before the kill lands.
 
-Every run is a child process forked from the test process, which has imported torch,
-transformers, spaCy and datasets already: a start costs about a second instead of ten. The child
+Every run is a child process forked from a forkserver that has imported the CLI (torch,
+transformers, spaCy, datasets) already: a start costs about a second instead of ten. The server is
+single-threaded, unlike the test process (tqdm's monitor, torch's and tokenizers' pools), whose
+forks could inherit a lock held by another thread and hang before their first line. The child
 runs the CLI exactly as the console script does; SIGKILL gives it no chance to clean up.
 """
 
@@ -23,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch.utils.tensorboard  # noqa: F401  (imported once here, not in every child)
 
 from ernie_cpt.checkpoint import checkpoints, latest_name, read_checkpoint
 from ernie_cpt.cli import main
@@ -47,7 +48,7 @@ def _child(argv: list[str], log_file: str) -> None:
     """The body of a forked run: the CLI with its output in ``log_file``, one torch thread."""
     import torch
 
-    torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork; one thread never uses it
+    torch.set_num_threads(1)  # every run alike, so their losses can match bit for bit
     out = open(log_file, "a", buffering=1)  # noqa: SIM115  (lives as long as the process)
     os.dup2(out.fileno(), 1)
     os.dup2(out.fileno(), 2)
@@ -56,8 +57,12 @@ def _child(argv: list[str], log_file: str) -> None:
     sys.exit(main(argv))
 
 
+FORKSERVER = multiprocessing.get_context("forkserver")
+FORKSERVER.set_forkserver_preload(["ernie_cpt.cli", "torch.utils.tensorboard"])
+
+
 def _start(argv: list[str], log_file: Path) -> multiprocessing.Process:
-    process = multiprocessing.get_context("fork").Process(target=_child, args=(argv, str(log_file)))
+    process = FORKSERVER.Process(target=_child, args=(argv, str(log_file)))
     process.start()
     return process
 
