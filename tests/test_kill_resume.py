@@ -7,10 +7,11 @@ step), the training ones spread over the run but for its last steps, which a run
 before the kill lands.
 
 Every run is a child process forked from a forkserver that has imported the CLI (torch,
-transformers, spaCy, datasets) already: a start costs about a second instead of ten. The server is
-single-threaded, unlike the test process (tqdm's monitor, torch's and tokenizers' pools), whose
-forks could inherit a lock held by another thread and hang before their first line. The child
-runs the CLI exactly as the console script does; SIGKILL gives it no chance to clean up.
+transformers, spaCy, datasets) already: a start costs about a second instead of ten. Not forked from
+the test process: tqdm's lock is a multiprocessing semaphore, shared by every process forked after
+it was made, and a run killed while drawing its progress bar leaves it held, so every later fork
+hangs at its first bar. The server has drawn no bar, so each run makes a lock of its own. The
+child runs the CLI exactly as the console script does; SIGKILL gives it no chance to clean up.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def _kill_when(process: multiprocessing.Process, run_dir: Path, kind: str, step:
         writing = kind == "checkpoint" and reached is not None and _partial_folders(run_dir) - before
         if started_up or into_step or writing:
             break
-        assert now - start < 120, f"the run neither reached the {kind} moment after step {step} nor ended"
+        if now - start > 120:
+            process.kill()  # else pytest waits for it at exit
+            raise AssertionError(f"the run neither reached the {kind} moment after step {step} nor ended")
         time.sleep(0.001)
     if not process.is_alive():
         return False
