@@ -39,7 +39,8 @@ from ernie_cpt.forgetting import SCORE_METRICS, continual_metrics
 from ernie_cpt.labelled_data import load_labelled_data
 from ernie_cpt.model import ModelOptions
 from ernie_cpt.options import option, to_dict
-from ernie_cpt.pretrain import RESUMABLE_CHANGES, RunOptions, option_classes, pretrain
+from ernie_cpt.pretrain import RunOptions, option_classes, pretrain
+from ernie_cpt.run_dir import option_differences
 from ernie_cpt.trainer import TrainingOptions
 from pretasks import get_task
 from schedules import CURRICULA, ScheduleOptions, build_schedule, get_curriculum
@@ -159,12 +160,12 @@ def _check_finished_run(run_dir: Path, run_options: dict[type, Any], finetune_op
     """A finished run must have been made with the options compare would run it with now."""
     previous = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8"))
     config = to_dict(*run_options.values())
-    changed = sorted(k for k in config if k not in RESUMABLE_CHANGES and previous.get(k) != config[k])
+    changed = option_differences(previous, config)  # requested tasks, not only those the corpus allowed
     wanted = None if finetune_options is None else _finetune_settings(finetune_options)
     if result.get("downstream_options") != wanted:
-        changed.append("downstream options")
+        changed.append("the downstream options")
     if changed:
-        raise UserError(f"{run_dir} was run with other options ({', '.join(changed)}); run compare with the "
+        raise UserError(f"{run_dir} was run with other options ({'; '.join(changed)}); run compare with the "
                         f"options it was started with, or use a new --output-dir")
 
 

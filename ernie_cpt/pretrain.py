@@ -33,7 +33,7 @@ from ernie_cpt.forgetting import continual_metrics
 from ernie_cpt.model import ErnieMultiTask, ModelOptions, check_init_from, encoder_config, encoder_from_checkpoint
 from ernie_cpt.options import option, to_dict
 from ernie_cpt.plan import plan_table
-from ernie_cpt.run_dir import RESUMABLE_CHANGES, check_stages, resolve_resume, run_directory, write_config
+from ernie_cpt.run_dir import check_stages, resolve_resume, run_directory, write_config
 from ernie_cpt.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.trainer import TrainingOptions, pick_device, train
 from pretasks import TASKS, PreTask, TaskUnavailable, get_task
@@ -42,7 +42,6 @@ from schedules.weighting import WeightingOptions, build_weighting
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESUMABLE_CHANGES", "RunOptions", "option_classes", "pretrain"]  # compare reads RESUMABLE_CHANGES here
 
 
 @dataclass

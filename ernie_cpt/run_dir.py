@@ -32,7 +32,7 @@ DERIVED = {"stages", "requested_tasks", "skipped_tasks"}
 CONFIG = "run_config.json"
 
 
-def _differences(previous: dict[str, Any], config: dict[str, Any]) -> list[str]:
+def option_differences(previous: dict[str, Any], config: dict[str, Any]) -> list[str]:
     """``option: value there -> value now`` for every option that differs from the earlier run."""
     changed = []
     for key, value in config.items():
@@ -52,7 +52,7 @@ def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrit
     if resume:
         if previous is None:
             raise UserError(f"--resume: {run_dir} holds no checkpoint to resume; run without --resume to start")
-        changed = _differences(previous, config)
+        changed = option_differences(previous, config)
         if changed:
             raise UserError(f"--resume: the run in {run_dir} was started with other options ({'; '.join(changed)}); "
                             f"resume with the same options, or use a new --output-dir")
@@ -71,7 +71,7 @@ def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrit
         elif previous is None:
             raise UserError(f"{run_dir} is not empty; pass --resume to continue the run there, --overwrite to "
                             f"replace it, or choose another --output-dir")
-        elif changed := _differences(previous, config):
+        elif changed := option_differences(previous, config):
             raise UserError(f"{run_dir} holds a different run ({'; '.join(changed)}); choose another --output-dir, "
                             f"or pass --overwrite to replace that run")
         else:

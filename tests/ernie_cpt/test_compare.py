@@ -142,7 +142,21 @@ def test_a_finished_run_with_other_options_is_an_error(fake_training, tmp_path, 
 
     assert main([*compare_args(tmp_path), "--learning-rate", "0.1"]) == 2
 
-    assert "was run with other options (learning_rate)" in capsys.readouterr().err
+    assert "was run with other options (--learning-rate 0.0005 there, 0.1 now)" in capsys.readouterr().err
+
+
+def test_a_finished_run_that_skipped_a_task_the_corpus_could_not_support_is_not_rerun(fake_training, tmp_path):
+    """pretrain records the tasks it trained in "tasks" and the ones asked for in "requested_tasks"."""
+    assert main(compare_args(tmp_path)) == 0
+    for run_dir in (tmp_path / "runs").iterdir():
+        config = json.loads((run_dir / "run_config.json").read_text())
+        config.update(tasks=["knowledge_masking"], requested_tasks=config["tasks"], skipped_tasks=["capitalization"])
+        (run_dir / "run_config.json").write_text(json.dumps(config))
+    fake_training.clear()
+
+    assert main(compare_args(tmp_path)) == 0
+
+    assert fake_training == []
 
 
 def test_another_metric_rescores_finished_runs_without_training(fake_training, tmp_path):
