@@ -12,12 +12,23 @@ os.environ.setdefault("ERNIE_CPT_CACHE", tempfile.mkdtemp(prefix="ernie-cpt-test
 
 import datasets
 import pytest
+import torch
 
 from ernie_cpt.annotate import AnnotationOptions, annotate
 from ernie_cpt.corpus import CorpusOptions, bundled_corpus, load_corpus
 from ernie_cpt.tokenizer import train_tokenizer
 
 SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's in-process training (``pytest.mark.usefixtures``): two threads
+    on two cores shared with other processes spin and run many times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

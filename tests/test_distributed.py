@@ -56,14 +56,10 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= TOLERANCE * max(abs(a), abs(b))
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # as each torchrun process has
 def test_two_processes_match_one_with_the_same_global_batch(sample_dir, tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(_args(sample_dir, single, "--dropout", "0")) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert main(_args(sample_dir, single, "--dropout", "0")) == 0
     _torchrun(_args(sample_dir, ddp, "--dropout", "0"), tmp_path / "ddp.log")
 
     one, two = _records(single, "train"), _records(ddp, "train")

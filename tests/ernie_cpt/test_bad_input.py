@@ -14,12 +14,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from ernie_cpt import checkpoint
 from ernie_cpt.cli import main
 from ernie_cpt.corpus import MAX_PARAGRAPH_CHARS
 from ernie_cpt.run_log import read_records
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NON_ENGLISH = {
     "de-1.txt": "Am Morgen ging die Familie Müller in den Wald. Die Kinder liefen voraus, und der Vater trug den "
@@ -35,14 +36,6 @@ NON_ENGLISH = {
                 "外滩是上海最有名的地方。晚上的时候，黄浦江两岸的灯光非常漂亮。",
 }
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two threads on two cores shared with other processes spin and run many times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:

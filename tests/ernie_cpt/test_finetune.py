@@ -15,6 +15,8 @@ from ernie_cpt.cli import main
 from ernie_cpt.errors import UserError
 from ernie_cpt.finetune import FinetuneOptions, finetune, format_results, macro_f1
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FORTUNES = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "fortunes-topics"
 TRAIN_SUBSET = 1000
 # A tiny, barely pre-trained encoder learns quickly only with a large learning rate.
@@ -79,15 +81,6 @@ def test_cli_bad_model_dir_exits_2_with_one_line(tmp_path, capsys):
 
 
 # --- a tiny model, really fine-tuned -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two threads on two cores shared with other processes spin and run many times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

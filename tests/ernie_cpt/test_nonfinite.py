@@ -22,13 +22,7 @@ from ernie_cpt.cli import main
 from ernie_cpt.model import ErnieMultiTask
 from ernie_cpt.run_log import read_records
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def poison(monkeypatch, bad: dict[tuple[str, int], float]) -> None:
