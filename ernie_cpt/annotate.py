@@ -30,7 +30,7 @@ import numpy as np
 import spacy
 from spacy.language import Language
 
-from ernie_cpt.corpus import PARAGRAPH_BREAK, corpus_chars, corpus_fingerprint
+from ernie_cpt.corpus import corpus_chars, corpus_fingerprint, paragraph_bounds
 from ernie_cpt.options import option
 from ernie_cpt.spacy_pipeline import load_pipeline, pipeline_version, resolve_pipeline_name, warn_if_not_english
 
@@ -41,6 +41,8 @@ ANNOTATION_SCHEMA = 1
 # even at about 15k characters (0.62 s vs 0.66 s) and is 1.7x faster on the 215k of the bundled sample.
 PARALLEL_MIN_CHARS = 30_000
 SPAN_COLUMNS = ["paragraph", "sentence", "entity", "noun_chunk"]
+# What spaCy finds in a paragraph piece (paragraph spans come from the text itself).
+PARSED_COLUMNS = [*(f"{kind}_{edge}" for kind in SPAN_COLUMNS[1:] for edge in ("starts", "ends")), "entity_labels"]
 FEATURES = datasets.Features(
     {
         "doc_id": datasets.Value("string"),
@@ -74,15 +76,12 @@ class AnnotationOptions:
 
 def paragraph_spans(text: str) -> list[tuple[int, int]]:
     """Char spans of the paragraphs of ``text`` (blank-line separated, surrounding space trimmed)."""
-    spans, start = [], 0
-    for match in [*PARAGRAPH_BREAK.finditer(text), None]:
-        end = match.start() if match else len(text)
+    spans = []
+    for start, end in paragraph_bounds(text):
         chunk = text[start:end]
         if chunk.strip():
             left = len(chunk) - len(chunk.lstrip())
             spans.append((start + left, start + len(chunk.rstrip())))
-        if match:
-            start = match.end()
     return spans
 
 
@@ -141,8 +140,7 @@ def _cached_pipeline(name: str) -> Language:
 def _parse(batch: dict[str, list], pipeline: str, spacy_batch_size: int) -> dict[str, list]:
     """``datasets.map`` function: the sentence, entity and noun chunk spans of each piece, as
     offsets into its document (surrounding whitespace trimmed; blank spans dropped)."""
-    columns: dict[str, list] = {f"{kind}_{edge}": [] for kind in SPAN_COLUMNS[1:] for edge in ("starts", "ends")}
-    columns["entity_labels"] = []
+    columns: dict[str, list] = {column: [] for column in PARSED_COLUMNS}
     docs = _cached_pipeline(pipeline).pipe(batch["piece"], batch_size=spacy_batch_size)
     for doc, offset in zip(docs, batch["offset"]):
         for kind, spans in (("sentence", doc.sents), ("entity", doc.ents), ("noun_chunk", doc.noun_chunks)):
@@ -166,8 +164,7 @@ def _annotation_records(corpus: datasets.Dataset, parsed: datasets.Dataset) -> I
     for index, row in enumerate(corpus):
         record = _empty_record(row, paragraph_spans(row["text"]))
         while piece is not None and piece["doc_index"] == index:
-            for column in (*(f"{kind}_{edge}" for kind in SPAN_COLUMNS[1:] for edge in ("starts", "ends")),
-                           "entity_labels"):
+            for column in PARSED_COLUMNS:
                 record[column].extend(piece[column])
             piece = next(pieces, None)
         yield record

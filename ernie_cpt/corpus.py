@@ -63,14 +63,17 @@ def _text_file_problem(path: Path) -> str | None:
     return None
 
 
+def paragraph_bounds(text: str) -> list[tuple[int, int]]:
+    """Char spans of the text between blank lines, as they are (untrimmed, blank ones included)."""
+    breaks = list(PARAGRAPH_BREAK.finditer(text))
+    return list(zip([0, *(match.end() for match in breaks)], [*(match.start() for match in breaks), len(text)]))
+
+
 def _check_paragraphs(text: str, source: str) -> None:
     """Refuse a text with a paragraph (text between blank lines) over ``MAX_PARAGRAPH_CHARS``."""
     if len(text) <= MAX_PARAGRAPH_CHARS:
         return
-    breaks = list(PARAGRAPH_BREAK.finditer(text))
-    starts = [0, *(match.end() for match in breaks)]
-    ends = [*(match.start() for match in breaks), len(text)]
-    longest = max(end - start for start, end in zip(starts, ends))
+    longest = max(end - start for start, end in paragraph_bounds(text))
     if longest > MAX_PARAGRAPH_CHARS:
         shape = "has no line break at all" if "\n" not in text else "has no blank line for that long"
         raise UserError(f"{source} holds a paragraph of {longest:,} characters ({shape}); paragraphs of more than "

@@ -90,8 +90,8 @@ def check_stages(run_dir: Path, stages: list[dict[str, int]]) -> None:
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
-    if distributed.is_main():
-        atomic_write_text(run_dir / CONFIG, json.dumps(config, indent=2))
+    """Write run_config.json (the main process only: its callers check)."""
+    atomic_write_text(run_dir / CONFIG, json.dumps(config, indent=2))
 
 
 @contextlib.contextmanager
