@@ -141,5 +141,5 @@ class ErnieMultiTask(nn.Module):
             token_type_ids=batch["token_type_ids"],
             task_type_ids=torch.full_like(input_ids, self.task_ids[task]),
         )
-        logits, labels = self.heads[task](out.last_hidden_state, out.pooler_output, batch["labels"])
+        logits, labels = self.heads[task](out.last_hidden_state, out.pooler_output, batch)
         return TaskOutput(F.cross_entropy(logits.float(), labels), logits, labels)

@@ -21,7 +21,7 @@ from torch import nn
 from transformers import ErnieModel, PreTrainedTokenizerBase
 
 from ernie_cpt.errors import UserError
-from ernie_cpt.heads import IGNORE_INDEX, SequenceClassificationHead, TokenClassificationHead
+from ernie_cpt.heads import IGNORE_INDEX, SentencePairHead, SequenceClassificationHead, TokenClassificationHead
 
 
 @functools.cache
@@ -44,7 +44,9 @@ class PreTask(ABC):
     name: ClassVar[str]
     task_id: ClassVar[int]  # row of the ERNIE 2.0 task embedding
     options_class: ClassVar[type]
-    level: ClassVar[str] = "sequence"  # "token": a label per token; "sequence": one label per example
+    # "token": a label per token; "sequence": one label per example; "pair": one label per
+    # segment pair ([CLS] A [SEP] B [SEP]), scored by SentencePairHead
+    level: ClassVar[str] = "sequence"
     label_names: tuple[str, ...] = ()
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, options: Any, max_seq_length: int) -> None:
@@ -89,9 +91,10 @@ class PreTask(ABC):
         for token-level tasks; an int for sequence-level tasks)."""
 
     def make_head(self, encoder: ErnieModel) -> nn.Module:
-        """The task's head. ``head(sequence_output, pooled_output, labels)`` returns ``(logits, labels)``
+        """The task's head. ``head(sequence_output, pooled_output, batch)`` returns ``(logits, labels)``
         restricted to what is scored."""
-        head = TokenClassificationHead if self.level == "token" else SequenceClassificationHead
+        head = {"token": TokenClassificationHead, "sequence": SequenceClassificationHead,
+                "pair": SentencePairHead}[self.level]
         return head(encoder.config, self.num_labels)
 
     def describe(self, example: dict[str, Any]) -> str:

@@ -185,7 +185,7 @@ class DiscourseRelation(PreTask):
     name = "discourse_relation"
     task_id = 5
     options_class = DiscourseRelationOptions
-    level = "sequence"
+    level = "pair"
 
     def __init__(self, tokenizer: Any, options: DiscourseRelationOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)

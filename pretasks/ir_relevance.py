@@ -5,6 +5,10 @@ Understanding", AAAI) learns this 3-way task from Baidu search logs: a query pai
 title of a result the user clicked (strong), one shown but not clicked (weak), or a random
 title (irrelevant). Without a log, a corpus stands in for the search engine:
 
+* query unit: a document, or, when it has no title and generic headings ("CHAPTER I") divide
+  it, each of its sections: a novel is a few documents but hundreds of chapters, and a handful
+  of queries teaches no relevance. Below, "the query's document" is its unit; weak and
+  irrelevant passages always come from other documents.
 * query: the document's title; else its heading, a first paragraph of at most 8 words without
   sentence-final punctuation that is not a generic label ("Chapter 3", "VOLUME II"); else its
   most frequent named entity (numbers, dates and quantities excluded); else its most frequent
@@ -26,12 +30,12 @@ class 0. Weak passages keep it: like the results a search engine shows for a que
 its terms, and that match is what separates them from irrelevant ones. Strong passages are
 told from weak ones by what they are about, not by the words they share with the query.
 
-Static rows: one per (query document, strong passage), at most ``ir_passages_per_query`` per
-document (drawn with a seed from the document id), each with ``ir_candidates`` weak candidates
-(the query's ranking dealt round-robin over its rows) and as many irrelevant ones; rows with a
-single class are dropped. ``make_example`` draws the class uniformly among those the row has,
-then a candidate: [CLS] query [SEP] passage [SEP]. ``background`` documents only supply weak
-and irrelevant candidates.
+Static rows: one per (query unit, strong passage), at most ``ir_passages_per_query`` per unit
+(drawn with a seed from the document id and the unit's first paragraph), each with
+``ir_candidates`` weak candidates (the query's ranking dealt round-robin over its rows) and as
+many irrelevant ones; rows with a single class are dropped. ``make_example`` draws the class
+uniformly among those the row has, then a candidate: [CLS] query [SEP] passage [SEP].
+``background`` documents only supply weak and irrelevant candidates.
 
 A click log (``ir_click_log``: TSV with a header, or JSONL; fields query, title, clicked and
 optional shown, default true) adds rows to the corpus rows, as in ERNIE 2.0: per query and
@@ -89,7 +93,8 @@ ROW_FEATURES = datasets.Features({
 class IrRelevanceOptions:
     """ir_relevance: query-passage relevance (strong / weak / irrelevant)"""
 
-    ir_passages_per_query: int = option(8, "Strong passages (static rows) per query document, at most")
+    ir_passages_per_query: int = option(8, "Strong passages (static rows) per query unit (a document, or a chapter "
+                                        "of an untitled one), at most")
     ir_candidates: int = option(4, "Weak and irrelevant candidate passages stored per row (K)")
     ir_click_log: str | None = option(None, "Click log (TSV with header or JSONL: query, title, clicked[, shown]) "
                                       "whose rows are added to the corpus rows")
@@ -159,34 +164,60 @@ def clean_passage(remover: re.Pattern[str] | None, text: str, max_words: int) ->
     return " ".join(words[:max_words]) if len(words) >= MIN_PASSAGE_WORDS else None
 
 
-class PassageIndex:
-    """The paragraphs (passages) of a set of documents with an inverted index of their content
-    terms, for BM25 scoring, and which documents contain each term (title included)."""
+def query_units(doc: dict[str, Any], document: int) -> list[dict[str, Any]]:
+    """The parts of a document that get a query each: the document itself, or, when it has no title
+    and generic headings ("CHAPTER I") divide it into several sections, each section (from a
+    heading to the next). A unit is the document's annotation restricted to its paragraphs and
+    spans (offsets into the whole text), with ``document`` (its index) and ``first_paragraph``."""
+    starts, ends = doc["paragraph_starts"], doc["paragraph_ends"]
+    cuts = [p for p, (start, end) in enumerate(zip(starts, ends))
+            if GENERIC_HEADING.fullmatch(" ".join(doc["text"][start:end].split()))]
+    if (doc["title"] or "").strip() or not cuts:
+        return [{**doc, "document": document, "first_paragraph": 0}]
+    units = []
+    for first, last in zip([0, *cuts], [*cuts, len(starts)]):
+        if first == last:
+            continue
+        low, high = starts[first], ends[last - 1]
+        unit = {**doc, "document": document, "first_paragraph": first, "paragraph_starts": starts[first:last],
+                "paragraph_ends": ends[first:last]}
+        for kind, fields in (("entity", ("entity_starts", "entity_ends", "entity_labels")),
+                             ("noun_chunk", ("noun_chunk_starts", "noun_chunk_ends"))):
+            inside = [i for i, start in enumerate(doc[f"{kind}_starts"]) if low <= start < high]
+            unit.update({field: [doc[field][i] for i in inside] for field in fields})
+        units.append(unit)
+    return units
 
-    def __init__(self, docs: list[dict[str, Any]]) -> None:
+
+class PassageIndex:
+    """The paragraphs (passages) of a set of query units (see :func:`query_units`) with an inverted
+    index of their content terms, for BM25 scoring, and which units contain each term (title included)."""
+
+    def __init__(self, units: list[dict[str, Any]]) -> None:
         self.texts: list[str] = []
-        doc_of, paragraph_of, lengths = [], [], []
+        unit_of, paragraph_of, lengths = [], [], []
         postings: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
-        self.term_docs: dict[str, list[int]] = defaultdict(list)
-        for d, doc in enumerate(docs):
-            doc_terms = set(content_terms(doc["title"] or ""))
-            for p, (start, end) in enumerate(zip(doc["paragraph_starts"], doc["paragraph_ends"])):
-                text = doc["text"][start:end]
+        self.term_units: dict[str, list[int]] = defaultdict(list)
+        for u, unit in enumerate(units):
+            unit_terms = set(content_terms(unit["title"] or ""))
+            for p, (start, end) in enumerate(zip(unit["paragraph_starts"], unit["paragraph_ends"])):
+                text = unit["text"][start:end]
                 terms = content_terms(text)
-                doc_terms.update(terms)
+                unit_terms.update(terms)
                 if len(text.split()) < MIN_PASSAGE_WORDS:
                     continue
                 for term, tf in Counter(terms).items():
                     postings[term][0].append(len(self.texts))
                     postings[term][1].append(tf)
                 self.texts.append(text)
-                doc_of.append(d)
-                paragraph_of.append(p)
+                unit_of.append(u)
+                paragraph_of.append(unit["first_paragraph"] + p)
                 lengths.append(len(terms))
-            for term in doc_terms:
-                self.term_docs[term].append(d)
-        self.n_docs = len(docs)
-        self.doc_of, self.paragraph_of = np.array(doc_of, dtype=np.int64), np.array(paragraph_of, dtype=np.int64)
+            for term in unit_terms:
+                self.term_units[term].append(u)
+        self.n_units = len(units)
+        self.unit_of, self.paragraph_of = np.array(unit_of, dtype=np.int64), np.array(paragraph_of, dtype=np.int64)
+        self.document_of = np.array([units[u]["document"] for u in unit_of], dtype=np.int64)
         self.lengths = np.array(lengths, dtype=np.float64)
         self.avg_length = max(float(self.lengths.mean()), 1.0) if len(self.lengths) else 1.0
         self.postings = {t: (np.array(ids), np.array(tfs, dtype=np.float64)) for t, (ids, tfs) in postings.items()}
@@ -200,17 +231,18 @@ class PassageIndex:
             scores[ids] += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * self.lengths[ids] / self.avg_length))
         return scores
 
-    def salient_terms(self, doc: dict[str, Any]) -> list[str]:
-        """The document's ``SALIENT_TERMS`` terms of highest tf-idf among those other documents also
-        contain (a term of this document alone could not find a weak passage)."""
-        counts = Counter(content_terms(f"{doc['title'] or ''}\n{doc['text']}"))
-        weight = {t: n * np.log(self.n_docs / len(self.term_docs[t])) for t, n in counts.items()
-                  if len(self.term_docs[t]) > 1}
+    def salient_terms(self, unit: dict[str, Any]) -> list[str]:
+        """The unit's ``SALIENT_TERMS`` terms of highest tf-idf among those other units also
+        contain (a term of this unit alone could not find a weak passage)."""
+        text = "\n".join(unit["text"][s:e] for s, e in zip(unit["paragraph_starts"], unit["paragraph_ends"]))
+        counts = Counter(content_terms(f"{unit['title'] or ''}\n{text}"))
+        weight = {t: n * np.log(self.n_units / len(self.term_units[t])) for t, n in counts.items()
+                  if len(self.term_units[t]) > 1}
         return sorted(weight, key=lambda t: (-weight[t], t))[:SALIENT_TERMS]
 
-    def ranked(self, scores: np.ndarray, exclude_doc: int) -> np.ndarray:
+    def ranked(self, scores: np.ndarray, exclude_document: int) -> np.ndarray:
         """Passages of other documents with a positive score, best first (index order breaks ties)."""
-        found = np.flatnonzero((scores > 0) & (self.doc_of != exclude_doc))
+        found = np.flatnonzero((scores > 0) & (self.document_of != exclude_document))
         return found[np.lexsort((found, -scores[found]))]
 
 
@@ -264,7 +296,7 @@ class IrRelevance(PreTask):
     name = "ir_relevance"
     task_id = 6
     options_class = IrRelevanceOptions
-    level = "sequence"
+    level = "pair"
     label_names = CLASSES
 
     def __init__(self, tokenizer: Any, options: IrRelevanceOptions, max_seq_length: int) -> None:
@@ -272,11 +304,12 @@ class IrRelevance(PreTask):
         if options.ir_passages_per_query < 1 or options.ir_candidates < 1:
             raise UserError("--ir-passages-per-query and --ir-candidates must be at least 1")
 
-    def _document_rows(self, index: PassageIndex, d: int, doc: dict[str, Any], query: str,
-                       kind: str, doc_ids: list[str]) -> list[dict[str, Any]]:
-        """The rows of one query document: its strong passages, each with weak and irrelevant candidates."""
+    def _unit_rows(self, index: PassageIndex, u: int, unit: dict[str, Any], query: str,
+                   kind: str, doc_ids: list[str]) -> list[dict[str, Any]]:
+        """The rows of one query unit: its strong passages, each with weak and irrelevant candidates."""
         k, remover, terms = self.options.ir_candidates, query_remover(query), content_terms(query)
-        rng = np.random.default_rng(zlib.crc32(doc["doc_id"].encode()))
+        rng = np.random.default_rng(zlib.crc32(f"{unit['doc_id']}\x1f{unit['first_paragraph']}".encode()))
+        d = unit["document"]
 
         def passages(ids: Any, limit: int | None = None, without_query: bool = False) -> list[tuple[int, str]]:
             """(passage, its text, without the query if asked) of the first ``limit`` of ``ids`` that keep
@@ -290,28 +323,28 @@ class IrRelevance(PreTask):
                     found.append((int(i), text))
             return found
 
-        own = passages(np.flatnonzero(index.doc_of == d), without_query=True)
+        own = passages(np.flatnonzero(index.unit_of == u), without_query=True)
         n_rows = min(len(own), self.options.ir_passages_per_query)
         strong = sorted(rng.choice(len(own), size=n_rows, replace=False).tolist())
         query_scores = index.bm25(terms)
         ranking = index.ranked(query_scores, d)
-        if not len(ranking):  # no other passage shares a query term: the document's salient terms instead
-            ranking = index.ranked(index.bm25(index.salient_terms(doc)), d)
+        if not len(ranking):  # no other passage shares a query term: the unit's salient terms instead
+            ranking = index.ranked(index.bm25(index.salient_terms(unit)), d)
         weak = passages(ranking, k * n_rows)
-        related = np.zeros(index.n_docs, dtype=bool)
-        related[[d, *(x for t in terms for x in index.term_docs.get(t, []))]] = True
-        pool = np.flatnonzero(~related[index.doc_of])
+        related = np.zeros(index.n_units, dtype=bool)
+        related[[u, *(x for t in terms for x in index.term_units.get(t, []))]] = True
+        pool = np.flatnonzero(~related[index.unit_of] & (index.document_of != d))
         if not len(pool):  # every other document shares a query term: passages that share none
-            pool = np.flatnonzero((query_scores == 0) & (index.doc_of != d))
+            pool = np.flatnonzero((query_scores == 0) & (index.document_of != d))
         rows = []
         for j, passage in enumerate(strong):
             drawn = rng.choice(pool, size=min(len(pool), 2 * k), replace=False) if len(pool) else []
             irrelevant = passages(drawn, k)
-            row = {"query_doc_id": doc["doc_id"], "query": query, "query_kind": kind}
+            row = {"query_doc_id": unit["doc_id"], "query": query, "query_kind": kind}
             dealt = list(dict.fromkeys(weak[j::n_rows] + weak))[:k]  # its share of the ranking, then the best
             for name, chosen in (("strong", [own[passage]]), ("weak", dealt), ("irrelevant", irrelevant)):
                 row[f"{name}_texts"] = [text for _, text in chosen]
-                row[f"{name}_doc_ids"] = [doc_ids[index.doc_of[i]] for i, _ in chosen]
+                row[f"{name}_doc_ids"] = [doc_ids[index.document_of[i]] for i, _ in chosen]
                 row[f"{name}_paragraphs"] = [int(index.paragraph_of[i]) for i, _ in chosen]
             rows.append(row)
         return rows
@@ -320,17 +353,18 @@ class IrRelevance(PreTask):
         docs = list(documents) + (list(background) if background is not None else [])
         if len(docs) < 2:
             return []
-        index = PassageIndex(docs)
+        units = [unit for d, doc in enumerate(docs) for unit in query_units(doc, d)]
+        index = PassageIndex(units)
         doc_ids = [doc["doc_id"] for doc in docs]
         kinds: Counter[str] = Counter()
         rows = []
-        for d, doc in enumerate(docs[:len(documents)]):
-            if (chosen := choose_query(doc)) is not None:
+        for u, unit in enumerate(units):
+            if unit["document"] < len(documents) and (chosen := choose_query(unit)) is not None:
                 kinds[chosen[1]] += 1
-                rows += self._document_rows(index, d, doc, *chosen, doc_ids)
-        log.info("ir_relevance: %d documents (%d background), %d passages, queries by kind %s -> %d rows, "
-                 "%d without a weak candidate", len(docs), len(docs) - len(documents), len(index.texts),
-                 dict(kinds), len(rows), sum(not row["weak_texts"] for row in rows))
+                rows += self._unit_rows(index, u, unit, *chosen, doc_ids)
+        log.info("ir_relevance: %d documents (%d background) in %d query units, %d passages, queries by kind %s "
+                 "-> %d rows, %d without a weak candidate", len(docs), len(docs) - len(documents), len(units),
+                 len(index.texts), dict(kinds), len(rows), sum(not row["weak_texts"] for row in rows))
         return rows
 
     def _click_log_plan(self, held_out: bool) -> list[dict[str, Any]]:

@@ -88,7 +88,7 @@ class SentenceDistance(PreTask):
     name = "sentence_distance"
     task_id = 4
     options_class = SentenceDistanceOptions
-    level = "sequence"
+    level = "pair"
     label_names = ("adjacent", "same document", "other document")
 
     def __init__(self, tokenizer: Any, options: SentenceDistanceOptions, max_seq_length: int) -> None:

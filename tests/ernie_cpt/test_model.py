@@ -3,7 +3,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
 from ernie_cpt.errors import UserError
-from ernie_cpt.heads import IGNORE_INDEX, MaskedLMHead
+from ernie_cpt.heads import IGNORE_INDEX, MaskedLMHead, SentencePairHead
 from ernie_cpt.model import ErnieMultiTask, ModelOptions, encoder_config, encoder_from_checkpoint
 from pretasks.registry import NUM_TASK_IDS
 
@@ -90,3 +90,19 @@ def test_init_from_refuses_pickled_weights(bert_dir):
     torch.save(bert.state_dict(), path / "pytorch_model.bin")
     with pytest.raises(UserError, match="safetensors"):
         encoder_from_checkpoint(path)
+
+
+def test_sentence_pair_head_compares_the_mean_states_of_the_two_segments():
+    config = encoder_config(ModelOptions(model_size="tiny", dropout=0.0), 50, 64)
+    head = SentencePairHead(config, 3).eval()
+    hidden = config.hidden_size
+    # [CLS] a a [SEP] b [SEP] [PAD]: token types 0 0 0 0 1 1 0, the last position padding.
+    states = torch.arange(7 * hidden, dtype=torch.float).reshape(1, 7, hidden)
+    batch = {"token_type_ids": torch.tensor([[0, 0, 0, 0, 1, 1, 0]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1, 0]]), "labels": torch.tensor([2])}
+    pooled = torch.full((1, hidden), -1.0)
+    u, v = states[0, 1:4].mean(0), states[0, 4:6].mean(0)  # [CLS] and padding left out
+    expected = torch.cat([pooled[0], u, v, (u - v).abs(), u * v])
+    logits, labels = head(states, pooled, batch)
+    assert labels.tolist() == [2]
+    assert torch.allclose(logits[0], head.classifier(expected))

@@ -19,6 +19,7 @@ from pretasks.ir_relevance import (
     choose_query,
     content_terms,
     is_heading,
+    query_units,
 )
 
 JARGON = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "jargon.jsonl"
@@ -106,10 +107,10 @@ def test_strong_passages_are_from_the_query_document_with_the_query_removed(rows
 def test_weak_passages_are_from_other_documents_sharing_a_query_or_salient_term(rows, docs, tokenizer):
     weak = check_passages(rows, docs, tokenizer, "weak")
     assert all(len(row["weak_ids"]) >= 1 for row in rows) and len(weak) > 3 * len(rows)
-    index = PassageIndex(list(docs.values()))
+    index = PassageIndex([unit for d, doc in enumerate(docs.values()) for unit in query_units(doc, d)])
     doc_ids = list(docs)
     passage_docs = defaultdict(set)  # term -> the documents with a passage containing it
-    for text, d in zip(index.texts, index.doc_of):
+    for text, d in zip(index.texts, index.document_of):
         for term in content_terms(text):
             passage_docs[term].add(doc_ids[d])
     by_query = 0
@@ -128,7 +129,7 @@ def test_weak_passages_are_from_other_documents_sharing_a_query_or_salient_term(
         best = index.ranked(index.bm25(content_terms(row["query"])), d)[:1]
         offered = {(w_doc, p) for r in rows if r["query_doc_id"] == row["query_doc_id"]
                    for w_doc, p in zip(r["weak_doc_ids"], r["weak_paragraphs"])}
-        assert all((doc_ids[index.doc_of[i]], index.paragraph_of[i]) in offered for i in best)
+        assert all((doc_ids[index.document_of[i]], index.paragraph_of[i]) in offered for i in best)
 
 
 def test_irrelevant_passages_are_from_documents_sharing_no_query_term(rows, docs, tokenizer):
@@ -229,3 +230,30 @@ def test_click_log_maps_clicks_to_strong_and_shown_to_weak(tmp_path, tokenizer, 
     jsonl.write_text('{"query": "foo", "title": "bar", "clicked": 1}\n{"query": "foo", "title": \n')
     with pytest.raises(UserError, match=r"clicks.jsonl:2"):
         IrRelevance(tokenizer, IrRelevanceOptions(ir_click_log=str(jsonl)), 128).build_examples(corpus)
+
+
+def test_untitled_documents_divided_by_chapter_headings_give_a_query_per_chapter(austen_annotations):
+    tokenizer = train_tokenizer(austen_annotations, 2000)
+    rows = list(IrRelevance(tokenizer, IrRelevanceOptions(), max_seq_length=128).build_examples(austen_annotations))
+    chapters = {}  # (doc id, first paragraph) -> the chapter's paragraph range
+    for d, doc in enumerate(austen_annotations):
+        units = query_units(doc, d)
+        texts = [" ".join(doc["text"][s:e].split()) for s, e in zip(doc["paragraph_starts"], doc["paragraph_ends"])]
+        headings = [p for p, text in enumerate(texts) if re.fullmatch(r"(?i)(chapter|volume) [0-9ivxl]+", text)]
+        assert len(headings) >= 3 and [u["first_paragraph"] for u in units] == [0, *headings]  # front matter first
+        covered = [u["first_paragraph"] + p for u in units for p in range(len(u["paragraph_starts"]))]
+        assert covered == list(range(len(texts)))
+        for unit in units:
+            low, high = unit["paragraph_starts"][0], unit["paragraph_ends"][-1]
+            assert all(low <= s < high for s in unit["entity_starts"] + unit["noun_chunk_starts"])
+            first = unit["first_paragraph"]
+            chapters[doc["doc_id"], first] = range(first, first + len(unit["paragraph_starts"]))
+    by_query = defaultdict(set)
+    for row in rows:
+        (strong,) = row["strong_paragraphs"]
+        chapter = [key for key, span in chapters.items() if key[0] == row["query_doc_id"] and strong in span]
+        by_query[row["query_doc_id"], row["query"]].add(chapter[0])
+        assert all(doc_id != row["query_doc_id"] for c in ("weak", "irrelevant") for doc_id in row[f"{c}_doc_ids"])
+    # Several chapters of each novel are queries, and queries differ from chapter to chapter.
+    assert len({chapter for chapters_of_query in by_query.values() for chapter in chapters_of_query}) >= 6
+    assert len({query for _, query in by_query}) >= 4
