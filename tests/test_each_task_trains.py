@@ -12,15 +12,7 @@ from pretasks import TASKS
 pytestmark = pytest.mark.slow
 
 
-# Known limitation, kept visible: the semantic pair tasks stay at chance when trained alone from
-# scratch for a short run (they learn after knowledge masking; see README "Pre-training tasks").
-# strict: this test fails once they start learning, so the mark gets removed then.
-NEEDS_PRETRAINED_ENCODER = {"sentence_distance", "ir_relevance"}
-TASK_PARAMS = [pytest.param(t, marks=pytest.mark.xfail(strict=True, reason="pair task needs a pre-trained encoder"))
-               if t in NEEDS_PRETRAINED_ENCODER else t for t in sorted(TASKS)]
-
-
-@pytest.mark.parametrize("task", TASK_PARAMS)
+@pytest.mark.parametrize("task", sorted(TASKS))
 def test_task_trains_alone(task, sample_dir, tmp_path):
     run_dir = tmp_path / task
     assert main(["pretrain", "--corpus", str(sample_dir), "--tasks", task, "--output-dir", str(run_dir),
