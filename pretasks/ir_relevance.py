@@ -63,6 +63,7 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.options import option
 from pretasks.base import PreTask, TaskUnavailable
 from pretasks.registry import register
+from pretasks.sections import is_generic_heading, paragraph_sections
 from pretasks.sequences import join_segments
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,6 @@ HELD_OUT_PERCENT = 5
 CLASSES = ("strong", "weak", "irrelevant")
 NUMERIC_ENTITIES = {"CARDINAL", "ORDINAL", "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY"}
 TERM = re.compile(r"[^\W_]+")
-GENERIC_HEADING = re.compile(r"(chapter|volume|book|part|section|act|scene|letter|appendix)\s+([0-9]+|[ivxlcdm]+)\.?",
-                             re.IGNORECASE)
 TRUE, FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
 TEXT_COLUMNS = [f"{c}_texts" for c in CLASSES]
 PLAN_FEATURES = datasets.Features({
@@ -109,7 +108,7 @@ def is_heading(paragraph: str) -> bool:
     """A short paragraph with no sentence-final punctuation that is not a generic "Chapter 3" label."""
     words = paragraph.split()
     return (0 < len(words) <= MAX_HEADING_WORDS and not re.search(r"[.!?,;:][\"'\u201d\u2019)]*$", paragraph)
-            and not GENERIC_HEADING.fullmatch(" ".join(words)))
+            and not is_generic_heading(paragraph))
 
 
 def salient_phrase(text: str, starts: list[int], ends: list[int]) -> str | None:
@@ -170,14 +169,12 @@ def query_units(doc: dict[str, Any], document: int) -> list[dict[str, Any]]:
     heading to the next). A unit is the document's annotation restricted to its paragraphs and
     spans (offsets into the whole text), with ``document`` (its index) and ``first_paragraph``."""
     starts, ends = doc["paragraph_starts"], doc["paragraph_ends"]
-    cuts = [p for p, (start, end) in enumerate(zip(starts, ends))
-            if GENERIC_HEADING.fullmatch(" ".join(doc["text"][start:end].split()))]
-    if (doc["title"] or "").strip() or not cuts:
+    sections = paragraph_sections(doc["text"], starts, ends)
+    if (doc["title"] or "").strip() or not any(sections):
         return [{**doc, "document": document, "first_paragraph": 0}]
+    firsts = [p for p, section in enumerate(sections) if p == 0 or section != sections[p - 1]]
     units = []
-    for first, last in zip([0, *cuts], [*cuts, len(starts)]):
-        if first == last:
-            continue
+    for first, last in zip(firsts, [*firsts[1:], len(starts)]):
         low, high = starts[first], ends[last - 1]
         unit = {**doc, "document": document, "first_paragraph": first, "paragraph_starts": starts[first:last],
                 "paragraph_ends": ends[first:last]}

@@ -1,4 +1,6 @@
 import itertools
+import re
+from collections import Counter
 
 import datasets
 import numpy as np
@@ -30,6 +32,14 @@ def _rows_by_document(rows):
     return by_document
 
 
+HEADING = re.compile(r"(chapter|volume) [0-9ivxl]+", re.IGNORECASE)  # Austen's, written out independently
+
+
+def _sections(paragraphs: list[str]) -> list[int]:
+    """Section number of each paragraph (or segment): headings seen so far."""
+    return list(itertools.accumulate(int(HEADING.fullmatch(" ".join(p.split())) is not None) for p in paragraphs))
+
+
 CONTRACTION_ENDINGS = {"s", "t", "d", "ll", "m", "ve"}  # of 's, n't, 'd, 'll, 'm, 've, split off by the pre-tokenizer
 
 
@@ -51,8 +61,9 @@ def _documents(texts: list[str]) -> datasets.Dataset:
 
 @pytest.mark.parametrize("source", ["sample", "austen"])
 def test_labels_agree_with_a_brute_force_check_over_paragraphs(source, request, sample_tokenizer):
-    """Without windows (no paragraph is too long) and with every paragraph an example, each
-    row's labels are recomputed from the raw text: the pre-tokenizer's words of every paragraph."""
+    """Without windows (no paragraph is too long) and with every paragraph of a section of 2 or more
+    an example, each row's labels are recomputed from the raw text: the pre-tokenizer's words of
+    every paragraph of the same section (a chapter of a novel; the sample's files are chapters)."""
     annotations = request.getfixturevalue(f"{source}_annotations")
     task = TokenDocumentRelation(sample_tokenizer, TokenDocumentRelationOptions(tdr_min_words=0), 100_000)
     rows = task.build_examples(annotations)
@@ -61,11 +72,14 @@ def test_labels_agree_with_a_brute_force_check_over_paragraphs(source, request, 
     counts = np.zeros(2, dtype=int)
     for doc_id, text, starts, ends in zip(annotations["doc_id"], annotations["text"],
                                           annotations["paragraph_starts"], annotations["paragraph_ends"]):
-        assert len(rows_of.get(doc_id, [])) == (len(starts) if len(starts) >= 2 else 0)
+        section = _sections([text[s:e] for s, e in zip(starts, ends)])
+        kept = [p for p in range(len(starts)) if Counter(section)[section[p]] >= 2]
+        assert len(rows_of.get(doc_id, [])) == len(kept)
         paragraphs = [[word for word, _ in pre_tokenize(text[s:e])] for s, e in zip(starts, ends)]
         vocabularies = [{word.casefold() for word in words} for words in paragraphs]
-        for p, (words, row) in enumerate(zip(paragraphs, rows_of.get(doc_id, []))):
-            elsewhere = set().union(*(v for q, v in enumerate(vocabularies) if q != p))
+        for p, row in zip(kept, rows_of.get(doc_id, [])):
+            words = paragraphs[p]
+            elsewhere = set().union(*(v for q, v in enumerate(vocabularies) if q != p and section[q] == section[p]))
             expected = [int(word.casefold() in elsewhere) if _labelled(word) else IGNORE_INDEX for word in words]
             assert [label for _, label in _words(sample_tokenizer, rows[row]["input_ids"], rows[row]["labels"])] \
                 == expected
@@ -76,7 +90,7 @@ def test_labels_agree_with_a_brute_force_check_over_paragraphs(source, request, 
 
 def test_long_paragraphs_are_cut_into_windows_that_are_segments(austen_annotations, sample_tokenizer):
     """With 64-token examples, long paragraphs become several windows; a word's label says
-    whether its (lower-cased) text is a word of another window or paragraph of its document."""
+    whether its (lower-cased) text is a word of another window or paragraph of its chapter."""
     task = TokenDocumentRelation(sample_tokenizer, TokenDocumentRelationOptions(tdr_min_words=0), 64)
     rows = task.build_examples(austen_annotations)
     assert max(rows["length"]) <= 64
@@ -93,8 +107,10 @@ def test_long_paragraphs_are_cut_into_windows_that_are_segments(austen_annotatio
                 before[-1] = (before[-1][0] + end[2:], before[-1][1])
                 n_cut += 1
         vocabularies = [{word for word, _ in words} for words in segments]
+        section = _sections([" ".join(word for word, _ in words) for words in segments])
+        assert len(set(section)) >= 3  # the rows of a chapter follow its heading
         for s, words in enumerate(segments):
-            elsewhere = set().union(*(v for q, v in enumerate(vocabularies) if q != s))
+            elsewhere = set().union(*(v for q, v in enumerate(vocabularies) if q != s and section[q] == section[s]))
             for word, label in words:
                 if "[UNK]" in word:  # raw text not in the vocabulary: punctuation or a rare letter
                     continue
