@@ -161,7 +161,9 @@ def train(model: ErnieMultiTask, streams: dict[str, TaskStream], eval_batches: d
         return results
 
     model.train()
-    bar = tqdm(total=total_steps, initial=step, desc="Pre-training", unit="step", disable=not distributed.is_main())
+    # Only other ranks pass disable=: an explicit argument would override TQDM_DISABLE=1.
+    bar = tqdm(total=total_steps, initial=step, desc="Pre-training", unit="step",
+               **({} if distributed.is_main() else {"disable": True}))
     with bar, contextlib.closing(run_log):  # closed on errors too: the error line starts a line of its own
         window_tokens, window_start = 0, time.perf_counter()
         results: dict[str, dict] = {}

@@ -113,3 +113,14 @@ def test_pretrain_continues_a_local_bert_checkpoint(corpus_args, sample_tokenize
     before = bert["bert.encoder.layer.0.attention.self.query.weight"]
     after = trained["encoder.encoder.layer.0.attention.self.query.weight"]
     assert 0 < (after - before).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("disable", [False, True])
+def test_tqdm_disable_silences_the_training_bar(corpus_args, tmp_path, disable):
+    command = [sys.executable, "-m", "ernie_cpt", *_pretrain_args(corpus_args, tmp_path / "run", 3)]
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"} | {"HF_HUB_OFFLINE": "1"}
+    if disable:  # tqdm reads any value as true ("0" too): only an unset variable leaves the bar on
+        env["TQDM_DISABLE"] = "1"
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ("Pre-training:" in result.stderr) != disable
