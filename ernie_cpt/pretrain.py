@@ -43,7 +43,6 @@ from schedules.weighting import WeightingOptions, build_weighting
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class RunOptions:
     """Run: what to train and where"""

@@ -88,7 +88,7 @@ class PreTask(ABC):
     @abstractmethod
     def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         """A training example: ``input_ids``, ``token_type_ids`` and ``labels`` (a list, -100 = unscored,
-        for token-level tasks; an int for sequence-level tasks)."""
+        for token-level tasks; an int for sequence- and pair-level tasks)."""
 
     def make_head(self, encoder: ErnieModel) -> nn.Module:
         """The task's head. ``head(sequence_output, pooled_output, batch)`` returns ``(logits, labels)``

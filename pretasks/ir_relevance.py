@@ -329,8 +329,8 @@ class IrRelevance(PreTask):
             ranking = index.ranked(index.bm25(index.salient_terms(unit)), d)
         weak = passages(ranking, k * n_rows)
         related = np.zeros(index.n_units, dtype=bool)
-        related[[u, *(x for t in terms for x in index.term_units.get(t, []))]] = True
-        pool = np.flatnonzero(~related[index.unit_of] & (index.document_of != d))
+        related[[x for t in terms for x in index.term_units.get(t, [])]] = True
+        pool = np.flatnonzero(~related[index.unit_of] & (index.document_of != d))  # the unit's document excluded
         if not len(pool):  # every other document shares a query term: passages that share none
             pool = np.flatnonzero((query_scores == 0) & (index.document_of != d))
         rows = []
