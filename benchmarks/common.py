@@ -3,7 +3,7 @@ the real trainer run on recorded batches.
 
 The workload is one corpus annotated once (into the suite's temporary cache), split as
 ``pretrain`` splits it, with the tokenizer ``pretrain`` would train on it. Training measures run
-:func:`ernie_cpt.trainer.train` itself; each task stream is wrapped so that the time every batch
+:func:`ernie_cpt.training.trainer.train` itself; each task stream is wrapped so that the time every batch
 was asked for and what it held are recorded, and throughput is read between those timestamps
 once the first steps (warm-up) are over.
 """
@@ -18,16 +18,18 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import ErnieModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
-from ernie_cpt.annotate import AnnotationOptions, annotate
-from ernie_cpt.batching import TaskStream
-from ernie_cpt.corpus import CorpusOptions, load_corpus, split_documents
-from ernie_cpt.evaluate import EvaluationOptions
-from ernie_cpt.model import ErnieMultiTask, ModelOptions, encoder_config
-from ernie_cpt.tokenizer import cached_corpus_tokenizer
-from ernie_cpt.trainer import TrainingOptions, train
-from pretasks import PreTask, get_task
+from ernie_cpt.data.annotate import AnnotationOptions, annotate
+from ernie_cpt.data.corpus import CorpusOptions, load_corpus, split_documents
+from ernie_cpt.data.tokenizer import cached_corpus_tokenizer
+from ernie_cpt.modeling.architectures import Architecture, ArchitectureOptions
+from ernie_cpt.modeling.builder import build_model
+from ernie_cpt.modeling.encoder import ModelOptions
+from ernie_cpt.training.batching import TaskStream
+from ernie_cpt.training.evaluate import EvaluationOptions
+from ernie_cpt.training.trainer import TrainingOptions, train
+from pretasks import TASKS, PreTask, get_task
 from schedules import ScheduleOptions
 from schedules.stage import Stage
 
@@ -171,18 +173,15 @@ class Workload:
     def stream(self, name: str) -> TaskStream:
         return TaskStream(self.task(name), self.rows(name), self.settings.batch_size, SEED)
 
-    def model(self, tasks: list[str]) -> ErnieMultiTask:
+    def model(self, tasks: list[str]) -> Architecture:
         """A new encoder of the settings' size with each task's head, as ``pretrain`` builds it."""
         torch.manual_seed(SEED)
-        config = encoder_config(ModelOptions(model_size=self.settings.model_size), len(self.tokenizer),
-                                self.settings.seq_length)
-        encoder = ErnieModel(config)
         objects = {name: self.task(name) for name in tasks}
-        return ErnieMultiTask(encoder, {name: task.make_head(encoder) for name, task in objects.items()},
-                              {name: task.task_id for name, task in objects.items()},
-                              {name: task.num_labels for name, task in objects.items()})
+        return build_model(objects, {name: task.task_id for name, task in objects.items()},
+                           ModelOptions(model_size=self.settings.model_size), ArchitectureOptions(),
+                           len(self.tokenizer), self.settings.seq_length, len(TASKS))
 
-    def train(self, budgets: dict[str, int]) -> tuple[ErnieMultiTask, list[Recorded]]:
+    def train(self, budgets: dict[str, int]) -> tuple[Architecture, list[Recorded]]:
         """Run the real trainer for one stage with these per-task step budgets (one task per step,
         as ``--schedule joint`` does); returns the model and every batch it trained on."""
         log: list[Recorded] = []

@@ -57,7 +57,7 @@ def matmul_flops_per_second(m: int, k: int, n: int, seconds: float = 0.5) -> flo
 
 def measure(workload: Workload, log: list[Recorded]) -> Row:
     """The efficiency row, from the batches of our knowledge-masking throughput run."""
-    config = workload.model([]).encoder.config
+    config = workload.model([]).config
     batches, seconds = steady_batches(log, workload.settings.warmup_steps)
     achieved = sum(training_flops(config, b.lengths, b.targets) for b in batches) / seconds
     peak = max(matmul_flops_per_second(n, n, n) for n in PEAK_SIZES)

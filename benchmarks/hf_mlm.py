@@ -34,7 +34,8 @@ from transformers import (
 )
 
 from benchmarks.common import SEED, Recorded, Settings, Workload
-from ernie_cpt.model import ModelOptions, encoder_config
+from ernie_cpt.modeling.encoder import ModelOptions, encoder_config
+from pretasks import TASKS
 
 STYLES = ("grouped", "line_by_line")
 
@@ -81,7 +82,7 @@ def train_baseline(workload: Workload, style: str, steps: int) -> list[Recorded]
     settings = workload.settings
     torch.manual_seed(SEED)
     model = ErnieForMaskedLM(encoder_config(ModelOptions(model_size=settings.model_size), len(workload.tokenizer),
-                                            settings.seq_length))
+                                            settings.seq_length, len(TASKS)))
     collator = DataCollatorForLanguageModeling(workload.tokenizer, mlm_probability=0.15)
     lengths: list[list[int]] = []
 

@@ -37,7 +37,7 @@ import torch
 
 from benchmarks import annotation, efficiency, generation, memory, multitask, throughput
 from benchmarks.common import AUSTEN, Row, Settings, Workload
-from ernie_cpt.corpus import bundled_corpus
+from ernie_cpt.data.corpus import bundled_corpus
 
 
 def have_accelerate() -> bool:

@@ -25,8 +25,8 @@ Every pretrain option can also come from a YAML file (--config FILE); flags over
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from ernie_cpt.annotate import AnnotationOptions, annotate
-    from ernie_cpt.corpus import CorpusOptions, load_corpus
+    from ernie_cpt.data.annotate import AnnotationOptions, annotate
+    from ernie_cpt.data.corpus import CorpusOptions, load_corpus
     from ernie_cpt.options import resolve_options
 
     options = resolve_options(args, [CorpusOptions, AnnotationOptions])
@@ -41,8 +41,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from ernie_cpt import distributed
+    from ernie_cpt.commands.pretrain import option_classes, pretrain
     from ernie_cpt.options import resolve_options
-    from ernie_cpt.pretrain import option_classes, pretrain
 
     run_dir = pretrain(resolve_options(args, option_classes()))
     if distributed.is_main():
@@ -51,7 +51,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _inspect_task(args: argparse.Namespace) -> int:
-    from ernie_cpt.inspect_task import inspect_task, option_classes
+    from ernie_cpt.commands.inspect_task import inspect_task, option_classes
     from ernie_cpt.options import resolve_options
 
     print(inspect_task(args.task, resolve_options(args, option_classes())))
@@ -59,8 +59,8 @@ def _inspect_task(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from ernie_cpt.commands.plan import plan
     from ernie_cpt.options import resolve_options
-    from ernie_cpt.plan import plan
     from schedules.options import ScheduleOptions
 
     print(plan(resolve_options(args, [ScheduleOptions])[ScheduleOptions], args.tasks, args.max_steps))
@@ -68,7 +68,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ernie_cpt.export import export
+    from ernie_cpt.commands.export import export
 
     out = export(args.run_dir, args.out_dir)
     print(f"Exported model: {Path(out).resolve()}")
@@ -76,9 +76,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from ernie_cpt.finetune import FinetuneOptions, finetune, format_results
+    from ernie_cpt.commands.finetune import FinetuneOptions, finetune, format_results
+    from ernie_cpt.modeling.safe_loading import weight_files
     from ernie_cpt.options import resolve_options
-    from ernie_cpt.safe_loading import weight_files
 
     if (Path(args.model_dir) / "config.json").is_file():  # an exported model, not a run directory
         weight_files(Path(args.model_dir), "MODEL_DIR")
@@ -87,7 +87,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ernie_cpt.compare import compare, compare_option_classes
+    from ernie_cpt.commands.compare import compare, compare_option_classes
     from ernie_cpt.options import resolve_options
 
     print(f"Report: {compare(resolve_options(args, compare_option_classes()))}")
@@ -95,14 +95,14 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ernie_cpt.annotate import AnnotationOptions
-    from ernie_cpt.compare import compare_option_classes
-    from ernie_cpt.corpus import CorpusOptions
-    from ernie_cpt.finetune import FinetuneOptions
-    from ernie_cpt.inspect_task import option_classes as inspect_option_classes
+    from ernie_cpt.commands.compare import compare_option_classes
+    from ernie_cpt.commands.finetune import FinetuneOptions
+    from ernie_cpt.commands.inspect_task import option_classes as inspect_option_classes
+    from ernie_cpt.commands.pretrain import RunOptions, option_classes
+    from ernie_cpt.data.annotate import AnnotationOptions
+    from ernie_cpt.data.corpus import CorpusOptions
     from ernie_cpt.options import add_options
-    from ernie_cpt.pretrain import RunOptions, option_classes
-    from ernie_cpt.trainer import TrainingOptions
+    from ernie_cpt.training.trainer import TrainingOptions
     from pretasks import TASKS
     from schedules.options import ScheduleOptions
 

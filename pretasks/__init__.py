@@ -1,16 +1,20 @@
 """ERNIE 2.0 pre-training tasks, one module each, registered by name (see ``registry``).
 
-Every module of this package is imported here, so a new task module registers itself just
-by existing.
+The seven ERNIE 2.0 tasks are imported first, in the paper's order, so their task ids are 0-6;
+every other module of this package is imported after them, so a new task module registers
+itself (with the next id) just by existing.
 """
 
 import importlib
 import pkgutil
 
-from pretasks.base import PreTask, TaskUnavailable
-from pretasks.registry import NUM_TASK_IDS, TASKS, get_task, register
+from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
+from pretasks.registry import TASKS, get_task, register
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+ERNIE_TASKS = ("knowledge_masking", "capitalization", "token_document_relation", "sentence_reordering",
+               "sentence_distance", "discourse_relation", "ir_relevance")
 
-__all__ = ["NUM_TASK_IDS", "TASKS", "PreTask", "TaskUnavailable", "get_task", "register"]
+for _name in [*ERNIE_TASKS, *sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in ERNIE_TASKS)]:
+    importlib.import_module(f"{__name__}.{_name}")
+
+__all__ = ["ERNIE_TASKS", "IGNORE_INDEX", "TASKS", "PreTask", "TaskUnavailable", "get_task", "register"]

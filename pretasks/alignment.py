@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from ernie_cpt.heads import IGNORE_INDEX
+from pretasks.base import IGNORE_INDEX
 
 
 @dataclass

@@ -3,8 +3,8 @@
 A task turns annotated documents into *static* examples once (tokenized, cached by
 `datasets`), and each static example into a *training* example on demand, with an RNG seeded
 per (seed, task, epoch, example), so masks and shuffles are resampled every epoch yet every
-run is reproducible. Every ERNIE task is a classification, so a head returns only the logits
-and labels of the positions (or sequences) it scores, and the model takes the cross-entropy.
+run is reproducible. A task names the head that scores it (``head``, a name in
+``ernie_cpt.modeling.heads.HEADS``); the head owns the loss and the metrics.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from typing import Any, ClassVar
 
 import datasets
 import numpy as np
-from torch import nn
-from transformers import ErnieModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from ernie_cpt.errors import UserError
-from ernie_cpt.heads import IGNORE_INDEX, SentencePairHead, SequenceClassificationHead, TokenClassificationHead
+
+IGNORE_INDEX = -100  # the label of a position (or example) that is not scored
+# The head of each level unless a task names another (knowledge masking: "masked_lm").
+LEVEL_HEADS = {"token": "token_classification", "sequence": "sequence_classification", "pair": "sentence_pair"}
 
 
 @functools.cache
@@ -38,15 +40,17 @@ class TaskUnavailable(UserError):
 
 
 class PreTask(ABC):
-    """One pre-training task. Subclasses set ``name``, ``task_id``, ``options_class`` and either
-    ``label_names`` (classification tasks) or override ``num_labels`` (masked LM)."""
+    """One pre-training task. Subclasses set ``name``, ``options_class``, ``level`` and either
+    ``label_names`` (classification tasks) or override ``num_labels`` (masked LM). The registry
+    sets ``task_id``."""
 
     name: ClassVar[str]
-    task_id: ClassVar[int]  # row of the ERNIE 2.0 task embedding
+    task_id: ClassVar[int]  # row of the task embedding, given by the registry
     options_class: ClassVar[type]
     # "token": a label per token; "sequence": one label per example; "pair": one label per
-    # segment pair ([CLS] A [SEP] B [SEP]), scored by SentencePairHead
+    # segment pair ([CLS] A [SEP] B [SEP])
     level: ClassVar[str] = "sequence"
+    head_name: ClassVar[str | None] = None  # a registered head; None: LEVEL_HEADS[level]
     label_names: tuple[str, ...] = ()
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, options: Any, max_seq_length: int) -> None:
@@ -90,12 +94,10 @@ class PreTask(ABC):
         """A training example: ``input_ids``, ``token_type_ids`` and ``labels`` (a list, -100 = unscored,
         for token-level tasks; an int for sequence- and pair-level tasks)."""
 
-    def make_head(self, encoder: ErnieModel) -> nn.Module:
-        """The task's head. ``head(sequence_output, pooled_output, batch)`` returns ``(logits, labels)``
-        restricted to what is scored."""
-        head = {"token": TokenClassificationHead, "sequence": SequenceClassificationHead,
-                "pair": SentencePairHead}[self.level]
-        return head(encoder.config, self.num_labels)
+    @property
+    def head(self) -> str:
+        """The name of the head that scores this task (``ernie_cpt.modeling.heads.HEADS``)."""
+        return self.head_name or LEVEL_HEADS[self.level]
 
     def describe(self, example: dict[str, Any]) -> str:
         """A person-readable rendering of a training example, for ``ernie-cpt inspect-task``."""

@@ -26,10 +26,9 @@ import datasets
 import numpy as np
 
 from ernie_cpt.errors import UserError
-from ernie_cpt.heads import IGNORE_INDEX
 from ernie_cpt.options import option
 from pretasks.alignment import DocumentTokens, add_labelled_segments, document_segments
-from pretasks.base import PreTask, TaskUnavailable
+from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
 from pretasks.registry import register
 from pretasks.sequences import join_segments
 
@@ -47,7 +46,6 @@ class CapitalizationOptions:
 @register
 class Capitalization(PreTask):
     name = "capitalization"
-    task_id = 1
     options_class = CapitalizationOptions
     level = "token"
     label_names = ("lower", "capitalized")

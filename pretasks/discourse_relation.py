@@ -183,7 +183,6 @@ class DiscourseRelationOptions:
 @register
 class DiscourseRelation(PreTask):
     name = "discourse_relation"
-    task_id = 5
     options_class = DiscourseRelationOptions
     level = "pair"
 

@@ -291,7 +291,6 @@ def read_click_log(path: str) -> list[ClickRecord]:
 @register
 class IrRelevance(PreTask):
     name = "ir_relevance"
-    task_id = 6
     options_class = IrRelevanceOptions
     level = "pair"
     label_names = CLASSES

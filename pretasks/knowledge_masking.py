@@ -19,13 +19,10 @@ from typing import Any
 
 import datasets
 import numpy as np
-from torch import nn
-from transformers import ErnieModel
 
-from ernie_cpt.heads import IGNORE_INDEX, MaskedLMHead
 from ernie_cpt.options import option
 from pretasks.alignment import document_segments
-from pretasks.base import PreTask
+from pretasks.base import IGNORE_INDEX, PreTask
 from pretasks.registry import register
 from pretasks.sequences import join_segments
 
@@ -46,9 +43,9 @@ class KnowledgeMaskingOptions:
 @register
 class KnowledgeMasking(PreTask):
     name = "knowledge_masking"
-    task_id = 0
     options_class = KnowledgeMaskingOptions
     level = "token"
+    head_name = "masked_lm"
 
     def __init__(self, tokenizer: Any, options: KnowledgeMaskingOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)
@@ -126,6 +123,3 @@ class KnowledgeMasking(PreTask):
             elif action < 0.9:
                 ids[start:end] = rng.choice(self.random_token_ids, size=end - start)
         return join_segments(self.tokenizer, [ids.tolist()], len(ids) + 2, labels=[labels.tolist()])
-
-    def make_head(self, encoder: ErnieModel) -> nn.Module:
-        return MaskedLMHead(encoder.config, encoder.get_input_embeddings())

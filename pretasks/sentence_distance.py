@@ -86,7 +86,6 @@ class SentenceDistanceOptions:
 @register
 class SentenceDistance(PreTask):
     name = "sentence_distance"
-    task_id = 4
     options_class = SentenceDistanceOptions
     level = "pair"
     label_names = ("adjacent", "same document", "other document")

@@ -72,7 +72,6 @@ class SentenceReorderingOptions:
 @register
 class SentenceReordering(PreTask):
     name = "sentence_reordering"
-    task_id = 3
     options_class = SentenceReorderingOptions
     level = "sequence"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from ernie_cpt.heads import IGNORE_INDEX
+from pretasks.base import IGNORE_INDEX
 
 
 def truncate_longest_first(parts: list[list[int]], budget: int,

@@ -37,10 +37,9 @@ import datasets
 import numpy as np
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from ernie_cpt.heads import IGNORE_INDEX
 from ernie_cpt.options import option
 from pretasks.alignment import DocumentTokens, add_labelled_segments, pack_segments, tokenize_documents
-from pretasks.base import PreTask, TaskUnavailable
+from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
 from pretasks.registry import register
 from pretasks.sections import paragraph_sections
 from pretasks.sequences import join_segments
@@ -67,7 +66,6 @@ class TokenDocumentRelationOptions:
 @register
 class TokenDocumentRelation(PreTask):
     name = "token_document_relation"
-    task_id = 2
     options_class = TokenDocumentRelationOptions
     level = "token"
     label_names = ("only here", "elsewhere")

@@ -16,28 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ernie_cpt.errors import UserError, unknown_name
+from ernie_cpt.errors import UserError
+from ernie_cpt.registry import Registry
 from schedules.stage import Stage, get_allocation, split_budget
 
 if TYPE_CHECKING:
     from schedules.options import ScheduleOptions
 
 Curriculum = Callable[[list[str], dict[str, int], "ScheduleOptions"], list[Stage]]
-CURRICULA: dict[str, Curriculum] = {}
+CURRICULA: Registry[Curriculum] = Registry("schedule")
 FILE_EXAMPLE = "stages: [{knowledge_masking: 500}, {knowledge_masking: 200, capitalization: 300}]"
-
-
-def register(name: str) -> Callable[[Curriculum], Curriculum]:
-    def add(fn: Curriculum) -> Curriculum:
-        CURRICULA[name] = fn
-        return fn
-    return add
-
-
-def get_curriculum(name: str) -> Curriculum:
-    if name not in CURRICULA:
-        raise unknown_name("schedule", name, list(CURRICULA))
-    return CURRICULA[name]
+register = CURRICULA.register
+get_curriculum = CURRICULA.get
 
 
 def spread(groups: list[list[str]], budgets: dict[str, int], allocation: str) -> list[Stage]:

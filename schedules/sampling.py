@@ -16,23 +16,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ernie_cpt.errors import unknown_name
+from ernie_cpt.registry import Registry
 
 Sampler = Callable[[dict[str, int], dict[str, int], float, np.random.Generator], str]
-SAMPLERS: dict[str, Sampler] = {}
-
-
-def register(name: str) -> Callable[[Sampler], Sampler]:
-    def add(fn: Sampler) -> Sampler:
-        SAMPLERS[name] = fn
-        return fn
-    return add
-
-
-def get_sampler(name: str) -> Sampler:
-    if name not in SAMPLERS:
-        raise unknown_name("task sampling", name, list(SAMPLERS))
-    return SAMPLERS[name]
+SAMPLERS: Registry[Sampler] = Registry("task sampling")
+register = SAMPLERS.register
+get_sampler = SAMPLERS.get
 
 
 def _active(remaining: dict[str, int]) -> list[str]:

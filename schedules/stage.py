@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ernie_cpt.errors import unknown_name
+from ernie_cpt.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -47,20 +47,9 @@ def split_budget(total_steps: int, tasks: list[str]) -> dict[str, int]:
 
 
 Allocation = Callable[[int, int], list[int]]
-ALLOCATIONS: dict[str, Allocation] = {}
-
-
-def register_allocation(name: str) -> Callable[[Allocation], Allocation]:
-    def add(fn: Allocation) -> Allocation:
-        ALLOCATIONS[name] = fn
-        return fn
-    return add
-
-
-def get_allocation(name: str) -> Allocation:
-    if name not in ALLOCATIONS:
-        raise unknown_name("stage allocation", name, list(ALLOCATIONS))
-    return ALLOCATIONS[name]
+ALLOCATIONS: Registry[Allocation] = Registry("stage allocation")
+register_allocation = ALLOCATIONS.register
+get_allocation = ALLOCATIONS.get
 
 
 @register_allocation("even")

@@ -14,9 +14,9 @@ import datasets
 import pytest
 import torch
 
-from ernie_cpt.annotate import AnnotationOptions, annotate
-from ernie_cpt.corpus import CorpusOptions, bundled_corpus, load_corpus
-from ernie_cpt.tokenizer import train_tokenizer
+from ernie_cpt.data.annotate import AnnotationOptions, annotate
+from ernie_cpt.data.corpus import CorpusOptions, bundled_corpus, load_corpus
+from ernie_cpt.data.tokenizer import train_tokenizer
 
 SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 

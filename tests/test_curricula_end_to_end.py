@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from ernie_cpt.checkpoint import LATEST, checkpoints
 from ernie_cpt.cli import main
-from ernie_cpt.run_log import read_records
+from ernie_cpt.training.checkpoint import LATEST, checkpoints
+from ernie_cpt.training.run_log import read_records
 from schedules import ScheduleOptions, build_schedule
 
 pytestmark = pytest.mark.slow

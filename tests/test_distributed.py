@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ernie_cpt.checkpoint import LATEST, checkpoints, read_checkpoint
 from ernie_cpt.cli import main
-from ernie_cpt.run_log import read_records
+from ernie_cpt.training.checkpoint import LATEST, checkpoints, read_checkpoint
+from ernie_cpt.training.run_log import read_records
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ernie_cpt.cli import main
-from ernie_cpt.run_log import read_records
+from ernie_cpt.training.run_log import read_records
 from pretasks import TASKS
 
 pytestmark = pytest.mark.slow

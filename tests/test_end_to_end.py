@@ -13,7 +13,7 @@ import time
 import pytest
 
 from ernie_cpt.cli import main
-from ernie_cpt.run_log import read_records
+from ernie_cpt.training.run_log import read_records
 
 pytestmark = pytest.mark.slow
 

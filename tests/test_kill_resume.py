@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ernie_cpt.checkpoint import checkpoints, latest_name, read_checkpoint
 from ernie_cpt.cli import main
-from ernie_cpt.run_log import read_records
+from ernie_cpt.training.checkpoint import checkpoints, latest_name, read_checkpoint
+from ernie_cpt.training.run_log import read_records
 
 pytestmark = pytest.mark.slow
 

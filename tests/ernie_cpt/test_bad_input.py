@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ernie_cpt import checkpoint
 from ernie_cpt.cli import main
-from ernie_cpt.corpus import MAX_PARAGRAPH_CHARS
-from ernie_cpt.run_log import read_records
+from ernie_cpt.data.corpus import MAX_PARAGRAPH_CHARS
+from ernie_cpt.training import checkpoint
+from ernie_cpt.training.run_log import read_records
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ernie_cpt.cli import main
-from ernie_cpt.corpus import bundled_corpus
+from ernie_cpt.data.corpus import bundled_corpus
 
 NO_PIPELINE = "no_such_pipeline_xyz"
 

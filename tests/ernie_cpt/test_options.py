@@ -6,12 +6,12 @@ import argparse
 
 import pytest
 
-from ernie_cpt.corpus import CorpusOptions
+from ernie_cpt.commands.pretrain import RunOptions
+from ernie_cpt.data.corpus import CorpusOptions
 from ernie_cpt.errors import UserError
-from ernie_cpt.model import ModelOptions
+from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.options import add_options, resolve_options
-from ernie_cpt.pretrain import RunOptions
-from ernie_cpt.trainer import TrainingOptions
+from ernie_cpt.training.trainer import TrainingOptions
 from schedules import ScheduleOptions
 
 OPTION_CLASSES = [RunOptions, TrainingOptions, CorpusOptions, ModelOptions, ScheduleOptions]

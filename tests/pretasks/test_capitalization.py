@@ -6,7 +6,7 @@ import pytest
 from tokenizers import normalizers
 
 from ernie_cpt.errors import UserError
-from ernie_cpt.heads import IGNORE_INDEX
+from pretasks.base import IGNORE_INDEX
 from pretasks.capitalization import Capitalization, CapitalizationOptions
 from pretasks.knowledge_masking import KnowledgeMasking, KnowledgeMaskingOptions
 

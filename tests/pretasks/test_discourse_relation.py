@@ -6,8 +6,8 @@ import datasets
 import numpy as np
 import pytest
 
-from ernie_cpt.annotate import AnnotationOptions, annotate
-from ernie_cpt.corpus import CorpusOptions, load_corpus
+from ernie_cpt.data.annotate import AnnotationOptions, annotate
+from ernie_cpt.data.corpus import CorpusOptions, load_corpus
 from ernie_cpt.errors import UserError
 from pretasks.base import TaskUnavailable
 from pretasks.discourse_relation import (

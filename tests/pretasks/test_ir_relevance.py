@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ernie_cpt.annotate import AnnotationOptions, annotate
-from ernie_cpt.corpus import CorpusOptions, load_corpus
+from ernie_cpt.data.annotate import AnnotationOptions, annotate
+from ernie_cpt.data.corpus import CorpusOptions, load_corpus
+from ernie_cpt.data.tokenizer import train_tokenizer
 from ernie_cpt.errors import UserError
-from ernie_cpt.tokenizer import train_tokenizer
 from pretasks.base import TaskUnavailable
 from pretasks.ir_relevance import (
     CLASSES,

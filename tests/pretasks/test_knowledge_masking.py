@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ernie_cpt.batching import EpochExamples
-from ernie_cpt.heads import IGNORE_INDEX
+from ernie_cpt.training.batching import EpochExamples
+from pretasks.base import IGNORE_INDEX
 from pretasks.knowledge_masking import ENTITY, PHRASE, KnowledgeMasking, KnowledgeMaskingOptions
 
 

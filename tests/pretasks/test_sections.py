@@ -1,4 +1,4 @@
-from ernie_cpt.annotate import paragraph_spans
+from ernie_cpt.data.annotate import paragraph_spans
 from pretasks.sections import is_generic_heading, paragraph_sections
 
 

@@ -3,7 +3,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ernie_cpt.batching import EpochExamples
+from ernie_cpt.training.batching import EpochExamples
 from pretasks.base import TaskUnavailable
 from pretasks.sentence_distance import (
     ADJACENT,

@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ernie_cpt.heads import IGNORE_INDEX
+from pretasks.base import IGNORE_INDEX
 from pretasks.sequences import join_segments, truncate_longest_first
 
 

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from ernie_cpt.annotate import FEATURES, paragraph_spans
-from ernie_cpt.heads import IGNORE_INDEX
-from pretasks.base import TaskUnavailable
+from ernie_cpt.data.annotate import FEATURES, paragraph_spans
+from pretasks.base import IGNORE_INDEX, TaskUnavailable
 from pretasks.token_document_relation import TokenDocumentRelation, TokenDocumentRelationOptions
 
 

@@ -1,0 +1,82 @@
+"""``ernie-cpt inspect-task``: what a task generator makes of a corpus, before any training.
+
+It prints statistics (examples per 1,000 words, the label distribution over one epoch of a
+sample of examples) and a few decoded examples: tokens with their labels, or segments with
+the class name.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ernie_cpt.data.annotate import AnnotationOptions, annotate
+from ernie_cpt.data.corpus import CorpusOptions, corpus_words, load_corpus
+from ernie_cpt.data.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
+from ernie_cpt.options import option
+from pretasks import TASKS, get_task
+from pretasks.base import IGNORE_INDEX
+
+STATISTICS_SAMPLE = 2000
+MAX_LABELS_SHOWN = 12
+
+
+@dataclass
+class InspectOptions:
+    """Inspection"""
+
+    num_examples: int = option(5, "How many decoded examples to print")
+    seed: int = option(42, "Seed of the examples' random choices (masks, shuffles, partners)")
+    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
+
+
+def option_classes() -> list[type]:
+    return [InspectOptions, CorpusOptions, AnnotationOptions, TokenizerOptions,
+            *(task.options_class for task in TASKS.values())]
+
+
+def _label_distribution(task: Any, examples: list[dict[str, Any]]) -> list[str]:
+    counts: Counter[int] = Counter()
+    for example in examples:
+        labels = example["labels"]
+        counts.update(label for label in labels if label != IGNORE_INDEX) if isinstance(labels, list) \
+            else counts.update([labels])
+    total = sum(counts.values())
+    lines = [f"  {task.label_name(label)}: {count} ({count / total:.1%})"
+             for label, count in counts.most_common(MAX_LABELS_SHOWN)]
+    if len(counts) > MAX_LABELS_SHOWN:
+        lines.append(f"  ... {len(counts) - MAX_LABELS_SHOWN} more labels")
+    return lines
+
+
+def inspect_task(name: str, options: dict[type, Any]) -> str:
+    """The report printed by ``ernie-cpt inspect-task NAME``."""
+    task_class = get_task(name)
+    inspect = options[InspectOptions]
+    documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    tokenizer_options = options[TokenizerOptions]
+    tokenizer = (load_tokenizer(tokenizer_options.tokenizer) if tokenizer_options.tokenizer else
+                 cached_corpus_tokenizer(documents, tokenizer_options.vocab_size, options[AnnotationOptions].cache_dir))
+    task = task_class(tokenizer, options[task_class.options_class], inspect.max_seq_length)
+    rows = task.build_examples(documents, num_proc=options[AnnotationOptions].num_proc or None)
+    words = corpus_words(documents)
+
+    order = np.random.default_rng(inspect.seed).permutation(len(rows))
+    sample = sorted(order[:STATISTICS_SAMPLE].tolist())
+    examples = {i: task.make_example(rows[i], np.random.default_rng([inspect.seed, task.task_id, 0, i]))
+                for i in sample}
+    scope = f"over {len(sample)} sampled examples" if len(sample) < len(rows) else "over all examples"
+    lines = [
+        f"{name} (task id {task.task_id}, {task.level}-level, {task.num_labels} classes)",
+        f"{len(documents)} documents, {words:,} words -> {len(rows):,} examples "
+        f"({1000 * len(rows) / max(words, 1):.1f} per 1,000 words), "
+        f"mean length {np.mean(rows['length']):.1f} tokens",
+        f"label distribution {scope}:",
+        *_label_distribution(task, list(examples.values())),
+    ]
+    for i in order[:inspect.num_examples].tolist():
+        lines += ["", f"example {i}:", "    " + task.describe(examples[i])]
+    return "\n".join(lines)

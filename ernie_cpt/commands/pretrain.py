@@ -1,0 +1,225 @@
+"""``ernie-cpt pretrain``: corpus → annotations → task examples → batches → trainer → checkpoints.
+
+The run directory holds everything needed to resume or export:
+
+    run_config.json      the resolved options of the run
+    encoder_config.json  the ErnieConfig of the encoder
+    tasks.json           task name → task id (row of the task embedding)
+    tokenizer/           the tokenizer (trained on the corpus or copied)
+    checkpoints/         step-NNNNNNNN/ folders and the ``latest`` pointer
+    logs/                train.jsonl, eval.jsonl, tensorboard/
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import ErnieConfig
+
+from ernie_cpt import distributed
+from ernie_cpt.commands.plan import plan_table
+from ernie_cpt.data.annotate import AnnotationOptions, annotate
+from ernie_cpt.data.corpus import CorpusOptions, load_corpus, split_documents
+from ernie_cpt.data.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
+from ernie_cpt.errors import UserError
+from ernie_cpt.evaluation.forgetting import continual_metrics
+from ernie_cpt.modeling.architectures import Architecture, ArchitectureOptions
+from ernie_cpt.modeling.builder import build_model
+from ernie_cpt.modeling.encoder import ModelOptions, check_init_from
+from ernie_cpt.options import option, to_dict
+from ernie_cpt.training.batching import TaskStream, eval_batches
+from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, read_checkpoint
+from ernie_cpt.training.evaluate import EvaluationOptions
+from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directory, write_config
+from ernie_cpt.training.trainer import TrainingOptions, pick_device, train
+from ernie_cpt.weighting import WeightingOptions, build_weighting
+from pretasks import TASKS, PreTask, TaskUnavailable, get_task
+from schedules import ScheduleOptions, Stage, build_schedule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """Run: what to train and where"""
+
+    output_dir: str | None = option(None, "Run directory for checkpoints, logs and the tokenizer (required)")
+    tasks: list[str] = option(["knowledge_masking"], "Pre-training tasks, in curriculum order; a task the corpus "
+                              "cannot give examples for is skipped with a warning")
+    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
+    resume: bool = option(False, "Continue the run in --output-dir from its latest checkpoint")
+    overwrite: bool = option(False, "Delete an existing run in --output-dir and start over")
+
+
+def option_classes() -> list[type]:
+    """Every option group of ``pretrain``: the framework's and each registered task's."""
+    return [RunOptions, CorpusOptions, AnnotationOptions, TokenizerOptions, ModelOptions, ArchitectureOptions,
+            TrainingOptions, ScheduleOptions, WeightingOptions, EvaluationOptions,
+            *(task.options_class for task in TASKS.values())]
+
+
+def _tokenizer(run_dir: Path, resume: bool, tokenizer_options: TokenizerOptions, model_options: ModelOptions,
+               train_documents: datasets.Dataset, cache_dir: str) -> Any:
+    if resume:
+        return load_tokenizer(run_dir / "tokenizer")
+    if model_options.init_from:
+        return load_tokenizer(model_options.init_from)
+    if tokenizer_options.tokenizer:
+        return load_tokenizer(tokenizer_options.tokenizer)
+    return cached_corpus_tokenizer(train_documents, tokenizer_options.vocab_size, cache_dir)
+
+
+def _model(run_dir: Path, resume: bool, options: dict[type, Any], tasks: dict[str, PreTask], vocab_size: int,
+           max_seq_length: int) -> Architecture:
+    """The architecture over a new, resumed or --init-from encoder, with each task's head; every task
+    uses its own task id, or id 0 with ``--shared-task-id``."""
+    shared = options[ScheduleOptions].shared_task_id
+    config = ErnieConfig.from_json_file(str(run_dir / "encoder_config.json")) if resume else None
+    return build_model(tasks, {name: 0 if shared else task.task_id for name, task in tasks.items()},
+                       options[ModelOptions], options[ArchitectureOptions], vocab_size, max_seq_length, len(TASKS),
+                       config)
+
+
+def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training: TrainingOptions,
+               evaluation: EvaluationOptions, num_proc: int | None) -> tuple[dict[str, TaskStream], dict, dict]:
+    """Each task's training stream and held-out batches, and the tasks the training documents give
+    no example for (name -> why). A task the held-out documents cannot give examples for is trained
+    but not evaluated, with a warning."""
+    streams, evals, unavailable = {}, {}, {}
+    for name, task in tasks.items():
+        try:
+            rows = task.build_examples(split["train"], num_proc=num_proc)
+        except TaskUnavailable as e:
+            unavailable[name] = str(e)
+            continue
+        if len(rows) == 0:
+            unavailable[name] = f"{name} found no training examples in this corpus"
+            continue
+        streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers,
+                                   distributed.rank(), distributed.world_size())
+        if not len(split["test"]):
+            continue
+        try:
+            held_out = task.build_examples(split["test"], num_proc=num_proc, background=split["train"],
+                                           held_out=True)
+        except TaskUnavailable as e:
+            log.warning("task %s is not evaluated: the held-out documents give no examples (%s)", name, e)
+            continue
+        if len(held_out):
+            held_out = held_out.shuffle(seed=training.seed).select(range(min(len(held_out),
+                                                                             evaluation.eval_max_examples)))
+            evals[name] = eval_batches(task, held_out, evaluation.eval_batch_size, training.seed)
+    return streams, evals, unavailable
+
+
+def _without(schedule: list[Stage], unavailable: dict[str, str]) -> list[Stage]:
+    """The schedule without the tasks the corpus cannot give examples for (the others keep their
+    steps; a stage left with no task is dropped); an error when no task is left."""
+    if not unavailable:
+        return schedule
+    kept = [Stage({t: n for t, n in stage.steps.items() if t not in unavailable}) for stage in schedule]
+    kept = [stage for stage, before in zip(kept, schedule) if stage.steps or not before.steps]
+    if not any(stage.steps for stage in kept):
+        raise UserError(f"no task can train on this corpus: {'; '.join(unavailable.values())}; add text the "
+                        f"tasks need or choose other --tasks")
+    for name, reason in unavailable.items():
+        log.warning("task %s is skipped (the other tasks train as planned): %s", name, reason)
+    return kept
+
+
+def _validate(run: RunOptions, training: TrainingOptions) -> None:
+    if not run.output_dir:
+        raise UserError("pretrain needs --output-dir DIR (where checkpoints and logs go)")
+    for name in ("max_steps", "batch_size", "grad_accum_steps", "save_steps", "logging_steps", "save_total_limit"):
+        if getattr(training, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if training.max_nonfinite_steps < 0:
+        raise UserError("--max-nonfinite-steps must be at least 0")
+    if run.max_seq_length < 8:
+        raise UserError("--max-seq-length must be at least 8")
+    processes = distributed.world_size()
+    if training.batch_size % processes:
+        raise UserError(f"--batch-size {training.batch_size} is the batch over all {processes} processes and must "
+                        f"be a multiple of {processes}; change --batch-size or --nproc_per_node")
+
+
+def _checkpoint_to_resume(run_dir: Path, config: dict[str, Any], run: RunOptions) -> Checkpoint | None:
+    """The checkpoint to continue from (None: start), chosen by the main process, read by every process."""
+    found = None
+
+    def choose() -> Path | None:
+        nonlocal found
+        found = resolve_resume(run_dir, config, run.resume, run.overwrite)
+        return found[0] if found else None
+
+    path = distributed.main_result(choose)
+    return found if distributed.is_main() or path is None else (path, read_checkpoint(path))
+
+
+def pretrain(options: dict[type, Any]) -> Path:
+    """Pre-train as ``options`` say; returns the run directory."""
+    run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
+    model_options = options[ModelOptions]
+    distributed.init(pick_device(training.device))
+    _validate(run, training)
+    task_classes = {name: get_task(name) for name in run.tasks}
+    schedule_options = options[ScheduleOptions]
+    schedule = build_schedule(schedule_options, run.tasks, training.max_steps)
+    weighting = (build_weighting(options[WeightingOptions], run.tasks)
+                 if schedule_options.task_mixing == "all" else None)
+    if model_options.init_from and not run.resume:
+        check_init_from(model_options.init_from)
+    run_dir = Path(run.output_dir)
+    config = {**to_dict(*options.values()), "stages": [stage.steps for stage in schedule]}
+    resume_from = _checkpoint_to_resume(run_dir, config, run)
+    resuming = resume_from is not None
+
+    with distributed.main_first():  # the main process fills the caches, the others read them
+        documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    split = split_documents(documents, evaluation.eval_fraction, training.seed)
+    log.info("%d training and %d held-out documents", len(split["train"]), len(split["test"]))
+    with run_directory(run_dir, config, resume_from):
+        with distributed.main_first():
+            tokenizer = _tokenizer(run_dir, resuming, options[TokenizerOptions], model_options, split["train"],
+                                   options[AnnotationOptions].cache_dir)
+            tasks = {name: cls(tokenizer, options[cls.options_class], run.max_seq_length)
+                     for name, cls in task_classes.items()}
+            streams, evals, unavailable = _task_data(tasks, split, training, evaluation,
+                                                     options[AnnotationOptions].num_proc or None)
+        schedule = _without(schedule, unavailable)
+        tasks = {name: task for name, task in tasks.items() if name in streams}
+        config = {**config, "tasks": list(tasks), "stages": [stage.steps for stage in schedule],
+                  "requested_tasks": run.tasks, "skipped_tasks": unavailable}
+        if resuming:
+            check_stages(run_dir, config["stages"])
+        torch.manual_seed(training.seed)
+        model = _model(run_dir, resuming, options, tasks, len(tokenizer), run.max_seq_length)
+        if not resuming and distributed.is_main():
+            tokenizer.save_pretrained(str(run_dir / "tokenizer"))
+            model.config.to_json_file(str(run_dir / "encoder_config.json"))
+            atomic_write_text(run_dir / "tasks.json", json.dumps(model.task_ids, indent=2))
+            write_config(run_dir, config)
+        log.info("Schedule %s:\n%s", schedule_options.schedule,
+                 plan_table(schedule, list(tasks), schedule_options.task_mixing))
+        n_params = sum(p.numel() for p in model.parameters())
+        log.info("Encoder: %d layers, hidden %d, architecture %s, %.1fM parameters; %d steps over %d stage(s)",
+                 model.config.num_hidden_layers, model.config.hidden_size, model.name, n_params / 1e6,
+                 sum(s.optimizer_steps(schedule_options.task_mixing) for s in schedule), len(schedule))
+        results = train(model, streams, evals, schedule, training, schedule_options, weighting,
+                        evaluation, run_dir, resume_from)
+        if evals and distributed.is_main():
+            metrics = continual_metrics(run_dir)
+            log.info("Accuracy matrix, forgetting and BWT: %s (mean forgetting %.4f, BWT %.4f, average final "
+                     "score %.4f)", run_dir / "metrics.json", metrics["mean_forgetting"],
+                     metrics["backward_transfer"], metrics["average_final"])
+    for task, metrics in results.items():
+        f1 = f", F1 {metrics['f1']:.4f} (majority class {metrics['majority_f1']:.4f})" if "f1" in metrics else ""
+        log.info("Held-out %s: loss %.4f, accuracy %.4f (majority class %.4f)%s over %d targets", task,
+                 metrics["loss"], metrics["accuracy"], metrics["majority_accuracy"], f1, metrics["scored"])
+    return run_dir

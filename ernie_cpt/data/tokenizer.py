@@ -1,0 +1,93 @@
+"""The tokenizer: an uncased WordPiece trained on the corpus, or an existing tokenizer folder."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
+
+from ernie_cpt.data.corpus import corpus_fingerprint, corpus_words
+from ernie_cpt.errors import UserError
+from ernie_cpt.options import option
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TokenizerOptions:
+    """Tokenizer: trained on the corpus, or loaded"""
+
+    tokenizer: str | None = option(None, "Folder of an existing (fast) tokenizer to use instead of training one")
+    vocab_size: int | None = option(None, "WordPiece vocabulary size when training a tokenizer on the corpus; "
+                                    "default: 20 x sqrt(words), between 2,048 and 30,522 (4k for 40k words, "
+                                    "17k for Austen's 720k)")
+
+
+def _texts(documents: datasets.Dataset, batch_size: int = 256) -> Iterator[list[str]]:
+    for batch in documents.select_columns(["text"]).iter(batch_size=batch_size):
+        yield batch["text"]
+
+
+def corpus_vocab_size(documents: datasets.Dataset) -> int:
+    """A vocabulary that grows with the corpus: 20·sqrt(words), a multiple of 64, in [2048, 30522].
+
+    Small corpora leave most entries of a BERT-sized vocabulary rare or unseen, and a large
+    output layer costs time; large corpora get BERT's size."""
+    return int(min(30522, max(2048, round(20 * math.sqrt(corpus_words(documents)) / 64) * 64)))
+
+
+def train_tokenizer(documents: datasets.Dataset, vocab_size: int) -> PreTrainedTokenizerBase:
+    """An uncased BERT WordPiece tokenizer (lower-casing, accent stripping) trained on ``documents``."""
+    log.info("Training a WordPiece tokenizer (vocabulary %d) on %d documents", vocab_size, len(documents))
+    return BertTokenizer(do_lower_case=True).train_new_from_iterator(
+        _texts(documents), vocab_size=vocab_size, length=len(documents), show_progress=sys.stderr.isatty())
+
+
+def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int | None,
+                            cache_dir: str) -> PreTrainedTokenizerBase:
+    """The tokenizer trained on ``documents``, trained once and then reused from the cache.
+
+    WordPiece training in `tokenizers` breaks ties in hash-map order, which differs between
+    processes (huggingface/tokenizers#1794); caching makes every run on a corpus use the same
+    vocabulary, so the same command gives the same results.
+    """
+    vocab_size = vocab_size or corpus_vocab_size(documents)
+    key = hashlib.sha256(f"{corpus_fingerprint(documents)}/{vocab_size}".encode()).hexdigest()[:20]
+    target = Path(cache_dir) / "tokenizers" / key
+    if (target / "tokenizer.json").exists():
+        log.info("Reusing the tokenizer trained on this corpus: %s", target)
+        return load_tokenizer(target)
+    tokenizer = train_tokenizer(documents, vocab_size)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    try:
+        tokenizer.save_pretrained(str(staging))
+        os.replace(staging, target)
+    except OSError:  # another process cached it first
+        pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_tokenizer(target)
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """A tokenizer saved with ``save_pretrained``; it must be a fast one (offsets are needed)."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load a tokenizer from {path}; pass a folder written by save_pretrained") from e
+    if not tokenizer.is_fast:
+        raise UserError(f"the tokenizer in {path} is not a fast tokenizer; character offsets are needed")
+    if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise UserError(f"the tokenizer in {path} lacks [MASK], [CLS] or [SEP]; use a BERT-style tokenizer")
+    return tokenizer

@@ -1,0 +1,198 @@
+"""Continual-learning metrics of a run: the accuracy matrix, forgetting, backward transfer, curves.
+
+R[i][j] is the score of task j at the end of stage i (the ``stage_end`` evaluations of
+``logs/eval.jsonl``), NaN where task j was not scored then. From it:
+
+* forgetting_j (Chaudhry et al. 2018, "Riemannian Walk for Incremental Learning: Understanding
+  Forgetting and Intransigence", ECCV): the best score task j had at the end of an earlier stage
+  minus its final score. Only stages from the one that first trains j count: a score before any
+  training (``--eval-untrained-tasks``) is the chance level of a random head, not something learnt
+  that could be forgotten. Negative when the final score beats every earlier one.
+* backward transfer (Lopez-Paz & Ranzato 2017, "Gradient Episodic Memory for Continual
+  Learning", NeurIPS): the mean over tasks of the final score minus the score at the end of the
+  task's last training stage. Negative means later stages hurt earlier tasks.
+* the average final score: the mean of R's last row.
+
+Scores are "higher is better" metrics (accuracy, F1): forgetting is a drop in them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ernie_cpt.errors import UserError, unknown_name
+from ernie_cpt.training.checkpoint import atomic_write_text
+from ernie_cpt.training.run_log import read_records
+from schedules.stage import Stage
+
+SCORE_METRICS = ["accuracy", "f1"]
+
+
+def accuracy_matrix(records: list[dict[str, Any]], stages: list[dict[str, int]], tasks: list[str],
+                    metric: str = "accuracy") -> np.ndarray:
+    """R[i][j]: ``metric`` of ``tasks[j]`` in the evaluation at the end of stage i; NaN where the
+    task was not scored then (not trained yet, no held-out set, or a metric the task lacks, such
+    as F1 for knowledge masking). Records without ``stage_end`` are ignored; of two records for
+    one cell (there are none unless the log was edited) the later one wins."""
+    matrix = np.full((len(stages), len(tasks)), np.nan)
+    column = {task: j for j, task in enumerate(tasks)}
+    for record in records:
+        if not record.get("stage_end") or record["task"] not in column:
+            continue
+        if not 0 <= record["stage"] < len(stages):
+            raise UserError(f"an evaluation at step {record['step']} is of stage {record['stage'] + 1} but the "
+                            f"run has {len(stages)} stages; eval.jsonl and run_config.json are of different runs")
+        value = record.get(metric)
+        matrix[record["stage"], column[record["task"]]] = np.nan if value is None else value
+    return matrix
+
+
+def _trained_stages(stages: list[dict[str, int]], task: str) -> list[int]:
+    return [i for i, stage in enumerate(stages) if stage.get(task, 0) > 0]
+
+
+def last_trained_stage(stages: list[dict[str, int]], tasks: list[str]) -> dict[str, int]:
+    """The index of the last stage with steps > 0 for each task (tasks no stage trains are left out)."""
+    return {task: trained[-1] for task in tasks if (trained := _trained_stages(stages, task))}
+
+
+def forgetting(matrix: np.ndarray, stages: list[dict[str, int]], tasks: list[str]) -> dict[str, float | None]:
+    """Chaudhry et al. 2018: f_j = max over stages i < last of R[i][j] - R[last][j], over the
+    stages from the first that trains j where j was scored. None when there is no such earlier
+    score (j first trained in the last stage, a single stage, never trained) or no final score."""
+    result: dict[str, float | None] = {}
+    last = len(stages) - 1
+    for j, task in enumerate(tasks):
+        trained = _trained_stages(stages, task)
+        earlier = matrix[trained[0]:last, j] if trained and last > 0 else np.array([])
+        earlier = earlier[~np.isnan(earlier)]
+        final = matrix[last, j] if last >= 0 else np.nan
+        result[task] = None if earlier.size == 0 or np.isnan(final) else float(earlier.max() - final)
+    return result
+
+
+def mean_forgetting(per_task: dict[str, float | None]) -> float:
+    """The mean forgetting over the tasks that have a value; 0.0 when none has one: a curriculum
+    that trains every task in its last stage (joint training, one stage) has nothing learnt in an
+    earlier stage, so nothing that could have been forgotten."""
+    values = [value for value in per_task.values() if value is not None]
+    return float(np.mean(values)) if values else 0.0
+
+
+def backward_transfer(matrix: np.ndarray, stages: list[dict[str, int]], tasks: list[str]) -> float:
+    """Lopez-Paz & Ranzato 2017: the mean over tasks j last trained in a stage l_j before the final
+    one of R[last][j] - R[l_j][j] (tasks with either score missing are left out). Tasks trained in
+    the final stage are excluded, as the original sum runs over tasks 1..T-1 (task T is learnt
+    last, so it has no later training to be affected by). 0.0 when no task qualifies (a single
+    stage, or every task trained in the final stage): there is no later stage to transfer back from."""
+    last = len(stages) - 1
+    column = {task: j for j, task in enumerate(tasks)}
+    differences = [matrix[last, column[task]] - matrix[stage, column[task]]
+                   for task, stage in last_trained_stage(stages, tasks).items() if stage < last]
+    differences = [d for d in differences if not np.isnan(d)]
+    return float(np.mean(differences)) if differences else 0.0
+
+
+def average_final(matrix: np.ndarray) -> float:
+    """The mean of R's last row over the tasks scored there; NaN when it has none."""
+    final = matrix[-1][~np.isnan(matrix[-1])] if len(matrix) else np.array([])
+    return float(final.mean()) if final.size else math.nan
+
+
+def curves(records: list[dict[str, Any]], tasks: list[str], metric: str) -> dict[str, list[tuple[int, float]]]:
+    """Each task's (step, ``metric``) over every evaluation, at stage ends or every
+    ``--eval-steps``, sorted by step: one point per step (a later record of the same step wins)."""
+    points: dict[str, dict[int, float]] = {task: {} for task in tasks}
+    for record in records:
+        if record["task"] in points and record.get(metric) is not None:
+            points[record["task"]][record["step"]] = float(record[metric])
+    return {task: sorted(by_step.items()) for task, by_step in points.items()}
+
+
+def stage_boundaries(stages: list[dict[str, int]], task_mixing: str) -> list[int]:
+    """The global optimizer step at which each stage ends: stage by stage, the sum of its tasks'
+    steps under ``--task-mixing sample``, the largest under ``all`` (see ``Stage.optimizer_steps``)."""
+    ends = np.cumsum([Stage(steps).optimizer_steps(task_mixing) for steps in stages])
+    return [int(end) for end in ends]
+
+
+def _number(value: float) -> float | None:
+    """A float for JSON: NaN becomes null."""
+    return None if math.isnan(value) else float(value)
+
+
+def _csv(rows: list[list[Any]]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()
+
+
+def _read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """run_config.json and the records of logs/eval.jsonl, or a UserError saying what is missing."""
+    config_file = run_dir / "run_config.json"
+    if not config_file.exists():
+        raise UserError(f"{run_dir} is not an ernie-cpt run directory (no run_config.json); "
+                        f"pass the --output-dir of a pretrain run")
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if "stages" not in config:
+        raise UserError(f"{config_file} has no 'stages' (written by an older ernie-cpt); re-run pretrain")
+    records = read_records(run_dir, "eval")
+    last = len(config["stages"]) - 1
+    if not any(r.get("stage_end") and r["stage"] == last for r in records):
+        raise UserError(f"{run_dir}/logs/eval.jsonl has no evaluation at the end of the last stage "
+                        f"({last + 1}); finish the run with pretrain --resume (a run with --eval-fraction 0 "
+                        f"is never evaluated)")
+    return config, records
+
+
+def continual_metrics(run_dir: Path, metric: str = "accuracy") -> dict[str, Any]:
+    """Compute every metric above for the run in ``run_dir`` from its run_config.json and
+    logs/eval.jsonl, and write them to ``run_dir``:
+
+    * ``metrics.json``: schedule, task_mixing, seed, tasks, stages, metric, accuracy_matrix
+      (rows = stages, null where not scored), forgetting (per task, null where undefined),
+      mean_forgetting, backward_transfer, average_final, curves ({task: [[step, value], ...]})
+      and stage_boundaries;
+    * ``accuracy_matrix.csv``: ``stage,<task>,...``, one row per stage (numbered from 1), empty
+      cells where not scored;
+    * ``curves.csv``: ``step,task,<metric>``, task by task, step by step.
+
+    Returns the content of ``metrics.json``. ``metric`` is ``accuracy`` or ``f1``.
+    """
+    if metric not in SCORE_METRICS:
+        raise unknown_name("metric", metric, SCORE_METRICS)
+    run_dir = Path(run_dir)
+    config, records = _read_run(run_dir)
+    stages, tasks = config["stages"], config["tasks"]
+    matrix = accuracy_matrix(records, stages, tasks, metric)
+    per_task = forgetting(matrix, stages, tasks)
+    task_curves = curves(records, tasks, metric)
+    metrics = {
+        "schedule": config["schedule"],
+        "task_mixing": config["task_mixing"],
+        "seed": config["seed"],
+        "tasks": tasks,
+        "stages": stages,
+        "metric": metric,
+        "accuracy_matrix": [[_number(value) for value in row] for row in matrix],
+        "forgetting": per_task,
+        "mean_forgetting": mean_forgetting(per_task),
+        "backward_transfer": backward_transfer(matrix, stages, tasks),
+        "average_final": _number(average_final(matrix)),
+        "curves": {task: [[step, value] for step, value in points] for task, points in task_curves.items()},
+        "stage_boundaries": stage_boundaries(stages, config["task_mixing"]),
+    }
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    matrix_rows = [[i + 1, *("" if value is None else value for value in row)]
+                   for i, row in enumerate(metrics["accuracy_matrix"])]
+    atomic_write_text(run_dir / "accuracy_matrix.csv", _csv([["stage", *tasks], *matrix_rows]))
+    curve_rows = [[step, task, value] for task, points in task_curves.items() for step, value in points]
+    atomic_write_text(run_dir / "curves.csv", _csv([["step", "task", metric], *curve_rows]))
+    return metrics

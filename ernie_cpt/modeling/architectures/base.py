@@ -1,0 +1,138 @@
+"""The architecture seam: how the tasks' inputs flow through shared and task-specific parameters.
+
+An architecture is an ``nn.Module`` registered by name in ``ARCHITECTURES`` (one file each,
+chosen with ``--architecture NAME``). It is built from a full ``ErnieModel`` (new, resumed or
+from ``--init-from``) and decides what the top ``--expert-layers`` layers become; the layers
+below stay shared by every task, as in ERNIE. It owns:
+
+* ``encode(task, batch)``: the token states (batch, tokens, hidden) and pooled [CLS] state
+  (batch, hidden) the task's head sees; ``forward(task, batch)`` adds the head and its loss;
+* ``shared_parameters()``: the parameters every task's loss reaches (GradNorm's last shared
+  layer is the last of ``shared_layer_weights()``; the gradient-level methods use them all);
+* ``routing()``: per task, the mean weight each expert (or column) got since the last call,
+  for the logs (empty for hard sharing);
+* ``add_task(name, task_id, like)``: routing for a task the architecture was not built with
+  (a downstream task in fine-tuning), initialised from the task ``like``;
+* ``ernie_model()``: the one ``ErnieModel`` the architecture is, where it folds exactly
+  (hard sharing), else None: export then writes the architecture's own folder.
+
+The trainer sees only this interface and never names an architecture.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import nn
+from transformers import ErnieConfig, ErnieModel
+
+from ernie_cpt.errors import UserError
+from ernie_cpt.modeling.heads import Head
+from ernie_cpt.options import option
+from ernie_cpt.registry import Registry
+
+
+class TaskOutput(NamedTuple):
+    """What one task's forward pass gives: the loss (a scalar, mean over the scored items),
+    the logits of the scored items and their labels."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass
+class ArchitectureOptions:
+    """Architecture: how the tasks share the encoder"""
+
+    architecture: str = option("hard", "How the tasks share the encoder: hard (every layer shared, as ERNIE 2.0), "
+                               "mmoe, cgc, ple or cross_stitch (the top --expert-layers layers become experts or "
+                               "task columns)")
+    expert_layers: int = option(2, "mmoe/cgc/ple/cross_stitch: how many of the top encoder layers become experts "
+                                "or task columns; the layers below stay shared")
+    num_experts: int = option(4, "mmoe: expert copies of the top --expert-layers layers")
+    shared_experts: int = option(2, "cgc/ple: experts shared by all tasks")
+    task_experts: int = option(1, "cgc/ple: experts owned by each task")
+
+    def __post_init__(self) -> None:
+        ARCHITECTURES.get(self.architecture)  # checked when the options are read, before anything loads
+
+
+class Architecture(nn.Module, ABC):
+    """Tasks on one encoder. ``heads`` maps each task to its head; ``task_ids`` to its row of the
+    task embedding."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: ErnieConfig, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
+        super().__init__()
+        self.config = config
+        self.task_ids = dict(task_ids)
+        self.options = options
+
+    def add_head(self, task: str, head: Head) -> None:
+        """Give ``task`` its head (the builder calls this after the architecture is made)."""
+        if not hasattr(self, "heads"):
+            self.heads = nn.ModuleDict()
+        self.heads[task] = head
+
+    @property
+    def num_labels(self) -> dict[str, int]:
+        return {task: head.num_labels for task, head in self.heads.items()}
+
+    def task_type_ids(self, task: str, input_ids: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(input_ids, self.task_ids[task])
+
+    @abstractmethod
+    def word_embeddings(self) -> nn.Embedding:
+        """The word embedding matrix (vocabulary, hidden), which the masked-LM head is tied to."""
+
+    @abstractmethod
+    def encode(self, task: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sequence_output (batch, tokens, hidden), pooled_output (batch, hidden)) for ``task``."""
+
+    @abstractmethod
+    def shared_layer_weights(self) -> list[nn.Parameter]:
+        """The output weight of each layer every task shares, bottom to top (GradNorm's W is the last)."""
+
+    @abstractmethod
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Every parameter all tasks' losses reach (embeddings, shared layers; not heads or experts)."""
+
+    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
+        sequence_output, pooled_output = self.encode(task, batch)
+        head = self.heads[task]
+        logits, labels = head(sequence_output, pooled_output, batch)
+        return TaskOutput(head.loss(logits, labels), logits, labels)
+
+    def routing(self) -> dict[str, dict[str, float]]:
+        """Per task, the mean routing weight of each expert or column since the last call (then reset)."""
+        return {}
+
+    def add_task(self, task: str, task_id: int, like: str | None = None) -> None:
+        """Route a new task (fine-tuning): it gets ``task_id`` and, where the architecture has
+        task-specific routing, a copy of task ``like``'s (or the documented default)."""
+        self.task_ids[task] = task_id
+
+    def ernie_model(self) -> ErnieModel | None:
+        """The single ErnieModel this architecture equals exactly, or None when it does not fold."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """What export records to rebuild the architecture: its name and options."""
+        return {"architecture": self.name, "expert_layers": self.options.expert_layers,
+                "num_experts": self.options.num_experts, "shared_experts": self.options.shared_experts,
+                "task_experts": self.options.task_experts}
+
+
+ARCHITECTURES: Registry[type[Architecture]] = Registry("architecture")
+
+
+def check_expert_layers(options: ArchitectureOptions, config: ErnieConfig) -> None:
+    """--expert-layers must be between 1 and the encoder's layers; a UserError otherwise."""
+    if not 1 <= options.expert_layers <= config.num_hidden_layers:
+        raise UserError(f"--expert-layers {options.expert_layers} is outside 1..{config.num_hidden_layers}, the "
+                        f"encoder's layers; lower it or use a larger --model-size / --num-layers")

@@ -1,0 +1,186 @@
+"""Task heads: each scores one task on the encoder's outputs and owns its loss and metrics.
+
+A head is called as ``head(sequence_output, pooled_output, batch)`` with the token states
+(batch, tokens, hidden), the pooled [CLS] state (batch, hidden) and the batch (its ``labels``,
+and for pair heads its ``token_type_ids`` and ``attention_mask``), and returns
+``(logits, labels)`` of what it scores only. ``loss`` turns them into the training loss (mean
+or sum over the scored items), ``metrics`` scores a whole held-out set. Heads are registered
+by name in ``HEADS``; a task names its head (``PreTask.head``), and a head builder is called as
+``builder(config, num_labels, word_embeddings)``.
+
+Classification heads (every ERNIE 2.0 task) use cross-entropy. Their metrics are accuracy and,
+for up to 64 classes, F1 (of class 1 for 2-way tasks, macro over the classes present in the
+labels otherwise; scikit-learn's ``f1_score``), each beside the score of always predicting the
+most frequent label (``majority_accuracy``, ``majority_f1``): a task has learned something
+when it beats them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import ErnieConfig
+from transformers.models.ernie.modeling_ernie import ErniePredictionHeadTransform
+
+from ernie_cpt.registry import Registry
+from pretasks.base import IGNORE_INDEX
+
+MAX_CLASSES_FOR_F1 = 64
+
+HeadBuilder = Callable[[ErnieConfig, int, nn.Embedding], "Head"]
+HEADS: Registry[HeadBuilder] = Registry("head")
+
+
+def classification_metrics(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> dict[str, float]:
+    """Accuracy and (for up to 64 classes) F1 of 1-D label tensors, each with the score of always
+    predicting the most frequent label (``majority_accuracy``, ``majority_f1``) to compare with.
+    F1 is of class 1 for 2 classes, the macro F1 over the classes present in ``labels`` otherwise."""
+    n = max(labels.numel(), 1)
+    majority = torch.bincount(labels, minlength=num_labels).argmax() if labels.numel() else torch.tensor(0)
+    metrics = {
+        "accuracy": (predictions == labels).sum().item() / n,
+        "majority_accuracy": (labels == majority).sum().item() / n,
+    }
+    if num_labels <= MAX_CLASSES_FOR_F1:
+        metrics["f1"] = f1(predictions, labels, num_labels)
+        metrics["majority_f1"] = f1(torch.full_like(labels, int(majority)), labels, num_labels)
+    return metrics
+
+
+def f1(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> float:
+    """F1 of class 1 for 2-way tasks, macro F1 over the classes present in ``labels`` otherwise."""
+    from sklearn.metrics import f1_score  # scikit-learn loads in a second: only where scores are taken
+
+    if labels.numel() == 0:
+        return 0.0
+    y_true, y_pred = labels.cpu().numpy(), predictions.cpu().numpy()
+    if num_labels == 2:
+        return float(f1_score(y_true, y_pred, labels=[1], average="macro", zero_division=0))
+    return float(f1_score(y_true, y_pred, labels=sorted(set(y_true.tolist())), average="macro", zero_division=0))
+
+
+class Head(nn.Module):
+    """A classification head: cross-entropy loss, argmax predictions, accuracy and F1 metrics.
+    Subclasses define ``forward``; heads of other kinds (regression, ranking) override the rest."""
+
+    def __init__(self, num_labels: int) -> None:
+        super().__init__()
+        self.num_labels = num_labels
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy in fp32, averaged (``mean``) or summed (``sum``) over the scored items."""
+        return F.cross_entropy(logits.float(), labels, reduction=reduction)
+
+    def count(self, labels: torch.Tensor) -> int:
+        """The number of items the loss averages over."""
+        return len(labels)
+
+    def predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        """What ``metrics`` compares with the labels: the predicted class of each item."""
+        return logits.argmax(-1)
+
+    def correct(self, logits: torch.Tensor, labels: torch.Tensor) -> int:
+        """How many items are predicted right (a batch's accuracy, the KPI of DTP weighting)."""
+        return int((self.predictions(logits) == labels).sum())
+
+    def metrics(self, predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """The held-out scores of a whole evaluation set (1-D tensors)."""
+        return classification_metrics(predictions, labels, self.num_labels)
+
+
+@HEADS.register("masked_lm")
+class MaskedLMHead(Head):
+    """BERT's MLM head (dense + activation + LayerNorm, then the vocabulary projection) with the
+    projection tied to the word embeddings (Devlin et al. 2019). Logits (targets, vocabulary) are
+    computed only at target positions, never over the whole sequence."""
+
+    def __init__(self, config: ErnieConfig, num_labels: int, word_embeddings: nn.Embedding) -> None:
+        super().__init__(num_labels)
+        self.transform = ErniePredictionHeadTransform(config)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        # A tuple keeps the tied embedding out of this module's parameters and state dict.
+        self._tied = (word_embeddings,)
+
+    def forward(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor | None,
+                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = batch["labels"]
+        targets = labels != IGNORE_INDEX
+        hidden = self.transform(sequence_output[targets])
+        return F.linear(hidden, self._tied[0].weight, self.bias), labels[targets]
+
+
+@HEADS.register("token_classification")
+class TokenClassificationHead(Head):
+    """Dropout and a linear classifier on every labelled token (BERT's token classifier); logits
+    (labelled tokens, classes)."""
+
+    def __init__(self, config: ErnieConfig, num_labels: int, word_embeddings: nn.Embedding | None = None) -> None:
+        super().__init__(num_labels)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+
+    def forward(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor | None,
+                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = batch["labels"]
+        targets = labels != IGNORE_INDEX
+        return self.classifier(self.dropout(sequence_output[targets])), labels[targets]
+
+
+@HEADS.register("sequence_classification")
+class SequenceClassificationHead(Head):
+    """Dropout and a linear classifier on the pooled [CLS] state (BERT's sequence classifier, and
+    ``ErnieForSequenceClassification``'s); logits (batch, classes)."""
+
+    def __init__(self, config: ErnieConfig, num_labels: int, word_embeddings: nn.Embedding | None = None) -> None:
+        super().__init__(num_labels)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+
+    def forward(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor,
+                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.classifier(self.dropout(pooled_output)), batch["labels"]
+
+
+def segment_means(sequence_output: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean token states (batch, hidden) of segment A (token type 0, [CLS] left out) and of
+    segment B (token type 1), padding left out."""
+    real = batch["attention_mask"].bool()
+    first = real & (batch["token_type_ids"] == 0)
+    first[:, 0] = False
+    return _masked_mean(sequence_output, first), _masked_mean(sequence_output, real & (batch["token_type_ids"] == 1))
+
+
+def _masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+@HEADS.register("sentence_pair")
+class SentencePairHead(Head):
+    """A classifier on the pooled [CLS] state and on the two segments compared: with u and v the
+    mean token states of segment A and segment B (:func:`segment_means`), the features are
+    ``[cls, u, v, |u - v|, u * v]`` (batch, 5 x hidden), the pair features of InferSent (Conneau
+    et al. 2017, "Supervised Learning of Universal Sentence Representations from Natural Language
+    Inference Data") and Sentence-BERT (Reimers & Gurevych 2019). The [CLS] state alone must
+    learn, through attention, which tokens of A recur in B before it can tell related segments
+    from unrelated ones, and a randomly initialised encoder does not learn that in a short run;
+    ``u * v`` gives that comparison from the first step."""
+
+    def __init__(self, config: ErnieConfig, num_labels: int, word_embeddings: nn.Embedding | None = None) -> None:
+        super().__init__(num_labels)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(5 * config.hidden_size, num_labels)
+
+    def forward(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor,
+                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        u, v = segment_means(sequence_output, batch)
+        features = torch.cat([pooled_output, u, v, (u - v).abs(), u * v], dim=-1)
+        return self.classifier(self.dropout(features)), batch["labels"]
+
+
+def build_head(name: str, config: ErnieConfig, num_labels: int, word_embeddings: nn.Embedding) -> Head:
+    """The head registered as ``name`` for ``num_labels`` classes (or vocabulary ids)."""
+    return HEADS.get(name)(config, num_labels, word_embeddings)

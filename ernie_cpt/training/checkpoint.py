@@ -1,0 +1,161 @@
+"""Crash-safe checkpoints: atomic writes, a ``latest`` pointer written last, and the last K kept.
+
+A checkpoint is a folder ``checkpoints/step-NNNNNNNN`` with:
+
+* ``model.safetensors``: every parameter (encoder and heads);
+* ``training_state.pt``: optimizer, LR scheduler and loss-weighting state, loaded with ``weights_only=True``;
+* ``trainer_state.json``: step, stage, task counts and data positions, readable by people.
+
+It is written under a temporary name, flushed to disk and renamed into place, so a crash (even
+SIGKILL or a full disk) leaves either the whole checkpoint or none. Folders are deleted the
+same way round: renamed away first, so no ``step-*`` folder is ever a part of one. Leftover
+temporary folders are removed by the next save. A checkpoint that cannot be read is skipped
+with a warning.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from ernie_cpt.errors import UserError
+from ernie_cpt.modeling.safe_loading import UnreadableFile, load_state, load_weights
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = re.compile(r"^step-(\d{8})$")
+LATEST = "latest"
+PARTIAL_PREFIXES = (".tmp-", ".trash-")  # folders being written or deleted
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new content, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint folder: renamed away first, so that it is never seen half-deleted."""
+    trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoint folders under ``root/checkpoints``, oldest first."""
+    folder = root / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and CHECKPOINT_DIR.match(p.name))
+
+
+def latest_name(root: Path) -> str | None:
+    """The name of the checkpoint the ``latest`` pointer of run ``root`` names, if any."""
+    pointer = root / "checkpoints" / LATEST
+    return pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
+
+
+def _write_error(error: OSError, name: str, folder: Path) -> UserError:
+    problem = ("no space left on device" if error.errno in (errno.ENOSPC, errno.EDQUOT)
+               else error.strerror or str(error))
+    latest = latest_name(folder.parent)
+    if latest:
+        return UserError(f"{problem} while writing checkpoint {name} in {folder}; the last checkpoint, {latest}, "
+                         f"is intact: free space, then run the same command with --resume")
+    return UserError(f"{problem} while writing checkpoint {name} in {folder}; no checkpoint was saved yet: "
+                     f"free space, then run the command again")
+
+
+def _write(tmp: Path, step: int, model: torch.nn.Module, training_state: dict[str, Any],
+           trainer_state: dict[str, Any]) -> None:
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(weights, tmp / "model.safetensors", metadata={"step": str(step)})
+    torch.save(training_state, tmp / "training_state.pt")
+    (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
+    for name in ("model.safetensors", "training_state.pt", "trainer_state.json"):
+        _fsync_file(tmp / name)
+
+
+def save_checkpoint(root: Path, step: int, model: torch.nn.Module, training_state: dict[str, Any],
+                    trainer_state: dict[str, Any], keep: int) -> Path:
+    """Write checkpoint ``step``, point ``latest`` to it and keep it and the ``keep - 1`` before it. A failed
+    write (a full disk) removes what it wrote and raises a UserError; earlier checkpoints stay."""
+    folder = root / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.iterdir():
+        if leftover.name.startswith(PARTIAL_PREFIXES):
+            shutil.rmtree(leftover, ignore_errors=True)
+    final = folder / f"step-{step:08d}"
+    tmp = folder / f".tmp-{final.name}-{os.getpid()}"
+    try:
+        tmp.mkdir()
+        _write(tmp, step, model, training_state, trainer_state)
+        if final.exists():  # a re-run of the same step after a resume
+            _remove(final)
+        os.replace(tmp, final)
+        _fsync_dir(folder)
+        atomic_write_text(folder / LATEST, final.name + "\n")
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_error(e, final.name, folder) from e
+    older = [c for c in checkpoints(root) if c.name < final.name]
+    for old in older[:max(len(older) - (keep - 1), 0)]:
+        _remove(old)
+    return final
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(model weights, training state, trainer state) of one checkpoint; raises on damage."""
+    weights = load_weights(path / "model.safetensors")
+    training_state = load_state(path / "training_state.pt")
+    trainer_state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    return weights, training_state, trainer_state
+
+
+Checkpoint = tuple[Path, tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]]
+
+
+def latest_checkpoint(root: Path) -> Checkpoint | None:
+    """The newest readable checkpoint and its contents; damaged ones are skipped with a warning."""
+    candidates = checkpoints(root)
+    named = latest_name(root)
+    if named and root / "checkpoints" / named in candidates:  # prefer the pointer, then anything older
+        candidates = [c for c in candidates if c.name <= named]
+    for path in reversed(candidates):
+        try:
+            return path, read_checkpoint(path)
+        except (OSError, UnreadableFile, ValueError) as e:
+            log.warning("skipping unreadable checkpoint %s: %s", path, e)
+    return None

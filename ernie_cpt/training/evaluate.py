@@ -1,0 +1,56 @@
+"""Held-out evaluation: each task's loss and its head's metrics over the held-out set.
+
+Scores are over what a task scores: target positions for token-level tasks (for knowledge
+masking, accuracy is masked-token accuracy), examples for sequence-level ones. The head decides
+the metrics (``ernie_cpt.modeling.heads``): for classification, accuracy, F1 (of class 1 for
+2-way tasks, macro for 3- to 64-way tasks, absent for masked LM) and the majority-class scores
+``majority_accuracy`` and ``majority_f1``: a task has learned something when it beats them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+
+from ernie_cpt.modeling.architectures import Architecture
+from ernie_cpt.options import option
+
+
+@dataclass
+class EvaluationOptions:
+    """Evaluation: held-out documents"""
+
+    eval_fraction: float = option(0.05, "Fraction of documents held out for evaluation (at least one; 0 = none)")
+    eval_steps: int = option(200, "Evaluate every N steps (and at the end of every stage); 0 = only then")
+    eval_max_examples: int = option(256, "At most this many held-out examples per task")
+    eval_batch_size: int = option(64, "Batch size for evaluation")
+    eval_untrained_tasks: bool = option(False, "Also score tasks no stage has trained yet. Their heads are still at "
+                                        "their random initialisation, so such a score measures only what the "
+                                        "encoder's features give an untrained linear head: about chance")
+
+
+@torch.no_grad()
+def evaluate(model: Architecture, batches: dict[str, DataLoader], device: torch.device) -> dict[str, dict]:
+    """``{task: {"loss", <the head's metrics>, "scored"}}`` over every scored item of each task's
+    held-out batches; for classification heads the metrics are ``accuracy``, ``majority_accuracy``
+    and (up to 64 classes) ``f1``, ``majority_f1``."""
+    was_training = model.training
+    model.eval()
+    results = {}
+    for task, loader in batches.items():
+        head = model.heads[task]
+        loss_sum, count, predictions, labels = 0.0, 0, [], []
+        for batch in loader:
+            out = model(task, {k: v.to(device) for k, v in batch.items()})
+            loss_sum += out.loss.item() * head.count(out.labels)
+            count += head.count(out.labels)
+            predictions.append(head.predictions(out.logits).cpu())
+            labels.append(out.labels.cpu())
+        all_labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+        all_predictions = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long)
+        results[task] = {"loss": loss_sum / max(count, 1), **head.metrics(all_predictions, all_labels),
+                         "scored": count}
+    model.train(was_training)
+    return results

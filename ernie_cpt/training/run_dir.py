@@ -1,0 +1,113 @@
+"""The run directory of ``pretrain``: a new run, a run to resume, or another run to leave alone.
+
+``run_config.json`` marks a folder as a run: it is written (atomically) as soon as the folder is
+created, before anything else, and again once the tasks the corpus supports are known. So a
+run killed at any moment either left nothing, or can be continued with ``--resume``: from its
+newest readable checkpoint, or from the start if it had not saved one yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ernie_cpt import distributed
+from ernie_cpt.errors import UserError
+from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, checkpoints, latest_checkpoint
+
+log = logging.getLogger(__name__)
+
+# Options that may change between a run and its resumption without changing the result (a run
+# directory may also be moved).
+RESUMABLE_CHANGES = {"output_dir", "resume", "overwrite", "save_steps", "save_total_limit", "logging_steps",
+                     "eval_steps", "dataloader_workers", "num_proc", "cache_dir", "device", "spacy_batch_size",
+                     "max_nonfinite_steps"}
+# Written to run_config.json but not options: what the corpus made of the tasks (checked later).
+DERIVED = {"stages", "requested_tasks", "skipped_tasks"}
+CONFIG = "run_config.json"
+
+
+def option_differences(previous: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """``option: value there -> value now`` for every option that differs from the earlier run."""
+    changed = []
+    for key, value in config.items():
+        before = previous.get("requested_tasks", previous.get("tasks")) if key == "tasks" else previous.get(key)
+        if key not in RESUMABLE_CHANGES | DERIVED and before != value:
+            changed.append(f"--{key.replace('_', '-')} {before!r} there, {value!r} now")
+    return changed
+
+
+def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> Checkpoint | None:
+    """The checkpoint to continue from, or None to start a new run in ``run_dir`` (main process only).
+
+    Refuses a folder that holds something else, or another run, unless ``overwrite``; with
+    ``resume``, a run started with other options or whose checkpoints are all unreadable."""
+    config_file = run_dir / CONFIG
+    previous = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else None
+    if resume:
+        if previous is None:
+            raise UserError(f"--resume: {run_dir} holds no checkpoint to resume; run without --resume to start")
+        changed = option_differences(previous, config)
+        if changed:
+            raise UserError(f"--resume: the run in {run_dir} was started with other options ({'; '.join(changed)}); "
+                            f"resume with the same options, or use a new --output-dir")
+        if not checkpoints(run_dir):
+            log.warning("--resume: the run in %s stopped before its first checkpoint; starting it over", run_dir)
+            shutil.rmtree(run_dir)
+            return None
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            raise UserError(f"--resume: no checkpoint in {run_dir / 'checkpoints'} can be read (damaged, or not "
+                            f"written by ernie-cpt); start over with --overwrite, or use a new --output-dir")
+        return found
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if overwrite:
+            shutil.rmtree(run_dir)
+        elif previous is None:
+            raise UserError(f"{run_dir} is not empty; pass --resume to continue the run there, --overwrite to "
+                            f"replace it, or choose another --output-dir")
+        elif changed := option_differences(previous, config):
+            raise UserError(f"{run_dir} holds a different run ({'; '.join(changed)}); choose another --output-dir, "
+                            f"or pass --overwrite to replace that run")
+        else:
+            raise UserError(f"{run_dir} already holds this run; pass --resume to continue it, --overwrite to start "
+                            f"it over, or choose another --output-dir")
+    return None
+
+
+def check_stages(run_dir: Path, stages: list[dict[str, int]]) -> None:
+    """On --resume: the stages made of the corpus and options must be those the run was started with."""
+    previous = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))["stages"]
+    if previous != stages:
+        raise UserError(f"--resume: the stages differ from those of the run in {run_dir} ({previous} there, {stages} "
+                        f"now: the corpus or the schedule file changed); resume with the same data, or use a new "
+                        f"--output-dir")
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """Write run_config.json (the main process only: its callers check)."""
+    atomic_write_text(run_dir / CONFIG, json.dumps(config, indent=2))
+
+
+@contextlib.contextmanager
+def run_directory(run_dir: Path, config: dict[str, Any], resume_from: Checkpoint | None) -> Iterator[None]:
+    """Create ``run_dir`` with its run_config.json (a new run); if the new run fails before its first
+    checkpoint, leave the folder as it was (absent, or empty)."""
+    existed = run_dir.exists()
+    new_run = distributed.is_main() and resume_from is None
+    if new_run:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, config)
+    try:
+        yield
+    except BaseException:
+        if new_run and not checkpoints(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if existed:
+                run_dir.mkdir()
+        raise

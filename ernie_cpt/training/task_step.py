@@ -1,0 +1,73 @@
+"""The pieces of one optimizer step that differ between one process and several.
+
+``TasksForward`` runs a batch of each task of the step in one forward pass: that is what
+``DistributedDataParallel`` wraps. ``global_losses`` makes the losses of a rank's share of the
+batches add up to those of the whole batch. ``gradient_sync`` lets DDP average the gradients
+only after the last micro-batch of a step (gradient accumulation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from ernie_cpt import distributed
+from ernie_cpt.modeling.architectures import Architecture, TaskOutput
+
+
+class TasksForward(nn.Module):
+    """One forward pass over a batch of each task of a step."""
+
+    def __init__(self, model: Architecture) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, TaskOutput]:
+        return {task: self.model(task, batch) for task, batch in batches.items()}
+
+
+def gradient_sync(forward: nn.Module, last_micro_batch: bool) -> contextlib.AbstractContextManager:
+    """DDP's ``no_sync`` for every micro-batch but the last of a step; nothing in one process."""
+    if last_micro_batch or not isinstance(forward, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return forward.no_sync()
+
+
+def _accuracy(head: nn.Module, out: TaskOutput) -> float:
+    return (head.predictions(out.logits) == out.labels).float().mean().item() if len(out.labels) else 0.0
+
+
+def global_losses(outputs: dict[str, TaskOutput], heads: nn.ModuleDict,
+                  tokens: int) -> tuple[dict[str, torch.Tensor], dict[str, float], int]:
+    """Each task's loss to backpropagate and its accuracy over the whole batch, and the batch's tokens.
+
+    One process: the mean loss of its batch. Several: a rank's summed loss (the head's loss with
+    ``reduction="sum"``) times ranks / scored items of all ranks, so that DDP's average of the
+    gradients is the gradient of the whole batch's mean loss (token-level tasks have different
+    numbers of targets on different ranks); its value is replaced by that mean, so every rank,
+    and a loss weighting on it, sees the same numbers."""
+    if distributed.world_size() == 1:
+        return ({task: out.loss for task, out in outputs.items()},
+                {task: _accuracy(heads[task], out) for task, out in outputs.items()}, tokens)
+    summed = {task: heads[task].loss(out.logits, out.labels, reduction="sum") for task, out in outputs.items()}
+    device = next(iter(summed.values())).device
+    stats = torch.tensor([[summed[task].item(), heads[task].count(out.labels),
+                           heads[task].correct(out.logits, out.labels)]
+                          for task, out in outputs.items()] + [[tokens, 0, 0]], dtype=torch.float64, device=device)
+    distributed.all_reduce_sum(stats)
+    losses, accuracies = {}, {}
+    for (task, loss), (loss_sum, targets, correct) in zip(summed.items(), stats.tolist()):
+        scaled = loss * (distributed.world_size() / targets)
+        losses[task] = scaled + (loss_sum / targets - scaled).detach()
+        accuracies[task] = correct / targets if targets else 0.0
+    return losses, accuracies, int(stats[-1, 0])
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> float:
+    """The total norm of the gradients, which are then clipped to ``max_norm`` (0 = not clipped)."""
+    norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+    if max_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(model.parameters(), max_norm, norm)
+    return norm.item()

@@ -1,0 +1,169 @@
+"""``ernie-cpt compare`` before anything trains: schedule lists, and one-line errors that leave nothing
+behind. Every case names a spaCy pipeline that does not exist, so a missing check would fail with
+the wrong message instead of annotating or training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ernie_cpt.cli import main
+from ernie_cpt.commands.compare import schedule_names
+from ernie_cpt.options import to_dict
+
+NO_PIPELINE = "no_such_pipeline_xyz"
+
+
+def test_schedules_may_be_comma_or_space_separated_and_repeat():
+    assert schedule_names(["continual,joint", "sequential", " joint , pairwise,"]) == [
+        "continual", "joint", "sequential", "pairwise"]
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--tasks", "knowledge_masking", "capitalization", "--schedules", "continual,jiont"],
+     "unknown schedule 'jiont'; did you mean 'joint'?"),
+    (["--tasks", "knowledge_masking", "capitalization", "--schedule", "continual", "file"],
+     "a 'file' schedule sets its own budgets"),
+    (["--tasks", "knowledge_masking"], "compare needs at least 2 --tasks"),
+    (["--tasks", "knowledge_masking", "capitalisation"], "unknown task 'capitalisation'"),
+    (["--tasks", "knowledge_masking", "capitalization", "--downstream-train", "train.jsonl"],
+     "give both --downstream-train and --downstream-test"),
+    (["--tasks", "knowledge_masking", "capitalization", "--downstream-test", "test.jsonl"],
+     "give both --downstream-train and --downstream-test"),
+    (["--tasks", "knowledge_masking", "capitalization", "--downstream-train", "no.jsonl", "--downstream-test",
+      "no.jsonl"], "--downstream-train file no.jsonl does not exist"),
+    (["--tasks", "knowledge_masking", "capitalization", "--seeds", "0"], "--seeds must be at least 1"),
+    (["--tasks", "knowledge_masking", "capitalization", "--eval-fraction", "0"], "--eval-fraction must be above 0"),
+], ids=["unknown-schedule", "file-schedule", "one-task", "unknown-task", "train-only", "test-only", "missing-file",
+        "no-seeds", "no-held-out"])
+def test_bad_input_is_one_line_and_writes_nothing(flags, expected, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["compare", "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+            "--spacy-model", NO_PIPELINE, *flags]
+
+    code = main(argv)
+
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("ernie-cpt: error: ") and expected in lines[0], lines
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_downstream_test_label_the_training_file_lacks_fails_before_training(tmp_path, capsys):
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n')
+    (tmp_path / "test.jsonl").write_text('{"text": "c", "label": "z"}\n')
+
+    code = main(["compare", "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+                 "--spacy-model", NO_PIPELINE, "--tasks", "knowledge_masking", "capitalization",
+                 "--downstream-train", str(tmp_path / "train.jsonl"),
+                 "--downstream-test", str(tmp_path / "test.jsonl")])
+
+    assert code == 2
+    assert "downstream set" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.jsonl", "train.jsonl"]
+
+
+def test_output_dir_is_required(tmp_path, capsys):
+    assert main(["compare", "--tasks", "knowledge_masking", "capitalization", "--cache-dir", str(tmp_path)]) == 2
+    assert "compare needs --output-dir DIR" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- which runs are started, resumed, restarted or skipped (pretrain, metrics and export replaced) -------
+
+
+@pytest.fixture
+def fake_training(monkeypatch) -> list[tuple[str, int, bool, bool]]:
+    """Replace the corpus pass, pretrain, the metrics, export and the report by stand-ins; returns the
+    (run directory name, seed, resume, overwrite) of every pretrain call."""
+    import ernie_cpt.commands.compare as compare_module
+    import ernie_cpt.evaluation.report as report_module
+    from ernie_cpt.commands.pretrain import RunOptions
+    from ernie_cpt.training.trainer import TrainingOptions
+
+    calls = []
+
+    def pretrain(options):
+        run, run_dir = options[RunOptions], Path(options[RunOptions].output_dir)
+        calls.append((run_dir.name, options[TrainingOptions].seed, run.resume, run.overwrite))
+        if run.overwrite:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        (run_dir / "checkpoints" / "step-00000001").mkdir(parents=True, exist_ok=True)
+        (run_dir / "run_config.json").write_text(json.dumps(to_dict(*options.values())))
+        return run_dir
+
+    monkeypatch.setattr(compare_module, "annotate", lambda documents, options: documents)
+    monkeypatch.setattr(compare_module, "load_corpus", lambda options: None)
+    monkeypatch.setattr(compare_module, "pretrain", pretrain)
+    monkeypatch.setattr(compare_module, "continual_metrics", lambda run_dir, metric: {"metric": metric})
+    monkeypatch.setattr(compare_module, "export", lambda run_dir, out: Path(out).mkdir())
+    monkeypatch.setattr(report_module, "write_report", lambda results, setup, folder: Path(folder) / "report.md")
+    return calls
+
+
+def compare_args(out: Path, *extra: str) -> list[str]:
+    return ["compare", "--output-dir", str(out), "--tasks", "knowledge_masking", "capitalization",
+            "--schedules", "continual", "joint", "--steps-per-task", "4", "--seed", "7", *extra]
+
+
+def test_every_curriculum_and_seed_runs_once_into_its_own_folder(fake_training, tmp_path):
+    assert main(compare_args(tmp_path, "--seeds", "2")) == 0
+
+    assert fake_training == [("continual-seed7", 7, False, True), ("joint-seed7", 7, False, True),
+                             ("continual-seed8", 8, False, True), ("joint-seed8", 8, False, True)]
+    result = json.loads((tmp_path / "runs" / "joint-seed8" / "result.json").read_text())
+    assert (result["schedule"], result["seed"], result["metrics"], result["downstream"]) == (
+        "joint", 8, {"metric": "accuracy"}, None)
+    config = json.loads((tmp_path / "runs" / "joint-seed8" / "run_config.json").read_text())
+    assert (config["schedule"], config["seed"], config["steps_per_task"]) == ("joint", 8, 4)
+
+
+def test_a_second_compare_skips_finished_runs_resumes_checkpointed_ones_and_restarts_the_rest(
+        fake_training, tmp_path):
+    assert main(compare_args(tmp_path, "--seeds", "2")) == 0
+    runs = tmp_path / "runs"
+    (runs / "joint-seed7" / "result.json").unlink()  # interrupted after its checkpoint
+    shutil.rmtree(runs / "continual-seed8")
+    (runs / "continual-seed8").mkdir()  # interrupted before its first checkpoint
+    (runs / "continual-seed8" / "run_config.json").write_text("{}")
+    fake_training.clear()
+
+    assert main(compare_args(tmp_path, "--seeds", "2")) == 0
+
+    assert fake_training == [("joint-seed7", 7, True, False), ("continual-seed8", 8, False, True)]
+
+
+def test_a_finished_run_with_other_options_is_an_error(fake_training, tmp_path, capsys):
+    assert main(compare_args(tmp_path)) == 0
+    capsys.readouterr()
+
+    assert main([*compare_args(tmp_path), "--learning-rate", "0.1"]) == 2
+
+    assert "was run with other options (--learning-rate 0.0005 there, 0.1 now)" in capsys.readouterr().err
+
+
+def test_a_finished_run_that_skipped_a_task_the_corpus_could_not_support_is_not_rerun(fake_training, tmp_path):
+    """pretrain records the tasks it trained in "tasks" and the ones asked for in "requested_tasks"."""
+    assert main(compare_args(tmp_path)) == 0
+    for run_dir in (tmp_path / "runs").iterdir():
+        config = json.loads((run_dir / "run_config.json").read_text())
+        config.update(tasks=["knowledge_masking"], requested_tasks=config["tasks"], skipped_tasks=["capitalization"])
+        (run_dir / "run_config.json").write_text(json.dumps(config))
+    fake_training.clear()
+
+    assert main(compare_args(tmp_path)) == 0
+
+    assert fake_training == []
+
+
+def test_another_metric_rescores_finished_runs_without_training(fake_training, tmp_path):
+    assert main(compare_args(tmp_path)) == 0
+    fake_training.clear()
+
+    assert main([*compare_args(tmp_path), "--metric", "f1"]) == 0
+
+    assert fake_training == []
+    assert json.loads((tmp_path / "runs" / "joint-seed7" / "result.json").read_text())["metrics"] == {"metric": "f1"}
