@@ -29,6 +29,7 @@ from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.evaluate import EvaluationOptions
 from ernie_cpt.training.trainer import TrainingOptions, train
+from ernie_cpt.weighting import WeightingOptions, build_weighting
 from pretasks import TASKS, PreTask, get_task
 from schedules import ScheduleOptions
 from schedules.stage import Stage
@@ -181,15 +182,20 @@ class Workload:
                            ModelOptions(model_size=self.settings.model_size), ArchitectureOptions(),
                            len(self.tokenizer), self.settings.seq_length, len(TASKS))
 
-    def train(self, budgets: dict[str, int]) -> tuple[Architecture, list[Recorded]]:
-        """Run the real trainer for one stage with these per-task step budgets (one task per step,
-        as ``--schedule joint`` does); returns the model and every batch it trained on."""
+    def train(self, budgets: dict[str, int], weighting: str | None = None) -> tuple[Architecture, list[Recorded]]:
+        """Run the real trainer for one stage with these per-task step budgets: one task per step, as
+        ``--schedule joint`` does, or with ``weighting`` every task in every step (``--task-mixing
+        all --loss-weighting WEIGHTING``); returns the model and every batch it trained on."""
         log: list[Recorded] = []
         streams = {name: RecordingStream(self.stream(name), log) for name in budgets}
         model = self.model(list(budgets))
-        options = TrainingOptions(max_steps=sum(budgets.values()), batch_size=self.settings.batch_size, seed=SEED,
-                                  save_steps=10**9, logging_steps=10**9, save_total_limit=1)
+        mixing = "sample" if weighting is None else "all"
+        stage = Stage(dict(budgets))
+        options = TrainingOptions(max_steps=stage.optimizer_steps(mixing), batch_size=self.settings.batch_size,
+                                  seed=SEED, save_steps=10**9, logging_steps=10**9, save_total_limit=1)
+        combiner = None if weighting is None else build_weighting(WeightingOptions(loss_weighting=weighting),
+                                                                  list(budgets))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
-            train(model, streams, {}, [Stage(dict(budgets))], options, ScheduleOptions(schedule="joint"), None,
-                  EvaluationOptions(eval_steps=0), Path(run_dir), None)  # None: not resumed
+            train(model, streams, {}, [stage], options, ScheduleOptions(schedule="joint", task_mixing=mixing),
+                  combiner, EvaluationOptions(eval_steps=0), Path(run_dir), None)  # None: not resumed
         return model, log

@@ -35,7 +35,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import datasets
 import torch
 
-from benchmarks import annotation, efficiency, generation, memory, multitask, throughput
+from benchmarks import annotation, efficiency, generation, memory, multitask, throughput, weighting
 from benchmarks.common import AUSTEN, Row, Settings, Workload
 from ernie_cpt.data.corpus import bundled_corpus
 
@@ -88,6 +88,7 @@ def run(settings: Settings) -> tuple[list[Row], str]:
         overhead, joint_log = multitask.measure(workload)
         rows.append(overhead)
         rows += generation.measure(workload, joint_log)
+        rows += weighting.measure(workload)
     return sorted(rows, key=lambda row: row.measure.split(" ", 1)[0]), remark
 
 

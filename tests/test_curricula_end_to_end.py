@@ -51,7 +51,10 @@ def _interrupt_at(run_dir, step):
     ["--task-mixing", "all", "--loss-weighting", "gradnorm"],
     ["--task-mixing", "all", "--loss-weighting", "dwa", "--dwa-window", "2"],
     ["--task-sampling", "size", "--reset-optimizer"],
-], ids=["all-gradnorm", "all-dwa", "sample-size-reset"])
+    ["--task-mixing", "all", "--loss-weighting", "pcgrad"],  # a random projection order per step
+    ["--task-mixing", "all", "--loss-weighting", "nash_mtl"],  # warm-started from the previous weights
+    ["--task-mixing", "all", "--loss-weighting", "famo"],  # logits and their Adam state
+], ids=["all-gradnorm", "all-dwa", "sample-size-reset", "all-pcgrad", "all-nash_mtl", "all-famo"])
 def test_resume_mid_stage_continues_bit_exactly(mixing, sample_dir, tmp_path):
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     args = ["--schedule", "sequential", "--steps-per-task", "12", "--save-steps", "7", "--save-total-limit", "10",

@@ -30,9 +30,9 @@ TOLERANCE = 1e-5
 TASKS = ["knowledge_masking", "capitalization", "sentence_reordering"]
 
 
-def _args(sample_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+def _args(sample_dir: Path, run_dir: Path, *extra: str, weighting: str = "gradnorm") -> list[str]:
     return ["pretrain", "--corpus", *[str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]],
-            "--output-dir", str(run_dir), "--tasks", *TASKS, "--task-mixing", "all", "--loss-weighting", "gradnorm",
+            "--output-dir", str(run_dir), "--tasks", *TASKS, "--task-mixing", "all", "--loss-weighting", weighting,
             "--model-size", "tiny", "--steps-per-task", "6", "--batch-size", "8", "--grad-accum-steps", "2",
             "--learning-rate", "1e-3", "--logging-steps", "1", "--eval-steps", "0", "--save-steps", "2",
             "--save-total-limit", "10", "--vocab-size", "3000", "--seed", "7", *extra]
@@ -96,3 +96,23 @@ def test_two_processes_resume_bit_exactly_with_dropout(sample_dir, tmp_path):
     assert "Resumed from" in (tmp_path / "resumed.log").read_text()
     for kind in ("train", "weights", "eval"):
         assert _records(resumed, kind) == _records(reference, kind)
+
+
+@pytest.mark.parametrize("weighting", ["pcgrad", "cagrad", "mgda", "nash_mtl", "famo"])
+@pytest.mark.usefixtures("one_torch_thread")
+def test_gradient_level_methods_with_two_processes_match_one(weighting, sample_dir, tmp_path):
+    """Each process combines the per-task gradients of the whole global batch (all-reduced per task
+    before the method combines them), so the weights and losses are those of one process."""
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    assert main(_args(sample_dir, single, "--dropout", "0", weighting=weighting)) == 0
+    _torchrun(_args(sample_dir, ddp, "--dropout", "0", weighting=weighting), tmp_path / "ddp.log")
+    one, two = _records(single, "train"), _records(ddp, "train")
+    assert [r["step"] for r in two] == [r["step"] for r in one] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(one, two):
+        assert _close(a["loss"], b["loss"]) and _close(a["grad_norm"], b["grad_norm"]), (a, b)
+    weights_one, weights_two = read_records(single, "weights"), read_records(ddp, "weights")
+    assert len(weights_one) == len(weights_two) == 6
+    for a, b in zip(weights_one, weights_two):
+        assert all(abs(a["weights"][t] - b["weights"][t]) <= 1e-4 * max(1.0, abs(a["weights"][t])) for t in TASKS)
+    if weighting in ("mgda", "nash_mtl", "famo"):  # weights that change from step to step (pcgrad/cagrad: all 1)
+        assert len({tuple(r["weights"].values()) for r in weights_one}) > 1

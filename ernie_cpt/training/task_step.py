@@ -9,6 +9,7 @@ only after the last micro-batch of a step (gradient accumulation).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -71,3 +72,17 @@ def clip_gradients(model: nn.Module, max_norm: float) -> float:
     if max_norm > 0:
         torch.nn.utils.clip_grads_with_norm_(model.parameters(), max_norm, norm)
     return norm.item()
+
+
+@torch.no_grad()
+def losses_on(forward: nn.Module, heads: nn.ModuleDict, micro_batches: list[dict[str, dict[str, torch.Tensor]]],
+              autocast: Callable[[], contextlib.AbstractContextManager]) -> dict[str, float]:
+    """Each task's loss over the whole batch (all processes), averaged over ``micro_batches``,
+    without gradients: a step's losses again, under the parameters after its update."""
+    losses: dict[str, float] = {}
+    for batches in micro_batches:
+        with autocast():
+            outputs = forward(batches)
+        for task, loss in global_losses(outputs, heads, 0)[0].items():
+            losses[task] = losses.get(task, 0.0) + loss.item() / len(micro_batches)
+    return losses

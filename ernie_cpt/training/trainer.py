@@ -43,13 +43,16 @@ from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.checkpoint import Checkpoint, latest_name, save_checkpoint
 from ernie_cpt.training.evaluate import EvaluationOptions, evaluate
 from ernie_cpt.training.run_log import RunLog
-from ernie_cpt.training.task_step import TasksForward, clip_gradients, global_losses, gradient_sync
+from ernie_cpt.training.task_gradients import TaskGradients
+from ernie_cpt.training.task_step import TasksForward, clip_gradients, global_losses, gradient_sync, losses_on
 from ernie_cpt.weighting import LossWeighting
 from schedules.options import ScheduleOptions
 from schedules.sampling import get_sampler
 from schedules.stage import Stage
 
 log = logging.getLogger(__name__)
+
+WEIGHTING_STREAM = 1  # the RNG key of a gradient-level weighting's random choices (PCGrad's order)
 
 
 @dataclass
@@ -117,9 +120,14 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
     sampler = get_sampler(mixing.task_sampling)
     sizes = {task: len(stream.rows) for task, stream in streams.items()}
     shared = model.shared_layer_weights()[-1]  # the last layer every task shares (GradNorm)
+    # A gradient-level weighting combines per-task gradients of the architecture's shared parameters.
+    per_task = TaskGradients(model, model.shared_parameters()) if combine and weighting.level == "gradient" else None
     total_steps = sum(stage.optimizer_steps(mixing.task_mixing) for stage in schedule)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(options.warmup_ratio * total_steps), total_steps)
     use_bf16 = options.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def autocast() -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     run_log = RunLog(run_dir)
 
     # Where we are: global step, stage, steps done per task in the stage, steps skipped as non-finite.
@@ -181,22 +189,28 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
             torch.manual_seed(_dropout_seed(options.seed, step))
             weighting_before = copy.deepcopy(weighting.state_dict()) if combine else None  # restored if skipped
             losses = dict.fromkeys(active, 0.0)
+            step_batches = []
             for micro_batch in range(options.grad_accum_steps):
                 last = micro_batch == options.grad_accum_steps - 1
                 batches = {task: {k: v.to(device, non_blocking=True) for k, v in next(streams[task]).items()}
                            for task in active}
+                step_batches.append(batches)
                 tokens = sum(int(batch["attention_mask"].sum()) for batch in batches.values())
-                autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-                with gradient_sync(forward, last):
-                    with autocast:
+                with gradient_sync(forward, last and per_task is None):
+                    with autocast():
                         outputs = forward(batches)
                     task_losses, accuracies, tokens = global_losses(outputs, model.heads, tokens)
                     total = (weighting.combine(task_losses, shared, accuracies) if combine
                              else sum(task_losses.values()))
-                    (total / options.grad_accum_steps).backward()
+                    if per_task is not None:
+                        per_task.add(task_losses, 1 / options.grad_accum_steps)
+                    else:
+                        (total / options.grad_accum_steps).backward()
                 window_tokens += tokens
                 for task, loss in task_losses.items():
                     losses[task] += loss.item() / options.grad_accum_steps
+            if per_task is not None:
+                per_task.apply(weighting, losses, np.random.default_rng([options.seed, step, WEIGHTING_STREAM]))
             grad_norm = clip_gradients(model, options.max_grad_norm)
             skipped = not (math.isfinite(grad_norm) and all(math.isfinite(loss) for loss in losses.values()))
             if skipped:
@@ -207,6 +221,9 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
                             "+".join(active), losses, grad_norm, nonfinite, options.max_nonfinite_steps)
             else:
                 optimizer.step()
+                if combine and weighting.needs_losses_after_step:  # the same batches and dropout masks
+                    torch.manual_seed(_dropout_seed(options.seed, step))
+                    weighting.after_step(losses_on(forward, model.heads, step_batches, autocast))
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1

@@ -7,9 +7,9 @@ by existing.
 import importlib
 import pkgutil
 
-from ernie_cpt.weighting.base import WEIGHTINGS, LossWeighting, WeightingOptions, build_weighting
+from ernie_cpt.weighting.base import WEIGHTINGS, GradientWeighting, LossWeighting, WeightingOptions, build_weighting
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["WEIGHTINGS", "LossWeighting", "WeightingOptions", "build_weighting"]
+__all__ = ["WEIGHTINGS", "GradientWeighting", "LossWeighting", "WeightingOptions", "build_weighting"]

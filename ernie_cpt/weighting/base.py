@@ -1,9 +1,17 @@
-"""The loss-weighting interface, its registry and options.
+"""The multi-task weighting interface, its registry and options.
 
 When a stage trains all of its active tasks in every optimizer step, each task's loss is computed
-on its own batch and a loss weighting combines them into the one loss that is backpropagated. The
-layout follows LibMTL's ``weighting/`` package (Lin & Zhang 2023, "LibMTL: A Python Library for
-Multi-Task Learning", JMLR): one short module per method behind one small base class.
+on its own batch, and a weighting turns them into one update. It acts at one of two levels:
+
+* **loss level** (``LossWeighting``): ``combine`` returns the one loss that is backpropagated
+  (equal, manual, uncertainty, GradNorm, DWA, DTP, FAMO);
+* **gradient level** (``GradientWeighting``): the trainer computes each task's gradient of the
+  shared parameters (which the architecture names), all-reduced over processes, and
+  ``direction`` combines them into the update of the shared parameters (PCGrad, CAGrad, MGDA,
+  Nash-MTL).
+
+The layout follows LibMTL's ``weighting/`` package (Lin & Zhang 2023, "LibMTL: A Python Library
+for Multi-Task Learning", JMLR): one short module per method behind one small base class.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,8 +34,9 @@ WEIGHTINGS: Registry[type[LossWeighting]] = Registry("loss weighting")
 class WeightingOptions:
     """Loss weighting: how the losses of tasks trained in the same step are combined"""
 
-    loss_weighting: str = option("equal", "How the losses of all active tasks are combined when --task-mixing all: "
-                                 "equal, manual, uncertainty, gradnorm, dwa, dtp")
+    loss_weighting: str = option("equal", "How the tasks of a step are combined when --task-mixing all. Loss level: "
+                                 "equal, manual, uncertainty, gradnorm, dwa, dtp, famo; gradient level (per-task "
+                                 "gradients of the shared parameters): pcgrad, cagrad, mgda, nash_mtl")
     task_weights: list[str] = option([], "manual: TASK=WEIGHT for each task to weigh, e.g. capitalization=0.5; "
                                          "tasks not listed get 1.0")
     gradnorm_alpha: float = option(1.5, "gradnorm: asymmetry alpha, how strongly tasks that train slower are favoured")
@@ -35,6 +45,13 @@ class WeightingOptions:
     dwa_window: int = option(20, "dwa: steps per window; loss ratios of the last two windows replace epochs")
     dtp_gamma: float = option(2.0, "dtp: focusing exponent gamma of the focal weights")
     dtp_momentum: float = option(0.9, "dtp: momentum of the moving average of each task's KPI (accuracy)")
+    cagrad_c: float = option(0.4, "cagrad: c, how far the update may move from the average gradient to raise the "
+                             "worst task's improvement (0 = the average gradient)")
+    mgda_normalization: str = option("none", "mgda: how each task's gradient is normalised before the min-norm "
+                                     "weights are solved: none (the paper), l2, loss, loss+ (loss times l2 norm)",
+                                     choices=("none", "l2", "loss", "loss+"))
+    famo_lr: float = option(0.025, "famo: learning rate of the Adam optimizer of the task logits")
+    famo_gamma: float = option(0.01, "famo: weight decay gamma of the task logits (regularises toward equal weights)")
 
     def __post_init__(self) -> None:
         WEIGHTINGS.get(self.loss_weighting)  # checked when the options are read, before anything loads
@@ -50,6 +67,8 @@ class LossWeighting(nn.Module, ABC):
     """
 
     name: ClassVar[str]
+    level: ClassVar[str] = "loss"  # "gradient": the trainer calls ``direction`` with per-task gradients
+    needs_losses_after_step: ClassVar[bool] = False  # True: the trainer calls ``after_step`` (FAMO)
 
     def __init__(self, tasks: list[str], options: WeightingOptions) -> None:
         super().__init__()
@@ -77,6 +96,42 @@ class LossWeighting(nn.Module, ABC):
     def weigh(self, losses: dict[str, torch.Tensor], shared: nn.Parameter,
               kpis: dict[str, float]) -> dict[str, torch.Tensor | float]:
         """The weight of each task in ``losses`` for this step (a tensor if gradients flow through it)."""
+
+    def after_step(self, losses_after: dict[str, float]) -> None:
+        """With ``needs_losses_after_step``: each task's loss on this step's batches (same dropout
+        masks) under the parameters after the optimizer step; not called for a skipped step."""
+
+
+class GradientWeighting(LossWeighting):
+    """A gradient-level method: it combines the tasks' gradients of the shared parameters.
+
+    The trainer computes, for every task of the step, the gradient of its loss with respect to
+    every parameter (one backward pass per task), sums them over micro-batches, averages them over
+    processes (so every process combines the gradients of the whole batch), and calls
+    ``direction``. The shared parameters are then updated along the returned direction; every
+    other parameter (heads, task columns, experts) along the sum over tasks of weight x its task
+    gradient. ``combine`` gives the plain sum of the losses, which is only logged.
+    """
+
+    level = "gradient"
+
+    def weigh(self, losses: dict[str, torch.Tensor], shared: nn.Parameter,
+              kpis: dict[str, float]) -> dict[str, torch.Tensor | float]:
+        return dict.fromkeys(losses, 1.0)
+
+    def combine_gradients(self, gradients: torch.Tensor, losses: dict[str, float],
+                          rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """``direction`` with its task weights recorded in ``last_weights``."""
+        update, weights = self.direction(gradients, losses, rng)
+        self.last_weights = dict(weights)
+        return update, weights
+
+    @abstractmethod
+    def direction(self, gradients: torch.Tensor, losses: dict[str, float],
+                  rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """The update direction of the shared parameters, shape (P,), from ``gradients`` (K, P):
+        row k the gradient of the k-th task of ``losses`` (whose values are the step's losses),
+        and each task's weight on its task-specific gradients. ``rng`` is seeded per step."""
 
 
 register = WEIGHTINGS.register()  # class decorator: a loss weighting available under ``cls.name``

@@ -12,6 +12,7 @@ from benchmarks.common import Recorded, Row, steady_batches, tokens_per_second
 from benchmarks.efficiency import training_flops
 from benchmarks.generation import consumed_per_second
 from benchmarks.memory import peak_memory
+from benchmarks.weighting import step_tokens_per_second
 
 
 def _batch(task: str, asked: float, fetched: float, lengths: list[int]) -> Recorded:
@@ -33,6 +34,13 @@ def test_throughput_skips_warmup_and_the_last_batch_whose_step_may_not_have_ende
     batches, seconds = steady_batches(log, warmup=1)
     assert [b.tokens for b in batches] == [30, 30] and seconds == 3.0
     assert tokens_per_second(log, warmup=1) == 20.0
+
+
+def test_step_throughput_counts_whole_steps_of_several_batches():
+    # Two tasks per step, steps asked at 0, 10, 12 and 15 s; one warm-up step; the last step is not counted.
+    log = [_batch(task, asked, asked, [n]) for asked, n in ((0.0, 100), (10.0, 7), (12.0, 8), (15.0, 999))
+           for task in ("a", "b")]
+    assert step_tokens_per_second(log, tasks=2, warmup=1) == (7 + 7 + 8 + 8) / (15.0 - 10.0)
 
 
 def test_consumption_leaves_out_the_time_spent_fetching_batches():

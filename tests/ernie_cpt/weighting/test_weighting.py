@@ -44,7 +44,8 @@ def _combine(weighting: LossWeighting, losses: dict[str, torch.Tensor], kpis: di
 
 
 def test_every_method_is_registered_and_named_in_the_help():
-    assert set(WEIGHTINGS) == {"equal", "manual", "uncertainty", "gradnorm", "dwa", "dtp"}
+    assert set(WEIGHTINGS) == {"equal", "manual", "uncertainty", "gradnorm", "dwa", "dtp", "famo", "pcgrad", "cagrad",
+                               "mgda", "nash_mtl"}
     field = next(f for f in dataclasses.fields(WeightingOptions) if f.name == "loss_weighting")
     assert all(name in field.metadata["help"] for name in WEIGHTINGS)
     assert all(isinstance(build_weighting(WeightingOptions(loss_weighting=name), TASKS), WEIGHTINGS[name])
@@ -259,10 +260,16 @@ def _step(weighting: LossWeighting, model: SharedLayerThreeHeads, step: int, tas
             for param, grad in zip(trained, grads):
                 if grad is not None:
                     param.sub_(0.1 * grad)
+    if weighting.needs_losses_after_step:  # FAMO: each task's loss fell by a different fraction
+        after = model.losses(tasks, scale)
+        weighting.after_step({task: after[task].item() * (0.8 + 0.1 * i) for i, task in enumerate(tasks)})
     return total
 
 
-@pytest.mark.parametrize("name", sorted(WEIGHTINGS))
+LOSS_LEVEL = sorted(name for name, cls in WEIGHTINGS.items() if cls.level == "loss")
+
+
+@pytest.mark.parametrize("name", LOSS_LEVEL)  # gradient-level ones: tests/ernie_cpt/weighting/test_gradient_methods.py
 def test_a_weighting_restored_from_its_state_dict_continues_bit_exactly(name):
     options = WeightingOptions(loss_weighting=name, task_weights=["b=0.5"], dwa_window=2)
     model = SharedLayerThreeHeads()
