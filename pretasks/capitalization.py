@@ -20,9 +20,8 @@ without any labelled word are skipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 
 from ernie_cpt.errors import UserError
@@ -31,6 +30,9 @@ from pretasks.alignment import DocumentTokens, add_labelled_segments, document_s
 from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
 from pretasks.registry import register
 from pretasks.sequences import join_segments
+
+if TYPE_CHECKING:
+    import datasets
 
 CASE_PROBES = ("Anne", "ELLIOT", "The")  # an uncased tokenizer gives these the ids of their lower-case forms
 

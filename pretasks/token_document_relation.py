@@ -26,17 +26,17 @@ document. Labels are computed once at build time; ``make_example`` only adds the
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
-from spacy.lang.en.stop_words import STOP_WORDS
 
+from ernie_cpt.data.spacy_pipeline import english_stop_words
 from ernie_cpt.options import option
 from pretasks.alignment import DocumentTokens, add_labelled_segments, pack_segments, tokenize_documents
 from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
@@ -44,13 +44,21 @@ from pretasks.registry import register
 from pretasks.sections import paragraph_sections
 from pretasks.sequences import join_segments
 
+if TYPE_CHECKING:
+    import datasets
+
 log = logging.getLogger(__name__)
 
 # The pre-tokenizer splits "Anne's" and "don't" at the apostrophe, so the endings of spaCy's
 # contraction stop words ('s, 'll, n't, ...) are stop words too: s, ll, t, ...
 APOSTROPHES = re.compile("['\u2018\u2019]")
-STOP_WORD_KEYS = frozenset(STOP_WORDS) | {APOSTROPHES.split(word)[-1] for word in STOP_WORDS
-                                          if APOSTROPHES.search(word)}
+
+
+@functools.cache
+def stop_word_keys() -> frozenset[str]:
+    """spaCy's English stop words and the endings of its contractions, case-folded."""
+    words = english_stop_words()
+    return frozenset(words) | {APOSTROPHES.split(word)[-1] for word in words if APOSTROPHES.search(word)}
 
 
 @dataclass
@@ -93,7 +101,7 @@ class TokenDocumentRelation(PreTask):
         """Whether a word (raw text) is scored under the options."""
         if not any(c.isalnum() for c in word):
             return self.options.tdr_label_punctuation
-        return self.options.tdr_label_stop_words or word.casefold() not in STOP_WORD_KEYS
+        return self.options.tdr_label_stop_words or word.casefold() not in stop_word_keys()
 
     def word_labels(self, text: str, tokens: DocumentTokens, segments: list[tuple[int, int]],
                     sections: list[int]) -> np.ndarray:

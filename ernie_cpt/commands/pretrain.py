@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,45 +22,31 @@ import torch
 from transformers import ErnieConfig
 
 from ernie_cpt import distributed
+from ernie_cpt.commands.options import RunOptions
 from ernie_cpt.commands.plan import plan_table
-from ernie_cpt.data.annotate import AnnotationOptions, annotate
-from ernie_cpt.data.corpus import CorpusOptions, load_corpus, split_documents
-from ernie_cpt.data.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
+from ernie_cpt.data.annotate import annotate
+from ernie_cpt.data.corpus import load_corpus, split_documents
+from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
+from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
-from ernie_cpt.modeling.architectures import Architecture, ArchitectureOptions
+from ernie_cpt.messages import plural
+from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.builder import build_model
-from ernie_cpt.modeling.encoder import ModelOptions, check_init_from
-from ernie_cpt.options import option, to_dict
+from ernie_cpt.modeling.encoder import check_init_from
+from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
+from ernie_cpt.options import to_dict
 from ernie_cpt.training.batching import TaskStream, eval_batches
 from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, read_checkpoint
-from ernie_cpt.training.evaluate import EvaluationOptions
+from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directory, write_config
-from ernie_cpt.training.trainer import TrainingOptions, pick_device, train
-from ernie_cpt.weighting import WeightingOptions, build_weighting
+from ernie_cpt.training.trainer import pick_device, train
+from ernie_cpt.weighting import build_weighting
+from ernie_cpt.weighting.options import WeightingOptions
 from pretasks import TASKS, PreTask, TaskUnavailable, get_task
 from schedules import ScheduleOptions, Stage, build_schedule
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunOptions:
-    """Run: what to train and where"""
-
-    output_dir: str | None = option(None, "Run directory for checkpoints, logs and the tokenizer (required)")
-    tasks: list[str] = option(["knowledge_masking"], "Pre-training tasks, in curriculum order; a task the corpus "
-                              "cannot give examples for is skipped with a warning")
-    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
-    resume: bool = option(False, "Continue the run in --output-dir from its latest checkpoint")
-    overwrite: bool = option(False, "Delete an existing run in --output-dir and start over")
-
-
-def option_classes() -> list[type]:
-    """Every option group of ``pretrain``: the framework's and each registered task's."""
-    return [RunOptions, CorpusOptions, AnnotationOptions, TokenizerOptions, ModelOptions, ArchitectureOptions,
-            TrainingOptions, ScheduleOptions, WeightingOptions, EvaluationOptions,
-            *(task.options_class for task in TASKS.values())]
 
 
 def _tokenizer(run_dir: Path, resume: bool, tokenizer_options: TokenizerOptions, model_options: ModelOptions,
@@ -183,7 +168,7 @@ def pretrain(options: dict[type, Any]) -> Path:
     with distributed.main_first():  # the main process fills the caches, the others read them
         documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     split = split_documents(documents, evaluation.eval_fraction, training.seed)
-    log.info("%d training and %d held-out documents", len(split["train"]), len(split["test"]))
+    log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))
     with run_directory(run_dir, config, resume_from):
         with distributed.main_first():
             tokenizer = _tokenizer(run_dir, resuming, options[TokenizerOptions], model_options, split["train"],
@@ -208,9 +193,10 @@ def pretrain(options: dict[type, Any]) -> Path:
         log.info("Schedule %s:\n%s", schedule_options.schedule,
                  plan_table(schedule, list(tasks), schedule_options.task_mixing))
         n_params = sum(p.numel() for p in model.parameters())
-        log.info("Encoder: %d layers, hidden %d, architecture %s, %.1fM parameters; %d steps over %d stage(s)",
-                 model.config.num_hidden_layers, model.config.hidden_size, model.name, n_params / 1e6,
-                 sum(s.optimizer_steps(schedule_options.task_mixing) for s in schedule), len(schedule))
+        log.info("Encoder: %s, hidden %d, architecture %s, %.1fM parameters; %s over %s",
+                 plural(model.config.num_hidden_layers, "layer"), model.config.hidden_size, model.name, n_params / 1e6,
+                 plural(sum(s.optimizer_steps(schedule_options.task_mixing) for s in schedule), "step"),
+                 plural(len(schedule), "stage"))
         results = train(model, streams, evals, schedule, training, schedule_options, weighting,
                         evaluation, run_dir, resume_from)
         if evals and distributed.is_main():

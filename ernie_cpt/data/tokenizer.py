@@ -10,7 +10,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -18,19 +17,9 @@ from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
 from ernie_cpt.data.corpus import corpus_fingerprint, corpus_words
 from ernie_cpt.errors import UserError
-from ernie_cpt.options import option
+from ernie_cpt.messages import plural
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TokenizerOptions:
-    """Tokenizer: trained on the corpus, or loaded"""
-
-    tokenizer: str | None = option(None, "Folder of an existing (fast) tokenizer to use instead of training one")
-    vocab_size: int | None = option(None, "WordPiece vocabulary size when training a tokenizer on the corpus; "
-                                    "default: 20 x sqrt(words), between 2,048 and 30,522 (4k for 40k words, "
-                                    "17k for Austen's 720k)")
 
 
 def _texts(documents: datasets.Dataset, batch_size: int = 256) -> Iterator[list[str]]:
@@ -48,7 +37,7 @@ def corpus_vocab_size(documents: datasets.Dataset) -> int:
 
 def train_tokenizer(documents: datasets.Dataset, vocab_size: int) -> PreTrainedTokenizerBase:
     """An uncased BERT WordPiece tokenizer (lower-casing, accent stripping) trained on ``documents``."""
-    log.info("Training a WordPiece tokenizer (vocabulary %d) on %d documents", vocab_size, len(documents))
+    log.info("Training a WordPiece tokenizer (vocabulary %d) on %s", vocab_size, plural(len(documents), "document"))
     return BertTokenizer(do_lower_case=True).train_new_from_iterator(
         _texts(documents), vocab_size=vocab_size, length=len(documents), show_progress=sys.stderr.isatty())
 
