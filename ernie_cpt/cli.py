@@ -80,8 +80,10 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from ernie_cpt.commands.export import export
+    from ernie_cpt.commands.options import ExportOptions
+    from ernie_cpt.options import resolve_options
 
-    out = export(args.run_dir, args.out_dir)
+    out = export(args.run_dir, args.out_dir, resolve_options(args, [ExportOptions])[ExportOptions])
     print(f"Exported model: {Path(out).resolve()}")
     return 0
 
@@ -109,6 +111,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ernie_cpt.commands.options import (
+        ExportOptions,
         FinetuneOptions,
         RunOptions,
         compare_option_classes,
@@ -172,11 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(plan, [ScheduleOptions])
     plan.set_defaults(handler=_plan, uses_libraries=False)
 
-    export = commands.add_parser("export", help="Export a run as a Hugging Face model folder",
-                                 description="Write the encoder and tokenizer of a run's latest checkpoint with "
-                                 "save_pretrained, for AutoModel / AutoTokenizer / ErnieForSequenceClassification.")
+    export = commands.add_parser("export", help="Export a run as a Hugging Face model folder with a model card",
+                                 description="Write a checkpoint of a run (the latest, --checkpoint step-N, or the "
+                                 "end of --stage K) with save_pretrained: an ErnieForMaskedLM with the trained "
+                                 "knowledge-masking head (pipeline('fill-mask')), which AutoModel and "
+                                 "ErnieForSequenceClassification load too, its tokenizer, the other task heads and "
+                                 "ernie_cpt_model.json (for pretrain --init-from), and a model card (README.md).")
     export.add_argument("run_dir", metavar="RUN_DIR", help="The --output-dir of a pretrain run")
     export.add_argument("out_dir", metavar="OUT_DIR", help="New folder for the exported model")
+    export.add_argument("--config", help="YAML file with options (flags override it)")
+    add_options(export, [ExportOptions])
     export.set_defaults(handler=_export)
 
     finetune = commands.add_parser("finetune", help="Fine-tune an exported model or a run on a labelled set",

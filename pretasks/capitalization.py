@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import plural
 from ernie_cpt.options import option
 from pretasks.alignment import DocumentTokens, add_labelled_segments, document_segments
 from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
@@ -83,8 +84,8 @@ class Capitalization(PreTask):
                              num_proc=num_proc, desc="capitalization examples",
                              new_fingerprint=self.fingerprint(documents))
         if len(rows) == 0 and not held_out:
-            raise TaskUnavailable(f"capitalization found no word starting with a letter in {len(documents)} "
-                                  "documents; it needs text with words")
+            raise TaskUnavailable(f"capitalization found no word starting with a letter in "
+                                  f"{plural(len(documents), 'document')}; it needs text with words")
         return rows
 
     def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:

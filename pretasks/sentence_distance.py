@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import plural
 from ernie_cpt.options import option
 from pretasks.alignment import pack_segments, tokenize_documents
 from pretasks.base import PreTask, TaskUnavailable, features
@@ -160,7 +161,7 @@ class SentenceDistance(PreTask):
 
         unit = "segment" if self.segment_tokens else "sentence"
         own_counts = sentence_counts[:len(documents)]
-        counts = (f"{len(documents)} documents: {np.sum(own_counts == 0)} without {unit}s, "
+        counts = (f"{plural(len(documents), 'document')}: {np.sum(own_counts == 0)} without {unit}s, "
                   f"{np.sum(own_counts == 1)} with 1 {unit}, {np.sum((own_counts >= 2) & (own_counts < 4))} "
                   f"with 2-3, {np.sum(own_counts >= MIN_ANCHOR_SENTENCES)} with 4 or more")
         anchors = np.flatnonzero(sentence_counts[doc_of_sentence[:len(pools[0])]] >= MIN_ANCHOR_SENTENCES)

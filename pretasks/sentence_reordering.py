@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import plural
 from ernie_cpt.options import option
 from pretasks.alignment import pack_segments, tokenize_documents
 from pretasks.base import PreTask, TaskUnavailable, features
@@ -122,7 +123,8 @@ class SentenceReordering(PreTask):
         columns = documents.select_columns(["paragraph_starts", "sentence_starts"])
         n_paragraphs = sum(len(p) for p in columns["paragraph_starts"])
         n_sentences = sum(len(s) for s in columns["sentence_starts"])
-        counts = f"{len(documents)} documents, {n_paragraphs} paragraphs, {n_sentences} sentences"
+        counts = (f"{plural(len(documents), 'document')}, {plural(n_paragraphs, 'paragraph')}, "
+                  f"{plural(n_sentences, 'sentence')}")
         if len(rows) == 0:
             message = (f"sentence_reordering needs paragraphs with at least 2 sentences; {counts} "
                        f"gave no window of 2 or more sentences")

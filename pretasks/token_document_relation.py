@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ernie_cpt.data.spacy_pipeline import english_stop_words
+from ernie_cpt.messages import plural
 from ernie_cpt.options import option
 from pretasks.alignment import DocumentTokens, add_labelled_segments, pack_segments, tokenize_documents
 from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
@@ -137,17 +138,18 @@ class TokenDocumentRelation(PreTask):
                              num_proc=num_proc, desc="token_document_relation examples",
                              new_fingerprint=self.fingerprint(documents))
         if len(rows):
-            log.info("token_document_relation: %d examples from %d of %d documents", len(rows),
-                     len(set(rows["doc_id"])), len(documents))
+            log.info("token_document_relation: %s from %d of %s", plural(len(rows), "example"),
+                     len(set(rows["doc_id"])), plural(len(documents), "document"))
             return rows
         multi_segment = sum(max(Counter(sections).values(), default=0) >= 2 for batch in documents.iter(batch_size=32)
                             for *_, sections in self.document_segments(batch))
         segments_needed = (f"2 or more segments (paragraphs separated by a blank line, or windows of a paragraph "
                            f"over {self.max_seq_length - 2} tokens)")
         reason = (f"none has {segments_needed}" if multi_segment == 0 else
-                  f"{multi_segment} have {segments_needed} but no segment with {self.options.tdr_min_words} "
+                  f"{multi_segment} {'has' if multi_segment == 1 else 'have'} {segments_needed} but no "
+                  f"segment with {self.options.tdr_min_words} "
                   "labelled words (see --tdr-min-words)")
-        message = f"token_document_relation found no example in {len(documents)} documents: {reason}"
+        message = f"token_document_relation found no example in {plural(len(documents), 'document')}: {reason}"
         if held_out:  # the held-out split may be a single document; evaluation then skips this task
             log.warning(message)
             return rows

@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import (
     DataCollatorWithPadding,
     ErnieForSequenceClassification,
@@ -44,6 +43,7 @@ from ernie_cpt.commands.options import FinetuneOptions
 from ernie_cpt.data.labelled_data import LabelledSplit, load_labelled_data
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
+from ernie_cpt.progress import progress
 from ernie_cpt.training.checkpoint import atomic_write_text
 from ernie_cpt.training.trainer import pick_device
 
@@ -133,7 +133,7 @@ def _finetune_once(folder: Path, seed: int, train: list[dict[str, Any]], test: l
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=0.0)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(WARMUP_FRACTION * total_steps), total_steps)
     model.train()
-    with tqdm(total=total_steps, desc=f"Fine-tuning (seed {seed})", unit="step") as bar:
+    with progress(total_steps, f"Fine-tuning (seed {seed})", "step") as bar:
         for _ in range(options.epochs):
             for batch in loader:
                 loss = model(**{k: v.to(device) for k, v in batch.items()}).loss

@@ -29,6 +29,9 @@ class RunOptions:
                               "cannot give examples for is skipped with a warning")
     max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
     resume: bool = option(False, "Continue the run in --output-dir from its latest checkpoint")
+    resume_from_checkpoint: str | None = option(None, "Continue the run in --output-dir from this checkpoint of it "
+                                                "(RUN/checkpoints/step-N, or step-N) instead of the latest; "
+                                                "implies --resume")
     overwrite: bool = option(False, "Delete an existing run in --output-dir and start over")
 
 
@@ -59,6 +62,18 @@ class FinetuneOptions:
     max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included (longer ones are cut)")
     output_json: str | None = option(None, "Also write the results to this JSON file")
     device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when available)")
+
+
+@dataclass
+class ExportOptions:
+    """Export: which checkpoint, and the model card"""
+
+    checkpoint: str | None = option(None, "Export this checkpoint of the run (step-N, or a folder of "
+                                    "RUN/checkpoints) instead of the latest")
+    stage: int | None = option(None, "Export the model as it was at the end of stage K (1 = the first): the "
+                               "checkpoint written then, which --save-total-limit never removes")
+    license: str = option("other", "License of the model card's metadata (a Hub license id, e.g. apache-2.0)")
+    language: list[str] = option(["en"], "Language(s) of the corpus, for the model card's metadata")
 
 
 _FINETUNE = FinetuneOptions()

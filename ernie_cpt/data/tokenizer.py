@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,9 @@ from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
 from ernie_cpt.data.corpus import corpus_fingerprint, corpus_words
 from ernie_cpt.errors import UserError
+from ernie_cpt.files import apply_umask
 from ernie_cpt.messages import plural
+from ernie_cpt.progress import library_progress_shown
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def train_tokenizer(documents: datasets.Dataset, vocab_size: int) -> PreTrainedT
     """An uncased BERT WordPiece tokenizer (lower-casing, accent stripping) trained on ``documents``."""
     log.info("Training a WordPiece tokenizer (vocabulary %d) on %s", vocab_size, plural(len(documents), "document"))
     return BertTokenizer(do_lower_case=True).train_new_from_iterator(
-        _texts(documents), vocab_size=vocab_size, length=len(documents), show_progress=sys.stderr.isatty())
+        _texts(documents), vocab_size=vocab_size, length=len(documents), show_progress=library_progress_shown())
 
 
 def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int | None,
@@ -61,6 +62,7 @@ def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int | None,
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
     try:
         tokenizer.save_pretrained(str(staging))
+        apply_umask(staging)  # mkdtemp made it 0700
         os.replace(staging, target)
     except OSError:  # another process cached it first
         pass

@@ -30,8 +30,10 @@ class ModelOptions:
     num_heads: int | None = option(None, "Override the preset's number of attention heads")
     intermediate_size: int | None = option(None, "Override the preset's feed-forward size")
     dropout: float = option(0.1, "Dropout of hidden states and attention probabilities")
-    init_from: str | None = option(None, "Start from a local BERT or ERNIE checkpoint folder (safetensors); "
-                                   "its tokenizer is used and the task embedding is new")
+    init_from: str | None = option(None, "Start a new run from a model: an ernie-cpt export or run directory "
+                                   "(its latest checkpoint: every head and the task embedding are restored; how a "
+                                   "finished run is extended), or a local BERT/ERNIE folder (safetensors; the "
+                                   "encoder and an MLM head, the task embedding new). Its tokenizer is used")
 
 
 @dataclass

@@ -30,8 +30,12 @@ class TrainingOptions:
     max_grad_norm: float = option(1.0, "Gradient clipping norm (0 = off)")
     seed: int = option(42, "Seed of everything: model init, data order, masks, dropout, evaluation split")
     save_steps: int = option(500, "Checkpoint every N steps (and at the end)")
-    save_total_limit: int = option(2, "Keep the last K checkpoints")
+    save_total_limit: int = option(2, "Keep the last K checkpoints. The checkpoint written at the end of every "
+                                   "stage is kept besides them (not rotated away), for export --stage K")
     logging_steps: int = option(10, "Log loss, learning rate and tokens/s every N steps")
+    report_to: str = option("tensorboard", "Where the logged numbers also go besides logs/*.jsonl: tensorboard "
+                            "(RUN/logs/tensorboard, tags train/loss, train/learning_rate, eval/<task>/accuracy) or "
+                            "none", choices=("tensorboard", "none"))
     device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when available)")
     amp: bool = option(True, "bf16 autocast where the device supports it (CUDA); fp32 on CPU")
     dataloader_workers: int = option(0, "DataLoader worker processes per task (0 = main process)")
