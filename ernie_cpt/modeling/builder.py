@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -30,6 +31,14 @@ log = logging.getLogger(__name__)
 
 class TaskSpec(Protocol):
     """What the builder needs of a task: the name of its head and its number of classes."""
+
+    head: str
+    num_labels: int
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A :class:`TaskSpec` without the task: what rebuilds a saved model's head."""
 
     head: str
     num_labels: int

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from transformers import ErnieConfig, ErnieForMaskedLM, ErnieModel
 from ernie_cpt import __version__
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.architectures import Architecture
-from ernie_cpt.modeling.builder import build_model
+from ernie_cpt.modeling.builder import HeadSpec, build_model
 from ernie_cpt.modeling.heads import HEADS, Head, MaskedLMHead
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.modeling.safe_loading import load_weights, weight_files
@@ -46,14 +46,6 @@ STATE_DICT_FILE = "ernie_cpt_model.safetensors"
 REQUIRED_KEYS = ("architecture", "task_ids", "heads", "encoder_config")
 MLM_PREFIX = "cls.predictions."
 ENCODER_PREFIX = "ernie."
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """What :func:`build_model` needs to rebuild a task's head."""
-
-    head: str
-    num_labels: int
 
 
 def head_name(head: Head) -> str:

@@ -25,6 +25,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -54,9 +55,11 @@ log = logging.getLogger(__name__)
 
 
 def pick_device(name: str) -> torch.device:
-    """The device ``name`` means; under torchrun, "auto" and "cuda" mean this process's GPU."""
+    """The device ``name`` means; under torchrun, "auto" and "cuda" mean this process's GPU. "auto" is
+    the CPU without CUDA, or under ``accelerate launch --cpu`` (ACCELERATE_USE_CPU)."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+        name = "cuda" if torch.cuda.is_available() and not use_cpu else "cpu"
     return torch.device("cuda", distributed.local_rank()) if name == "cuda" else torch.device(name)
 
 
