@@ -96,7 +96,9 @@ def _save_transformers(model: Architecture, encoder: ErnieModel, folder: Path) -
         encoder_weights = encoder.state_dict()
         hf.ernie.load_state_dict({k: v for k, v in encoder_weights.items() if not k.startswith("pooler.")})
         missing, unexpected = hf.cls.predictions.load_state_dict(model.heads[mlm_task].state_dict(), strict=False)
-        assert not unexpected and set(missing) == {"decoder.weight", "decoder.bias"}  # tied: embeddings, bias
+        if unexpected or set(missing) != {"decoder.weight", "decoder.bias"}:  # tied: word embeddings, bias
+            raise ValueError(f"the masked-LM head does not fit ErnieForMaskedLM's (missing {missing}, left over "
+                             f"{unexpected})")
         weights = {**hf.state_dict(), **{ENCODER_PREFIX + k: v for k, v in encoder_weights.items()
                                          if k.startswith("pooler.")}}
         hf.save_pretrained(str(folder), state_dict=weights)

@@ -19,4 +19,5 @@ def __getattr__(name: str) -> Any:
         importlib.import_module(f"{__name__}.{module.name}")
     from ernie_cpt.weighting import base, options
 
-    return getattr(options if name == "WeightingOptions" else base, name)
+    globals().update({key: getattr(options if key == "WeightingOptions" else base, key) for key in __all__})
+    return globals()[name]
