@@ -1,12 +1,12 @@
 # `make demo`: set up .venv (torch first, then the project) and pre-train + export on the bundled corpus.
-# `make test`: set up .venv and run the test suite.
+# `make test`: set up .venv and run the test suite; `make test-fast`: without the end-to-end runs (-m "not slow").
 # `make bench`: set up .venv with the benchmark extra and run the benchmark suite (BENCH_ARGS=--quick: < 5 min).
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_RUN ?= runs/demo
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test lint setup bench
+.PHONY: demo test test-fast lint setup bench
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -22,10 +22,13 @@ demo: setup
 		--learning-rate 1e-3 --eval-steps 200 --save-steps 600
 	rm -rf $(DEMO_RUN)-export
 	$(BIN)/ernie-cpt export $(DEMO_RUN) $(DEMO_RUN)-export
-	@echo "Load it with: AutoModel.from_pretrained(\"$(DEMO_RUN)-export\") (HF_HUB_OFFLINE=1 works)"
+	@echo "Load it with: pipeline(\"fill-mask\", model=\"$(DEMO_RUN)-export\") or AutoModel.from_pretrained(...); see its README.md"
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

@@ -18,8 +18,9 @@ import datasets
 import spacy
 
 from benchmarks.common import Row
-from ernie_cpt.data.annotate import PARALLEL_MIN_CHARS, AnnotationOptions, annotate, paragraph_spans
+from ernie_cpt.data.annotate import annotate, paragraph_spans
 from ernie_cpt.data.corpus import CorpusOptions, corpus_chars, corpus_words, load_corpus
+from ernie_cpt.data.options import PARALLEL_MIN_CHARS, AnnotationOptions
 from ernie_cpt.data.spacy_pipeline import resolve_pipeline_name
 
 

@@ -27,7 +27,7 @@ from ernie_cpt.modeling.architectures import Architecture, ArchitectureOptions
 from ernie_cpt.modeling.builder import build_model
 from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.training.batching import TaskStream
-from ernie_cpt.training.evaluate import EvaluationOptions
+from ernie_cpt.training.options import EvaluationOptions
 from ernie_cpt.training.trainer import TrainingOptions, train
 from ernie_cpt.weighting import WeightingOptions, build_weighting
 from pretasks import TASKS, PreTask, get_task

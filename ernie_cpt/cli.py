@@ -1,4 +1,9 @@
-"""The ``ernie-cpt`` command line: prepare, inspect-task, plan, pretrain, export, finetune, compare."""
+"""The ``ernie-cpt`` command line: prepare, inspect-task, plan, pretrain, export, finetune, compare.
+
+Building the parser loads only the option dataclasses (``*/options.py``), never torch,
+transformers, datasets or spaCy: ``--help``, ``--version``, ``COMMAND --help`` and ``plan``
+answer at once, and each command loads what it uses when it runs.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from ernie_cpt import __version__
 from ernie_cpt.errors import UserError
 
 DESCRIPTION = """ERNIE 2.0-style continual pre-training on your own text.
@@ -25,36 +31,41 @@ Every pretrain option can also come from a YAML file (--config FILE); flags over
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from ernie_cpt.data.annotate import AnnotationOptions, annotate
-    from ernie_cpt.data.corpus import CorpusOptions, load_corpus
+    from ernie_cpt.data.annotate import annotate
+    from ernie_cpt.data.corpus import load_corpus
+    from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
+    from ernie_cpt.messages import plural
     from ernie_cpt.options import resolve_options
 
     options = resolve_options(args, [CorpusOptions, AnnotationOptions])
     documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     counts = {kind: sum(len(v) for v in documents[f"{kind}_starts"])
               for kind in ("paragraph", "sentence", "entity", "noun_chunk")}
-    print(f"{len(documents)} documents: {counts['paragraph']} paragraphs, {counts['sentence']} sentences, "
-          f"{counts['entity']} entities, {counts['noun_chunk']} noun chunks")
+    print(f"{plural(len(documents), 'document')}: {plural(counts['paragraph'], 'paragraph')}, "
+          f"{plural(counts['sentence'], 'sentence')}, {plural(counts['entity'], 'entity', 'entities')}, "
+          f"{plural(counts['noun_chunk'], 'noun chunk')}")
     print(f"Annotations: {documents.cache_files[0]['filename'].rsplit('/', 1)[0]}")
     return 0
 
 
 def _pretrain(args: argparse.Namespace) -> int:
     from ernie_cpt import distributed
-    from ernie_cpt.commands.pretrain import option_classes, pretrain
+    from ernie_cpt.commands.options import pretrain_option_classes
+    from ernie_cpt.commands.pretrain import pretrain
     from ernie_cpt.options import resolve_options
 
-    run_dir = pretrain(resolve_options(args, option_classes()))
+    run_dir = pretrain(resolve_options(args, pretrain_option_classes()))
     if distributed.is_main():
         print(f"Run directory: {run_dir}  (export it with: ernie-cpt export {run_dir} OUT_DIR)")
     return 0
 
 
 def _inspect_task(args: argparse.Namespace) -> int:
-    from ernie_cpt.commands.inspect_task import inspect_task, option_classes
+    from ernie_cpt.commands.inspect_task import inspect_task
+    from ernie_cpt.commands.options import inspect_option_classes
     from ernie_cpt.options import resolve_options
 
-    print(inspect_task(args.task, resolve_options(args, option_classes())))
+    print(inspect_task(args.task, resolve_options(args, inspect_option_classes())))
     return 0
 
 
@@ -69,14 +80,17 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from ernie_cpt.commands.export import export
+    from ernie_cpt.commands.options import ExportOptions
+    from ernie_cpt.options import resolve_options
 
-    out = export(args.run_dir, args.out_dir)
+    out = export(args.run_dir, args.out_dir, resolve_options(args, [ExportOptions])[ExportOptions])
     print(f"Exported model: {Path(out).resolve()}")
     return 0
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from ernie_cpt.commands.finetune import FinetuneOptions, finetune, format_results
+    from ernie_cpt.commands.finetune import finetune, format_results
+    from ernie_cpt.commands.options import FinetuneOptions
     from ernie_cpt.modeling.safe_loading import weight_files
     from ernie_cpt.options import resolve_options
 
@@ -87,7 +101,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ernie_cpt.commands.compare import compare, compare_option_classes
+    from ernie_cpt.commands.compare import compare
+    from ernie_cpt.commands.options import compare_option_classes
     from ernie_cpt.options import resolve_options
 
     print(f"Report: {compare(resolve_options(args, compare_option_classes()))}")
@@ -95,20 +110,26 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ernie_cpt.commands.compare import compare_option_classes
-    from ernie_cpt.commands.finetune import FinetuneOptions
-    from ernie_cpt.commands.inspect_task import option_classes as inspect_option_classes
-    from ernie_cpt.commands.pretrain import RunOptions, option_classes
-    from ernie_cpt.data.annotate import AnnotationOptions
-    from ernie_cpt.data.corpus import CorpusOptions
+    from ernie_cpt.commands.options import (
+        ExportOptions,
+        FinetuneOptions,
+        RunOptions,
+        compare_option_classes,
+        inspect_option_classes,
+        pretrain_option_classes,
+    )
+    from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
     from ernie_cpt.options import add_options
-    from ernie_cpt.training.trainer import TrainingOptions
+    from ernie_cpt.training.options import TrainingOptions
     from pretasks import TASKS
     from schedules.options import ScheduleOptions
 
     parser = argparse.ArgumentParser(prog="ernie-cpt", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="Show tracebacks and debug logs")
+    parser.add_argument("--verbose", action="store_true", help="Also show the progress bars of the libraries "
+                        "(tokenizer training, datasets maps, transformers' Writing model shards), silent by default")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     prepare = commands.add_parser("prepare", help="Load and annotate a corpus (cached; reused by pretrain)",
@@ -124,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="Pre-train an ERNIE encoder (ErnieModel with the ERNIE 2.0 task "
                                    "embedding) on a corpus with the chosen pre-training tasks.")
     pretrain.add_argument("--config", help="YAML file with options (flags override it)")
-    add_options(pretrain, option_classes())
+    add_options(pretrain, pretrain_option_classes())
     pretrain.add_argument("--weighting", dest="loss_weighting", default=argparse.SUPPRESS, metavar="NAME",
                           help="Same as --loss-weighting")
     pretrain.set_defaults(handler=_pretrain)
@@ -152,13 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Steps shared evenly by the tasks when --steps-per-task is not given "
                         f"(default: {TrainingOptions().max_steps})")
     add_options(plan, [ScheduleOptions])
-    plan.set_defaults(handler=_plan)
+    plan.set_defaults(handler=_plan, uses_libraries=False)
 
-    export = commands.add_parser("export", help="Export a run as a Hugging Face model folder",
-                                 description="Write the encoder and tokenizer of a run's latest checkpoint with "
-                                 "save_pretrained, for AutoModel / AutoTokenizer / ErnieForSequenceClassification.")
+    export = commands.add_parser("export", help="Export a run as a Hugging Face model folder with a model card",
+                                 description="Write a checkpoint of a run (the latest, --checkpoint step-N, or the "
+                                 "end of --stage K) with save_pretrained: an ErnieForMaskedLM with the trained "
+                                 "knowledge-masking head (pipeline('fill-mask')), which AutoModel and "
+                                 "ErnieForSequenceClassification load too, its tokenizer, the other task heads and "
+                                 "ernie_cpt_model.json (for pretrain --init-from), and a model card (README.md).")
     export.add_argument("run_dir", metavar="RUN_DIR", help="The --output-dir of a pretrain run")
     export.add_argument("out_dir", metavar="OUT_DIR", help="New folder for the exported model")
+    export.add_argument("--config", help="YAML file with options (flags override it)")
+    add_options(export, [ExportOptions])
     export.set_defaults(handler=_export)
 
     finetune = commands.add_parser("finetune", help="Fine-tune an exported model or a run on a labelled set",
@@ -175,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="Run several curricula on one corpus and report which forgets "
                                   "least and transfers best", conflict_handler="resolve",
                                   description="Pre-train every curriculum of --schedules with the same tasks, "
-                                  "per-task budget, data, initialisation and seed(s); score forgetting and "
+                                  "per-task budget, data, initialisation and seeds; score forgetting and "
                                   "backward transfer, fine-tune each on a downstream set if given, and write "
                                   "DIR/report/report.md with plots. Started again, it skips finished runs.")
     compare.add_argument("--config", help="YAML file with options (flags override it)")
@@ -188,25 +214,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(debug: bool) -> None:
-    """Log to stderr; under torchrun, processes other than rank 0 log only warnings, marked with their rank."""
-    import datasets
-    import transformers
-
+def _configure_logging(debug: bool, verbose: bool, uses_libraries: bool) -> None:
+    """Log to stderr; under torchrun, processes other than rank 0 log only warnings, marked with their rank.
+    The libraries log warnings only (transformers errors only) and show no progress bars unless ``verbose``:
+    set through their environment variables, so that none of them is loaded here."""
     rank = int(os.environ.get("RANK", "0"))
     level = logging.DEBUG if debug else logging.INFO if rank == 0 else logging.WARNING
     prefix = "ernie-cpt" if rank == 0 else f"ernie-cpt[{rank}]"
     logging.basicConfig(level=level, format=f"{prefix}: %(message)s", stream=sys.stderr)
     for noisy in ("datasets", "transformers", "urllib3", "filelock", "fsspec", "httpx"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
-    datasets.disable_progress_bars()
-    transformers.utils.logging.set_verbosity_error()
+    if not uses_libraries:
+        return
+    from ernie_cpt.progress import show_library_progress
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "debug" if debug else "error")  # read when transformers loads
+    if "transformers" in sys.modules:
+        import transformers
+
+        transformers.utils.logging.set_verbosity(logging.DEBUG if debug else logging.ERROR)
+    show_library_progress(verbose)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        _configure_logging(args.debug)
+        _configure_logging(args.debug, args.verbose, getattr(args, "uses_libraries", True))
         return args.handler(args)
     except UserError as e:
         if args.debug:
@@ -218,9 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         print("ernie-cpt: interrupted", file=sys.stderr)
         return 130
     finally:
-        from ernie_cpt import distributed
+        if "torch.distributed" in sys.modules:  # only a command that trained can have joined a process group
+            from ernie_cpt import distributed
 
-        distributed.shutdown()
+            distributed.shutdown()
 
 
 if __name__ == "__main__":

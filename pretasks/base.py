@@ -13,13 +13,15 @@ import functools
 import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import datasets
 import numpy as np
-from transformers import PreTrainedTokenizerBase
 
 from ernie_cpt.errors import UserError
+
+if TYPE_CHECKING:  # both load in a second or more; task modules are imported for --help too
+    import datasets
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100  # the label of a position (or example) that is not scored
 # The head of each level unless a task names another (knowledge masking: "masked_lm").
@@ -33,6 +35,18 @@ def _package_source_hash() -> str:
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def features(columns: dict[str, Any]) -> datasets.Features:
+    """The ``datasets.Features`` of a column schema written without `datasets`: a dtype name is a
+    ``Value``, a one-item list a ``Sequence`` of that item (nested lists nest), e.g.
+    ``{"doc_id": "string", "ids": ["int32"], "windows": [["int64"]]}``."""
+    import datasets
+
+    def feature(spec: str | list) -> Any:
+        return datasets.Sequence(feature(spec[0])) if isinstance(spec, list) else datasets.Value(spec)
+
+    return datasets.Features({name: feature(spec) for name, spec in columns.items()})
 
 
 class TaskUnavailable(UserError):
@@ -70,6 +84,8 @@ class PreTask(ABC):
         examples: it covers the generator code, the task, its options, the tokenizer and
         ``parts`` (datasets by their fingerprint, anything else by ``repr``). `datasets`' own
         fingerprint misses changes to module-level code that the mapped function calls."""
+        import datasets
+
         digest = hashlib.sha256()
         tokenizer = self.tokenizer.backend_tokenizer.to_str() if self.tokenizer.is_fast else repr(self.tokenizer)
         for part in (_package_source_hash(), self.name, repr(self.options), self.max_seq_length, tokenizer, *parts):

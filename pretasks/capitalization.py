@@ -20,17 +20,20 @@ without any labelled word are skipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import plural
 from ernie_cpt.options import option
 from pretasks.alignment import DocumentTokens, add_labelled_segments, document_segments
 from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
 from pretasks.registry import register
 from pretasks.sequences import join_segments
+
+if TYPE_CHECKING:
+    import datasets
 
 CASE_PROBES = ("Anne", "ELLIOT", "The")  # an uncased tokenizer gives these the ids of their lower-case forms
 
@@ -81,8 +84,8 @@ class Capitalization(PreTask):
                              num_proc=num_proc, desc="capitalization examples",
                              new_fingerprint=self.fingerprint(documents))
         if len(rows) == 0 and not held_out:
-            raise TaskUnavailable(f"capitalization found no word starting with a letter in {len(documents)} "
-                                  "documents; it needs text with words")
+            raise TaskUnavailable(f"capitalization found no word starting with a letter in "
+                                  f"{plural(len(documents), 'document')}; it needs text with words")
         return rows
 
     def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:

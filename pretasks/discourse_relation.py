@@ -42,16 +42,18 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import option
-from pretasks.base import PreTask, TaskUnavailable
+from pretasks.base import PreTask, TaskUnavailable, features
 from pretasks.registry import register
 from pretasks.sequences import join_segments
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +79,15 @@ MARKERS = tuple(marker for markers in MARKER_CLASSES.values() for marker in mark
 MARKER_CLASS_IDS = np.array([RELATION_CLASSES.index(name) for name, markers in MARKER_CLASSES.items()
                              for _ in markers])
 HELD_OUT_PERCENT = 5
-ROW_FEATURES = datasets.Features({
-    "source": datasets.Value("string"),  # doc_id of a mined pair, "path:line" of a file record
-    "sentence_index": datasets.Value("int64"),  # index of the second sentence in its document; -1 for a file record
-    "sentence1_ids": datasets.Sequence(datasets.Value("int32")),
-    "sentence2_ids": datasets.Sequence(datasets.Value("int32")),  # the second sentence without its marker
-    "marker": datasets.Value("int64"),  # index in MARKERS; -1 when a file record gives only a class
-    "label": datasets.Value("int64"),
-    "length": datasets.Value("int64"),
-})
+ROW_COLUMNS = {
+    "source": "string",  # doc_id of a mined pair, "path:line" of a file record
+    "sentence_index": "int64",  # index of the second sentence in its document; -1 for a file record
+    "sentence1_ids": ["int32"],
+    "sentence2_ids": ["int32"],  # the second sentence without its marker
+    "marker": "int64",  # index in MARKERS; -1 when a file record gives only a class
+    "label": "int64",
+    "length": "int64",
+}
 
 
 def _marker_pattern() -> re.Pattern[str]:
@@ -225,6 +227,8 @@ class DiscourseRelation(PreTask):
                         + f"; known markers: {', '.join(MARKERS)}; leave out or relabel other records")
 
     def _file_rows(self, held_out: bool, num_proc: int | None) -> datasets.Dataset:
+        import datasets
+
         path = self.options.discourse_pairs
         columns: dict[str, list[Any]] = {k: [] for k in ("first", "second", "marker", "label", "source")}
         for line_number, first, second, value in read_pair_file(path):
@@ -239,14 +243,16 @@ class DiscourseRelation(PreTask):
         records = datasets.Dataset.from_dict(columns)
         return records.map(lambda b: self._rows(b["first"], b["second"], b["marker"], b["label"], b["source"],
                                                 [-1] * len(b["first"])),
-                           batched=True, remove_columns=records.column_names, features=ROW_FEATURES,
+                           batched=True, remove_columns=records.column_names, features=features(ROW_COLUMNS),
                            num_proc=num_proc if len(records) > 10_000 else None, desc="discourse_relation file pairs",
                            new_fingerprint=self.fingerprint(records, "file pairs"))
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
+        import datasets
+
         mined = documents.map(self._mine, batched=True, batch_size=64, remove_columns=documents.column_names,
-                              features=ROW_FEATURES, num_proc=num_proc, desc="discourse_relation pairs",
+                              features=features(ROW_COLUMNS), num_proc=num_proc, desc="discourse_relation pairs",
                               new_fingerprint=self.fingerprint(documents, "mined pairs"))
         rows = mined
         if self.options.discourse_pairs:

@@ -53,18 +53,21 @@ import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import datasets
 import numpy as np
-from spacy.lang.en.stop_words import STOP_WORDS
 
+from ernie_cpt.data.spacy_pipeline import english_stop_words
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import plural
 from ernie_cpt.options import option
-from pretasks.base import PreTask, TaskUnavailable
+from pretasks.base import PreTask, TaskUnavailable, features
 from pretasks.registry import register
 from pretasks.sections import is_generic_heading, paragraph_sections
 from pretasks.sequences import join_segments
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +81,14 @@ NUMERIC_ENTITIES = {"CARDINAL", "ORDINAL", "DATE", "TIME", "PERCENT", "MONEY", "
 TERM = re.compile(r"[^\W_]+")
 TRUE, FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
 TEXT_COLUMNS = [f"{c}_texts" for c in CLASSES]
-PLAN_FEATURES = datasets.Features({
-    "query_doc_id": datasets.Value("string"), "query": datasets.Value("string"), "query_kind": datasets.Value("string"),
-    **{f"{c}_{field}": datasets.Sequence(datasets.Value(kind)) for c in CLASSES
-       for field, kind in (("texts", "string"), ("doc_ids", "string"), ("paragraphs", "int64"))}})
-ROW_FEATURES = datasets.Features({
-    **{k: v for k, v in PLAN_FEATURES.items() if k not in TEXT_COLUMNS}, "length": datasets.Value("int64"),
-    "query_ids": datasets.Sequence(datasets.Value("int64")),
-    **{f"{c}_ids": datasets.Sequence(datasets.Sequence(datasets.Value("int64"))) for c in CLASSES}})
+PLAN_COLUMNS = {
+    "query_doc_id": "string", "query": "string", "query_kind": "string",
+    **{f"{c}_{field}": [kind] for c in CLASSES
+       for field, kind in (("texts", "string"), ("doc_ids", "string"), ("paragraphs", "int64"))}}
+ROW_COLUMNS = {
+    **{k: v for k, v in PLAN_COLUMNS.items() if k not in TEXT_COLUMNS}, "length": "int64",
+    "query_ids": ["int64"],
+    **{f"{c}_ids": [["int64"]] for c in CLASSES}}
 
 
 @dataclass
@@ -101,7 +104,7 @@ class IrRelevanceOptions:
 
 def content_terms(text: str) -> list[str]:
     """The case-folded words of ``text`` that carry content: no stop words, numbers, single letters or underscores."""
-    return [w for w in TERM.findall(text.lower()) if w not in STOP_WORDS and len(w) > 1 and not w.isdigit()]
+    return [w for w in TERM.findall(text.lower()) if w not in english_stop_words() and len(w) > 1 and not w.isdigit()]
 
 
 def is_heading(paragraph: str) -> bool:
@@ -117,7 +120,7 @@ def salient_phrase(text: str, starts: list[int], ends: list[int]) -> str | None:
     surface: dict[str, str] = {}
     for start, end in zip(starts, ends):
         words = re.sub(r"['\u2019]s$", "", text[start:end]).split()
-        while words and words[0].lower() in STOP_WORDS:
+        while words and words[0].lower() in english_stop_words():
             words.pop(0)
         phrase = " ".join(words)
         if content_terms(phrase):
@@ -409,6 +412,8 @@ class IrRelevance(PreTask):
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
+        import datasets
+
         plan = self._corpus_plan(documents, background)
         if self.options.ir_click_log:
             plan += self._click_log_plan(held_out)
@@ -416,13 +421,13 @@ class IrRelevance(PreTask):
         if not plan:
             n_background = len(background) if background is not None else 0
             raise TaskUnavailable(
-                f"ir_relevance formed no query-passage pair from {len(documents)} document(s) ({n_background} "
+                f"ir_relevance formed no query-passage pair from {plural(len(documents), 'document')} ({n_background} "
                 f"background); it needs >= 2 documents and a query (title, heading, entity or noun chunk) whose "
                 f"document has a passage of >= {MIN_PASSAGE_WORDS} words besides the query, or a click log")
-        rows = datasets.Dataset.from_list(plan, features=PLAN_FEATURES)
+        rows = datasets.Dataset.from_list(plan, features=features(PLAN_COLUMNS))
         # Large batches: a passage paired with many queries is tokenized once per batch.
         return rows.map(self._tokenize, batched=True, batch_size=4000, remove_columns=TEXT_COLUMNS,
-                        features=ROW_FEATURES, num_proc=num_proc if num_proc and len(rows) > 4000 else None,
+                        features=features(ROW_COLUMNS), num_proc=num_proc if num_proc and len(rows) > 4000 else None,
                         desc="ir_relevance examples")
 
     def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:

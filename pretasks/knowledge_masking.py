@@ -15,9 +15,8 @@ is skipped. Every token of a chosen unit is a target, and the unit as a whole is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 
 from ernie_cpt.options import option
@@ -25,6 +24,9 @@ from pretasks.alignment import document_segments
 from pretasks.base import IGNORE_INDEX, PreTask
 from pretasks.registry import register
 from pretasks.sequences import join_segments
+
+if TYPE_CHECKING:
+    import datasets
 
 WORD, PHRASE, ENTITY = 0, 1, 2
 UNIT_KINDS = ("word", "phrase", "entity")

@@ -32,42 +32,45 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import plural
 from ernie_cpt.options import option
 from pretasks.alignment import pack_segments, tokenize_documents
-from pretasks.base import PreTask, TaskUnavailable
+from pretasks.base import PreTask, TaskUnavailable, features
 from pretasks.registry import register
 from pretasks.sequences import join_segments
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger(__name__)
 
 ADJACENT, SAME_DOCUMENT, OTHER_DOCUMENT = 0, 1, 2
 MIN_ANCHOR_SENTENCES = 4
-TOKENS = datasets.Sequence(datasets.Value("int32"))
-POOL_FEATURES = datasets.Features({
-    "doc_index": datasets.Value("int64"),
-    "doc_id": datasets.Value("string"),
-    "sentence_index": datasets.Value("int32"),
+TOKENS = ["int32"]
+POOL_COLUMNS = {
+    "doc_index": "int64",
+    "doc_id": "string",
+    "sentence_index": "int32",
     "tokens": TOKENS,
-})
-FEATURES = datasets.Features({
-    "doc_id": datasets.Value("string"),
-    "sentence_index": datasets.Value("int32"),
+}
+COLUMNS = {
+    "doc_id": "string",
+    "sentence_index": "int32",
     "anchor_tokens": TOKENS,
-    "adjacent_index": datasets.Value("int32"),
+    "adjacent_index": "int32",
     "adjacent_tokens": TOKENS,
-    "same_doc_indices": datasets.Sequence(datasets.Value("int32")),
-    "same_doc_tokens": datasets.Sequence(TOKENS),
-    "other_doc_ids": datasets.Sequence(datasets.Value("string")),
-    "other_doc_indices": datasets.Sequence(datasets.Value("int32")),
-    "other_doc_tokens": datasets.Sequence(TOKENS),
-    "length": datasets.Value("int32"),
-})
+    "same_doc_indices": ["int32"],
+    "same_doc_tokens": [TOKENS],
+    "other_doc_ids": ["string"],
+    "other_doc_indices": ["int32"],
+    "other_doc_tokens": [TOKENS],
+    "length": "int32",
+}
 
 Sentence = tuple[str, int, list[int]]  # (doc id, sentence index in the document, token ids)
 
@@ -100,7 +103,7 @@ class SentenceDistance(PreTask):
 
     def _sentences(self, batch: dict[str, list[Any]], indices: list[int], doc_offset: int) -> dict[str, list[Any]]:
         """One row per segment (or non-empty sentence), numbered through its document."""
-        out: dict[str, list[Any]] = {name: [] for name in POOL_FEATURES}
+        out: dict[str, list[Any]] = {name: [] for name in POOL_COLUMNS}
         for i, tokens in enumerate(tokenize_documents(self.tokenizer, batch)):
             ranges = tokens.token_ranges(batch["sentence_starts"][i], batch["sentence_ends"][i])
             if self.segment_tokens:
@@ -114,7 +117,7 @@ class SentenceDistance(PreTask):
     def _sentence_pool(self, documents: datasets.Dataset, doc_offset: int, num_proc: int | None) -> datasets.Dataset:
         return documents.map(self._sentences, batched=True, batch_size=32, with_indices=True,
                              fn_kwargs={"doc_offset": doc_offset}, remove_columns=documents.column_names,
-                             features=POOL_FEATURES, num_proc=num_proc, desc="sentence_distance sentences",
+                             features=features(POOL_COLUMNS), num_proc=num_proc, desc="sentence_distance sentences",
                              new_fingerprint=self.fingerprint(documents, "sentences", doc_offset))
 
     def _rows(self, batch: dict[str, list[Any]], pool: datasets.Dataset) -> dict[str, list[Any]]:
@@ -145,6 +148,8 @@ class SentenceDistance(PreTask):
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
+        import datasets
+
         pools = [self._sentence_pool(documents, 0, num_proc)]
         if background is not None and len(background):
             pools.append(self._sentence_pool(background, len(documents), num_proc))
@@ -156,7 +161,7 @@ class SentenceDistance(PreTask):
 
         unit = "segment" if self.segment_tokens else "sentence"
         own_counts = sentence_counts[:len(documents)]
-        counts = (f"{len(documents)} documents: {np.sum(own_counts == 0)} without {unit}s, "
+        counts = (f"{plural(len(documents), 'document')}: {np.sum(own_counts == 0)} without {unit}s, "
                   f"{np.sum(own_counts == 1)} with 1 {unit}, {np.sum((own_counts >= 2) & (own_counts < 4))} "
                   f"with 2-3, {np.sum(own_counts >= MIN_ANCHOR_SENTENCES)} with 4 or more")
         anchors = np.flatnonzero(sentence_counts[doc_of_sentence[:len(pools[0])]] >= MIN_ANCHOR_SENTENCES)
@@ -167,7 +172,7 @@ class SentenceDistance(PreTask):
             if not held_out:
                 raise TaskUnavailable(message)
             log.warning("%s (held-out split: no evaluation for this task)", message)
-            return datasets.Dataset.from_dict({name: [] for name in FEATURES}, features=FEATURES)
+            return datasets.Dataset.from_dict({name: [] for name in COLUMNS}, features=features(COLUMNS))
         docs = doc_of_sentence[anchors]
         if np.any(sentence_counts[docs] == len(pool)):
             raise TaskUnavailable(f"sentence_distance needs a second document for its 'other document' pairs; "
@@ -193,7 +198,7 @@ class SentenceDistance(PreTask):
         candidates = datasets.Dataset.from_dict({"anchor": anchors, "adjacent": adjacent, "same": same,
                                                  "other": other})
         return candidates.map(self._rows, batched=True, batch_size=256, fn_kwargs={"pool": pool},
-                              remove_columns=candidates.column_names, features=FEATURES, num_proc=num_proc,
+                              remove_columns=candidates.column_names, features=features(COLUMNS), num_proc=num_proc,
                               desc="sentence_distance examples", new_fingerprint=self.fingerprint(candidates, pool))
 
     def choose_pair(self, row: dict[str, Any], rng: np.random.Generator) -> tuple[int, Sentence, Sentence]:

@@ -27,27 +27,30 @@ import functools
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import plural
 from ernie_cpt.options import option
 from pretasks.alignment import pack_segments, tokenize_documents
-from pretasks.base import PreTask, TaskUnavailable
+from pretasks.base import PreTask, TaskUnavailable, features
 from pretasks.registry import register
 from pretasks.sequences import join_segments
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger(__name__)
 
 MAX_SEGMENTS_LIMIT = 6  # 6 segments already give 873 classes
-FEATURES = datasets.Features({
-    "doc_id": datasets.Value("string"),
-    "sentence_ids": datasets.Sequence(datasets.Value("int32")),  # the window's sentences, concatenated
-    "sentence_lengths": datasets.Sequence(datasets.Value("int32")),
-    "length": datasets.Value("int32"),
-})
+COLUMNS = {
+    "doc_id": "string",
+    "sentence_ids": ["int32"],  # the window's sentences, concatenated
+    "sentence_lengths": ["int32"],
+    "length": "int32",
+}
 
 
 @functools.cache
@@ -88,7 +91,7 @@ class SentenceReordering(PreTask):
         self.label_names = tuple("-".join(str(group + 1) for group in p) for p in permutations)
 
     def _windows(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {name: [] for name in FEATURES}
+        out: dict[str, list[Any]] = {name: [] for name in COLUMNS}
         m = self.options.reorder_max_segments
         for doc_index, tokens in enumerate(tokenize_documents(self.tokenizer, batch)):
             sentence_starts = np.asarray(batch["sentence_starts"][doc_index], dtype=np.int64)
@@ -115,12 +118,13 @@ class SentenceReordering(PreTask):
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
         rows = documents.map(self._windows, batched=True, batch_size=32, remove_columns=documents.column_names,
-                             features=FEATURES, num_proc=num_proc, desc="sentence_reordering examples",
+                             features=features(COLUMNS), num_proc=num_proc, desc="sentence_reordering examples",
                              new_fingerprint=self.fingerprint(documents))
         columns = documents.select_columns(["paragraph_starts", "sentence_starts"])
         n_paragraphs = sum(len(p) for p in columns["paragraph_starts"])
         n_sentences = sum(len(s) for s in columns["sentence_starts"])
-        counts = f"{len(documents)} documents, {n_paragraphs} paragraphs, {n_sentences} sentences"
+        counts = (f"{plural(len(documents), 'document')}, {plural(n_paragraphs, 'paragraph')}, "
+                  f"{plural(n_sentences, 'sentence')}")
         if len(rows) == 0:
             message = (f"sentence_reordering needs paragraphs with at least 2 sentences; {counts} "
                        f"gave no window of 2 or more sentences")

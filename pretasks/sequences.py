@@ -3,11 +3,12 @@ keeps token-level labels aligned with their tokens."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from pretasks.base import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def truncate_longest_first(parts: list[list[int]], budget: int,

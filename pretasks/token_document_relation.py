@@ -26,17 +26,18 @@ document. Labels are computed once at build time; ``make_example`` only adds the
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
-from spacy.lang.en.stop_words import STOP_WORDS
 
+from ernie_cpt.data.spacy_pipeline import english_stop_words
+from ernie_cpt.messages import plural
 from ernie_cpt.options import option
 from pretasks.alignment import DocumentTokens, add_labelled_segments, pack_segments, tokenize_documents
 from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
@@ -44,13 +45,21 @@ from pretasks.registry import register
 from pretasks.sections import paragraph_sections
 from pretasks.sequences import join_segments
 
+if TYPE_CHECKING:
+    import datasets
+
 log = logging.getLogger(__name__)
 
 # The pre-tokenizer splits "Anne's" and "don't" at the apostrophe, so the endings of spaCy's
 # contraction stop words ('s, 'll, n't, ...) are stop words too: s, ll, t, ...
 APOSTROPHES = re.compile("['\u2018\u2019]")
-STOP_WORD_KEYS = frozenset(STOP_WORDS) | {APOSTROPHES.split(word)[-1] for word in STOP_WORDS
-                                          if APOSTROPHES.search(word)}
+
+
+@functools.cache
+def stop_word_keys() -> frozenset[str]:
+    """spaCy's English stop words and the endings of its contractions, case-folded."""
+    words = english_stop_words()
+    return frozenset(words) | {APOSTROPHES.split(word)[-1] for word in words if APOSTROPHES.search(word)}
 
 
 @dataclass
@@ -93,7 +102,7 @@ class TokenDocumentRelation(PreTask):
         """Whether a word (raw text) is scored under the options."""
         if not any(c.isalnum() for c in word):
             return self.options.tdr_label_punctuation
-        return self.options.tdr_label_stop_words or word.casefold() not in STOP_WORD_KEYS
+        return self.options.tdr_label_stop_words or word.casefold() not in stop_word_keys()
 
     def word_labels(self, text: str, tokens: DocumentTokens, segments: list[tuple[int, int]],
                     sections: list[int]) -> np.ndarray:
@@ -129,17 +138,18 @@ class TokenDocumentRelation(PreTask):
                              num_proc=num_proc, desc="token_document_relation examples",
                              new_fingerprint=self.fingerprint(documents))
         if len(rows):
-            log.info("token_document_relation: %d examples from %d of %d documents", len(rows),
-                     len(set(rows["doc_id"])), len(documents))
+            log.info("token_document_relation: %s from %d of %s", plural(len(rows), "example"),
+                     len(set(rows["doc_id"])), plural(len(documents), "document"))
             return rows
         multi_segment = sum(max(Counter(sections).values(), default=0) >= 2 for batch in documents.iter(batch_size=32)
                             for *_, sections in self.document_segments(batch))
         segments_needed = (f"2 or more segments (paragraphs separated by a blank line, or windows of a paragraph "
                            f"over {self.max_seq_length - 2} tokens)")
         reason = (f"none has {segments_needed}" if multi_segment == 0 else
-                  f"{multi_segment} have {segments_needed} but no segment with {self.options.tdr_min_words} "
+                  f"{multi_segment} {'has' if multi_segment == 1 else 'have'} {segments_needed} but no "
+                  f"segment with {self.options.tdr_min_words} "
                   "labelled words (see --tdr-min-words)")
-        message = f"token_document_relation found no example in {len(documents)} documents: {reason}"
+        message = f"token_document_relation found no example in {plural(len(documents), 'document')}: {reason}"
         if held_out:  # the held-out split may be a single document; evaluation then skips this task
             log.warning(message)
             return rows

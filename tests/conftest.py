@@ -13,10 +13,13 @@ os.environ.setdefault("ERNIE_CPT_CACHE", tempfile.mkdtemp(prefix="ernie-cpt-test
 import datasets
 import pytest
 import torch
+from torch import nn
+from transformers import ErnieModel
 
 from ernie_cpt.data.annotate import AnnotationOptions, annotate
 from ernie_cpt.data.corpus import CorpusOptions, bundled_corpus, load_corpus
 from ernie_cpt.data.tokenizer import train_tokenizer
+from ernie_cpt.modeling.architectures import ARCHITECTURES, Architecture, ArchitectureOptions
 
 SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 
@@ -71,3 +74,44 @@ def austen_annotations(austen_dir: Path, cache_dir: str, tmp_path_factory) -> da
 @pytest.fixture(scope="session")
 def sample_tokenizer(sample_annotations: datasets.Dataset):
     return train_tokenizer(sample_annotations, vocab_size=2000)
+
+
+class ColumnPerTask(Architecture):
+    """Every task gets its own copy of the encoder's top layer (a test architecture; no paper)."""
+
+    name = "test_column_per_task"
+
+    def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
+        super().__init__(encoder.config, task_ids, options)
+        self.encoder = encoder
+        top = encoder.encoder.layer[-1]
+        self.columns = nn.ModuleDict({task: type(top)(encoder.config) for task in task_ids})
+        for column in self.columns.values():
+            column.load_state_dict(top.state_dict())
+
+    def word_embeddings(self) -> nn.Embedding:
+        return self.encoder.get_input_embeddings()
+
+    def encode(self, task, batch):
+        out = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           token_type_ids=batch["token_type_ids"], output_hidden_states=True,
+                           task_type_ids=self.task_type_ids(task, batch["input_ids"]))
+        blocked = (1.0 - batch["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
+        hidden = self.columns[task](out.hidden_states[-2], attention_mask=blocked)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        return hidden, self.encoder.pooler(hidden)
+
+    def shared_layer_weights(self):
+        return [layer.output.dense.weight for layer in self.encoder.encoder.layer[:-1]]
+
+    def shared_parameters(self):
+        top = f"encoder.layer.{len(self.encoder.encoder.layer) - 1}."
+        return [p for name, p in self.encoder.named_parameters() if not name.startswith(top)]
+
+
+@pytest.fixture(scope="module")
+def column_per_task():
+    """Register :class:`ColumnPerTask` for a module's tests (``--architecture test_column_per_task``)."""
+    ARCHITECTURES.register()(ColumnPerTask)
+    yield ColumnPerTask
+    ARCHITECTURES._entries.pop(ColumnPerTask.name)

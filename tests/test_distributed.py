@@ -1,5 +1,6 @@
-"""Data-parallel pre-training: `torchrun --nproc_per_node 2` on CPU (gloo) reproduces a single-process
-run with the same global batch, and a 2-process run resumes bit-exactly.
+"""Data-parallel pre-training: `torchrun --nproc_per_node 2` and `accelerate launch --num_processes 2`
+on CPU (gloo) reproduce a single-process run with the same global batch, and a 2-process run resumes
+bit-exactly.
 
 The run trains three tasks (masked LM, a token classifier and a sequence classifier, so ranks see
 different numbers of targets) in every step with GradNorm weighting and 2 accumulated
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +50,24 @@ def _torchrun(args: list[str], log_file: Path) -> None:
     assert result.returncode == 0, log_file.read_text()
 
 
+def _accelerate(args: list[str], log_file: Path) -> None:
+    """``accelerate launch --multi_gpu --num_processes 2 -m ernie_cpt ARGS``: accelerate hands two processes
+    to torchrun, which without a GPU train on the CPU with gloo (``--cpu`` alone would start one)."""
+    with socket.socket() as s:  # a free port: other test runs on this machine may use the default 29500
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               str(port), "-m", "ernie_cpt", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    with open(log_file, "w") as log:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=600)
+    assert result.returncode == 0, log_file.read_text()
+
+
+LAUNCHERS = {"torchrun": _torchrun, "accelerate": _accelerate}
+
+
 def _records(run_dir: Path, kind: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_records(run_dir, kind)]
 
@@ -56,11 +76,17 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= TOLERANCE * max(abs(a), abs(b))
 
 
-@pytest.mark.usefixtures("one_torch_thread")  # as each torchrun process has
-def test_two_processes_match_one_with_the_same_global_batch(sample_dir, tmp_path):
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    assert main(_args(sample_dir, single, "--dropout", "0")) == 0
-    _torchrun(_args(sample_dir, ddp, "--dropout", "0"), tmp_path / "ddp.log")
+@pytest.fixture(scope="module")
+def single(sample_dir, tmp_path_factory, one_torch_thread) -> Path:  # one thread, as each launched process has
+    run_dir = tmp_path_factory.mktemp("single") / "run"
+    assert main(_args(sample_dir, run_dir, "--dropout", "0")) == 0
+    return run_dir
+
+
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_two_processes_match_one_with_the_same_global_batch(sample_dir, tmp_path, single, launcher):
+    ddp = tmp_path / "ddp"
+    LAUNCHERS[launcher](_args(sample_dir, ddp, "--dropout", "0"), tmp_path / "ddp.log")
 
     one, two = _records(single, "train"), _records(ddp, "train")
     assert [r["step"] for r in two] == [r["step"] for r in one] == [1, 2, 3, 4, 5, 6]

@@ -24,63 +24,31 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ernie_cpt.commands.export import export
-from ernie_cpt.commands.finetune import FinetuneOptions, finetune
-from ernie_cpt.commands.pretrain import RunOptions, option_classes, pretrain
-from ernie_cpt.data.annotate import AnnotationOptions, annotate
-from ernie_cpt.data.corpus import CorpusOptions, load_corpus
+from ernie_cpt.commands.finetune import finetune
+from ernie_cpt.commands.options import CompareOptions, FinetuneOptions, RunOptions, pretrain_option_classes
+from ernie_cpt.commands.pretrain import pretrain
+from ernie_cpt.data.annotate import annotate
+from ernie_cpt.data.corpus import load_corpus
 from ernie_cpt.data.labelled_data import load_labelled_data
+from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
 from ernie_cpt.errors import UserError
-from ernie_cpt.evaluation.forgetting import SCORE_METRICS, continual_metrics
-from ernie_cpt.modeling.encoder import ModelOptions
-from ernie_cpt.options import option, to_dict
+from ernie_cpt.evaluation.forgetting import continual_metrics
+from ernie_cpt.modeling.options import ModelOptions
+from ernie_cpt.options import to_dict
 from ernie_cpt.training.checkpoint import atomic_write_text, checkpoints
-from ernie_cpt.training.evaluate import EvaluationOptions
+from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import option_differences
-from ernie_cpt.training.trainer import TrainingOptions
-from ernie_cpt.weighting import WeightingOptions
+from ernie_cpt.weighting.options import WeightingOptions
 from pretasks import get_task
-from schedules import CURRICULA, ScheduleOptions, build_schedule, get_curriculum
+from schedules import ScheduleOptions, build_schedule, get_curriculum
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SCHEDULES = ["continual", "joint", "sequential", "pairwise"]
 RESULT = "result.json"
-_FINETUNE = FinetuneOptions()
-
-
-@dataclass
-class CompareOptions:
-    """Compare: curricula, seeds and the downstream set"""
-
-    output_dir: str | None = option(None, "Folder for the runs (DIR/runs/<schedule>-seed<k>) and the report "
-                                    "(DIR/report) (required)")
-    tasks: list[str] = option([], "Pre-training tasks, at least 2, in curriculum order (required)")
-    max_seq_length: int = option(RunOptions().max_seq_length, "Maximum tokens per example, [CLS] and [SEP] included")
-    schedules: list[str] = option(DEFAULT_SCHEDULES, f"Curricula to compare, comma- or space-separated: "
-                                  f"{', '.join(c for c in CURRICULA if c != 'file')}")
-    seeds: int = option(1, "Number of seeds: every curriculum runs with --seed, --seed + 1, ...; the report gives "
-                        "mean ± std over them")
-    metric: str = option("accuracy", "Score of the accuracy matrix, forgetting and BWT", choices=tuple(SCORE_METRICS))
-    downstream_train: str | None = option(None, "Labelled training file (.jsonl/.csv/.parquet) to fine-tune each "
-                                          "curriculum's encoder on; needs --downstream-test")
-    downstream_test: str | None = option(None, "Labelled test file of the downstream task")
-    downstream_text_field: str = option(_FINETUNE.text_field, "Field holding the downstream text")
-    downstream_text_pair_field: str | None = option(None, "Field holding a second text, for a sentence-pair task")
-    downstream_label_field: str = option(_FINETUNE.label_field, "Field holding the downstream label")
-    downstream_epochs: int = option(_FINETUNE.epochs, "Fine-tuning passes over the downstream training set")
-    downstream_learning_rate: float = option(_FINETUNE.learning_rate, "Peak learning rate of the fine-tuning")
-    downstream_batch_size: int = option(_FINETUNE.batch_size, "Examples per fine-tuning batch")
-
-
-def compare_option_classes() -> list[type]:
-    """CompareOptions and every option group of pretrain but RunOptions (whose output_dir, tasks
-    and max_seq_length CompareOptions has; resume and overwrite compare decides per run)."""
-    return [CompareOptions, *(cls for cls in option_classes() if cls is not RunOptions)]
 
 
 def schedule_names(items: list[str]) -> list[str]:
@@ -143,7 +111,7 @@ def _run_options(options: dict[type, Any], schedule: str, seed: int, run_dir: Pa
         ScheduleOptions: _schedule_options(options, schedule),
         TrainingOptions: dataclasses.replace(options[TrainingOptions], seed=seed),
     }
-    return {cls: replaced.get(cls, options.get(cls)) for cls in option_classes()}
+    return {cls: replaced.get(cls, options.get(cls)) for cls in pretrain_option_classes()}
 
 
 def _downstream(settings: CompareOptions, training: TrainingOptions, seed: int, run_dir: Path) -> FinetuneOptions:

@@ -1,52 +1,62 @@
-"""``ernie-cpt export``: a run's encoder and tokenizer as a Hugging Face model folder.
+"""``ernie-cpt export``: a run's model, tokenizer and model card as one folder.
 
-The folder loads with ``AutoModel`` (an ``ErnieModel`` with the task embedding),
-``AutoTokenizer`` and ``ErnieForSequenceClassification`` (only the classifier is new).
-``ernie_cpt_tasks.json`` records which task id each pre-task used.
+Where the architecture is one ``ErnieModel`` (hard sharing) the folder is a Hugging Face
+checkpoint: an ``ErnieForMaskedLM`` with the trained knowledge-masking head (``pipeline("fill-mask")``,
+``AutoModelForMaskedLM``), which ``AutoModel`` (an ``ErnieModel`` with the task embedding) and
+``ErnieForSequenceClassification`` (a new classifier) load too; a run without knowledge masking
+gives an ``ErnieModel``. Other architectures give ernie-cpt's own folder, never an approximation.
+Either way ``ernie_cpt_model.json`` and the other heads let ernie-cpt rebuild every head and the
+task embedding (``pretrain --init-from``); see ``ernie_cpt.modeling.saved_model``.
+
+The tokenizer's ``model_max_length`` is the model's positions, and ``README.md`` is the model card
+(``ernie_cpt.commands.model_card``). The folder is written under a temporary name and renamed into
+place, with the modes the umask gives.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from transformers import ErnieConfig, ErnieModel
-
+from ernie_cpt.commands.model_card import model_card
+from ernie_cpt.commands.options import ExportOptions
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
-from ernie_cpt.training.checkpoint import latest_checkpoint
+from ernie_cpt.files import apply_umask
+from ernie_cpt.modeling.saved_model import save_model_folder
+from ernie_cpt.training.loading import is_run_dir, load_model
 
-ENCODER_PREFIX = "encoder."
 
-
-def export(run_dir: str | Path, out_dir: str | Path) -> Path:
+def export(run_dir: str | Path, out_dir: str | Path, options: ExportOptions | None = None) -> Path:
+    """Export the latest checkpoint of ``run_dir`` (or the one ``options`` choose) to the new folder
+    ``out_dir``; returns it. Raises UserError for a folder that is not a run, a run without such a
+    checkpoint, or an ``out_dir`` that is not empty."""
+    options = options or ExportOptions()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    if not (run_dir / "encoder_config.json").exists():
+    if not is_run_dir(run_dir):
         raise UserError(f"{run_dir} is not an ernie-cpt run directory (no encoder_config.json); "
                         f"pass the --output-dir of a pretrain run")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir} exists and is not empty; choose a new folder to export to")
-    found = latest_checkpoint(run_dir)
-    if found is None:
-        raise UserError(f"{run_dir} has no readable checkpoint yet; let pretrain save one (see --save-steps)")
-    path, (weights, _, trainer_state) = found
-    encoder = ErnieModel(ErnieConfig.from_json_file(str(run_dir / "encoder_config.json")))
-    encoder_weights = {k.removeprefix(ENCODER_PREFIX): v for k, v in weights.items() if k.startswith(ENCODER_PREFIX)}
-    encoder.load_state_dict(encoder_weights, strict=True)
-    tokenizer = load_tokenizer(run_dir / "tokenizer")
+    if options.checkpoint is not None and options.stage is not None:
+        raise UserError("give --checkpoint or --stage, not both")
+    saved = load_model(run_dir, options.checkpoint, options.stage)
+    tokenizer = load_tokenizer(saved.tokenizer_dir)
+    tokenizer.model_max_length = saved.model.config.max_position_embeddings
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
-        encoder.save_pretrained(str(staging))
+        info = {k: saved.description[k] for k in ("step", "checkpoint", "stage_end")}
+        description = save_model_folder(saved.model, staging, info)
         tokenizer.save_pretrained(str(staging))
-        tasks = json.loads((run_dir / "tasks.json").read_text(encoding="utf-8"))
-        (staging / "ernie_cpt_tasks.json").write_text(
-            json.dumps({"task_ids": tasks, "step": trainer_state["step"], "checkpoint": path.name}, indent=2),
-            encoding="utf-8")
+        parameters = sum(p.numel() for p in saved.model.parameters())
+        card = model_card(run_dir, description, tokenizer, parameters, out_dir, options.license, options.language)
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        apply_umask(staging)
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(staging, out_dir)

@@ -25,13 +25,11 @@ import logging
 import math
 import statistics
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import (
     DataCollatorWithPadding,
     ErnieForSequenceClassification,
@@ -41,10 +39,11 @@ from transformers import (
 )
 
 from ernie_cpt.commands.export import export
+from ernie_cpt.commands.options import FinetuneOptions
 from ernie_cpt.data.labelled_data import LabelledSplit, load_labelled_data
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
-from ernie_cpt.options import option
+from ernie_cpt.progress import progress
 from ernie_cpt.training.checkpoint import atomic_write_text
 from ernie_cpt.training.trainer import pick_device
 
@@ -52,26 +51,6 @@ log = logging.getLogger(__name__)
 
 WARMUP_FRACTION = 0.1
 MAX_GRAD_NORM = 1.0
-
-
-@dataclass
-class FinetuneOptions:
-    """Fine-tuning: labelled data, seeds and optimisation"""
-
-    train: str | None = option(None, "Labelled training file: .jsonl, .csv or .parquet (required)")
-    test: str | None = option(None, "Labelled test file, same format and fields (required)")
-    text_field: str = option("text", "Field holding the text")
-    text_pair_field: str | None = option(None, "Field holding a second text, for sentence-pair tasks")
-    label_field: str = option("label", "Field holding the label: strings or integers (class ids follow the "
-                              "sorted training labels)")
-    seeds: list[int] = option([42], "Fine-tune once per seed and report mean ± std over them")
-    epochs: int = option(3, "Passes over the training set")
-    learning_rate: float = option(5e-5, "Peak learning rate of AdamW (linear warm-up over the first tenth of the "
-                                  "steps, then linear decay)")
-    batch_size: int = option(32, "Examples per batch")
-    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included (longer ones are cut)")
-    output_json: str | None = option(None, "Also write the results to this JSON file")
-    device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when available)")
 
 
 def macro_f1(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> float:
@@ -154,7 +133,7 @@ def _finetune_once(folder: Path, seed: int, train: list[dict[str, Any]], test: l
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=0.0)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(WARMUP_FRACTION * total_steps), total_steps)
     model.train()
-    with tqdm(total=total_steps, desc=f"Fine-tuning (seed {seed})", unit="step") as bar:
+    with progress(total_steps, f"Fine-tuning (seed {seed})", "step") as bar:
         for _ in range(options.epochs):
             for batch in loader:
                 loss = model(**{k: v.to(device) for k, v in batch.items()}).loss

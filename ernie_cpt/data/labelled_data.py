@@ -121,7 +121,8 @@ def load_labelled_data(train: str | Path, test: str | Path, text_field: str = "t
     unknown = sorted(set(test_labels) - set(ids))
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        raise UserError(f"--test {test} has label(s) {shown} that --train {train} does not have; "
+        labels = "a label" if len(unknown) == 1 else "labels"
+        raise UserError(f"--test {test} has {labels} {shown} that --train {train} does not have; "
                         f"the classifier only learns training labels, so add examples of them to --train")
     if len(names) < 2:
         raise UserError(f"--train {train} has a single label ({names[0]!r}); a classifier needs at least two")

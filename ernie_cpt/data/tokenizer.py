@@ -7,10 +7,8 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -18,19 +16,11 @@ from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
 from ernie_cpt.data.corpus import corpus_fingerprint, corpus_words
 from ernie_cpt.errors import UserError
-from ernie_cpt.options import option
+from ernie_cpt.files import apply_umask
+from ernie_cpt.messages import plural
+from ernie_cpt.progress import library_progress_shown
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TokenizerOptions:
-    """Tokenizer: trained on the corpus, or loaded"""
-
-    tokenizer: str | None = option(None, "Folder of an existing (fast) tokenizer to use instead of training one")
-    vocab_size: int | None = option(None, "WordPiece vocabulary size when training a tokenizer on the corpus; "
-                                    "default: 20 x sqrt(words), between 2,048 and 30,522 (4k for 40k words, "
-                                    "17k for Austen's 720k)")
 
 
 def _texts(documents: datasets.Dataset, batch_size: int = 256) -> Iterator[list[str]]:
@@ -48,9 +38,9 @@ def corpus_vocab_size(documents: datasets.Dataset) -> int:
 
 def train_tokenizer(documents: datasets.Dataset, vocab_size: int) -> PreTrainedTokenizerBase:
     """An uncased BERT WordPiece tokenizer (lower-casing, accent stripping) trained on ``documents``."""
-    log.info("Training a WordPiece tokenizer (vocabulary %d) on %d documents", vocab_size, len(documents))
+    log.info("Training a WordPiece tokenizer (vocabulary %d) on %s", vocab_size, plural(len(documents), "document"))
     return BertTokenizer(do_lower_case=True).train_new_from_iterator(
-        _texts(documents), vocab_size=vocab_size, length=len(documents), show_progress=sys.stderr.isatty())
+        _texts(documents), vocab_size=vocab_size, length=len(documents), show_progress=library_progress_shown())
 
 
 def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int | None,
@@ -72,6 +62,7 @@ def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int | None,
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
     try:
         tokenizer.save_pretrained(str(staging))
+        apply_umask(staging)  # mkdtemp made it 0700
         os.replace(staging, target)
     except OSError:  # another process cached it first
         pass

@@ -29,10 +29,9 @@ import numpy as np
 
 from ernie_cpt.errors import UserError, unknown_name
 from ernie_cpt.training.checkpoint import atomic_write_text
+from ernie_cpt.training.options import SCORE_METRICS
 from ernie_cpt.training.run_log import read_records
 from schedules.stage import Stage
-
-SCORE_METRICS = ["accuracy", "f1"]
 
 
 def accuracy_matrix(records: list[dict[str, Any]], stages: list[dict[str, int]], tasks: list[str],

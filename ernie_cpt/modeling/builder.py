@@ -1,15 +1,21 @@
-"""The one builder of a multi-task model, called by pretrain, finetune, the benchmarks and the tests.
+"""The one builder of a multi-task model, called by pretrain, finetune, the loader, the benchmarks
+and the tests.
 
-``build_model`` makes the encoder (new from a size preset, from ``--init-from``, or from a saved
-config such as a resumed run's), turns it into the chosen architecture, and gives every task
-its head. Random initialisation happens in that order (encoder, architecture, heads in task
-order), so a seed gives the same model every time.
+``build_model`` makes the encoder (new from a size preset, from a BERT/ERNIE ``--init-from``
+folder, or from a saved config such as a resumed run's), turns it into the chosen architecture,
+and gives every task its head. Random initialisation happens in that order (encoder,
+architecture, heads in task order), so a seed gives the same model every time. Started from an
+ernie-cpt model (``source``: ``--init-from`` an export or a run), it then takes every weight of
+the source that it has too: the encoder with the task embedding, and the head of every task the
+source trained with the same head and classes.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -30,11 +36,18 @@ class TaskSpec(Protocol):
     num_labels: int
 
 
+@dataclass(frozen=True)
+class HeadSpec:
+    """A :class:`TaskSpec` without the task: what rebuilds a saved model's head."""
+
+    head: str
+    num_labels: int
+
+
 def new_encoder(options: ModelOptions, vocab_size: int, max_seq_length: int, num_task_ids: int,
                 config: ErnieConfig | None = None) -> tuple[ErnieModel, dict[str, torch.Tensor]]:
     """The encoder and any masked-LM head weights (``--init-from`` a checkpoint that has them):
-    from ``config`` if given, else from ``options.init_from``, else new from the size preset.
-    Raises UserError when ``max_seq_length`` exceeds the encoder's positions."""
+    from ``config`` if given, else from ``options.init_from``, else new from the size preset."""
     mlm_weights: dict[str, torch.Tensor] = {}
     if config is not None:
         encoder = ErnieModel(config)
@@ -42,24 +55,60 @@ def new_encoder(options: ModelOptions, vocab_size: int, max_seq_length: int, num
         encoder, mlm_weights = encoder_from_checkpoint(options.init_from, num_task_ids)
     else:
         encoder = ErnieModel(encoder_config(options, vocab_size, max_seq_length, num_task_ids))
-    if encoder.config.max_position_embeddings < max_seq_length:
-        raise UserError(f"--max-seq-length {max_seq_length} exceeds the model's "
-                        f"{encoder.config.max_position_embeddings} positions; lower it")
     return encoder, mlm_weights
 
 
 def build_model(tasks: Mapping[str, TaskSpec], task_ids: dict[str, int], options: ModelOptions,
                 architecture: ArchitectureOptions, vocab_size: int, max_seq_length: int, num_task_ids: int,
-                config: ErnieConfig | None = None) -> Architecture:
+                config: ErnieConfig | None = None, source: Architecture | None = None) -> Architecture:
     """The architecture ``architecture.architecture`` over a new encoder (see :func:`new_encoder`),
-    with one head per task of ``tasks`` (in order) and each task on its row ``task_ids[task]``
-    of the task embedding. A masked-LM head starts from the ``--init-from`` checkpoint's MLM
-    head when it has one."""
-    encoder, mlm_weights = new_encoder(options, vocab_size, max_seq_length, num_task_ids, config)
+    or over ``source``'s, with one head per task of ``tasks`` (in order) and each task on its row
+    ``task_ids[task]`` of the task embedding. A masked-LM head starts from the ``--init-from``
+    checkpoint's MLM head when it has one; with ``source``, see :func:`_take_weights`."""
+    if source is not None:
+        encoder, mlm_weights = _source_encoder(source, architecture), {}
+    else:
+        encoder, mlm_weights = new_encoder(options, vocab_size, max_seq_length, num_task_ids, config)
+    if encoder.config.max_position_embeddings < max_seq_length:
+        raise UserError(f"--max-seq-length {max_seq_length} exceeds the model's "
+                        f"{encoder.config.max_position_embeddings} positions; lower it")
+    if max(task_ids.values(), default=0) >= encoder.config.task_type_vocab_size:
+        raise UserError(f"the task embedding of the model has {encoder.config.task_type_vocab_size} rows, fewer than "
+                        f"the {max(task_ids.values()) + 1} task ids of the tasks; start from a model made with the "
+                        f"same pre-task modules")
     model = ARCHITECTURES.get(architecture.architecture)(encoder, task_ids, architecture)
     for name, task in tasks.items():
         head = build_head(task.head, model.config, task.num_labels, model.word_embeddings())
         if isinstance(head, MaskedLMHead) and mlm_weights:
             head.load_state_dict({k: v for k, v in mlm_weights.items() if k in head.state_dict()}, strict=False)
         model.add_head(name, head)
+    if source is not None:
+        _take_weights(model, source)
     return model
+
+
+def _source_encoder(source: Architecture, architecture: ArchitectureOptions) -> ErnieModel:
+    """The ErnieModel a new architecture is built from when it starts from ``source``: a copy of
+    the one ``source`` is (hard sharing), else a new one of its config, which :func:`_take_weights`
+    fills. An architecture that does not fold can only continue as itself, with the same options."""
+    if source.ernie_model() is not None:
+        return copy.deepcopy(source.ernie_model())
+    theirs = source.describe()
+    differ = [k for k, value in theirs.items() if getattr(architecture, k, value) != value]
+    if differ:
+        flags = " ".join(f"--{k.replace('_', '-')} {theirs[k]}" for k in differ)
+        raise UserError(f"--init-from is a {source.name} model, which does not fold into one encoder, so it starts "
+                        f"only a run of the same architecture: pass {flags}")
+    return ErnieModel(source.config)
+
+
+def _take_weights(model: Architecture, source: Architecture) -> None:
+    """Copy into ``model`` every tensor of ``source`` it has under the same name and shape (the encoder,
+    the task embedding, routing, and the heads of the tasks both have with the same head and classes)."""
+    theirs, ours = source.state_dict(), model.state_dict()
+    taken = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    model.load_state_dict(taken, strict=False)
+    new_heads = sorted({k.split(".")[1] for k in ours if k.startswith("heads.") and k not in taken})
+    kept = sorted(set(model.heads) - set(new_heads))
+    log.info("Started from the ernie-cpt model given to --init-from: encoder, task embedding and the heads of %s%s",
+             ", ".join(kept) or "no task", f"; new heads: {', '.join(new_heads)}" if new_heads else "")

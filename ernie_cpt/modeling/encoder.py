@@ -9,42 +9,18 @@ how the tasks share the encoder's layers.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, ErnieConfig, ErnieModel, PretrainedConfig
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.modeling.options import PRESETS, ModelOptions
 from ernie_cpt.modeling.safe_loading import load_weights, weight_files
-from ernie_cpt.options import option
 
 log = logging.getLogger(__name__)
 
-# (layers, hidden size, attention heads, feed-forward size); `base` has BERT-base dimensions.
-PRESETS = {
-    "tiny": (2, 128, 2, 512),
-    "mini": (4, 256, 4, 1024),
-    "small": (4, 512, 8, 2048),
-    "medium": (8, 512, 8, 2048),
-    "base": (12, 768, 12, 3072),
-}
 ENCODER_PREFIXES = ("ernie.", "bert.")
-
-
-@dataclass
-class ModelOptions:
-    """Model: the encoder's size, or the checkpoint it starts from"""
-
-    model_size: str = option("mini", "Size preset: tiny L2/H128, mini L4/H256, small L4/H512, medium L8/H512, "
-                             "base L12/H768 (BERT-base)", choices=tuple(PRESETS))
-    num_layers: int | None = option(None, "Override the preset's number of layers")
-    hidden_size: int | None = option(None, "Override the preset's hidden size")
-    num_heads: int | None = option(None, "Override the preset's number of attention heads")
-    intermediate_size: int | None = option(None, "Override the preset's feed-forward size")
-    dropout: float = option(0.1, "Dropout of hidden states and attention probabilities")
-    init_from: str | None = option(None, "Start from a local BERT or ERNIE checkpoint folder (safetensors); "
-                                   "its tokenizer is used and the task embedding is new")
 
 
 def encoder_config(options: ModelOptions, vocab_size: int, max_positions: int, task_ids: int) -> ErnieConfig:

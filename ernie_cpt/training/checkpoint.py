@@ -4,13 +4,17 @@ A checkpoint is a folder ``checkpoints/step-NNNNNNNN`` with:
 
 * ``model.safetensors``: every parameter (encoder and heads);
 * ``training_state.pt``: optimizer, LR scheduler and loss-weighting state, loaded with ``weights_only=True``;
-* ``trainer_state.json``: step, stage, task counts and data positions, readable by people.
+* ``trainer_state.json``: step, stage, task counts and data positions, readable by people;
+  ``stage_end``: K in the checkpoint written when stage K (from 1) ended;
+* ``ernie_cpt_model.json``: what rebuilds the model from ``model.safetensors``
+  (``ernie_cpt.modeling.saved_model``), so that a checkpoint loads on its own.
 
 It is written under a temporary name, flushed to disk and renamed into place, so a crash (even
 SIGKILL or a full disk) leaves either the whole checkpoint or none. Folders are deleted the
 same way round: renamed away first, so no ``step-*`` folder is ever a part of one. Leftover
 temporary folders are removed by the next save. A checkpoint that cannot be read is skipped
-with a warning.
+with a warning. ``--save-total-limit K`` keeps the last K checkpoints and, besides them, every
+stage-end checkpoint (the model after each stage, for ``export --stage``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import torch
 from safetensors.torch import save_file
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.files import apply_umask
 from ernie_cpt.modeling.safe_loading import UnreadableFile, load_state, load_weights
+from ernie_cpt.modeling.saved_model import MODEL_JSON
 
 log = logging.getLogger(__name__)
 
@@ -99,19 +105,26 @@ def _write_error(error: OSError, name: str, folder: Path) -> UserError:
 
 
 def _write(tmp: Path, step: int, model: torch.nn.Module, training_state: dict[str, Any],
-           trainer_state: dict[str, Any]) -> None:
+           trainer_state: dict[str, Any], description: dict[str, Any] | None) -> None:
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(weights, tmp / "model.safetensors", metadata={"step": str(step)})
     torch.save(training_state, tmp / "training_state.pt")
     (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
-    for name in ("model.safetensors", "training_state.pt", "trainer_state.json"):
+    names = ["model.safetensors", "training_state.pt", "trainer_state.json"]
+    if description is not None:
+        (tmp / MODEL_JSON).write_text(json.dumps({**description, "layout": "state_dict",
+                                                  "weights": "model.safetensors"}, indent=2), encoding="utf-8")
+        names.append(MODEL_JSON)
+    apply_umask(tmp)
+    for name in names:
         _fsync_file(tmp / name)
 
 
 def save_checkpoint(root: Path, step: int, model: torch.nn.Module, training_state: dict[str, Any],
-                    trainer_state: dict[str, Any], keep: int) -> Path:
-    """Write checkpoint ``step``, point ``latest`` to it and keep it and the ``keep - 1`` before it. A failed
-    write (a full disk) removes what it wrote and raises a UserError; earlier checkpoints stay."""
+                    trainer_state: dict[str, Any], keep: int, description: dict[str, Any] | None = None) -> Path:
+    """Write checkpoint ``step`` (with ``description``, the model's ``ernie_cpt_model.json``, if given),
+    point ``latest`` to it and keep it, the ``keep - 1`` before it and every stage-end checkpoint. A
+    failed write (a full disk) removes what it wrote and raises a UserError; earlier checkpoints stay."""
     folder = root / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     for leftover in folder.iterdir():
@@ -121,7 +134,7 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, training_stat
     tmp = folder / f".tmp-{final.name}-{os.getpid()}"
     try:
         tmp.mkdir()
-        _write(tmp, step, model, training_state, trainer_state)
+        _write(tmp, step, model, training_state, trainer_state, description)
         if final.exists():  # a re-run of the same step after a resume
             _remove(final)
         os.replace(tmp, final)
@@ -130,10 +143,18 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, training_stat
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise _write_error(e, final.name, folder) from e
-    older = [c for c in checkpoints(root) if c.name < final.name]
+    older = [c for c in checkpoints(root) if c.name < final.name and stage_end(c) is None]
     for old in older[:max(len(older) - (keep - 1), 0)]:
         _remove(old)
     return final
+
+
+def stage_end(path: Path) -> int | None:
+    """K when checkpoint ``path`` was written at the end of stage K (from 1), else None."""
+    try:
+        return json.loads((path / "trainer_state.json").read_text(encoding="utf-8")).get("stage_end")
+    except (OSError, ValueError):
+        return None
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
@@ -145,6 +166,29 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 
 
 Checkpoint = tuple[Path, tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]]
+
+
+def find_checkpoint(root: Path, name: str | None = None, stage: int | None = None) -> Path:
+    """The checkpoint folder of run ``root`` named ``name`` (``step-00000600``, ``step-600`` or ``600``),
+    or written at the end of stage ``stage`` (from 1), or else the newest readable one. A UserError
+    names the checkpoints there when there is no such one."""
+    found = checkpoints(root)
+    if name is not None:
+        match = re.fullmatch(r"(?:step-)?(\d+)", Path(name).name)
+        wanted = f"step-{int(match[1]):08d}" if match else Path(name).name
+        chosen = [c for c in found if c.name == wanted]
+        what = f"no checkpoint {name}"
+    elif stage is not None:
+        chosen = [c for c in found if stage_end(c) == stage]
+        what = f"no checkpoint of the end of stage {stage}"
+    else:
+        latest = latest_checkpoint(root)
+        chosen = [latest[0]] if latest else []
+        what = "no readable checkpoint yet (let pretrain save one: see --save-steps)"
+    if not chosen:
+        ends = ", ".join(f"{c.name} (stage {stage_end(c)})" if stage_end(c) else c.name for c in found) or "none"
+        raise UserError(f"{root} has {what}; its checkpoints: {ends}")
+    return chosen[0]
 
 
 def latest_checkpoint(root: Path) -> Checkpoint | None:

@@ -9,26 +9,10 @@ the metrics (``ernie_cpt.modeling.heads``): for classification, accuracy, F1 (of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch.utils.data import DataLoader
 
 from ernie_cpt.modeling.architectures import Architecture
-from ernie_cpt.options import option
-
-
-@dataclass
-class EvaluationOptions:
-    """Evaluation: held-out documents"""
-
-    eval_fraction: float = option(0.05, "Fraction of documents held out for evaluation (at least one; 0 = none)")
-    eval_steps: int = option(200, "Evaluate every N steps (and at the end of every stage); 0 = only then")
-    eval_max_examples: int = option(256, "At most this many held-out examples per task")
-    eval_batch_size: int = option(64, "Batch size for evaluation")
-    eval_untrained_tasks: bool = option(False, "Also score tasks no stage has trained yet. Their heads are still at "
-                                        "their random initialisation, so such a score measures only what the "
-                                        "encoder's features give an untrained linear head: about chance")
 
 
 @torch.no_grad()

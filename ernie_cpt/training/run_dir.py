@@ -18,7 +18,15 @@ from typing import Any
 
 from ernie_cpt import distributed
 from ernie_cpt.errors import UserError
-from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, checkpoints, latest_checkpoint
+from ernie_cpt.modeling.safe_loading import UnreadableFile
+from ernie_cpt.training.checkpoint import (
+    Checkpoint,
+    atomic_write_text,
+    checkpoints,
+    find_checkpoint,
+    latest_checkpoint,
+    read_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +34,12 @@ log = logging.getLogger(__name__)
 # directory may also be moved).
 RESUMABLE_CHANGES = {"output_dir", "resume", "overwrite", "save_steps", "save_total_limit", "logging_steps",
                      "eval_steps", "dataloader_workers", "num_proc", "cache_dir", "device", "spacy_batch_size",
-                     "max_nonfinite_steps"}
-# Written to run_config.json but not options: what the corpus made of the tasks (checked later).
-DERIVED = {"stages", "requested_tasks", "skipped_tasks"}
+                     "max_nonfinite_steps", "report_to", "resume_from_checkpoint"}
+# Written to run_config.json but not options: what the corpus made of the tasks (checked later), the
+# budget as asked (max_steps holds the task steps actually trained) and the corpus's size and fingerprint.
+DERIVED = {"stages", "requested_tasks", "skipped_tasks", "requested_max_steps", "corpus"}
+# Options recorded as what the run did, the value asked for kept under another name.
+REQUESTED = {"tasks": "requested_tasks", "max_steps": "requested_max_steps"}
 CONFIG = "run_config.json"
 
 
@@ -36,14 +47,20 @@ def option_differences(previous: dict[str, Any], config: dict[str, Any]) -> list
     """``option: value there -> value now`` for every option that differs from the earlier run."""
     changed = []
     for key, value in config.items():
-        before = previous.get("requested_tasks", previous.get("tasks")) if key == "tasks" else previous.get(key)
+        if key in REQUESTED:  # compare what was asked for, not what the corpus and schedule made of it
+            before, value = previous.get(REQUESTED[key], previous.get(key)), config.get(REQUESTED[key], value)
+        else:
+            before = previous.get(key)
         if key not in RESUMABLE_CHANGES | DERIVED and before != value:
             changed.append(f"--{key.replace('_', '-')} {before!r} there, {value!r} now")
     return changed
 
 
-def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> Checkpoint | None:
-    """The checkpoint to continue from, or None to start a new run in ``run_dir`` (main process only).
+def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool,
+                   checkpoint: str | None = None) -> Checkpoint | None:
+    """The checkpoint to continue from, or None to start a new run in ``run_dir`` (main process only):
+    with ``resume``, ``checkpoint`` (a checkpoint folder of the run, or its name) or the newest
+    readable one.
 
     Refuses a folder that holds something else, or another run, unless ``overwrite``; with
     ``resume``, a run started with other options or whose checkpoints are all unreadable."""
@@ -56,6 +73,8 @@ def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrit
         if changed:
             raise UserError(f"--resume: the run in {run_dir} was started with other options ({'; '.join(changed)}); "
                             f"resume with the same options, or use a new --output-dir")
+        if checkpoint is not None:
+            return _chosen_checkpoint(run_dir, checkpoint)
         if not checkpoints(run_dir):
             log.warning("--resume: the run in %s stopped before its first checkpoint; starting it over", run_dir)
             shutil.rmtree(run_dir)
@@ -78,6 +97,24 @@ def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrit
             raise UserError(f"{run_dir} already holds this run; pass --resume to continue it, --overwrite to start "
                             f"it over, or choose another --output-dir")
     return None
+
+
+def _chosen_checkpoint(run_dir: Path, checkpoint: str) -> Checkpoint:
+    """``--resume-from-checkpoint``: a checkpoint of the run in ``run_dir`` (a path or a name), read."""
+    path = Path(checkpoint)
+    if path.is_dir() and path.resolve().parent != (run_dir / "checkpoints").resolve():
+        raise UserError(f"--resume-from-checkpoint {checkpoint} is not a checkpoint of the run in {run_dir} (its "
+                        f"checkpoints are in {run_dir / 'checkpoints'}); to start a new run from its weights, pass "
+                        f"--init-from with its run directory instead")
+    chosen = find_checkpoint(run_dir, path.name)
+    later = [c.name for c in checkpoints(run_dir) if c.name > chosen.name]
+    if later:
+        log.warning("resuming from %s: the later checkpoints (%s) are replaced as the run reaches their steps "
+                    "again", chosen.name, ", ".join(later))
+    try:
+        return chosen, read_checkpoint(chosen)
+    except (OSError, UnreadableFile, ValueError) as e:
+        raise UserError(f"--resume-from-checkpoint: {chosen} cannot be read ({e}); choose another checkpoint") from e
 
 
 def check_stages(run_dir: Path, stages: list[dict[str, int]]) -> None:

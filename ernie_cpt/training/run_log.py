@@ -1,5 +1,8 @@
 """Run logs: JSONL files (``logs/train.jsonl``, ``logs/eval.jsonl``) and TensorBoard scalars.
 
+TensorBoard tags are those ``transformers.Trainer`` users know: ``train/loss``,
+``train/learning_rate``, ``train/grad_norm`` and, per task, ``train/<task>/loss`` (several tasks
+in a step), ``eval/<task>/accuracy`` (and every other held-out score), ``weights/<task>``.
 Only the main process writes them (with several processes, the others' ``RunLog`` does nothing).
 """
 
@@ -8,8 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-
-from torch.utils.tensorboard import SummaryWriter
 
 from ernie_cpt import distributed
 from ernie_cpt.training.checkpoint import atomic_write_text
@@ -26,13 +27,38 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+# Record keys whose TensorBoard name is another (Trainer's), and dict-valued keys named per task.
+TAG_NAMES = {"lr": "learning_rate", "losses": "loss", "weights": ""}
+NOT_LOGGED = {"step", "stage", "task", "stage_end", "trained"}
+
+
+def tensorboard_scalars(kind: str, record: dict[str, Any]) -> list[tuple[str, float]]:
+    """The (tag, value) pairs of ``record`` (see the module for the tags)."""
+    task = record.get("task") if kind == "eval" else None
+    scalars = []
+    for key, value in record.items():
+        name = TAG_NAMES.get(key, key)
+        if key in NOT_LOGGED:
+            continue
+        if isinstance(value, dict):
+            scalars += [("/".join(filter(None, (kind, sub, name))), number) for sub, number in value.items()
+                        if isinstance(number, (int, float))]
+        elif isinstance(value, (int, float)):
+            scalars.append(("/".join(filter(None, (kind, task, name))), value))
+    return scalars
+
+
 class RunLog:
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
         self.folder = run_dir / "logs"
         self.enabled = distributed.is_main()
+        self.tensorboard = None
         if self.enabled:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step``: a resumed run writes those steps again."""
@@ -43,21 +69,17 @@ class RunLog:
             atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
     def write(self, kind: str, record: dict[str, Any]) -> None:
-        """Append ``record`` (which has a ``step``) to ``<kind>.jsonl`` and its numbers to TensorBoard
-        (numbers in a dict, such as per-task losses or weights, under ``<key>/<task>``)."""
+        """Append ``record`` (which has a ``step``) to ``<kind>.jsonl`` and its numbers to TensorBoard."""
         if not self.enabled:
             return
         with open(self.folder / f"{kind}.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        prefix = f"{kind}/{record['task']}/" if "task" in record else f"{kind}/"
-        for key, value in record.items():
-            values = value if isinstance(value, dict) else {"": value}
-            for name, number in values.items():
-                if key != "step" and isinstance(number, (int, float)):
-                    self.tensorboard.add_scalar(prefix + key + (f"/{name}" if name else ""), number, record["step"])
+        if self.tensorboard is not None:
+            for tag, value in tensorboard_scalars(kind, record):
+                self.tensorboard.add_scalar(tag, value, record["step"])
 
     def close(self) -> None:
-        if self.enabled:
+        if self.tensorboard is not None:
             self.tensorboard.close()
 
 

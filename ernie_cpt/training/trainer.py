@@ -25,23 +25,25 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from ernie_cpt import distributed
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture
-from ernie_cpt.options import option
+from ernie_cpt.modeling.saved_model import describe_model
+from ernie_cpt.progress import progress
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.checkpoint import Checkpoint, latest_name, save_checkpoint
-from ernie_cpt.training.evaluate import EvaluationOptions, evaluate
+from ernie_cpt.training.evaluate import evaluate
+from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_log import RunLog
 from ernie_cpt.training.task_gradients import TaskGradients
 from ernie_cpt.training.task_step import TasksForward, clip_gradients, global_losses, gradient_sync, losses_on
@@ -55,35 +57,12 @@ log = logging.getLogger(__name__)
 WEIGHTING_STREAM = 1  # the RNG key of a gradient-level weighting's random choices (PCGrad's order)
 
 
-@dataclass
-class TrainingOptions:
-    """Training: optimisation, checkpoints and logging"""
-
-    max_steps: int = option(1000, "Task steps in total, shared evenly by the tasks unless --steps-per-task is set "
-                            "(a task step trains one batch of a task; --task-mixing all trains several per "
-                            "optimizer step)")
-    batch_size: int = option(32, "Examples per micro-batch, over all processes when run with torchrun (each "
-                             "process takes batch_size / processes of them)")
-    grad_accum_steps: int = option(1, "Micro-batches accumulated per optimizer step")
-    learning_rate: float = option(5e-4, "Peak learning rate of AdamW")
-    weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
-    warmup_ratio: float = option(0.06, "Fraction of the steps with linear warm-up; then linear decay to 0")
-    max_grad_norm: float = option(1.0, "Gradient clipping norm (0 = off)")
-    seed: int = option(42, "Seed of everything: model init, data order, masks, dropout, evaluation split")
-    save_steps: int = option(500, "Checkpoint every N steps (and at the end)")
-    save_total_limit: int = option(2, "Keep the last K checkpoints")
-    logging_steps: int = option(10, "Log loss, learning rate and tokens/s every N steps")
-    device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when available)")
-    amp: bool = option(True, "bf16 autocast where the device supports it (CUDA); fp32 on CPU")
-    dataloader_workers: int = option(0, "DataLoader worker processes per task (0 = main process)")
-    max_nonfinite_steps: int = option(10, "Steps with a NaN/inf loss or gradient norm are skipped (no update); "
-                                      "training stops when more than this many occur in a run")
-
-
 def pick_device(name: str) -> torch.device:
-    """The device ``name`` means; under torchrun, "auto" and "cuda" mean this process's GPU."""
+    """The device ``name`` means; under torchrun, "auto" and "cuda" mean this process's GPU. "auto" is
+    the CPU without CUDA, or under ``accelerate launch --cpu`` (ACCELERATE_USE_CPU)."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+        name = "cuda" if torch.cuda.is_available() and not use_cpu else "cpu"
     return torch.device("cuda", distributed.local_rank()) if name == "cuda" else torch.device(name)
 
 
@@ -96,6 +75,16 @@ def _optimizer(model: torch.nn.Module, weighting: LossWeighting | None, options:
     groups = [{"params": decay, "weight_decay": options.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # The fused kernel (one pass over each tensor) is much faster than the per-tensor loop on CPU too.
     return torch.optim.AdamW(groups, lr=options.learning_rate, fused=device.type in ("cuda", "cpu"))
+
+
+def score_line(metrics: dict[str, float]) -> str:
+    """``loss 0.2613, accuracy 0.9480 (majority 0.8900), F1 0.7012 (majority 0.0000) over 250 targets``:
+    one task's held-out scores."""
+    line = (f"loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f} "
+            f"(majority {metrics['majority_accuracy']:.4f})")
+    if "f1" in metrics:
+        line += f", F1 {metrics['f1']:.4f} (majority {metrics['majority_f1']:.4f})"
+    return f"{line} over {plural(metrics['scored'], 'target')}"
 
 
 def _dropout_seed(seed: int, step: int) -> int:
@@ -128,7 +117,9 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
 
     def autocast() -> contextlib.AbstractContextManager:
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-    run_log = RunLog(run_dir)
+
+    run_log = RunLog(run_dir, tensorboard=options.report_to == "tensorboard")
+    description = describe_model(model)  # written into every checkpoint: a checkpoint loads on its own
 
     # Where we are: global step, stage, steps done per task in the stage, steps skipped as non-finite.
     step, stage_index, done, nonfinite = 0, 0, {}, 0
@@ -147,7 +138,7 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
         log.info("Resumed from %s at step %d", path, step)
     forward = distributed.data_parallel(TasksForward(model), device)
 
-    def checkpoint() -> None:
+    def checkpoint(ended_stage: int | None) -> None:
         if not distributed.is_main():
             return
         save_checkpoint(
@@ -155,8 +146,9 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
             {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              **({"weighting": weighting.state_dict()} if weighting is not None else {})},
             {"step": step, "stage": stage_index, "done": done, "nonfinite_steps": nonfinite,
-             "streams": {task: stream.state() for task, stream in streams.items()}},
-            keep=options.save_total_limit)
+             "streams": {task: stream.state() for task, stream in streams.items()},
+             **({"stage_end": ended_stage} if ended_stage is not None else {})},
+            keep=options.save_total_limit, description=description)
 
     def run_eval(stage_end: bool) -> dict[str, dict]:
         trained = {task for stage in schedule[:stage_index + 1] for task, n in stage.steps.items() if n > 0}
@@ -166,12 +158,13 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
         for task, metrics in results.items():
             run_log.write("eval", {"step": step, "stage": stage_index, "task": task, "stage_end": stage_end,
                                    "trained": task in trained, **metrics})
+        if results and distributed.is_main():
+            log.info("Evaluation at step %d%s: %s", step, f" (end of stage {stage_index + 1})" if stage_end else "",
+                     "; ".join(f"{task} {score_line(metrics)}" for task, metrics in results.items()))
         return results
 
     model.train()
-    # Only other ranks pass disable=: an explicit argument would override TQDM_DISABLE=1.
-    bar = tqdm(total=total_steps, initial=step, desc="Pre-training", unit="step",
-               **({} if distributed.is_main() else {"disable": True}))
+    bar = progress(total_steps, "Pre-training", "step", initial=step, disable=not distributed.is_main())
     with bar, contextlib.closing(run_log):  # closed on errors too: the error line starts a line of its own
         window_tokens, window_start = 0, time.perf_counter()
         results: dict[str, dict] = {}
@@ -248,13 +241,14 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
                                 f"more than --max-nonfinite-steps {options.max_nonfinite_steps}; the last good "
                                 f"checkpoint is {kept}, intact: lower --learning-rate (now {options.learning_rate:g}) "
                                 f"and start a new run, or --resume with a higher --max-nonfinite-steps")
+            ended_stage = None
             if all(done.get(t, 0) >= n for t, n in schedule[stage_index].steps.items()):  # stage over: score it
                 results = run_eval(stage_end=True)
-                stage_index, done = stage_index + 1, {}
+                stage_index, done, ended_stage = stage_index + 1, {}, stage_index + 1
                 if mixing.reset_optimizer:
                     optimizer.state.clear()
             elif evaluation.eval_steps and step % evaluation.eval_steps == 0:
                 run_eval(stage_end=False)
-            if step % options.save_steps == 0 or step == total_steps:
-                checkpoint()
+            if ended_stage is not None or step % options.save_steps == 0 or step == total_steps:
+                checkpoint(ended_stage)  # every stage end is kept: export --stage K
     return results

@@ -1,15 +1,23 @@
 """Multi-task loss weightings, one module each, registered by name (see ``base``).
 
-Every module of this package is imported here, so a new weighting module registers itself just
-by existing.
+Every module of this package is imported on first use of the registry or its interface (PEP 562
+``__getattr__``), so a new weighting module registers itself just by existing, and
+``ernie_cpt.weighting.options`` loads without torch (for ``--help``).
 """
 
 import importlib
 import pkgutil
-
-from ernie_cpt.weighting.base import WEIGHTINGS, GradientWeighting, LossWeighting, WeightingOptions, build_weighting
-
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+from typing import Any
 
 __all__ = ["WEIGHTINGS", "GradientWeighting", "LossWeighting", "WeightingOptions", "build_weighting"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    from ernie_cpt.weighting import base, options
+
+    globals().update({key: getattr(options if key == "WeightingOptions" else base, key) for key in __all__})
+    return globals()[name]

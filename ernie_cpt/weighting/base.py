@@ -1,4 +1,4 @@
-"""The multi-task weighting interface, its registry and options.
+"""The multi-task weighting interface and its registry (the options are in ``options``).
 
 When a stage trains all of its active tasks in every optimizer step, each task's loss is computed
 on its own batch, and a weighting turns them into one update. It acts at one of two levels:
@@ -17,44 +17,16 @@ for Multi-Task Learning", JMLR): one short module per method behind one small ba
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from ernie_cpt.options import option
 from ernie_cpt.registry import Registry
+from ernie_cpt.weighting.options import WeightingOptions
 
 WEIGHTINGS: Registry[type[LossWeighting]] = Registry("loss weighting")
-
-
-@dataclass
-class WeightingOptions:
-    """Loss weighting: how the losses of tasks trained in the same step are combined"""
-
-    loss_weighting: str = option("equal", "How the tasks of a step are combined when --task-mixing all. Loss level: "
-                                 "equal, manual, uncertainty, gradnorm, dwa, dtp, famo; gradient level (per-task "
-                                 "gradients of the shared parameters): pcgrad, cagrad, mgda, nash_mtl")
-    task_weights: list[str] = option([], "manual: TASK=WEIGHT for each task to weigh, e.g. capitalization=0.5; "
-                                         "tasks not listed get 1.0")
-    gradnorm_alpha: float = option(1.5, "gradnorm: asymmetry alpha, how strongly tasks that train slower are favoured")
-    gradnorm_lr: float = option(0.025, "gradnorm: learning rate of the Adam optimizer of the task weights")
-    dwa_temperature: float = option(2.0, "dwa: softmax temperature T (larger = weights closer to equal)")
-    dwa_window: int = option(20, "dwa: steps per window; loss ratios of the last two windows replace epochs")
-    dtp_gamma: float = option(2.0, "dtp: focusing exponent gamma of the focal weights")
-    dtp_momentum: float = option(0.9, "dtp: momentum of the moving average of each task's KPI (accuracy)")
-    cagrad_c: float = option(0.4, "cagrad: c, how far the update may move from the average gradient to raise the "
-                             "worst task's improvement (0 = the average gradient)")
-    mgda_normalization: str = option("none", "mgda: how each task's gradient is normalised before the min-norm "
-                                     "weights are solved: none (the paper), l2, loss, loss+ (loss times l2 norm)",
-                                     choices=("none", "l2", "loss", "loss+"))
-    famo_lr: float = option(0.025, "famo: learning rate of the Adam optimizer of the task logits")
-    famo_gamma: float = option(0.01, "famo: weight decay gamma of the task logits (regularises toward equal weights)")
-
-    def __post_init__(self) -> None:
-        WEIGHTINGS.get(self.loss_weighting)  # checked when the options are read, before anything loads
 
 
 class LossWeighting(nn.Module, ABC):

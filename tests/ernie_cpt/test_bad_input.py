@@ -107,7 +107,7 @@ def test_a_single_empty_file(tmp_path, capsys):
     (tmp_path / "empty.txt").write_bytes(b"\n  \n")
 
     expect_error(["prepare", "--corpus", str(tmp_path / "empty.txt")], capsys, tmp_path,
-                 "no text found", "skipped 1 file(s) that are empty: empty.txt", "non-empty UTF-8 text")
+                 "no text found", "skipped 1 file that is empty: empty.txt", "non-empty UTF-8 text")
 
 
 def test_latin1_files_name_the_fix(tmp_path, capsys):
@@ -129,10 +129,10 @@ def test_unusable_files_beside_good_ones_are_skipped_with_one_warning(tmp_path, 
         assert main(["prepare", "--corpus", str(folder), "--output-dir", cache_dir]) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    for text in ("1 file(s) that are empty: empty.txt", "1 file(s) that are not UTF-8", "latin1.txt",
-                 "1 file(s) that are binary: binary.txt"):
+    for text in ("1 file that is empty: empty.txt", "1 file that is not UTF-8", "latin1.txt",
+                 "1 file that is binary: binary.txt"):
         assert text in warnings[0]
-    assert "1 documents: 1 paragraphs, 2 sentences" in capsys.readouterr().out
+    assert "1 document: 1 paragraph, 2 sentences" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("shape", "text"), [

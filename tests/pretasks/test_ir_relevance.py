@@ -194,7 +194,7 @@ def test_background_supplies_partners_but_no_queries(task, jargon_annotations):
     assert len(rows) >= 1 and set(rows["query_doc_id"]) == set(held_out["doc_id"])
     partners = {d for name in ("weak_doc_ids", "irrelevant_doc_ids") for ids in rows[name] for d in ids}
     assert partners and partners <= set(background["doc_id"])
-    with pytest.raises(TaskUnavailable, match=r"1 document\(s\) \(0 background\)"):
+    with pytest.raises(TaskUnavailable, match=r"from 1 document \(0 background\)"):
         task.build_examples(held_out)
 
 

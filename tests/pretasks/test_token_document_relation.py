@@ -155,7 +155,7 @@ def test_a_corpus_without_multi_segment_documents_is_refused(sample_tokenizer):
     task = TokenDocumentRelation(sample_tokenizer, TokenDocumentRelationOptions(), 128)
     with pytest.raises(TaskUnavailable, match="in 2 documents: none has 2 or more segments"):
         task.build_examples(_documents(["One paragraph only.", "Another document, one paragraph."]))
-    with pytest.raises(TaskUnavailable, match=r"in 1 documents: 1 have 2 or more segments .* but no segment with 5"):
+    with pytest.raises(TaskUnavailable, match=r"in 1 document: 1 has 2 or more segments .* but no segment with 5"):
         task.build_examples(_documents(["Two short.\n\nParagraphs here."]))
     # A held-out split without examples leaves the task unevaluated instead of stopping the run.
     assert len(task.build_examples(_documents(["One paragraph only."]), held_out=True)) == 0

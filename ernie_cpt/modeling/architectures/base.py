@@ -22,7 +22,6 @@ The trainer sees only this interface and never names an architecture.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -31,7 +30,7 @@ from transformers import ErnieConfig, ErnieModel
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.heads import Head
-from ernie_cpt.options import option
+from ernie_cpt.modeling.options import ArchitectureOptions
 from ernie_cpt.registry import Registry
 
 
@@ -42,23 +41,6 @@ class TaskOutput(NamedTuple):
     loss: torch.Tensor
     logits: torch.Tensor
     labels: torch.Tensor
-
-
-@dataclass
-class ArchitectureOptions:
-    """Architecture: how the tasks share the encoder"""
-
-    architecture: str = option("hard", "How the tasks share the encoder: hard (every layer shared, as ERNIE 2.0), "
-                               "mmoe, cgc, ple or cross_stitch (the top --expert-layers layers become experts or "
-                               "task columns)")
-    expert_layers: int = option(2, "mmoe/cgc/ple/cross_stitch: how many of the top encoder layers become experts "
-                                "or task columns; the layers below stay shared")
-    num_experts: int = option(4, "mmoe: expert copies of the top --expert-layers layers")
-    shared_experts: int = option(2, "cgc/ple: experts shared by all tasks")
-    task_experts: int = option(1, "cgc/ple: experts owned by each task")
-
-    def __post_init__(self) -> None:
-        ARCHITECTURES.get(self.architecture)  # checked when the options are read, before anything loads
 
 
 class Architecture(nn.Module, ABC):

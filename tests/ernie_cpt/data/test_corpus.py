@@ -156,7 +156,7 @@ def test_rows_with_empty_text_are_skipped_with_a_warning(tmp_path, caplog):
 
     assert corpus["doc_id"] == ["docs.jsonl:0", "docs.jsonl:3"]  # ids stay the row numbers of the file
     assert corpus["text"] == [first, second]
-    assert "skipped 2 row(s)" in caplog.text
+    assert "skipped 2 rows" in caplog.text
 
 
 def test_saved_dataset_folder(tmp_path):
@@ -234,8 +234,8 @@ def test_empty_binary_and_latin1_files_are_skipped_with_a_warning(tmp_path, capl
     assert corpus["doc_id"] == ["good.txt"]
     assert corpus["text"] == [good]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("2 file(s) that are empty" in w and "blank.txt" in w and "empty.txt" in w for w in warnings)
-    assert any("1 file(s) that are binary" in w and "image.txt" in w for w in warnings)
+    assert any("2 files that are empty" in w and "blank.txt" in w and "empty.txt" in w for w in warnings)
+    assert any("1 file that is binary" in w and "image.txt" in w for w in warnings)
     assert any("not UTF-8" in w and "latin1.txt" in w for w in warnings)
 
 

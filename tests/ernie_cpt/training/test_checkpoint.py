@@ -1,8 +1,12 @@
 import logging
+import os
+import stat
 
+import pytest
 import torch
 
-from ernie_cpt.training.checkpoint import checkpoints, latest_checkpoint, save_checkpoint
+from ernie_cpt.errors import UserError
+from ernie_cpt.training.checkpoint import checkpoints, find_checkpoint, latest_checkpoint, save_checkpoint, stage_end
 
 
 def _save(root, step, value, keep=2):
@@ -81,3 +85,45 @@ def test_resaving_a_step_replaces_it_and_keeps_newer_leftovers(tmp_path):
     assert [p.name for p in checkpoints(tmp_path)] == ["step-00000010", "step-00000020", "step-00000030"]
     path, (weights, _, _) = latest_checkpoint(tmp_path)
     assert path.name == "step-00000020" and torch.all(weights["weight"] == 5.0)
+
+
+def _save_stage(root, step, stage_end=None, keep=1):
+    state = {"step": step, **({"stage_end": stage_end} if stage_end else {})}
+    return save_checkpoint(root, step, torch.nn.Linear(2, 2), {}, state, keep=keep)
+
+
+def test_stage_end_checkpoints_are_never_rotated_away(tmp_path):
+    _save_stage(tmp_path, 4, stage_end=1)
+    _save_stage(tmp_path, 5)
+    _save_stage(tmp_path, 6)
+    _save_stage(tmp_path, 9, stage_end=2)
+    _save_stage(tmp_path, 10)
+    assert [p.name for p in checkpoints(tmp_path)] == ["step-00000004", "step-00000009", "step-00000010"]
+    assert [stage_end(p) for p in checkpoints(tmp_path)] == [1, 2, None]
+
+
+def test_find_checkpoint_by_name_stage_or_latest(tmp_path):
+    _save_stage(tmp_path, 4, stage_end=1)
+    _save_stage(tmp_path, 600, keep=5)
+    assert find_checkpoint(tmp_path).name == "step-00000600"
+    for name in ("step-600", "600", "step-00000600", str(tmp_path / "checkpoints" / "step-00000600")):
+        assert find_checkpoint(tmp_path, name).name == "step-00000600"
+    assert find_checkpoint(tmp_path, stage=1).name == "step-00000004"
+    with pytest.raises(UserError, match=r"has no checkpoint step-7; its checkpoints: step-00000004 \(stage 1\), "
+                                        r"step-00000600$"):
+        find_checkpoint(tmp_path, "step-7")
+    with pytest.raises(UserError, match="has no checkpoint of the end of stage 2"):
+        find_checkpoint(tmp_path, stage=2)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_checkpoint_files_get_the_umask_modes(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        path = save_checkpoint(tmp_path, 1, torch.nn.Linear(2, 2), {}, {"step": 1}, keep=1, description={"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~mask
+    files = sorted(p.name for p in path.iterdir())
+    assert files == ["ernie_cpt_model.json", "model.safetensors", "trainer_state.json", "training_state.pt"]
+    assert {stat.S_IMODE((path / name).stat().st_mode) for name in files} == {0o666 & ~mask}
