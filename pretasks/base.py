@@ -20,8 +20,13 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.options import Range, check_ranges
 
 IGNORE_INDEX = -100  # the label of a position (or example) that is not scored
+# --max-seq-length of every command: [CLS], [SEP] and a few tokens of text at the least (each task
+# may need more: PreTask.min_seq_length), and no more positions than any BERT-style encoder has.
+SEQ_LENGTH_RANGE = Range(8, 8192)
+SEQ_LENGTH_HELP = "Maximum tokens per example, [CLS] and [SEP] included"
 # The head of each level unless a task names another (knowledge masking: "masked_lm").
 LEVEL_HEADS = {"token": "token_classification", "sequence": "sequence_classification", "pair": "sentence_pair"}
 
@@ -54,9 +59,26 @@ class PreTask(ABC):
     label_names: tuple[str, ...] = ()
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, options: Any, max_seq_length: int) -> None:
+        check_ranges(options)
+        self.check_seq_length(options, max_seq_length)
         self.tokenizer = tokenizer
         self.options = options
         self.max_seq_length = max_seq_length
+
+    @classmethod
+    def min_seq_length(cls, options: Any) -> tuple[int, str]:
+        """The shortest ``--max-seq-length`` whose examples are well-formed under ``options``, and
+        why (shorter inputs would cut a segment to nothing or below what the task's definition
+        needs). Tasks with needs beyond ``SEQ_LENGTH_RANGE`` override it."""
+        return SEQ_LENGTH_RANGE.low, "the shortest input of any task"
+
+    @classmethod
+    def check_seq_length(cls, options: Any, max_seq_length: int) -> None:
+        """A UserError when ``max_seq_length`` is below :meth:`min_seq_length`."""
+        minimum, why = cls.min_seq_length(options)
+        if max_seq_length < minimum:
+            raise UserError(f"--max-seq-length {max_seq_length} is too short for {cls.name}, which needs at least "
+                            f"{minimum} ({why}); raise --max-seq-length or leave out the task")
 
     @property
     def num_labels(self) -> int:

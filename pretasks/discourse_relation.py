@@ -48,7 +48,7 @@ import datasets
 import numpy as np
 
 from ernie_cpt.errors import UserError
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 from pretasks.base import PreTask, TaskUnavailable
 from pretasks.registry import register
 from pretasks.sequences import join_segments
@@ -177,7 +177,8 @@ class DiscourseRelationOptions:
     discourse_pairs: str | None = option(None, "Labelled pair file added to the mined pairs: TSV with a header or "
                                          "JSON lines, fields sentence1, sentence2, marker or label (e.g. Discovery); "
                                          "one record in 20 is held out")
-    discourse_min_pairs: int = option(20, "Warn when a label has fewer training pairs than this")
+    discourse_min_pairs: int = option(20, "Warn when a label has fewer training pairs than this",
+                                      valid=Range(0, 1_000_000))
 
 
 @register

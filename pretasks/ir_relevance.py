@@ -46,6 +46,7 @@ A query is held out when crc32(query) % 100 < 5.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -60,7 +61,7 @@ import numpy as np
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from ernie_cpt.errors import UserError
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 from pretasks.base import PreTask, TaskUnavailable
 from pretasks.registry import register
 from pretasks.sections import is_generic_heading, paragraph_sections
@@ -93,8 +94,8 @@ class IrRelevanceOptions:
     """ir_relevance: query-passage relevance (strong / weak / irrelevant)"""
 
     ir_passages_per_query: int = option(8, "Strong passages (static rows) per query unit (a document, or a chapter "
-                                        "of an untitled one), at most")
-    ir_candidates: int = option(4, "Weak and irrelevant candidate passages stored per row (K)")
+                                        "of an untitled one), at most", valid=Range(1, 10_000))
+    ir_candidates: int = option(4, "Weak and irrelevant candidate passages stored per row (K)", valid=Range(1, 64))
     ir_click_log: str | None = option(None, "Click log (TSV with header or JSONL: query, title, clicked[, shown]) "
                                       "whose rows are added to the corpus rows")
 
@@ -295,10 +296,12 @@ class IrRelevance(PreTask):
     level = "pair"
     label_names = CLASSES
 
-    def __init__(self, tokenizer: Any, options: IrRelevanceOptions, max_seq_length: int) -> None:
-        super().__init__(tokenizer, options, max_seq_length)
-        if options.ir_passages_per_query < 1 or options.ir_candidates < 1:
-            raise UserError("--ir-passages-per-query and --ir-candidates must be at least 1")
+    @classmethod
+    def min_seq_length(cls, options: IrRelevanceOptions) -> tuple[int, str]:
+        """[CLS] query [SEP] passage [SEP] with a query of up to a quarter of the tokens and a
+        passage of ``MIN_PASSAGE_WORDS`` tokens (a word is at least one token)."""
+        minimum = next(n for n in itertools.count(8) if n - 3 - n // 4 >= MIN_PASSAGE_WORDS)
+        return minimum, f"a query of up to a quarter of the tokens and a passage of {MIN_PASSAGE_WORDS} words"
 
     def _unit_rows(self, index: PassageIndex, u: int, unit: dict[str, Any], query: str,
                    kind: str, doc_ids: list[str]) -> list[dict[str, Any]]:

@@ -37,8 +37,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from ernie_cpt.errors import UserError
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 from pretasks.alignment import pack_segments, tokenize_documents
 from pretasks.base import PreTask, TaskUnavailable
 from pretasks.registry import register
@@ -48,6 +47,7 @@ log = logging.getLogger(__name__)
 
 ADJACENT, SAME_DOCUMENT, OTHER_DOCUMENT = 0, 1, 2
 MIN_ANCHOR_SENTENCES = 4
+MIN_SEGMENT_TOKENS = 8  # a packed segment shorter than this holds less than a sentence
 TOKENS = datasets.Sequence(datasets.Value("int32"))
 POOL_FEATURES = datasets.Features({
     "doc_index": datasets.Value("int64"),
@@ -77,10 +77,11 @@ class SentenceDistanceOptions:
     """sentence_distance: adjacent / same document / other document sentence pairs"""
 
     distance_candidates: int = option(4, "Same-document and other-document partner candidates stored per anchor "
-                                      "sentence (K); each epoch picks one of them")
+                                      "sentence (K); each epoch picks one of them", valid=Range(1, 64))
     distance_segment_tokens: int = option(
         0, "Pack consecutive sentences into segments of at most this many tokens, as BERT's next sentence "
-        "prediction does (e.g. half of --max-seq-length); 0 = single spaCy sentences")
+        "prediction does (at most (--max-seq-length - 3) / 2, so a pair is never cut); 0 = single spaCy sentences",
+        valid=Range(MIN_SEGMENT_TOKENS, also=(0,)))
 
 
 @register
@@ -92,11 +93,17 @@ class SentenceDistance(PreTask):
 
     def __init__(self, tokenizer: Any, options: SentenceDistanceOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)
-        if options.distance_candidates < 1:
-            raise UserError(f"--distance-candidates must be at least 1, got {options.distance_candidates}")
-        if options.distance_segment_tokens < 0:
-            raise UserError(f"--distance-segment-tokens must be 0 or more, got {options.distance_segment_tokens}")
         self.segment_tokens = options.distance_segment_tokens
+
+    @classmethod
+    def min_seq_length(cls, options: SentenceDistanceOptions) -> tuple[int, str]:
+        """Two whole segments of ``--distance-segment-tokens`` and 3 special tokens: truncation would cut
+        the end of the first segment, where an adjacent pair meets."""
+        if options.distance_segment_tokens:
+            return (2 * options.distance_segment_tokens + 3,
+                    f"two segments of --distance-segment-tokens {options.distance_segment_tokens} and [CLS], [SEP], "
+                    f"[SEP], so that a pair is never cut")
+        return super().min_seq_length(options)
 
     def _sentences(self, batch: dict[str, list[Any]], indices: list[int], doc_offset: int) -> dict[str, list[Any]]:
         """One row per segment (or non-empty sentence), numbered through its document."""

@@ -32,8 +32,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from ernie_cpt.errors import UserError
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 from pretasks.alignment import pack_segments, tokenize_documents
 from pretasks.base import PreTask, TaskUnavailable
 from pretasks.registry import register
@@ -66,7 +65,8 @@ class SentenceReorderingOptions:
     """sentence_reordering: classify the permutation of a paragraph's shuffled segments"""
 
     reorder_max_segments: int = option(3, "Maximum number of segments m a paragraph is cut into; "
-                                       "sum_{n=1..m} n! classes (3 -> 9, 4 -> 33)")
+                                       "sum_{n=1..m} n! classes (3 -> 9, 4 -> 33)",
+                                       valid=Range(2, MAX_SEGMENTS_LIMIT))
 
 
 @register
@@ -78,14 +78,17 @@ class SentenceReordering(PreTask):
     def __init__(self, tokenizer: Any, options: SentenceReorderingOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)
         m = options.reorder_max_segments
-        if not 2 <= m <= MAX_SEGMENTS_LIMIT:
-            raise UserError(f"--reorder-max-segments must be between 2 and {MAX_SEGMENTS_LIMIT}, got {m}")
         self.window_tokens = max_seq_length - 1 - m  # room for [CLS] and one [SEP] per segment
-        if self.window_tokens < 2:
-            raise UserError(f"--max-seq-length {max_seq_length} leaves no room for {m} segments")
         permutations = permutations_up_to(m)
         self.label_of_permutation = {p: label for label, p in enumerate(permutations)}
         self.label_names = tuple("-".join(str(group + 1) for group in p) for p in permutations)
+
+    @classmethod
+    def min_seq_length(cls, options: SentenceReorderingOptions) -> tuple[int, str]:
+        """[CLS], a [SEP] per segment and a window of at least two sentences."""
+        m = options.reorder_max_segments
+        minimum = max(super().min_seq_length(options)[0], m + 3)
+        return minimum, f"[CLS], {m} [SEP]s (--reorder-max-segments) and two sentences"
 
     def _windows(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in FEATURES}

@@ -37,7 +37,7 @@ import datasets
 import numpy as np
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 from pretasks.alignment import DocumentTokens, add_labelled_segments, pack_segments, tokenize_documents
 from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
 from pretasks.registry import register
@@ -60,7 +60,7 @@ class TokenDocumentRelationOptions:
     tdr_label_stop_words: bool = option(False, "Also label spaCy's English stop words (the, of, she, ...)")
     tdr_label_punctuation: bool = option(False, "Also label words with no letter or digit (punctuation)")
     tdr_min_words: int = option(5, "Segments with fewer labelled words give no example (they still count as "
-                                   "segments of their document)")
+                                   "segments of their document; 0 keeps every segment)", valid=Range(0, 1000))
 
 
 @register
@@ -69,6 +69,12 @@ class TokenDocumentRelation(PreTask):
     options_class = TokenDocumentRelationOptions
     level = "token"
     label_names = ("only here", "elsewhere")
+
+    @classmethod
+    def min_seq_length(cls, options: TokenDocumentRelationOptions) -> tuple[int, str]:
+        """A segment must have room for ``tdr_min_words`` labelled words (a token each at least)."""
+        minimum = max(super().min_seq_length(options)[0], options.tdr_min_words + 2)
+        return minimum, f"--tdr-min-words {options.tdr_min_words} words between [CLS] and [SEP]"
 
     def document_segments(self, batch: dict[str, list[Any]]) -> Iterator[tuple[int, DocumentTokens,
                                                                               list[tuple[int, int]], list[int]]]:

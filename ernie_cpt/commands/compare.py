@@ -37,13 +37,14 @@ from ernie_cpt.data.labelled_data import load_labelled_data
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import SCORE_METRICS, continual_metrics
 from ernie_cpt.modeling.encoder import ModelOptions
-from ernie_cpt.options import option, to_dict
+from ernie_cpt.options import Range, option, to_dict
 from ernie_cpt.training.checkpoint import atomic_write_text, checkpoints
 from ernie_cpt.training.evaluate import EvaluationOptions
 from ernie_cpt.training.run_dir import option_differences
 from ernie_cpt.training.trainer import TrainingOptions
 from ernie_cpt.weighting import WeightingOptions
 from pretasks import get_task
+from pretasks.base import SEQ_LENGTH_HELP, SEQ_LENGTH_RANGE
 from schedules import CURRICULA, ScheduleOptions, build_schedule, get_curriculum
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SCHEDULES = ["continual", "joint", "sequential", "pairwise"]
 RESULT = "result.json"
 _FINETUNE = FinetuneOptions()
+_FINETUNE_RANGES = {f.name: f.metadata["valid"] for f in dataclasses.fields(FinetuneOptions)}
 
 
 @dataclass
@@ -60,11 +62,11 @@ class CompareOptions:
     output_dir: str | None = option(None, "Folder for the runs (DIR/runs/<schedule>-seed<k>) and the report "
                                     "(DIR/report) (required)")
     tasks: list[str] = option([], "Pre-training tasks, at least 2, in curriculum order (required)")
-    max_seq_length: int = option(RunOptions().max_seq_length, "Maximum tokens per example, [CLS] and [SEP] included")
+    max_seq_length: int = option(RunOptions().max_seq_length, SEQ_LENGTH_HELP, valid=SEQ_LENGTH_RANGE)
     schedules: list[str] = option(DEFAULT_SCHEDULES, f"Curricula to compare, comma- or space-separated: "
                                   f"{', '.join(c for c in CURRICULA if c != 'file')}")
     seeds: int = option(1, "Number of seeds: every curriculum runs with --seed, --seed + 1, ...; the report gives "
-                        "mean ± std over them")
+                        "mean ± std over them", valid=Range(1, 1000))
     metric: str = option("accuracy", "Score of the accuracy matrix, forgetting and BWT", choices=tuple(SCORE_METRICS))
     downstream_train: str | None = option(None, "Labelled training file (.jsonl/.csv/.parquet) to fine-tune each "
                                           "curriculum's encoder on; needs --downstream-test")
@@ -72,9 +74,12 @@ class CompareOptions:
     downstream_text_field: str = option(_FINETUNE.text_field, "Field holding the downstream text")
     downstream_text_pair_field: str | None = option(None, "Field holding a second text, for a sentence-pair task")
     downstream_label_field: str = option(_FINETUNE.label_field, "Field holding the downstream label")
-    downstream_epochs: int = option(_FINETUNE.epochs, "Fine-tuning passes over the downstream training set")
-    downstream_learning_rate: float = option(_FINETUNE.learning_rate, "Peak learning rate of the fine-tuning")
-    downstream_batch_size: int = option(_FINETUNE.batch_size, "Examples per fine-tuning batch")
+    downstream_epochs: int = option(_FINETUNE.epochs, "Fine-tuning passes over the downstream training set",
+                                    valid=_FINETUNE_RANGES["epochs"])
+    downstream_learning_rate: float = option(_FINETUNE.learning_rate, "Peak learning rate of the fine-tuning",
+                                             valid=_FINETUNE_RANGES["learning_rate"])
+    downstream_batch_size: int = option(_FINETUNE.batch_size, "Examples per fine-tuning batch",
+                                        valid=_FINETUNE_RANGES["batch_size"])
 
 
 def compare_option_classes() -> list[type]:
@@ -97,8 +102,9 @@ def _validate(options: dict[type, Any]) -> list[str]:
         raise UserError("compare needs --output-dir DIR (where the runs and the report go)")
     if len(settings.tasks) < 2:
         raise UserError("compare needs at least 2 --tasks: with one task every curriculum is the same")
-    for task in settings.tasks:
-        get_task(task)
+    for name in settings.tasks:
+        task = get_task(name)
+        task.check_seq_length(options.get(task.options_class) or task.options_class(), settings.max_seq_length)
     names = schedule_names(settings.schedules)
     if not names:
         raise UserError("--schedules names no curriculum; give e.g. --schedules continual,joint")
@@ -109,8 +115,6 @@ def _validate(options: dict[type, Any]) -> list[str]:
                             "schedule sets its own budgets: run it with ernie-cpt pretrain")
     if options[EvaluationOptions].eval_fraction <= 0:
         raise UserError("compare scores every task on held-out documents; --eval-fraction must be above 0")
-    if settings.seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {settings.seeds}")
     if bool(settings.downstream_train) != bool(settings.downstream_test):
         raise UserError("give both --downstream-train and --downstream-test (the fine-tuning data and the set it "
                         "is scored on), or neither")

@@ -44,9 +44,10 @@ from ernie_cpt.commands.export import export
 from ernie_cpt.data.labelled_data import LabelledSplit, load_labelled_data
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
-from ernie_cpt.options import option
+from ernie_cpt.options import SEED_RANGE, Range, check_ranges, option
 from ernie_cpt.training.checkpoint import atomic_write_text
 from ernie_cpt.training.trainer import pick_device
+from pretasks.base import SEQ_LENGTH_HELP, SEQ_LENGTH_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +65,16 @@ class FinetuneOptions:
     text_pair_field: str | None = option(None, "Field holding a second text, for sentence-pair tasks")
     label_field: str = option("label", "Field holding the label: strings or integers (class ids follow the "
                               "sorted training labels)")
-    seeds: list[int] = option([42], "Fine-tune once per seed and report mean ± std over them")
-    epochs: int = option(3, "Passes over the training set")
+    seeds: list[int] = option([42], "Fine-tune once per seed and report mean ± std over them", valid=SEED_RANGE)
+    epochs: int = option(3, "Passes over the training set", valid=Range(1, 1000))
     learning_rate: float = option(5e-5, "Peak learning rate of AdamW (linear warm-up over the first tenth of the "
-                                  "steps, then linear decay)")
-    batch_size: int = option(32, "Examples per batch")
-    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included (longer ones are cut)")
+                                  "steps, then linear decay)", valid=Range(0, 1, low_open=True))
+    batch_size: int = option(32, "Examples per batch", valid=Range(1))
+    max_seq_length: int = option(128, SEQ_LENGTH_HELP + " (longer ones are cut)", valid=SEQ_LENGTH_RANGE)
     output_json: str | None = option(None, "Also write the results to this JSON file")
     device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when available)")
+    num_threads: int = option(0, "Torch threads; 0 = the CPUs this process may use (affinity and cgroup quota)",
+                              valid=Range(0, 1024))
 
 
 def macro_f1(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> float:
@@ -87,13 +90,7 @@ def _validate(options: FinetuneOptions) -> None:
         raise UserError("finetune needs --train FILE and --test FILE (labelled .jsonl, .csv or .parquet)")
     if not options.seeds:
         raise UserError("--seeds needs at least one seed")
-    for name in ("epochs", "batch_size"):
-        if getattr(options, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    if options.learning_rate <= 0:
-        raise UserError("--learning-rate must be positive")
-    if options.max_seq_length < 8:
-        raise UserError("--max-seq-length must be at least 8")
+    check_ranges(options)  # options made in code (compare) as well as on the command line
 
 
 def _model_folder(model_dir: Path, stack: contextlib.ExitStack) -> Path:

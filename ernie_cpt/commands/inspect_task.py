@@ -16,9 +16,9 @@ import numpy as np
 from ernie_cpt.data.annotate import AnnotationOptions, annotate
 from ernie_cpt.data.corpus import CorpusOptions, corpus_words, load_corpus
 from ernie_cpt.data.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
-from ernie_cpt.options import option
+from ernie_cpt.options import SEED_RANGE, Range, option
 from pretasks import TASKS, get_task
-from pretasks.base import IGNORE_INDEX
+from pretasks.base import IGNORE_INDEX, SEQ_LENGTH_HELP, SEQ_LENGTH_RANGE
 
 STATISTICS_SAMPLE = 2000
 MAX_LABELS_SHOWN = 12
@@ -28,9 +28,9 @@ MAX_LABELS_SHOWN = 12
 class InspectOptions:
     """Inspection"""
 
-    num_examples: int = option(5, "How many decoded examples to print")
-    seed: int = option(42, "Seed of the examples' random choices (masks, shuffles, partners)")
-    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
+    num_examples: int = option(5, "How many decoded examples to print", valid=Range(0, STATISTICS_SAMPLE))
+    seed: int = option(42, "Seed of the examples' random choices (masks, shuffles, partners)", valid=SEED_RANGE)
+    max_seq_length: int = option(128, SEQ_LENGTH_HELP, valid=SEQ_LENGTH_RANGE)
 
 
 def option_classes() -> list[type]:
@@ -56,6 +56,7 @@ def inspect_task(name: str, options: dict[type, Any]) -> str:
     """The report printed by ``ernie-cpt inspect-task NAME``."""
     task_class = get_task(name)
     inspect = options[InspectOptions]
+    task_class.check_seq_length(options[task_class.options_class], inspect.max_seq_length)  # before any work
     documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     tokenizer_options = options[TokenizerOptions]
     tokenizer = (load_tokenizer(tokenizer_options.tokenizer) if tokenizer_options.tokenizer else

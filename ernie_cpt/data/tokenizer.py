@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
 from ernie_cpt.data.corpus import corpus_fingerprint, corpus_words
 from ernie_cpt.errors import UserError
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class TokenizerOptions:
     tokenizer: str | None = option(None, "Folder of an existing (fast) tokenizer to use instead of training one")
     vocab_size: int | None = option(None, "WordPiece vocabulary size when training a tokenizer on the corpus; "
                                     "default: 20 x sqrt(words), between 2,048 and 30,522 (4k for 40k words, "
-                                    "17k for Austen's 720k)")
+                                    "17k for Austen's 720k)", valid=Range(1_000, 1_000_000))
 
 
 def _texts(documents: datasets.Dataset, batch_size: int = 256) -> Iterator[list[str]]:

@@ -17,7 +17,7 @@ from transformers import AutoConfig, ErnieConfig, ErnieModel, PretrainedConfig
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.safe_loading import load_weights, weight_files
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,12 @@ class ModelOptions:
 
     model_size: str = option("mini", "Size preset: tiny L2/H128, mini L4/H256, small L4/H512, medium L8/H512, "
                              "base L12/H768 (BERT-base)", choices=tuple(PRESETS))
-    num_layers: int | None = option(None, "Override the preset's number of layers")
-    hidden_size: int | None = option(None, "Override the preset's hidden size")
-    num_heads: int | None = option(None, "Override the preset's number of attention heads")
-    intermediate_size: int | None = option(None, "Override the preset's feed-forward size")
-    dropout: float = option(0.1, "Dropout of hidden states and attention probabilities")
+    num_layers: int | None = option(None, "Override the preset's number of layers", valid=Range(1, 96))
+    hidden_size: int | None = option(None, "Override the preset's hidden size", valid=Range(8, 16_384))
+    num_heads: int | None = option(None, "Override the preset's number of attention heads", valid=Range(1, 256))
+    intermediate_size: int | None = option(None, "Override the preset's feed-forward size", valid=Range(8, 65_536))
+    dropout: float = option(0.1, "Dropout of hidden states and attention probabilities",
+                            valid=Range(0, 1, high_open=True))
     init_from: str | None = option(None, "Start from a local BERT or ERNIE checkpoint folder (safetensors); "
                                    "its tokenizer is used and the task embedding is new")
 

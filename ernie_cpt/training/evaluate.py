@@ -15,17 +15,19 @@ import torch
 from torch.utils.data import DataLoader
 
 from ernie_cpt.modeling.architectures import Architecture
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 
 
 @dataclass
 class EvaluationOptions:
     """Evaluation: held-out documents"""
 
-    eval_fraction: float = option(0.05, "Fraction of documents held out for evaluation (at least one; 0 = none)")
-    eval_steps: int = option(200, "Evaluate every N steps (and at the end of every stage); 0 = only then")
-    eval_max_examples: int = option(256, "At most this many held-out examples per task")
-    eval_batch_size: int = option(64, "Batch size for evaluation")
+    eval_fraction: float = option(0.05, "Fraction of documents held out for evaluation (at least one; 0 = none)",
+                                  valid=Range(0, 0.5))
+    eval_steps: int = option(200, "Evaluate every N steps (and at the end of every stage); 0 = only then",
+                             valid=Range(0))
+    eval_max_examples: int = option(256, "At most this many held-out examples per task", valid=Range(1))
+    eval_batch_size: int = option(64, "Batch size for evaluation", valid=Range(1))
     eval_untrained_tasks: bool = option(False, "Also score tasks no stage has trained yet. Their heads are still at "
                                         "their random initialisation, so such a score measures only what the "
                                         "encoder's features give an untrained linear head: about chance")

@@ -38,7 +38,7 @@ from transformers import get_linear_schedule_with_warmup
 from ernie_cpt import distributed
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.architectures import Architecture
-from ernie_cpt.options import option
+from ernie_cpt.options import SEED_RANGE, Range, option
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.checkpoint import Checkpoint, latest_name, save_checkpoint
 from ernie_cpt.training.evaluate import EvaluationOptions, evaluate
@@ -58,23 +58,29 @@ class TrainingOptions:
 
     max_steps: int = option(1000, "Task steps in total, shared evenly by the tasks unless --steps-per-task is set "
                             "(a task step trains one batch of a task; --task-mixing all trains several per "
-                            "optimizer step)")
+                            "optimizer step)", valid=Range(1))
     batch_size: int = option(32, "Examples per micro-batch, over all processes when run with torchrun (each "
-                             "process takes batch_size / processes of them)")
-    grad_accum_steps: int = option(1, "Micro-batches accumulated per optimizer step")
-    learning_rate: float = option(5e-4, "Peak learning rate of AdamW")
-    weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
-    warmup_ratio: float = option(0.06, "Fraction of the steps with linear warm-up; then linear decay to 0")
-    max_grad_norm: float = option(1.0, "Gradient clipping norm (0 = off)")
-    seed: int = option(42, "Seed of everything: model init, data order, masks, dropout, evaluation split")
-    save_steps: int = option(500, "Checkpoint every N steps (and at the end)")
-    save_total_limit: int = option(2, "Keep the last K checkpoints")
-    logging_steps: int = option(10, "Log loss, learning rate and tokens/s every N steps")
+                             "process takes batch_size / processes of them)", valid=Range(1))
+    grad_accum_steps: int = option(1, "Micro-batches accumulated per optimizer step", valid=Range(1))
+    learning_rate: float = option(5e-4, "Peak learning rate of AdamW", valid=Range(0, 1, low_open=True))
+    weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and LayerNorm)", valid=Range(0, 1))
+    warmup_ratio: float = option(0.06, "Fraction of the steps with linear warm-up; then linear decay to 0",
+                                 valid=Range(0, 1))
+    max_grad_norm: float = option(1.0, "Gradient clipping norm (0 = off)", valid=Range(0))
+    seed: int = option(42, "Seed of everything: model init, data order, masks, dropout, evaluation split",
+                       valid=SEED_RANGE)
+    save_steps: int = option(500, "Checkpoint every N steps (and at the end)", valid=Range(1))
+    save_total_limit: int = option(2, "Keep the last K checkpoints", valid=Range(1))
+    logging_steps: int = option(10, "Log loss, learning rate and tokens/s every N steps", valid=Range(1))
     device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when available)")
     amp: bool = option(True, "bf16 autocast where the device supports it (CUDA); fp32 on CPU")
-    dataloader_workers: int = option(0, "DataLoader worker processes per task (0 = main process)")
+    dataloader_workers: int = option(0, "DataLoader worker processes per task (0 = main process)",
+                                     valid=Range(0, 64))
     max_nonfinite_steps: int = option(10, "Steps with a NaN/inf loss or gradient norm are skipped (no update); "
-                                      "training stops when more than this many occur in a run")
+                                      "training stops when more than this many occur in a run", valid=Range(0))
+    num_threads: int = option(0, "Torch threads for training and evaluation; 0 = the CPUs this process may use "
+                              "(affinity and cgroup quota) minus --dataloader-workers, at least 1",
+                              valid=Range(0, 1024))
 
 
 def pick_device(name: str) -> torch.device:

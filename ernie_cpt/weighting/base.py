@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 from ernie_cpt.registry import Registry
 
 WEIGHTINGS: Registry[type[LossWeighting]] = Registry("loss weighting")
@@ -29,12 +29,17 @@ class WeightingOptions:
                                  "equal, manual, uncertainty, gradnorm, dwa, dtp")
     task_weights: list[str] = option([], "manual: TASK=WEIGHT for each task to weigh, e.g. capitalization=0.5; "
                                          "tasks not listed get 1.0")
-    gradnorm_alpha: float = option(1.5, "gradnorm: asymmetry alpha, how strongly tasks that train slower are favoured")
-    gradnorm_lr: float = option(0.025, "gradnorm: learning rate of the Adam optimizer of the task weights")
-    dwa_temperature: float = option(2.0, "dwa: softmax temperature T (larger = weights closer to equal)")
-    dwa_window: int = option(20, "dwa: steps per window; loss ratios of the last two windows replace epochs")
-    dtp_gamma: float = option(2.0, "dtp: focusing exponent gamma of the focal weights")
-    dtp_momentum: float = option(0.9, "dtp: momentum of the moving average of each task's KPI (accuracy)")
+    gradnorm_alpha: float = option(1.5, "gradnorm: asymmetry alpha, how strongly tasks that train slower are favoured",
+                                   valid=Range(0, 10))
+    gradnorm_lr: float = option(0.025, "gradnorm: learning rate of the Adam optimizer of the task weights",
+                                valid=Range(0, 1, low_open=True))
+    dwa_temperature: float = option(2.0, "dwa: softmax temperature T (larger = weights closer to equal)",
+                                    valid=Range(0, 100, low_open=True))
+    dwa_window: int = option(20, "dwa: steps per window; loss ratios of the last two windows replace epochs",
+                             valid=Range(1))
+    dtp_gamma: float = option(2.0, "dtp: focusing exponent gamma of the focal weights", valid=Range(0, 10))
+    dtp_momentum: float = option(0.9, "dtp: momentum of the moving average of each task's KPI (accuracy)",
+                                 valid=Range(0, 1, high_open=True))
 
     def __post_init__(self) -> None:
         WEIGHTINGS.get(self.loss_weighting)  # checked when the options are read, before anything loads

@@ -145,7 +145,7 @@ def test_segments_pack_consecutive_whole_sentences(sample_tokenizer, sample_anno
     """With --distance-segment-tokens, a document's segments are its sentences in order, cut only
     at sentence starts (a sentence longer than the budget is cut every `budget` tokens)."""
     budget = 100
-    task = SentenceDistance(sample_tokenizer, SentenceDistanceOptions(distance_segment_tokens=budget), 128)
+    task = SentenceDistance(sample_tokenizer, SentenceDistanceOptions(distance_segment_tokens=budget), 2 * budget + 3)
     rows = task.build_examples(sample_annotations)
     sentences = _annotated_sentences(sample_annotations, sample_tokenizer)
     for doc_id in sorted(set(rows["doc_id"])):

@@ -31,7 +31,7 @@ from transformers import ErnieConfig, ErnieModel
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.heads import Head
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 from ernie_cpt.registry import Registry
 
 
@@ -52,10 +52,10 @@ class ArchitectureOptions:
                                "mmoe, cgc, ple or cross_stitch (the top --expert-layers layers become experts or "
                                "task columns)")
     expert_layers: int = option(2, "mmoe/cgc/ple/cross_stitch: how many of the top encoder layers become experts "
-                                "or task columns; the layers below stay shared")
-    num_experts: int = option(4, "mmoe: expert copies of the top --expert-layers layers")
-    shared_experts: int = option(2, "cgc/ple: experts shared by all tasks")
-    task_experts: int = option(1, "cgc/ple: experts owned by each task")
+                                "or task columns; the layers below stay shared", valid=Range(1, 96))
+    num_experts: int = option(4, "mmoe: expert copies of the top --expert-layers layers", valid=Range(1, 64))
+    shared_experts: int = option(2, "cgc/ple: experts shared by all tasks", valid=Range(0, 64))
+    task_experts: int = option(1, "cgc/ple: experts owned by each task", valid=Range(0, 64))
 
     def __post_init__(self) -> None:
         ARCHITECTURES.get(self.architecture)  # checked when the options are read, before anything loads
