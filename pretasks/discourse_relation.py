@@ -47,6 +47,7 @@ from typing import Any
 import datasets
 import numpy as np
 
+from ernie_cpt.data.cells import describe, text_cell
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, option
 from pretasks.base import PreTask, TaskUnavailable
@@ -147,8 +148,11 @@ def read_pair_file(path: str) -> Iterator[tuple[int, str, str, str]]:
                         record = json.loads(line) if line.strip() else None
                     except json.JSONDecodeError as e:
                         raise UserError(f"{path} line {line_number} is not valid JSON ({e.msg})") from e
+                    if record is not None and not isinstance(record, dict):
+                        raise UserError(f"{path} line {line_number} is {describe(record)}, not a JSON object with "
+                                        "sentence1, sentence2 and marker (or label)")
                     if record is not None:
-                        yield _fields(record if isinstance(record, dict) else {}, path, line_number)
+                        yield _fields(record, path, line_number)
             else:
                 reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
                 for record in reader:
@@ -160,10 +164,11 @@ def read_pair_file(path: str) -> Iterator[tuple[int, str, str, str]]:
 
 
 def _fields(record: dict[str, Any], path: str, line_number: int) -> tuple[int, str, str, str]:
-    value = record.get("marker") or record.get("label")
-    first, second = record.get("sentence1"), record.get("sentence2")
-    if not all(isinstance(field, str) and field.strip() for field in (first, second, value)):
-        raise UserError(f"{path} line {line_number}: a pair record needs non-empty sentence1, sentence2 and "
+    name = "marker" if record.get("marker") is not None else "label"
+    where = f"{path} line {line_number}"
+    first, second, value = (text_cell(record.get(field), where, field) for field in ("sentence1", "sentence2", name))
+    if not all(field and field.strip() for field in (first, second, value)):
+        raise UserError(f"{where}: a pair record needs non-empty sentence1, sentence2 and "
                         "marker (or label) fields (TSV with that header, or JSON lines)")
     return line_number, first, second, value
 

@@ -60,6 +60,7 @@ import datasets
 import numpy as np
 from spacy.lang.en.stop_words import STOP_WORDS
 
+from ernie_cpt.data.cells import describe, text_cell
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, option
 from pretasks.base import PreTask, TaskUnavailable
@@ -245,7 +246,7 @@ class PassageIndex:
 
 
 def _flag(value: Any, where: str, field: str) -> bool:
-    text = str(value).strip().lower()
+    text = str(value).strip().lower() if isinstance(value, (str, bool, int)) else repr(value)
     if text not in TRUE | FALSE:
         raise UserError(f"{where}: '{field}' must be 0/1 or true/false, not {value!r}; fix that line of the click log")
     return text in TRUE
@@ -280,10 +281,11 @@ def read_click_log(path: str) -> list[ClickRecord]:
         except (json.JSONDecodeError, ValueError) as e:
             raise UserError(f"{where}: malformed line ({e}); expected "
                             f"{'a JSON object' if jsonl else f'{len(header)} tab-separated fields'}") from e
-        if not isinstance(record, dict) or not all(str(record.get(k) or "").strip() for k in ("query", "title")) \
-                or "clicked" not in record:
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: the line is {describe(record)}, not a JSON object with query, title and clicked")
+        query, title = (" ".join((text_cell(record.get(k), where, k) or "").split()) for k in ("query", "title"))
+        if not query or not title or "clicked" not in record:
             raise UserError(f"{where}: malformed line; every record needs a non-empty query and title, and clicked")
-        query, title = (" ".join(str(record[k]).split()) for k in ("query", "title"))
         records.append(ClickRecord(where, query, title, _flag(record["clicked"], where, "clicked"),
                                    _flag(record.get("shown", 1), where, "shown")))
     return records

@@ -2,9 +2,11 @@
 
 Every source is normalised to the columns ``doc_id`` (stable: a relative path or
 ``file:row``), ``title`` (``None`` when the source has none) and ``text`` (blank line =
-paragraph break). Files that are empty or not UTF-8 text are skipped with a warning. A
-paragraph longer than ``MAX_PARAGRAPH_CHARS`` (say, a 50 MB file without a line break) is an
-error: such text is not prose in paragraphs, and the tasks work on paragraphs and sentences.
+paragraph break). In a table, a text that is a list of strings is read as paragraphs; any other
+type is an error naming the file and the row (:mod:`ernie_cpt.data.cells`). Files that are empty
+or not UTF-8 text are skipped with a warning. A paragraph longer than ``MAX_PARAGRAPH_CHARS``
+(say, a 50 MB file without a line break) is an error: such text is not prose in paragraphs, and
+the tasks work on paragraphs and sentences.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import datasets
 
+from ernie_cpt.data.cells import id_cell, text_cell
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import option
 
@@ -116,12 +119,14 @@ def _normalise_table(ds: datasets.Dataset, source: str, text_field: str, title_f
     name = Path(source).name
 
     def normalise(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
-        texts = batch[text_field]
+        rows = [f"{source} row {i + 1}" for i in indices]
+        texts = [text_cell(t, row, text_field, paragraphs=True) for t, row in zip(batch[text_field], rows)]
         return {
-            "doc_id": [str(i) for i in batch["id"]] if has_id else [f"{name}:{i}" for i in indices],
-            "title": [str(t) if t is not None else None for t in batch[title_field]] if has_title
+            "doc_id": [id_cell(i, row, "id") for i, row in zip(batch["id"], rows)] if has_id
+            else [f"{name}:{i}" for i in indices],
+            "title": [text_cell(t, row, title_field) for t, row in zip(batch[title_field], rows)] if has_title
             else [None] * len(texts),
-            "text": [str(t).replace("\r\n", "\n") if t is not None else "" for t in texts],
+            "text": [t.replace("\r\n", "\n") if t is not None else "" for t in texts],
         }
 
     normalised = ds.map(normalise, batched=True, with_indices=True, remove_columns=ds.column_names,

@@ -20,6 +20,7 @@ from pretasks.ir_relevance import (
     content_terms,
     is_heading,
     query_units,
+    read_click_log,
 )
 
 JARGON = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "jargon.jsonl"
@@ -257,3 +258,21 @@ def test_untitled_documents_divided_by_chapter_headings_give_a_query_per_chapter
     # Several chapters of each novel are queries, and queries differ from chapter to chapter.
     assert len({chapter for chapters_of_query in by_query.values() for chapter in chapters_of_query}) >= 6
     assert len({query for _, query in by_query}) >= 4
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ('{"query": ["persuasion", "austen"], "title": "t", "clicked": 1}',
+     "clicks.jsonl:2: 'query' is a list of strings; it must be a string"),
+    ('{"query": "q", "title": {"text": "t"}, "clicked": 1}', "clicks.jsonl:2: 'title' is an object (dict)"),
+    ('{"query": 42, "title": "t", "clicked": 1}', "clicks.jsonl:2: 'query' is a number (42)"),
+    ('{"query": "q", "title": "t", "clicked": [1]}', "clicks.jsonl:2: 'clicked' must be 0/1 or true/false, not [1]"),
+    ('["q", "t", 1]', "clicks.jsonl:2: the line is a list holding a number, not a JSON object"),
+])
+def test_click_log_cells_of_another_type_name_the_line_and_the_type(tmp_path, line, expected):
+    path = tmp_path / "clicks.jsonl"
+    path.write_text('{"query": "q", "title": "t", "clicked": 1}\n' + line + "\n", encoding="utf-8")
+
+    with pytest.raises(UserError) as error:
+        read_click_log(str(path))
+
+    assert expected in str(error.value)

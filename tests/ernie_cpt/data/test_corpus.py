@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -366,3 +367,48 @@ def test_fingerprint_covers_ids_titles_and_boundaries():
     # the same characters split differently between the fields
     assert fingerprint(("a", "Anne", " Elliot")) != fingerprint(("a", "Anne ", "Elliot"))
     assert fingerprint(("ch-1", None, "Anne")) != fingerprint(("ch-", None, "1Anne"))
+
+
+# --- the type of every cell of a table ---------------------------------------------------------------------
+
+
+def test_a_text_that_is_a_list_of_strings_is_read_as_paragraphs(tmp_path):
+    first, second, third = sample_paragraphs(3)
+    table = tmp_path / "docs.jsonl"
+    table.write_text(json.dumps({"text": [first, second]}) + "\n" + json.dumps({"text": third}) + "\n",
+                     encoding="utf-8")
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_dict({"text": [[third, first]]}).save_to_disk(str(saved))
+
+    corpus = load(table, saved)
+
+    assert corpus["text"] == [f"{first}\n\n{second}", third, f"{third}\n\n{first}"]
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    ([{"text": "Fine."}, {"text": {"body": "x"}}], "docs.jsonl row 2: 'text' is an object (dict); it must be a "
+     "string, or a list of strings (one per paragraph): fix that row or pass the right field name"),
+    ([{"text": 12}], "docs.jsonl row 1: 'text' is a number (12); it must be a string, or a list of strings"),
+    ([{"text": "Fine."}, {"text": [["a"], ["b"]]}], "docs.jsonl row 2: 'text' is a list holding a list;"),
+    ([{"text": ["a", 3]}], "docs.jsonl row 1: 'text' is a list holding a number;"),
+    ([{"text": True}], "docs.jsonl row 1: 'text' is a boolean (true);"),
+    ([{"text": "Fine.", "title": ["a", "b"]}], "docs.jsonl row 1: 'title' is a list of strings; it must be a string:"),
+    ([{"text": "Fine.", "id": {"n": 1}}], "docs.jsonl row 1: 'id' is an object (dict); an id must be a string or an "
+     "integer"),
+])
+def test_a_cell_of_another_type_names_the_file_the_row_and_the_type(tmp_path, rows, expected):
+    table = tmp_path / "docs.jsonl"
+    table.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+    with pytest.raises(UserError) as error:
+        load(table)
+
+    assert str(error.value).startswith(str(tmp_path)) and expected in str(error.value)
+
+
+def test_a_csv_whose_text_column_holds_numbers(tmp_path):
+    table = tmp_path / "numbers.csv"
+    table.write_text("text\n1\n2\n", encoding="utf-8")
+
+    with pytest.raises(UserError, match=r"numbers\.csv row 1: 'text' is a number \(1\)"):
+        load(table)
