@@ -56,6 +56,7 @@ class PreTask(ABC):
     # segment pair ([CLS] A [SEP] B [SEP])
     level: ClassVar[str] = "sequence"
     head_name: ClassVar[str | None] = None  # a registered head; None: LEVEL_HEADS[level]
+    num_token_types: ClassVar[int] = 1  # segment ids an input uses: 2 for [CLS] A [SEP] B [SEP] (pair tasks)
     label_names: tuple[str, ...] = ()
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, options: Any, max_seq_length: int) -> None:
@@ -79,6 +80,12 @@ class PreTask(ABC):
         if max_seq_length < minimum:
             raise UserError(f"--max-seq-length {max_seq_length} is too short for {cls.name}, which needs at least "
                             f"{minimum} ({why}); raise --max-seq-length or leave out the task")
+
+    @classmethod
+    def check_tokenizer(cls, tokenizer: PreTrainedTokenizerBase) -> None:
+        """A UserError when the task cannot work with ``tokenizer`` (checked before any work when the
+        tokenizer comes from ``--init-from`` or ``--tokenizer``); every tokenizer suits most tasks."""
+        return None
 
     @property
     def num_labels(self) -> int:

@@ -191,6 +191,7 @@ class DiscourseRelation(PreTask):
     name = "discourse_relation"
     options_class = DiscourseRelationOptions
     level = "pair"
+    num_token_types = 2
 
     def __init__(self, tokenizer: Any, options: DiscourseRelationOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)

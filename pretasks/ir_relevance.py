@@ -296,6 +296,7 @@ class IrRelevance(PreTask):
     name = "ir_relevance"
     options_class = IrRelevanceOptions
     level = "pair"
+    num_token_types = 2
     label_names = CLASSES
 
     @classmethod

@@ -89,6 +89,7 @@ class SentenceDistance(PreTask):
     name = "sentence_distance"
     options_class = SentenceDistanceOptions
     level = "pair"
+    num_token_types = 2
     label_names = ("adjacent", "same document", "other document")
 
     def __init__(self, tokenizer: Any, options: SentenceDistanceOptions, max_seq_length: int) -> None:

@@ -74,6 +74,7 @@ class SentenceReordering(PreTask):
     name = "sentence_reordering"
     options_class = SentenceReorderingOptions
     level = "sequence"
+    num_token_types = 2
 
     def __init__(self, tokenizer: Any, options: SentenceReorderingOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)

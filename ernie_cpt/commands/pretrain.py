@@ -147,6 +147,19 @@ def _validate(run: RunOptions, training: TrainingOptions, options: dict[type, An
                         f"be a multiple of {processes}; change --batch-size or --nproc_per_node")
 
 
+def _check_given_tokenizer(options: dict[type, Any], task_classes: dict[str, type[PreTask]],
+                           max_seq_length: int) -> None:
+    """Before any work: an --init-from folder must fit the run (positions, token types), and a tokenizer
+    from --init-from or --tokenizer must suit every task (capitalization needs an uncased one)."""
+    init_from, tokenizer = options[ModelOptions].init_from, options[TokenizerOptions].tokenizer
+    if init_from:
+        check_init_from(init_from, max_seq_length, max(task.num_token_types for task in task_classes.values()))
+    if init_from or tokenizer:
+        given = load_tokenizer(init_from or tokenizer)
+        for task in task_classes.values():
+            task.check_tokenizer(given)
+
+
 def _checkpoint_to_resume(run_dir: Path, config: dict[str, Any], run: RunOptions) -> Checkpoint | None:
     """The checkpoint to continue from (None: start), chosen by the main process, read by every process."""
     found = None
@@ -171,8 +184,8 @@ def pretrain(options: dict[type, Any]) -> Path:
     schedule = build_schedule(schedule_options, run.tasks, training.max_steps)
     weighting = (build_weighting(options[WeightingOptions], run.tasks)
                  if schedule_options.task_mixing == "all" else None)
-    if model_options.init_from and not run.resume:
-        check_init_from(model_options.init_from)
+    if not run.resume:
+        _check_given_tokenizer(options, task_classes, run.max_seq_length)
     run_dir = Path(run.output_dir)
     config = {**to_dict(*options.values()), "stages": [stage.steps for stage in schedule]}
     resume_from = _checkpoint_to_resume(run_dir, config, run)
