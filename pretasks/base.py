@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from abc import ABC, abstractmethod
+from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,6 +28,8 @@ IGNORE_INDEX = -100  # the label of a position (or example) that is not scored
 # may need more: PreTask.min_seq_length), and no more positions than any BERT-style encoder has.
 SEQ_LENGTH_RANGE = Range(8, 8192)
 SEQ_LENGTH_HELP = "Maximum tokens per example, [CLS] and [SEP] included"
+LABEL_SAMPLE = 2000  # examples made to count a task's labels (inspect-task, the nothing-to-learn check)
+MAX_MAJORITY_SHARE = 0.995  # above this share of one class, a task's labels leave nothing to learn
 # The head of each level unless a task names another (knowledge masking: "masked_lm").
 LEVEL_HEADS = {"token": "token_classification", "sequence": "sequence_classification", "pair": "sentence_pair"}
 
@@ -90,6 +93,34 @@ class PreTask(ABC):
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    def sample_labels(self, rows: datasets.Dataset, seed: int,
+                      limit: int = LABEL_SAMPLE) -> tuple[Counter[int], dict[int, dict[str, Any]]]:
+        """The labels of up to ``limit`` examples (a seeded sample of ``rows``, made as epoch 0 of
+        training makes them), counted over scored items, and those examples by row index."""
+        chosen = sorted(np.random.default_rng(seed).permutation(len(rows))[:limit].tolist())
+        examples = {i: self.make_example(row, np.random.default_rng([seed, self.task_id, 0, i]))
+                    for i, row in zip(chosen, rows.select(chosen))}
+        counts: Counter[int] = Counter()
+        for example in examples.values():
+            labels = example["labels"]
+            counts.update([label for label in labels if label != IGNORE_INDEX] if isinstance(labels, list)
+                          else [labels])
+        return counts, examples
+
+    def nothing_to_learn(self, counts: Counter[int], n_examples: int, max_share: float) -> str | None:
+        """Why labels counted by :meth:`sample_labels` leave nothing to learn (a single class, or one
+        class above ``max_share`` of them), with the counts; None when they do not."""
+        total = sum(counts.values())
+        if total == 0:
+            return f"{self.name} scores nothing in {n_examples} sampled training examples"
+        label, most = counts.most_common(1)[0]
+        if len(counts) > 1 and most / total <= max_share:
+            return None
+        return (f"{self.name} has nothing to learn on this corpus: {most:,} of the {total:,} labels "
+                f"({most / total:.1%}) of {n_examples:,} sampled training examples are '{self.label_name(label)}' "
+                f"({len(counts)} class{'es' * (len(counts) != 1)}; a task is skipped above "
+                f"--max-majority-share {max_share:g})")
 
     def label_name(self, label: int) -> str:
         return self.label_names[label]

@@ -18,9 +18,9 @@ from ernie_cpt.data.corpus import CorpusOptions, corpus_words, load_corpus
 from ernie_cpt.data.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.options import SEED_RANGE, Range, option
 from pretasks import TASKS, get_task
-from pretasks.base import IGNORE_INDEX, SEQ_LENGTH_HELP, SEQ_LENGTH_RANGE
+from pretasks.base import LABEL_SAMPLE, MAX_MAJORITY_SHARE, SEQ_LENGTH_HELP, SEQ_LENGTH_RANGE
 
-STATISTICS_SAMPLE = 2000
+STATISTICS_SAMPLE = LABEL_SAMPLE
 MAX_LABELS_SHOWN = 12
 
 
@@ -38,12 +38,7 @@ def option_classes() -> list[type]:
             *(task.options_class for task in TASKS.values())]
 
 
-def _label_distribution(task: Any, examples: list[dict[str, Any]]) -> list[str]:
-    counts: Counter[int] = Counter()
-    for example in examples:
-        labels = example["labels"]
-        counts.update(label for label in labels if label != IGNORE_INDEX) if isinstance(labels, list) \
-            else counts.update([labels])
+def _label_distribution(task: Any, counts: Counter[int]) -> list[str]:
     total = sum(counts.values())
     lines = [f"  {task.label_name(label)}: {count} ({count / total:.1%})"
              for label, count in counts.most_common(MAX_LABELS_SHOWN)]
@@ -66,17 +61,17 @@ def inspect_task(name: str, options: dict[type, Any]) -> str:
     words = corpus_words(documents)
 
     order = np.random.default_rng(inspect.seed).permutation(len(rows))
-    sample = sorted(order[:STATISTICS_SAMPLE].tolist())
-    examples = {i: task.make_example(rows[i], np.random.default_rng([inspect.seed, task.task_id, 0, i]))
-                for i in sample}
-    scope = f"over {len(sample)} sampled examples" if len(sample) < len(rows) else "over all examples"
+    counts, examples = task.sample_labels(rows, inspect.seed, STATISTICS_SAMPLE)  # the first of ``order``
+    scope = f"over {len(examples)} sampled examples" if len(examples) < len(rows) else "over all examples"
+    no_signal = task.nothing_to_learn(counts, len(examples), MAX_MAJORITY_SHARE)
     lines = [
         f"{name} (task id {task.task_id}, {task.level}-level, {task.num_labels} classes)",
         f"{len(documents)} documents, {words:,} words -> {len(rows):,} examples "
         f"({1000 * len(rows) / max(words, 1):.1f} per 1,000 words), "
         f"mean length {np.mean(rows['length']):.1f} tokens",
         f"label distribution {scope}:",
-        *_label_distribution(task, list(examples.values())),
+        *_label_distribution(task, counts),
+        *([f"skipped by pretrain: {no_signal}"] if no_signal else []),
     ]
     for i in order[:inspect.num_examples].tolist():
         lines += ["", f"example {i}:", "    " + task.describe(examples[i])]

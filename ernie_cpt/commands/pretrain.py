@@ -102,6 +102,10 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
         if len(rows) == 0:
             unavailable[name] = f"{name} found no training examples in this corpus"
             continue
+        counts, sampled = task.sample_labels(rows, training.seed)
+        if reason := task.nothing_to_learn(counts, len(sampled), training.max_majority_share):
+            unavailable[name] = reason
+            continue
         streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers,
                                    distributed.rank(), distributed.world_size())
         if not len(split["test"]):

@@ -48,6 +48,7 @@ from ernie_cpt.training.evaluate import EvaluationOptions, evaluate
 from ernie_cpt.training.run_log import RunLog
 from ernie_cpt.training.task_step import TasksForward, clip_gradients, global_losses, gradient_sync
 from ernie_cpt.weighting import LossWeighting
+from pretasks.base import MAX_MAJORITY_SHARE
 from schedules.options import ScheduleOptions
 from schedules.sampling import get_sampler
 from schedules.stage import Stage
@@ -79,6 +80,9 @@ class TrainingOptions:
     amp: bool = option(True, "bf16 autocast where the device supports it (CUDA); fp32 on CPU")
     dataloader_workers: int = option(0, "DataLoader worker processes per task (0 = main process)",
                                      valid=Range(0, 64))
+    max_majority_share: float = option(MAX_MAJORITY_SHARE, "A task whose training labels are a single class, or "
+                                       "one class above this share, has nothing to learn and is skipped",
+                                       valid=Range(0.5, 1))
     max_nonfinite_steps: int = option(10, "Steps with a NaN/inf loss or gradient norm are skipped (no update); "
                                       "training stops when more than this many occur in a run", valid=Range(0))
     num_threads: int = option(0, "Torch threads for training and evaluation; 0 = the CPUs this process may use "
