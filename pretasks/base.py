@@ -20,6 +20,7 @@ import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from ernie_cpt.data import cells, sections
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, check_ranges
 
@@ -36,9 +37,10 @@ LEVEL_HEADS = {"token": "token_classification", "sequence": "sequence_classifica
 
 @functools.cache
 def _package_source_hash() -> str:
-    """A hash of every module of ``pretasks``: any change to the generators' code changes it."""
+    """A hash of every module of ``pretasks`` and of the data modules the generators call (sections,
+    table cells): any change to the generators' code changes it."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in [*sorted(Path(__file__).parent.glob("*.py")), Path(sections.__file__), Path(cells.__file__)]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

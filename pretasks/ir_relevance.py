@@ -61,11 +61,11 @@ import numpy as np
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from ernie_cpt.data.cells import describe, text_cell
+from ernie_cpt.data.sections import is_generic_heading, paragraph_sections
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, option
 from pretasks.base import PreTask, TaskUnavailable
 from pretasks.registry import register
-from pretasks.sections import is_generic_heading, paragraph_sections
 from pretasks.sequences import join_segments
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ teaches the model what a document is about.
 Segments are a document's paragraphs (blank-line separated, from the annotation); a
 paragraph longer than ``max_seq_length - 2`` tokens is cut into windows at sentence starts
 (:func:`pretasks.alignment.pack_segments`), each window a segment of its own. A document that
-generic headings ("CHAPTER I") divide into sections (:mod:`pretasks.sections`) is read as one
+generic headings ("CHAPTER I") divide into sections (:mod:`ernie_cpt.data.sections`) is read as one
 document per section: in a whole novel 94 % of the labelled words recur somewhere, in a chapter
 the label says which words the chapter is about. Only documents (sections) with at least 2
 segments give examples, one per segment.
@@ -37,11 +37,11 @@ import datasets
 import numpy as np
 from spacy.lang.en.stop_words import STOP_WORDS
 
+from ernie_cpt.data.sections import paragraph_sections
 from ernie_cpt.options import Range, option
 from pretasks.alignment import DocumentTokens, add_labelled_segments, pack_segments, tokenize_documents
 from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
 from pretasks.registry import register
-from pretasks.sections import paragraph_sections
 from pretasks.sequences import join_segments
 
 log = logging.getLogger(__name__)

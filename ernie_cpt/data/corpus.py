@@ -22,6 +22,7 @@ from typing import Any
 import datasets
 
 from ernie_cpt.data.cells import id_cell, text_cell
+from ernie_cpt.data.units import as_units
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import option
 
@@ -221,11 +222,14 @@ def corpus_words(corpus: datasets.Dataset) -> int:
 
 
 def split_documents(documents: datasets.Dataset, eval_fraction: float, seed: int) -> datasets.DatasetDict:
-    """Hold out a seeded fraction of whole documents (at least one) for evaluation."""
+    """Hold out a seeded fraction of whole documents (at least one) for evaluation. A corpus of a single
+    annotated document is read as its sections or blocks of paragraphs first (:mod:`ernie_cpt.data.units`),
+    for training as well. Raises UserError when even that leaves one document to hold out."""
+    documents = as_units(documents, eval_fraction)
     if eval_fraction <= 0:
         return datasets.DatasetDict(train=documents, test=documents.select([]))
     if len(documents) < 2:
-        raise UserError("the corpus has a single document, so none can be held out for evaluation; "
-                        "add documents or pass --eval-fraction 0")
+        raise UserError("the corpus is a single document of one paragraph, so nothing can be held out for "
+                        "evaluation; add text (blank lines separate paragraphs) or pass --eval-fraction 0")
     n_test = min(len(documents) - 1, max(1, round(eval_fraction * len(documents))))
     return documents.train_test_split(test_size=n_test, seed=seed)

@@ -307,3 +307,22 @@ def test_batch_size_that_the_processes_cannot_share(tmp_path, capsys, monkeypatc
 
     expect_error(["pretrain", "--corpus", str(tmp_path), "--output-dir", str(tmp_path / "run"), "--batch-size", "9"],
                  capsys, tmp_path, "--batch-size 9 is the batch over all 2 processes and must be a multiple of 2")
+
+
+@pytest.mark.slow
+def test_one_big_text_file_trains_on_its_chapters(sample_dir, tmp_path, caplog):
+    """`pretrain --corpus book.txt`: one document, read as its chapters; the tasks that need several
+    documents train on them, and a held-out chapter scores every task."""
+    book = tmp_path / "book.txt"
+    book.write_text("\n\n".join(p.read_text(encoding="utf-8").strip() for p in sorted(sample_dir.glob("*.txt"))),
+                    encoding="utf-8")
+    run_dir = tmp_path / "run"
+    tasks = ["knowledge_masking", "sentence_distance", "ir_relevance"]
+    with caplog.at_level(logging.INFO):
+        assert main(["pretrain", "--corpus", str(book), "--output-dir", str(run_dir), "--tasks", ",".join(tasks),
+                     "--model-size", "tiny", "--max-steps", "6", "--batch-size", "8", "--eval-steps", "0",
+                     "--vocab-size", "3000", "--max-seq-length", "64"]) == 0
+    assert "the corpus is a single document (book.txt), so it is read as 12 documents, one per section" in caplog.text
+    assert "11 training and 1 held-out documents" in caplog.text
+    assert json.loads((run_dir / "run_config.json").read_text())["tasks"] == tasks
+    assert {r["task"] for r in read_records(run_dir, "eval")} == set(tasks)
