@@ -19,12 +19,12 @@ import difflib
 import math
 import types
 import typing
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.text_encoding import read_text
 
 T = TypeVar("T")
 
@@ -122,7 +122,7 @@ def add_options(parser: argparse.ArgumentParser, option_classes: list[type]) -> 
 
 def _read_config(path: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path, "config file"))
     except OSError as e:
         raise UserError(f"cannot read config file {path}: {e.strerror}; check the path given to --config") from e
     except (yaml.YAMLError, UnicodeDecodeError) as e:

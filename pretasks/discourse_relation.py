@@ -50,6 +50,7 @@ import numpy as np
 from ernie_cpt.data.cells import describe, text_cell
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, option
+from ernie_cpt.text_encoding import text_encoding
 from pretasks.base import PreTask, TaskUnavailable
 from pretasks.registry import register
 from pretasks.sequences import join_segments
@@ -141,7 +142,7 @@ def read_pair_file(path: str) -> Iterator[tuple[int, str, str, str]]:
     """(line number, sentence1, sentence2, marker or label) for each record of a TSV (with a header)
     or JSON-lines (``.jsonl``/``.json``) pair file."""
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding=text_encoding(path, "--discourse-pairs file"), newline="") as handle:
             if Path(path).suffix.lower() in (".jsonl", ".json"):
                 for line_number, line in enumerate(handle, 1):
                     try:

@@ -64,6 +64,7 @@ from ernie_cpt.data.cells import describe, text_cell
 from ernie_cpt.data.sections import is_generic_heading, paragraph_sections
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, option
+from ernie_cpt.text_encoding import read_text
 from pretasks.base import PreTask, TaskUnavailable
 from pretasks.registry import register
 from pretasks.sequences import join_segments
@@ -263,7 +264,7 @@ class ClickRecord(NamedTuple):
 def read_click_log(path: str) -> list[ClickRecord]:
     """The records of a TSV (with header) or JSONL click log; a malformed line is a UserError naming it."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = read_text(path, "click log").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read click log {path} ({e}); pass a UTF-8 TSV or JSONL file to --ir-click-log") from e
     jsonl = Path(path).suffix.lower() in (".jsonl", ".json")

@@ -25,6 +25,7 @@ from ernie_cpt.data.cells import id_cell, text_cell
 from ernie_cpt.data.units import as_units
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import option
+from ernie_cpt.text_encoding import PROBE_BYTES, bom_encoding, read_text, text_encoding, unmarked_utf16
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,20 @@ class CorpusOptions:
 
 
 def _text_file_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be used as a UTF-8 text document, or None when it can."""
+    """Why ``path`` cannot be used as a text document (UTF-8, or UTF-8/16/32 with a byte-order mark),
+    or None when it can."""
     data = path.read_bytes()
+    encoding = bom_encoding(data)
+    if encoding:
+        try:
+            return None if data.decode(encoding).strip() else "empty"
+        except UnicodeDecodeError:
+            return f"not {encoding.upper().removesuffix('-SIG')} although their byte-order mark says so"
     if not data.strip():
         return "empty"
     if b"\x00" in data:
-        return "binary"
+        utf16 = unmarked_utf16(data[:PROBE_BYTES])
+        return f"{utf16} without a byte-order mark (re-encode it: iconv -f {utf16} -t UTF-8)" if utf16 else "binary"
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
@@ -88,7 +97,7 @@ def _check_paragraphs(text: str, source: str) -> None:
 def _text_documents(files: list[tuple[str, str, int, int]]):
     """Generator for `Dataset.from_generator`; (doc_id, path, size, mtime) makes its cache key."""
     for doc_id, path, _size, _mtime in files:
-        text = Path(path).read_text(encoding="utf-8").replace("\r\n", "\n")
+        text = read_text(path).replace("\r\n", "\n")
         yield {"doc_id": doc_id, "title": None, "text": text}
 
 
@@ -103,7 +112,7 @@ def _load_text_files(paths: list[Path], root: Path | None,
             continue
         stat = path.stat()
         if stat.st_size > MAX_PARAGRAPH_CHARS:
-            _check_paragraphs(path.read_text(encoding="utf-8"), str(path))
+            _check_paragraphs(read_text(path), str(path))
         doc_id = str(path.relative_to(root)) if root else path.name
         usable.append((doc_id, str(path.resolve()), stat.st_size, stat.st_mtime_ns))
     if not usable:
@@ -144,8 +153,9 @@ def _normalise_table(ds: datasets.Dataset, source: str, text_field: str, title_f
 
 def _load_table(path: Path, text_field: str, title_field: str) -> datasets.Dataset:
     builder = TABLE_FORMATS[path.suffix.lower()]
+    encoding = {} if builder == "parquet" else {"encoding": text_encoding(path, "corpus table")}
     try:
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train")
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train", **encoding)
     except Exception as e:  # datasets raises many types for malformed files
         raise UserError(f"cannot read {path} as {path.suffix} ({type(e).__name__}); check the file format") from e
     return _normalise_table(ds, str(path), text_field, title_field)

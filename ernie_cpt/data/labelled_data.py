@@ -18,6 +18,7 @@ import datasets
 
 from ernie_cpt.data.cells import describe, text_cell
 from ernie_cpt.errors import UserError
+from ernie_cpt.text_encoding import text_encoding
 
 FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -64,9 +65,10 @@ def read_table(path: str | Path, flag: str) -> datasets.Dataset:
         raise UserError(f"{flag} file {path} must end in .jsonl, .json, .csv or .parquet")
     if not path.read_bytes().strip():
         raise UserError(f"{flag} file {path} is empty; pass a file with labelled examples")
+    encoding = {} if builder == "parquet" else {"encoding": text_encoding(path, f"{flag} file")}
     try:
         with _quiet_datasets():
-            table = datasets.load_dataset(builder, data_files=str(path), split="train")
+            table = datasets.load_dataset(builder, data_files=str(path), split="train", **encoding)
     except Exception as e:  # datasets raises many types for malformed files
         if "corresponds to no data" in str(e):  # a header without rows
             raise UserError(f"{flag} file {path} has no rows; pass a file with labelled examples") from e

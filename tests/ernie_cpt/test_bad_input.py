@@ -117,6 +117,24 @@ def test_latin1_files_name_the_fix(tmp_path, capsys):
                  "not UTF-8", "iconv -f latin1 -t utf-8", "cafe.txt")
 
 
+def test_a_utf16_file_is_decoded_not_called_binary(tmp_path, cache_dir, capsys):
+    """The report: Notepad's "Unicode" (UTF-16 with a byte-order mark) was skipped as binary."""
+    (tmp_path / "notes.txt").write_text("Anne walked to Uppercross. She was glad of the walk.\r\n\r\nIt rained.",
+                                        encoding="utf-16")
+
+    assert main(["prepare", "--corpus", str(tmp_path / "notes.txt"), "--output-dir", cache_dir]) == 0
+    assert "1 documents: 2 paragraphs, 3 sentences" in capsys.readouterr().out
+
+
+def test_a_table_with_a_dict_for_its_text_names_the_file_row_and_type(tmp_path, capsys):
+    table = tmp_path / "docs.jsonl"
+    table.write_text('{"text": "Anne walked."}\n{"text": {"body": "She was glad."}}\n', encoding="utf-8")
+
+    expect_error(["prepare", "--corpus", str(table), "--output-dir", str(tmp_path / "cache")], capsys, tmp_path,
+                 f"{table} row 2: 'text' is an object (dict); it must be a string, or a list of strings (one per "
+                 f"paragraph)")
+
+
 def test_unusable_files_beside_good_ones_are_skipped_with_one_warning(tmp_path, cache_dir, caplog, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()

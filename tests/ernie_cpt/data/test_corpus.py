@@ -412,3 +412,39 @@ def test_a_csv_whose_text_column_holds_numbers(tmp_path):
 
     with pytest.raises(UserError, match=r"numbers\.csv row 1: 'text' is a number \(1\)"):
         load(table)
+
+
+# --- encodings ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_a_text_file_with_a_byte_order_mark_is_decoded(tmp_path, encoding):
+    first, second = sample_paragraphs(2)
+    text = f"{first}\r\n\r\n{second}\r\n"
+    bom = {"utf-16-be": b"\xfe\xff"}.get(encoding, b"")  # Python writes no BOM for an explicit byte order
+    (tmp_path / "windows.txt").write_bytes(bom + text.encode(encoding))
+
+    assert load(tmp_path / "windows.txt")["text"] == [f"{first}\n\n{second}\n"]
+
+
+def test_a_utf16_table_is_decoded(tmp_path):
+    first, second = sample_paragraphs(2)
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"text": first}) + "\n" + json.dumps({"text": second}) + "\n",
+                                         encoding="utf-16")
+    (tmp_path / "docs.csv").write_text(f'text\n"{first}"\n', encoding="utf-16")
+
+    assert load(tmp_path / "docs.jsonl", tmp_path / "docs.csv")["text"] == [first, second, first]
+
+
+def test_utf16_without_a_byte_order_mark_names_the_encoding_and_the_fix(tmp_path):
+    (tmp_path / "notes.txt").write_bytes(sample_paragraphs(1)[0].encode("utf-16-le"))
+    (tmp_path / "notes.jsonl").write_bytes(json.dumps({"text": "Anne walked."}).encode("utf-16-le"))
+
+    with pytest.raises(UserError, match=r"1 file\(s\) that are UTF-16LE without a byte-order mark \(re-encode it: "
+                                        r"iconv -f UTF-16LE -t UTF-8\): notes.txt"):
+        load(tmp_path / "notes.txt")
+    with pytest.raises(UserError) as error:
+        load(tmp_path / "notes.jsonl")
+    assert str(error.value) == (f"corpus table {tmp_path / 'notes.jsonl'} looks like UTF-16LE text without a "
+                                f"byte-order mark; convert it to UTF-8: iconv -f UTF-16LE -t UTF-8 "
+                                f"{tmp_path / 'notes.jsonl'} > notes-utf8.jsonl")

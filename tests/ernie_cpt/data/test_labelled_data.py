@@ -119,3 +119,14 @@ def test_train_and_test_labels_of_different_types(tmp_path):
     message = error_of(tmp_path, jsonl([{"text": "a", "label": 0}, {"text": "b", "label": 1}]),
                        jsonl([{"text": "c", "label": "0"}]))
     assert "differ in type (int vs str)" in message
+
+
+def test_utf16_files_with_a_byte_order_mark_are_decoded(tmp_path):
+    train, test = tmp_path / "train.csv", tmp_path / "test.jsonl"
+    train.write_text("text,label\n" + "".join(f"{row['text']},{row['label']}\n" for row in TRAIN), encoding="utf-16")
+    test.write_text("".join(json.dumps(row) + "\n" for row in TEST), encoding="utf-16")
+
+    data = load_labelled_data(train, test)
+
+    assert data.train.texts == [row["text"] for row in TRAIN] and data.test.texts == ["a law", "a fish"]
+    assert data.test.labels == [1, 0]
