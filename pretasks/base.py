@@ -70,6 +70,7 @@ class PreTask(ABC):
         self.tokenizer = tokenizer
         self.options = options
         self.max_seq_length = max_seq_length
+        self.notes: list[str] = []  # what the last build_examples left out, and why (inspect-task prints them)
 
     @classmethod
     def min_seq_length(cls, options: Any) -> tuple[int, str]:

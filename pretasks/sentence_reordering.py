@@ -18,7 +18,9 @@ Labels. A permutation ``p`` of n groups means: shuffled position i holds origina
 ``(1, 0)`` label 2), then n=3 (labels 3..8), and so on; :func:`permutation_of_label` maps a
 label back. A label name lists the original groups 1-based in shuffled order: "2-3-1" means
 the input shows the second group, then the third, then the first. With n=1 (no shuffle) the
-label is the identity class 0, as the paper's k counts it.
+label is the identity class 0, as the paper's k counts it. Groups with the same tokens (a
+paragraph of '"Yes." "Yes."') make several permutations show the same input; such an example
+gets the smallest label among them, so that the label can be read from the input.
 """
 
 from __future__ import annotations
@@ -149,8 +151,17 @@ class SentenceReordering(PreTask):
         groups = [ids[start:end] for start, end in itertools.pairwise(bounds)]
         return groups, tuple(int(group) for group in rng.permutation(n_groups))
 
+    def label_of(self, groups: list[list[int]], permutation: tuple[int, ...]) -> int:
+        """The label of ``groups`` shown in ``permutation`` order: the permutation's own, or with equal
+        groups the smallest label of a permutation that shows the same input."""
+        if len({tuple(group) for group in groups}) == len(groups):
+            return self.label_of_permutation[permutation]
+        shown = [groups[group] for group in permutation]
+        return min(self.label_of_permutation[p] for p in itertools.permutations(range(len(groups)))
+                   if [groups[group] for group in p] == shown)
+
     def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         groups, permutation = self.shuffle(row, rng)
         example = join_segments(self.tokenizer, [groups[group] for group in permutation], self.max_seq_length)
-        example["labels"] = self.label_of_permutation[permutation]
+        example["labels"] = self.label_of(groups, permutation)
         return example

@@ -72,6 +72,7 @@ def inspect_task(name: str, options: dict[type, Any]) -> str:
         f"label distribution {scope}:",
         *_label_distribution(task, counts),
         *([f"skipped by pretrain: {no_signal}"] if no_signal else []),
+        *task.notes,
     ]
     for i in order[:inspect.num_examples].tolist():
         lines += ["", f"example {i}:", "    " + task.describe(examples[i])]
