@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from transformers import ErnieConfig, ErnieModel
 
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
+from ernie_cpt.staging import staging_dir
 from ernie_cpt.training.checkpoint import latest_checkpoint
 
 ENCODER_PREFIX = "encoder."
@@ -38,8 +38,7 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     encoder.load_state_dict(encoder_weights, strict=True)
     tokenizer = load_tokenizer(run_dir / "tokenizer")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging = staging_dir(out_dir.parent, out_dir.name)
     try:
         encoder.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))

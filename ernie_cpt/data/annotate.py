@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from spacy.language import Language
 from ernie_cpt.data.corpus import MAX_PARAGRAPH_CHARS, corpus_chars, corpus_fingerprint, paragraph_bounds
 from ernie_cpt.data.spacy_pipeline import load_pipeline, pipeline_version, resolve_pipeline_name, warn_if_not_english
 from ernie_cpt.options import Range, option
+from ernie_cpt.staging import remove_stale, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,7 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
                          for text in batch["text"]), pipeline)
     fingerprint = annotation_fingerprint(corpus, pipeline, options)
     target = Path(options.cache_dir) / "annotations" / fingerprint
+    remove_stale(target.parent)  # what a killed prepare left
     if (target / "dataset_info.json").exists():
         log.info("Reusing cached annotations %s (corpus unchanged, pipeline %s)", target, pipeline)
         return datasets.load_from_disk(str(target))
@@ -206,8 +207,7 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
     n_process = options.num_proc or ((os.cpu_count() or 1) if total_chars > PARALLEL_MIN_CHARS else 1)
     log.info("Annotating %d documents with %s (%d process%s); cache: %s",
              len(corpus), pipeline, n_process, "es" if n_process > 1 else "", target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix=f".{fingerprint}-", dir=target.parent))
+    build_dir = staging_dir(target.parent, fingerprint)
     try:
         parsed = _parsed_pieces(corpus, pipeline, options, n_process, build_dir)
         annotated = datasets.Dataset.from_generator(

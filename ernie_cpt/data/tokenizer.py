@@ -16,7 +16,6 @@ import os
 import shutil
 import string
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 from ernie_cpt.data.corpus import corpus_fingerprint, corpus_words
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, option
+from ernie_cpt.staging import remove_stale, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,12 @@ def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int | None,
     vocab_size = vocab_size or corpus_vocab_size(documents)
     key = hashlib.sha256(f"{corpus_fingerprint(documents)}/{vocab_size}/{TOKENIZER_VERSION}".encode()).hexdigest()[:20]
     target = Path(cache_dir) / "tokenizers" / key
+    remove_stale(target.parent)
     if (target / "tokenizer.json").exists():
         log.info("Reusing the tokenizer trained on this corpus: %s", target)
         return load_tokenizer(target)
     tokenizer = train_tokenizer(documents, vocab_size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    staging = staging_dir(target.parent, key)
     try:
         tokenizer.save_pretrained(str(staging))
         os.replace(staging, target)
