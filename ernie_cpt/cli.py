@@ -9,6 +9,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from ernie_cpt import threads
 from ernie_cpt.errors import UserError
 
 DESCRIPTION = """ERNIE 2.0-style continual pre-training on your own text.
@@ -204,6 +205,7 @@ def _configure_logging(debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    threads.configure_process()  # before torch loads: OpenMP threads that yield under CPU contention
     args = build_parser().parse_args(argv)
     try:
         _configure_logging(args.debug)

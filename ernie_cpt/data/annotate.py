@@ -33,6 +33,7 @@ from ernie_cpt.data.corpus import MAX_PARAGRAPH_CHARS, corpus_chars, corpus_fing
 from ernie_cpt.data.spacy_pipeline import load_pipeline, pipeline_version, resolve_pipeline_name, warn_if_not_english
 from ernie_cpt.options import Range, option
 from ernie_cpt.staging import remove_stale, staging_dir
+from ernie_cpt.threads import available_cpus
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
         log.info("Reusing cached annotations %s (corpus unchanged, pipeline %s)", target, pipeline)
         return datasets.load_from_disk(str(target))
     total_chars = corpus_chars(corpus)
-    n_process = options.num_proc or ((os.cpu_count() or 1) if total_chars > PARALLEL_MIN_CHARS else 1)
+    n_process = options.num_proc or (available_cpus() if total_chars > PARALLEL_MIN_CHARS else 1)
     log.info("Annotating %d documents with %s (%d process%s); cache: %s",
              len(corpus), pipeline, n_process, "es" if n_process > 1 else "", target)
     build_dir = staging_dir(target.parent, fingerprint)

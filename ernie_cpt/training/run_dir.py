@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 # directory may also be moved).
 RESUMABLE_CHANGES = {"output_dir", "resume", "overwrite", "save_steps", "save_total_limit", "logging_steps",
                      "eval_steps", "dataloader_workers", "num_proc", "cache_dir", "device", "spacy_batch_size",
-                     "max_nonfinite_steps"}
+                     "max_nonfinite_steps", "num_threads"}
 # Written to run_config.json but not options: what the corpus made of the tasks (checked later).
-DERIVED = {"stages", "requested_tasks", "skipped_tasks"}
+DERIVED = {"stages", "requested_tasks", "skipped_tasks", "torch_threads"}
 CONFIG = "run_config.json"
 
 

@@ -220,6 +220,15 @@ def test_output_dir_holding_a_different_run(tiny_run, corpus_args, capsys, resum
     expect_error(argv, capsys, tiny_run.parent, *expected)
 
 
+def test_resume_with_another_thread_count(tiny_run, corpus_args, capsys):
+    """The thread count changes the last digits: a resumed run keeps the count it was started with."""
+    assert json.loads((tiny_run / "run_config.json").read_text())["torch_threads"] == 1  # one_torch_thread
+
+    expect_error([*pretrain_args(corpus_args, tiny_run, "--num-threads", "2"), "--resume"], capsys, tiny_run.parent,
+                 f"--resume: the run in {tiny_run} used 1 torch thread; the thread count changes the last digits "
+                 f"of the losses; resume with --num-threads 1 (or 0)")
+
+
 def test_output_dir_holding_this_run_without_resume(tiny_run, corpus_args, capsys):
     expect_error(pretrain_args(corpus_args, tiny_run), capsys, tiny_run.parent,
                  f"{tiny_run} already holds this run; pass --resume to continue it, --overwrite to start it over")
