@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,11 +182,14 @@ class Workload:
                            ModelOptions(model_size=self.settings.model_size), ArchitectureOptions(),
                            len(self.tokenizer), self.settings.seq_length, len(TASKS))
 
-    def train(self, budgets: dict[str, int]) -> tuple[Architecture, list[Recorded]]:
+    def train(self, budgets: dict[str, int],
+              record: Callable[[TaskStream, list[Recorded]], RecordingStream] = RecordingStream,
+              ) -> tuple[Architecture, list[Recorded]]:
         """Run the real trainer for one stage with these per-task step budgets (one task per step,
-        as ``--schedule joint`` does); returns the model and every batch it trained on."""
+        as ``--schedule joint`` does); returns the model and every batch it trained on (each task's
+        stream wrapped by ``record``)."""
         log: list[Recorded] = []
-        streams = {name: RecordingStream(self.stream(name), log) for name in budgets}
+        streams = {name: record(self.stream(name), log) for name in budgets}
         model = self.model(list(budgets))
         options = TrainingOptions(max_steps=sum(budgets.values()), batch_size=self.settings.batch_size, seed=SEED,
                                   save_steps=10**9, logging_steps=10**9, save_total_limit=1)

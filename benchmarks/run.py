@@ -7,7 +7,8 @@ Measures (each a ratio to a baseline run beside it in the same run; the modules 
 3. multi-task overhead (:mod:`benchmarks.multitask`);
 4. annotation throughput and the cache hit (:mod:`benchmarks.annotation`);
 5. generation headroom per task (:mod:`benchmarks.generation`);
-6. peak memory of prepare and of training (:mod:`benchmarks.memory`).
+6. peak memory of prepare and of training (:mod:`benchmarks.memory`);
+7. training under CPU contention with the default settings (:mod:`benchmarks.contention`).
 
 ``--quick`` uses the bundled sample and short runs (under 5 minutes on 2 cores); the full run
 uses the Austen novels of ``../shared/corpora/austen`` (the bundled sample, with a note, when
@@ -40,7 +41,7 @@ threads.configure_process()  # before torch loads: the product's defaults are wh
 import datasets
 import torch
 
-from benchmarks import annotation, efficiency, generation, memory, multitask, throughput
+from benchmarks import annotation, contention, efficiency, generation, memory, multitask, throughput
 from benchmarks.common import AUSTEN, Row, Settings, Workload
 from ernie_cpt.data.corpus import bundled_corpus
 
@@ -93,6 +94,7 @@ def run(settings: Settings) -> tuple[list[Row], str]:
         overhead, joint_log = multitask.measure(workload)
         rows.append(overhead)
         rows += generation.measure(workload, joint_log)
+        rows += contention.measure(workload, corpus)
     return sorted(rows, key=lambda row: row.measure.split(" ", 1)[0]), remark
 
 

@@ -6,7 +6,7 @@ milliseconds) before it sleeps. When another process takes a core, the thread it
 makes the others spin away their time slices: a tiny model trained 16x slower on 2 cores with two
 busy processes. So, unless the user has chosen:
 
-* the OpenMP spin is cut to ``SPIN_COUNT`` iterations (``GOMP_SPINCOUNT``, set by
+* the OpenMP spin is cut to ``SPIN_COUNT`` = 2,000 iterations (``GOMP_SPINCOUNT``, set by
   :func:`configure_process` at the very start of the command line, before torch loads; unset
   when ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is given): long enough to bridge the gaps
   between the operations of a training step, short enough that a waiting thread soon yields;
@@ -31,7 +31,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SPIN_COUNT = "10000"  # GOMP_SPINCOUNT: about 0.1-0.3 ms of spinning (the default 300,000: several ms)
+# GOMP_SPINCOUNT: about 50 us of spinning where a PAUSE takes 25 ns (AMD Zen 5; the default 300,000: 7.6 ms).
+# Measured on 2 cores, tiny model (benchmarks.contention): 300,000 trains alone at 27.9k tokens/s, 2,000 at
+# 26.8k (0.96), PASSIVE at 25.2k; with 1 / 2 busy processes 300,000 keeps 0.34x / 0.05x, 2,000 0.58x / 0.62x.
+SPIN_COUNT = "2000"
 _threads: dict[str, int] = {}  # torch's own thread count before the first call, and the count set last
 
 
