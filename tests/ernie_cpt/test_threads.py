@@ -87,3 +87,13 @@ def _environment_after_configure(**env: str) -> dict[str, str | None]:
 ])
 def test_the_openmp_spin_is_set_before_torch_loads_unless_the_user_chose(given, expected):
     assert _environment_after_configure(**given) == expected
+
+
+def test_the_command_line_sets_the_spin_before_torch_loads():
+    code = ("import os, sys; import ernie_cpt.cli as cli; loaded = 'torch' in sys.modules; "
+            "cli.main(['plan', '--tasks', 'knowledge_masking', '--max-steps', '10']); "
+            "print(loaded, os.environ.get('GOMP_SPINCOUNT'))")
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, check=True).stdout
+
+    assert out.splitlines()[-1] == f"False {threads.SPIN_COUNT}"
