@@ -12,7 +12,7 @@ Measures (each a ratio to a baseline run beside it in the same run; the modules 
 
 ``--quick`` uses the bundled sample and short runs (under 5 minutes on 2 cores); the full run
 uses the Austen novels of ``../shared/corpora/austen`` (the bundled sample, with a note, when
-they are absent) and longer runs (about 16 minutes on 2 cores). Everything is written to a temporary
+they are absent) and longer runs (about 20 minutes on 2 cores). Everything is written to a temporary
 cache, so every annotation is a cache miss unless a measure says otherwise.
 """
 # ruff: noqa: E402  (the OpenMP settings must be made before torch is imported)
