@@ -157,6 +157,9 @@ def _check_given_tokenizer(options: dict[type, Any], task_classes: dict[str, typ
     """Before any work: an --init-from folder must fit the run (positions, token types), and a tokenizer
     from --init-from or --tokenizer must suit every task (capitalization needs an uncased one)."""
     init_from, tokenizer = options[ModelOptions].init_from, options[TokenizerOptions].tokenizer
+    if init_from and tokenizer:
+        raise UserError(f"--init-from {init_from} brings its own tokenizer, the one its embeddings were trained "
+                        f"with; drop --tokenizer {tokenizer}")
     if init_from:
         check_init_from(init_from, max_seq_length, max(task.num_token_types for task in task_classes.values()))
     if init_from or tokenizer:

@@ -91,10 +91,20 @@ class TrainingOptions:
 
 
 def pick_device(name: str) -> torch.device:
-    """The device ``name`` means; under torchrun, "auto" and "cuda" mean this process's GPU."""
+    """The device ``name`` means; under torchrun, "auto" and "cuda" mean this process's GPU. Raises
+    UserError for a name torch does not know or a GPU this machine does not have."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device("cuda", distributed.local_rank()) if name == "cuda" else torch.device(name)
+    try:
+        device = torch.device("cuda", distributed.local_rank()) if name == "cuda" else torch.device(name)
+    except RuntimeError as e:
+        raise UserError(f"--device {name} is not a device torch knows; pass cpu, cuda, cuda:N or auto") from e
+    try:
+        torch.empty(0, device=device)  # a device torch knows but this machine lacks fails here
+    except (RuntimeError, AssertionError) as e:  # torch asserts when it was built without CUDA
+        found = f"{torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "no usable GPU"
+        raise UserError(f"--device {name} is not available on this machine ({found}); pass --device cpu or auto") from e
+    return device
 
 
 def _optimizer(model: torch.nn.Module, weighting: LossWeighting | None, options: TrainingOptions,
