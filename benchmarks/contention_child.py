@@ -48,10 +48,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     datasets.disable_progress_bars()
-    threads_used = threads.set_torch_threads(args.threads)
     workload = Workload.load("contention", Path(args.corpus), args.cache_dir, Settings(quick=True, model_size="tiny"))
     boundaries = [args.warmup + k * args.steps for k in range(args.phases + 1)]
-    _, log = workload.train({TASK: boundaries[-1] + 1}, lambda stream, log: PhasedStream(stream, log, boundaries))
+    with threads.torch_threads(*threads.torch_thread_count(args.threads)) as threads_used:
+        _, log = workload.train({TASK: boundaries[-1] + 1}, lambda stream, log: PhasedStream(stream, log, boundaries))
     print(json.dumps({"rates": phase_rates(log, boundaries), "threads": threads_used}), flush=True)
 
 

@@ -142,8 +142,9 @@ def split_items(items: list[Any]) -> list[Any]:
             if not isinstance(piece, str) or piece.strip()]
 
 
-def _coerce(name: str, value: Any, annotation: Any, choices: tuple[str, ...] | None, where: str) -> Any:
-    """``value`` as the option's type; ``where`` names its source in errors ("config key 'x'", "--x")."""
+def _coerce(value: Any, annotation: Any, choices: tuple[str, ...] | None, where: str) -> Any:
+    """``value`` as the option's type; ``where`` names its source in errors ("config key 'x'", "--x"). A
+    list option's value may be a list or one comma-separated string."""
     kind, is_list = _base_type(annotation)
     if value is None:
         if type(None) in typing.get_args(annotation):  # `X | None`: null means unset
@@ -152,8 +153,8 @@ def _coerce(name: str, value: Any, annotation: Any, choices: tuple[str, ...] | N
     if is_list:
         if not isinstance(value, (list, str)):
             raise UserError(f"{where} must be a list, got {value!r}")
-        return [_coerce(name, item, kind, choices, where) for item in split_items([value] if isinstance(value, str)
-                                                                                  else value)]
+        return [_coerce(item, kind, choices, where) for item in (split_items([value]) if isinstance(value, str)
+                                                                 else value)]
     if kind is bool and not isinstance(value, bool):
         raise UserError(f"{where} must be true or false, got {value!r}")
     if kind in (int, float) and (isinstance(value, bool) or (kind is int and isinstance(value, float)
@@ -198,14 +199,14 @@ def resolve_options(args: argparse.Namespace, option_classes: list[type]) -> dic
             close = difflib.get_close_matches(key, list(fields_by_name), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else "; see --help for the options"
             raise UserError(f"unknown key '{key}' in config file {config_path}{hint}")
-    values = {k: _coerce(k, v, fields_by_name[k][2], fields_by_name[k][1].metadata.get("choices"),
-                         f"config key '{k}'") for k, v in values.items()}
+    values = {k: _coerce(v, fields_by_name[k][2], fields_by_name[k][1].metadata.get("choices"), f"config key '{k}'")
+              for k, v in values.items()}
     for key, value in values.items():
         check_value(fields_by_name[key][1], value, f"config key '{key}' ({_flag(key)})")
     for key, value in vars(args).items():
         if key in fields_by_name:
             _, f, annotation = fields_by_name[key]
-            values[key] = (_coerce(key, value, annotation, f.metadata.get("choices"), _flag(key))
+            values[key] = (_coerce(split_items(value), annotation, f.metadata.get("choices"), _flag(key))
                            if isinstance(value, list) else value)
             check_value(f, values[key])
     resolved = {}

@@ -10,23 +10,25 @@ busy processes. So, unless the user has chosen:
   :func:`configure_process` at the very start of the command line, before torch loads; unset
   when ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is given): long enough to bridge the gaps
   between the operations of a training step, short enough that a waiting thread soon yields;
-* the thread count (:func:`set_torch_threads`) is the CPUs this process may use (its affinity
-  mask, ``os.sched_getaffinity``, and its cgroup CPU quota) minus the data-loader workers, at
-  least 1, and never more than torch would use anyway (``OMP_NUM_THREADS``,
-  ``torch.set_num_threads``, torchrun's 1); ``--num-threads N`` sets it outright. It depends on
-  the machine and the options only, not on the load of the moment: the thread count changes the
-  last digits of the results (the order of summation), and the same command must give the same
-  numbers;
+* the thread count (:func:`torch_thread_count`, set for a command's training by a
+  :func:`torch_threads` block) is the CPUs this process may use (its affinity mask,
+  ``os.sched_getaffinity``, and its cgroup CPU quota) minus the data-loader workers, at least 1,
+  and never more than torch would use anyway (``OMP_NUM_THREADS``, ``torch.set_num_threads``,
+  torchrun's 1); ``--num-threads N`` sets it outright. It depends on the machine and the options
+  only, not on the load of the moment: the thread count changes the last digits of the results
+  (the order of summation), and the same command must give the same numbers;
 * where a cgroup quota allows fewer CPUs than the affinity mask, ``OMP_NUM_THREADS`` and
   ``RAYON_NUM_THREADS`` (the tokenizers' pool) default to that many.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 # Measured on 2 cores, tiny model (benchmarks.contention): 300,000 trains alone at 27.9k tokens/s, 2,000 at
 # 26.8k (0.96), PASSIVE at 25.2k; with 1 / 2 busy processes 300,000 keeps 0.34x / 0.05x, 2,000 0.58x / 0.62x.
 SPIN_COUNT = "2000"
-_threads: dict[str, int] = {}  # torch's own thread count before the first call, and the count set last
 
 
 def _cgroup_quota(root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")) -> float | None:
@@ -111,18 +112,24 @@ def choose_threads(requested: int, reserved: int, current: int) -> tuple[int, st
     return threads, why + ("" if threads == cpus - reserved else f", {current} set by OMP_NUM_THREADS or the caller")
 
 
-def set_torch_threads(requested: int = 0, reserved: int = 0) -> int:
-    """Set and return torch's intra-op thread count as :func:`choose_threads` decides. A count set by
-    an earlier call does not cap a later one; one set by anybody else (``torch.set_num_threads``,
-    ``OMP_NUM_THREADS``, torchrun's 1) does."""
+def torch_thread_count(requested: int = 0, reserved: int = 0) -> tuple[int, str]:
+    """:func:`choose_threads` with torch's current count as the cap."""
     import torch
 
-    current = torch.get_num_threads()
-    _threads.setdefault("initial", current)
-    if current == _threads.get("set"):  # our own choice of an earlier call: torch's own count is the cap
-        current = _threads["initial"]
-    threads, why = choose_threads(requested, reserved, current)
-    torch.set_num_threads(threads)
-    _threads["set"] = threads
-    log.info("Using %d torch thread%s (%s; --num-threads N to choose)", threads, "s" * (threads != 1), why)
-    return threads
+    return choose_threads(requested, reserved, torch.get_num_threads())
+
+
+@contextlib.contextmanager
+def torch_threads(count: int, why: str = "") -> Iterator[int]:
+    """Run the block with ``count`` torch intra-op threads (logged with ``why``); the count before it
+    is restored after, so a process that runs several commands (a test, a notebook) keeps its own."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    log.info("Using %d torch thread%s (%s--num-threads N to choose)", count, "s" * (count != 1),
+             f"{why}; " if why else "")
+    try:
+        yield count
+    finally:
+        torch.set_num_threads(before)

@@ -45,7 +45,7 @@ from ernie_cpt.data.labelled_data import LabelledSplit, load_labelled_data
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import SEED_RANGE, Range, check_ranges, option
-from ernie_cpt.threads import set_torch_threads
+from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.checkpoint import atomic_write_text
 from ernie_cpt.training.trainer import pick_device
 from pretasks.base import SEQ_LENGTH_HELP, SEQ_LENGTH_RANGE
@@ -182,9 +182,9 @@ def finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     ``train_examples`` and ``test_examples``; written to ``options.output_json`` too if set.
     """
     _validate(options)
-    set_torch_threads(options.num_threads)
     device = pick_device(options.device)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(torch_threads(*torch_thread_count(options.num_threads)))
         folder = _model_folder(Path(model_dir), stack)
         data = load_labelled_data(options.train, options.test, options.text_field, options.text_pair_field,
                                   options.label_field)

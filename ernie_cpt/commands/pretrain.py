@@ -33,7 +33,7 @@ from ernie_cpt.modeling.architectures import Architecture, ArchitectureOptions
 from ernie_cpt.modeling.builder import build_model
 from ernie_cpt.modeling.encoder import ModelOptions, check_init_from
 from ernie_cpt.options import option, to_dict
-from ernie_cpt.threads import set_torch_threads
+from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.batching import TaskStream, eval_batches
 from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, read_checkpoint
 from ernie_cpt.training.evaluate import EvaluationOptions
@@ -168,16 +168,18 @@ def _check_given_tokenizer(options: dict[type, Any], task_classes: dict[str, typ
             task.check_tokenizer(given)
 
 
-def _torch_threads(run_dir: Path, resuming: bool, training: TrainingOptions) -> int:
-    """Set torch's thread count: --num-threads, or the CPUs this process may use less the data-loader
-    workers (ernie_cpt.threads); a resumed run keeps the count it was started with, as the count changes
-    the last digits of the losses."""
+def _torch_threads(run_dir: Path, resuming: bool, training: TrainingOptions) -> tuple[int, str]:
+    """Torch's thread count for the run, and why: --num-threads, or the CPUs this process may use less the
+    data-loader workers (ernie_cpt.threads); a resumed run keeps the count it was started with, as the
+    count changes the last digits of the losses."""
     before = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8")).get("torch_threads") \
         if resuming else None
     if before and training.num_threads and training.num_threads != before:
         raise UserError(f"--resume: the run in {run_dir} used {before} torch thread{'s' * (before != 1)}; the thread "
                         f"count changes the last digits of the losses; resume with --num-threads {before} (or 0)")
-    return set_torch_threads(before or training.num_threads, training.dataloader_workers)
+    if before:
+        return before, "the count the run was started with"
+    return torch_thread_count(training.num_threads, training.dataloader_workers)
 
 
 def _checkpoint_to_resume(run_dir: Path, config: dict[str, Any], run: RunOptions) -> Checkpoint | None:
@@ -210,13 +212,13 @@ def pretrain(options: dict[type, Any]) -> Path:
     config = {**to_dict(*options.values()), "stages": [stage.steps for stage in schedule]}
     resume_from = _checkpoint_to_resume(run_dir, config, run)
     resuming = resume_from is not None
-    config["torch_threads"] = _torch_threads(run_dir, resuming, training)
+    config["torch_threads"], threads_why = _torch_threads(run_dir, resuming, training)
 
     with distributed.main_first():  # the main process fills the caches, the others read them
         documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     split = split_documents(documents, evaluation.eval_fraction, training.seed)
     log.info("%d training and %d held-out documents", len(split["train"]), len(split["test"]))
-    with run_directory(run_dir, config, resume_from):
+    with run_directory(run_dir, config, resume_from), torch_threads(config["torch_threads"], threads_why):
         with distributed.main_first():
             tokenizer = _tokenizer(run_dir, resuming, options[TokenizerOptions], model_options, split["train"],
                                    options[AnnotationOptions].cache_dir)

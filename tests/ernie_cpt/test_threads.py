@@ -55,17 +55,19 @@ def test_the_thread_count(monkeypatch, requested, reserved, current, cpus, expec
     assert threads.choose_threads(requested, reserved, current)[0] == expected
 
 
-def test_a_count_set_by_an_earlier_call_does_not_cap_a_later_one(monkeypatch):
+def test_a_command_sets_its_thread_count_for_its_block_and_restores_the_callers(monkeypatch):
+    """A process that runs several commands (a test, a notebook) keeps its own count between them."""
     monkeypatch.setattr(threads, "available_cpus", lambda: 2)
-    monkeypatch.setattr(threads, "_threads", {})
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert threads.set_torch_threads(0, reserved=1) == 1 and torch.get_num_threads() == 1
-        assert threads.set_torch_threads(0) == 2  # our own 1 is no cap
-        torch.set_num_threads(1)  # somebody else's is
-        threads._threads["set"] = 2
-        assert threads.set_torch_threads(0) == 1
+        count, why = threads.torch_thread_count(0, reserved=1)
+        assert (count, why) == (1, "2 CPUs available, 1 for workers")
+        with threads.torch_threads(count, why) as used:
+            assert used == 1 and torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)  # the caller's choice caps the default
+        assert threads.torch_thread_count(0) == (1, "2 CPUs available, 1 set by OMP_NUM_THREADS or the caller")
     finally:
         torch.set_num_threads(before)
 
