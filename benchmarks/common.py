@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ AUSTEN = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "austen"
 
 @dataclass(frozen=True)
 class Settings:
-    """Sizes of one run of the suite: ``quick`` (< 5 minutes) or full (about 16 minutes on 2 cores,
+    """Sizes of one run of the suite: ``quick`` (< 5 minutes) or full (about 20 minutes on 2 cores,
     a third of them annotating four copies of Austen for the memory measure)."""
 
     quick: bool
@@ -182,12 +183,15 @@ class Workload:
                            ModelOptions(model_size=self.settings.model_size), ArchitectureOptions(),
                            len(self.tokenizer), self.settings.seq_length, len(TASKS))
 
-    def train(self, budgets: dict[str, int], weighting: str | None = None) -> tuple[Architecture, list[Recorded]]:
+    def train(self, budgets: dict[str, int], weighting: str | None = None,
+              record: Callable[[TaskStream, list[Recorded]], RecordingStream] = RecordingStream,
+              ) -> tuple[Architecture, list[Recorded]]:
         """Run the real trainer for one stage with these per-task step budgets: one task per step, as
         ``--schedule joint`` does, or with ``weighting`` every task in every step (``--task-mixing
-        all --loss-weighting WEIGHTING``); returns the model and every batch it trained on."""
+        all --loss-weighting WEIGHTING``); returns the model and every batch it trained on (each
+        task's stream wrapped by ``record``)."""
         log: list[Recorded] = []
-        streams = {name: RecordingStream(self.stream(name), log) for name in budgets}
+        streams = {name: record(self.stream(name), log) for name in budgets}
         model = self.model(list(budgets))
         mixing = "sample" if weighting is None else "all"
         stage = Stage(dict(budgets))

@@ -8,13 +8,16 @@ Measures (each a ratio to a baseline run beside it in the same run; the modules 
 4. annotation throughput and the cache hit (:mod:`benchmarks.annotation`);
 5. generation headroom per task (:mod:`benchmarks.generation`);
 6. peak memory of prepare and of training (:mod:`benchmarks.memory`);
-7. start-up of the command line (:mod:`benchmarks.startup`).
+7. training under CPU contention with the default settings (:mod:`benchmarks.contention`);
+8. start-up of the command line (:mod:`benchmarks.startup`);
+9. what each gradient-level loss weighting costs (:mod:`benchmarks.weighting`).
 
 ``--quick`` uses the bundled sample and short runs (under 5 minutes on 2 cores); the full run
 uses the Austen novels of ``../shared/corpora/austen`` (the bundled sample, with a note, when
-they are absent) and longer runs (about 16 minutes on 2 cores). Everything is written to a temporary
+they are absent) and longer runs (about 20 minutes on 2 cores). Everything is written to a temporary
 cache, so every annotation is a cache miss unless a measure says otherwise.
 """
+# ruff: noqa: E402  (the OpenMP settings must be made before torch is imported)
 
 from __future__ import annotations
 
@@ -33,10 +36,24 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from ernie_cpt import threads
+
+threads.configure_process()  # before torch loads: the product's defaults are what is measured
+
 import datasets
 import torch
 
-from benchmarks import annotation, efficiency, generation, memory, multitask, startup, throughput, weighting
+from benchmarks import (
+    annotation,
+    contention,
+    efficiency,
+    generation,
+    memory,
+    multitask,
+    startup,
+    throughput,
+    weighting,
+)
 from benchmarks.common import AUSTEN, Row, Settings, Workload
 from ernie_cpt.data.corpus import bundled_corpus
 
@@ -90,6 +107,7 @@ def run(settings: Settings) -> tuple[list[Row], str]:
         rows.append(overhead)
         rows += generation.measure(workload, joint_log)
         rows += weighting.measure(workload)
+        rows += contention.measure(workload, corpus)
     rows += startup.measure()
     return sorted(rows, key=lambda row: row.measure.split(" ", 1)[0]), remark
 

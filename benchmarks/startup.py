@@ -34,7 +34,7 @@ def measure() -> list[Row]:
         helps.append(_seconds(["-m", "ernie_cpt", "--help"]))
         plans.append(_seconds(["-m", "ernie_cpt", *PLAN]))
     note = f"fastest of {RUNS} runs each, alternating"
-    return [Row("7a. start-up: ernie-cpt --help vs python -c pass", min(helps), min(python), "s", 20.0,
+    return [Row("8a. start-up: ernie-cpt --help vs python -c pass", min(helps), min(python), "s", 20.0,
                 higher_is_better=False, note=note),
-            Row("7b. start-up: ernie-cpt plan (3 tasks) vs python -c pass", min(plans), min(python), "s", 20.0,
+            Row("8b. start-up: ernie-cpt plan (3 tasks) vs python -c pass", min(plans), min(python), "s", 20.0,
                 higher_is_better=False, note=note)]

@@ -37,5 +37,5 @@ def measure(workload: Workload) -> list[Row]:
     ours = {method: rate(method) for method in METHODS}
     baseline = max(first, rate("equal"))
     note = f"{len(TASKS)} tasks in every step, {steps} timed steps after {warmup}; equal is the best of 2 runs"
-    return [Row(f"7{letter}. {method} weighting, training tokens/s vs equal weighting", ours[method], baseline,
+    return [Row(f"9{letter}. {method} weighting, training tokens/s vs equal weighting", ours[method], baseline,
                 "tokens/s", note=note if letter == "a" else "") for letter, method in zip("abcde", METHODS)]

@@ -14,7 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from ernie_cpt import __version__
+from ernie_cpt import __version__, threads
 from ernie_cpt.errors import UserError
 
 DESCRIPTION = """ERNIE 2.0-style continual pre-training on your own text.
@@ -237,6 +237,7 @@ def _configure_logging(debug: bool, verbose: bool, uses_libraries: bool) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
+    threads.configure_process()  # before torch loads: OpenMP threads that yield under CPU contention
     args = build_parser().parse_args(argv)
     try:
         _configure_logging(args.debug, args.verbose, getattr(args, "uses_libraries", True))

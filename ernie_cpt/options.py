@@ -3,6 +3,12 @@
 Every option is a dataclass field with a ``help`` text, so ``--help``, the config file and
 the code share one source of truth. Values are resolved as: field default < YAML config
 file (``--config``) < flags given on the command line.
+
+Every numeric option declares its valid values (``option(..., valid=Range(...))``), shown in
+``--help`` and checked when the options are resolved, from flags and config files alike: a
+value outside is a one-line :class:`UserError` naming the option, its range and the value.
+A list option takes its items space-separated (``--tasks a b``), comma-separated
+(``--tasks a,b``) or both; in a config file, as a YAML list or a comma-separated string.
 """
 
 from __future__ import annotations
@@ -10,21 +16,65 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import types
 import typing
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.text_encoding import read_text
 
 T = TypeVar("T")
 
 
-def option(default: Any = None, help: str = "", choices: tuple[str, ...] | None = None, **kw: Any) -> Any:
-    """A dataclass field carrying its command-line help (and optional choices)."""
-    metadata = {"help": help, "choices": choices}
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric option: from ``low`` to ``high`` (either may be None: no
+    bound; ``low_open``/``high_open`` exclude the bound itself), or one of ``also`` (special values
+    such as 0 = off). NaN and infinities are never valid."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    also: tuple[float, ...] = ()
+
+    def __contains__(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        """In words, as errors and --help show it: "at least 1", "above 0 and below 1", "0 or at least 8"."""
+        low = None if self.low is None else f"{'above' if self.low_open else 'at least'} {_number(self.low)}"
+        high = None if self.high is None else f"{'below' if self.high_open else 'at most'} {_number(self.high)}"
+        if low and high and not self.low_open and not self.high_open:
+            interval = f"between {_number(self.low)} and {_number(self.high)}"
+        else:
+            interval = " and ".join(part for part in (low, high) if part) or "a finite number"
+        return " or ".join([*(_number(v) for v in self.also), interval])
+
+
+def _number(value: float) -> str:
+    """``1000000`` -> ``1,000,000``; ``0.5`` -> ``0.5``."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes non-negative seeds; torch's manual_seed up to 2**64 - 1
+SEED_RANGE = Range(0, MAX_SEED)
+
+
+def option(default: Any = None, help: str = "", choices: tuple[str, ...] | None = None, valid: Range | None = None,
+           **kw: Any) -> Any:
+    """A dataclass field carrying its command-line help, and its choices (a string option) or its
+    valid range (a numeric one)."""
+    metadata = {"help": help, "choices": choices, "valid": valid}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata, **kw)
     return dataclasses.field(default=default, metadata=metadata, **kw)
@@ -54,14 +104,15 @@ def add_options(parser: argparse.ArgumentParser, option_classes: list[type]) -> 
         for f in dataclasses.fields(cls):
             kind, is_list = _base_type(hints[f.name])
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            help_text = f"{f.metadata.get('help', '')} (default: {default})"
+            valid = f"; valid: {f.metadata['valid']}" if f.metadata.get("valid") else ""
+            help_text = f"{f.metadata.get('help', '')} (default: {default}{valid})"
             kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
             if kind is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             else:
-                kwargs["type"] = kind
+                kwargs["type"] = str if is_list else kind  # list items are split at commas, then converted
                 kwargs["metavar"] = f.name.upper()
-                if f.metadata.get("choices"):
+                if f.metadata.get("choices") and not is_list:
                     kwargs["choices"] = f.metadata["choices"]
                     kwargs.pop("metavar")
                 if is_list:
@@ -71,7 +122,7 @@ def add_options(parser: argparse.ArgumentParser, option_classes: list[type]) -> 
 
 def _read_config(path: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path, "config file"))
     except OSError as e:
         raise UserError(f"cannot read config file {path}: {e.strerror}; check the path given to --config") from e
     except (yaml.YAMLError, UnicodeDecodeError) as e:
@@ -84,26 +135,54 @@ def _read_config(path: str) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def _coerce(name: str, value: Any, annotation: Any, choices: tuple[str, ...] | None) -> Any:
+def split_items(items: list[Any]) -> list[Any]:
+    """List items as given on the command line or in a config file, with comma-separated ones
+    split: ``["a,b", "c"]`` -> ``["a", "b", "c"]``; blank pieces are dropped."""
+    return [piece.strip() for item in items for piece in (item.split(",") if isinstance(item, str) else [item])
+            if not isinstance(piece, str) or piece.strip()]
+
+
+def _coerce(value: Any, annotation: Any, choices: tuple[str, ...] | None, where: str) -> Any:
+    """``value`` as the option's type; ``where`` names its source in errors ("config key 'x'", "--x"). A
+    list option's value may be a list or one comma-separated string."""
     kind, is_list = _base_type(annotation)
     if value is None:
         if type(None) in typing.get_args(annotation):  # `X | None`: null means unset
             return None
-        raise UserError(f"config key '{name}' has no value; give it one or delete the line")
+        raise UserError(f"{where} has no value; give it one or delete the line")
     if is_list:
-        items = [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
-        if not isinstance(items, list):
-            raise UserError(f"config key '{name}' must be a list, got {value!r}")
-        return [_coerce(name, item, kind, choices) for item in items]
+        if not isinstance(value, (list, str)):
+            raise UserError(f"{where} must be a list, got {value!r}")
+        return [_coerce(item, kind, choices, where) for item in (split_items([value]) if isinstance(value, str)
+                                                                 else value)]
     if kind is bool and not isinstance(value, bool):
-        raise UserError(f"config key '{name}' must be true or false, got {value!r}")
+        raise UserError(f"{where} must be true or false, got {value!r}")
+    if kind in (int, float) and (isinstance(value, bool) or (kind is int and isinstance(value, float)
+                                                             and not value.is_integer())):
+        raise UserError(f"{where} must be of type {kind.__name__}, got {value!r}")
     try:
         coerced = kind(value)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"config key '{name}' must be of type {kind.__name__}, got {value!r}") from e
+    except (TypeError, ValueError, OverflowError) as e:
+        raise UserError(f"{where} must be of type {kind.__name__}, got {value!r}") from e
     if choices and coerced not in choices:
-        raise UserError(f"config key '{name}' must be one of {', '.join(choices)}, got {value!r}")
+        raise UserError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
     return coerced
+
+
+def check_value(field: dataclasses.Field, value: Any, where: str | None = None) -> None:
+    """Raise a UserError when ``value`` (a list's every item) is outside the field's declared range."""
+    valid = field.metadata.get("valid")
+    if valid is None or value is None:
+        return
+    for item in value if isinstance(value, list) else [value]:
+        if item not in valid:
+            raise UserError(f"{where or _flag(field.name)} must be {valid}, got {item!r}")
+
+
+def check_ranges(instance: Any) -> None:
+    """Check every field of an options instance against its declared range (see :class:`Range`)."""
+    for f in dataclasses.fields(instance):
+        check_value(f, getattr(instance, f.name))
 
 
 def resolve_options(args: argparse.Namespace, option_classes: list[type]) -> dict[type, Any]:
@@ -120,9 +199,16 @@ def resolve_options(args: argparse.Namespace, option_classes: list[type]) -> dic
             close = difflib.get_close_matches(key, list(fields_by_name), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else "; see --help for the options"
             raise UserError(f"unknown key '{key}' in config file {config_path}{hint}")
-    values = {k: _coerce(k, v, fields_by_name[k][2], fields_by_name[k][1].metadata.get("choices"))
+    values = {k: _coerce(v, fields_by_name[k][2], fields_by_name[k][1].metadata.get("choices"), f"config key '{k}'")
               for k, v in values.items()}
-    values.update({k: v for k, v in vars(args).items() if k in fields_by_name})
+    for key, value in values.items():
+        check_value(fields_by_name[key][1], value, f"config key '{key}' ({_flag(key)})")
+    for key, value in vars(args).items():
+        if key in fields_by_name:
+            _, f, annotation = fields_by_name[key]
+            values[key] = (_coerce(split_items(value), annotation, f.metadata.get("choices"), _flag(key))
+                           if isinstance(value, list) else value)
+            check_value(f, values[key])
     resolved = {}
     for cls in option_classes:
         names = {f.name for f in dataclasses.fields(cls)}

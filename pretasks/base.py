@@ -12,27 +12,37 @@ from __future__ import annotations
 import functools
 import hashlib
 from abc import ABC, abstractmethod
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from ernie_cpt.data import cells, sections
 from ernie_cpt.errors import UserError
+from ernie_cpt.options import Range, check_ranges
 
 if TYPE_CHECKING:  # both load in a second or more; task modules are imported for --help too
     import datasets
     from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100  # the label of a position (or example) that is not scored
+# --max-seq-length of every command: [CLS], [SEP] and a few tokens of text at the least (each task
+# may need more: PreTask.min_seq_length), and no more positions than any BERT-style encoder has.
+SEQ_LENGTH_RANGE = Range(8, 8192)
+SEQ_LENGTH_HELP = "Maximum tokens per example, [CLS] and [SEP] included"
+LABEL_SAMPLE = 2000  # examples made to count a task's labels (inspect-task, the nothing-to-learn check)
+MAX_MAJORITY_SHARE = 0.995  # above this share of one class, a task's labels leave nothing to learn
 # The head of each level unless a task names another (knowledge masking: "masked_lm").
 LEVEL_HEADS = {"token": "token_classification", "sequence": "sequence_classification", "pair": "sentence_pair"}
 
 
 @functools.cache
 def _package_source_hash() -> str:
-    """A hash of every module of ``pretasks``: any change to the generators' code changes it."""
+    """A hash of every module of ``pretasks`` and of the data modules the generators call (sections,
+    table cells): any change to the generators' code changes it."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in [*sorted(Path(__file__).parent.glob("*.py")), Path(sections.__file__), Path(cells.__file__)]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -65,16 +75,69 @@ class PreTask(ABC):
     # segment pair ([CLS] A [SEP] B [SEP])
     level: ClassVar[str] = "sequence"
     head_name: ClassVar[str | None] = None  # a registered head; None: LEVEL_HEADS[level]
+    num_token_types: ClassVar[int] = 1  # segment ids an input uses: 2 for [CLS] A [SEP] B [SEP] (pair tasks)
     label_names: tuple[str, ...] = ()
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, options: Any, max_seq_length: int) -> None:
+        check_ranges(options)
+        self.check_seq_length(options, max_seq_length)
         self.tokenizer = tokenizer
         self.options = options
         self.max_seq_length = max_seq_length
+        self.notes: list[str] = []  # what the last build_examples left out, and why (inspect-task prints them)
+
+    @classmethod
+    def min_seq_length(cls, options: Any) -> tuple[int, str]:
+        """The shortest ``--max-seq-length`` whose examples are well-formed under ``options``, and
+        why (shorter inputs would cut a segment to nothing or below what the task's definition
+        needs). Tasks with needs beyond ``SEQ_LENGTH_RANGE`` override it."""
+        return SEQ_LENGTH_RANGE.low, "the shortest input of any task"
+
+    @classmethod
+    def check_seq_length(cls, options: Any, max_seq_length: int) -> None:
+        """A UserError when ``max_seq_length`` is below :meth:`min_seq_length`."""
+        minimum, why = cls.min_seq_length(options)
+        if max_seq_length < minimum:
+            raise UserError(f"--max-seq-length {max_seq_length} is too short for {cls.name}, which needs at least "
+                            f"{minimum} ({why}); raise --max-seq-length or leave out the task")
+
+    @classmethod
+    def check_tokenizer(cls, tokenizer: PreTrainedTokenizerBase) -> None:
+        """A UserError when the task cannot work with ``tokenizer`` (checked before any work when the
+        tokenizer comes from ``--init-from`` or ``--tokenizer``); every tokenizer suits most tasks."""
+        return None
 
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    def sample_labels(self, rows: datasets.Dataset, seed: int,
+                      limit: int = LABEL_SAMPLE) -> tuple[Counter[int], dict[int, dict[str, Any]]]:
+        """The labels of up to ``limit`` examples (a seeded sample of ``rows``, made as epoch 0 of
+        training makes them), counted over scored items, and those examples by row index."""
+        chosen = sorted(np.random.default_rng(seed).permutation(len(rows))[:limit].tolist())
+        examples = {i: self.make_example(row, np.random.default_rng([seed, self.task_id, 0, i]))
+                    for i, row in zip(chosen, rows.select(chosen))}
+        counts: Counter[int] = Counter()
+        for example in examples.values():
+            labels = example["labels"]
+            counts.update([label for label in labels if label != IGNORE_INDEX] if isinstance(labels, list)
+                          else [labels])
+        return counts, examples
+
+    def nothing_to_learn(self, counts: Counter[int], n_examples: int, max_share: float) -> str | None:
+        """Why labels counted by :meth:`sample_labels` leave nothing to learn (a single class, or one
+        class above ``max_share`` of them), with the counts; None when they do not."""
+        total = sum(counts.values())
+        if total == 0:
+            return f"{self.name} scores nothing in {n_examples} sampled training examples"
+        label, most = counts.most_common(1)[0]
+        if len(counts) > 1 and most / total <= max_share:
+            return None
+        return (f"{self.name} has nothing to learn on this corpus: {most:,} of the {total:,} labels "
+                f"({most / total:.1%}) of {n_examples:,} sampled training examples are '{self.label_name(label)}' "
+                f"({len(counts)} class{'es' * (len(counts) != 1)}; a task is skipped above "
+                f"--max-majority-share {max_share:g})")
 
     def label_name(self, label: int) -> str:
         return self.label_names[label]

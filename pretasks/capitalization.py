@@ -55,6 +55,11 @@ class Capitalization(PreTask):
 
     def __init__(self, tokenizer: Any, options: CapitalizationOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)
+        self.check_tokenizer(tokenizer)
+
+    @classmethod
+    def check_tokenizer(cls, tokenizer: Any) -> None:
+        """The tokenizer must lower-case: a cased one would show the labels in the input."""
         for probe in CASE_PROBES:
             if tokenizer(probe, add_special_tokens=False)["input_ids"] != \
                     tokenizer(probe.lower(), add_special_tokens=False)["input_ids"]:

@@ -46,8 +46,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ernie_cpt.data.cells import describe, text_cell
 from ernie_cpt.errors import UserError
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
+from ernie_cpt.text_encoding import text_encoding
 from pretasks.base import PreTask, TaskUnavailable, features
 from pretasks.registry import register
 from pretasks.sequences import join_segments
@@ -142,15 +144,18 @@ def read_pair_file(path: str) -> Iterator[tuple[int, str, str, str]]:
     """(line number, sentence1, sentence2, marker or label) for each record of a TSV (with a header)
     or JSON-lines (``.jsonl``/``.json``) pair file."""
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding=text_encoding(path, "--discourse-pairs file"), newline="") as handle:
             if Path(path).suffix.lower() in (".jsonl", ".json"):
                 for line_number, line in enumerate(handle, 1):
                     try:
                         record = json.loads(line) if line.strip() else None
                     except json.JSONDecodeError as e:
                         raise UserError(f"{path} line {line_number} is not valid JSON ({e.msg})") from e
+                    if record is not None and not isinstance(record, dict):
+                        raise UserError(f"{path} line {line_number} is {describe(record)}, not a JSON object with "
+                                        "sentence1, sentence2 and marker (or label)")
                     if record is not None:
-                        yield _fields(record if isinstance(record, dict) else {}, path, line_number)
+                        yield _fields(record, path, line_number)
             else:
                 reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
                 for record in reader:
@@ -162,10 +167,11 @@ def read_pair_file(path: str) -> Iterator[tuple[int, str, str, str]]:
 
 
 def _fields(record: dict[str, Any], path: str, line_number: int) -> tuple[int, str, str, str]:
-    value = record.get("marker") or record.get("label")
-    first, second = record.get("sentence1"), record.get("sentence2")
-    if not all(isinstance(field, str) and field.strip() for field in (first, second, value)):
-        raise UserError(f"{path} line {line_number}: a pair record needs non-empty sentence1, sentence2 and "
+    name = "marker" if record.get("marker") is not None else "label"
+    where = f"{path} line {line_number}"
+    first, second, value = (text_cell(record.get(field), where, field) for field in ("sentence1", "sentence2", name))
+    if not all(field and field.strip() for field in (first, second, value)):
+        raise UserError(f"{where}: a pair record needs non-empty sentence1, sentence2 and "
                         "marker (or label) fields (TSV with that header, or JSON lines)")
     return line_number, first, second, value
 
@@ -179,7 +185,8 @@ class DiscourseRelationOptions:
     discourse_pairs: str | None = option(None, "Labelled pair file added to the mined pairs: TSV with a header or "
                                          "JSON lines, fields sentence1, sentence2, marker or label (e.g. Discovery); "
                                          "one record in 20 is held out")
-    discourse_min_pairs: int = option(20, "Warn when a label has fewer training pairs than this")
+    discourse_min_pairs: int = option(20, "Warn when a label has fewer training pairs than this",
+                                      valid=Range(0, 1_000_000))
 
 
 @register
@@ -187,6 +194,7 @@ class DiscourseRelation(PreTask):
     name = "discourse_relation"
     options_class = DiscourseRelationOptions
     level = "pair"
+    num_token_types = 2
 
     def __init__(self, tokenizer: Any, options: DiscourseRelationOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)

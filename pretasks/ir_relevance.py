@@ -18,9 +18,11 @@ title (irrelevant). Without a log, a corpus stands in for the search engine:
 * 0 strong: a passage of the query's document.
 * 1 weak: a passage of *another* document among those ranked highest for the query terms by
   BM25 (Robertson & Zaragoza 2009, "The Probabilistic Relevance Framework: BM25 and Beyond";
-  k1=1.2, b=0.75, over an inverted index of all passages), so it shares a query term. When no
-  passage of another document does, the query document's 8 most salient terms (highest tf-idf
-  among terms other documents also contain) are the BM25 query; if none matches, no class 1.
+  k1=1.2, b=0.75, over an inverted index of all passages), so it shares a query term, and the
+  input shows it: the passage is cut to a window that holds its first query term in its first
+  quarter, and a candidate whose tokens, once cut to fit, hold no query term's tokens is
+  dropped. A query that no passage of another document shares a term with is dropped (counted
+  in ``inspect-task``): its "weak" passages could not be told from irrelevant ones.
 * 2 irrelevant: a random passage of a document sharing no query term (document BM25 score 0);
   when every other document shares one, a random passage of another document sharing none.
 
@@ -46,6 +48,7 @@ A query is held out when crc32(query) % 100 < 5.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -57,13 +60,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from ernie_cpt.data.cells import describe, text_cell
+from ernie_cpt.data.sections import is_generic_heading, paragraph_sections
 from ernie_cpt.data.spacy_pipeline import english_stop_words
 from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
+from ernie_cpt.text_encoding import read_text
 from pretasks.base import PreTask, TaskUnavailable, features
 from pretasks.registry import register
-from pretasks.sections import is_generic_heading, paragraph_sections
 from pretasks.sequences import join_segments
 
 if TYPE_CHECKING:
@@ -74,7 +79,6 @@ log = logging.getLogger(__name__)
 K1, B = 1.2, 0.75  # BM25 constants (Robertson & Zaragoza 2009)
 MIN_PASSAGE_WORDS = 8
 MAX_HEADING_WORDS = 8
-SALIENT_TERMS = 8
 HELD_OUT_PERCENT = 5
 CLASSES = ("strong", "weak", "irrelevant")
 NUMERIC_ENTITIES = {"CARDINAL", "ORDINAL", "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY"}
@@ -96,8 +100,8 @@ class IrRelevanceOptions:
     """ir_relevance: query-passage relevance (strong / weak / irrelevant)"""
 
     ir_passages_per_query: int = option(8, "Strong passages (static rows) per query unit (a document, or a chapter "
-                                        "of an untitled one), at most")
-    ir_candidates: int = option(4, "Weak and irrelevant candidate passages stored per row (K)")
+                                        "of an untitled one), at most", valid=Range(1, 10_000))
+    ir_candidates: int = option(4, "Weak and irrelevant candidate passages stored per row (K)", valid=Range(1, 64))
     ir_click_log: str | None = option(None, "Click log (TSV with header or JSONL: query, title, clicked[, shown]) "
                                       "whose rows are added to the corpus rows")
 
@@ -158,12 +162,22 @@ def query_remover(query: str) -> re.Pattern[str]:
     return re.compile(left + body + right, re.IGNORECASE)
 
 
-def clean_passage(remover: re.Pattern[str] | None, text: str, max_words: int) -> str | None:
+def clean_passage(remover: re.Pattern[str] | None, text: str, max_words: int,
+                  keep: set[str] | None = None) -> str | None:
     """``text`` (without what ``remover`` matches, if given) cut to ``max_words`` words (no fewer tokens than
     a model input can hold, as every word is at least one token), or None when fewer than
-    ``MIN_PASSAGE_WORDS`` words remain."""
+    ``MIN_PASSAGE_WORDS`` words remain. With ``keep`` (terms), the window starts up to a quarter of
+    ``max_words`` before the first word holding one of them (None when no word does)."""
     words = (remover.sub(" ", text) if remover else text).split()
-    return " ".join(words[:max_words]) if len(words) >= MIN_PASSAGE_WORDS else None
+    if len(words) < MIN_PASSAGE_WORDS:
+        return None
+    start = 0
+    if keep is not None:
+        first = next((i for i, word in enumerate(words) if keep.intersection(content_terms(word))), None)
+        if first is None:
+            return None
+        start = max(0, min(first - max_words // 4, len(words) - MIN_PASSAGE_WORDS))
+    return " ".join(words[start:start + max_words])
 
 
 def query_units(doc: dict[str, Any], document: int) -> list[dict[str, Any]]:
@@ -231,15 +245,6 @@ class PassageIndex:
             scores[ids] += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * self.lengths[ids] / self.avg_length))
         return scores
 
-    def salient_terms(self, unit: dict[str, Any]) -> list[str]:
-        """The unit's ``SALIENT_TERMS`` terms of highest tf-idf among those other units also
-        contain (a term of this unit alone could not find a weak passage)."""
-        text = "\n".join(unit["text"][s:e] for s, e in zip(unit["paragraph_starts"], unit["paragraph_ends"]))
-        counts = Counter(content_terms(f"{unit['title'] or ''}\n{text}"))
-        weight = {t: n * np.log(self.n_units / len(self.term_units[t])) for t, n in counts.items()
-                  if len(self.term_units[t]) > 1}
-        return sorted(weight, key=lambda t: (-weight[t], t))[:SALIENT_TERMS]
-
     def ranked(self, scores: np.ndarray, exclude_document: int) -> np.ndarray:
         """Passages of other documents with a positive score, best first (index order breaks ties)."""
         found = np.flatnonzero((scores > 0) & (self.document_of != exclude_document))
@@ -247,7 +252,7 @@ class PassageIndex:
 
 
 def _flag(value: Any, where: str, field: str) -> bool:
-    text = str(value).strip().lower()
+    text = str(value).strip().lower() if isinstance(value, (str, bool, int)) else repr(value)
     if text not in TRUE | FALSE:
         raise UserError(f"{where}: '{field}' must be 0/1 or true/false, not {value!r}; fix that line of the click log")
     return text in TRUE
@@ -264,7 +269,7 @@ class ClickRecord(NamedTuple):
 def read_click_log(path: str) -> list[ClickRecord]:
     """The records of a TSV (with header) or JSONL click log; a malformed line is a UserError naming it."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = read_text(path, "click log").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read click log {path} ({e}); pass a UTF-8 TSV or JSONL file to --ir-click-log") from e
     jsonl = Path(path).suffix.lower() in (".jsonl", ".json")
@@ -282,13 +287,20 @@ def read_click_log(path: str) -> list[ClickRecord]:
         except (json.JSONDecodeError, ValueError) as e:
             raise UserError(f"{where}: malformed line ({e}); expected "
                             f"{'a JSON object' if jsonl else f'{len(header)} tab-separated fields'}") from e
-        if not isinstance(record, dict) or not all(str(record.get(k) or "").strip() for k in ("query", "title")) \
-                or "clicked" not in record:
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: the line is {describe(record)}, not a JSON object with query, title and clicked")
+        query, title = (" ".join((text_cell(record.get(k), where, k) or "").split()) for k in ("query", "title"))
+        if not query or not title or "clicked" not in record:
             raise UserError(f"{where}: malformed line; every record needs a non-empty query and title, and clicked")
-        query, title = (" ".join(str(record[k]).split()) for k in ("query", "title"))
         records.append(ClickRecord(where, query, title, _flag(record["clicked"], where, "clicked"),
                                    _flag(record.get("shown", 1), where, "shown")))
     return records
+
+
+def _contains(ids: list[int], needle: list[int]) -> bool:
+    """Whether ``needle`` occurs in ``ids`` as a contiguous run."""
+    n = len(needle)
+    return n > 0 and any(ids[i:i + n] == needle for i in range(len(ids) - n + 1))
 
 
 @register
@@ -296,40 +308,45 @@ class IrRelevance(PreTask):
     name = "ir_relevance"
     options_class = IrRelevanceOptions
     level = "pair"
+    num_token_types = 2
     label_names = CLASSES
 
-    def __init__(self, tokenizer: Any, options: IrRelevanceOptions, max_seq_length: int) -> None:
-        super().__init__(tokenizer, options, max_seq_length)
-        if options.ir_passages_per_query < 1 or options.ir_candidates < 1:
-            raise UserError("--ir-passages-per-query and --ir-candidates must be at least 1")
+    @classmethod
+    def min_seq_length(cls, options: IrRelevanceOptions) -> tuple[int, str]:
+        """[CLS] query [SEP] passage [SEP] with a query of up to a quarter of the tokens and a
+        passage of ``MIN_PASSAGE_WORDS`` tokens (a word is at least one token)."""
+        minimum = next(n for n in itertools.count(8) if n - 3 - n // 4 >= MIN_PASSAGE_WORDS)
+        return minimum, f"a query of up to a quarter of the tokens and a passage of {MIN_PASSAGE_WORDS} words"
 
     def _unit_rows(self, index: PassageIndex, u: int, unit: dict[str, Any], query: str,
-                   kind: str, doc_ids: list[str]) -> list[dict[str, Any]]:
-        """The rows of one query unit: its strong passages, each with weak and irrelevant candidates."""
+                   kind: str, doc_ids: list[str]) -> list[dict[str, Any]] | None:
+        """The rows of one query unit: its strong passages, each with weak and irrelevant candidates;
+        None when no passage of another document shares a query term (the query is dropped)."""
         k, remover, terms = self.options.ir_candidates, query_remover(query), content_terms(query)
         rng = np.random.default_rng(zlib.crc32(f"{unit['doc_id']}\x1f{unit['first_paragraph']}".encode()))
         d = unit["document"]
 
-        def passages(ids: Any, limit: int | None = None, without_query: bool = False) -> list[tuple[int, str]]:
-            """(passage, its text, without the query if asked) of the first ``limit`` of ``ids`` that keep
-            enough words."""
+        def passages(ids: Any, limit: int | None = None, without_query: bool = False,
+                     keep: set[str] | None = None) -> list[tuple[int, str]]:
+            """(passage, its text, without the query if asked, around a term of ``keep`` if given) of the
+            first ``limit`` of ``ids`` that keep enough words."""
             found: list[tuple[int, str]] = []
             for i in ids:
                 if len(found) == limit:
                     break
                 if (text := clean_passage(remover if without_query else None, index.texts[i],
-                                          self.max_seq_length)) is not None:
+                                          self.max_seq_length, keep)) is not None:
                     found.append((int(i), text))
             return found
 
+        query_scores = index.bm25(terms)
+        ranking = index.ranked(query_scores, d)
+        if not len(ranking):  # no passage of another document shares a query term: no weak passage
+            return None
         own = passages(np.flatnonzero(index.unit_of == u), without_query=True)
         n_rows = min(len(own), self.options.ir_passages_per_query)
         strong = sorted(rng.choice(len(own), size=n_rows, replace=False).tolist())
-        query_scores = index.bm25(terms)
-        ranking = index.ranked(query_scores, d)
-        if not len(ranking):  # no other passage shares a query term: the unit's salient terms instead
-            ranking = index.ranked(index.bm25(index.salient_terms(unit)), d)
-        weak = passages(ranking, k * n_rows)
+        weak = passages(ranking, k * n_rows, keep=set(terms))
         related = np.zeros(index.n_units, dtype=bool)
         related[[x for t in terms for x in index.term_units.get(t, [])]] = True
         pool = np.flatnonzero(~related[index.unit_of] & (index.document_of != d))  # the unit's document excluded
@@ -356,14 +373,21 @@ class IrRelevance(PreTask):
         index = PassageIndex(units)
         doc_ids = [doc["doc_id"] for doc in docs]
         kinds: Counter[str] = Counter()
-        rows = []
+        rows, dropped = [], 0
         for u, unit in enumerate(units):
             if unit["document"] < len(documents) and (chosen := choose_query(unit)) is not None:
                 kinds[chosen[1]] += 1
-                rows += self._unit_rows(index, u, unit, *chosen, doc_ids)
+                unit_rows = self._unit_rows(index, u, unit, *chosen, doc_ids)
+                dropped += unit_rows is None
+                rows += unit_rows or []
+        if dropped:
+            self.notes.append(f"ir_relevance dropped {dropped} of {sum(kinds.values())} queries: no passage of another "
+                              f"document shares a term with them, so a 'weak' passage could not be told from an "
+                              f"irrelevant one")
         log.info("ir_relevance: %d documents (%d background) in %d query units, %d passages, queries by kind %s "
-                 "-> %d rows, %d without a weak candidate", len(docs), len(docs) - len(documents), len(units),
-                 len(index.texts), dict(kinds), len(rows), sum(not row["weak_texts"] for row in rows))
+                 "-> %d rows, %d without a weak candidate; %d queries dropped (no other document shares a term)",
+                 len(docs), len(docs) - len(documents), len(units), len(index.texts), dict(kinds), len(rows),
+                 sum(not row["weak_texts"] for row in rows), dropped)
         return rows
 
     def _click_log_plan(self, held_out: bool) -> list[dict[str, Any]]:
@@ -406,14 +430,33 @@ class IrRelevance(PreTask):
         for name in CLASSES:
             out[f"{name}_ids"] = [[encoded[text][:budget] for text in texts]
                                   for texts, budget in zip(batch[f"{name}_texts"], budgets)]
+        self._keep_weak_showing_a_term(batch, out)
         out["length"] = [self.max_seq_length - budget + max(len(p) for c in CLASSES for p in out[f"{c}_ids"][i])
                          for i, budget in enumerate(budgets)]
         return out
+
+    def _keep_weak_showing_a_term(self, batch: dict[str, list[Any]], out: dict[str, list[Any]]) -> None:
+        """Drop from ``out`` the weak candidates of corpus rows whose tokens, as cut to fit, hold no query
+        term's tokens (a click log's weak titles are what its users saw, and stay)."""
+        terms = {query: content_terms(query) for query in batch["query"]}
+        distinct = sorted({term for found in terms.values() for term in found})
+        term_ids = dict(zip(distinct, self.tokenizer(distinct, add_special_tokens=False)["input_ids"])) if distinct \
+            else {}
+        columns = {name: [] for name in ("weak_ids", "weak_doc_ids", "weak_paragraphs")}
+        for row, (query, kind) in enumerate(zip(batch["query"], batch["query_kind"])):
+            needles = [term_ids[term] for term in terms[query]]
+            keep = [kind == "click_log" or any(_contains(ids, needle) for needle in needles)
+                    for ids in out["weak_ids"][row]]
+            columns["weak_ids"].append([ids for ids, kept in zip(out["weak_ids"][row], keep) if kept])
+            for name in ("weak_doc_ids", "weak_paragraphs"):
+                columns[name].append([value for value, kept in zip(batch[name][row], keep) if kept])
+        out.update(columns)
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
         import datasets
 
+        self.notes = []
         plan = self._corpus_plan(documents, background)
         if self.options.ir_click_log:
             plan += self._click_log_plan(held_out)
@@ -426,9 +469,15 @@ class IrRelevance(PreTask):
                 f"document has a passage of >= {MIN_PASSAGE_WORDS} words besides the query, or a click log")
         rows = datasets.Dataset.from_list(plan, features=features(PLAN_COLUMNS))
         # Large batches: a passage paired with many queries is tokenized once per batch.
-        return rows.map(self._tokenize, batched=True, batch_size=4000, remove_columns=TEXT_COLUMNS,
+        rows = rows.map(self._tokenize, batched=True, batch_size=4000, remove_columns=TEXT_COLUMNS,
                         features=features(ROW_COLUMNS), num_proc=num_proc if num_proc and len(rows) > 4000 else None,
                         desc="ir_relevance examples")
+        kept = rows.filter(lambda batch: [sum(bool(batch[f"{c}_ids"][i]) for c in CLASSES) >= 2
+                                          for i in range(len(batch["query"]))], batched=True)
+        if len(kept) < len(rows):
+            self.notes.append(f"ir_relevance dropped {len(rows) - len(kept)} of {len(rows)} rows left with one "
+                              f"class once their weak passages were cut to fit")
+        return kept
 
     def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         classes = [label for label, name in enumerate(CLASSES) if row[f"{name}_ids"]]

@@ -8,8 +8,12 @@ it as its word-aware task. Here phrases are spaCy noun chunks and entities spaCy
 Labels: the original vocabulary id at every target position, -100 elsewhere. Units are drawn
 (kind by the configured proportions, then uniformly within the kind) until about
 ``mask_ratio`` of the tokens are targets; a unit that would overshoot or overlap a chosen one
-is skipped. Every token of a chosen unit is a target, and the unit as a whole is replaced by
-[MASK] (80%), by random tokens (10%) or kept (10%), as in BERT (Devlin et al. 2019).
+is skipped. Every example masks at least one unit, as ERNIE does: when no unit fits the budget
+(a 7-token text at 15% has a budget of 1 token, and its words may all be 2 tokens long), the
+shortest unit drawn is masked (the first drawn among equals). Every token of a chosen unit is
+a target, and the unit as a whole is replaced by [MASK] (80%), by random tokens (10%) or kept
+(10%), as in BERT (Devlin et al. 2019). A segment with no unit of a kind of weight above 0 (no
+entity or phrase while words have weight 0) gives no example.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ernie_cpt.options import option
+from ernie_cpt.errors import UserError
+from ernie_cpt.options import Range, option
 from pretasks.alignment import document_segments
 from pretasks.base import IGNORE_INDEX, PreTask
 from pretasks.registry import register
@@ -36,10 +41,19 @@ UNIT_KINDS = ("word", "phrase", "entity")
 class KnowledgeMaskingOptions:
     """knowledge_masking: ERNIE 1.0 word, phrase and entity masking"""
 
-    mask_ratio: float = option(0.15, "Fraction of tokens that become prediction targets")
-    word_unit_weight: float = option(0.4, "Relative share of basic word units among the units drawn")
-    phrase_unit_weight: float = option(0.3, "Relative share of phrase units (spaCy noun chunks)")
-    entity_unit_weight: float = option(0.3, "Relative share of entity units (spaCy named entities)")
+    mask_ratio: float = option(0.15, "Fraction of tokens that become prediction targets (at least one unit per "
+                               "example)", valid=Range(0, 1, low_open=True, high_open=True))
+    word_unit_weight: float = option(0.4, "Relative share of basic word units among the units drawn",
+                                     valid=Range(0, 1000))
+    phrase_unit_weight: float = option(0.3, "Relative share of phrase units (spaCy noun chunks)",
+                                       valid=Range(0, 1000))
+    entity_unit_weight: float = option(0.3, "Relative share of entity units (spaCy named entities)",
+                                       valid=Range(0, 1000))
+
+    def __post_init__(self) -> None:
+        if self.word_unit_weight == self.phrase_unit_weight == self.entity_unit_weight == 0:
+            raise UserError("--word-unit-weight, --phrase-unit-weight and --entity-unit-weight are all 0, so no unit "
+                            "could ever be masked; give at least one of them a weight above 0")
 
 
 @register
@@ -51,10 +65,8 @@ class KnowledgeMasking(PreTask):
 
     def __init__(self, tokenizer: Any, options: KnowledgeMaskingOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)
-        weights = np.array([options.word_unit_weight, options.phrase_unit_weight, options.entity_unit_weight])
-        if (weights < 0).any() or weights.sum() <= 0 or not 0 < options.mask_ratio < 1:
-            raise ValueError("knowledge_masking needs unit weights >= 0 (not all 0) and 0 < mask_ratio < 1")
-        self.unit_weights = weights
+        self.unit_weights = np.array([options.word_unit_weight, options.phrase_unit_weight,
+                                      options.entity_unit_weight])
         special = set(tokenizer.all_special_ids)
         self.random_token_ids = np.array([i for i in range(len(tokenizer)) if i not in special])
 
@@ -69,6 +81,8 @@ class KnowledgeMasking(PreTask):
             ranges = np.concatenate(units)
             for start, end in segments:
                 inside = (ranges[:, 0] >= start) & (ranges[:, 1] <= end)
+                if not (self.unit_weights[kinds[inside]] > 0).any():  # nothing this task may mask
+                    continue
                 out["doc_id"].append(batch["doc_id"][doc_index])
                 out["input_ids"].append(tokens.ids[start:end].tolist())
                 out["length"].append(end - start + 2)
@@ -98,6 +112,7 @@ class KnowledgeMasking(PreTask):
         pools = [list(rng.permutation(np.flatnonzero(kinds == kind))) for kind in range(len(UNIT_KINDS))]
         covered = np.zeros(n_tokens, dtype=bool)
         chosen: list[tuple[int, int]] = []
+        drawn: list[tuple[int, int]] = []
         count = 0
         while count < budget:
             open_kinds = [k for k, pool in enumerate(pools) if pool and self.unit_weights[k] > 0]
@@ -107,11 +122,14 @@ class KnowledgeMasking(PreTask):
             kind = open_kinds[rng.choice(len(open_kinds), p=weights / weights.sum())]
             unit = pools[kind].pop()
             start, end = int(starts[unit]), int(ends[unit])
+            drawn.append((start, end))
             if count + end - start > budget or covered[start:end].any():
                 continue
             covered[start:end] = True
             chosen.append((start, end))
             count += end - start
+        if not chosen and drawn:  # no unit fits the budget: ERNIE still masks one, the shortest
+            chosen.append(min(drawn, key=lambda span: span[1] - span[0]))
         return chosen
 
     def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:

@@ -25,6 +25,13 @@ with their positions (doc id, sentence index). Each epoch, the label is drawn un
 {0, 1, 2} (balanced classes) and the partner uniformly among the stored candidates. Documents
 with fewer than 4 sentences only supply other-document partners. The pair is joined as
 ``[CLS] A [SEP] B [SEP]``, truncated longest-first.
+
+Every pair is decidable from its text: a same-document candidate whose tokens equal those of a
+sentence next to the anchor would make the very input of an "adjacent" pair, and an
+other-document candidate whose tokens occur in the anchor's document (a '"Yes."' of dialogue,
+1.3 % of the candidates on the Austen novels) that of a "same document" one. Such a candidate is
+replaced by another stored candidate of its kind; an anchor left with none is dropped (counted
+in ``inspect-task``).
 """
 
 from __future__ import annotations
@@ -36,9 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 from pretasks.alignment import pack_segments, tokenize_documents
 from pretasks.base import PreTask, TaskUnavailable, features
 from pretasks.registry import register
@@ -51,6 +57,7 @@ log = logging.getLogger(__name__)
 
 ADJACENT, SAME_DOCUMENT, OTHER_DOCUMENT = 0, 1, 2
 MIN_ANCHOR_SENTENCES = 4
+MIN_SEGMENT_TOKENS = 8  # a packed segment shorter than this holds less than a sentence
 TOKENS = ["int32"]
 POOL_COLUMNS = {
     "doc_index": "int64",
@@ -80,10 +87,11 @@ class SentenceDistanceOptions:
     """sentence_distance: adjacent / same document / other document sentence pairs"""
 
     distance_candidates: int = option(4, "Same-document and other-document partner candidates stored per anchor "
-                                      "sentence (K); each epoch picks one of them")
+                                      "sentence (K); each epoch picks one of them", valid=Range(1, 64))
     distance_segment_tokens: int = option(
         0, "Pack consecutive sentences into segments of at most this many tokens, as BERT's next sentence "
-        "prediction does (e.g. half of --max-seq-length); 0 = single spaCy sentences")
+        "prediction does (at most (--max-seq-length - 3) / 2, so a pair is never cut); 0 = single spaCy sentences",
+        valid=Range(MIN_SEGMENT_TOKENS, also=(0,)))
 
 
 @register
@@ -91,15 +99,22 @@ class SentenceDistance(PreTask):
     name = "sentence_distance"
     options_class = SentenceDistanceOptions
     level = "pair"
+    num_token_types = 2
     label_names = ("adjacent", "same document", "other document")
 
     def __init__(self, tokenizer: Any, options: SentenceDistanceOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)
-        if options.distance_candidates < 1:
-            raise UserError(f"--distance-candidates must be at least 1, got {options.distance_candidates}")
-        if options.distance_segment_tokens < 0:
-            raise UserError(f"--distance-segment-tokens must be 0 or more, got {options.distance_segment_tokens}")
         self.segment_tokens = options.distance_segment_tokens
+
+    @classmethod
+    def min_seq_length(cls, options: SentenceDistanceOptions) -> tuple[int, str]:
+        """Two whole segments of ``--distance-segment-tokens`` and 3 special tokens: truncation would cut
+        the end of the first segment, where an adjacent pair meets."""
+        if options.distance_segment_tokens:
+            return (2 * options.distance_segment_tokens + 3,
+                    f"two segments of --distance-segment-tokens {options.distance_segment_tokens} and [CLS], [SEP], "
+                    f"[SEP], so that a pair is never cut")
+        return super().min_seq_length(options)
 
     def _sentences(self, batch: dict[str, list[Any]], indices: list[int], doc_offset: int) -> dict[str, list[Any]]:
         """One row per segment (or non-empty sentence), numbered through its document."""
@@ -150,6 +165,7 @@ class SentenceDistance(PreTask):
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
         import datasets
 
+        self.notes = []
         pools = [self._sentence_pool(documents, 0, num_proc)]
         if background is not None and len(background):
             pools.append(self._sentence_pool(background, len(documents), num_proc))
@@ -192,6 +208,11 @@ class SentenceDistance(PreTask):
         other = (rng.random((len(anchors), k)) * (len(pool) - size)[:, None]).astype(np.int64)
         other += np.where(other >= start[:, None], size[:, None], 0)
 
+        kept, same, other = self._decidable(anchors, same, other, doc_of_sentence, pool)
+        if not kept.all():
+            self.notes.append(f"sentence_distance dropped {int((~kept).sum())} of {len(anchors)} anchors: every "
+                              f"candidate partner repeats the text of a sentence the label rules out")
+        anchors, adjacent = anchors[kept], adjacent[kept]
         log.info("sentence_distance: %s (only those give anchors; the others give 'other document' partners), "
                  "%d anchors, %d %ss in the partner pool (%d from background documents)",
                  counts, len(anchors), len(pool), unit, len(pool) - len(pools[0]))
@@ -200,6 +221,29 @@ class SentenceDistance(PreTask):
         return candidates.map(self._rows, batched=True, batch_size=256, fn_kwargs={"pool": pool},
                               remove_columns=candidates.column_names, features=features(COLUMNS), num_proc=num_proc,
                               desc="sentence_distance examples", new_fingerprint=self.fingerprint(candidates, pool))
+
+    @staticmethod
+    def _decidable(anchors: np.ndarray, same: np.ndarray, other: np.ndarray, doc_of_sentence: np.ndarray,
+                   pool: datasets.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Which anchors keep a same-document and an other-document candidate that no pair of another
+        label could show (see the module docstring), and their candidates with the others replaced."""
+        keys = np.array([hash(tuple(tokens)) for tokens in pool["tokens"]], dtype=np.int64)
+        own: dict[int, set[int]] = {}
+        for d, key in zip(doc_of_sentence.tolist(), keys.tolist()):
+            own.setdefault(d, set()).add(key)
+        kept = np.ones(len(anchors), dtype=bool)
+        same, other = same.copy(), other.copy()
+        for row, anchor in enumerate(anchors.tolist()):
+            d = int(doc_of_sentence[anchor])
+            neighbours = {int(keys[j]) for j in (anchor - 1, anchor + 1)
+                          if 0 <= j < len(keys) and doc_of_sentence[j] == d}
+            good_same = [j for j in same[row].tolist() if keys[j] not in neighbours]
+            good_other = [j for j in other[row].tolist() if keys[j] not in own[d]]
+            kept[row] = bool(good_same and good_other)
+            if kept[row]:
+                same[row] = np.resize(good_same, same.shape[1])
+                other[row] = np.resize(good_other, other.shape[1])
+        return kept, same[kept], other[kept]
 
     def choose_pair(self, row: dict[str, Any], rng: np.random.Generator) -> tuple[int, Sentence, Sentence]:
         """The label (uniform over the three classes) and the two sentences, in input order."""

@@ -18,7 +18,9 @@ Labels. A permutation ``p`` of n groups means: shuffled position i holds origina
 ``(1, 0)`` label 2), then n=3 (labels 3..8), and so on; :func:`permutation_of_label` maps a
 label back. A label name lists the original groups 1-based in shuffled order: "2-3-1" means
 the input shows the second group, then the third, then the first. With n=1 (no shuffle) the
-label is the identity class 0, as the paper's k counts it.
+label is the identity class 0, as the paper's k counts it. Groups with the same tokens (a
+paragraph of '"Yes." "Yes."') make several permutations show the same input; such an example
+gets the smallest label among them, so that the label can be read from the input.
 """
 
 from __future__ import annotations
@@ -31,9 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 from pretasks.alignment import pack_segments, tokenize_documents
 from pretasks.base import PreTask, TaskUnavailable, features
 from pretasks.registry import register
@@ -69,7 +70,8 @@ class SentenceReorderingOptions:
     """sentence_reordering: classify the permutation of a paragraph's shuffled segments"""
 
     reorder_max_segments: int = option(3, "Maximum number of segments m a paragraph is cut into; "
-                                       "sum_{n=1..m} n! classes (3 -> 9, 4 -> 33)")
+                                       "sum_{n=1..m} n! classes (3 -> 9, 4 -> 33)",
+                                       valid=Range(2, MAX_SEGMENTS_LIMIT))
 
 
 @register
@@ -77,18 +79,22 @@ class SentenceReordering(PreTask):
     name = "sentence_reordering"
     options_class = SentenceReorderingOptions
     level = "sequence"
+    num_token_types = 2
 
     def __init__(self, tokenizer: Any, options: SentenceReorderingOptions, max_seq_length: int) -> None:
         super().__init__(tokenizer, options, max_seq_length)
         m = options.reorder_max_segments
-        if not 2 <= m <= MAX_SEGMENTS_LIMIT:
-            raise UserError(f"--reorder-max-segments must be between 2 and {MAX_SEGMENTS_LIMIT}, got {m}")
         self.window_tokens = max_seq_length - 1 - m  # room for [CLS] and one [SEP] per segment
-        if self.window_tokens < 2:
-            raise UserError(f"--max-seq-length {max_seq_length} leaves no room for {m} segments")
         permutations = permutations_up_to(m)
         self.label_of_permutation = {p: label for label, p in enumerate(permutations)}
         self.label_names = tuple("-".join(str(group + 1) for group in p) for p in permutations)
+
+    @classmethod
+    def min_seq_length(cls, options: SentenceReorderingOptions) -> tuple[int, str]:
+        """[CLS], a [SEP] per segment and a window of at least two sentences."""
+        m = options.reorder_max_segments
+        minimum = max(super().min_seq_length(options)[0], m + 3)
+        return minimum, f"[CLS], {m} [SEP]s (--reorder-max-segments) and two sentences"
 
     def _windows(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in COLUMNS}
@@ -149,8 +155,17 @@ class SentenceReordering(PreTask):
         groups = [ids[start:end] for start, end in itertools.pairwise(bounds)]
         return groups, tuple(int(group) for group in rng.permutation(n_groups))
 
+    def label_of(self, groups: list[list[int]], permutation: tuple[int, ...]) -> int:
+        """The label of ``groups`` shown in ``permutation`` order: the permutation's own, or with equal
+        groups the smallest label of a permutation that shows the same input."""
+        if len({tuple(group) for group in groups}) == len(groups):
+            return self.label_of_permutation[permutation]
+        shown = [groups[group] for group in permutation]
+        return min(self.label_of_permutation[p] for p in itertools.permutations(range(len(groups)))
+                   if [groups[group] for group in p] == shown)
+
     def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         groups, permutation = self.shuffle(row, rng)
         example = join_segments(self.tokenizer, [groups[group] for group in permutation], self.max_seq_length)
-        example["labels"] = self.label_of_permutation[permutation]
+        example["labels"] = self.label_of(groups, permutation)
         return example

@@ -8,7 +8,7 @@ teaches the model what a document is about.
 Segments are a document's paragraphs (blank-line separated, from the annotation); a
 paragraph longer than ``max_seq_length - 2`` tokens is cut into windows at sentence starts
 (:func:`pretasks.alignment.pack_segments`), each window a segment of its own. A document that
-generic headings ("CHAPTER I") divide into sections (:mod:`pretasks.sections`) is read as one
+generic headings ("CHAPTER I") divide into sections (:mod:`ernie_cpt.data.sections`) is read as one
 document per section: in a whole novel 94 % of the labelled words recur somewhere, in a chapter
 the label says which words the chapter is about. Only documents (sections) with at least 2
 segments give examples, one per segment.
@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ernie_cpt.data.sections import paragraph_sections
 from ernie_cpt.data.spacy_pipeline import english_stop_words
 from ernie_cpt.messages import plural
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 from pretasks.alignment import DocumentTokens, add_labelled_segments, pack_segments, tokenize_documents
 from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
 from pretasks.registry import register
-from pretasks.sections import paragraph_sections
 from pretasks.sequences import join_segments
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class TokenDocumentRelationOptions:
     tdr_label_stop_words: bool = option(False, "Also label spaCy's English stop words (the, of, she, ...)")
     tdr_label_punctuation: bool = option(False, "Also label words with no letter or digit (punctuation)")
     tdr_min_words: int = option(5, "Segments with fewer labelled words give no example (they still count as "
-                                   "segments of their document)")
+                                   "segments of their document; 0 keeps every segment)", valid=Range(0, 1000))
 
 
 @register
@@ -78,6 +78,12 @@ class TokenDocumentRelation(PreTask):
     options_class = TokenDocumentRelationOptions
     level = "token"
     label_names = ("only here", "elsewhere")
+
+    @classmethod
+    def min_seq_length(cls, options: TokenDocumentRelationOptions) -> tuple[int, str]:
+        """A segment must have room for ``tdr_min_words`` labelled words (a token each at least)."""
+        minimum = max(super().min_seq_length(options)[0], options.tdr_min_words + 2)
+        return minimum, f"--tdr-min-words {options.tdr_min_words} words between [CLS] and [SEP]"
 
     def document_segments(self, batch: dict[str, list[Any]]) -> Iterator[tuple[int, DocumentTokens,
                                                                               list[tuple[int, int]], list[int]]]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.registry import Registry
+from ernie_cpt.text_encoding import read_text
 from schedules.stage import Stage, get_allocation, split_budget
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def from_file(tasks: list[str], budgets: dict[str, int], options: ScheduleOption
 
 def _read_yaml(path: str) -> Any:
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return yaml.safe_load(read_text(path, "schedule file"))
     except OSError as e:
         raise UserError(f"cannot read schedule file {path}: {e.strerror}; check the path given to "
                         f"--schedule-file") from e

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ernie_cpt.errors import UserError, unknown_name
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, check_ranges, option
 from schedules.curricula import CURRICULA, FILE_EXAMPLE, get_curriculum
 from schedules.sampling import SAMPLERS, get_sampler
 from schedules.stage import ALLOCATIONS, get_allocation
@@ -23,7 +23,7 @@ class ScheduleOptions:
 
     schedule: str = option("joint", f"Curriculum that turns the tasks into stages: {', '.join(CURRICULA)}")
     steps_per_task: int | None = option(None, "Step budget N of every task over the whole curriculum; when unset, "
-                                        "--max-steps is shared evenly")
+                                        "--max-steps is shared evenly", valid=Range(1))
     schedule_file: str | None = option(None, f"YAML file of stages for --schedule file, e.g. {FILE_EXAMPLE}")
     stage_allocation: str = option("even", f"How sequential/pairwise spread a task's N steps over the stages it "
                                    f"takes part in ({', '.join(ALLOCATIONS)}): even = equal shares; front = shares "
@@ -35,22 +35,20 @@ class ScheduleOptions:
                                 f"({', '.join(SAMPLERS)}): uniform; remaining = in proportion to the steps a task "
                                 f"has left; size = see --sampling-temperature")
     sampling_temperature: float = option(2.0, "Temperature T of --task-sampling size: p_i proportional to n_i^(1/T), "
-                                         "n_i the task's training examples (T5 / MT-DNN mixing)")
+                                         "n_i the task's training examples (T5 / MT-DNN mixing)",
+                                         valid=Range(0, 100, low_open=True))
     reset_optimizer: bool = option(False, "Reset AdamW's moment estimates at every stage boundary; otherwise they "
                                    "are kept. Parameters always carry over")
     shared_task_id: bool = option(False, "All tasks use task id 0 in the task embedding (an ablation); otherwise "
                                   "each task has its own id")
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         get_curriculum(self.schedule)
         get_allocation(self.stage_allocation)
         get_sampler(self.task_sampling)
         if self.task_mixing not in TASK_MIXING:
             raise unknown_name("task mixing", self.task_mixing, list(TASK_MIXING))
-        if self.steps_per_task is not None and self.steps_per_task < 1:
-            raise UserError(f"--steps-per-task must be at least 1, got {self.steps_per_task}")
-        if not self.sampling_temperature > 0:
-            raise UserError(f"--sampling-temperature must be above 0, got {self.sampling_temperature}")
         if self.schedule == "file":
             if not self.schedule_file:
                 raise UserError(f"--schedule file needs --schedule-file FILE, a YAML file of stages like "

@@ -1,4 +1,5 @@
 """Shared fixtures: offline hubs, a per-session cache, real text and its annotations."""
+# ruff: noqa: E402  (the OpenMP settings must be made before torch is imported)
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("ERNIE_CPT_CACHE", tempfile.mkdtemp(prefix="ernie-cpt-test-cache-"))
+
+from ernie_cpt import threads
+
+threads.configure_process()  # before torch loads, as the CLI does: OpenMP threads that yield under contention
 
 import datasets
 import pytest

@@ -5,6 +5,7 @@ start from the same initialisation, and a second call re-runs nothing."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,28 @@ def test_compare_writes_the_report_of_its_runs_and_resumes_without_rerunning(sam
 
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
     assert {row["schedule"]: row for row in json.loads((report / "summary.json").read_text())["runs"]} == runs
+
+
+def test_a_task_every_run_skips_is_named_in_the_report_with_why(sample_dir, tmp_path):
+    """Lower-cased text: capitalization has one class, so every run skips it, and the report says so."""
+    corpus = tmp_path / "lower"
+    corpus.mkdir()
+    for path in sorted(sample_dir.glob("*.txt"))[:4]:
+        (corpus / path.name).write_text(path.read_text(encoding="utf-8").lower(), encoding="utf-8")
+    out = tmp_path / "compare"
+
+    assert main(["compare", "--corpus", str(corpus), "--output-dir", str(out), "--tasks", "knowledge_masking",
+                 "capitalization", "--schedules", "continual", "joint", "--steps-per-task", "3", "--eval-steps", "0",
+                 "--model-size", "tiny", "--batch-size", "8", "--vocab-size", "3000", "--max-seq-length", "64",
+                 "--eval-max-examples", "16", "--seed", "3"]) == 0
+
+    markdown = (out / "report" / "report.md").read_text()
+    assert "- **tasks**: knowledge_masking, capitalization\n" in markdown
+    line = next(line for line in markdown.splitlines() if line.startswith("- **capitalization**, skipped by"))
+    found = re.fullmatch(r"- \*\*capitalization\*\*, skipped by every run \(2\): capitalization has nothing to learn "
+                         r"on this corpus: ([\d,]+) of the ([\d,]+) labels \(100\.0%\) of [\d,]+ sampled training "
+                         r"examples are 'lower' \(1 class; a task is skipped above --max-majority-share 0\.995\)", line)
+    assert found and found.group(1) == found.group(2)
+    for run in ("continual-seed3", "joint-seed3"):
+        config = json.loads((out / "runs" / run / "run_config.json").read_text())
+        assert config["tasks"] == ["knowledge_masking"] and list(config["skipped_tasks"]) == ["capitalization"]

@@ -65,8 +65,9 @@ def _validate(options: dict[type, Any]) -> list[str]:
         raise UserError("compare needs --output-dir DIR (where the runs and the report go)")
     if len(settings.tasks) < 2:
         raise UserError("compare needs at least 2 --tasks: with one task every curriculum is the same")
-    for task in settings.tasks:
-        get_task(task)
+    for name in settings.tasks:
+        task = get_task(name)
+        task.check_seq_length(options.get(task.options_class) or task.options_class(), settings.max_seq_length)
     names = schedule_names(settings.schedules)
     if not names:
         raise UserError("--schedules names no curriculum; give e.g. --schedules continual,joint")
@@ -77,8 +78,6 @@ def _validate(options: dict[type, Any]) -> list[str]:
                             "schedule sets its own budgets: run it with ernie-cpt pretrain")
     if options[EvaluationOptions].eval_fraction <= 0:
         raise UserError("compare scores every task on held-out documents; --eval-fraction must be above 0")
-    if settings.seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {settings.seeds}")
     if bool(settings.downstream_train) != bool(settings.downstream_test):
         raise UserError("give both --downstream-train and --downstream-test (the fine-tuning data and the set it "
                         "is scored on), or neither")

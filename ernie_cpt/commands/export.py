@@ -25,6 +25,7 @@ from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.files import apply_umask
 from ernie_cpt.modeling.saved_model import save_model_folder
+from ernie_cpt.staging import staging_dir
 from ernie_cpt.training.loading import is_run_dir, load_model
 
 
@@ -45,10 +46,7 @@ def export(run_dir: str | Path, out_dir: str | Path, options: ExportOptions | No
     tokenizer = load_tokenizer(saved.tokenizer_dir)
     tokenizer.model_max_length = saved.model.config.max_position_embeddings
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    staging = staging_dir(out_dir.parent, out_dir.name)
     try:
         info = {k: saved.description[k] for k in ("step", "checkpoint", "stage_end")}
         description = save_model_folder(saved.model, staging, info)

@@ -43,7 +43,9 @@ from ernie_cpt.commands.options import FinetuneOptions
 from ernie_cpt.data.labelled_data import LabelledSplit, load_labelled_data
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
+from ernie_cpt.options import check_ranges
 from ernie_cpt.progress import progress
+from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.checkpoint import atomic_write_text
 from ernie_cpt.training.trainer import pick_device
 
@@ -66,13 +68,7 @@ def _validate(options: FinetuneOptions) -> None:
         raise UserError("finetune needs --train FILE and --test FILE (labelled .jsonl, .csv or .parquet)")
     if not options.seeds:
         raise UserError("--seeds needs at least one seed")
-    for name in ("epochs", "batch_size"):
-        if getattr(options, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    if options.learning_rate <= 0:
-        raise UserError("--learning-rate must be positive")
-    if options.max_seq_length < 8:
-        raise UserError("--max-seq-length must be at least 8")
+    check_ranges(options)  # options made in code (compare) as well as on the command line
 
 
 def _model_folder(model_dir: Path, stack: contextlib.ExitStack) -> Path:
@@ -165,6 +161,7 @@ def finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     _validate(options)
     device = pick_device(options.device)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(torch_threads(*torch_thread_count(options.num_threads)))
         folder = _model_folder(Path(model_dir), stack)
         data = load_labelled_data(options.train, options.test, options.text_field, options.text_pair_field,
                                   options.label_field)

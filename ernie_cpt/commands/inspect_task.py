@@ -17,19 +17,15 @@ from ernie_cpt.data.annotate import annotate
 from ernie_cpt.data.corpus import corpus_words, load_corpus
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
 from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
+from ernie_cpt.messages import plural
 from pretasks import get_task
-from pretasks.base import IGNORE_INDEX
+from pretasks.base import LABEL_SAMPLE, MAX_MAJORITY_SHARE
 
-STATISTICS_SAMPLE = 2000
+STATISTICS_SAMPLE = LABEL_SAMPLE
 MAX_LABELS_SHOWN = 12
 
 
-def _label_distribution(task: Any, examples: list[dict[str, Any]]) -> list[str]:
-    counts: Counter[int] = Counter()
-    for example in examples:
-        labels = example["labels"]
-        counts.update(label for label in labels if label != IGNORE_INDEX) if isinstance(labels, list) \
-            else counts.update([labels])
+def _label_distribution(task: Any, counts: Counter[int]) -> list[str]:
     total = sum(counts.values())
     lines = [f"  {task.label_name(label)}: {count} ({count / total:.1%})"
              for label, count in counts.most_common(MAX_LABELS_SHOWN)]
@@ -42,6 +38,7 @@ def inspect_task(name: str, options: dict[type, Any]) -> str:
     """The report printed by ``ernie-cpt inspect-task NAME``."""
     task_class = get_task(name)
     inspect = options[InspectOptions]
+    task_class.check_seq_length(options[task_class.options_class], inspect.max_seq_length)  # before any work
     documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     tokenizer_options = options[TokenizerOptions]
     tokenizer = (load_tokenizer(tokenizer_options.tokenizer) if tokenizer_options.tokenizer else
@@ -51,17 +48,18 @@ def inspect_task(name: str, options: dict[type, Any]) -> str:
     words = corpus_words(documents)
 
     order = np.random.default_rng(inspect.seed).permutation(len(rows))
-    sample = sorted(order[:STATISTICS_SAMPLE].tolist())
-    examples = {i: task.make_example(rows[i], np.random.default_rng([inspect.seed, task.task_id, 0, i]))
-                for i in sample}
-    scope = f"over {len(sample)} sampled examples" if len(sample) < len(rows) else "over all examples"
+    counts, examples = task.sample_labels(rows, inspect.seed, STATISTICS_SAMPLE)  # the first of ``order``
+    scope = f"over {len(examples)} sampled examples" if len(examples) < len(rows) else "over all examples"
+    no_signal = task.nothing_to_learn(counts, len(examples), MAX_MAJORITY_SHARE)
     lines = [
         f"{name} (task id {task.task_id}, {task.level}-level, {task.num_labels} classes)",
-        f"{len(documents)} documents, {words:,} words -> {len(rows):,} examples "
+        f"{plural(len(documents), 'document')}, {words:,} words -> {len(rows):,} examples "
         f"({1000 * len(rows) / max(words, 1):.1f} per 1,000 words), "
         f"mean length {np.mean(rows['length']):.1f} tokens",
         f"label distribution {scope}:",
-        *_label_distribution(task, list(examples.values())),
+        *_label_distribution(task, counts),
+        *([f"skipped by pretrain: {no_signal}"] if no_signal else []),
+        *task.notes,
     ]
     for i in order[:inspect.num_examples].tolist():
         lines += ["", f"example {i}:", "    " + task.describe(examples[i])]

@@ -7,14 +7,16 @@ in a module that loads neither torch, transformers, datasets nor spaCy, so that 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
-from ernie_cpt.options import option
+from ernie_cpt.options import SEED_RANGE, Range, option
 from ernie_cpt.training.options import SCORE_METRICS, EvaluationOptions, TrainingOptions
 from ernie_cpt.weighting.options import WeightingOptions
 from pretasks import TASKS
+from pretasks.base import LABEL_SAMPLE, SEQ_LENGTH_HELP, SEQ_LENGTH_RANGE
 from schedules import CURRICULA, ScheduleOptions
 
 DEFAULT_SCHEDULES = ["continual", "joint", "sequential", "pairwise"]
@@ -27,7 +29,7 @@ class RunOptions:
     output_dir: str | None = option(None, "Run directory for checkpoints, logs and the tokenizer (required)")
     tasks: list[str] = option(["knowledge_masking"], "Pre-training tasks, in curriculum order; a task the corpus "
                               "cannot give examples for is skipped with a warning")
-    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
+    max_seq_length: int = option(128, SEQ_LENGTH_HELP, valid=SEQ_LENGTH_RANGE)
     resume: bool = option(False, "Continue the run in --output-dir from its latest checkpoint")
     resume_from_checkpoint: str | None = option(None, "Continue the run in --output-dir from this checkpoint of it "
                                                 "(RUN/checkpoints/step-N, or step-N) instead of the latest; "
@@ -39,9 +41,9 @@ class RunOptions:
 class InspectOptions:
     """Inspection"""
 
-    num_examples: int = option(5, "How many decoded examples to print")
-    seed: int = option(42, "Seed of the examples' random choices (masks, shuffles, partners)")
-    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included")
+    num_examples: int = option(5, "How many decoded examples to print", valid=Range(0, LABEL_SAMPLE))
+    seed: int = option(42, "Seed of the examples' random choices (masks, shuffles, partners)", valid=SEED_RANGE)
+    max_seq_length: int = option(128, SEQ_LENGTH_HELP, valid=SEQ_LENGTH_RANGE)
 
 
 @dataclass
@@ -54,14 +56,16 @@ class FinetuneOptions:
     text_pair_field: str | None = option(None, "Field holding a second text, for sentence-pair tasks")
     label_field: str = option("label", "Field holding the label: strings or integers (class ids follow the "
                               "sorted training labels)")
-    seeds: list[int] = option([42], "Fine-tune once per seed and report mean ± std over them")
-    epochs: int = option(3, "Passes over the training set")
+    seeds: list[int] = option([42], "Fine-tune once per seed and report mean ± std over them", valid=SEED_RANGE)
+    epochs: int = option(3, "Passes over the training set", valid=Range(1, 1000))
     learning_rate: float = option(5e-5, "Peak learning rate of AdamW (linear warm-up over the first tenth of the "
-                                  "steps, then linear decay)")
-    batch_size: int = option(32, "Examples per batch")
-    max_seq_length: int = option(128, "Maximum tokens per example, [CLS] and [SEP] included (longer ones are cut)")
+                                  "steps, then linear decay)", valid=Range(0, 1, low_open=True))
+    batch_size: int = option(32, "Examples per batch", valid=Range(1))
+    max_seq_length: int = option(128, SEQ_LENGTH_HELP + " (longer ones are cut)", valid=SEQ_LENGTH_RANGE)
     output_json: str | None = option(None, "Also write the results to this JSON file")
     device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when available)")
+    num_threads: int = option(0, "Torch threads; 0 = the CPUs this process may use (affinity and cgroup quota)",
+                              valid=Range(0, 1024))
 
 
 @dataclass
@@ -71,12 +75,13 @@ class ExportOptions:
     checkpoint: str | None = option(None, "Export this checkpoint of the run (step-N, or a folder of "
                                     "RUN/checkpoints) instead of the latest")
     stage: int | None = option(None, "Export the model as it was at the end of stage K (1 = the first): the "
-                               "checkpoint written then, which --save-total-limit never removes")
+                               "checkpoint written then, which --save-total-limit never removes", valid=Range(1))
     license: str = option("other", "License of the model card's metadata (a Hub license id, e.g. apache-2.0)")
     language: list[str] = option(["en"], "Language(s) of the corpus, for the model card's metadata")
 
 
 _FINETUNE = FinetuneOptions()
+_FINETUNE_RANGES = {f.name: f.metadata["valid"] for f in dataclasses.fields(FinetuneOptions)}
 
 
 @dataclass
@@ -86,11 +91,11 @@ class CompareOptions:
     output_dir: str | None = option(None, "Folder for the runs (DIR/runs/<schedule>-seed<k>) and the report "
                                     "(DIR/report) (required)")
     tasks: list[str] = option([], "Pre-training tasks, at least 2, in curriculum order (required)")
-    max_seq_length: int = option(RunOptions().max_seq_length, "Maximum tokens per example, [CLS] and [SEP] included")
+    max_seq_length: int = option(RunOptions().max_seq_length, SEQ_LENGTH_HELP, valid=SEQ_LENGTH_RANGE)
     schedules: list[str] = option(DEFAULT_SCHEDULES, f"Curricula to compare, comma- or space-separated: "
                                   f"{', '.join(c for c in CURRICULA if c != 'file')}")
     seeds: int = option(1, "Number of seeds: every curriculum runs with --seed, --seed + 1, ...; the report gives "
-                        "mean ± std over them")
+                        "mean ± std over them", valid=Range(1, 1000))
     metric: str = option("accuracy", "Score of the accuracy matrix, forgetting and BWT", choices=tuple(SCORE_METRICS))
     downstream_train: str | None = option(None, "Labelled training file (.jsonl/.csv/.parquet) to fine-tune each "
                                           "curriculum's encoder on; needs --downstream-test")
@@ -98,9 +103,12 @@ class CompareOptions:
     downstream_text_field: str = option(_FINETUNE.text_field, "Field holding the downstream text")
     downstream_text_pair_field: str | None = option(None, "Field holding a second text, for a sentence-pair task")
     downstream_label_field: str = option(_FINETUNE.label_field, "Field holding the downstream label")
-    downstream_epochs: int = option(_FINETUNE.epochs, "Fine-tuning passes over the downstream training set")
-    downstream_learning_rate: float = option(_FINETUNE.learning_rate, "Peak learning rate of the fine-tuning")
-    downstream_batch_size: int = option(_FINETUNE.batch_size, "Examples per fine-tuning batch")
+    downstream_epochs: int = option(_FINETUNE.epochs, "Fine-tuning passes over the downstream training set",
+                                    valid=_FINETUNE_RANGES["epochs"])
+    downstream_learning_rate: float = option(_FINETUNE.learning_rate, "Peak learning rate of the fine-tuning",
+                                             valid=_FINETUNE_RANGES["learning_rate"])
+    downstream_batch_size: int = option(_FINETUNE.batch_size, "Examples per fine-tuning batch",
+                                        valid=_FINETUNE_RANGES["batch_size"])
 
 
 def task_option_classes() -> list[type]:

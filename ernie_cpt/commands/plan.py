@@ -6,10 +6,14 @@ be checked (and its total steps read) in a second.
 
 from __future__ import annotations
 
+from ernie_cpt.errors import UserError
+from ernie_cpt.options import Range, split_items
 from pretasks import get_task
 from schedules.curricula import build_schedule
 from schedules.options import ScheduleOptions
 from schedules.stage import Stage
+
+MAX_STEPS_RANGE = Range(1)  # as pretrain's --max-steps (TrainingOptions), which this module does not load
 
 
 def plan_table(stages: list[Stage], tasks: list[str], task_mixing: str) -> str:
@@ -36,7 +40,11 @@ def _budget(options: ScheduleOptions, stages: list[Stage], tasks: list[str], max
 
 
 def plan(options: ScheduleOptions, tasks: list[str], max_steps: int) -> str:
-    """A one-line header naming the curriculum, budget and task mixing, then :func:`plan_table`."""
+    """A one-line header naming the curriculum, budget and task mixing, then :func:`plan_table`.
+    ``tasks`` may hold comma-separated names."""
+    tasks = split_items(tasks)
+    if max_steps not in MAX_STEPS_RANGE:
+        raise UserError(f"--max-steps must be {MAX_STEPS_RANGE}, got {max_steps}")
     for task in tasks:
         get_task(task)
     stages = build_schedule(options, tasks, max_steps)

@@ -33,9 +33,10 @@ from ernie_cpt.evaluation.forgetting import continual_metrics
 from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.builder import build_model
-from ernie_cpt.modeling.encoder import check_init_from
+from ernie_cpt.modeling.encoder import check_fits, check_init_from
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.options import to_dict
+from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.batching import TaskStream, eval_batches
 from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, read_checkpoint
 from ernie_cpt.training.loading import SavedModel, is_saved_model, load_model
@@ -76,16 +77,15 @@ def _model(run_dir: Path, resume: bool, options: dict[type, Any], tasks: dict[st
 
 def _init_source(model_options: ModelOptions, run: RunOptions) -> SavedModel | None:
     """The ernie-cpt model ``--init-from`` names (an export or a run), read before anything is written;
-    a BERT/ERNIE folder is only checked (``build_model`` reads it)."""
+    None for a BERT/ERNIE folder."""
     if not model_options.init_from or run.resume or run.resume_from_checkpoint:
         return None
-    if is_saved_model(model_options.init_from):
-        source = load_model(model_options.init_from)
-        log.info("--init-from %s: %s model at step %s", model_options.init_from, source.model.name,
-                 source.description.get("step", "?"))
-        return source
-    check_init_from(model_options.init_from)
-    return None
+    if not is_saved_model(model_options.init_from):
+        return None  # a BERT/ERNIE folder: _check_given_tokenizer checks it, build_model reads it
+    source = load_model(model_options.init_from)
+    log.info("--init-from %s: %s model at step %s", model_options.init_from, source.model.name,
+             source.description.get("step", "?"))
+    return source
 
 
 def _corpus_record(documents: datasets.Dataset, split: datasets.DatasetDict) -> dict[str, Any]:
@@ -109,6 +109,10 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
             continue
         if len(rows) == 0:
             unavailable[name] = f"{name} found no training examples in this corpus"
+            continue
+        counts, sampled = task.sample_labels(rows, training.seed)
+        if reason := task.nothing_to_learn(counts, len(sampled), training.max_majority_share):
+            unavailable[name] = reason
             continue
         streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers,
                                    distributed.rank(), distributed.world_size())
@@ -142,16 +146,13 @@ def _without(schedule: list[Stage], unavailable: dict[str, str]) -> list[Stage]:
     return kept
 
 
-def _validate(run: RunOptions, training: TrainingOptions) -> None:
+def _validate(run: RunOptions, training: TrainingOptions, options: dict[type, Any]) -> None:
+    """The checks across options (each option's own range is checked when the options are read)."""
     if not run.output_dir:
         raise UserError("pretrain needs --output-dir DIR (where checkpoints and logs go)")
-    for name in ("max_steps", "batch_size", "grad_accum_steps", "save_steps", "logging_steps", "save_total_limit"):
-        if getattr(training, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    if training.max_nonfinite_steps < 0:
-        raise UserError("--max-nonfinite-steps must be at least 0")
-    if run.max_seq_length < 8:
-        raise UserError("--max-seq-length must be at least 8")
+    for name in run.tasks:
+        task = get_task(name)
+        task.check_seq_length(options.get(task.options_class) or task.options_class(), run.max_seq_length)
     processes = distributed.world_size()
     if training.batch_size % processes:
         raise UserError(f"--batch-size {training.batch_size} is the batch over all {processes} processes and must "
@@ -164,6 +165,40 @@ def _config(options: dict[type, Any], schedule: list[Stage]) -> dict[str, Any]:
     return {**to_dict(*options.values()), "stages": [stage.steps for stage in schedule],
             "max_steps": sum(stage.total_steps for stage in schedule),
             "requested_max_steps": options[TrainingOptions].max_steps}
+
+
+def _check_given_tokenizer(options: dict[type, Any], task_classes: dict[str, type[PreTask]],
+                           max_seq_length: int, source: SavedModel | None) -> None:
+    """Before any work: an --init-from model or folder (``source`` when it is an ernie-cpt export or
+    run) must fit the run (positions, token types), and a tokenizer from --init-from or --tokenizer
+    must suit every task (capitalization needs an uncased one)."""
+    init_from, tokenizer = options[ModelOptions].init_from, options[TokenizerOptions].tokenizer
+    if init_from and tokenizer:
+        raise UserError(f"--init-from {init_from} brings its own tokenizer, the one its embeddings were trained "
+                        f"with; drop --tokenizer {tokenizer}")
+    token_types = max(task.num_token_types for task in task_classes.values())
+    if source is not None:
+        check_fits(source.model.config, init_from, max_seq_length, token_types)
+    elif init_from:
+        check_init_from(init_from, max_seq_length, token_types)
+    if init_from or tokenizer:
+        given = load_tokenizer(source.tokenizer_dir if source is not None else init_from or tokenizer)
+        for task in task_classes.values():
+            task.check_tokenizer(given)
+
+
+def _torch_threads(run_dir: Path, resuming: bool, training: TrainingOptions) -> tuple[int, str]:
+    """Torch's thread count for the run, and why: --num-threads, or the CPUs this process may use less the
+    data-loader workers (ernie_cpt.threads); a resumed run keeps the count it was started with, as the
+    count changes the last digits of the losses."""
+    before = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8")).get("torch_threads") \
+        if resuming else None
+    if before and training.num_threads and training.num_threads != before:
+        raise UserError(f"--resume: the run in {run_dir} used {before} torch thread{'s' * (before != 1)}; the thread "
+                        f"count changes the last digits of the losses; resume with --num-threads {before} (or 0)")
+    if before:
+        return before, "the count the run was started with"
+    return torch_thread_count(training.num_threads, training.dataloader_workers)
 
 
 def _checkpoint_to_resume(run_dir: Path, config: dict[str, Any], run: RunOptions) -> Checkpoint | None:
@@ -185,23 +220,26 @@ def pretrain(options: dict[type, Any]) -> Path:
     run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
     model_options = options[ModelOptions]
     distributed.init(pick_device(training.device))
-    _validate(run, training)
+    _validate(run, training, options)
     task_classes = {name: get_task(name) for name in run.tasks}
     schedule_options = options[ScheduleOptions]
     schedule = build_schedule(schedule_options, run.tasks, training.max_steps)
     weighting = (build_weighting(options[WeightingOptions], run.tasks)
                  if schedule_options.task_mixing == "all" else None)
     source = _init_source(model_options, run)
+    if not (run.resume or run.resume_from_checkpoint):
+        _check_given_tokenizer(options, task_classes, run.max_seq_length, source)
     run_dir = Path(run.output_dir)
     config = _config(options, schedule)
     resume_from = _checkpoint_to_resume(run_dir, config, run)
     resuming = resume_from is not None
+    config["torch_threads"], threads_why = _torch_threads(run_dir, resuming, training)
 
     with distributed.main_first():  # the main process fills the caches, the others read them
         documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     split = split_documents(documents, evaluation.eval_fraction, training.seed)
     log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))
-    with run_directory(run_dir, config, resume_from):
+    with run_directory(run_dir, config, resume_from), torch_threads(config["torch_threads"], threads_why):
         with distributed.main_first():
             tokenizer = _tokenizer(run_dir, resuming, options[TokenizerOptions], model_options, source,
                                    split["train"], options[AnnotationOptions].cache_dir)
@@ -212,7 +250,8 @@ def pretrain(options: dict[type, Any]) -> Path:
         schedule = _without(schedule, unavailable)
         tasks = {name: task for name, task in tasks.items() if name in streams}
         config = {**_config(options, schedule), "tasks": list(tasks), "requested_tasks": run.tasks,
-                  "skipped_tasks": unavailable, "corpus": _corpus_record(documents, split)}
+                  "skipped_tasks": unavailable, "corpus": _corpus_record(documents, split),
+                  "torch_threads": config["torch_threads"]}
         if resuming:
             check_stages(run_dir, config["stages"])
         torch.manual_seed(training.seed)
@@ -229,8 +268,8 @@ def pretrain(options: dict[type, Any]) -> Path:
                  plural(model.config.num_hidden_layers, "layer"), model.config.hidden_size, model.name, n_params / 1e6,
                  plural(sum(s.optimizer_steps(schedule_options.task_mixing) for s in schedule), "step"),
                  plural(len(schedule), "stage"))
-        train(model, streams, evals, schedule, training, schedule_options, weighting,
-                        evaluation, run_dir, resume_from)
+        train(model, streams, evals, schedule, training, schedule_options, weighting, evaluation, run_dir,
+              resume_from)
         if evals and distributed.is_main():
             metrics = continual_metrics(run_dir)
             log.info("Accuracy matrix, forgetting and BWT: %s (mean forgetting %.4f, BWT %.4f, average final "

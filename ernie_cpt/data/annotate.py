@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,8 @@ from ernie_cpt.data.spacy_pipeline import (
     warn_if_not_english,
 )
 from ernie_cpt.messages import plural
+from ernie_cpt.staging import remove_stale, staging_dir
+from ernie_cpt.threads import available_cpus
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -182,15 +183,15 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
                          for text in batch["text"]), pipeline)
     fingerprint = annotation_fingerprint(corpus, pipeline, options)
     target = Path(options.cache_dir) / "annotations" / fingerprint
+    remove_stale(target.parent)  # what a killed prepare left
     if (target / "dataset_info.json").exists():
         log.info("Reusing cached annotations %s (corpus unchanged, pipeline %s)", target, pipeline)
         return datasets.load_from_disk(str(target))
     total_chars = corpus_chars(corpus)
-    n_process = options.num_proc or ((os.cpu_count() or 1) if total_chars > PARALLEL_MIN_CHARS else 1)
+    n_process = options.num_proc or (available_cpus() if total_chars > PARALLEL_MIN_CHARS else 1)
     log.info("Annotating %s with %s (%s); cache: %s", plural(len(corpus), "document"), pipeline,
              plural(n_process, "process", "processes"), target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix=f".{fingerprint}-", dir=target.parent))
+    build_dir = staging_dir(target.parent, fingerprint)
     try:
         parsed = _parsed_pieces(corpus, pipeline, options, n_process, build_dir)
         annotated = datasets.Dataset.from_generator(

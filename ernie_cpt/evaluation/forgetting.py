@@ -157,8 +157,8 @@ def continual_metrics(run_dir: Path, metric: str = "accuracy") -> dict[str, Any]
 
     * ``metrics.json``: schedule, task_mixing, seed, tasks, stages, metric, accuracy_matrix
       (rows = stages, null where not scored), forgetting (per task, null where undefined),
-      mean_forgetting, backward_transfer, average_final, curves ({task: [[step, value], ...]})
-      and stage_boundaries;
+      mean_forgetting, backward_transfer, average_final, curves ({task: [[step, value], ...]}),
+      stage_boundaries and skipped_tasks (requested tasks the corpus could not train -> why);
     * ``accuracy_matrix.csv``: ``stage,<task>,...``, one row per stage (numbered from 1), empty
       cells where not scored;
     * ``curves.csv``: ``step,task,<metric>``, task by task, step by step.
@@ -187,6 +187,7 @@ def continual_metrics(run_dir: Path, metric: str = "accuracy") -> dict[str, Any]
         "average_final": _number(average_final(matrix)),
         "curves": {task: [[step, value] for step, value in points] for task, points in task_curves.items()},
         "stage_boundaries": stage_boundaries(stages, config["task_mixing"]),
+        "skipped_tasks": config.get("skipped_tasks", {}),
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     matrix_rows = [[i + 1, *("" if value is None else value for value in row)]

@@ -3,8 +3,9 @@
 :func:`write_report` turns the results of every (curriculum, seed) run into a folder:
 
 * ``report.md``: the answer in one sentence, the summary table (mean ± std over seeds), what
-  each metric means, the run setup, then per curriculum its accuracy matrix with a heatmap and
-  its learning curves, and the forgetting chart;
+  each metric means, the run setup, the requested tasks that were not trained and why (the corpus
+  could not support them), then per curriculum its accuracy matrix with a heatmap and its
+  learning curves, and the forgetting chart;
 * ``heatmap-<schedule>.png``, ``curves-<schedule>.png``, ``forgetting.png`` (matplotlib, Agg);
 * ``summary.json`` (setup, per-curriculum mean/std, per-run rows), ``summary.csv`` (one row per
   curriculum and seed) and ``metrics/<schedule>-seed<k>.json`` (each run's metrics.json).
@@ -188,6 +189,30 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+def skipped_tasks(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each requested task some run did not train: the runs (``schedule-seedK``) that skipped it and
+    why (the first run's reason)."""
+    skipped: dict[str, dict[str, Any]] = {}
+    for result in results:
+        for task, reason in result["metrics"].get("skipped_tasks", {}).items():
+            entry = skipped.setdefault(task, {"runs": [], "reason": reason})
+            entry["runs"].append(f"{result['schedule']}-seed{result['seed']}")
+    return skipped
+
+
+def _skipped_section(results: list[dict[str, Any]]) -> list[str]:
+    skipped = skipped_tasks(results)
+    if not skipped:
+        return []
+    lines = ["## Tasks not trained", "", "Requested, but the corpus could not train them; the scores above leave them "
+             "out.", ""]
+    for task, entry in skipped.items():
+        runs = (f"every run ({len(results)})" if len(entry["runs"]) == len(results)
+                else ", ".join(entry["runs"]))
+        lines.append(f"- **{task}**, skipped by {runs}: {entry['reason']}")
+    return [*lines, ""]
+
+
 def write_report(results: list[dict[str, Any]], setup: dict[str, Any], report_dir: Path) -> Path:
     """Write the report of ``results`` (one compare result.json per curriculum and seed, in
     curriculum order; all of one metric and task list) to ``report_dir``; returns report.md's path.
@@ -227,6 +252,7 @@ def write_report(results: list[dict[str, Any]], setup: dict[str, Any], report_di
         "## Run setup", "",
         *(f"- **{name}**: {', '.join(map(str, value)) if isinstance(value, list) else value}"
           for name, value in setup.items()), "",
+        *_skipped_section(results),
         f"## Accuracy matrices ({metric}, {averaged})", "",
     ]
     for schedule, runs in groups.items():
@@ -237,7 +263,8 @@ def write_report(results: list[dict[str, Any]], setup: dict[str, Any], report_di
     atomic_write_text(report_dir / "report.md", "\n".join(sections))
 
     atomic_write_text(report_dir / "summary.json", json.dumps(
-        {"setup": setup, "curricula": summaries, "runs": [run_row(r) for r in results]}, indent=2) + "\n")
+        {"setup": setup, "skipped_tasks": skipped_tasks(results), "curricula": summaries,
+         "runs": [run_row(r) for r in results]}, indent=2) + "\n")
     atomic_write_text(report_dir / "summary.csv", _csv([run_row(r) for r in results]))
     for result in results:
         atomic_write_text(report_dir / "metrics" / f"{result['schedule']}-seed{result['seed']}.json",

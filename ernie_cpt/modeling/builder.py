@@ -52,7 +52,7 @@ def new_encoder(options: ModelOptions, vocab_size: int, max_seq_length: int, num
     if config is not None:
         encoder = ErnieModel(config)
     elif options.init_from:
-        encoder, mlm_weights = encoder_from_checkpoint(options.init_from, num_task_ids)
+        encoder, mlm_weights = encoder_from_checkpoint(options.init_from, num_task_ids, vocab_size)
     else:
         encoder = ErnieModel(encoder_config(options, vocab_size, max_seq_length, num_task_ids))
     return encoder, mlm_weights

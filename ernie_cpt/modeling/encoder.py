@@ -1,6 +1,12 @@
 """The encoder: `transformers.ErnieModel` with the ERNIE 2.0 task embedding, new from a size
 preset or loaded from a local BERT/ERNIE checkpoint (``--init-from``).
 
+An ``--init-from`` folder's tokenizer and config must fit the run, checked before any work
+(:func:`check_init_from`): ``--max-seq-length`` within its positions, segment ids within its token
+type vocabulary, a casing the tasks accept. A tokenizer larger than the embedding matrix (added
+tokens) gets the standard Hugging Face remedy, ``resize_token_embeddings`` (new rows at the mean
+of the old ones), with a warning; a smaller one leaves some rows unused, as in many BERTs.
+
 The task embedding has one row per registered task (``task_type_vocab_size``, given by the
 caller from the task registry). An architecture (``ernie_cpt.modeling.architectures``) decides
 how the tasks share the encoder's layers.
@@ -59,16 +65,48 @@ def _source_config(path: Path) -> PretrainedConfig:
     return source
 
 
-def check_init_from(path: str | Path) -> None:
-    """Refuse an --init-from folder that cannot be loaded (no config, pickled weights) before any work."""
-    _source_config(Path(path))
+def check_init_from(path: str | Path, max_seq_length: int = 0, token_types: int = 1) -> PretrainedConfig:
+    """Refuse, before any work, an --init-from folder that cannot be loaded (no config, pickled
+    weights) or does not fit the run (``check_fits``). Returns the folder's config."""
+    source = _source_config(Path(path))
     weight_files(Path(path), "--init-from")
+    check_fits(source, path, max_seq_length, token_types)
+    return source
 
 
-def encoder_from_checkpoint(path: str | Path, task_ids: int) -> tuple[ErnieModel, dict[str, torch.Tensor]]:
+def check_fits(source: PretrainedConfig, path: str | Path, max_seq_length: int, token_types: int) -> None:
+    """Raise UserError when the encoder of --init-from ``path`` (config ``source``) has fewer positions
+    than ``max_seq_length`` or fewer token types (segment ids) than the tasks' inputs use."""
+    if max_seq_length > source.max_position_embeddings:
+        raise UserError(f"--max-seq-length {max_seq_length} exceeds the {source.max_position_embeddings} positions of "
+                        f"--init-from {path}; lower --max-seq-length to {source.max_position_embeddings} or less")
+    if token_types > source.type_vocab_size:
+        raise UserError(f"the tasks put {token_types} segments in an input (token type ids 0 to {token_types - 1}), "
+                        f"but --init-from {path} has a token type vocabulary of {source.type_vocab_size}; leave out "
+                        f"the sentence-pair tasks and sentence_reordering, or start from another checkpoint")
+
+
+def _fit_vocabulary(encoder: ErnieModel, mlm: dict[str, torch.Tensor], vocab_size: int, path: Path) -> None:
+    """Resize the embeddings (and the MLM bias) of ``encoder`` to a tokenizer of ``vocab_size`` tokens
+    when it has more tokens than the embedding matrix has rows (added tokens), with a warning."""
+    rows = encoder.config.vocab_size
+    if vocab_size <= rows:
+        return
+    log.warning("the tokenizer of --init-from %s has %d tokens but its embedding matrix %d rows (added tokens); "
+                "the embeddings are resized to %d with resize_token_embeddings (new rows at the mean of the old ones)",
+                path, vocab_size, rows, vocab_size)
+    encoder.resize_token_embeddings(vocab_size)
+    for key, tensor in mlm.items():
+        if key in ("bias", "decoder.bias") and tensor.shape == (rows,):
+            mlm[key] = torch.cat([tensor, tensor.new_zeros(vocab_size - rows)])
+
+
+def encoder_from_checkpoint(path: str | Path, task_ids: int,
+                            vocab_size: int = 0) -> tuple[ErnieModel, dict[str, torch.Tensor]]:
     """An ErnieModel with the encoder weights of a local BERT or ERNIE checkpoint, a new task
     embedding of ``task_ids`` rows, and the checkpoint's MLM head weights (``cls.predictions.*``)
-    if it has any. Raises UserError when the folder is not a BERT/ERNIE checkpoint."""
+    if it has any; its embeddings are resized to a tokenizer of ``vocab_size`` tokens if that is
+    larger. Raises UserError when the folder is not a BERT/ERNIE checkpoint."""
     path = Path(path)
     source = _source_config(path)
     config = ErnieConfig(**{k: getattr(source, k) for k in (
@@ -90,4 +128,5 @@ def encoder_from_checkpoint(path: str | Path, task_ids: int) -> tuple[ErnieModel
     encoder.load_state_dict({k: v for k, v in mapped.items() if k in expected}, strict=False)
     log.info("Initialised the encoder from %s (new: task embedding%s)", path, ", pooler" if missing else "")
     mlm = {k.removeprefix("cls.predictions."): v for k, v in weights.items() if k.startswith("cls.predictions.")}
+    _fit_vocabulary(encoder, mlm, vocab_size, path)
     return encoder, mlm

@@ -71,7 +71,11 @@ class Head(nn.Module):
         self.num_labels = num_labels
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy in fp32, averaged (``mean``) or summed (``sum``) over the scored items."""
+        """Cross-entropy in fp32, averaged (``mean``) or summed (``sum``) over the scored items. A batch
+        with nothing to score (no target token) costs nothing: 0, with a graph whose gradients are 0,
+        where the mean over no item would be NaN."""
+        if labels.numel() == 0:
+            return logits.float().sum() * 0.0
         return F.cross_entropy(logits.float(), labels, reduction=reduction)
 
     def count(self, labels: torch.Tensor) -> int:

@@ -34,10 +34,11 @@ log = logging.getLogger(__name__)
 # directory may also be moved).
 RESUMABLE_CHANGES = {"output_dir", "resume", "overwrite", "save_steps", "save_total_limit", "logging_steps",
                      "eval_steps", "dataloader_workers", "num_proc", "cache_dir", "device", "spacy_batch_size",
-                     "max_nonfinite_steps", "report_to", "resume_from_checkpoint"}
+                     "max_nonfinite_steps", "report_to", "resume_from_checkpoint", "num_threads"}
 # Written to run_config.json but not options: what the corpus made of the tasks (checked later), the
-# budget as asked (max_steps holds the task steps actually trained) and the corpus's size and fingerprint.
-DERIVED = {"stages", "requested_tasks", "skipped_tasks", "requested_max_steps", "corpus"}
+# budget as asked (max_steps holds the task steps actually trained), the corpus's size and fingerprint,
+# and the torch thread count the run started with (a resumed run keeps it).
+DERIVED = {"stages", "requested_tasks", "skipped_tasks", "requested_max_steps", "corpus", "torch_threads"}
 # Options recorded as what the run did, the value asked for kept under another name.
 REQUESTED = {"tasks": "requested_tasks", "max_steps": "requested_max_steps"}
 CONFIG = "run_config.json"

@@ -60,8 +60,8 @@ def global_losses(outputs: dict[str, TaskOutput], heads: nn.ModuleDict,
     distributed.all_reduce_sum(stats)
     losses, accuracies = {}, {}
     for (task, loss), (loss_sum, targets, correct) in zip(summed.items(), stats.tolist()):
-        scaled = loss * (distributed.world_size() / targets)
-        losses[task] = scaled + (loss_sum / targets - scaled).detach()
+        scaled = loss * (distributed.world_size() / max(targets, 1))  # no target on any rank: 0, not NaN
+        losses[task] = scaled + (loss_sum / max(targets, 1) - scaled).detach()
         accuracies[task] = correct / targets if targets else 0.0
     return losses, accuracies, int(stats[-1, 0])
 

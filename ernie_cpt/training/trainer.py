@@ -9,9 +9,12 @@ reset if ``--reset-optimizer`` asks for it; parameters always carry over. The le
 follows one warm-up + linear-decay schedule over the whole curriculum.
 
 A step whose loss or gradient norm is NaN or infinite is skipped: no parameter moves, a warning
-and a ``"skipped": true`` record are logged, and the step still counts (its batches and its
-place in the schedules are used up, so budgets and resumption are unchanged). After more than
-``--max-nonfinite-steps`` such steps in a run, training stops before writing another checkpoint.
+naming the values seen and a ``"skipped": true`` record are logged, and the step still counts
+(its batches and its place in the schedules are used up, so budgets and resumption are
+unchanged). After more than ``--max-nonfinite-steps`` such steps in a run, training stops before
+writing another checkpoint. A batch with nothing to score (no target token) is not one of them:
+its head's loss is 0 and its gradients are 0; it is counted in the next ``train`` record
+(``"empty_batches": {task: n}``).
 
 Dropout is seeded per (seed, step, rank), so a resumed run needs no RNG state. With several
 processes (``ernie_cpt.distributed``) the step runs under DistributedDataParallel: each rank
@@ -59,11 +62,21 @@ WEIGHTING_STREAM = 1  # the RNG key of a gradient-level weighting's random choic
 
 def pick_device(name: str) -> torch.device:
     """The device ``name`` means; under torchrun, "auto" and "cuda" mean this process's GPU. "auto" is
-    the CPU without CUDA, or under ``accelerate launch --cpu`` (ACCELERATE_USE_CPU)."""
+    the CPU without CUDA, or under ``accelerate launch --cpu`` (ACCELERATE_USE_CPU). Raises UserError
+    for a name torch does not know or a GPU this machine does not have."""
     if name == "auto":
         use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
         name = "cuda" if torch.cuda.is_available() and not use_cpu else "cpu"
-    return torch.device("cuda", distributed.local_rank()) if name == "cuda" else torch.device(name)
+    try:
+        device = torch.device("cuda", distributed.local_rank()) if name == "cuda" else torch.device(name)
+    except RuntimeError as e:
+        raise UserError(f"--device {name} is not a device torch knows; pass cpu, cuda, cuda:N or auto") from e
+    try:
+        torch.empty(0, device=device)  # a device torch knows but this machine lacks fails here
+    except (RuntimeError, AssertionError) as e:  # torch asserts when it was built without CUDA
+        found = f"{torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "no usable GPU"
+        raise UserError(f"--device {name} is not available on this machine ({found}); pass --device cpu or auto") from e
+    return device
 
 
 def _optimizer(model: torch.nn.Module, weighting: LossWeighting | None, options: TrainingOptions,
@@ -123,6 +136,7 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
 
     # Where we are: global step, stage, steps done per task in the stage, steps skipped as non-finite.
     step, stage_index, done, nonfinite = 0, 0, {}, 0
+    empty_batches: dict[str, int] = {}  # batches with nothing to score since the last train record
     if resume_from is not None:
         path, (weights, training_state, trainer_state) = resume_from
         model.load_state_dict(weights)
@@ -193,6 +207,9 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
                     with autocast():
                         outputs = forward(batches)
                     task_losses, accuracies, tokens = global_losses(outputs, model.heads, tokens)
+                    for task, out in outputs.items():
+                        if model.heads[task].count(out.labels) == 0:
+                            empty_batches[task] = empty_batches.get(task, 0) + 1
                     total = (weighting.combine(task_losses, shared, accuracies) if combine
                              else sum(task_losses.values()))
                     if per_task is not None:
@@ -205,7 +222,9 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
             if per_task is not None:
                 per_task.apply(weighting, losses, np.random.default_rng([options.seed, step, WEIGHTING_STREAM]))
             grad_norm = clip_gradients(model, options.max_grad_norm)
-            skipped = not (math.isfinite(grad_norm) and all(math.isfinite(loss) for loss in losses.values()))
+            seen = [f"{task} loss {loss}" for task, loss in losses.items() if not math.isfinite(loss)]
+            seen += [] if math.isfinite(grad_norm) else [f"gradient norm {grad_norm}"]
+            skipped = bool(seen)
             if skipped:
                 nonfinite += 1
                 if weighting_before is not None:
@@ -231,13 +250,16 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
                 tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
                 record = {"step": step, "stage": stage_index, "task": "+".join(active), "loss": sum(losses.values()),
                           "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
-                          **({"losses": losses} if all_tasks else {}), **({"skipped": True} if skipped else {})}
+                          **({"losses": losses} if all_tasks else {}), **({"skipped": True} if skipped else {}),
+                          **({"empty_batches": empty_batches} if empty_batches else {})}
                 run_log.write("train", record)
+                empty_batches = {}
                 bar.set_postfix(task=record["task"], loss=f"{record['loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}")
                 window_tokens, window_start = 0, time.perf_counter()
             if nonfinite > options.max_nonfinite_steps:
                 kept = latest_name(run_dir) or "none (none was saved)"
-                raise UserError(f"the loss or gradient norm was NaN/inf in {nonfinite} steps (the last: step {step}), "
+                raise UserError(f"the loss or gradient norm was NaN/inf in {nonfinite} steps (the last: step {step}, "
+                                f"{', '.join(seen)}), "
                                 f"more than --max-nonfinite-steps {options.max_nonfinite_steps}; the last good "
                                 f"checkpoint is {kept}, intact: lower --learning-rate (now {options.learning_rate:g}) "
                                 f"and start a new run, or --resume with a higher --max-nonfinite-steps")

@@ -76,3 +76,13 @@ def test_main_prints_the_table_and_writes_the_same_rows_as_json(monkeypatch, tmp
     assert saved["mode"] == "quick" and saved["cores"] >= 1
     assert [(r["measure"], r["ratio"], r["met"]) for r in saved["rows"]] == [("1a. throughput", 3.0, True),
                                                                             ("6b. memory", 0.8, None)]
+
+
+def test_contention_phases_are_timed_apart_and_skip_the_batches_after_a_change():
+    from benchmarks.contention import SETTLE, phase_rates
+
+    assert SETTLE == 2
+    # Phase 0: batches 1-5 (1 and 2 settle), phase 1: batches 6-10; one step per second, then two.
+    asked = [0, 1, 2, 3, 4, 5, 7, 9, 11, 13, 15, 17]
+    log = [_batch("t", t, t + 0.1, [10]) for t in asked]
+    assert phase_rates(log, [1, 6, 11]) == [20 / 2, 20 / 4]  # batches 3, 4 over 3 -> 5 s; 8, 9 over 11 -> 15 s

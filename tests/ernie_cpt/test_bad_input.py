@@ -117,6 +117,24 @@ def test_latin1_files_name_the_fix(tmp_path, capsys):
                  "not UTF-8", "iconv -f latin1 -t utf-8", "cafe.txt")
 
 
+def test_a_utf16_file_is_decoded_not_called_binary(tmp_path, cache_dir, capsys):
+    """The report: Notepad's "Unicode" (UTF-16 with a byte-order mark) was skipped as binary."""
+    (tmp_path / "notes.txt").write_text("Anne walked to Uppercross. She was glad of the walk.\r\n\r\nIt rained.",
+                                        encoding="utf-16")
+
+    assert main(["prepare", "--corpus", str(tmp_path / "notes.txt"), "--output-dir", cache_dir]) == 0
+    assert "1 document: 2 paragraphs, 3 sentences" in capsys.readouterr().out
+
+
+def test_a_table_with_a_dict_for_its_text_names_the_file_row_and_type(tmp_path, capsys):
+    table = tmp_path / "docs.jsonl"
+    table.write_text('{"text": "Anne walked."}\n{"text": {"body": "She was glad."}}\n', encoding="utf-8")
+
+    expect_error(["prepare", "--corpus", str(table), "--output-dir", str(tmp_path / "cache")], capsys, tmp_path,
+                 f"{table} row 2: 'text' is an object (dict); it must be a string, or a list of strings (one per "
+                 f"paragraph)")
+
+
 def test_unusable_files_beside_good_ones_are_skipped_with_one_warning(tmp_path, cache_dir, caplog, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -200,6 +218,15 @@ def test_output_dir_holding_a_different_run(tiny_run, corpus_args, capsys, resum
     argv = [*pretrain_args(corpus_args, tiny_run, "--learning-rate", "2e-3"), *(["--resume"] if resume else [])]
 
     expect_error(argv, capsys, tiny_run.parent, *expected)
+
+
+def test_resume_with_another_thread_count(tiny_run, corpus_args, capsys):
+    """The thread count changes the last digits: a resumed run keeps the count it was started with."""
+    assert json.loads((tiny_run / "run_config.json").read_text())["torch_threads"] == 1  # one_torch_thread
+
+    expect_error([*pretrain_args(corpus_args, tiny_run, "--num-threads", "2"), "--resume"], capsys, tiny_run.parent,
+                 f"--resume: the run in {tiny_run} used 1 torch thread; the thread count changes the last digits "
+                 f"of the losses; resume with --num-threads 1 (or 0)")
 
 
 def test_output_dir_holding_this_run_without_resume(tiny_run, corpus_args, capsys):
@@ -307,3 +334,22 @@ def test_batch_size_that_the_processes_cannot_share(tmp_path, capsys, monkeypatc
 
     expect_error(["pretrain", "--corpus", str(tmp_path), "--output-dir", str(tmp_path / "run"), "--batch-size", "9"],
                  capsys, tmp_path, "--batch-size 9 is the batch over all 2 processes and must be a multiple of 2")
+
+
+@pytest.mark.slow
+def test_one_big_text_file_trains_on_its_chapters(sample_dir, tmp_path, caplog):
+    """`pretrain --corpus book.txt`: one document, read as its chapters; the tasks that need several
+    documents train on them, and a held-out chapter scores every task."""
+    book = tmp_path / "book.txt"
+    book.write_text("\n\n".join(p.read_text(encoding="utf-8").strip() for p in sorted(sample_dir.glob("*.txt"))),
+                    encoding="utf-8")
+    run_dir = tmp_path / "run"
+    tasks = ["knowledge_masking", "sentence_distance", "ir_relevance"]
+    with caplog.at_level(logging.INFO):
+        assert main(["pretrain", "--corpus", str(book), "--output-dir", str(run_dir), "--tasks", ",".join(tasks),
+                     "--model-size", "tiny", "--max-steps", "6", "--batch-size", "8", "--eval-steps", "0",
+                     "--vocab-size", "3000", "--max-seq-length", "64"]) == 0
+    assert "the corpus is a single document (book.txt), so it is read as 12 documents, one per section" in caplog.text
+    assert "11 training documents and 1 held-out" in caplog.text
+    assert json.loads((run_dir / "run_config.json").read_text())["tasks"] == tasks
+    assert {r["task"] for r in read_records(run_dir, "eval")} == set(tasks)

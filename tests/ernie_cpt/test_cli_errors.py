@@ -216,3 +216,25 @@ def test_export_into_a_folder_that_is_not_empty(tmp_path, capsys):
 
     run_and_check(["export", str(run_dir), str(tmp_path / "exported")], capsys, tmp_path,
                   "exists and is not empty", "choose a new folder")
+
+
+# --- the device and the tokenizer -----------------------------------------------------------------------------
+
+
+def test_a_device_torch_does_not_know(tmp_path, capsys, corpus):
+    run_and_check(pretrain(tmp_path, corpus, "--device", "gpu"), capsys, tmp_path,
+                  "--device gpu is not a device torch knows; pass cpu, cuda, cuda:N or auto")
+
+
+def test_a_gpu_this_machine_lacks(tmp_path, capsys, corpus):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    run_and_check(pretrain(tmp_path, corpus, "--device", "cuda"), capsys, tmp_path,
+                  "--device cuda is not available on this machine (no usable GPU); pass --device cpu or auto")
+
+
+def test_tokenizer_and_init_from_together(tmp_path, capsys, corpus):
+    run_and_check(pretrain(tmp_path, corpus, "--init-from", str(tmp_path), "--tokenizer", str(tmp_path)), capsys,
+                  tmp_path, f"--init-from {tmp_path} brings its own tokenizer", f"drop --tokenizer {tmp_path}")

@@ -154,3 +154,16 @@ def test_wrong_type_values_are_user_errors(tmp_path, config, expected):
         resolve(tmp_path, config=config)
 
     assert expected in str(error.value)
+
+
+def test_a_utf16_config_file_is_read(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("max_steps: 50\ntasks: knowledge_masking, capitalization\n", encoding="utf-16")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    add_options(parser, OPTION_CLASSES)
+
+    options = resolve_options(parser.parse_args(["--config", str(path)]), OPTION_CLASSES)
+
+    assert options[TrainingOptions].max_steps == 50
+    assert options[RunOptions].tasks == ["knowledge_masking", "capitalization"]

@@ -108,3 +108,32 @@ def test_a_cased_tokenizer_is_refused(sample_tokenizer):
     cased.backend_tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
     with pytest.raises(UserError, match="uncased"):
         Capitalization(cased, CapitalizationOptions(), 128)
+
+
+@pytest.mark.parametrize(("counts", "skipped"), [
+    ({0: 995, 1: 5}, False),  # 99.5 % is not above the bound
+    ({0: 996, 1: 4}, True),
+    ({1: 10}, True),  # a single class, even at a bound of 1
+])
+def test_nothing_to_learn_above_the_majority_share(task, counts, skipped):
+    from collections import Counter
+
+    reason = task.nothing_to_learn(Counter(counts), 40, 0.995 if len(counts) > 1 else 1.0)
+
+    assert (reason is not None) == skipped
+    if len(counts) == 1:
+        assert reason == ("capitalization has nothing to learn on this corpus: 10 of the 10 labels (100.0%) of 40 "
+                          "sampled training examples are 'capitalized' (1 class; a task is skipped above "
+                          "--max-majority-share 1)")
+
+
+def test_lower_cased_text_leaves_capitalization_nothing_to_learn(task, sample_annotations):
+    lower = sample_annotations.map(lambda row: {"text": row["text"].lower()})
+    rows = task.build_examples(lower)
+    counts, examples = task.sample_labels(rows, seed=0)
+
+    assert set(counts) == {0} and len(examples) == min(len(rows), 2000)
+    assert task.nothing_to_learn(counts, len(examples), 0.995).startswith(
+        f"capitalization has nothing to learn on this corpus: {counts[0]:,} of the {counts[0]:,} labels (100.0%)")
+    cased, _ = task.sample_labels(task.build_examples(sample_annotations), seed=0)
+    assert task.nothing_to_learn(cased, 10, 0.995) is None

@@ -231,3 +231,20 @@ def test_bad_pair_files_name_the_line(tmp_path, sample_tokenizer, content, label
     task = _task(sample_tokenizer, discourse_pairs=str(path), label_by=label_by)
     with pytest.raises(UserError, match=message):
         task.build_examples(documents)
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"sentence1": ["A.", "B."], "sentence2": "C.", "marker": "but"}',
+     "pairs.jsonl line 2: 'sentence1' is a list of strings; it must be a string"),
+    ('{"sentence1": "A.", "sentence2": "C.", "marker": 3}', "pairs.jsonl line 2: 'marker' is a number (3)"),
+    ('{"sentence1": "A.", "sentence2": {"text": "C."}, "label": "contrast"}',
+     "pairs.jsonl line 2: 'sentence2' is an object (dict)"),
+    ('["A.", "C.", "but"]', "pairs.jsonl line 2 is a list of strings, not a JSON object"),
+])
+def test_pair_file_cells_of_another_type_name_the_line_and_the_type(tmp_path, sample_tokenizer, line, message):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"sentence1": "A.", "sentence2": "B.", "marker": "but"}\n' + line + "\n")
+    task = _task(sample_tokenizer, discourse_pairs=str(path))
+    with pytest.raises(UserError) as error:
+        task.build_examples(_documents([["It rained.", "However, we went out."]]))
+    assert message in str(error.value)

@@ -107,3 +107,50 @@ def test_masks_are_resampled_each_epoch_and_reproducible(task, rows):
     epoch1 = EpochExamples(task, rows, seed=1, epoch=1).__getitems__(indices)
     assert [e["labels"] for e in epoch0] == [e["labels"] for e in again]
     assert sum(a["labels"] != b["labels"] for a, b in zip(epoch0, epoch1)) >= 14
+
+
+def test_an_example_whose_units_all_overshoot_the_budget_masks_the_shortest(task):
+    """7 tokens at 15%: a budget of 1 token. The units are 2, 3 and 2 tokens: none fits, so the
+    shortest drawn first is masked (ERNIE masks at least one unit)."""
+    row = {"input_ids": list(range(1000, 1007)), "unit_starts": [0, 2, 5], "unit_ends": [2, 5, 7],
+           "unit_kinds": [0, 0, 0]}
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        order = [int(u) for u in np.random.default_rng(seed).permutation(3)][::-1]  # the order units are drawn
+        chosen = task.choose_units(row, rng)
+        first_short = next(u for u in order if u != 1)
+        assert chosen == [(row["unit_starts"][first_short], row["unit_ends"][first_short])]
+
+
+def test_two_word_documents_give_every_example_a_target(sample_tokenizer, tmp_path, cache_dir):
+    """The report: a corpus of two-word documents, where a 15% budget fits no whole unit of most of
+    them; every example still has a target, so no loss is NaN."""
+    from ernie_cpt.data.annotate import AnnotationOptions, annotate
+    from ernie_cpt.data.corpus import CorpusOptions, load_corpus
+
+    names = ["Zebra quagmire", "Xylophone juxtaposition", "Kellynch Hall", "Quixotic zeppelin", "Lady Russell",
+             "Syzygy rhythm", "Wentworth's jukebox", "Fjord kayak", "Mrs Clay", "Byzantine zucchini"]
+    table = tmp_path / "names.jsonl"
+    table.write_text("".join(f'{{"text": "{name}"}}\n' for name in names), encoding="utf-8")
+    documents = annotate(load_corpus(CorpusOptions(corpus=[str(table)])), AnnotationOptions(cache_dir=cache_dir))
+    task = KnowledgeMasking(sample_tokenizer, KnowledgeMaskingOptions(), max_seq_length=128)
+    rows = task.build_examples(documents)
+    assert len(rows) == len(names)
+    budget_fits_nothing = 0
+    for i in range(len(rows)):
+        row = rows[i]
+        budget = max(1, round(0.15 * len(row["input_ids"])))
+        budget_fits_nothing += min(e - s for s, e in zip(row["unit_starts"], row["unit_ends"])) > budget
+        for epoch in range(5):
+            labels = task.make_example(row, np.random.default_rng([epoch, i]))["labels"]
+            assert sum(label != IGNORE_INDEX for label in labels) >= 1
+    assert budget_fits_nothing >= 3  # the case of the report occurs here
+
+
+def test_a_segment_with_no_unit_of_a_weighted_kind_gives_no_example(sample_tokenizer, rows):
+    """Words weigh 0: only segments with a phrase or an entity can be masked, so only they are examples."""
+    task = KnowledgeMasking(sample_tokenizer, KnowledgeMaskingOptions(word_unit_weight=0), max_seq_length=128)
+    short = rows.select(range(20))
+    for row in (short[i] for i in range(len(short))):
+        assert any(k > 0 for k in row["unit_kinds"])
+        assert task.choose_units(row, np.random.default_rng(0))

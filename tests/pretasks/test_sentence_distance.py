@@ -145,7 +145,7 @@ def test_segments_pack_consecutive_whole_sentences(sample_tokenizer, sample_anno
     """With --distance-segment-tokens, a document's segments are its sentences in order, cut only
     at sentence starts (a sentence longer than the budget is cut every `budget` tokens)."""
     budget = 100
-    task = SentenceDistance(sample_tokenizer, SentenceDistanceOptions(distance_segment_tokens=budget), 128)
+    task = SentenceDistance(sample_tokenizer, SentenceDistanceOptions(distance_segment_tokens=budget), 2 * budget + 3)
     rows = task.build_examples(sample_annotations)
     sentences = _annotated_sentences(sample_annotations, sample_tokenizer)
     for doc_id in sorted(set(rows["doc_id"])):
@@ -165,3 +165,52 @@ def test_segments_pack_consecutive_whole_sentences(sample_tokenizer, sample_anno
             assert position in cuts and len(segments[i]) <= budget
             position += len(segments[i])
         assert len(segments) < n  # segments of several sentences
+
+
+def _documents(docs: list[list[str]]):
+    """Annotated documents, one paragraph each, of the given sentences."""
+    import datasets
+
+    rows = []
+    for d, sentences in enumerate(docs):
+        text, starts, ends = "", [], []
+        for sentence in sentences:
+            starts.append(len(text))
+            text += sentence
+            ends.append(len(text))
+            text += " "
+        rows.append({"doc_id": f"doc-{d}", "title": None, "text": text.rstrip(), "paragraph_starts": [0],
+                     "paragraph_ends": [len(text.rstrip())], "sentence_starts": starts, "sentence_ends": ends})
+    return datasets.Dataset.from_list(rows)
+
+
+def test_partners_that_repeat_a_sentence_the_label_rules_out_are_replaced(sample_tokenizer):
+    """'"Yes."' is in both documents: as an other-document partner of an anchor of document 0 it would
+    make the same input as a same-document pair; and a far sentence that repeats the anchor's
+    neighbour would make an adjacent pair's input. Such candidates never stay."""
+    first = ["Anne walked to Uppercross.", '"Yes."', "She was glad of the walk.", "Mary was at home.",
+             "Charles came in later.", "They talked of Kellynch.", '"Yes."', "The evening passed."]
+    second = ['"Yes."', "Captain Wentworth arrived.", '"Yes."', '"Yes."']
+    third = ["Lady Russell drove to Bath.", "The streets were wet.", "Mr Elliot called twice.",
+             "Elizabeth was pleased.", "Mrs Clay smiled.", "Sir Walter read the Baronetage."]
+    task = SentenceDistance(sample_tokenizer, SentenceDistanceOptions(distance_candidates=8), max_seq_length=64)
+
+    rows = task.build_examples(_documents([first, second, third]))
+
+    documents = [first, second, third]
+    own_texts = [{tuple(sample_tokenizer(s, add_special_tokens=False)["input_ids"]) for s in doc} for doc in documents]
+    for row in rows:
+        d = int(row["doc_id"][-1])
+        assert not own_texts[d] & {tuple(t) for t in row["other_doc_tokens"]}
+        neighbours = {row["sentence_index"] - 1, row["sentence_index"] + 1}
+        sentences = documents[d]
+        neighbour_texts = {tuple(sample_tokenizer(sentences[i], add_special_tokens=False)["input_ids"])
+                           for i in neighbours if 0 <= i < len(sentences)}
+        assert not neighbour_texts & {tuple(t) for t in row["same_doc_tokens"]}
+    # Document 1 is Y C Y Y (Y = '"Yes."'). C's only far sentence, Y, is also its neighbours' text; the
+    # second Y's only far sentence, the first Y, would make (Y, Y) as the adjacent pair of the last two
+    # does. Neither has a same-document partner left: they are no anchors, and that is counted.
+    anchors = [(row["doc_id"], row["sentence_index"]) for row in rows]
+    assert [a for a in anchors if a[0] == "doc-1"] == [("doc-1", 0), ("doc-1", 3)] and len(anchors) == 8 + 2 + 6
+    assert task.notes == ["sentence_distance dropped 2 of 18 anchors: every candidate partner repeats the text of a "
+                          "sentence the label rules out"]

@@ -167,3 +167,21 @@ def test_corpus_without_multi_sentence_paragraphs_is_unavailable(task, sample_an
     with pytest.raises(TaskUnavailable, match=f"at least 2 sentences; 4 documents, {n} paragraphs, {n} sentences"):
         task.build_examples(one_sentence_paragraphs)
     assert len(task.build_examples(one_sentence_paragraphs, held_out=True)) == 0
+
+
+def test_equal_groups_get_the_smallest_label_of_the_permutations_showing_the_same_input(sample_tokenizer):
+    """A window of '"Yes." "Yes." "No."': shuffled (2, 1, 3) and (1, 2, 3) show the same input, so both
+    are labelled as the identity of three groups; every example's label is readable from its input."""
+    from pretasks.sentence_reordering import SentenceReordering, SentenceReorderingOptions, permutation_of_label
+
+    task = SentenceReordering(sample_tokenizer, SentenceReorderingOptions(), max_seq_length=64)
+    yes, no = [5, 6, 7], [8, 9]
+    row = {"sentence_ids": yes + yes + no, "sentence_lengths": [3, 3, 2]}
+    seen: dict[tuple, set[int]] = {}
+    for seed in range(200):
+        example = task.make_example(row, np.random.default_rng(seed))
+        seen.setdefault(tuple(example["input_ids"]), set()).add(example["labels"])
+    assert all(len(labels) == 1 for labels in seen.values())  # one label per input
+    three = {ids: labels.pop() for ids, labels in seen.items() if len(ids) == 1 + 8 + 3}
+    assert len(three) == 3  # yes yes no, yes no yes, no yes yes: 3 inputs of the 6 permutations
+    assert sorted(permutation_of_label(label, 3) for label in three.values()) == [(0, 1, 2), (0, 2, 1), (2, 0, 1)]

@@ -35,7 +35,7 @@ def test_schedules_may_be_comma_or_space_separated_and_repeat():
      "give both --downstream-train and --downstream-test"),
     (["--tasks", "knowledge_masking", "capitalization", "--downstream-train", "no.jsonl", "--downstream-test",
       "no.jsonl"], "--downstream-train file no.jsonl does not exist"),
-    (["--tasks", "knowledge_masking", "capitalization", "--seeds", "0"], "--seeds must be at least 1"),
+    (["--tasks", "knowledge_masking", "capitalization", "--seeds", "0"], "--seeds must be between 1 and 1,000, got 0"),
     (["--tasks", "knowledge_masking", "capitalization", "--eval-fraction", "0"], "--eval-fraction must be above 0"),
 ], ids=["unknown-schedule", "file-schedule", "one-task", "unknown-task", "train-only", "test-only", "missing-file",
         "no-seeds", "no-held-out"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -366,3 +367,84 @@ def test_fingerprint_covers_ids_titles_and_boundaries():
     # the same characters split differently between the fields
     assert fingerprint(("a", "Anne", " Elliot")) != fingerprint(("a", "Anne ", "Elliot"))
     assert fingerprint(("ch-1", None, "Anne")) != fingerprint(("ch-", None, "1Anne"))
+
+
+# --- the type of every cell of a table ---------------------------------------------------------------------
+
+
+def test_a_text_that_is_a_list_of_strings_is_read_as_paragraphs(tmp_path):
+    first, second, third = sample_paragraphs(3)
+    table = tmp_path / "docs.jsonl"
+    table.write_text(json.dumps({"text": [first, second]}) + "\n" + json.dumps({"text": third}) + "\n",
+                     encoding="utf-8")
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_dict({"text": [[third, first]]}).save_to_disk(str(saved))
+
+    corpus = load(table, saved)
+
+    assert corpus["text"] == [f"{first}\n\n{second}", third, f"{third}\n\n{first}"]
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    ([{"text": "Fine."}, {"text": {"body": "x"}}], "docs.jsonl row 2: 'text' is an object (dict); it must be a "
+     "string, or a list of strings (one per paragraph): fix that row or pass the right field name"),
+    ([{"text": 12}], "docs.jsonl row 1: 'text' is a number (12); it must be a string, or a list of strings"),
+    ([{"text": "Fine."}, {"text": [["a"], ["b"]]}], "docs.jsonl row 2: 'text' is a list holding a list;"),
+    ([{"text": ["a", 3]}], "docs.jsonl row 1: 'text' is a list holding a number;"),
+    ([{"text": True}], "docs.jsonl row 1: 'text' is a boolean (true);"),
+    ([{"text": "Fine.", "title": ["a", "b"]}], "docs.jsonl row 1: 'title' is a list of strings; it must be a string:"),
+    ([{"text": "Fine.", "id": {"n": 1}}], "docs.jsonl row 1: 'id' is an object (dict); an id must be a string or an "
+     "integer"),
+])
+def test_a_cell_of_another_type_names_the_file_the_row_and_the_type(tmp_path, rows, expected):
+    table = tmp_path / "docs.jsonl"
+    table.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+    with pytest.raises(UserError) as error:
+        load(table)
+
+    assert str(error.value).startswith(str(tmp_path)) and expected in str(error.value)
+
+
+def test_a_csv_whose_text_column_holds_numbers(tmp_path):
+    table = tmp_path / "numbers.csv"
+    table.write_text("text\n1\n2\n", encoding="utf-8")
+
+    with pytest.raises(UserError, match=r"numbers\.csv row 1: 'text' is a number \(1\)"):
+        load(table)
+
+
+# --- encodings ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_a_text_file_with_a_byte_order_mark_is_decoded(tmp_path, encoding):
+    first, second = sample_paragraphs(2)
+    text = f"{first}\r\n\r\n{second}\r\n"
+    bom = {"utf-16-be": b"\xfe\xff"}.get(encoding, b"")  # Python writes no BOM for an explicit byte order
+    (tmp_path / "windows.txt").write_bytes(bom + text.encode(encoding))
+
+    assert load(tmp_path / "windows.txt")["text"] == [f"{first}\n\n{second}\n"]
+
+
+def test_a_utf16_table_is_decoded(tmp_path):
+    first, second = sample_paragraphs(2)
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"text": first}) + "\n" + json.dumps({"text": second}) + "\n",
+                                         encoding="utf-16")
+    (tmp_path / "docs.csv").write_text(f'text\n"{first}"\n', encoding="utf-16")
+
+    assert load(tmp_path / "docs.jsonl", tmp_path / "docs.csv")["text"] == [first, second, first]
+
+
+def test_utf16_without_a_byte_order_mark_names_the_encoding_and_the_fix(tmp_path):
+    (tmp_path / "notes.txt").write_bytes(sample_paragraphs(1)[0].encode("utf-16-le"))
+    (tmp_path / "notes.jsonl").write_bytes(json.dumps({"text": "Anne walked."}).encode("utf-16-le"))
+
+    with pytest.raises(UserError, match=r"1 file that is UTF-16LE without a byte-order mark \(re-encode it: "
+                                        r"iconv -f UTF-16LE -t UTF-8\): notes.txt"):
+        load(tmp_path / "notes.txt")
+    with pytest.raises(UserError) as error:
+        load(tmp_path / "notes.jsonl")
+    assert str(error.value) == (f"corpus table {tmp_path / 'notes.jsonl'} looks like UTF-16LE text without a "
+                                f"byte-order mark; convert it to UTF-8: iconv -f UTF-16LE -t UTF-8 "
+                                f"{tmp_path / 'notes.jsonl'} > notes-utf8.jsonl")

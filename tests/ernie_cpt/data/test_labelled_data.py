@@ -101,8 +101,14 @@ def test_a_file_that_does_not_exist(tmp_path):
 @pytest.mark.parametrize(("train_rows", "expected"), [
     ([{"text": "a", "label": "x"}, {"text": "b", "label": None}], "row 2 has no 'label'"),
     ([{"text": None, "label": "x"}, {"text": "b", "label": "y"}], "row 1 has no 'text'"),
-    ([{"text": "a", "label": "x"}, {"text": "b", "label": 2}], "all strings or all integers (found int, str)"),
-    ([{"text": "a", "label": 0.5}, {"text": "b", "label": 2.0}], "all strings or all integers (found float)"),
+    ([{"text": "a", "label": "x"}, {"text": "b", "label": 2}],
+     "row 2: 'label' is a number (2), but row 1's is a string; the labels must be all strings or all integers"),
+    ([{"text": "a", "label": 0.5}, {"text": "b", "label": 2.0}],
+     "row 1: 'label' is a number (0.5); the labels must be all strings or all integers"),
+    ([{"text": "a", "label": "x"}, {"text": "b", "label": {"name": "y"}}], "row 2: 'label' is an object (dict)"),
+    ([{"text": ["a", "b"], "label": "x"}, {"text": "b", "label": "y"}],
+     "row 1: 'text' is a list of strings; it must be a string"),
+    ([{"text": "a", "label": "x"}, {"text": 7, "label": "y"}], "row 2: 'text' is a number (7); it must be a string"),
     ([{"text": "a", "label": "x"}, {"text": "b", "label": "x"}], "a single label ('x')"),
 ])
 def test_bad_labels_and_empty_cells(tmp_path, train_rows, expected):
@@ -113,3 +119,14 @@ def test_train_and_test_labels_of_different_types(tmp_path):
     message = error_of(tmp_path, jsonl([{"text": "a", "label": 0}, {"text": "b", "label": 1}]),
                        jsonl([{"text": "c", "label": "0"}]))
     assert "differ in type (int vs str)" in message
+
+
+def test_utf16_files_with_a_byte_order_mark_are_decoded(tmp_path):
+    train, test = tmp_path / "train.csv", tmp_path / "test.jsonl"
+    train.write_text("text,label\n" + "".join(f"{row['text']},{row['label']}\n" for row in TRAIN), encoding="utf-16")
+    test.write_text("".join(json.dumps(row) + "\n" for row in TEST), encoding="utf-16")
+
+    data = load_labelled_data(train, test)
+
+    assert data.train.texts == [row["text"] for row in TRAIN] and data.test.texts == ["a law", "a fish"]
+    assert data.test.labels == [1, 0]

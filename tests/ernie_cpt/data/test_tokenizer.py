@@ -31,3 +31,25 @@ def test_default_vocabulary_grows_with_the_corpus():
     assert corpus_vocab_size(corpus(720_000)) == 16960  # 20 * 848.5 = 16971 -> 16960
     assert corpus_vocab_size(corpus(100)) == 2048
     assert corpus_vocab_size(corpus(10_000_000)) == 30522
+
+
+def test_no_printable_ascii_character_ever_becomes_unk():
+    """Trained on text without a digit or most punctuation, the tokenizer still covers printable ASCII:
+    every character alone and, for letters and digits, inside a word (a ##-piece)."""
+    import string
+
+    import datasets
+
+    from ernie_cpt.data.tokenizer import train_tokenizer
+
+    documents = datasets.Dataset.from_dict({"text": ["Letters written at Kellynch by Anne and her sister"] * 40})
+    tokenizer = train_tokenizer(documents, vocab_size=1000)
+    unk = tokenizer.unk_token_id
+
+    for char in string.printable.strip():
+        assert unk not in tokenizer(char, add_special_tokens=False)["input_ids"], repr(char)
+        assert unk not in tokenizer(f"q{char}q{char}", add_special_tokens=False)["input_ids"], repr(char)
+    assert unk not in tokenizer(string.printable, add_special_tokens=False)["input_ids"]
+    # The report: titles "Letters 1" and "Letters 2" stay apart.
+    assert tokenizer.tokenize("Letters 1") == ["letters", "1"] and tokenizer.tokenize("Letters 2") == ["letters", "2"]
+    assert tokenizer.tokenize("letters12b") == ["letters", "##1", "##2", "##b"]

@@ -162,7 +162,7 @@ def test_continual_metrics_writes_json_and_csv(tmp_path):
         "forgetting": {"a": 0.125, "b": None}, "mean_forgetting": 0.125,
         "backward_transfer": -0.125, "average_final": 0.8125,
         "curves": {"a": [[2, 0.5], [4, 0.75], [6, 0.5], [8, 0.625]], "b": [[6, 0.25], [8, 1.0]]},
-        "stage_boundaries": [4, 8],
+        "stage_boundaries": [4, 8], "skipped_tasks": {},
     }
     assert metrics == expected
     assert json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")) == expected

@@ -153,3 +153,25 @@ def test_mean_curves_average_step_by_step():
     curves = mean_curves([{"a": [[5, 0.25], [10, 0.5]]}, {"a": [[5, 0.5]]}])
 
     assert curves == {"a": [(5, 0.375), (10, 0.5)]}
+
+
+def test_requested_tasks_that_were_not_trained_are_named_with_why(results, tmp_path):
+    reason = "capitalization has nothing to learn on this corpus: 900 of the 900 labels (100.0%) ..."
+    for run in results:
+        run["metrics"]["skipped_tasks"] = {"capitalization": reason}
+    results[2]["metrics"]["skipped_tasks"]["ir_relevance"] = "ir_relevance formed no query-passage pair"
+
+    markdown = write_report(results, {"tasks": [*TASKS, "capitalization", "ir_relevance"]}, tmp_path).read_text()
+
+    section = markdown.split("## Tasks not trained\n\n", 1)[1].split("\n## ", 1)[0]
+    assert section.splitlines()[2:4] == [
+        f"- **capitalization**, skipped by every run (4): {reason}",
+        "- **ir_relevance**, skipped by joint-seed42: ir_relevance formed no query-passage pair",
+    ]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["skipped_tasks"]["ir_relevance"] == {"runs": ["joint-seed42"],
+                                                       "reason": "ir_relevance formed no query-passage pair"}
+
+
+def test_no_section_when_every_task_was_trained(results, tmp_path):
+    assert "Tasks not trained" not in write_report(results, {"tasks": TASKS}, tmp_path).read_text()

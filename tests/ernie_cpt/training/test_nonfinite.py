@@ -83,7 +83,8 @@ def test_too_many_nonfinite_steps_stop_with_the_last_good_checkpoint(sample_dir,
     assert main(args(sample_dir, run_dir, "--save-steps", "2", "--max-nonfinite-steps", "1")) == 2
 
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ernie-cpt: error:")]
-    assert errors == ["ernie-cpt: error: the loss or gradient norm was NaN/inf in 2 steps (the last: step 5), more "
+    assert errors == ["ernie-cpt: error: the loss or gradient norm was NaN/inf in 2 steps (the last: step 5, "
+                      "knowledge_masking loss nan, gradient norm nan), more "
                       "than --max-nonfinite-steps 1; the last good checkpoint is step-00000004, intact: lower "
                       "--learning-rate (now 0.001) and start a new run, or --resume with a higher "
                       "--max-nonfinite-steps"]
@@ -122,3 +123,27 @@ def test_a_skipped_step_leaves_the_loss_weighting_as_it_was(sample_dir, tmp_path
     weights = read_records(run_dir, "weights")
     assert [r["step"] for r in weights] == [1, 3, 4]  # 8 task steps each of 2 tasks: 4 optimizer steps
     assert all(torch.isfinite(torch.tensor(list(r["weights"].values()))).all() for r in weights)
+
+
+def test_a_batch_with_nothing_to_score_costs_nothing_and_is_counted(sample_dir, tmp_path, monkeypatch, caplog):
+    """A batch without a target token (every label -100): loss 0, not NaN; the step is not skipped (even
+    with --max-nonfinite-steps 0) and the batch is counted in the train record."""
+    next_batch = TaskStream.__next__
+
+    def unscored(self):
+        batch = next_batch(self)
+        if self.epoch == 0 and self.position in (2, 3):
+            batch = {**batch, "labels": torch.full_like(batch["labels"], -100)}
+        return batch
+
+    monkeypatch.setattr(TaskStream, "__next__", unscored)
+    run_dir = tmp_path / "run"
+
+    with caplog.at_level(logging.WARNING):
+        assert main(args(sample_dir, run_dir, "--max-nonfinite-steps", "0")) == 0
+
+    records = read_records(run_dir, "train")
+    assert not any(r.get("skipped") for r in records) and "NaN" not in caplog.text
+    assert [(r["step"], r["loss"], r.get("empty_batches")) for r in records[1:3]] == \
+        [(2, 0.0, {"knowledge_masking": 1}), (3, 0.0, {"knowledge_masking": 1})]
+    assert all("empty_batches" not in r for r in records[3:]) and records[3]["loss"] > 0

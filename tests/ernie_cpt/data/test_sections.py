@@ -1,5 +1,5 @@
 from ernie_cpt.data.annotate import paragraph_spans
-from pretasks.sections import is_generic_heading, paragraph_sections
+from ernie_cpt.data.sections import is_generic_heading, paragraph_sections
 
 
 def test_generic_headings_open_sections():

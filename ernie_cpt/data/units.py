@@ -1,0 +1,86 @@
+"""One big document read as several: its sections, or else contiguous blocks of paragraphs.
+
+Held-out evaluation holds out whole documents, and several tasks need more than one document
+(sentence distance's "other document" pairs, IR relevance's queries). A corpus of a single
+document (one book, one dump, one log file: the commonest first try) has nothing to hold out,
+so it is read as units: one per section when generic headings ("CHAPTER I",
+:mod:`ernie_cpt.data.sections`) divide it into enough sections that one held out is at most
+twice ``--eval-fraction`` of them (10 at the default 5 %; the text before the first heading
+joins the first section), else ``max(BLOCKS, 1 / eval_fraction)`` blocks of consecutive
+paragraphs of nearly equal counts (``numpy.array_split``). Every unit is a
+document of its own: ``doc_id`` ``<id>#section-<k>`` or ``<id>#paragraphs-<first>-<last>``
+(1-based, inclusive), its text the source from its first paragraph to its last, and every
+annotated span (paragraphs, sentences, entities, noun chunks) of the source that lies inside
+it, shifted to the unit's text. A single paragraph cannot be divided.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from typing import Any
+
+import datasets
+import numpy as np
+
+from ernie_cpt.data.sections import paragraph_sections
+
+log = logging.getLogger(__name__)
+
+BLOCKS = 20  # blocks of a document without enough sections (at least 1 / eval_fraction)
+SPANS = ("paragraph", "sentence", "entity", "noun_chunk")
+
+
+def units_needed(eval_fraction: float) -> int:
+    """How many units a held-out fraction needs: one held out is at most ``eval_fraction`` of them."""
+    return max(2, math.ceil(1 / eval_fraction)) if eval_fraction > 0 else 2
+
+
+def unit_ranges(text: str, starts: list[int], ends: list[int], needed: int) -> tuple[list[tuple[int, int]], str]:
+    """Paragraph index ranges [first, last) of the units of one document, and their kind."""
+    sections = paragraph_sections(text, starts, ends)
+    firsts = [p for p in range(1, len(starts)) if sections[p] != sections[p - 1] and sections[p - 1] > 0]
+    bounds = [0, *firsts, len(starts)]
+    if len(bounds) - 1 >= max(2, math.ceil(needed / 2)):
+        return list(itertools.pairwise(bounds)), "section"
+    blocks = np.array_split(np.arange(len(starts)), min(len(starts), max(needed, BLOCKS)))
+    return [(int(block[0]), int(block[-1]) + 1) for block in blocks], "paragraphs"
+
+
+def _unit(doc: dict[str, Any], first: int, last: int, name: str) -> dict[str, Any]:
+    """The document restricted to paragraphs [first, last), spans shifted to its own text."""
+    low, high = doc["paragraph_starts"][first], doc["paragraph_ends"][last - 1]
+    unit = {**doc, "doc_id": f"{doc['doc_id']}#{name}", "title": None, "text": doc["text"][low:high]}
+    for kind in SPANS:
+        if f"{kind}_starts" not in doc:
+            continue
+        spans = zip(doc[f"{kind}_starts"], doc[f"{kind}_ends"])
+        inside = [i for i, (start, end) in enumerate(spans) if low <= start and end <= high]
+        unit[f"{kind}_starts"] = [doc[f"{kind}_starts"][i] - low for i in inside]
+        unit[f"{kind}_ends"] = [doc[f"{kind}_ends"][i] - low for i in inside]
+        if kind == "entity":
+            unit["entity_labels"] = [doc["entity_labels"][i] for i in inside]
+    return unit
+
+
+def as_units(documents: datasets.Dataset, eval_fraction: float) -> datasets.Dataset:
+    """``documents`` as they are when there are several; a single annotated document as its units
+    (logged), or as it is when it has a single paragraph."""
+    if len(documents) != 1 or "paragraph_starts" not in documents.column_names:
+        return documents
+    doc = documents[0]
+    if len(doc["paragraph_starts"]) < 2:
+        return documents
+    ranges, kind = unit_ranges(doc["text"], doc["paragraph_starts"], doc["paragraph_ends"],
+                               units_needed(eval_fraction))
+    if kind == "section":
+        units = [_unit(doc, first, last, f"section-{k + 1}") for k, (first, last) in enumerate(ranges)]
+        how = "one per section (generic headings such as 'CHAPTER I')"
+    else:
+        units = [_unit(doc, first, last, f"paragraphs-{first + 1}-{last}") for first, last in ranges]
+        low, high = min(last - first for first, last in ranges), max(last - first for first, last in ranges)
+        how = f"blocks of {low if low == high else f'{low}-{high}'} consecutive paragraphs"
+    log.info("the corpus is a single document (%s), so it is read as %d documents, %s: held-out evaluation and "
+             "the tasks that need several documents use them", doc["doc_id"], len(units), how)
+    return datasets.Dataset.from_list(units, features=documents.features)

@@ -1,0 +1,63 @@
+"""The encoding of a user's text file: UTF-8, or UTF-8/16/32 announced by a byte-order mark.
+
+Windows tools (Notepad, PowerShell's ``>``, Excel's "Unicode text") write UTF-16 with a
+byte-order mark (BOM). Every text file ernie-cpt reads (corpus files and tables, labelled
+files, pair files, click logs, config and schedule files) is opened with the encoding its BOM
+names, the BOM itself dropped; a file without one is UTF-8. UTF-16 without a BOM (every other
+byte zero in ASCII text) cannot be told from binary data for sure, so it is refused with the
+encoding and the fix named.
+"""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+from ernie_cpt.errors import UserError
+
+# UTF-32 LE's mark starts with UTF-16 LE's: longest first. Python's utf-16/utf-32 codecs read
+# the BOM to pick the byte order and drop it; utf-8-sig drops UTF-8's.
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+PROBE_BYTES = 4096
+
+
+def _head(path: str | Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(PROBE_BYTES)
+
+
+def bom_encoding(data: bytes) -> str | None:
+    """The codec a byte-order mark at the start of ``data`` names, or None when there is none."""
+    return next((encoding for bom, encoding in BOMS if data.startswith(bom)), None)
+
+
+def unmarked_utf16(data: bytes) -> str | None:
+    """``"UTF-16LE"``/``"UTF-16BE"`` when ``data`` (no BOM) looks like UTF-16 text: nearly all of its odd
+    (even) bytes are zero, as in ASCII text in UTF-16; else None."""
+    if len(data) < 16 or bom_encoding(data):
+        return None
+    for name, zeros in (("UTF-16LE", data[1::2]), ("UTF-16BE", data[0::2])):
+        if zeros.count(0) >= 0.9 * len(zeros):
+            return name
+    return None
+
+
+def text_encoding(path: str | Path, what: str = "file") -> str:
+    """The codec to open ``path`` with: the one its BOM names, else UTF-8. Raises UserError naming the
+    encoding and the fix when it looks like UTF-16 without a BOM. ``what`` names the file in errors."""
+    head = _head(path)
+    encoding = bom_encoding(head)
+    if encoding:
+        return encoding
+    utf16 = unmarked_utf16(head)
+    if utf16:
+        raise UserError(f"{what} {path} looks like {utf16} text without a byte-order mark; convert it to UTF-8: "
+                        f"iconv -f {utf16} -t UTF-8 {path} > {Path(path).stem}-utf8{Path(path).suffix}")
+    return "utf-8"
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The text of ``path`` decoded as :func:`text_encoding` says (``\\r\\n`` kept)."""
+    with open(path, encoding=text_encoding(path, what), newline="") as handle:
+        return handle.read()
