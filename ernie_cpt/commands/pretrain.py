@@ -112,9 +112,9 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
             log.warning("task %s is not evaluated: the held-out documents give no examples (%s)", name, e)
             continue
         if len(held_out):
-            held_out = held_out.shuffle(seed=training.seed).select(range(min(len(held_out),
-                                                                             evaluation.eval_max_examples)))
-            evals[name] = eval_batches(task, held_out, evaluation.eval_batch_size, training.seed)
+            held_out = held_out.shuffle(seed=evaluation.split_seed).select(range(min(len(held_out),
+                                                                                     evaluation.eval_max_examples)))
+            evals[name] = eval_batches(task, held_out, evaluation.eval_batch_size, evaluation.split_seed)
     return streams, evals, unavailable
 
 
@@ -182,7 +182,7 @@ def pretrain(options: dict[type, Any]) -> Path:
 
     with distributed.main_first():  # the main process fills the caches, the others read them
         documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
-    split = split_documents(documents, evaluation.eval_fraction, training.seed)
+    split = split_documents(documents, evaluation.eval_fraction, evaluation.split_seed)
     log.info("%d training and %d held-out documents", len(split["train"]), len(split["test"]))
     with run_directory(run_dir, config, resume_from):
         with distributed.main_first():

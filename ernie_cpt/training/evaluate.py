@@ -23,6 +23,8 @@ class EvaluationOptions:
     """Evaluation: held-out documents"""
 
     eval_fraction: float = option(0.05, "Fraction of documents held out for evaluation (at least one; 0 = none)")
+    split_seed: int = option(42, "Seed of the held-out split and of its examples (their masks and pairs). Fixed "
+                             "apart from --seed, so that runs with different seeds are scored on the same test set")
     eval_steps: int = option(200, "Evaluate every N steps (and at the end of every stage); 0 = only then")
     eval_max_examples: int = option(256, "At most this many held-out examples per task")
     eval_batch_size: int = option(64, "Batch size for evaluation")

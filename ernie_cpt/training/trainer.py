@@ -6,7 +6,8 @@ task of the stage with steps left (``--task-mixing all``, losses combined by the
 weighting) - accumulate gradients over micro-batches, clip, step, and now and then log,
 evaluate and checkpoint. At a stage boundary the stage is scored, and AdamW's moments are
 reset if ``--reset-optimizer`` asks for it; parameters always carry over. The learning rate
-follows one warm-up + linear-decay schedule over the whole curriculum.
+follows one warm-up + linear-decay schedule over the whole curriculum (``--lr-schedule whole``),
+or warms up and decays again in every stage (``--lr-schedule per-stage``).
 
 A step whose loss or gradient norm is NaN or infinite is skipped: no parameter moves, a warning
 and a ``"skipped": true`` record are logged, and the step still counts (its batches and its
@@ -26,11 +27,14 @@ import copy
 import logging
 import math
 import time
+from bisect import bisect_right
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -52,6 +56,9 @@ from schedules.stage import Stage
 log = logging.getLogger(__name__)
 
 
+LR_SCHEDULES = ("whole", "per-stage")
+
+
 @dataclass
 class TrainingOptions:
     """Training: optimisation, checkpoints and logging"""
@@ -65,8 +72,12 @@ class TrainingOptions:
     learning_rate: float = option(5e-4, "Peak learning rate of AdamW")
     weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
     warmup_ratio: float = option(0.06, "Fraction of the steps with linear warm-up; then linear decay to 0")
+    lr_schedule: str = option("whole", "whole: one warm-up + linear decay over the whole curriculum; per-stage: "
+                              "re-warm and re-decay in every stage, each over its own steps (Ibrahim et al. 2024)",
+                              choices=LR_SCHEDULES)
     max_grad_norm: float = option(1.0, "Gradient clipping norm (0 = off)")
-    seed: int = option(42, "Seed of everything: model init, data order, masks, dropout, evaluation split")
+    seed: int = option(42, "Seed of the model init, data order, masks and dropout (the held-out split has "
+                       "--split-seed)")
     save_steps: int = option(500, "Checkpoint every N steps (and at the end)")
     save_total_limit: int = option(2, "Keep the last K checkpoints")
     logging_steps: int = option(10, "Log loss, learning rate and tokens/s every N steps")
@@ -95,6 +106,34 @@ def _optimizer(model: torch.nn.Module, weighting: LossWeighting | None, options:
     return torch.optim.AdamW(groups, lr=options.learning_rate, fused=device.type in ("cuda", "cpu"))
 
 
+def per_stage_factor(step: int, ends: list[int], warmup_ratio: float) -> float:
+    """The learning-rate multiplier of optimizer step ``step`` (0-based) under ``--lr-schedule
+    per-stage``: inside the stage that ends at ``ends[k]`` (cumulative optimizer steps), linear
+    warm-up over its first ``round(warmup_ratio * length)`` steps, then linear decay to 0 at its
+    end, as ``transformers.get_linear_schedule_with_warmup`` over that stage alone. The re-warming
+    and re-decaying of Ibrahim et al. 2024 ("Simple and Scalable Strategies to Continually
+    Pre-train Large Language Models", TMLR); 0 past the last stage."""
+    stage = bisect_right(ends, step)
+    if stage == len(ends):
+        return 0.0
+    start = ends[stage - 1] if stage else 0
+    length, local = ends[stage] - start, step - start
+    warmup = round(warmup_ratio * length)
+    if local < warmup:
+        return local / warmup
+    return max(0.0, (length - local) / max(1, length - warmup))
+
+
+def _lr_scheduler(optimizer: torch.optim.Optimizer, schedule: list[Stage], options: TrainingOptions,
+                  task_mixing: str) -> LambdaLR:
+    """Warm-up + linear decay over the whole curriculum, or in every stage (``options.lr_schedule``)."""
+    lengths = [stage.optimizer_steps(task_mixing) for stage in schedule]
+    if options.lr_schedule == "whole":
+        return get_linear_schedule_with_warmup(optimizer, round(options.warmup_ratio * sum(lengths)), sum(lengths))
+    ends = np.cumsum(lengths).tolist()
+    return LambdaLR(optimizer, partial(per_stage_factor, ends=ends, warmup_ratio=options.warmup_ratio))
+
+
 def _dropout_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step, distributed.rank()]).generate_state(1)[0])
 
@@ -118,7 +157,7 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
     sizes = {task: len(stream.rows) for task, stream in streams.items()}
     shared = model.shared_layer_weights()[-1]  # the last layer every task shares (GradNorm)
     total_steps = sum(stage.optimizer_steps(mixing.task_mixing) for stage in schedule)
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(options.warmup_ratio * total_steps), total_steps)
+    scheduler = _lr_scheduler(optimizer, schedule, options, mixing.task_mixing)
     use_bf16 = options.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
     run_log = RunLog(run_dir)
 
