@@ -162,6 +162,10 @@ def _checkpoint_to_resume(run_dir: Path, config: dict[str, Any], run: RunOptions
     return found if distributed.is_main() or path is None else (path, read_checkpoint(path))
 
 
+def _optional(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.4f}"
+
+
 def pretrain(options: dict[type, Any]) -> Path:
     """Pre-train as ``options`` say; returns the run directory."""
     run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
@@ -215,9 +219,9 @@ def pretrain(options: dict[type, Any]) -> Path:
                         evaluation, run_dir, resume_from)
         if evals and distributed.is_main():
             metrics = continual_metrics(run_dir)
-            log.info("Accuracy matrix, forgetting and BWT: %s (mean forgetting %.4f, BWT %.4f, average final "
-                     "score %.4f)", run_dir / "metrics.json", metrics["mean_forgetting"],
-                     metrics["backward_transfer"], metrics["average_final"])
+            log.info("Accuracy matrix, forgetting and BWT: %s (mean drop from best to final %s, BWT %s, average "
+                     "final score %s)", run_dir / "metrics.json",
+                     *(_optional(metrics[key]) for key in ("mean_drop", "backward_transfer", "average_final")))
     for task, metrics in results.items():
         f1 = f", F1 {metrics['f1']:.4f} (majority class {metrics['majority_f1']:.4f})" if "f1" in metrics else ""
         log.info("Held-out %s: loss %.4f, accuracy %.4f (majority class %.4f)%s over %d targets", task,
