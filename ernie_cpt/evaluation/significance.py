@@ -90,7 +90,7 @@ def seeds_needed(difference: float, std: float | None) -> int | None:
     """The fewest seeds (at least 2) at which a paired t-test detects ``difference`` with 80 % power
     when the per-seed differences have standard deviation ``std``. None when it cannot be said: no
     spread known (fewer than 2 seeds), a zero difference, or more than 10,000 seeds."""
-    if std is None or difference == 0.0:
+    if std is None or abs(difference) < TIE:
         return None
     if std == 0.0:
         return 2
