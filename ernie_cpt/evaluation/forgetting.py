@@ -146,6 +146,23 @@ def average_final(matrix: np.ndarray) -> float:
     return float(final.mean()) if final.size else math.nan
 
 
+def forward_transfer(metrics: dict[str, Any], references: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """Per task of a run's ``metrics`` (continual_metrics): its score at the end of the stage that
+    first trains it minus the score of its single-task reference run (``references``: task -> that
+    run's metrics) after as many steps of the task. None where either score is missing (no
+    reference, or the reference was not scored at that step). Forward transfer in the sense of
+    Lopez-Paz & Ranzato 2017 (the effect of what was learnt before on a new task), measured
+    against a model trained on the task alone rather than an untrained one, whose new head would
+    only give chance."""
+    result: dict[str, float | None] = {}
+    for task, first in metrics.get("first_trained", {}).items():
+        reference = references.get(task)
+        points = dict((int(step), value) for step, value in (reference or {}).get("curves", {}).get(task, []))
+        alone = points.get(first["steps"])
+        result[task] = None if first["score"] is None or alone is None else float(first["score"] - alone)
+    return result
+
+
 def curves(records: list[dict[str, Any]], tasks: list[str], metric: str) -> dict[str, list[tuple[int, float]]]:
     """Each task's (step, ``metric``) over every evaluation, at stage ends or every
     ``--eval-steps``, sorted by step: one point per step (a later record of the same step wins)."""

@@ -37,7 +37,7 @@ def run_row(result: dict[str, Any]) -> dict[str, Any]:
     """One run's numbers, flat (a summary.csv row): pre-training metrics (None for a baseline
     without them), per-task ones as ``final_<task>``, ``drop_<task>``, ``forgetting_<task>`` and
     ``fwt_<task>``, the downstream scores with ``downstream_collapsed``, and each probe's accuracy."""
-    metrics = result.get("metrics") or {}
+    metrics = (result.get("metrics") or {}) if result.get("kind", "variant") == "variant" else {}
     downstream = result.get("downstream") or {}
     per_seed = (downstream.get("per_seed") or [{}])[0]
     transfer = result.get("forward_transfer") or {}
