@@ -19,6 +19,7 @@ from ernie_cpt.evaluation.forgetting import (
     drop_from_best,
     first_trained,
     forgetting,
+    forward_transfer,
     last_trained_stage,
     mean_of,
     stage_boundaries,
@@ -135,6 +136,17 @@ def test_first_trained_is_the_end_of_the_stage_that_first_trains_a_task():
     assert first_trained(matrix, stages, TASKS) == {"a": {"stage": 0, "steps": 4, "score": 0.5},
                                                     "b": {"stage": 1, "steps": 5, "score": 0.6},
                                                     "c": {"stage": 2, "steps": 10, "score": None}}
+
+
+def test_forward_transfer_is_the_first_trained_score_minus_the_task_alone_at_as_many_steps():
+    # sequential: b first trained in stage 2 with 5 steps, scored 0.6 then; alone it scored 0.5 after 5 steps
+    # (its reference's curve has the cut at 5 and the full budget at 10). c's reference has no score at 10.
+    run = {"first_trained": {"a": {"stage": 0, "steps": 4, "score": 0.5}, "b": {"stage": 1, "steps": 5, "score": 0.6},
+                             "c": {"stage": 2, "steps": 10, "score": 0.7}}}
+    references = {"a": {"curves": {"a": [[4, 0.45], [10, 0.7]]}}, "b": {"curves": {"b": [[5, 0.5], [10, 0.65]]}},
+                  "c": {"curves": {"c": [[8, 0.6]]}}}
+    assert forward_transfer(run, references) == pytest.approx({"a": 0.05, "b": 0.1, "c": None})
+    assert forward_transfer(run, {}) == {"a": None, "b": None, "c": None}
 
 
 def _eval(step, stage, task, accuracy, stage_end=True, **extra):
