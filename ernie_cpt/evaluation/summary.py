@@ -182,5 +182,10 @@ def answer(rows: list[dict[str, Any]], forgetting: Measure, transfer: Measure,
     groups = group(rows)
     sentences = [_decide({name: by_seed(groups[name], m.key) for name in variants}, m, axis)
                  for m in (forgetting, transfer)]
+    lost = [name for name in variants if transfer.key.startswith("downstream_") and collapsed(groups[name])
+            == len(groups[name])]
+    if lost:
+        sentences.append(f"{_join(lost)} collapsed to one class in every fine-tuning run (flagged in the table, not "
+                         f"ranked).")
     baselines = _against_baselines(rows, variants, transfer)
     return " ".join([*sentences, *([baselines] if baselines else [])])
