@@ -99,11 +99,13 @@ def pretrained_run(name: str, kind: str, seed: int, run_dir: Path, make_options:
             raise UserError(f"{run_dir} was run with other options ({'; '.join(changed)}); run compare with the "
                             f"options it was started with, or use a new --output-dir")
         log.info("%s, seed %d: done before, not re-run (%s)", name, seed, run_dir / RESULT)
-        if result["metrics"]["metric"] != metric:  # another --metric: rescored from the logs
+        rescore = result["metrics"]["metric"] != metric  # another --metric: rescored from the logs
+        probe = export_model and bool(probes) and not result.get("probes")  # --probes added later
+        if rescore:
             result["metrics"] = continual_metrics(run_dir, metric)
-        if export_model and probes and not result.get("probes"):
+        if probe:
             _transfer(result, run_dir / "export", None, probes)
-        return _save(run_dir, result)
+        return _save(run_dir, result) if rescore or probe else result
 
     log.info("%s, seed %d: %s pre-training in %s", name, seed, "resuming" if resume else "starting", run_dir)
     start = time.perf_counter()
@@ -156,6 +158,8 @@ def initial_run(seed: int, run_dir: Path, source_run: Path, model: ModelOptions,
         result = {"variant": "none", "kind": "baseline", "seed": seed, "pretrain_seconds": None, "resumed": False,
                   "metrics": None, "downstream": None, "probes": None, "origin": origin,
                   "downstream_options": finetune_settings(downstream)}
+    elif not (probes and not result.get("probes")):
+        return result
     _transfer(result, run_dir / "export", downstream, probes)
     return _save(run_dir, result)
 

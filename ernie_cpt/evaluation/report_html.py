@@ -19,7 +19,7 @@ body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 1.5em auto
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
 th { background: #f3f3f3; }
-td { text-align: right; }
+td { text-align: right; white-space: nowrap; }
 td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; }
 code { background: #f3f3f3; padding: 0 0.2em; }
