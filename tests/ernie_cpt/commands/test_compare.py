@@ -37,8 +37,17 @@ def test_schedules_may_be_comma_or_space_separated_and_repeat():
       "no.jsonl"], "--downstream-train file no.jsonl does not exist"),
     (["--tasks", "knowledge_masking", "capitalization", "--seeds", "0"], "--seeds must be at least 1"),
     (["--tasks", "knowledge_masking", "capitalization", "--eval-fraction", "0"], "--eval-fraction must be above 0"),
+    (["--tasks", "knowledge_masking", "capitalization", "--schedules", "joint,continual+replay"],
+     "continual+replay replays a fraction --replay of every stage's steps; give it, e.g. --replay 0.05"),
+    (["--tasks", "knowledge_masking", "capitalization", "--replay", "0.05"],
+     "--replay applies to the +replay curricula; add one to --schedules, e.g. continual+replay"),
+    (["--tasks", "knowledge_masking", "capitalization", "--schedules", "continual+replay", "--replay", "1.5"],
+     "--replay is a fraction of each stage's steps"),
+    (["--tasks", "knowledge_masking", "capitalization", "--schedules", "contnual+replay", "--replay", "0.1"],
+     "unknown schedule 'contnual'; did you mean 'continual'?"),
 ], ids=["unknown-schedule", "file-schedule", "one-task", "unknown-task", "train-only", "test-only", "missing-file",
-        "no-seeds", "no-held-out"])
+        "no-seeds", "no-held-out", "replay-without-fraction", "fraction-without-replay", "replay-out-of-range",
+        "unknown-replayed-schedule"])
 def test_bad_input_is_one_line_and_writes_nothing(flags, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ["compare", "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
