@@ -97,6 +97,11 @@ def _dots_and_intervals(axes: Any, groups: list[tuple[str, list[tuple[float, boo
                           elinewidth=1.5)
     axes.set_xticks(range(len(groups)), [name for name, _, _ in groups], rotation=20, ha="right", fontsize=8)
     axes.set_ylabel(ylabel)
+    ends = [v for _, seeds, s in groups for v in [*(value for value, _ in seeds),
+                                                  *([] if s is None or s.low is None else [s.low, s.high])]]
+    if ends:  # scores are fractions: an interval past 0 or 1 (few seeds, wide spread) is cut at the frame
+        pad = 0.05 * (max(ends) - min(ends) or 1.0)
+        axes.set_ylim(max(min(ends) - pad, -0.02), min(max(ends) + pad, 1.02))
     axes.grid(axis="y", alpha=0.3)
 
 
@@ -113,6 +118,8 @@ def evidence_plot(transfer: list[tuple[str, list[tuple[float, bool]], Any]], tra
     for k, (label, value) in enumerate(references.items()):
         left.axhline(value, color=f"C{k + 1}", linestyle="--" if k == 0 else ":", linewidth=1, label=label)
     if references:
+        low, high = left.get_ylim()
+        left.set_ylim(min(low, min(references.values()) - 0.02), max(high, max(references.values()) + 0.02))
         left.legend(fontsize=7, loc="best")
     left.set_title(transfer_label, fontsize=9)
     _dots_and_intervals(right, final, final_label)
