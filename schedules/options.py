@@ -36,6 +36,10 @@ class ScheduleOptions:
                                 f"has left; size = see --sampling-temperature")
     sampling_temperature: float = option(2.0, "Temperature T of --task-sampling size: p_i proportional to n_i^(1/T), "
                                          "n_i the task's training examples (T5 / MT-DNN mixing)")
+    replay: float = option(0.0, "Fraction of every stage's steps given to the tasks that earlier stages train and "
+                           "this one does not (experience replay; Ibrahim et al. 2024 replay 0.05). The "
+                           "stage's total steps stay the same. With continual, 'continual + replay' lies between "
+                           "continual and sequential")
     reset_optimizer: bool = option(False, "Reset AdamW's moment estimates at every stage boundary; otherwise they "
                                    "are kept. Parameters always carry over")
     shared_task_id: bool = option(False, "All tasks use task id 0 in the task embedding (an ablation); otherwise "
@@ -49,6 +53,9 @@ class ScheduleOptions:
             raise unknown_name("task mixing", self.task_mixing, list(TASK_MIXING))
         if self.steps_per_task is not None and self.steps_per_task < 1:
             raise UserError(f"--steps-per-task must be at least 1, got {self.steps_per_task}")
+        if not 0 <= self.replay < 1:
+            raise UserError(f"--replay is a fraction of each stage's steps, at least 0 and below 1 (e.g. 0.05); got "
+                            f"{self.replay}")
         if not self.sampling_temperature > 0:
             raise UserError(f"--sampling-temperature must be above 0, got {self.sampling_temperature}")
         if self.schedule == "file":

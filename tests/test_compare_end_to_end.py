@@ -1,6 +1,7 @@
 """``ernie-cpt compare`` end to end on a tiny model: two curricula, two tasks, a small downstream
 slice. Every report file is written, its numbers are those of the runs' own logs, both curricula
-start from the same initialisation, and a second call re-runs nothing."""
+start from the same initialisation, the baselines and single-task references run with every seed,
+and a second call re-runs nothing."""
 
 from __future__ import annotations
 
@@ -49,12 +50,25 @@ def test_compare_writes_the_report_of_its_runs_and_resumes_without_rerunning(sam
     assert main(argv) == 0
 
     report = out / "report"
-    for name in ["report.md", "summary.json", "summary.csv", "forgetting.png", "heatmap-continual.png",
-                 "heatmap-sequential.png", "curves-continual.png", "curves-sequential.png",
-                 "metrics/continual-seed3.json", "metrics/sequential-seed3.json"]:
+    for name in ["report.md", "report.html", "summary.json", "summary.csv", "evidence.png", "curves.png", "drop.png",
+                 "heatmap-continual.png", "heatmap-sequential.png", "metrics/continual-seed3.json",
+                 "metrics/sequential-seed3.json"]:
         assert (report / name).stat().st_size > 0, name
-    runs = {row["schedule"]: row for row in json.loads((report / "summary.json").read_text())["runs"]}
-    assert list(runs) == ["continual", "sequential"]
+    summary = json.loads((report / "summary.json").read_text())
+    runs = {row["variant"]: row for row in summary["runs"]}
+    assert list(runs) == ["continual", "sequential", "mlm", "none", *(["tfidf"] if downstream else [])]
+    assert summary["variants"] == ["continual", "sequential"]
+    # knowledge masking alone for the curricula's 20 task steps; each task alone for the steps at which the
+    # curricula first finish training it (knowledge_masking: 10 in continual, 5 in sequential)
+    assert sum(1 for r in read_records(out / "runs" / "mlm-seed3", "train")) == 20
+    assert [r["step"] for r in read_records(out / "runs" / "single-knowledge_masking-seed3", "eval")
+            if r["stage_end"]] == [5, 10]
+    fwt = runs["continual"]["fwt_capitalization"]
+    alone = {r["step"]: r["accuracy"] for r in read_records(out / "runs" / "single-capitalization-seed3", "eval")}
+    assert fwt == pytest.approx(stage_end_scores(out / "runs" / "continual-seed3")[1, "capitalization"] - alone[10])
+    none_config = json.loads((out / "runs" / "none-seed3" / "export" / "config.json").read_text())
+    encoder_config = json.loads((out / "runs" / "continual-seed3" / "encoder_config.json").read_text())
+    assert none_config["hidden_size"] == encoder_config["hidden_size"] == 128
 
     # continual: (knowledge_masking 10) -> (capitalization 10). knowledge_masking is forgotten by
     # R[0] - R[1]; capitalization, first trained in the last stage, has no forgetting; BWT is
@@ -68,29 +82,29 @@ def test_compare_writes_the_report_of_its_runs_and_resumes_without_rerunning(sam
     assert row["average_final"] == pytest.approx((r[1, "knowledge_masking"] + r[1, "capitalization"]) / 2)
     assert sorted(r) == [(0, "knowledge_masking"), (1, "capitalization"), (1, "knowledge_masking")]
     # sequential: (knowledge_masking 5) -> (knowledge_masking 5, capitalization 10): both tasks train in
-    # the last stage, so BWT has no task and is 0.
+    # the last stage, so BWT has no task and is not defined.
     r = stage_end_scores(out / "runs" / "sequential-seed3")
     row = runs["sequential"]
     assert row["forgetting_knowledge_masking"] == pytest.approx(r[0, "knowledge_masking"] - r[1, "knowledge_masking"])
-    assert row["backward_transfer"] == 0.0
+    assert row["backward_transfer"] is None
     assert row["average_final"] == pytest.approx((r[1, "knowledge_masking"] + r[1, "capitalization"]) / 2)
     if downstream:
-        for schedule, row in runs.items():
+        for schedule, row in list(runs.items())[:2]:
             finetuned = json.loads((out / "runs" / f"{schedule}-seed3" / "finetune.json").read_text())
             assert row["downstream_accuracy"] == finetuned["accuracy_mean"]
             assert row["downstream_majority_accuracy"] == finetuned["majority_accuracy"]
 
     # Both curricula open with knowledge_masking alone: same initialisation, same data, same first loss.
-    first_losses = {s: read_records(out / "runs" / f"{s}-seed3", "train")[0] for s in runs}
+    first_losses = {s: read_records(out / "runs" / f"{s}-seed3", "train")[0] for s in ("continual", "sequential")}
     assert first_losses["continual"]["task"] == first_losses["sequential"]["task"] == "knowledge_masking"
     assert first_losses["continual"]["loss"] == first_losses["sequential"]["loss"]
 
     # Started again with the same arguments, compare reads the finished runs instead of re-running them.
     results = sorted(out.glob("runs/*/result.json"))
     stamps = {path: path.stat().st_mtime_ns for path in [*results, *out.glob("runs/*/logs/train.jsonl")]}
-    assert len(results) == 2
+    assert len(results) == 2 + 2 + 2 + bool(downstream)  # curricula, references, mlm and none, tfidf
 
     assert main(argv) == 0
 
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
-    assert {row["schedule"]: row for row in json.loads((report / "summary.json").read_text())["runs"]} == runs
+    assert {row["variant"]: row for row in json.loads((report / "summary.json").read_text())["runs"]} == runs

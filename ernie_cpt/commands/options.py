@@ -83,15 +83,18 @@ _FINETUNE = FinetuneOptions()
 class CompareOptions:
     """Compare: curricula, seeds and the downstream set"""
 
-    output_dir: str | None = option(None, "Folder for the runs (DIR/runs/<schedule>-seed<k>) and the report "
+    output_dir: str | None = option(None, "Folder for the runs (DIR/runs/<variant>-seed<k>) and the report "
                                     "(DIR/report) (required)")
     tasks: list[str] = option([], "Pre-training tasks, at least 2, in curriculum order (required)")
     max_seq_length: int = option(RunOptions().max_seq_length, "Maximum tokens per example, [CLS] and [SEP] included")
     schedules: list[str] = option(DEFAULT_SCHEDULES, f"Curricula to compare, comma- or space-separated: "
-                                  f"{', '.join(c for c in CURRICULA if c != 'file')}")
-    seeds: int = option(1, "Number of seeds: every curriculum runs with --seed, --seed + 1, ...; the report gives "
-                        "mean ± std over them")
+                                  f"{', '.join(c for c in CURRICULA if c != 'file')}; a name followed by +replay "
+                                  f"(e.g. continual+replay) runs that curriculum with --replay")
+    seeds: int = option(1, "Number of seeds: every curriculum and baseline runs with --seed, --seed + 1, ...; the "
+                        "report gives means with 95%% intervals over them and compares curricula paired by seed")
     metric: str = option("accuracy", "Score of the accuracy matrix, forgetting and BWT", choices=tuple(SCORE_METRICS))
+    probes: bool = option(False, "Also score the linear probes on the held-out documents when a downstream set is "
+                          "given (without one they always run: they are then the transfer score)")
     downstream_train: str | None = option(None, "Labelled training file (.jsonl/.csv/.parquet) to fine-tune each "
                                           "curriculum's encoder on; needs --downstream-test")
     downstream_test: str | None = option(None, "Labelled test file of the downstream task")

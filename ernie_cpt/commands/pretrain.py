@@ -121,9 +121,9 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
             log.warning("task %s is not evaluated: the held-out documents give no examples (%s)", name, e)
             continue
         if len(held_out):
-            held_out = held_out.shuffle(seed=training.seed).select(range(min(len(held_out),
-                                                                             evaluation.eval_max_examples)))
-            evals[name] = eval_batches(task, held_out, evaluation.eval_batch_size, training.seed)
+            held_out = held_out.shuffle(seed=evaluation.split_seed).select(range(min(len(held_out),
+                                                                                     evaluation.eval_max_examples)))
+            evals[name] = eval_batches(task, held_out, evaluation.eval_batch_size, evaluation.split_seed)
     return streams, evals, unavailable
 
 
@@ -180,6 +180,10 @@ def _checkpoint_to_resume(run_dir: Path, config: dict[str, Any], run: RunOptions
     return found if distributed.is_main() or path is None else (path, read_checkpoint(path))
 
 
+def _optional(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.4f}"
+
+
 def pretrain(options: dict[type, Any]) -> Path:
     """Pre-train as ``options`` say; returns the run directory."""
     run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
@@ -199,7 +203,7 @@ def pretrain(options: dict[type, Any]) -> Path:
 
     with distributed.main_first():  # the main process fills the caches, the others read them
         documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
-    split = split_documents(documents, evaluation.eval_fraction, training.seed)
+    split = split_documents(documents, evaluation.eval_fraction, evaluation.split_seed)
     log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))
     with run_directory(run_dir, config, resume_from):
         with distributed.main_first():
@@ -233,7 +237,7 @@ def pretrain(options: dict[type, Any]) -> Path:
                         evaluation, run_dir, resume_from)
         if evals and distributed.is_main():
             metrics = continual_metrics(run_dir)
-            log.info("Accuracy matrix, forgetting and BWT: %s (mean forgetting %.4f, BWT %.4f, average final "
-                     "score %.4f)", run_dir / "metrics.json", metrics["mean_forgetting"],
-                     metrics["backward_transfer"], metrics["average_final"])
+            log.info("Accuracy matrix, forgetting and BWT: %s (mean drop from best to final %s, BWT %s, average "
+                     "final score %s)", run_dir / "metrics.json",
+                     *(_optional(metrics[key]) for key in ("mean_drop", "backward_transfer", "average_final")))
     return run_dir
