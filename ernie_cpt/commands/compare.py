@@ -1,14 +1,17 @@
-"""``ernie-cpt compare``: several curricula on one corpus, then one report on forgetting and transfer.
+"""``ernie-cpt compare``: several curricula (or sharing architectures) on one corpus, then one report
+on forgetting and transfer.
 
 The corpus is annotated once, up front (later runs read the annotation cache, and a bad corpus
 fails before anything is written). Then, for each seed (``--seed``, ``--seed`` + 1, ...) and
 each curriculum, ``pretrain`` runs into ``DIR/runs/<schedule>-seed<k>/`` with the same tasks,
 per-task budget, data and model options, so every curriculum starts from the same
 initialisation: pretrain seeds torch right before it builds the model, and the corpus
-tokenizer comes from the cache. The run's continual-learning metrics are computed
-(:func:`ernie_cpt.evaluation.forgetting.continual_metrics`), the encoder is exported to ``export/`` and,
-given a downstream set, fine-tuned on it with the run's seed. ``result.json``, written last
-and atomically, marks the run done.
+tokenizer comes from the cache. With ``--architectures``, each architecture instead runs one
+curriculum into ``DIR/runs/<architecture>-<schedule>-seed<k>/`` (each architecture is built from
+the same initial encoder). The run's continual-learning metrics are computed
+(:func:`ernie_cpt.evaluation.forgetting.continual_metrics`) with its parameter count and training
+tokens/s; given a downstream set, the run is exported to ``export/`` and fine-tuned on it with
+the run's seed. ``result.json``, written last and atomically, marks the run done.
 
 Started again with the same options, compare skips the runs that have a result.json (rescoring
 them from their logs if ``--metric`` changed), resumes those with a checkpoint (``pretrain
@@ -22,7 +25,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +41,13 @@ from ernie_cpt.data.corpus import CorpusOptions, load_corpus
 from ernie_cpt.data.labelled_data import load_labelled_data
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import SCORE_METRICS, continual_metrics
+from ernie_cpt.modeling.architectures import ARCHITECTURES, ArchitectureOptions
 from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.options import option, to_dict
 from ernie_cpt.training.checkpoint import atomic_write_text, checkpoints
 from ernie_cpt.training.evaluate import EvaluationOptions
 from ernie_cpt.training.run_dir import option_differences
+from ernie_cpt.training.run_log import read_records
 from ernie_cpt.training.trainer import TrainingOptions
 from ernie_cpt.weighting import WeightingOptions
 from pretasks import get_task
@@ -55,14 +62,20 @@ _FINETUNE = FinetuneOptions()
 
 @dataclass
 class CompareOptions:
-    """Compare: curricula, seeds and the downstream set"""
+    """Compare: curricula or architectures, seeds and the downstream set"""
 
-    output_dir: str | None = option(None, "Folder for the runs (DIR/runs/<schedule>-seed<k>) and the report "
-                                    "(DIR/report) (required)")
+    output_dir: str | None = option(None, "Folder for the runs (DIR/runs/<schedule>-seed<k>, or "
+                                    "<architecture>-<schedule>-seed<k>) and the report (DIR/report) (required)")
     tasks: list[str] = option([], "Pre-training tasks, at least 2, in curriculum order (required)")
     max_seq_length: int = option(RunOptions().max_seq_length, "Maximum tokens per example, [CLS] and [SEP] included")
-    schedules: list[str] = option(DEFAULT_SCHEDULES, f"Curricula to compare, comma- or space-separated: "
-                                  f"{', '.join(c for c in CURRICULA if c != 'file')}")
+    schedules: list[str] | None = option(None, f"Curricula to compare, comma- or space-separated: "
+                                         f"{', '.join(c for c in CURRICULA if c != 'file')} (default: "
+                                         f"{', '.join(DEFAULT_SCHEDULES)}; with --architectures, the one curriculum "
+                                         f"to compare them at, default {ScheduleOptions().schedule})")
+    architectures: list[str] | None = option(None, f"Sharing architectures to compare at one curriculum, comma- or "
+                                             f"space-separated: {', '.join(ARCHITECTURES)}; the report adds each "
+                                             f"one's parameters and tokens/s (default: compare curricula with "
+                                             f"--architecture)")
     seeds: int = option(1, "Number of seeds: every curriculum runs with --seed, --seed + 1, ...; the report gives "
                         "mean ± std over them")
     metric: str = option("accuracy", "Score of the accuracy matrix, forgetting and BWT", choices=tuple(SCORE_METRICS))
@@ -89,6 +102,19 @@ def schedule_names(items: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _architectures(settings: CompareOptions) -> list[str] | None:
+    """The architectures of --architectures (None: compare curricula); an unknown one is a UserError."""
+    if settings.architectures is None:
+        return None
+    names = schedule_names(settings.architectures)
+    if not names:
+        raise UserError(f"--architectures names no architecture; give e.g. --architectures hard,mmoe "
+                        f"(registered: {', '.join(ARCHITECTURES)})")
+    for name in names:
+        ARCHITECTURES.get(name)
+    return names
+
+
 def _validate(options: dict[type, Any]) -> list[str]:
     """Every check that needs no training, so bad input fails before anything is written; returns the
     curricula to run."""
@@ -99,9 +125,14 @@ def _validate(options: dict[type, Any]) -> list[str]:
         raise UserError("compare needs at least 2 --tasks: with one task every curriculum is the same")
     for task in settings.tasks:
         get_task(task)
-    names = schedule_names(settings.schedules)
+    architectures = _architectures(settings)
+    default = DEFAULT_SCHEDULES if architectures is None else [options[ScheduleOptions].schedule]
+    names = default if settings.schedules is None else schedule_names(settings.schedules)
     if not names:
         raise UserError("--schedules names no curriculum; give e.g. --schedules continual,joint")
+    if architectures is not None and len(names) > 1:
+        raise UserError(f"--architectures compares architectures at one curriculum, but --schedules names "
+                        f"{len(names)} ({', '.join(names)}); give one, e.g. --schedules sequential")
     for name in names:
         get_curriculum(name)
         if name == "file":
@@ -134,14 +165,16 @@ def _schedule_options(options: dict[type, Any], schedule: str) -> ScheduleOption
     return dataclasses.replace(options[ScheduleOptions], schedule=schedule)
 
 
-def _run_options(options: dict[type, Any], schedule: str, seed: int, run_dir: Path, resume: bool) -> dict[type, Any]:
-    """The options of pretrain for one curriculum and seed; the others are compare's, unchanged."""
+def _run_options(options: dict[type, Any], schedule: str, architecture: str, seed: int, run_dir: Path,
+                 resume: bool) -> dict[type, Any]:
+    """The options of pretrain for one curriculum, architecture and seed; the others are compare's, unchanged."""
     settings = options[CompareOptions]
     replaced = {
         RunOptions: RunOptions(output_dir=str(run_dir), tasks=list(settings.tasks),
                                max_seq_length=settings.max_seq_length, resume=resume, overwrite=not resume),
         ScheduleOptions: _schedule_options(options, schedule),
         TrainingOptions: dataclasses.replace(options[TrainingOptions], seed=seed),
+        ArchitectureOptions: dataclasses.replace(options[ArchitectureOptions], architecture=architecture),
     }
     return {cls: replaced.get(cls, options.get(cls)) for cls in option_classes()}
 
@@ -174,41 +207,62 @@ def _finetune_settings(options: FinetuneOptions) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(options).items() if k not in ("output_json", "device")}
 
 
-def _run(options: dict[type, Any], schedule: str, seed: int, run_dir: Path) -> dict[str, Any]:
-    """Pre-train (or resume), compute the metrics, export and fine-tune one curriculum with one seed;
-    the result is written to ``run_dir/result.json`` last. A finished run is read, not re-run."""
+def _parameters(run_dir: Path) -> int | None:
+    """The number of parameters in the run's last checkpoint (None without one)."""
+    from safetensors import safe_open
+
+    saved = checkpoints(run_dir)
+    if not saved or not (saved[-1] / "model.safetensors").is_file():
+        return None
+    with safe_open(str(saved[-1] / "model.safetensors"), framework="pt") as weights:
+        names = list(weights.keys())
+        return sum(math.prod(weights.get_slice(name).get_shape()) for name in names)
+
+
+def _tokens_per_s(run_dir: Path) -> float | None:
+    """Training tokens/s: the median over the logging windows of logs/train.jsonl (None without any)."""
+    rates = [r["tokens_per_s"] for r in read_records(run_dir, "train") if not r.get("skipped")]
+    return statistics.median(rates) if rates else None
+
+
+def _run(options: dict[type, Any], schedule: str, architecture: str, seed: int, run_dir: Path) -> dict[str, Any]:
+    """Pre-train (or resume), compute the metrics, export and fine-tune one curriculum and architecture
+    with one seed; the result is written to ``run_dir/result.json`` last. A finished run is read, not re-run."""
     settings = options[CompareOptions]
     resume = bool(checkpoints(run_dir))
-    run_options = _run_options(options, schedule, seed, run_dir, resume)
+    run_options = _run_options(options, schedule, architecture, seed, run_dir, resume)
     finetune_options = (_downstream(settings, options[TrainingOptions], seed, run_dir)
                         if settings.downstream_train else None)
     result_file = run_dir / RESULT
     if result_file.exists():
         result = json.loads(result_file.read_text(encoding="utf-8"))
         _check_finished_run(run_dir, run_options, finetune_options, result)
-        log.info("%s, seed %d: done before, not re-run (%s)", schedule, seed, result_file)
+        log.info("%s, seed %d: done before, not re-run (%s)", run_dir.name, seed, result_file)
         if result["metrics"]["metric"] != settings.metric:  # another --metric: rescored from the logs
             result["metrics"] = continual_metrics(run_dir, settings.metric)
             atomic_write_text(result_file, json.dumps(result, indent=2) + "\n")
         return result
 
-    log.info("%s, seed %d: %s pre-training in %s", schedule, seed, "resuming" if resume else "starting", run_dir)
+    log.info("%s, seed %d: %s pre-training in %s", run_dir.name, seed, "resuming" if resume else "starting", run_dir)
     start = time.perf_counter()
     pretrain(run_options)
     seconds = time.perf_counter() - start
     metrics = continual_metrics(run_dir, settings.metric)
-    export_dir = run_dir / "export"
-    shutil.rmtree(export_dir, ignore_errors=True)  # a part-written export of an interrupted compare
-    export(run_dir, export_dir)
-    downstream = finetune(export_dir, finetune_options) if finetune_options else None
-    result = {"schedule": schedule, "seed": seed, "pretrain_seconds": seconds, "resumed": resume,
+    downstream = None
+    if finetune_options:
+        export_dir = run_dir / "export"
+        shutil.rmtree(export_dir, ignore_errors=True)  # a part-written export of an interrupted compare
+        export(run_dir, export_dir)
+        downstream = finetune(export_dir, finetune_options)
+    result = {"schedule": schedule, "architecture": architecture, "seed": seed, "pretrain_seconds": seconds,
+              "resumed": resume, "parameters": _parameters(run_dir), "tokens_per_s": _tokens_per_s(run_dir),
               "metrics": metrics, "downstream": downstream,
               "downstream_options": None if finetune_options is None else _finetune_settings(finetune_options)}
     atomic_write_text(result_file, json.dumps(result, indent=2) + "\n")
     return result
 
 
-def _setup(options: dict[type, Any], names: list[str]) -> dict[str, Any]:
+def _setup(options: dict[type, Any], names: list[str], architectures: list[str]) -> dict[str, Any]:
     """The run setup the report lists."""
     settings, training, model = options[CompareOptions], options[TrainingOptions], options[ModelOptions]
     schedule_options = options[ScheduleOptions]
@@ -220,6 +274,9 @@ def _setup(options: dict[type, Any], names: list[str]) -> dict[str, Any]:
     return {
         "corpus": options[CorpusOptions].corpus or "the bundled sample (Persuasion, chapters 1-12)",
         "curricula": names,
+        "architectures": architectures,
+        **({"expert layers (K)": options[ArchitectureOptions].expert_layers}
+           if any(name != "hard" for name in architectures) else {}),
         "tasks": settings.tasks,
         "steps per task": "-".join(map(str, budgets)),
         "model": model.init_from or f"{model.model_size} (new)",
@@ -235,18 +292,25 @@ def _setup(options: dict[type, Any], names: list[str]) -> dict[str, Any]:
 
 
 def compare(options: dict[type, Any]) -> Path:
-    """Run every curriculum of ``options`` with every seed and write the report; returns report.md's path."""
+    """Run every curriculum (or architecture) of ``options`` with every seed and write the report;
+    returns report.md's path."""
     from ernie_cpt.evaluation.report import (
         write_report,  # matplotlib: loaded when a report is written, not by the CLI's parser
     )
 
     names = _validate(options)
     settings, training = options[CompareOptions], options[TrainingOptions]
+    compared = _architectures(settings)
+    architectures = compared or [options[ArchitectureOptions].architecture]
     annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     root = Path(settings.output_dir)
     results = []
     for seed in range(training.seed, training.seed + settings.seeds):
-        for schedule in names:
-            results.append(_run(options, schedule, seed, root / "runs" / f"{schedule}-seed{seed}"))
-    results.sort(key=lambda r: (names.index(r["schedule"]), r["seed"]))
-    return write_report(results, _setup(options, names), root / "report")
+        for architecture in architectures:
+            for schedule in names:
+                folder = f"{architecture}-{schedule}-seed{seed}" if compared else f"{schedule}-seed{seed}"
+                results.append({"architecture": architecture,
+                                **_run(options, schedule, architecture, seed, root / "runs" / folder)})
+    results.sort(key=lambda r: (architectures.index(r["architecture"]), names.index(r["schedule"]), r["seed"]))
+    return write_report(results, _setup(options, names, architectures), root / "report",
+                        "architecture" if compared else "curriculum")

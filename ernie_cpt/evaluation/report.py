@@ -1,6 +1,10 @@
-"""The report of ``ernie-cpt compare``: which curriculum forgets least and which transfers best.
+"""The report of ``ernie-cpt compare``: which curriculum (or sharing architecture) forgets least
+and which transfers best.
 
-:func:`write_report` turns the results of every (curriculum, seed) run into a folder:
+:func:`write_report` turns the results of every (curriculum, seed) run into a folder; comparing
+architectures (``compared="architecture"``, one curriculum), every (architecture, seed) run, with
+each architecture's parameter count and training tokens/s in the summary table, and the files
+below named by architecture instead of curriculum:
 
 * ``report.md``: the answer in one sentence, the summary table (mean ± std over seeds), what
   each metric means, the run setup, then per curriculum its accuracy matrix with a heatmap and
@@ -36,6 +40,13 @@ SUMMARY = {
     "downstream_accuracy": "downstream accuracy",
     "downstream_macro_f1": "downstream macro-F1",
 }
+# What compare compares -> the key of a result that names its group.
+GROUP_KEY = {"curriculum": "schedule", "architecture": "architecture"}
+COST_DEFINITIONS = """\
+- **Parameters**: every parameter of the pre-trained model (encoder, experts or columns, gates, heads), in millions.
+- **Tokens/s**: training tokens (padding excluded) per second, the median over the logging windows of \
+`logs/train.jsonl` (mean over seeds).
+"""
 DEFINITIONS = """\
 - **Accuracy matrix** R[i][j]: held-out {metric} of task j after stage i; "-" where it was not scored (not trained yet).
 - **Average final {metric}**: the mean over tasks of the last row of R.
@@ -85,7 +96,7 @@ def run_row(result: dict[str, Any]) -> dict[str, Any]:
     metrics, downstream = result["metrics"], result.get("downstream") or {}
     tasks = metrics["tasks"]
     return {
-        "schedule": result["schedule"], "seed": result["seed"],
+        "schedule": result["schedule"], "architecture": result.get("architecture"), "seed": result["seed"],
         "average_final": metrics["average_final"], "mean_forgetting": metrics["mean_forgetting"],
         "backward_transfer": metrics["backward_transfer"],
         **{f"final_{task}": metrics["accuracy_matrix"][-1][j] for j, task in enumerate(tasks)},
@@ -93,13 +104,14 @@ def run_row(result: dict[str, Any]) -> dict[str, Any]:
         "downstream_accuracy": downstream.get("accuracy_mean"), "downstream_macro_f1": downstream.get("macro_f1_mean"),
         "downstream_majority_accuracy": downstream.get("majority_accuracy"),
         "pretrain_seconds": result["pretrain_seconds"], "resumed": result["resumed"],
+        "parameters": result.get("parameters"), "tokens_per_s": result.get("tokens_per_s"),
     }
 
 
-def _by_schedule(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def _groups(results: list[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for result in results:
-        groups.setdefault(result["schedule"], []).append(result)
+        groups.setdefault(result[key], []).append(result)
     return groups
 
 
@@ -120,28 +132,35 @@ def mean_curves(all_curves: list[dict[str, list[list[float]]]]) -> dict[str, lis
             for task, by_step in merged.items()}
 
 
-def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per curriculum, in the order of ``results``: its seeds, each SUMMARY number's mean and std
-    over them, each task's mean forgetting, and the mean pre-training time."""
+def summarise(results: list[dict[str, Any]], key: str = "schedule") -> list[dict[str, Any]]:
+    """Per curriculum (per architecture with ``key="architecture"``), in the order of ``results``:
+    its seeds, each SUMMARY number's mean and std over them, each task's mean forgetting, and the
+    mean pre-training time, parameter count and tokens/s."""
     summaries = []
-    for schedule, runs in _by_schedule(results).items():
+    for name, runs in _groups(results, key).items():
         rows = [run_row(run) for run in runs]
         tasks = runs[0]["metrics"]["tasks"]
         summaries.append({
-            "schedule": schedule, "seeds": [row["seed"] for row in rows],
+            key: name, "seeds": [row["seed"] for row in rows],
             **{key: {"mean": _mean([row[key] for row in rows]), "std": _std([row[key] for row in rows])}
                for key in SUMMARY},
             "forgetting": {task: {"mean": _mean([row[f"forgetting_{task}"] for row in rows]),
                                   "std": _std([row[f"forgetting_{task}"] for row in rows])} for task in tasks},
             "pretrain_seconds": statistics.mean(row["pretrain_seconds"] for row in rows),
+            "parameters": _mean([row["parameters"] for row in rows]),
+            "tokens_per_s": _mean([row["tokens_per_s"] for row in rows]),
             "resumed": any(row["resumed"] for row in rows),
         })
     return summaries
 
 
+def _name(summary: dict[str, Any]) -> str:
+    return summary["architecture"] if "architecture" in summary else summary["schedule"]
+
+
 def _best(summaries: list[dict[str, Any]], key: str, lowest: bool) -> tuple[str, float] | None:
     """The curricula (joined with "and" when tied) with the lowest/highest mean ``key``, and that value."""
-    scored = [(s["schedule"], s[key]["mean"]) for s in summaries if s[key]["mean"] is not None]
+    scored = [(_name(s), s[key]["mean"]) for s in summaries if s[key]["mean"] is not None]
     if not scored:
         return None
     best = (min if lowest else max)(value for _, value in scored)
@@ -162,12 +181,23 @@ def answer(summaries: list[dict[str, Any]], metric: str, downstream: bool) -> st
 
 
 def _summary_table(summaries: list[dict[str, Any]], rows: dict[str, list[dict[str, Any]]], metric: str,
-                   downstream: bool) -> str:
+                   downstream: bool, compared: str) -> str:
     keys = [key for key in SUMMARY if downstream or not key.startswith("downstream")]
-    header = ["curriculum", *(SUMMARY[key].format(metric=metric) for key in keys), "wall time"]
-    body = [[s["schedule"], *(_mean_std([row[key] for row in rows[s["schedule"]]]) for key in keys),
+    costs = compared == "architecture"
+    header = [compared, *(SUMMARY[key].format(metric=metric) for key in keys),
+              *(["parameters", "tokens/s"] if costs else []), "wall time"]
+    body = [[_name(s), *(_mean_std([row[key] for row in rows[_name(s)]]) for key in keys),
+             *([_millions(s["parameters"]), _count(s["tokens_per_s"])] if costs else []),
              _duration(s["pretrain_seconds"]) + (" *" if s["resumed"] else "")] for s in summaries]
     return _table(header, body)
+
+
+def _millions(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e6:.2f}M"
+
+
+def _count(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def _matrix_table(matrix: list[list[float | None]], stages: list[dict[str, int]], tasks: list[str]) -> str:
@@ -188,58 +218,64 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def write_report(results: list[dict[str, Any]], setup: dict[str, Any], report_dir: Path) -> Path:
+def write_report(results: list[dict[str, Any]], setup: dict[str, Any], report_dir: Path,
+                 compared: str = "curriculum") -> Path:
     """Write the report of ``results`` (one compare result.json per curriculum and seed, in
     curriculum order; all of one metric and task list) to ``report_dir``; returns report.md's path.
-    ``setup`` (name -> value, lists shown comma-separated) is listed under "Run setup"."""
+    ``setup`` (name -> value, lists shown comma-separated) is listed under "Run setup". With
+    ``compared="architecture"`` the runs are grouped by their ``architecture`` instead."""
+    key = GROUP_KEY[compared]
     report_dir = Path(report_dir)
     (report_dir / "metrics").mkdir(parents=True, exist_ok=True)
     first = results[0]["metrics"]
     metric, tasks = first["metric"], first["tasks"]
     downstream = any(result.get("downstream") for result in results)
-    groups, summaries = _by_schedule(results), summarise(results)
-    rows = {schedule: [run_row(run) for run in runs] for schedule, runs in groups.items()}
+    groups, summaries = _groups(results, key), summarise(results, key)
+    rows = {name: [run_row(run) for run in runs] for name, runs in groups.items()}
     n_seeds = max(len(runs) for runs in groups.values())
     averaged = f"mean over {n_seeds} seeds" if n_seeds > 1 else f"seed {first['seed']}"
 
     matrices = {s: mean_matrix([run["metrics"]["accuracy_matrix"] for run in runs]) for s, runs in groups.items()}
     scale = [v for matrix in matrices.values() for row in matrix for v in row if v is not None] or [0.0, 1.0]
-    for schedule, runs in groups.items():
+    for name, runs in groups.items():
         stages = runs[0]["metrics"]["stages"]
-        _save(heatmap_plot(matrices[schedule], stages, tasks, metric, f"{schedule} ({averaged})",
-                           (min(scale), max(scale))), report_dir / f"heatmap-{schedule}.png")
+        _save(heatmap_plot(matrices[name], stages, tasks, metric, f"{name} ({averaged})",
+                           (min(scale), max(scale))), report_dir / f"heatmap-{name}.png")
         _save(curves_plot(mean_curves([run["metrics"]["curves"] for run in runs]), tasks,
-                          runs[0]["metrics"]["stage_boundaries"], metric, f"{schedule} ({averaged})"),
-              report_dir / f"curves-{schedule}.png")
-    _save(forgetting_plot(summaries, tasks, metric, averaged), report_dir / "forgetting.png")
+                          runs[0]["metrics"]["stage_boundaries"], metric, f"{name} ({averaged})"),
+              report_dir / f"curves-{name}.png")
+    _save(forgetting_plot(summaries, tasks, metric, averaged, [_name(s) for s in summaries], compared),
+          report_dir / "forgetting.png")
 
     majority = _mean([row["downstream_majority_accuracy"] for group in rows.values() for row in group])
     downstream_line = (f"- **Downstream accuracy / macro-F1**: the exported encoder fine-tuned on the downstream "
                        f"training set, scored on its test set (always predicting the majority class: accuracy "
                        f"{_number(majority)}).\n" if downstream else "")
     sections = [
-        "# Curriculum comparison: forgetting and transfer", "",
+        f"# {compared.capitalize()} comparison: forgetting and transfer", "",
         answer(summaries, metric, downstream), "",
-        _summary_table(summaries, rows, metric, downstream), "",
+        _summary_table(summaries, rows, metric, downstream, compared), "",
         *(["\\* resumed: the wall time of its last session only.", ""] if any(s["resumed"] for s in summaries)
           else []),
-        DEFINITIONS.format(metric=metric, downstream=downstream_line), "",
+        DEFINITIONS.format(metric=metric, downstream=downstream_line)
+        + ("\n" + COST_DEFINITIONS.rstrip("\n") if compared == "architecture" else ""), "",
         "## Run setup", "",
         *(f"- **{name}**: {', '.join(map(str, value)) if isinstance(value, list) else value}"
           for name, value in setup.items()), "",
         f"## Accuracy matrices ({metric}, {averaged})", "",
     ]
-    for schedule, runs in groups.items():
-        sections += [f"### {schedule}", "", _matrix_table(matrices[schedule], runs[0]["metrics"]["stages"], tasks), "",
-                     f"![accuracy matrix of {schedule}](heatmap-{schedule}.png)", "",
-                     f"![learning curves of {schedule}](curves-{schedule}.png)", ""]
-    sections += ["## Forgetting per task", "", "![forgetting per task and curriculum](forgetting.png)", ""]
+    for name, runs in groups.items():
+        sections += [f"### {name}", "", _matrix_table(matrices[name], runs[0]["metrics"]["stages"], tasks), "",
+                     f"![accuracy matrix of {name}](heatmap-{name}.png)", "",
+                     f"![learning curves of {name}](curves-{name}.png)", ""]
+    sections += ["## Forgetting per task", "", f"![forgetting per task and {compared}](forgetting.png)", ""]
     atomic_write_text(report_dir / "report.md", "\n".join(sections))
 
     atomic_write_text(report_dir / "summary.json", json.dumps(
-        {"setup": setup, "curricula": summaries, "runs": [run_row(r) for r in results]}, indent=2) + "\n")
+        {"setup": setup, "curricula" if compared == "curriculum" else "architectures": summaries,
+         "runs": [run_row(r) for r in results]}, indent=2) + "\n")
     atomic_write_text(report_dir / "summary.csv", _csv([run_row(r) for r in results]))
     for result in results:
-        atomic_write_text(report_dir / "metrics" / f"{result['schedule']}-seed{result['seed']}.json",
+        atomic_write_text(report_dir / "metrics" / f"{result[key]}-seed{result['seed']}.json",
                           json.dumps(result["metrics"], indent=2) + "\n")
     return report_dir / "report.md"

@@ -74,21 +74,23 @@ def curves_plot(curves: dict[str, list[tuple[int, float]]], tasks: list[str], bo
     return figure
 
 
-def forgetting_plot(summaries: list[dict[str, Any]], tasks: list[str], metric: str, averaged: str) -> Figure:
-    """Grouped bars: per task (and the mean over tasks) one bar per curriculum, its forgetting
-    with the std over seeds as an error bar; "n/a" where a task has no forgetting score (no
-    score after an earlier stage: trained only in the last stage, or a single stage)."""
+def forgetting_plot(summaries: list[dict[str, Any]], tasks: list[str], metric: str, averaged: str,
+                    names: list[str], compared: str = "curriculum") -> Figure:
+    """Grouped bars: per task (and the mean over tasks) one bar per summary (a curriculum, or what
+    ``compared`` names), labelled by ``names``, its forgetting with the std over seeds as an error
+    bar; "n/a" where a task has no forgetting score (no score after an earlier stage: trained only
+    in the last stage, or a single stage)."""
     groups = [*tasks, "mean over tasks"]
     width = 0.8 / len(summaries)
     figure = Figure(figsize=(2.5 + 1.4 * len(groups) * max(1, len(summaries) / 3), 4.5))
     axes = figure.subplots()
-    for k, summary in enumerate(summaries):
+    for k, (summary, name) in enumerate(zip(summaries, names)):
         cells = [summary["forgetting"][task] for task in tasks] + [summary["mean_forgetting"]]
         heights = [math.nan if cell["mean"] is None else cell["mean"] for cell in cells]
         errors = [0.0 if cell["std"] is None else cell["std"] for cell in cells]
         positions = np.arange(len(groups)) - 0.4 + width * (k + 0.5)
         bars = axes.bar(positions, heights, width, yerr=errors if any(errors) else None, capsize=3,
-                        label=summary["schedule"])
+                        label=name)
         axes.bar_label(bars, labels=["" if math.isnan(h) else f"{h:.3f}" for h in heights], fontsize=7, padding=2)
         for position, height in zip(positions, heights):
             if math.isnan(height):
@@ -97,6 +99,6 @@ def forgetting_plot(summaries: list[dict[str, Any]], tasks: list[str], metric: s
     axes.set_xticks(range(len(groups)), groups, rotation=15, ha="right")
     axes.set_xlabel("task (n/a: no score after an earlier stage to forget)")
     axes.set_ylabel(f"forgetting (best earlier - final {metric})")
-    axes.set_title(f"Forgetting per task and curriculum ({averaged}; lower is better)")
-    axes.legend(title="curriculum", fontsize=8)
+    axes.set_title(f"Forgetting per task and {compared} ({averaged}; lower is better)")
+    axes.legend(title=compared, fontsize=8)
     return figure

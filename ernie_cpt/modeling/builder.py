@@ -8,9 +8,10 @@ order), so a seed gives the same model every time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from transformers import ErnieConfig, ErnieModel
@@ -63,3 +64,21 @@ def build_model(tasks: Mapping[str, TaskSpec], task_ids: dict[str, int], options
             head.load_state_dict({k: v for k, v in mlm_weights.items() if k in head.state_dict()}, strict=False)
         model.add_head(name, head)
     return model
+
+
+class HeadSpec(NamedTuple):
+    """A task's head as ``Architecture.describe()`` records it."""
+
+    head: str
+    num_labels: int
+
+
+def model_from_description(description: dict[str, Any], config: ErnieConfig) -> Architecture:
+    """The model ``Architecture.describe()`` described, over a new encoder of ``config`` (its
+    ``encoder_config.json``), with new weights: load the saved ``state_dict()`` into it (strictly)
+    to get the saved model back. Tasks added with ``add_task`` are built like the others."""
+    fields = {field.name for field in dataclasses.fields(ArchitectureOptions)}
+    options = ArchitectureOptions(**{key: value for key, value in description.items() if key in fields})
+    tasks = {task: HeadSpec(**spec) for task, spec in description["heads"].items()}
+    return build_model(tasks, description["task_ids"], ModelOptions(), options, config.vocab_size,
+                       config.max_position_embeddings, config.task_type_vocab_size, config)

@@ -21,18 +21,20 @@ The trainer sees only this interface and never names an architecture.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 from transformers import ErnieConfig, ErnieModel
 
 from ernie_cpt.errors import UserError
-from ernie_cpt.modeling.heads import Head
-from ernie_cpt.options import option
+from ernie_cpt.modeling.heads import Head, head_name
 from ernie_cpt.registry import Registry
+
+if TYPE_CHECKING:
+    from ernie_cpt.modeling.architectures import ArchitectureOptions
 
 
 class TaskOutput(NamedTuple):
@@ -44,28 +46,14 @@ class TaskOutput(NamedTuple):
     labels: torch.Tensor
 
 
-@dataclass
-class ArchitectureOptions:
-    """Architecture: how the tasks share the encoder"""
-
-    architecture: str = option("hard", "How the tasks share the encoder: hard (every layer shared, as ERNIE 2.0), "
-                               "mmoe, cgc, ple or cross_stitch (the top --expert-layers layers become experts or "
-                               "task columns)")
-    expert_layers: int = option(2, "mmoe/cgc/ple/cross_stitch: how many of the top encoder layers become experts "
-                                "or task columns; the layers below stay shared")
-    num_experts: int = option(4, "mmoe: expert copies of the top --expert-layers layers")
-    shared_experts: int = option(2, "cgc/ple: experts shared by all tasks")
-    task_experts: int = option(1, "cgc/ple: experts owned by each task")
-
-    def __post_init__(self) -> None:
-        ARCHITECTURES.get(self.architecture)  # checked when the options are read, before anything loads
-
-
 class Architecture(nn.Module, ABC):
     """Tasks on one encoder. ``heads`` maps each task to its head; ``task_ids`` to its row of the
-    task embedding."""
+    task embedding. A subclass sets ``name`` (its registered name), ``summary`` (one line for
+    ``--help``) and ``options_used`` (the ``ArchitectureOptions`` fields it reads, for ``--help``)."""
 
     name: ClassVar[str]
+    summary: ClassVar[str]
+    options_used: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ErnieConfig, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
         super().__init__()
@@ -122,10 +110,14 @@ class Architecture(nn.Module, ABC):
         return None
 
     def describe(self) -> dict[str, Any]:
-        """What export records to rebuild the architecture: its name and options."""
-        return {"architecture": self.name, "expert_layers": self.options.expert_layers,
-                "num_experts": self.options.num_experts, "shared_experts": self.options.shared_experts,
-                "task_experts": self.options.task_experts}
+        """Everything besides the weights and the encoder config that ``build_model`` needs to rebuild
+        this model (``ernie_cpt.modeling.builder.model_from_description``): the architecture options
+        (``architecture``, ``expert_layers``, ...), ``task_ids`` (task -> row of the task embedding,
+        in the order the tasks were built or added) and ``heads`` (task -> its head's registered name
+        and ``num_labels``). JSON-serialisable; export and the run config record it."""
+        return {**dataclasses.asdict(self.options), "architecture": self.name, "task_ids": dict(self.task_ids),
+                "heads": {task: {"head": head_name(head), "num_labels": head.num_labels}
+                          for task, head in getattr(self, "heads", {}).items()}}
 
 
 ARCHITECTURES: Registry[type[Architecture]] = Registry("architecture")

@@ -37,8 +37,12 @@ def test_schedules_may_be_comma_or_space_separated_and_repeat():
       "no.jsonl"], "--downstream-train file no.jsonl does not exist"),
     (["--tasks", "knowledge_masking", "capitalization", "--seeds", "0"], "--seeds must be at least 1"),
     (["--tasks", "knowledge_masking", "capitalization", "--eval-fraction", "0"], "--eval-fraction must be above 0"),
+    (["--tasks", "knowledge_masking", "capitalization", "--architectures", "hard,moe"],
+     "unknown architecture 'moe'; did you mean 'mmoe'?"),
+    (["--tasks", "knowledge_masking", "capitalization", "--architectures", "hard,mmoe", "--schedules", "joint",
+      "sequential"], "--architectures compares architectures at one curriculum, but --schedules names 2"),
 ], ids=["unknown-schedule", "file-schedule", "one-task", "unknown-task", "train-only", "test-only", "missing-file",
-        "no-seeds", "no-held-out"])
+        "no-seeds", "no-held-out", "unknown-architecture", "architectures-at-two-curricula"])
 def test_bad_input_is_one_line_and_writes_nothing(flags, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ["compare", "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
@@ -100,7 +104,7 @@ def fake_training(monkeypatch) -> list[tuple[str, int, bool, bool]]:
     monkeypatch.setattr(compare_module, "pretrain", pretrain)
     monkeypatch.setattr(compare_module, "continual_metrics", lambda run_dir, metric: {"metric": metric})
     monkeypatch.setattr(compare_module, "export", lambda run_dir, out: Path(out).mkdir())
-    monkeypatch.setattr(report_module, "write_report", lambda results, setup, folder: Path(folder) / "report.md")
+    monkeypatch.setattr(report_module, "write_report", lambda results, setup, folder, compared: Path(folder))
     return calls
 
 
@@ -167,3 +171,21 @@ def test_another_metric_rescores_finished_runs_without_training(fake_training, t
 
     assert fake_training == []
     assert json.loads((tmp_path / "runs" / "joint-seed7" / "result.json").read_text())["metrics"] == {"metric": "f1"}
+
+
+def test_architectures_run_at_one_curriculum_each_into_its_own_folder(fake_training, tmp_path):
+    argv = ["compare", "--output-dir", str(tmp_path), "--tasks", "knowledge_masking", "capitalization",
+            "--architectures", "hard,mmoe", "cross_stitch", "--schedules", "sequential", "--steps-per-task", "4",
+            "--seed", "7", "--expert-layers", "1"]
+
+    assert main(argv) == 0
+
+    assert fake_training == [("hard-sequential-seed7", 7, False, True), ("mmoe-sequential-seed7", 7, False, True),
+                             ("cross_stitch-sequential-seed7", 7, False, True)]
+    for architecture in ("hard", "mmoe", "cross_stitch"):
+        run_dir = tmp_path / "runs" / f"{architecture}-sequential-seed7"
+        config = json.loads((run_dir / "run_config.json").read_text())
+        assert (config["architecture"], config["schedule"], config["expert_layers"]) == (architecture, "sequential", 1)
+        result = json.loads((run_dir / "result.json").read_text())
+        assert (result["architecture"], result["schedule"]) == (architecture, "sequential")
+        assert not (run_dir / "export").exists()  # exported only to fine-tune on a downstream set
