@@ -10,8 +10,7 @@ the same training, not the same numbers. Summation order differs between one pro
 (all-reduce), so losses agree to TOLERANCE (relative), not bit for bit: measured 1e-7 at most.
 Routing means agree to 1e-4 (absolute; measured 6e-6 at most): with dropout 0 the experts or
 columns start as exact copies, so the gates' own gradients are rounding noise at first, and AdamW
-moves them by a noise-driven fraction of the learning rate (see the final weights below). Means
-over one rank's half of the batch would differ from the whole batch's by about 3e-3.
+moves them by a noise-driven fraction of the learning rate (see the final weights below).
 """
 
 from __future__ import annotations
