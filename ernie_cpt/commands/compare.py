@@ -41,7 +41,7 @@ from ernie_cpt.data.corpus import CorpusOptions, load_corpus
 from ernie_cpt.data.labelled_data import load_labelled_data
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import SCORE_METRICS, continual_metrics
-from ernie_cpt.modeling.architectures import ARCHITECTURES, ArchitectureOptions
+from ernie_cpt.modeling.architectures import ARCHITECTURES, ArchitectureOptions, architecture_names
 from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.options import option, to_dict
 from ernie_cpt.training.checkpoint import atomic_write_text, checkpoints
@@ -69,13 +69,13 @@ class CompareOptions:
     tasks: list[str] = option([], "Pre-training tasks, at least 2, in curriculum order (required)")
     max_seq_length: int = option(RunOptions().max_seq_length, "Maximum tokens per example, [CLS] and [SEP] included")
     schedules: list[str] | None = option(None, f"Curricula to compare, comma- or space-separated: "
-                                         f"{', '.join(c for c in CURRICULA if c != 'file')} (default: "
+                                         f"{', '.join(c for c in CURRICULA if c != 'file')}. Unset: "
                                          f"{', '.join(DEFAULT_SCHEDULES)}; with --architectures, the one curriculum "
-                                         f"to compare them at, default {ScheduleOptions().schedule})")
+                                         f"to compare them at, {ScheduleOptions().schedule} if unset")
     architectures: list[str] | None = option(None, f"Sharing architectures to compare at one curriculum, comma- or "
-                                             f"space-separated: {', '.join(ARCHITECTURES)}; the report adds each "
-                                             f"one's parameters and tokens/s (default: compare curricula with "
-                                             f"--architecture)")
+                                             f"space-separated: {', '.join(architecture_names())}; the report adds "
+                                             f"each one's parameters and tokens/s. Unset: compare curricula, each "
+                                             f"with --architecture")
     seeds: int = option(1, "Number of seeds: every curriculum runs with --seed, --seed + 1, ...; the report gives "
                         "mean ± std over them")
     metric: str = option("accuracy", "Score of the accuracy matrix, forgetting and BWT", choices=tuple(SCORE_METRICS))

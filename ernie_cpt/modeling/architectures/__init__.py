@@ -19,9 +19,14 @@ for _module in pkgutil.iter_modules(__path__):
 DEFAULT = "hard"
 
 
+def architecture_names() -> list[str]:
+    """The registered architectures, the default first, then by name (for help texts)."""
+    return [DEFAULT, *sorted(name for name in ARCHITECTURES if name != DEFAULT)]
+
+
 def _architectures_help() -> str:
-    names = [DEFAULT, *sorted(name for name in ARCHITECTURES if name != DEFAULT)]
-    return "How the tasks share the encoder: " + "; ".join(f"{name}: {ARCHITECTURES[name].summary}" for name in names)
+    return "How the tasks share the encoder: " + "; ".join(f"{name}: {ARCHITECTURES[name].summary}"
+                                                          for name in architecture_names())
 
 
 def _used_by(field: str) -> str:
@@ -53,4 +58,5 @@ class ArchitectureOptions:
                             "raise either")
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "ArchitectureOptions", "TaskOutput", "check_expert_layers"]
+__all__ = ["ARCHITECTURES", "Architecture", "ArchitectureOptions", "TaskOutput", "architecture_names",
+           "check_expert_layers"]
