@@ -8,8 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from transformers import ErnieConfig
 
 from ernie_cpt.cli import main
+from ernie_cpt.modeling.builder import model_from_description
+from ernie_cpt.training.checkpoint import checkpoints, read_checkpoint
 from ernie_cpt.training.run_log import read_records
 
 pytestmark = pytest.mark.slow
@@ -120,7 +123,13 @@ def test_compare_architectures_reports_each_with_its_parameters_and_tokens_per_s
                                        (rates[len(rates) // 2 - 1] + rates[len(rates) // 2]) / 2)
         assert row["average_final"] == pytest.approx(sum(
             r["accuracy"] for r in read_records(run_dir, "eval") if r["stage"] == 1 and r["stage_end"]) / 2)
-    assert read_records(out / "runs" / "mmoe-sequential-seed3", "routing")
+    mmoe = out / "runs" / "mmoe-sequential-seed3"
+    assert read_records(mmoe, "routing")
+    # The run directory rebuilds the model: architecture.json, encoder_config.json and the checkpoint's weights.
+    model = model_from_description(json.loads((mmoe / "architecture.json").read_text()),
+                                   ErnieConfig.from_json_file(str(mmoe / "encoder_config.json")))
+    model.load_state_dict(read_checkpoint(checkpoints(mmoe)[-1])[0])  # strict
+    assert sum(p.numel() for p in model.parameters()) == runs["mmoe"]["parameters"]
     markdown = (report / "report.md").read_text()
     assert markdown.startswith("# Architecture comparison")
     header = next(line for line in markdown.splitlines() if line.startswith("| architecture"))

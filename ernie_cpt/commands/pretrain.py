@@ -5,9 +5,11 @@ The run directory holds everything needed to resume or export:
     run_config.json      the resolved options of the run
     encoder_config.json  the ErnieConfig of the encoder
     tasks.json           task name → task id (row of the task embedding)
+    architecture.json    the model's ``describe()``: with encoder_config.json and a checkpoint's
+                         weights, ``model_from_description`` rebuilds the model exactly
     tokenizer/           the tokenizer (trained on the corpus or copied)
     checkpoints/         step-NNNNNNNN/ folders and the ``latest`` pointer
-    logs/                train.jsonl, eval.jsonl, tensorboard/
+    logs/                train.jsonl, eval.jsonl, weights.jsonl, routing.jsonl, tensorboard/
 """
 
 from __future__ import annotations
@@ -204,6 +206,7 @@ def pretrain(options: dict[type, Any]) -> Path:
             tokenizer.save_pretrained(str(run_dir / "tokenizer"))
             model.config.to_json_file(str(run_dir / "encoder_config.json"))
             atomic_write_text(run_dir / "tasks.json", json.dumps(model.task_ids, indent=2))
+            atomic_write_text(run_dir / "architecture.json", json.dumps(model.describe(), indent=2))
             write_config(run_dir, config)
         log.info("Schedule %s:\n%s", schedule_options.schedule,
                  plan_table(schedule, list(tasks), schedule_options.task_mixing))
