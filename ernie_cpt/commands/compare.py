@@ -25,9 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import shutil
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +39,18 @@ from ernie_cpt.data.corpus import CorpusOptions, load_corpus
 from ernie_cpt.data.labelled_data import load_labelled_data
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import SCORE_METRICS, continual_metrics
-from ernie_cpt.modeling.architectures import ARCHITECTURES, ArchitectureOptions, architecture_names
-from ernie_cpt.modeling.encoder import ModelOptions
+from ernie_cpt.evaluation.run_costs import parameter_count, training_tokens_per_s
+from ernie_cpt.modeling.architectures import (
+    ARCHITECTURES,
+    ArchitectureOptions,
+    architecture_names,
+    check_expert_layers,
+)
+from ernie_cpt.modeling.encoder import ModelOptions, preset_layers
 from ernie_cpt.options import option, to_dict
 from ernie_cpt.training.checkpoint import atomic_write_text, checkpoints
 from ernie_cpt.training.evaluate import EvaluationOptions
 from ernie_cpt.training.run_dir import option_differences
-from ernie_cpt.training.run_log import read_records
 from ernie_cpt.training.trainer import TrainingOptions
 from ernie_cpt.weighting import WeightingOptions
 from pretasks import get_task
@@ -133,6 +136,10 @@ def _validate(options: dict[type, Any]) -> list[str]:
     if architectures is not None and len(names) > 1:
         raise UserError(f"--architectures compares architectures at one curriculum, but --schedules names "
                         f"{len(names)} ({', '.join(names)}); give one, e.g. --schedules sequential")
+    layers = preset_layers(options[ModelOptions])
+    for architecture in architectures or [options[ArchitectureOptions].architecture]:
+        if layers is not None:  # else checked when the --init-from encoder is built
+            check_expert_layers(dataclasses.replace(options[ArchitectureOptions], architecture=architecture), layers)
     for name in names:
         get_curriculum(name)
         if name == "file":
@@ -207,24 +214,6 @@ def _finetune_settings(options: FinetuneOptions) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(options).items() if k not in ("output_json", "device")}
 
 
-def _parameters(run_dir: Path) -> int | None:
-    """The number of parameters in the run's last checkpoint (None without one)."""
-    from safetensors import safe_open
-
-    saved = checkpoints(run_dir)
-    if not saved or not (saved[-1] / "model.safetensors").is_file():
-        return None
-    with safe_open(str(saved[-1] / "model.safetensors"), framework="pt") as weights:
-        names = list(weights.keys())
-        return sum(math.prod(weights.get_slice(name).get_shape()) for name in names)
-
-
-def _tokens_per_s(run_dir: Path) -> float | None:
-    """Training tokens/s: the median over the logging windows of logs/train.jsonl (None without any)."""
-    rates = [r["tokens_per_s"] for r in read_records(run_dir, "train") if not r.get("skipped")]
-    return statistics.median(rates) if rates else None
-
-
 def _run(options: dict[type, Any], schedule: str, architecture: str, seed: int, run_dir: Path) -> dict[str, Any]:
     """Pre-train (or resume), compute the metrics, export and fine-tune one curriculum and architecture
     with one seed; the result is written to ``run_dir/result.json`` last. A finished run is read, not re-run."""
@@ -255,7 +244,8 @@ def _run(options: dict[type, Any], schedule: str, architecture: str, seed: int, 
         export(run_dir, export_dir)
         downstream = finetune(export_dir, finetune_options)
     result = {"schedule": schedule, "architecture": architecture, "seed": seed, "pretrain_seconds": seconds,
-              "resumed": resume, "parameters": _parameters(run_dir), "tokens_per_s": _tokens_per_s(run_dir),
+              "resumed": resume, "parameters": parameter_count(run_dir),
+              "tokens_per_s": training_tokens_per_s(run_dir),
               "metrics": metrics, "downstream": downstream,
               "downstream_options": None if finetune_options is None else _finetune_settings(finetune_options)}
     atomic_write_text(result_file, json.dumps(result, indent=2) + "\n")

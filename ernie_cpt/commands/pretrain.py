@@ -31,9 +31,9 @@ from ernie_cpt.data.corpus import CorpusOptions, load_corpus, split_documents
 from ernie_cpt.data.tokenizer import TokenizerOptions, cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
-from ernie_cpt.modeling.architectures import Architecture, ArchitectureOptions
+from ernie_cpt.modeling.architectures import Architecture, ArchitectureOptions, check_expert_layers
 from ernie_cpt.modeling.builder import build_model
-from ernie_cpt.modeling.encoder import ModelOptions, check_init_from
+from ernie_cpt.modeling.encoder import ModelOptions, check_init_from, preset_layers
 from ernie_cpt.options import option, to_dict
 from ernie_cpt.training.batching import TaskStream, eval_batches
 from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, read_checkpoint
@@ -177,6 +177,8 @@ def pretrain(options: dict[type, Any]) -> Path:
                  if schedule_options.task_mixing == "all" else None)
     if model_options.init_from and not run.resume:
         check_init_from(model_options.init_from)
+    if preset_layers(model_options) is not None:  # else checked when the --init-from encoder is built
+        check_expert_layers(options[ArchitectureOptions], preset_layers(model_options))
     run_dir = Path(run.output_dir)
     config = {**to_dict(*options.values()), "stages": [stage.steps for stage in schedule]}
     resume_from = _checkpoint_to_resume(run_dir, config, run)

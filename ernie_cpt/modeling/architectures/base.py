@@ -123,8 +123,11 @@ class Architecture(nn.Module, ABC):
 ARCHITECTURES: Registry[type[Architecture]] = Registry("architecture")
 
 
-def check_expert_layers(options: ArchitectureOptions, config: ErnieConfig) -> None:
-    """--expert-layers must be between 1 and the encoder's layers; a UserError otherwise."""
-    if not 1 <= options.expert_layers <= config.num_hidden_layers:
-        raise UserError(f"--expert-layers {options.expert_layers} is outside 1..{config.num_hidden_layers}, the "
-                        f"encoder's layers; lower it or use a larger --model-size / --num-layers")
+def check_expert_layers(options: ArchitectureOptions, num_layers: int) -> None:
+    """--expert-layers must be between 1 and the encoder's ``num_layers`` where the architecture reads
+    it; a UserError otherwise."""
+    if "expert_layers" not in ARCHITECTURES.get(options.architecture).options_used:
+        return
+    if not 1 <= options.expert_layers <= num_layers:
+        raise UserError(f"--expert-layers {options.expert_layers} is outside 1..{num_layers}, the encoder's "
+                        f"layers; lower it or use a larger --model-size / --num-layers")

@@ -78,7 +78,7 @@ class TopLayersArchitecture(Architecture):
 
     def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
         super().__init__(encoder.config, task_ids, options)
-        check_expert_layers(options, encoder.config)
+        check_expert_layers(options, encoder.config.num_hidden_layers)
         kept = encoder.config.num_hidden_layers - options.expert_layers
         trunk_config = copy.deepcopy(encoder.config)
         trunk_config.num_hidden_layers = kept

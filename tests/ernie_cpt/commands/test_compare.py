@@ -41,8 +41,10 @@ def test_schedules_may_be_comma_or_space_separated_and_repeat():
      "unknown architecture 'moe'; did you mean 'mmoe'?"),
     (["--tasks", "knowledge_masking", "capitalization", "--architectures", "hard,mmoe", "--schedules", "joint",
       "sequential"], "--architectures compares architectures at one curriculum, but --schedules names 2"),
+    (["--tasks", "knowledge_masking", "capitalization", "--architectures", "hard,ple", "--model-size", "tiny",
+      "--expert-layers", "3"], "--expert-layers 3 is outside 1..2, the encoder's layers"),
 ], ids=["unknown-schedule", "file-schedule", "one-task", "unknown-task", "train-only", "test-only", "missing-file",
-        "no-seeds", "no-held-out", "unknown-architecture", "architectures-at-two-curricula"])
+        "no-seeds", "no-held-out", "unknown-architecture", "architectures-at-two-curricula", "expert-layers"])
 def test_bad_input_is_one_line_and_writes_nothing(flags, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ["compare", "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),

@@ -13,6 +13,7 @@ from torch import nn
 from transformers import ErnieModel
 from transformers.masking_utils import create_bidirectional_mask
 
+from ernie_cpt.cli import main
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.architectures import ARCHITECTURES, ArchitectureOptions
 from ernie_cpt.modeling.builder import HeadSpec, build_model, model_from_description
@@ -284,6 +285,17 @@ def test_expert_layers_beyond_the_encoder_and_empty_gates_are_refused():
         ArchitectureOptions(architecture="mmoe", num_experts=0)
     with pytest.raises(UserError, match="both 0"):
         ArchitectureOptions(architecture="cgc", shared_experts=0, task_experts=0)
+
+
+def test_pretrain_refuses_expert_layers_beyond_the_model_before_reading_anything(tmp_path, capsys):
+    argv = ["pretrain", "--output-dir", str(tmp_path / "run"), "--corpus", str(tmp_path / "absent"),
+            "--model-size", "mini", "--expert-layers", "5"]
+
+    assert main([*argv, "--architecture", "cross_stitch"]) == 2
+    assert "--expert-layers 5 is outside 1..4, the encoder's layers" in capsys.readouterr().err
+    assert main([*argv, "--architecture", "hard"]) == 2  # hard reads no --expert-layers: the corpus is next
+    assert "absent" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_help_lists_every_registered_architecture_and_who_reads_each_option():
