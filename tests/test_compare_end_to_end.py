@@ -9,8 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+from transformers import ErnieConfig
 
 from ernie_cpt.cli import main
+from ernie_cpt.modeling.builder import model_from_description
+from ernie_cpt.training.checkpoint import checkpoints, read_checkpoint
 from ernie_cpt.training.run_log import read_records
 
 pytestmark = pytest.mark.slow
@@ -108,3 +111,47 @@ def test_compare_writes_the_report_of_its_runs_and_resumes_without_rerunning(sam
 
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
     assert {row["variant"]: row for row in json.loads((report / "summary.json").read_text())["runs"]} == runs
+
+
+
+def test_compare_architectures_reports_each_with_its_parameters_and_tokens_per_second(sample_dir, tmp_path):
+    out = tmp_path / "compare"
+    argv = ["compare", "--corpus", *[str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]], "--output-dir", str(out),
+            "--tasks", *TASKS, "--architectures", "hard,mmoe", "--schedules", "sequential", "--expert-layers", "1",
+            "--num-experts", "4", "--steps-per-task", "4", "--eval-steps", "0", "--model-size", "tiny",
+            "--batch-size", "8", "--vocab-size", "3000", "--max-seq-length", "64", "--eval-max-examples", "32",
+            "--logging-steps", "1", "--seed", "3"]
+
+    assert main(argv) == 0
+
+    report = out / "report"
+    summary = json.loads((report / "summary.json").read_text())
+    runs = {row["variant"]: row for row in summary["runs"] if row["kind"] == "variant"}
+    assert list(runs) == ["hard", "mmoe"] and [row["architecture"] for row in runs.values()] == ["hard", "mmoe"]
+    # mmoe holds 3 more copies of one tiny layer (4 x (128 x 128 + 128) attention, 128 x 512 + 512 and
+    # 512 x 128 + 128 feed-forward, 2 x 256 LayerNorm: 198,272) and a 128 -> 4 gate per task (2 x 516).
+    assert runs["mmoe"]["parameters"] - runs["hard"]["parameters"] == 3 * 198_272 + 2 * 516
+    for architecture, row in runs.items():
+        run_dir = out / "runs" / f"{architecture}-sequential-seed3"
+        rates = sorted(r["tokens_per_s"] for r in read_records(run_dir, "train"))
+        assert row["tokens_per_s"] == (rates[len(rates) // 2] if len(rates) % 2 else
+                                       (rates[len(rates) // 2 - 1] + rates[len(rates) // 2]) / 2)
+        assert row["average_final"] == pytest.approx(sum(
+            r["accuracy"] for r in read_records(run_dir, "eval") if r["stage"] == 1 and r["stage_end"]) / 2)
+    mmoe = out / "runs" / "mmoe-sequential-seed3"
+    assert read_records(mmoe, "routing")
+    # The run directory rebuilds the model: architecture.json, encoder_config.json and the checkpoint's weights.
+    model = model_from_description(json.loads((mmoe / "architecture.json").read_text()),
+                                   ErnieConfig.from_json_file(str(mmoe / "encoder_config.json")))
+    model.load_state_dict(read_checkpoint(checkpoints(mmoe)[-1])[0])  # strict
+    assert sum(p.numel() for p in model.parameters()) == runs["mmoe"]["parameters"]
+    markdown = (report / "report.md").read_text()
+    assert markdown.startswith("# Comparison of architectures")
+    header = next(line for line in markdown.splitlines() if line.startswith("| architecture"))
+    cells = [cell.strip() for cell in header.strip("|").split("|")]
+    assert cells[:2] == ["architecture", "average final accuracy"]
+    assert cells[-3:] == ["parameters", "tokens/s", "wall time"]
+    rows = [line for line in markdown.splitlines() if line.startswith(("| hard ", "| mmoe "))]
+    assert f"{runs['mmoe']['parameters'] / 1e6:.2f}M" in rows[1] and f"{runs['hard']['tokens_per_s']:,.0f}" in rows[0]
+    for name in ["heatmap-hard.png", "heatmap-mmoe.png", "metrics/hard-seed3.json", "metrics/mmoe-seed3.json"]:
+        assert (report / name).stat().st_size > 0, name

@@ -4,8 +4,10 @@ forgetting and transfer with confidence intervals over seeds.
 The corpus is annotated once, up front (later runs read the annotation cache, and a bad corpus
 fails before anything is written). Then, for each seed (``--seed``, ``--seed`` + 1, ...):
 
-* every variant (a curriculum, or ``<curriculum>+replay`` with ``--replay F``) runs ``pretrain`` into
-  ``DIR/runs/<variant>-seed<k>/`` with the same tasks, per-task budget, data and model options, so
+* every variant (a curriculum, or ``<curriculum>+replay`` with ``--replay F``; with
+  ``--architectures``, each sharing architecture at one curriculum) runs ``pretrain`` into
+  ``DIR/runs/<variant>-seed<k>/`` (``<architecture>-<curriculum>-seed<k>``) with the same tasks,
+  per-task budget, data and model options, so
   every variant starts from the same initialisation (pretrain seeds torch right before it builds
   the model, and the corpus tokenizer comes from the cache); the held-out split is the same for
   every seed (``--split-seed``). Its metrics are computed, its encoder exported, fine-tuned on the
@@ -34,7 +36,13 @@ from typing import Any
 import yaml
 
 from ernie_cpt.commands.compare_runs import initial_run, pretrained_run, tfidf_run
-from ernie_cpt.commands.options import CompareOptions, FinetuneOptions, RunOptions, pretrain_option_classes
+from ernie_cpt.commands.options import (
+    DEFAULT_SCHEDULES,
+    CompareOptions,
+    FinetuneOptions,
+    RunOptions,
+    pretrain_option_classes,
+)
 from ernie_cpt.data.annotate import annotate
 from ernie_cpt.data.corpus import load_corpus, split_documents
 from ernie_cpt.data.labelled_data import LabelledData, load_labelled_data
@@ -42,7 +50,9 @@ from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import forward_transfer
 from ernie_cpt.evaluation.probes import ProbeSet, probe_sets
-from ernie_cpt.modeling.options import ModelOptions
+from ernie_cpt.modeling.architectures import ARCHITECTURES, check_expert_layers
+from ernie_cpt.modeling.encoder import preset_layers
+from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.training.checkpoint import atomic_write_text
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.weighting.options import WeightingOptions
@@ -57,11 +67,14 @@ MLM = "knowledge_masking"
 
 @dataclass(frozen=True)
 class Variant:
-    """One compared variant: a curriculum, with the replay fraction it runs with."""
+    """One compared variant: a curriculum, with the replay fraction and the architecture it runs with;
+    ``folder`` names its runs (``<folder>-seed<k>``)."""
 
     name: str
     schedule: str
     replay: float
+    architecture: str
+    folder: str
 
 
 def schedule_names(items: list[str]) -> list[str]:
@@ -70,11 +83,35 @@ def schedule_names(items: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _architectures(settings: CompareOptions) -> list[str] | None:
+    """The architectures of --architectures (None: compare curricula); an unknown one is a UserError."""
+    if settings.architectures is None:
+        return None
+    names = schedule_names(settings.architectures)
+    if not names:
+        raise UserError(f"--architectures names no architecture; give e.g. --architectures hard,mmoe "
+                        f"(registered: {', '.join(ARCHITECTURES)})")
+    for name in names:
+        ARCHITECTURES.get(name)
+    return names
+
+
 def _variants(options: dict[type, Any]) -> list[Variant]:
-    """The variants named by --schedules; ``X+replay`` runs X with --replay, plain X without replay."""
-    replay = options[ScheduleOptions].replay
+    """The variants named by --schedules; ``X+replay`` runs X with --replay, plain X without replay.
+    With --architectures, one variant per architecture at the one curriculum of --schedules."""
+    replay, settings = options[ScheduleOptions].replay, options[CompareOptions]
+    architectures = _architectures(settings)
+    default = DEFAULT_SCHEDULES if architectures is None else [options[ScheduleOptions].schedule]
+    names = default if settings.schedules is None else schedule_names(settings.schedules)
+    if architectures is not None and len(names) > 1:
+        raise UserError(f"--architectures compares architectures at one curriculum, but --schedules names "
+                        f"{len(names)} ({', '.join(names)}); give one, e.g. --schedules sequential")
+    layers = preset_layers(options[ModelOptions])
+    for architecture in architectures or [options[ArchitectureOptions].architecture]:
+        if layers is not None:  # else checked when the --init-from encoder is built
+            check_expert_layers(dataclasses.replace(options[ArchitectureOptions], architecture=architecture), layers)
     variants = []
-    for name in schedule_names(options[CompareOptions].schedules):
+    for name in names:
         schedule = name.removesuffix(REPLAY)
         get_curriculum(schedule)
         if schedule == "file":
@@ -82,7 +119,9 @@ def _variants(options: dict[type, Any]) -> list[Variant]:
                             "schedule sets its own budgets: run it with ernie-cpt pretrain")
         if name.endswith(REPLAY) and replay <= 0:
             raise UserError(f"{name} replays a fraction --replay of every stage's steps; give it, e.g. --replay 0.05")
-        variants.append(Variant(name, schedule, replay if name.endswith(REPLAY) else 0.0))
+        fraction = replay if name.endswith(REPLAY) else 0.0
+        variants += ([Variant(a, schedule, fraction, a, f"{a}-{name}") for a in architectures] if architectures else
+                     [Variant(name, schedule, fraction, options[ArchitectureOptions].architecture, name)])
     if not variants:
         raise UserError("--schedules names no curriculum; give e.g. --schedules continual,joint")
     if replay > 0 and not any(v.name.endswith(REPLAY) for v in variants):
@@ -136,14 +175,18 @@ def _stages(options: dict[type, Any], variant: Variant) -> list[Stage]:
 
 
 def _run_options(options: dict[type, Any], run_dir: Path, seed: int, resume: bool, tasks: list[str],
-                 schedule: ScheduleOptions, training: TrainingOptions | None = None) -> dict[type, Any]:
-    """The options of pretrain for one run; the others are compare's, unchanged."""
+                 schedule: ScheduleOptions, training: TrainingOptions | None = None,
+                 architecture: str | None = None) -> dict[type, Any]:
+    """The options of pretrain for one run (with ``architecture``, that one instead of
+    --architecture); the others are compare's, unchanged."""
     settings = options[CompareOptions]
     replaced = {
         RunOptions: RunOptions(output_dir=str(run_dir), tasks=list(tasks), max_seq_length=settings.max_seq_length,
                                resume=resume, overwrite=not resume),
         ScheduleOptions: schedule,
         TrainingOptions: dataclasses.replace(training or options[TrainingOptions], seed=seed),
+        ArchitectureOptions: dataclasses.replace(
+            options[ArchitectureOptions], architecture=architecture or options[ArchitectureOptions].architecture),
     }
     return {cls: replaced.get(cls, options.get(cls)) for cls in pretrain_option_classes()}
 
@@ -182,9 +225,9 @@ def _runs_of_seed(options: dict[type, Any], variants: list[Variant], seed: int, 
 
     results = []
     for variant in variants:
-        run_dir = root / "runs" / f"{variant.name}-seed{seed}"
+        run_dir = root / "runs" / f"{variant.folder}-seed{seed}"
         make = partial(_run_options, options, run_dir, seed, tasks=settings.tasks,
-                       schedule=_schedule_options(options, variant))
+                       schedule=_schedule_options(options, variant), architecture=variant.architecture)
         results.append(pretrained_run(variant.name, "variant", seed, run_dir, make, metric, downstream(run_dir),
                                       probes))
     single = dataclasses.replace(training, lr_schedule="whole")
@@ -200,7 +243,7 @@ def _runs_of_seed(options: dict[type, Any], variants: list[Variant], seed: int, 
     mlm = dataclasses.replace(options[ScheduleOptions], schedule="joint", steps_per_task=total, replay=0.0)
     make = partial(_run_options, options, run_dir, seed, tasks=[MLM], schedule=mlm)
     results.append(pretrained_run("mlm", "baseline", seed, run_dir, make, metric, downstream(run_dir), probes))
-    source = root / "runs" / f"{variants[0].name}-seed{seed}"
+    source = root / "runs" / f"{variants[0].folder}-seed{seed}"
     results.append(initial_run(seed, root / "runs" / f"none-seed{seed}", source, options[ModelOptions],
                                downstream(root / "runs" / f"none-seed{seed}"), probes))
     return results
@@ -230,7 +273,11 @@ def _setup(options: dict[type, Any], variants: list[Variant]) -> dict[str, Any]:
               f"one task per step, --task-sampling {schedule_options.task_sampling}")
     return {
         "corpus": options[CorpusOptions].corpus or "the bundled sample (Persuasion, chapters 1-12)",
-        "curricula": [v.name + (f" ({v.replay:g} of each stage)" if v.replay else "") for v in variants],
+        "curricula": list(dict.fromkeys(v.schedule + (f"+replay ({v.replay:g} of each stage)" if v.replay else "")
+                                        for v in variants)),
+        "architectures": list(dict.fromkeys(v.architecture for v in variants)),
+        **({"expert layers (K)": options[ArchitectureOptions].expert_layers}
+           if any(v.architecture != "hard" for v in variants) else {}),
         "tasks": settings.tasks,
         "steps per task": "-".join(map(str, budgets)),
         "model": model.init_from or f"{model.model_size} (new)",
@@ -270,4 +317,5 @@ def compare(options: dict[type, Any]) -> Path:
         results.append(tfidf_run(root / "runs" / "tfidf", data, _downstream(settings, training, 0, root)))
     order = [v.name for v in variants] + ["mlm", "none", "tfidf"]
     results = sorted(_with_forward_transfer(results), key=lambda r: (order.index(r["variant"]), r["seed"] or 0))
-    return write_report(results, _setup(options, variants), root / "report")
+    axis = ("architecture", "architectures") if settings.architectures is not None else ("curriculum", "curricula")
+    return write_report(results, _setup(options, variants), root / "report", axis)

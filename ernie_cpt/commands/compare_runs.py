@@ -39,8 +39,9 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.bag_of_words import tfidf_baseline
 from ernie_cpt.evaluation.forgetting import continual_metrics
 from ernie_cpt.evaluation.probes import ProbeSet, probe_scores
+from ernie_cpt.evaluation.run_costs import parameter_count, training_tokens_per_s
 from ernie_cpt.modeling.encoder import encoder_from_checkpoint
-from ernie_cpt.modeling.options import ModelOptions
+from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.options import to_dict
 from ernie_cpt.training.checkpoint import atomic_write_text, checkpoints
 from ernie_cpt.training.run_dir import option_differences
@@ -105,7 +106,7 @@ def pretrained_run(name: str, kind: str, seed: int, run_dir: Path, make_options:
         probe = export_model and bool(probes) and not result.get("probes")  # --probes added later
         if rescore:
             result["metrics"] = continual_metrics(run_dir, metric)
-        if probe:
+        if probe and (run_dir / "export" / "config.json").is_file():
             _transfer(result, run_dir / "export", None, probes)
         return _save(run_dir, result) if rescore or probe else result
 
@@ -113,14 +114,20 @@ def pretrained_run(name: str, kind: str, seed: int, run_dir: Path, make_options:
     start = time.perf_counter()
     pretrain(run_options)
     result = {"variant": name, "kind": kind, "seed": seed, "schedule": run_options[ScheduleOptions].schedule,
+              "architecture": run_options[ArchitectureOptions].architecture,
               "pretrain_seconds": time.perf_counter() - start, "resumed": resume,
+              "parameters": parameter_count(run_dir), "tokens_per_s": training_tokens_per_s(run_dir),
               "metrics": continual_metrics(run_dir, metric), "downstream": None, "probes": None,
               "downstream_options": finetune_settings(downstream)}
     if export_model:
         export_dir = run_dir / "export"
         shutil.rmtree(export_dir, ignore_errors=True)  # a part-written export of an interrupted compare
         export(run_dir, export_dir)
-        _transfer(result, export_dir, downstream, probes)
+        if (export_dir / "config.json").is_file():
+            _transfer(result, export_dir, downstream, probes)
+        else:  # fine-tuning and probes read one ErnieModel
+            log.warning("%s: a %s model does not fold into one ErnieModel, so it is neither fine-tuned nor probed "
+                        "(its export keeps the whole model)", name, result["architecture"])
     return _save(run_dir, result)
 
 

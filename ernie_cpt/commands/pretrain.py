@@ -5,9 +5,11 @@ The run directory holds everything needed to resume or export:
     run_config.json      the resolved options of the run
     encoder_config.json  the ErnieConfig of the encoder
     tasks.json           task name → task id (row of the task embedding)
+    architecture.json    the model's ``describe()``: with encoder_config.json and a checkpoint's
+                         weights, ``model_from_description`` rebuilds the model exactly
     tokenizer/           the tokenizer (trained on the corpus or copied)
     checkpoints/         step-NNNNNNNN/ folders and the ``latest`` pointer
-    logs/                train.jsonl, eval.jsonl, tensorboard/
+    logs/                train.jsonl, eval.jsonl, weights.jsonl, routing.jsonl, tensorboard/
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
 from ernie_cpt.messages import plural
-from ernie_cpt.modeling.architectures import Architecture
+from ernie_cpt.modeling.architectures import Architecture, check_expert_layers
 from ernie_cpt.modeling.builder import build_model
-from ernie_cpt.modeling.encoder import check_init_from
+from ernie_cpt.modeling.encoder import check_init_from, preset_layers
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.options import to_dict
 from ernie_cpt.training.batching import TaskStream, eval_batches
@@ -196,6 +198,8 @@ def pretrain(options: dict[type, Any]) -> Path:
     weighting = (build_weighting(options[WeightingOptions], run.tasks)
                  if schedule_options.task_mixing == "all" else None)
     source = _init_source(model_options, run)
+    if preset_layers(model_options) is not None:  # else checked when the --init-from encoder is built
+        check_expert_layers(options[ArchitectureOptions], preset_layers(model_options))
     run_dir = Path(run.output_dir)
     config = _config(options, schedule)
     resume_from = _checkpoint_to_resume(run_dir, config, run)
@@ -225,6 +229,7 @@ def pretrain(options: dict[type, Any]) -> Path:
             tokenizer.save_pretrained(str(run_dir / "tokenizer"))
             model.config.to_json_file(str(run_dir / "encoder_config.json"))
             atomic_write_text(run_dir / "tasks.json", json.dumps(model.task_ids, indent=2))
+            atomic_write_text(run_dir / "architecture.json", json.dumps(model.describe(), indent=2))
             write_config(run_dir, config)
         log.info("Schedule %s:\n%s", schedule_options.schedule,
                  plan_table(schedule, list(tasks), schedule_options.task_mixing))

@@ -33,6 +33,11 @@ from ernie_cpt.evaluation.summary import Measure, answer, by_seed, collapsed, gr
 from ernie_cpt.training.checkpoint import atomic_write_text
 
 DASH = "\u2013"  # "not defined" in a table cell
+COST_DEFINITIONS = """\
+- **Parameters**: every parameter of the pre-trained model (encoder, experts or columns, gates, heads), in millions.
+- **Tokens/s**: training tokens (padding excluded) per second, the median over the logging windows of \
+`logs/train.jsonl` (mean over seeds).
+- The single-task references of FWT and the baselines run with `--architecture` (hard sharing unless set)."""
 DEFINITIONS = """\
 - **Drop from best to final** {metric}: per task, its best held-out score at any evaluation point (every \
 `--eval-steps` and every stage end) after its training began, minus its final score; the mean over tasks. \
@@ -116,6 +121,8 @@ def measures(metric: str, downstream: bool, probes: bool) -> list[Measure]:
 
 def _summary_table(groups: dict[str, list[dict[str, Any]]], estimates: dict[str, dict[str, Estimate | None]],
                    columns: list[Measure], axis: str) -> str:
+    """One row per variant and baseline; comparing architectures, their parameters and tokens/s too."""
+    costs = axis == "architecture"
     body = []
     for name, runs in groups.items():
         cells = []
@@ -127,8 +134,19 @@ def _summary_table(groups: dict[str, list[dict[str, Any]]], estimates: dict[str,
         seconds = [run["pretrain_seconds"] for run in runs if run["pretrain_seconds"] is not None]
         resumed = " *" if any(r["resumed"] for r in runs) else ""
         wall = _duration(statistics.mean(seconds)) + resumed if seconds else DASH
-        body.append([name if runs[0]["kind"] == "variant" else f"{name} (baseline)", *cells, wall])
-    return _table([axis, *(m.heading for m in columns), "wall time"], body)
+        cost = [_millions(runs[0]["parameters"]), _rate([r["tokens_per_s"] for r in runs])] if costs else []
+        body.append([name if runs[0]["kind"] == "variant" else f"{name} (baseline)", *cells, *cost, wall])
+    return _table([axis, *(m.heading for m in columns), *(["parameters", "tokens/s"] if costs else []), "wall time"],
+                  body)
+
+
+def _millions(value: float | None) -> str:
+    return DASH if value is None else f"{value / 1e6:.2f}M"
+
+
+def _rate(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{statistics.mean(known):,.0f}" if known else DASH
 
 
 def _per_task_table(groups: dict[str, list[dict[str, Any]]], prefix: str, tasks: list[str]) -> str:
@@ -236,7 +254,7 @@ def write_report(results: list[dict[str, Any]], setup: dict[str, Any], report_di
         "![Learning curves](curves.png)", "",
         "## What the numbers mean", "",
         DEFINITIONS.format(dash=DASH, metric=metric, axis=axis[0], axes=axis[1], downstream=downstream_line,
-                           probes=probe_line),
+                           probes=probe_line) + ("\n" + COST_DEFINITIONS if axis[0] == "architecture" else ""),
         "", "## Run setup", "",
         *(f"- **{name}**: {', '.join(map(str, value)) if isinstance(value, list) else value}"
           for name, value in setup.items()), "",

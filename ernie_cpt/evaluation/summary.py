@@ -59,6 +59,8 @@ def run_row(result: dict[str, Any]) -> dict[str, Any]:
         "probe_mean": _mean([p["accuracy"] for p in probes.values()]),
         **{f"probe_{name}": probe["accuracy"] for name, probe in probes.items()},
         "pretrain_seconds": result.get("pretrain_seconds"), "resumed": bool(result.get("resumed")),
+        "architecture": result.get("architecture"), "parameters": result.get("parameters"),
+        "tokens_per_s": result.get("tokens_per_s"),
     }
 
 

@@ -7,7 +7,10 @@ weighting) - accumulate gradients over micro-batches, clip, step, and now and th
 evaluate and checkpoint. At a stage boundary the stage is scored, and AdamW's moments are
 reset if ``--reset-optimizer`` asks for it; parameters always carry over. The learning rate
 follows one warm-up + linear-decay schedule over the whole curriculum (``--lr-schedule whole``),
-or warms up and decays again in every stage (``--lr-schedule per-stage``).
+or warms up and decays again in every stage (``--lr-schedule per-stage``). Where the architecture
+routes tasks (gates, cross-stitch units), ``model.routing()`` gives per task the mean routing
+weights since its last call; they go to ``logs/routing.jsonl`` every ``--logging-steps`` and at
+every checkpoint.
 
 A step whose loss or gradient norm is NaN or infinite is skipped: no parameter moves, a warning
 and a ``"skipped": true`` record are logged, and the step still counts (its batches and its
@@ -267,6 +270,11 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
                 run_log.write("train", record)
                 bar.set_postfix(task=record["task"], loss=f"{record['loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}")
                 window_tokens, window_start = 0, time.perf_counter()
+            # Routing means since the last record (every rank takes part), written at every checkpoint too:
+            # a resumed run starts from a checkpoint with nothing accumulated, and logs what the whole run logs.
+            if step % options.logging_steps == 0 or step % options.save_steps == 0 or step == total_steps:
+                for task, weights in model.routing().items():
+                    run_log.write("routing", {"step": step, "stage": stage_index, "task": task, "weights": weights})
             if nonfinite > options.max_nonfinite_steps:
                 kept = latest_name(run_dir) or "none (none was saved)"
                 raise UserError(f"the loss or gradient norm was NaN/inf in {nonfinite} steps (the last: step {step}), "

@@ -45,9 +45,15 @@ def test_schedules_may_be_comma_or_space_separated_and_repeat():
      "--replay is a fraction of each stage's steps"),
     (["--tasks", "knowledge_masking", "capitalization", "--schedules", "contnual+replay", "--replay", "0.1"],
      "unknown schedule 'contnual'; did you mean 'continual'?"),
+    (["--tasks", "knowledge_masking", "capitalization", "--architectures", "hard,moe"],
+     "unknown architecture 'moe'; did you mean 'mmoe'?"),
+    (["--tasks", "knowledge_masking", "capitalization", "--architectures", "hard,mmoe", "--schedules", "joint",
+      "sequential"], "--architectures compares architectures at one curriculum, but --schedules names 2"),
+    (["--tasks", "knowledge_masking", "capitalization", "--architectures", "hard,ple", "--model-size", "tiny",
+      "--expert-layers", "3"], "--expert-layers 3 is outside 1..2, the encoder's layers"),
 ], ids=["unknown-schedule", "file-schedule", "one-task", "unknown-task", "train-only", "test-only", "missing-file",
         "no-seeds", "no-held-out", "replay-without-fraction", "fraction-without-replay", "replay-out-of-range",
-        "unknown-replayed-schedule"])
+        "unknown-replayed-schedule", "unknown-architecture", "architectures-at-two-curricula", "expert-layers"])
 def test_bad_input_is_one_line_and_writes_nothing(flags, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ["compare", "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
@@ -114,7 +120,7 @@ def fake_training(monkeypatch) -> list[tuple[str, int, bool, bool]]:
     monkeypatch.setattr(runs_module, "continual_metrics", lambda run_dir, metric: {"metric": metric})
     monkeypatch.setattr(runs_module, "export", lambda run_dir, out: Path(out).mkdir())
     monkeypatch.setattr(runs_module, "_write_initial_encoder", lambda source, model, seed, out: Path(out).mkdir())
-    monkeypatch.setattr(report_module, "write_report", lambda results, setup, folder: Path(folder) / "report.md")
+    monkeypatch.setattr(report_module, "write_report", lambda results, setup, folder, axis: Path(folder) / "report.md")
     return calls
 
 
@@ -188,3 +194,24 @@ def test_another_metric_rescores_finished_runs_without_training(fake_training, t
 
     assert fake_training == []
     assert json.loads((tmp_path / "runs" / "joint-seed7" / "result.json").read_text())["metrics"] == {"metric": "f1"}
+
+
+def test_architectures_run_at_one_curriculum_each_into_its_own_folder(fake_training, tmp_path):
+    argv = ["compare", "--output-dir", str(tmp_path), "--tasks", "knowledge_masking", "capitalization",
+            "--architectures", "hard,mmoe", "cross_stitch", "--schedules", "sequential", "--steps-per-task", "4",
+            "--seed", "7", "--expert-layers", "1"]
+
+    assert main(argv) == 0
+
+    # the architectures at the one curriculum, then the references and the mlm baseline (with --architecture)
+    assert fake_training == [(f"{name}-seed7", 7, False, True) for name in (
+        "hard-sequential", "mmoe-sequential", "cross_stitch-sequential", "single-knowledge_masking",
+        "single-capitalization", "mlm")]
+    assert json.loads((tmp_path / "runs" / "mlm-seed7" / "run_config.json").read_text())["architecture"] == "hard"
+    for architecture in ("hard", "mmoe", "cross_stitch"):
+        run_dir = tmp_path / "runs" / f"{architecture}-sequential-seed7"
+        config = json.loads((run_dir / "run_config.json").read_text())
+        assert (config["architecture"], config["schedule"], config["expert_layers"]) == (architecture, "sequential", 1)
+        result = json.loads((run_dir / "result.json").read_text())
+        assert (result["variant"], result["architecture"], result["schedule"]) == (architecture, architecture,
+                                                                                  "sequential")
