@@ -18,7 +18,7 @@ import yaml
 from ernie_cpt.errors import UserError
 from ernie_cpt.registry import Registry
 from ernie_cpt.text_encoding import read_text
-from schedules.stage import Stage, get_allocation, split_budget
+from schedules.stage import Stage, get_allocation, split_budget, with_replay
 
 if TYPE_CHECKING:
     from schedules.options import ScheduleOptions
@@ -135,7 +135,9 @@ def _stages_of(data: Any, path: str, tasks: list[str]) -> list[dict[str, int]]:
 def build_schedule(options: ScheduleOptions, tasks: list[str], total_steps: int) -> list[Stage]:
     """The stages of the curriculum ``options.schedule`` for ``tasks`` (in curriculum order). Each
     task's budget is ``--steps-per-task`` when given, else ``total_steps`` shared evenly, the
-    remainder one step each to the earliest tasks (1000 steps, 3 tasks: 334, 333, 333)."""
+    remainder one step each to the earliest tasks (1000 steps, 3 tasks: 334, 333, 333). With
+    ``--replay F`` a fraction F of every stage's steps then replays earlier tasks
+    (:func:`schedules.stage.with_replay`)."""
     if not tasks:
         raise UserError("--tasks is empty; name at least one pre-task")
     repeated = [task for i, task in enumerate(tasks) if task in tasks[:i]]
@@ -148,4 +150,5 @@ def build_schedule(options: ScheduleOptions, tasks: list[str], total_steps: int)
         if options.schedule != "file" and min(budgets.values()) < 1:
             raise UserError(f"--max-steps {total_steps} gives some task no steps ({len(tasks)} tasks share it); "
                             f"raise it to at least {len(tasks)} or set --steps-per-task")
-    return get_curriculum(options.schedule)(tasks, budgets, options)
+    stages = get_curriculum(options.schedule)(tasks, budgets, options)
+    return with_replay(stages, options.replay) if options.replay else stages

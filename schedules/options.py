@@ -37,6 +37,10 @@ class ScheduleOptions:
     sampling_temperature: float = option(2.0, "Temperature T of --task-sampling size: p_i proportional to n_i^(1/T), "
                                          "n_i the task's training examples (T5 / MT-DNN mixing)",
                                          valid=Range(0, 100, low_open=True))
+    replay: float = option(0.0, "Fraction of every stage's steps given to the tasks that earlier stages train and "
+                           "this one does not (experience replay; Ibrahim et al. 2024 replay 0.05). The "
+                           "stage's total steps stay the same. With continual, 'continual + replay' lies between "
+                           "continual and sequential", valid=Range(0, 1, high_open=True))
     reset_optimizer: bool = option(False, "Reset AdamW's moment estimates at every stage boundary; otherwise they "
                                    "are kept. Parameters always carry over")
     shared_task_id: bool = option(False, "All tasks use task id 0 in the task embedding (an ablation); otherwise "

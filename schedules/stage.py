@@ -41,6 +41,30 @@ def apportion(total: int, weights: list[int]) -> list[int]:
     return parts
 
 
+def with_replay(stages: list[Stage], fraction: float) -> list[Stage]:
+    """Experience replay: in every stage, ``fraction`` of its task steps (rounded) go to the tasks
+    that earlier stages train and this one does not, in equal shares (remainders to the earliest),
+    taken from the stage's own tasks in proportion to their steps (:func:`apportion`). The stage's
+    total steps, and so the curriculum's cost, are unchanged; a task replayed in later stages gets
+    more than its budget, a task that yields steps to replay fewer. A stage with no such earlier
+    task is kept as it is. For ``continual`` (A) -> (B) -> (C) with N steps each and fraction 0.05,
+    stage 2 trains B 0.95N and A 0.05N steps, stage 3 C 0.95N and A, B 0.025N each: the 5 % replay
+    that Ibrahim et al. 2024 ("Simple and Scalable Strategies to Continually Pre-train Large
+    Language Models", TMLR) add to continual pre-training."""
+    replayed, seen = [], []
+    for stage in stages:
+        earlier = [task for task in seen if task not in stage.steps]
+        given = round(fraction * stage.total_steps) if earlier else 0
+        steps = dict(stage.steps)
+        if given:
+            taken = apportion(given, list(stage.steps.values()))
+            steps = {task: n - k for (task, n), k in zip(stage.steps.items(), taken)}
+            steps.update(zip(earlier, apportion(given, [1] * len(earlier))))
+        replayed.append(Stage({task: n for task, n in steps.items() if n > 0}))
+        seen += [task for task in stage.steps if task not in seen]
+    return replayed
+
+
 def split_budget(total_steps: int, tasks: list[str]) -> dict[str, int]:
     """``total_steps`` shared as evenly as possible; earlier tasks get the remainder."""
     return dict(zip(tasks, apportion(total_steps, [1] * len(tasks))))

@@ -67,7 +67,7 @@ def held_out(run) -> dict:
     run_dir, args = run
     options = resolve_options(build_parser().parse_args(args), pretrain_option_classes())
     documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
-    split = split_documents(documents, options[EvaluationOptions].eval_fraction, options[TrainingOptions].seed)
+    split = split_documents(documents, options[EvaluationOptions].eval_fraction, options[EvaluationOptions].split_seed)
     tokenizer = load_tokenizer(run_dir / "tokenizer")
     tasks = {name: get_task(name)(tokenizer, options[get_task(name).options_class],
                                   options[RunOptions].max_seq_length) for name in TASKS}

@@ -59,7 +59,7 @@ def _child(argv: list[str], log_file: str) -> None:
 
 
 FORKSERVER = multiprocessing.get_context("forkserver")
-FORKSERVER.set_forkserver_preload(["ernie_cpt.cli", "torch.utils.tensorboard"])
+FORKSERVER.set_forkserver_preload(["ernie_cpt.cli", "ernie_cpt.commands.pretrain", "torch.utils.tensorboard"])
 
 
 def _start(argv: list[str], log_file: Path) -> multiprocessing.Process:
@@ -155,3 +155,39 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run(sampl
     assert _comparable(run_dir, "eval") == _comparable(reference, "eval"), summary
     assert _all_checkpoints_readable(run_dir)[-1] == STEPS
     assert not _partial_folders(run_dir)
+
+
+ROUTED = ["mmoe", "cgc", "ple", "cross_stitch"]
+
+
+def _architecture_args(corpus: list[str], run_dir: Path, architecture: str, resume: bool) -> list[str]:
+    """8 steps of two tasks over the stages of sequential, the top layer routed; the routing means are
+    logged every 4 steps and at every checkpoint (every 3 steps)."""
+    return ["pretrain", "--corpus", *corpus, "--output-dir", str(run_dir), "--model-size", "tiny",
+            "--architecture", architecture, "--expert-layers", "1", "--tasks", "knowledge_masking", "capitalization",
+            "--schedule", "sequential", "--max-steps", "8", "--batch-size", "8", "--learning-rate", "1e-3",
+            "--max-seq-length", "64", "--logging-steps", "4", "--eval-steps", "5", "--eval-max-examples", "32",
+            "--save-steps", "3", "--vocab-size", "3000", "--seed", "7", *(["--resume"] if resume else [])]
+
+
+@pytest.mark.parametrize("architecture", ROUTED)
+def test_each_routed_architecture_killed_mid_run_resumes_to_the_uninterrupted_run(architecture, sample_dir, tmp_path):
+    corpus = [str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]]
+    reference, run_dir = tmp_path / "reference", tmp_path / "killed"
+    uninterrupted = _start(_architecture_args(corpus, reference, architecture, resume=False),
+                           tmp_path / "reference.log")
+    child = _start(_architecture_args(corpus, run_dir, architecture, resume=False), tmp_path / "killed.log")
+    assert _kill_when(child, run_dir, "step", 1, 0.0)  # SIGKILL as soon as step 4 is logged: it resumes from step 3
+    assert _all_checkpoints_readable(run_dir)[-1] < 8
+    child = _start(_architecture_args(corpus, run_dir, architecture, resume=True), tmp_path / "resumed.log")
+    child.join()
+    uninterrupted.join()
+    assert uninterrupted.exitcode == 0, (tmp_path / "reference.log").read_text()
+    assert child.exitcode == 0, (tmp_path / "resumed.log").read_text()
+
+    assert "Resumed from" in (tmp_path / "resumed.log").read_text()
+    routing = read_records(reference, "routing")
+    assert sorted({r["step"] for r in routing}) == [3, 4, 6, 8]
+    assert {r["task"] for r in routing} == {"knowledge_masking", "capitalization"}
+    for kind in ("train", "eval", "routing"):
+        assert _comparable(run_dir, kind) == _comparable(reference, kind), kind

@@ -1,54 +1,80 @@
-"""``ernie-cpt compare``: several curricula on one corpus, then one report on forgetting and transfer.
+"""``ernie-cpt compare``: several curricula on one corpus, beside baselines, then one report on
+forgetting and transfer with confidence intervals over seeds.
 
 The corpus is annotated once, up front (later runs read the annotation cache, and a bad corpus
-fails before anything is written). Then, for each seed (``--seed``, ``--seed`` + 1, ...) and
-each curriculum, ``pretrain`` runs into ``DIR/runs/<schedule>-seed<k>/`` with the same tasks,
-per-task budget, data and model options, so every curriculum starts from the same
-initialisation: pretrain seeds torch right before it builds the model, and the corpus
-tokenizer comes from the cache. The run's continual-learning metrics are computed
-(:func:`ernie_cpt.evaluation.forgetting.continual_metrics`), the encoder is exported to ``export/`` and,
-given a downstream set, fine-tuned on it with the run's seed. ``result.json``, written last
-and atomically, marks the run done.
+fails before anything is written). Then, for each seed (``--seed``, ``--seed`` + 1, ...):
 
-Started again with the same options, compare skips the runs that have a result.json (rescoring
-them from their logs if ``--metric`` changed), resumes those with a checkpoint (``pretrain
---resume``) and restarts those without one; a finished run whose options differ is an error
-rather than a silent mix. The report goes to ``DIR/report/``
+* every variant (a curriculum, or ``<curriculum>+replay`` with ``--replay F``; with
+  ``--architectures``, each sharing architecture at one curriculum) runs ``pretrain`` into
+  ``DIR/runs/<variant>-seed<k>/`` (``<architecture>-<curriculum>-seed<k>``) with the same tasks,
+  per-task budget, data and model options, so
+  every variant starts from the same initialisation (pretrain seeds torch right before it builds
+  the model, and the corpus tokenizer comes from the cache); the held-out split is the same for
+  every seed (``--split-seed``). Its metrics are computed, its encoder exported, fine-tuned on the
+  downstream set and probed (:mod:`ernie_cpt.commands.compare_runs`);
+* each task alone (``single-<task>-seed<k>``): the reference of forward transfer, evaluated at the
+  step counts at which the variants first finish training that task;
+* the baselines: ``mlm-seed<k>`` (knowledge masking alone for the variants' total steps) and
+  ``none-seed<k>`` (no pre-training); and once, ``tfidf`` (TF-IDF + logistic regression).
+
+``result.json``, written last and atomically, marks a run done. Started again with the same
+options, compare skips the finished runs (rescoring them from their logs if ``--metric``
+changed), resumes those with a checkpoint and restarts the others; a finished run whose options
+differ is an error rather than a silent mix. The report goes to ``DIR/report/``
 (:mod:`ernie_cpt.evaluation.report`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import shutil
-import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ernie_cpt.commands.export import export
-from ernie_cpt.commands.finetune import finetune
-from ernie_cpt.commands.options import CompareOptions, FinetuneOptions, RunOptions, pretrain_option_classes
-from ernie_cpt.commands.pretrain import pretrain
+import yaml
+
+from ernie_cpt.commands.compare_runs import initial_run, pretrained_run, tfidf_run
+from ernie_cpt.commands.options import (
+    DEFAULT_SCHEDULES,
+    CompareOptions,
+    FinetuneOptions,
+    RunOptions,
+    pretrain_option_classes,
+)
 from ernie_cpt.data.annotate import annotate
-from ernie_cpt.data.corpus import load_corpus
-from ernie_cpt.data.labelled_data import load_labelled_data
+from ernie_cpt.data.corpus import load_corpus, split_documents
+from ernie_cpt.data.labelled_data import LabelledData, load_labelled_data
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
 from ernie_cpt.errors import UserError
-from ernie_cpt.evaluation.forgetting import continual_metrics
-from ernie_cpt.modeling.options import ModelOptions
-from ernie_cpt.options import to_dict
-from ernie_cpt.training.checkpoint import atomic_write_text, checkpoints
+from ernie_cpt.evaluation.forgetting import forward_transfer
+from ernie_cpt.evaluation.probes import ProbeSet, probe_sets
+from ernie_cpt.modeling.architectures import ARCHITECTURES, check_expert_layers
+from ernie_cpt.modeling.encoder import preset_layers
+from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
+from ernie_cpt.training.checkpoint import atomic_write_text
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
-from ernie_cpt.training.run_dir import option_differences
 from ernie_cpt.weighting.options import WeightingOptions
 from pretasks import get_task
-from schedules import ScheduleOptions, build_schedule, get_curriculum
+from schedules import ScheduleOptions, Stage, build_schedule, get_curriculum
 
 log = logging.getLogger(__name__)
 
-RESULT = "result.json"
+REPLAY = "+replay"
+MLM = "knowledge_masking"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One compared variant: a curriculum, with the replay fraction and the architecture it runs with;
+    ``folder`` names its runs (``<folder>-seed<k>``)."""
+
+    name: str
+    schedule: str
+    replay: float
+    architecture: str
+    folder: str
 
 
 def schedule_names(items: list[str]) -> list[str]:
@@ -57,9 +83,55 @@ def schedule_names(items: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _validate(options: dict[type, Any]) -> list[str]:
+def _architectures(settings: CompareOptions) -> list[str] | None:
+    """The architectures of --architectures (None: compare curricula); an unknown one is a UserError."""
+    if settings.architectures is None:
+        return None
+    names = schedule_names(settings.architectures)
+    if not names:
+        raise UserError(f"--architectures names no architecture; give e.g. --architectures hard,mmoe "
+                        f"(registered: {', '.join(ARCHITECTURES)})")
+    for name in names:
+        ARCHITECTURES.get(name)
+    return names
+
+
+def _variants(options: dict[type, Any]) -> list[Variant]:
+    """The variants named by --schedules; ``X+replay`` runs X with --replay, plain X without replay.
+    With --architectures, one variant per architecture at the one curriculum of --schedules."""
+    replay, settings = options[ScheduleOptions].replay, options[CompareOptions]
+    architectures = _architectures(settings)
+    default = DEFAULT_SCHEDULES if architectures is None else [options[ScheduleOptions].schedule]
+    names = default if settings.schedules is None else schedule_names(settings.schedules)
+    if architectures is not None and len(names) > 1:
+        raise UserError(f"--architectures compares architectures at one curriculum, but --schedules names "
+                        f"{len(names)} ({', '.join(names)}); give one, e.g. --schedules sequential")
+    layers = preset_layers(options[ModelOptions])
+    for architecture in architectures or [options[ArchitectureOptions].architecture]:
+        if layers is not None:  # else checked when the --init-from encoder is built
+            check_expert_layers(dataclasses.replace(options[ArchitectureOptions], architecture=architecture), layers)
+    variants = []
+    for name in names:
+        schedule = name.removesuffix(REPLAY)
+        get_curriculum(schedule)
+        if schedule == "file":
+            raise UserError("compare builds every curriculum from --tasks and one per-task budget; a 'file' "
+                            "schedule sets its own budgets: run it with ernie-cpt pretrain")
+        if name.endswith(REPLAY) and replay <= 0:
+            raise UserError(f"{name} replays a fraction --replay of every stage's steps; give it, e.g. --replay 0.05")
+        fraction = replay if name.endswith(REPLAY) else 0.0
+        variants += ([Variant(a, schedule, fraction, a, f"{a}-{name}") for a in architectures] if architectures else
+                     [Variant(name, schedule, fraction, options[ArchitectureOptions].architecture, name)])
+    if not variants:
+        raise UserError("--schedules names no curriculum; give e.g. --schedules continual,joint")
+    if replay > 0 and not any(v.name.endswith(REPLAY) for v in variants):
+        raise UserError(f"--replay applies to the {REPLAY} curricula; add one to --schedules, e.g. continual{REPLAY}")
+    return variants
+
+
+def _validate(options: dict[type, Any]) -> tuple[list[Variant], LabelledData | None]:
     """Every check that needs no training, so bad input fails before anything is written; returns the
-    curricula to run."""
+    variants to run and the downstream set (None without one)."""
     settings = options[CompareOptions]
     if not settings.output_dir:
         raise UserError("compare needs --output-dir DIR (where the runs and the report go)")
@@ -68,14 +140,7 @@ def _validate(options: dict[type, Any]) -> list[str]:
     for name in settings.tasks:
         task = get_task(name)
         task.check_seq_length(options.get(task.options_class) or task.options_class(), settings.max_seq_length)
-    names = schedule_names(settings.schedules)
-    if not names:
-        raise UserError("--schedules names no curriculum; give e.g. --schedules continual,joint")
-    for name in names:
-        get_curriculum(name)
-        if name == "file":
-            raise UserError("compare builds every curriculum from --tasks and one per-task budget; a 'file' "
-                            "schedule sets its own budgets: run it with ernie-cpt pretrain")
+    variants = _variants(options)
     if options[EvaluationOptions].eval_fraction <= 0:
         raise UserError("compare scores every task on held-out documents; --eval-fraction must be above 0")
     if bool(settings.downstream_train) != bool(settings.downstream_test):
@@ -85,30 +150,42 @@ def _validate(options: dict[type, Any]) -> list[str]:
                                                                           settings.downstream_test)):
         if path and not Path(path).is_file():
             raise UserError(f"{flag} file {path} does not exist; pass a .jsonl, .csv or .parquet file")
+    data = None
     if settings.downstream_train:  # read once up front: a bad file fails before any training, not after
         try:
-            load_labelled_data(settings.downstream_train, settings.downstream_test, settings.downstream_text_field,
-                               settings.downstream_text_pair_field, settings.downstream_label_field)
+            data = load_labelled_data(settings.downstream_train, settings.downstream_test,
+                                      settings.downstream_text_field, settings.downstream_text_pair_field,
+                                      settings.downstream_label_field)
         except UserError as e:
             raise UserError(f"downstream set (--train/--test here mean --downstream-train/--downstream-test): "
                             f"{e}") from e
-    for name in names:
-        build_schedule(_schedule_options(options, name), settings.tasks, options[TrainingOptions].max_steps)
-    return names
+    for variant in variants:
+        _stages(options, variant)
+    return variants, data
 
 
-def _schedule_options(options: dict[type, Any], schedule: str) -> ScheduleOptions:
-    return dataclasses.replace(options[ScheduleOptions], schedule=schedule)
+def _schedule_options(options: dict[type, Any], variant: Variant) -> ScheduleOptions:
+    return dataclasses.replace(options[ScheduleOptions], schedule=variant.schedule, replay=variant.replay)
 
 
-def _run_options(options: dict[type, Any], schedule: str, seed: int, run_dir: Path, resume: bool) -> dict[type, Any]:
-    """The options of pretrain for one curriculum and seed; the others are compare's, unchanged."""
+def _stages(options: dict[type, Any], variant: Variant) -> list[Stage]:
+    return build_schedule(_schedule_options(options, variant), options[CompareOptions].tasks,
+                          options[TrainingOptions].max_steps)
+
+
+def _run_options(options: dict[type, Any], run_dir: Path, seed: int, resume: bool, tasks: list[str],
+                 schedule: ScheduleOptions, training: TrainingOptions | None = None,
+                 architecture: str | None = None) -> dict[type, Any]:
+    """The options of pretrain for one run (with ``architecture``, that one instead of
+    --architecture); the others are compare's, unchanged."""
     settings = options[CompareOptions]
     replaced = {
-        RunOptions: RunOptions(output_dir=str(run_dir), tasks=list(settings.tasks),
-                               max_seq_length=settings.max_seq_length, resume=resume, overwrite=not resume),
-        ScheduleOptions: _schedule_options(options, schedule),
-        TrainingOptions: dataclasses.replace(options[TrainingOptions], seed=seed),
+        RunOptions: RunOptions(output_dir=str(run_dir), tasks=list(tasks), max_seq_length=settings.max_seq_length,
+                               resume=resume, overwrite=not resume),
+        ScheduleOptions: schedule,
+        TrainingOptions: dataclasses.replace(training or options[TrainingOptions], seed=seed),
+        ArchitectureOptions: dataclasses.replace(
+            options[ArchitectureOptions], architecture=architecture or options[ArchitectureOptions].architecture),
     }
     return {cls: replaced.get(cls, options.get(cls)) for cls in pretrain_option_classes()}
 
@@ -122,98 +199,122 @@ def _downstream(settings: CompareOptions, training: TrainingOptions, seed: int, 
         output_json=str(run_dir / "finetune.json"), device=training.device)
 
 
-def _check_finished_run(run_dir: Path, run_options: dict[type, Any], finetune_options: FinetuneOptions | None,
-                        result: dict[str, Any]) -> None:
-    """A finished run must have been made with the options compare would run it with now."""
-    previous = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8"))
-    config = to_dict(*run_options.values())
-    changed = option_differences(previous, config)  # requested tasks, not only those the corpus allowed
-    wanted = None if finetune_options is None else _finetune_settings(finetune_options)
-    if result.get("downstream_options") != wanted:
-        changed.append("the downstream options")
-    if changed:
-        raise UserError(f"{run_dir} was run with other options ({'; '.join(changed)}); run compare with the "
-                        f"options it was started with, or use a new --output-dir")
+def _reference_file(options: dict[type, Any], variants: list[Variant], task: str, root: Path) -> Path:
+    """The stages of ``task``'s single-task reference: the task alone, cut at each step count at
+    which a variant ends the stage that first trains it (so each is scored there), written as a
+    ``--schedule file`` YAML. Cuts change nothing else: the learning rate runs one schedule over
+    the whole run and the optimizer state is kept."""
+    counts = sorted({next(stage.steps[task] for stage in _stages(options, v) if stage.steps.get(task))
+                     for v in variants})
+    path = root / "references" / f"{task}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cuts = [b - a for a, b in zip([0, *counts], counts)]
+    atomic_write_text(path, yaml.safe_dump({"stages": [{task: n} for n in cuts]}))
+    return path
 
 
-def _finetune_settings(options: FinetuneOptions) -> dict[str, Any]:
-    """The fine-tuning options that change its result (not where it writes or on which device)."""
-    return {k: v for k, v in dataclasses.asdict(options).items() if k not in ("output_json", "device")}
+def _runs_of_seed(options: dict[type, Any], variants: list[Variant], seed: int, root: Path,
+                  probes: list[ProbeSet] | None, references: dict[str, Path]) -> list[dict[str, Any]]:
+    """Every run of one seed: the variants, the single-task references, and the mlm and none baselines."""
+    settings, metric = options[CompareOptions], options[CompareOptions].metric
+    training = options[TrainingOptions]
+
+    def downstream(run_dir: Path) -> FinetuneOptions | None:
+        return _downstream(settings, training, seed, run_dir) if settings.downstream_train else None
+
+    results = []
+    for variant in variants:
+        run_dir = root / "runs" / f"{variant.folder}-seed{seed}"
+        make = partial(_run_options, options, run_dir, seed, tasks=settings.tasks,
+                       schedule=_schedule_options(options, variant), architecture=variant.architecture)
+        results.append(pretrained_run(variant.name, "variant", seed, run_dir, make, metric, downstream(run_dir),
+                                      probes))
+    single = dataclasses.replace(training, lr_schedule="whole")
+    for task, schedule_file in references.items():
+        run_dir = root / "runs" / f"single-{task}-seed{seed}"
+        schedule = dataclasses.replace(options[ScheduleOptions], schedule="file", schedule_file=str(schedule_file),
+                                       steps_per_task=None, replay=0.0, reset_optimizer=False)
+        make = partial(_run_options, options, run_dir, seed, tasks=[task], schedule=schedule, training=single)
+        results.append(pretrained_run(f"single-{task}", "reference", seed, run_dir, make, metric, None, None,
+                                      export_model=False))
+    total = sum(stage.total_steps for stage in _stages(options, variants[0]))
+    run_dir = root / "runs" / f"mlm-seed{seed}"
+    mlm = dataclasses.replace(options[ScheduleOptions], schedule="joint", steps_per_task=total, replay=0.0)
+    make = partial(_run_options, options, run_dir, seed, tasks=[MLM], schedule=mlm)
+    results.append(pretrained_run("mlm", "baseline", seed, run_dir, make, metric, downstream(run_dir), probes))
+    source = root / "runs" / f"{variants[0].folder}-seed{seed}"
+    results.append(initial_run(seed, root / "runs" / f"none-seed{seed}", source, options[ModelOptions],
+                               downstream(root / "runs" / f"none-seed{seed}"), probes))
+    return results
 
 
-def _run(options: dict[type, Any], schedule: str, seed: int, run_dir: Path) -> dict[str, Any]:
-    """Pre-train (or resume), compute the metrics, export and fine-tune one curriculum with one seed;
-    the result is written to ``run_dir/result.json`` last. A finished run is read, not re-run."""
-    settings = options[CompareOptions]
-    resume = bool(checkpoints(run_dir))
-    run_options = _run_options(options, schedule, seed, run_dir, resume)
-    finetune_options = (_downstream(settings, options[TrainingOptions], seed, run_dir)
-                        if settings.downstream_train else None)
-    result_file = run_dir / RESULT
-    if result_file.exists():
-        result = json.loads(result_file.read_text(encoding="utf-8"))
-        _check_finished_run(run_dir, run_options, finetune_options, result)
-        log.info("%s, seed %d: done before, not re-run (%s)", schedule, seed, result_file)
-        if result["metrics"]["metric"] != settings.metric:  # another --metric: rescored from the logs
-            result["metrics"] = continual_metrics(run_dir, settings.metric)
-            atomic_write_text(result_file, json.dumps(result, indent=2) + "\n")
-        return result
-
-    log.info("%s, seed %d: %s pre-training in %s", schedule, seed, "resuming" if resume else "starting", run_dir)
-    start = time.perf_counter()
-    pretrain(run_options)
-    seconds = time.perf_counter() - start
-    metrics = continual_metrics(run_dir, settings.metric)
-    export_dir = run_dir / "export"
-    shutil.rmtree(export_dir, ignore_errors=True)  # a part-written export of an interrupted compare
-    export(run_dir, export_dir)
-    downstream = finetune(export_dir, finetune_options) if finetune_options else None
-    result = {"schedule": schedule, "seed": seed, "pretrain_seconds": seconds, "resumed": resume,
-              "metrics": metrics, "downstream": downstream,
-              "downstream_options": None if finetune_options is None else _finetune_settings(finetune_options)}
-    atomic_write_text(result_file, json.dumps(result, indent=2) + "\n")
-    return result
+def _with_forward_transfer(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The variants and baselines, each variant with its forward transfer from the references of its seed."""
+    references = {(r["variant"].removeprefix("single-"), r["seed"]): r["metrics"] for r in results
+                  if r["kind"] == "reference"}
+    kept = [r for r in results if r["kind"] != "reference"]
+    for result in kept:
+        if result["kind"] == "variant":
+            result["forward_transfer"] = forward_transfer(
+                result["metrics"], {task: metrics for (task, seed), metrics in references.items()
+                                    if seed == result["seed"]})
+    return kept
 
 
-def _setup(options: dict[type, Any], names: list[str]) -> dict[str, Any]:
+def _setup(options: dict[type, Any], variants: list[Variant]) -> dict[str, Any]:
     """The run setup the report lists."""
     settings, training, model = options[CompareOptions], options[TrainingOptions], options[ModelOptions]
     schedule_options = options[ScheduleOptions]
-    stages = build_schedule(_schedule_options(options, names[0]), settings.tasks, training.max_steps)
+    stages = _stages(options, dataclasses.replace(variants[0], replay=0.0))
     budgets = sorted({sum(stage.steps.get(task, 0) for stage in stages) for task in settings.tasks})
     mixing = (f"all tasks of a stage in every step, --loss-weighting {options[WeightingOptions].loss_weighting}"
               if schedule_options.task_mixing == "all" else
               f"one task per step, --task-sampling {schedule_options.task_sampling}")
     return {
         "corpus": options[CorpusOptions].corpus or "the bundled sample (Persuasion, chapters 1-12)",
-        "curricula": names,
+        "curricula": list(dict.fromkeys(v.schedule + (f"+replay ({v.replay:g} of each stage)" if v.replay else "")
+                                        for v in variants)),
+        "architectures": list(dict.fromkeys(v.architecture for v in variants)),
+        **({"expert layers (K)": options[ArchitectureOptions].expert_layers}
+           if any(v.architecture != "hard" for v in variants) else {}),
         "tasks": settings.tasks,
         "steps per task": "-".join(map(str, budgets)),
         "model": model.init_from or f"{model.model_size} (new)",
         "task mixing": mixing,
-        "learning rate": training.learning_rate,
+        "learning rate": f"{training.learning_rate} ({training.lr_schedule} schedule)",
         "batch size": training.batch_size,
         "seeds": [training.seed + k for k in range(settings.seeds)],
+        "held-out split": f"--eval-fraction {options[EvaluationOptions].eval_fraction}, --split-seed "
+                          f"{options[EvaluationOptions].split_seed} (the same for every seed)",
         "metric": settings.metric,
         "downstream": (f"train {settings.downstream_train}, test {settings.downstream_test}, "
-                       f"{settings.downstream_epochs} epoch{'s' * (settings.downstream_epochs != 1)}"
-                       if settings.downstream_train else "none"),
+                       f"{settings.downstream_epochs} epoch{'s' * (settings.downstream_epochs != 1)}, learning rate "
+                       f"{settings.downstream_learning_rate}" if settings.downstream_train else "none"),
     }
 
 
 def compare(options: dict[type, Any]) -> Path:
-    """Run every curriculum of ``options`` with every seed and write the report; returns report.md's path."""
+    """Run every variant, reference and baseline with every seed and write the report; returns report.md's path."""
     from ernie_cpt.evaluation.report import (
         write_report,  # matplotlib: loaded when a report is written, not by the CLI's parser
     )
 
-    names = _validate(options)
+    variants, data = _validate(options)
     settings, training = options[CompareOptions], options[TrainingOptions]
-    annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     root = Path(settings.output_dir)
+    probes = None
+    if settings.probes or data is None:
+        held_out = split_documents(documents, options[EvaluationOptions].eval_fraction,
+                                   options[EvaluationOptions].split_seed)["test"]
+        probes = probe_sets(held_out, options[EvaluationOptions].split_seed) or None
+    references = {task: _reference_file(options, variants, task, root) for task in settings.tasks}
     results = []
     for seed in range(training.seed, training.seed + settings.seeds):
-        for schedule in names:
-            results.append(_run(options, schedule, seed, root / "runs" / f"{schedule}-seed{seed}"))
-    results.sort(key=lambda r: (names.index(r["schedule"]), r["seed"]))
-    return write_report(results, _setup(options, names), root / "report")
+        results += _runs_of_seed(options, variants, seed, root, probes, references)
+    if data is not None:
+        results.append(tfidf_run(root / "runs" / "tfidf", data, _downstream(settings, training, 0, root)))
+    order = [v.name for v in variants] + ["mlm", "none", "tfidf"]
+    results = sorted(_with_forward_transfer(results), key=lambda r: (order.index(r["variant"]), r["seed"] or 0))
+    axis = ("architecture", "architectures") if settings.architectures is not None else ("curriculum", "curricula")
+    return write_report(results, _setup(options, variants), root / "report", axis)

@@ -120,7 +120,8 @@ def _predict(model: ErnieForSequenceClassification, loader: DataLoader, device: 
 def _finetune_once(folder: Path, seed: int, train: list[dict[str, Any]], test: list[dict[str, Any]],
                    collator: DataCollatorWithPadding, num_labels: int, options: FinetuneOptions,
                    device: torch.device) -> dict[str, float]:
-    """Fine-tune a fresh classifier with ``seed``; accuracy and macro-F1 on ``test``."""
+    """Fine-tune a fresh classifier with ``seed``; accuracy and macro-F1 on ``test``, and
+    ``collapsed: True`` when it predicted one class for every test example."""
     set_seed(seed)
     model = _load_classifier(folder, num_labels, device)
     loader = DataLoader(train, batch_size=options.batch_size, shuffle=True, collate_fn=collator,
@@ -143,7 +144,8 @@ def _finetune_once(folder: Path, seed: int, train: list[dict[str, Any]], test: l
     labels = torch.tensor([example["labels"] for example in test])
     predictions = _predict(model, DataLoader(test, batch_size=options.batch_size, collate_fn=collator), device)
     return {"seed": seed, "accuracy": (predictions == labels).double().mean().item(),
-            "macro_f1": macro_f1(predictions, labels, num_labels)}
+            "macro_f1": macro_f1(predictions, labels, num_labels),
+            **({"collapsed": True} if len(labels) > 1 and predictions.unique().numel() == 1 else {})}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -154,7 +156,8 @@ def finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     """Fine-tune ``model_dir`` once per seed on ``options.train`` and score it on ``options.test``.
 
     Returns ``accuracy_mean``/``_std``, ``macro_f1_mean``/``_std`` (sample std), ``per_seed``
-    (``seed``, ``accuracy``, ``macro_f1``), the majority-class baseline (``majority_accuracy``,
+    (``seed``, ``accuracy``, ``macro_f1``, and ``collapsed: True`` for a run that predicted one class
+    for the whole test set), the majority-class baseline (``majority_accuracy``,
     ``majority_macro_f1``), ``num_labels``, ``labels`` (the label of each class id),
     ``train_examples`` and ``test_examples``; written to ``options.output_json`` too if set.
     """

@@ -96,9 +96,11 @@ def _continual_section(run_dir: Path) -> list[str]:
              "|---:|" + "---:|" * len(tasks)]
     lines += [f"| {i} | " + " | ".join(_number(v) for v in row) + " |"
               for i, row in enumerate(metrics["accuracy_matrix"], start=1)]
-    lines += ["", "| task | forgetting |", "|---|---:|"]
-    lines += [f"| {task} | {_number(metrics['forgetting'][task])} |" for task in tasks]
-    lines += ["", f"Mean forgetting {_number(metrics['mean_forgetting'])} (Chaudhry et al. 2018), backward "
+    drops = metrics.get("drop_from_best", {})  # absent from the metrics.json of older runs
+    lines += ["", "| task | forgetting | drop from best |", "|---|---:|---:|"]
+    lines += [f"| {task} | {_number(metrics['forgetting'][task])} | {_number(drops.get(task))} |" for task in tasks]
+    lines += ["", f"Mean forgetting {_number(metrics['mean_forgetting'])} (Chaudhry et al. 2018), mean drop from "
+              f"best to final {_number(metrics.get('mean_drop'))}, backward "
               f"transfer {_number(metrics['backward_transfer'])} (Lopez-Paz & Ranzato 2017), average final "
               f"{metrics['metric']} {_number(metrics['average_final'])}."]
     return lines
@@ -112,8 +114,9 @@ def _training_section(config: dict[str, Any], description: dict[str, Any]) -> li
              "stage:", "", plan_table(stages, config["tasks"], config["task_mixing"]), "",
              "Tasks (task id = row of the task embedding): " +
              ", ".join(f"{task} ({task_ids[task]})" for task in config["tasks"]) + ".",
-             "", f"AdamW, peak learning rate {config['learning_rate']:g}, batch {config['batch_size']}, warm-up "
-             f"ratio {config['warmup_ratio']:g}, seed {config['seed']}."]
+             "", f"AdamW, peak learning rate {config['learning_rate']:g} ({config.get('lr_schedule', 'whole')} "
+             f"schedule), batch {config['batch_size']}, warm-up ratio {config['warmup_ratio']:g}, seed "
+             f"{config['seed']}, held-out split seed {config.get('split_seed', config['seed'])}."]
     if config.get("skipped_tasks"):
         lines += ["", "Asked for but skipped (the corpus gave them no example): " +
                   "; ".join(f"{task}: {why}" for task, why in config["skipped_tasks"].items())]

@@ -19,6 +19,7 @@ from pretasks import TASKS
 from pretasks.base import LABEL_SAMPLE, SEQ_LENGTH_HELP, SEQ_LENGTH_RANGE
 from schedules import CURRICULA, ScheduleOptions
 
+# compare's curricula when --schedules is not given
 DEFAULT_SCHEDULES = ["continual", "joint", "sequential", "pairwise"]
 
 
@@ -86,17 +87,27 @@ _FINETUNE_RANGES = {f.name: f.metadata["valid"] for f in dataclasses.fields(Fine
 
 @dataclass
 class CompareOptions:
-    """Compare: curricula, seeds and the downstream set"""
+    """Compare: curricula or architectures, seeds and the downstream set"""
 
-    output_dir: str | None = option(None, "Folder for the runs (DIR/runs/<schedule>-seed<k>) and the report "
-                                    "(DIR/report) (required)")
+    output_dir: str | None = option(None, "Folder for the runs (DIR/runs/<variant>-seed<k>, or "
+                                    "<architecture>-<schedule>-seed<k>) and the report (DIR/report) (required)")
     tasks: list[str] = option([], "Pre-training tasks, at least 2, in curriculum order (required)")
     max_seq_length: int = option(RunOptions().max_seq_length, SEQ_LENGTH_HELP, valid=SEQ_LENGTH_RANGE)
-    schedules: list[str] = option(DEFAULT_SCHEDULES, f"Curricula to compare, comma- or space-separated: "
-                                  f"{', '.join(c for c in CURRICULA if c != 'file')}")
-    seeds: int = option(1, "Number of seeds: every curriculum runs with --seed, --seed + 1, ...; the report gives "
-                        "mean ± std over them", valid=Range(1, 1000))
+    schedules: list[str] | None = option(None, f"Curricula to compare, comma- or space-separated: "
+                                         f"{', '.join(c for c in CURRICULA if c != 'file')}; a name followed by "
+                                         f"+replay (e.g. continual+replay) runs that curriculum with --replay. Unset: "
+                                         f"{', '.join(DEFAULT_SCHEDULES)}; with --architectures, the one curriculum "
+                                         f"to compare them at, {ScheduleOptions().schedule} if unset")
+    architectures: list[str] | None = option(None, "Sharing architectures to compare at one curriculum, comma- or "
+                                             "space-separated (see --architecture); the report adds each one's "
+                                             "parameters and tokens/s. Unset: compare curricula, each with "
+                                             "--architecture")
+    seeds: int = option(1, "Number of seeds: every curriculum and baseline runs with --seed, --seed + 1, ...; the "
+                        "report gives means with 95%% intervals over them and compares curricula paired by seed",
+                        valid=Range(1, 1000))
     metric: str = option("accuracy", "Score of the accuracy matrix, forgetting and BWT", choices=tuple(SCORE_METRICS))
+    probes: bool = option(False, "Also score the linear probes on the held-out documents when a downstream set is "
+                          "given (without one they always run: they are then the transfer score)")
     downstream_train: str | None = option(None, "Labelled training file (.jsonl/.csv/.parquet) to fine-tune each "
                                           "curriculum's encoder on; needs --downstream-test")
     downstream_test: str | None = option(None, "Labelled test file of the downstream task")

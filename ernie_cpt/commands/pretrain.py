@@ -5,9 +5,11 @@ The run directory holds everything needed to resume or export:
     run_config.json      the resolved options of the run
     encoder_config.json  the ErnieConfig of the encoder
     tasks.json           task name → task id (row of the task embedding)
+    architecture.json    the model's ``describe()``: with encoder_config.json and a checkpoint's
+                         weights, ``model_from_description`` rebuilds the model exactly
     tokenizer/           the tokenizer (trained on the corpus or copied)
     checkpoints/         step-NNNNNNNN/ folders and the ``latest`` pointer
-    logs/                train.jsonl, eval.jsonl, tensorboard/
+    logs/                train.jsonl, eval.jsonl, weights.jsonl, routing.jsonl, tensorboard/
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
 from ernie_cpt.messages import plural
-from ernie_cpt.modeling.architectures import Architecture
+from ernie_cpt.modeling.architectures import Architecture, check_expert_layers
 from ernie_cpt.modeling.builder import build_model
-from ernie_cpt.modeling.encoder import check_fits, check_init_from
+from ernie_cpt.modeling.encoder import check_fits, check_init_from, preset_layers
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.options import to_dict
 from ernie_cpt.threads import torch_thread_count, torch_threads
@@ -125,9 +127,9 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
             log.warning("task %s is not evaluated: the held-out documents give no examples (%s)", name, e)
             continue
         if len(held_out):
-            held_out = held_out.shuffle(seed=training.seed).select(range(min(len(held_out),
-                                                                             evaluation.eval_max_examples)))
-            evals[name] = eval_batches(task, held_out, evaluation.eval_batch_size, training.seed)
+            held_out = held_out.shuffle(seed=evaluation.split_seed).select(range(min(len(held_out),
+                                                                                     evaluation.eval_max_examples)))
+            evals[name] = eval_batches(task, held_out, evaluation.eval_batch_size, evaluation.split_seed)
     return streams, evals, unavailable
 
 
@@ -215,6 +217,10 @@ def _checkpoint_to_resume(run_dir: Path, config: dict[str, Any], run: RunOptions
     return found if distributed.is_main() or path is None else (path, read_checkpoint(path))
 
 
+def _optional(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.4f}"
+
+
 def pretrain(options: dict[type, Any]) -> Path:
     """Pre-train as ``options`` say; returns the run directory."""
     run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
@@ -229,6 +235,8 @@ def pretrain(options: dict[type, Any]) -> Path:
     source = _init_source(model_options, run)
     if not (run.resume or run.resume_from_checkpoint):
         _check_given_tokenizer(options, task_classes, run.max_seq_length, source)
+    if preset_layers(model_options) is not None:  # else checked when the --init-from encoder is built
+        check_expert_layers(options[ArchitectureOptions], preset_layers(model_options))
     run_dir = Path(run.output_dir)
     config = _config(options, schedule)
     resume_from = _checkpoint_to_resume(run_dir, config, run)
@@ -237,7 +245,7 @@ def pretrain(options: dict[type, Any]) -> Path:
 
     with distributed.main_first():  # the main process fills the caches, the others read them
         documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
-    split = split_documents(documents, evaluation.eval_fraction, training.seed)
+    split = split_documents(documents, evaluation.eval_fraction, evaluation.split_seed)
     log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))
     with run_directory(run_dir, config, resume_from), torch_threads(config["torch_threads"], threads_why):
         with distributed.main_first():
@@ -260,6 +268,7 @@ def pretrain(options: dict[type, Any]) -> Path:
             tokenizer.save_pretrained(str(run_dir / "tokenizer"))
             model.config.to_json_file(str(run_dir / "encoder_config.json"))
             atomic_write_text(run_dir / "tasks.json", json.dumps(model.task_ids, indent=2))
+            atomic_write_text(run_dir / "architecture.json", json.dumps(model.describe(), indent=2))
             write_config(run_dir, config)
         log.info("Schedule %s:\n%s", schedule_options.schedule,
                  plan_table(schedule, list(tasks), schedule_options.task_mixing))
@@ -272,7 +281,7 @@ def pretrain(options: dict[type, Any]) -> Path:
               resume_from)
         if evals and distributed.is_main():
             metrics = continual_metrics(run_dir)
-            log.info("Accuracy matrix, forgetting and BWT: %s (mean forgetting %.4f, BWT %.4f, average final "
-                     "score %.4f)", run_dir / "metrics.json", metrics["mean_forgetting"],
-                     metrics["backward_transfer"], metrics["average_final"])
+            log.info("Accuracy matrix, forgetting and BWT: %s (mean drop from best to final %s, BWT %s, average "
+                     "final score %s)", run_dir / "metrics.json",
+                     *(_optional(metrics[key]) for key in ("mean_drop", "backward_transfer", "average_final")))
     return run_dir

@@ -3,14 +3,22 @@
 R[i][j] is the score of task j at the end of stage i (the ``stage_end`` evaluations of
 ``logs/eval.jsonl``), NaN where task j was not scored then. From it:
 
-* forgetting_j (Chaudhry et al. 2018, "Riemannian Walk for Incremental Learning: Understanding
-  Forgetting and Intransigence", ECCV): the best score task j had at the end of an earlier stage
-  minus its final score. Only stages from the one that first trains j count: a score before any
-  training (``--eval-untrained-tasks``) is the chance level of a random head, not something learnt
-  that could be forgotten. Negative when the final score beats every earlier one.
+* forgetting_j at stage ends (Chaudhry et al. 2018, "Riemannian Walk for Incremental Learning:
+  Understanding Forgetting and Intransigence", ECCV): the best score task j had at the end of an
+  earlier stage minus its final score. Only stages from the one that first trains j count: a
+  score before any training (``--eval-untrained-tasks``) is the chance level of a random head,
+  not something learnt that could be forgotten. Negative when the final score beats every earlier
+  one; undefined (None) for a task first trained in the last stage, so for every task of a
+  one-stage curriculum such as joint training.
+* the drop from best to final: task j's best score at any evaluation point (every
+  ``--eval-steps`` and every stage end) after its training began, minus its final score. It is
+  defined for every curriculum, joint training included, and never negative.
 * backward transfer (Lopez-Paz & Ranzato 2017, "Gradient Episodic Memory for Continual
-  Learning", NeurIPS): the mean over tasks of the final score minus the score at the end of the
-  task's last training stage. Negative means later stages hurt earlier tasks.
+  Learning", NeurIPS): the mean over the tasks last trained before the final stage of the final
+  score minus the score at the end of the task's last training stage. Negative means later
+  stages hurt earlier tasks. None where no task qualifies (every task trains in the last stage).
+* the score when first trained: R at the end of the stage that first trains j, and j's steps by
+  then; compare sets it against a run that trains j alone for as many steps (forward transfer).
 * the average final score: the mean of R's last row.
 
 Scores are "higher is better" metrics (accuracy, F1): forgetting is a drop in them.
@@ -77,32 +85,81 @@ def forgetting(matrix: np.ndarray, stages: list[dict[str, int]], tasks: list[str
     return result
 
 
-def mean_forgetting(per_task: dict[str, float | None]) -> float:
-    """The mean forgetting over the tasks that have a value; 0.0 when none has one: a curriculum
-    that trains every task in its last stage (joint training, one stage) has nothing learnt in an
-    earlier stage, so nothing that could have been forgotten."""
+def mean_of(per_task: dict[str, float | None]) -> float | None:
+    """The mean over the tasks that have a value; None when none has one (for forgetting at stage
+    ends: a curriculum that trains every task in its last stage, such as joint training)."""
     values = [value for value in per_task.values() if value is not None]
-    return float(np.mean(values)) if values else 0.0
+    return float(np.mean(values)) if values else None
 
 
-def backward_transfer(matrix: np.ndarray, stages: list[dict[str, int]], tasks: list[str]) -> float:
+def backward_transfer(matrix: np.ndarray, stages: list[dict[str, int]], tasks: list[str]) -> float | None:
     """Lopez-Paz & Ranzato 2017: the mean over tasks j last trained in a stage l_j before the final
     one of R[last][j] - R[l_j][j] (tasks with either score missing are left out). Tasks trained in
     the final stage are excluded, as the original sum runs over tasks 1..T-1 (task T is learnt
-    last, so it has no later training to be affected by). 0.0 when no task qualifies (a single
-    stage, or every task trained in the final stage): there is no later stage to transfer back from."""
+    last, so it has no later training to be affected by). None when no task qualifies (a single
+    stage, or every task trained in the final stage): it is not defined there, and 0 would read as
+    a result."""
     last = len(stages) - 1
     column = {task: j for j, task in enumerate(tasks)}
     differences = [matrix[last, column[task]] - matrix[stage, column[task]]
                    for task, stage in last_trained_stage(stages, tasks).items() if stage < last]
     differences = [d for d in differences if not np.isnan(d)]
-    return float(np.mean(differences)) if differences else 0.0
+    return float(np.mean(differences)) if differences else None
+
+
+def drop_from_best(task_curves: dict[str, list[tuple[int, float]]], stages: list[dict[str, int]],
+                   boundaries: list[int]) -> dict[str, float | None]:
+    """Per task: its best score at the evaluation points after its training began (steps past the
+    end of the stage before the first that trains it) minus its score at the last evaluation point
+    (the end of the last stage). ``task_curves`` maps a task to its (step, score) points sorted by
+    step, ``boundaries`` the optimizer step at which each stage ends. None for a task never
+    trained or without a score at the end."""
+    result: dict[str, float | None] = {}
+    for task, points in task_curves.items():
+        trained = _trained_stages(stages, task)
+        start = (boundaries[trained[0] - 1] if trained[0] else 0) if trained else None
+        after = [value for step, value in points if start is not None and step > start]
+        final = points[-1] if points else None
+        ended = final is not None and boundaries and final[0] == boundaries[-1]
+        result[task] = float(max(after) - final[1]) if after and ended else None
+    return result
+
+
+def first_trained(matrix: np.ndarray, stages: list[dict[str, int]], tasks: list[str]) -> dict[str, dict[str, Any]]:
+    """Per task trained by some stage: ``stage``, the index of the first stage that trains it, ``steps``,
+    its steps in that stage (all its steps so far), and ``score``, R at the end of that stage (None
+    where not scored)."""
+    result = {}
+    for j, task in enumerate(tasks):
+        trained = _trained_stages(stages, task)
+        if trained:
+            value = matrix[trained[0], j]
+            result[task] = {"stage": trained[0], "steps": stages[trained[0]][task],
+                            "score": None if np.isnan(value) else float(value)}
+    return result
 
 
 def average_final(matrix: np.ndarray) -> float:
     """The mean of R's last row over the tasks scored there; NaN when it has none."""
     final = matrix[-1][~np.isnan(matrix[-1])] if len(matrix) else np.array([])
     return float(final.mean()) if final.size else math.nan
+
+
+def forward_transfer(metrics: dict[str, Any], references: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """Per task of a run's ``metrics`` (continual_metrics): its score at the end of the stage that
+    first trains it minus the score of its single-task reference run (``references``: task -> that
+    run's metrics) after as many steps of the task. None where either score is missing (no
+    reference, or the reference was not scored at that step). Forward transfer in the sense of
+    Lopez-Paz & Ranzato 2017 (the effect of what was learnt before on a new task), measured
+    against a model trained on the task alone rather than an untrained one, whose new head would
+    only give chance."""
+    result: dict[str, float | None] = {}
+    for task, first in metrics.get("first_trained", {}).items():
+        reference = references.get(task)
+        points = dict((int(step), value) for step, value in (reference or {}).get("curves", {}).get(task, []))
+        alone = points.get(first["steps"])
+        result[task] = None if first["score"] is None or alone is None else float(first["score"] - alone)
+    return result
 
 
 def curves(records: list[dict[str, Any]], tasks: list[str], metric: str) -> dict[str, list[tuple[int, float]]]:
@@ -156,8 +213,9 @@ def continual_metrics(run_dir: Path, metric: str = "accuracy") -> dict[str, Any]
     logs/eval.jsonl, and write them to ``run_dir``:
 
     * ``metrics.json``: schedule, task_mixing, seed, tasks, stages, metric, accuracy_matrix
-      (rows = stages, null where not scored), forgetting (per task, null where undefined),
-      mean_forgetting, backward_transfer, average_final, curves ({task: [[step, value], ...]}),
+      (rows = stages, null where not scored), forgetting (at stage ends, per task, null where
+      undefined), mean_forgetting, drop_from_best (per task), mean_drop, backward_transfer (null
+      where undefined), first_trained, average_final, curves ({task: [[step, value], ...]}),
       stage_boundaries and skipped_tasks (requested tasks the corpus could not train -> why);
     * ``accuracy_matrix.csv``: ``stage,<task>,...``, one row per stage (numbered from 1), empty
       cells where not scored;
@@ -173,6 +231,8 @@ def continual_metrics(run_dir: Path, metric: str = "accuracy") -> dict[str, Any]
     matrix = accuracy_matrix(records, stages, tasks, metric)
     per_task = forgetting(matrix, stages, tasks)
     task_curves = curves(records, tasks, metric)
+    boundaries = stage_boundaries(stages, config["task_mixing"])
+    drops = drop_from_best(task_curves, stages, boundaries)
     metrics = {
         "schedule": config["schedule"],
         "task_mixing": config["task_mixing"],
@@ -182,11 +242,14 @@ def continual_metrics(run_dir: Path, metric: str = "accuracy") -> dict[str, Any]
         "metric": metric,
         "accuracy_matrix": [[_number(value) for value in row] for row in matrix],
         "forgetting": per_task,
-        "mean_forgetting": mean_forgetting(per_task),
+        "mean_forgetting": mean_of(per_task),
+        "drop_from_best": drops,
+        "mean_drop": mean_of(drops),
         "backward_transfer": backward_transfer(matrix, stages, tasks),
+        "first_trained": first_trained(matrix, stages, tasks),
         "average_final": _number(average_final(matrix)),
         "curves": {task: [[step, value] for step, value in points] for task, points in task_curves.items()},
-        "stage_boundaries": stage_boundaries(stages, config["task_mixing"]),
+        "stage_boundaries": boundaries,
         "skipped_tasks": config.get("skipped_tasks", {}),
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")

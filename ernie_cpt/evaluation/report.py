@@ -1,23 +1,24 @@
-"""The report of ``ernie-cpt compare``: which curriculum forgets least and which transfers best.
+"""The report of ``ernie-cpt compare``: which variant forgets least and which transfers best.
 
-:func:`write_report` turns the results of every (curriculum, seed) run into a folder:
+:func:`write_report` turns the results of every (variant or baseline, seed) run into a folder:
 
-* ``report.md``: the answer in one sentence, the summary table (mean ± std over seeds), what
-  each metric means, the run setup, the requested tasks that were not trained and why (the corpus
-  could not support them), then per curriculum its accuracy matrix with a heatmap and its
-  learning curves, and the forgetting chart;
-* ``heatmap-<schedule>.png``, ``curves-<schedule>.png``, ``forgetting.png`` (matplotlib, Agg);
-* ``summary.json`` (setup, per-curriculum mean/std, per-run rows), ``summary.csv`` (one row per
-  curriculum and seed) and ``metrics/<schedule>-seed<k>.json`` (each run's metrics.json).
+* ``report.md`` and ``report.html`` (the same, one standalone page with the figures embedded):
+  the answer, the summary table (means with 95 % intervals over seeds, the baselines beside the
+  variants), the evidence plot and the learning curves on the first screen; then what each
+  number means, the run setup, the requested tasks that were not trained and why (the corpus
+  could not support them), the per-task numbers and every accuracy matrix;
+* ``evidence.png``, ``curves.png``, ``drop.png``, ``heatmap-<variant>.png`` (matplotlib, Agg);
+* ``summary.json`` (setup, per-variant estimates, tasks not trained, per-run rows), ``summary.csv`` (one row per run)
+  and ``metrics/<variant>-seed<k>.json`` (each run's metrics.json).
 
-Accuracy matrices, learning curves and per-task forgetting are the mean over seeds (a cell a
-seed did not score is left out of its mean); "±" is the sample standard deviation over seeds
-(n - 1), as in ``ernie-cpt finetune``.
+The variants are curricula by default; ``axis`` names them otherwise (e.g. architectures).
+Intervals and the answer come from :mod:`ernie_cpt.evaluation.summary`.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import statistics
@@ -26,46 +27,51 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from ernie_cpt.evaluation.report_plots import curves_plot, forgetting_plot, heatmap_plot
+from ernie_cpt.evaluation.report_html import markdown_to_html
+from ernie_cpt.evaluation.report_plots import curves_grid, drop_plot, evidence_plot, heatmap_plot
+from ernie_cpt.evaluation.significance import Estimate, estimate
+from ernie_cpt.evaluation.summary import Measure, answer, by_seed, collapsed, group, run_row, summarise
 from ernie_cpt.training.checkpoint import atomic_write_text
 
-# Per-run numbers summarised over seeds, with their column heading in report.md.
-SUMMARY = {
-    "average_final": "average final {metric}",
-    "mean_forgetting": "mean forgetting",
-    "backward_transfer": "BWT",
-    "downstream_accuracy": "downstream accuracy",
-    "downstream_macro_f1": "downstream macro-F1",
-}
+DASH = "\u2013"  # "not defined" in a table cell
+COST_DEFINITIONS = """\
+- **Parameters**: every parameter of the pre-trained model (encoder, experts or columns, gates, heads), in millions.
+- **Tokens/s**: training tokens (padding excluded) per second, the median over the logging windows of \
+`logs/train.jsonl` (mean over seeds).
+- The single-task references of FWT and the baselines run with `--architecture` (hard sharing unless set)."""
 DEFINITIONS = """\
-- **Accuracy matrix** R[i][j]: held-out {metric} of task j after stage i; "-" where it was not scored (not trained yet).
-- **Average final {metric}**: the mean over tasks of the last row of R.
-- **Forgetting** (Chaudhry et al. 2018): a task's best score after an earlier stage (counting from the stage that \
-first trains it) minus its final score; the mean over the tasks that have one, 0 when none has (a single stage). \
-Lower is better.
-- **BWT**, backward transfer (Lopez-Paz & Ranzato 2017): the mean over tasks last trained before the final stage \
-of (final score - score right after the task's last training stage); negative = later stages hurt earlier tasks.
-{downstream}- **Wall time**: pre-training time of one run (mean over seeds; export and fine-tuning not included).
-- **±**: sample standard deviation over seeds (n - 1); one seed shows the value alone."""
-
-
-def _mean(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.mean(present) if present else None
-
-
-def _std(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.stdev(present) if len(present) > 1 else None
+- **Drop from best to final** {metric}: per task, its best held-out score at any evaluation point (every \
+`--eval-steps` and every stage end) after its training began, minus its final score; the mean over tasks. \
+Defined for every {axis}, joint training included. Lower is better. The answer ranks forgetting by it.
+- **Forgetting at stage ends** (Chaudhry et al. 2018): a task's best score at the end of an earlier stage \
+(from the stage that first trains it) minus its final score. "{dash}": no task is scored at the end of an earlier \
+stage after its training began (a single stage, as in joint training).
+- **BWT**, backward transfer (Lopez-Paz & Ranzato 2017): the mean over the tasks trained before the last stage \
+and not in it of (final score - score at the end of the task's last training stage). "{dash}": no such task (every \
+task trains in the last stage), where it is not defined.
+- **FWT**, forward transfer: a task's score at the end of the stage that first trains it, minus its score in a \
+run that trains it alone from the same initialisation, seed and held-out set for as many steps (the \
+single-task reference runs); the mean over tasks. Positive: what was trained before helped. (Lopez-Paz & \
+Ranzato 2017 compare with an untrained model; a new task head makes that chance level, so the single-task run \
+is the reference here.)
+- **Average final {metric}**: the mean over tasks of the scores at the end of the last stage.
+{downstream}{probes}- **Baselines**: `none`, the initialised encoder (or the `--init-from` checkpoint) with no \
+pre-training; `mlm`, knowledge masking alone for as many steps as a {axis} takes in all; `tfidf`, TF-IDF + \
+logistic regression (scikit-learn) on the downstream set. Same model size, tokenizer, seeds and protocol.
+- **Intervals**: "mean [low, high]" is the mean over seeds and its 95 % Student-t interval; the answer \
+compares {axes} paired by seed (same seed: same initialisation and data order) and names a winner only where \
+the paired difference's interval excludes 0. The held-out split is the same for every seed (`--split-seed`).
+- **Wall time**: pre-training time of one run (mean over seeds; export and fine-tuning not included)."""
 
 
 def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    return DASH if value is None else f"{value:.3f}"
 
 
-def _mean_std(values: list[float | None]) -> str:
-    mean, std = _mean(values), _std(values)
-    return _number(mean) if std is None else f"{mean:.3f} ± {std:.3f}"
+def _cell(value: Estimate | None) -> str:
+    if value is None:
+        return DASH
+    return _number(value.mean) if value.low is None else f"{value.mean:.3f} [{value.low:.3f}, {value.high:.3f}]"
 
 
 def _duration(seconds: float) -> str:
@@ -81,33 +87,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
                                        for i, (cell, w) in enumerate(zip(line, widths))) + " |" for line in lines)
 
 
-def run_row(result: dict[str, Any]) -> dict[str, Any]:
-    """Every number of one run (a result.json of compare) as one flat row."""
-    metrics, downstream = result["metrics"], result.get("downstream") or {}
-    tasks = metrics["tasks"]
-    return {
-        "schedule": result["schedule"], "seed": result["seed"],
-        "average_final": metrics["average_final"], "mean_forgetting": metrics["mean_forgetting"],
-        "backward_transfer": metrics["backward_transfer"],
-        **{f"final_{task}": metrics["accuracy_matrix"][-1][j] for j, task in enumerate(tasks)},
-        **{f"forgetting_{task}": metrics["forgetting"][task] for task in tasks},
-        "downstream_accuracy": downstream.get("accuracy_mean"), "downstream_macro_f1": downstream.get("macro_f1_mean"),
-        "downstream_majority_accuracy": downstream.get("majority_accuracy"),
-        "pretrain_seconds": result["pretrain_seconds"], "resumed": result["resumed"],
-    }
-
-
-def _by_schedule(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for result in results:
-        groups.setdefault(result["schedule"], []).append(result)
-    return groups
-
-
 def mean_matrix(matrices: list[list[list[float | None]]]) -> list[list[float | None]]:
     """The cell-wise mean of accuracy matrices of one shape, over the seeds that scored each cell."""
-    return [[_mean([m[i][j] for m in matrices]) for j in range(len(matrices[0][i]))]
-            for i in range(len(matrices[0]))]
+    def mean(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return statistics.mean(present) if present else None
+    return [[mean([m[i][j] for m in matrices]) for j in range(len(matrices[0][i]))] for i in range(len(matrices[0]))]
 
 
 def mean_curves(all_curves: list[dict[str, list[list[float]]]]) -> dict[str, list[tuple[int, float]]]:
@@ -121,54 +106,54 @@ def mean_curves(all_curves: list[dict[str, list[list[float]]]]) -> dict[str, lis
             for task, by_step in merged.items()}
 
 
-def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per curriculum, in the order of ``results``: its seeds, each SUMMARY number's mean and std
-    over them, each task's mean forgetting, and the mean pre-training time."""
-    summaries = []
-    for schedule, runs in _by_schedule(results).items():
-        rows = [run_row(run) for run in runs]
-        tasks = runs[0]["metrics"]["tasks"]
-        summaries.append({
-            "schedule": schedule, "seeds": [row["seed"] for row in rows],
-            **{key: {"mean": _mean([row[key] for row in rows]), "std": _std([row[key] for row in rows])}
-               for key in SUMMARY},
-            "forgetting": {task: {"mean": _mean([row[f"forgetting_{task}"] for row in rows]),
-                                  "std": _std([row[f"forgetting_{task}"] for row in rows])} for task in tasks},
-            "pretrain_seconds": statistics.mean(row["pretrain_seconds"] for row in rows),
-            "resumed": any(row["resumed"] for row in rows),
-        })
-    return summaries
+def measures(metric: str, downstream: bool, probes: bool) -> list[Measure]:
+    """The summary's columns, in order; only those the runs have."""
+    return [
+        Measure("average_final", f"average final {metric}"),
+        Measure("mean_drop", f"drop from best to final {metric}", lower_is_better=True),
+        Measure("mean_forgetting", "forgetting at stage ends¹", lower_is_better=True),
+        Measure("backward_transfer", "BWT²"),
+        Measure("forward_transfer", "FWT"),
+        *([Measure("downstream_accuracy", "downstream accuracy"),
+           Measure("downstream_macro_f1", "downstream macro-F1")] if downstream else []),
+        *([Measure("probe_mean", "probe accuracy")] if probes else []),
+    ]
 
 
-def _best(summaries: list[dict[str, Any]], key: str, lowest: bool) -> tuple[str, float] | None:
-    """The curricula (joined with "and" when tied) with the lowest/highest mean ``key``, and that value."""
-    scored = [(s["schedule"], s[key]["mean"]) for s in summaries if s[key]["mean"] is not None]
-    if not scored:
-        return None
-    best = (min if lowest else max)(value for _, value in scored)
-    return " and ".join(name for name, value in scored if value == best), best
+def _summary_table(groups: dict[str, list[dict[str, Any]]], estimates: dict[str, dict[str, Estimate | None]],
+                   columns: list[Measure], axis: str) -> str:
+    """One row per variant and baseline; comparing architectures, their parameters and tokens/s too."""
+    costs = axis == "architecture"
+    body = []
+    for name, runs in groups.items():
+        cells = []
+        for m in columns:
+            cell = _cell(estimates[name][m.key])
+            flagged = collapsed(runs) if m.key.startswith("downstream_") else 0
+            cells.append(f"collapsed ({flagged}/{len(runs)})" if flagged == len(runs) else
+                         f"{cell} ({flagged}/{len(runs)} collapsed)" if flagged else cell)
+        seconds = [run["pretrain_seconds"] for run in runs if run["pretrain_seconds"] is not None]
+        resumed = " *" if any(r["resumed"] for r in runs) else ""
+        wall = _duration(statistics.mean(seconds)) + resumed if seconds else DASH
+        cost = [_millions(runs[0]["parameters"]), _rate([r["tokens_per_s"] for r in runs])] if costs else []
+        body.append([name if runs[0]["kind"] == "variant" else f"{name} (baseline)", *cells, *cost, wall])
+    return _table([axis, *(m.heading for m in columns), *(["parameters", "tokens/s"] if costs else []), "wall time"],
+                  body)
 
 
-def answer(summaries: list[dict[str, Any]], metric: str, downstream: bool) -> str:
-    """The report's first sentence: the curriculum that forgets least, and the one with the best
-    downstream accuracy (the best average final score when there is no downstream set)."""
-    least = _best(summaries, "mean_forgetting", lowest=True)
-    first = (f"**Least forgetting: {least[0]}** (mean forgetting {least[1]:.3f})" if least
-             else "No curriculum has a forgetting score")
-    key, label = ("downstream_accuracy", "downstream accuracy") if downstream else \
-        ("average_final", f"average final {metric}")
-    top = _best(summaries, key, lowest=False)
-    second = f"**best {label}: {top[0]}** ({top[1]:.3f})" if top else f"no curriculum has a {label}"
-    return f"{first}; {second}."
+def _millions(value: float | None) -> str:
+    return DASH if value is None else f"{value / 1e6:.2f}M"
 
 
-def _summary_table(summaries: list[dict[str, Any]], rows: dict[str, list[dict[str, Any]]], metric: str,
-                   downstream: bool) -> str:
-    keys = [key for key in SUMMARY if downstream or not key.startswith("downstream")]
-    header = ["curriculum", *(SUMMARY[key].format(metric=metric) for key in keys), "wall time"]
-    body = [[s["schedule"], *(_mean_std([row[key] for row in rows[s["schedule"]]]) for key in keys),
-             _duration(s["pretrain_seconds"]) + (" *" if s["resumed"] else "")] for s in summaries]
-    return _table(header, body)
+def _rate(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{statistics.mean(known):,.0f}" if known else DASH
+
+
+def _per_task_table(groups: dict[str, list[dict[str, Any]]], prefix: str, tasks: list[str]) -> str:
+    rows = [[name, *(_cell(estimate([v for v in by_seed(runs, f"{prefix}_{t}").values() if v is not None]))
+                     for t in tasks)] for name, runs in groups.items()]
+    return _table(["", *tasks], rows)
 
 
 def _matrix_table(matrix: list[list[float | None]], stages: list[dict[str, int]], tasks: list[str]) -> str:
@@ -178,25 +163,26 @@ def _matrix_table(matrix: list[list[float | None]], stages: list[dict[str, int]]
 
 
 def _save(figure: Figure, path: Path) -> None:
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    figure.savefig(path, dpi=110, bbox_inches="tight")
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    writer.writerows({k: "" if row.get(k) is None else row[k] for k in fields} for row in rows)
     return out.getvalue()
 
 
 def skipped_tasks(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each requested task some run did not train: the runs (``schedule-seedK``) that skipped it and
-    why (the first run's reason)."""
+    """Each requested task some pre-training run did not train: the runs (``variant-seedK``) that
+    skipped it and why (the first run's reason)."""
     skipped: dict[str, dict[str, Any]] = {}
     for result in results:
-        for task, reason in result["metrics"].get("skipped_tasks", {}).items():
+        for task, reason in (result.get("metrics") or {}).get("skipped_tasks", {}).items():
             entry = skipped.setdefault(task, {"runs": [], "reason": reason})
-            entry["runs"].append(f"{result['schedule']}-seed{result['seed']}")
+            entry["runs"].append(f"{result['variant']}-seed{result['seed']}")
     return skipped
 
 
@@ -204,69 +190,132 @@ def _skipped_section(results: list[dict[str, Any]]) -> list[str]:
     skipped = skipped_tasks(results)
     if not skipped:
         return []
+    trained = sum(1 for result in results if result.get("metrics"))
     lines = ["## Tasks not trained", "", "Requested, but the corpus could not train them; the scores above leave them "
              "out.", ""]
     for task, entry in skipped.items():
-        runs = (f"every run ({len(results)})" if len(entry["runs"]) == len(results)
-                else ", ".join(entry["runs"]))
+        runs = f"every run ({trained})" if len(entry["runs"]) == trained else ", ".join(entry["runs"])
         lines.append(f"- **{task}**, skipped by {runs}: {entry['reason']}")
     return [*lines, ""]
 
 
-def write_report(results: list[dict[str, Any]], setup: dict[str, Any], report_dir: Path) -> Path:
-    """Write the report of ``results`` (one compare result.json per curriculum and seed, in
-    curriculum order; all of one metric and task list) to ``report_dir``; returns report.md's path.
+def _seeds(runs: list[dict[str, Any]], key: str) -> list[tuple[float, bool]]:
+    flag = key.startswith("downstream_")
+    return [(run[key], flag and bool(run.get("downstream_collapsed"))) for run in runs if run.get(key) is not None]
+
+
+def _figures(results: list[dict[str, Any]], groups: dict[str, list[dict[str, Any]]],
+             estimates: dict[str, dict[str, Estimate | None]], transfer: Measure, metric: str, tasks: list[str],
+             averaged: str, report_dir: Path) -> None:
+    variants = [name for name, runs in groups.items() if runs[0]["kind"] == "variant"]
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        if result.get("metrics") and result["variant"] in variants:
+            by_variant.setdefault(result["variant"], []).append(result)
+    references = {}
+    if "tfidf" in groups and groups["tfidf"][0].get(transfer.key) is not None:
+        references["TF-IDF + logistic regression"] = groups["tfidf"][0][transfer.key]
+    if transfer.key == "downstream_accuracy":
+        majority = [r["downstream_majority_accuracy"] for r in groups[variants[0]] if r["downstream_majority_accuracy"]]
+        if majority:
+            references["majority class"] = majority[0]
+    shown = [name for name in groups if name != "tfidf"]
+    label = {n: n if n in variants else f"{n}\n(baseline)" for n in shown}
+    _save(evidence_plot([(label[n], _seeds(groups[n], transfer.key), estimates[n][transfer.key]) for n in shown],
+                        transfer.heading, [(n, _seeds(groups[n], "average_final"), estimates[n]["average_final"])
+                                           for n in variants], f"average final {metric}", references,
+                        f"Evidence ({averaged}): seeds as dots, mean and 95 % CI as bars"),
+          report_dir / "evidence.png")
+    _save(curves_grid({n: mean_curves([r["metrics"]["curves"] for r in runs]) for n, runs in by_variant.items()},
+                      tasks, {n: runs[0]["metrics"]["stage_boundaries"] for n, runs in by_variant.items()}, metric,
+                      averaged), report_dir / "curves.png")
+    cells = {n: {**{t: estimate([v for v in by_seed(groups[n], f"drop_{t}").values() if v is not None])
+                    for t in tasks}, "mean over tasks": estimates[n]["mean_drop"]} for n in variants}
+    _save(drop_plot(variants, tasks, cells, metric, averaged), report_dir / "drop.png")
+    matrices = {n: mean_matrix([r["metrics"]["accuracy_matrix"] for r in runs]) for n, runs in by_variant.items()}
+    scale = [v for matrix in matrices.values() for row in matrix for v in row if v is not None] or [0.0, 1.0]
+    for name, runs in by_variant.items():
+        _save(heatmap_plot(matrices[name], runs[0]["metrics"]["stages"], tasks, metric, f"{name} ({averaged})",
+                           (min(scale), max(scale))), report_dir / f"heatmap-{name}.png")
+
+
+def write_report(results: list[dict[str, Any]], setup: dict[str, Any], report_dir: Path,
+                 axis: tuple[str, str] = ("curriculum", "curricula")) -> Path:
+    """Write the report of ``results`` (one compare result.json per variant or baseline and seed;
+    variants first, all of one metric and task list) to ``report_dir``; returns report.md's path.
     ``setup`` (name -> value, lists shown comma-separated) is listed under "Run setup"."""
     report_dir = Path(report_dir)
     (report_dir / "metrics").mkdir(parents=True, exist_ok=True)
-    first = results[0]["metrics"]
+    first = next(r["metrics"] for r in results if r.get("metrics"))
     metric, tasks = first["metric"], first["tasks"]
-    downstream = any(result.get("downstream") for result in results)
-    groups, summaries = _by_schedule(results), summarise(results)
-    rows = {schedule: [run_row(run) for run in runs] for schedule, runs in groups.items()}
+    rows = [run_row(result) for result in results]
+    groups = group(rows)
+    downstream = any(row["downstream_accuracy"] is not None for row in rows)
+    probes = any(row["probe_mean"] is not None for row in rows)
+    columns = measures(metric, downstream, probes)
+    estimates = summarise(rows, [m.key for m in columns] + [f"drop_{t}" for t in tasks])
     n_seeds = max(len(runs) for runs in groups.values())
-    averaged = f"mean over {n_seeds} seeds" if n_seeds > 1 else f"seed {first['seed']}"
+    averaged = f"mean over {n_seeds} seeds" if n_seeds > 1 else f"seed {rows[0]['seed']}"
+    transfer_key = "downstream_accuracy" if downstream else "probe_mean" if probes else "average_final"
+    transfer = next(m for m in columns if m.key == transfer_key)
+    _figures(results, groups, estimates, transfer, metric, tasks, averaged, report_dir)
 
-    matrices = {s: mean_matrix([run["metrics"]["accuracy_matrix"] for run in runs]) for s, runs in groups.items()}
-    scale = [v for matrix in matrices.values() for row in matrix for v in row if v is not None] or [0.0, 1.0]
-    for schedule, runs in groups.items():
-        stages = runs[0]["metrics"]["stages"]
-        _save(heatmap_plot(matrices[schedule], stages, tasks, metric, f"{schedule} ({averaged})",
-                           (min(scale), max(scale))), report_dir / f"heatmap-{schedule}.png")
-        _save(curves_plot(mean_curves([run["metrics"]["curves"] for run in runs]), tasks,
-                          runs[0]["metrics"]["stage_boundaries"], metric, f"{schedule} ({averaged})"),
-              report_dir / f"curves-{schedule}.png")
-    _save(forgetting_plot(summaries, tasks, metric, averaged), report_dir / "forgetting.png")
-
-    majority = _mean([row["downstream_majority_accuracy"] for group in rows.values() for row in group])
+    majority = next((r["downstream_majority_accuracy"] for r in rows if r["downstream_majority_accuracy"]), None)
     downstream_line = (f"- **Downstream accuracy / macro-F1**: the exported encoder fine-tuned on the downstream "
                        f"training set, scored on its test set (always predicting the majority class: accuracy "
-                       f"{_number(majority)}).\n" if downstream else "")
+                       f"{_number(majority)}). A run that predicts one class for the whole test set is *collapsed*: "
+                       f"flagged, and left out of the mean and the ranking.\n" if downstream else "")
+    probe_line = ("- **Probe accuracy**: the mean accuracy of linear probes (logistic regression) on frozen encoder "
+                  "features, on tasks built from the held-out documents' spaCy annotations (see the per-probe table)."
+                  "\n" if probes else "")
+    variants = [name for name, runs in groups.items() if runs[0]["kind"] == "variant"]
     sections = [
-        "# Curriculum comparison: forgetting and transfer", "",
-        answer(summaries, metric, downstream), "",
-        _summary_table(summaries, rows, metric, downstream), "",
-        *(["\\* resumed: the wall time of its last session only.", ""] if any(s["resumed"] for s in summaries)
-          else []),
-        DEFINITIONS.format(metric=metric, downstream=downstream_line), "",
-        "## Run setup", "",
+        f"# Comparison of {axis[1]}: forgetting and transfer", "",
+        answer(rows, columns[1], transfer, axis), "",
+        _summary_table(groups, estimates, columns, axis[0]), "",
+        f"¹ ² {DASH}: not defined for that {axis[0]} (see below).",
+        *(["\\* resumed: the wall time of its last session only."] if any(r["resumed"] for r in rows) else []), "",
+        "![Evidence: per-seed scores, means and 95 % intervals](evidence.png)", "",
+        "![Learning curves](curves.png)", "",
+        "## What the numbers mean", "",
+        DEFINITIONS.format(dash=DASH, metric=metric, axis=axis[0], axes=axis[1], downstream=downstream_line,
+                           probes=probe_line) + ("\n" + COST_DEFINITIONS if axis[0] == "architecture" else ""),
+        "", "## Run setup", "",
         *(f"- **{name}**: {', '.join(map(str, value)) if isinstance(value, list) else value}"
           for name, value in setup.items()), "",
         *_skipped_section(results),
-        f"## Accuracy matrices ({metric}, {averaged})", "",
+        f"## Per task ({averaged}, 95 % intervals)", "",
+        f"Drop from best to final {metric}:", "", _per_task_table({n: groups[n] for n in variants}, "drop", tasks), "",
+        "![Drop from best to final per task](drop.png)", "",
+        "Forgetting at stage ends (Chaudhry et al. 2018):", "",
+        _per_task_table({n: groups[n] for n in variants}, "forgetting", tasks), "",
+        "Forward transfer (score when first trained, minus the single-task reference):", "",
+        _per_task_table({n: groups[n] for n in variants}, "fwt", tasks), "",
     ]
-    for schedule, runs in groups.items():
-        sections += [f"### {schedule}", "", _matrix_table(matrices[schedule], runs[0]["metrics"]["stages"], tasks), "",
-                     f"![accuracy matrix of {schedule}](heatmap-{schedule}.png)", "",
-                     f"![learning curves of {schedule}](curves-{schedule}.png)", ""]
-    sections += ["## Forgetting per task", "", "![forgetting per task and curriculum](forgetting.png)", ""]
-    atomic_write_text(report_dir / "report.md", "\n".join(sections))
+    if probes:
+        names = sorted({key.removeprefix("probe_") for row in rows for key in row
+                        if key.startswith("probe_") and key != "probe_mean"})
+        sections += ["Linear probes on frozen features (accuracy):", "",
+                     _per_task_table({n: runs for n, runs in groups.items() if runs[0]["probe_mean"] is not None},
+                                     "probe", names), ""]
+    sections += [f"## Accuracy matrices ({metric}, {averaged})", ""]
+    for name in variants:
+        runs = [r for r in results if r["variant"] == name and r.get("metrics")]
+        matrix = mean_matrix([r["metrics"]["accuracy_matrix"] for r in runs])
+        sections += [f"### {name}", "", _matrix_table(matrix, runs[0]["metrics"]["stages"], tasks), "",
+                     f"![accuracy matrix of {name}](heatmap-{name}.png)", ""]
+    markdown = "\n".join(sections)
+    atomic_write_text(report_dir / "report.md", markdown)
+    atomic_write_text(report_dir / "report.html", markdown_to_html(markdown, report_dir, f"Comparison of {axis[1]}"))
 
+    summary = {name: {key: None if value is None else dataclasses.asdict(value) for key, value in values.items()}
+               for name, values in estimates.items()}
     atomic_write_text(report_dir / "summary.json", json.dumps(
-        {"setup": setup, "skipped_tasks": skipped_tasks(results), "curricula": summaries,
-         "runs": [run_row(r) for r in results]}, indent=2) + "\n")
-    atomic_write_text(report_dir / "summary.csv", _csv([run_row(r) for r in results]))
+        {"setup": setup, "variants": variants, "summary": summary, "skipped_tasks": skipped_tasks(results),
+         "runs": rows}, indent=2) + "\n")
+    atomic_write_text(report_dir / "summary.csv", _csv(rows))
     for result in results:
-        atomic_write_text(report_dir / "metrics" / f"{result['schedule']}-seed{result['seed']}.json",
-                          json.dumps(result["metrics"], indent=2) + "\n")
+        if result.get("metrics"):
+            atomic_write_text(report_dir / "metrics" / f"{result['variant']}-seed{result['seed']}.json",
+                              json.dumps(result["metrics"], indent=2) + "\n")
     return report_dir / "report.md"

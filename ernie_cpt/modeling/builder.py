@@ -13,10 +13,11 @@ source trained with the same head and classes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from transformers import ErnieConfig, ErnieModel
@@ -112,3 +113,14 @@ def _take_weights(model: Architecture, source: Architecture) -> None:
     kept = sorted(set(model.heads) - set(new_heads))
     log.info("Started from the ernie-cpt model given to --init-from: encoder, task embedding and the heads of %s%s",
              ", ".join(kept) or "no task", f"; new heads: {', '.join(new_heads)}" if new_heads else "")
+
+
+def model_from_description(description: dict[str, Any], config: ErnieConfig) -> Architecture:
+    """The model ``Architecture.describe()`` described, over a new encoder of ``config`` (its
+    ``encoder_config.json``), with new weights: load the saved ``state_dict()`` into it (strictly)
+    to get the saved model back. Tasks added with ``add_task`` are built like the others."""
+    fields = {field.name for field in dataclasses.fields(ArchitectureOptions)}
+    options = ArchitectureOptions(**{key: value for key, value in description.items() if key in fields})
+    tasks = {task: HeadSpec(**spec) for task, spec in description["heads"].items()}
+    return build_model(tasks, description["task_ids"], ModelOptions(), options, config.vocab_size,
+                       config.max_position_embeddings, config.task_type_vocab_size, config)

@@ -47,6 +47,11 @@ def encoder_config(options: ModelOptions, vocab_size: int, max_positions: int, t
     )
 
 
+def preset_layers(options: ModelOptions) -> int | None:
+    """The number of layers a new encoder of ``options`` gets; None with --init-from (the checkpoint decides)."""
+    return None if options.init_from else options.num_layers or PRESETS[options.model_size][0]
+
+
 def _checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a (possibly sharded) safetensors checkpoint; pickled weights are refused."""
     weights: dict[str, torch.Tensor] = {}

@@ -188,3 +188,11 @@ class SentencePairHead(Head):
 def build_head(name: str, config: ErnieConfig, num_labels: int, word_embeddings: nn.Embedding) -> Head:
     """The head registered as ``name`` for ``num_labels`` classes (or vocabulary ids)."""
     return HEADS.get(name)(config, num_labels, word_embeddings)
+
+
+def head_name(head: Head) -> str:
+    """The name ``head``'s class is registered under in ``HEADS`` (what :func:`build_head` takes)."""
+    for name, builder in HEADS.items():
+        if builder is type(head):
+            return name
+    raise ValueError(f"{type(head).__name__} is not a registered head class")

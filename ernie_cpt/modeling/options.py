@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ernie_cpt.options import Range, option
+from ernie_cpt.errors import UserError
+from ernie_cpt.options import Range, check_ranges, option
 
 # (layers, hidden size, attention heads, feed-forward size); `base` has BERT-base dimensions.
 PRESETS = {
@@ -38,20 +39,41 @@ class ModelOptions:
                                    "encoder and an MLM head, the task embedding new). Its tokenizer is used")
 
 
+DEFAULT_ARCHITECTURE = "hard"
+
+# The built-in sharing architectures (ernie_cpt.modeling.architectures), the default first, with each
+# class's ``summary``: written out here so that --help names them without importing torch (a test
+# checks this text against the registered classes).
+ARCHITECTURES_HELP = (
+    "How the tasks share the encoder: "
+    "hard: every layer shared by all tasks, a head per task (ERNIE 2.0 as published; exports as one ErnieModel); "
+    "cgc: --shared-experts experts shared by all tasks and --task-experts owned by each, each a copy of the top "
+    "--expert-layers layers; a task's gate mixes its own and the shared (Tang et al. 2020); "
+    "cross_stitch: a column per task, each a copy of the top --expert-layers layers, mixed after every layer by "
+    "learned cross-stitch units initialised near identity (Misra et al. 2016); "
+    "mmoe: the top --expert-layers layers become --num-experts experts; each task mixes them with its own "
+    "softmax gate, per token (Ma et al. 2018); "
+    "ple: CGC stacked over the top --expert-layers layers, one level per layer, a shared gate feeding each next "
+    "level (Tang et al. 2020)"
+)
+
+
 @dataclass
 class ArchitectureOptions:
     """Architecture: how the tasks share the encoder"""
 
-    architecture: str = option("hard", "How the tasks share the encoder: hard (every layer shared, as ERNIE 2.0), "
-                               "mmoe, cgc, ple or cross_stitch (the top --expert-layers layers become experts or "
-                               "task columns)")
-    expert_layers: int = option(2, "mmoe/cgc/ple/cross_stitch: how many of the top encoder layers become experts "
-                                "or task columns; the layers below stay shared", valid=Range(1, 96))
-    num_experts: int = option(4, "mmoe: expert copies of the top --expert-layers layers", valid=Range(1, 64))
-    shared_experts: int = option(2, "cgc/ple: experts shared by all tasks", valid=Range(0, 64))
-    task_experts: int = option(1, "cgc/ple: experts owned by each task", valid=Range(0, 64))
+    architecture: str = option(DEFAULT_ARCHITECTURE, ARCHITECTURES_HELP)
+    expert_layers: int = option(2, "cgc/cross_stitch/mmoe/ple: how many of the top encoder layers become experts "
+                                "or task columns (K); the layers below stay shared", valid=Range(1, 96))
+    num_experts: int = option(4, "mmoe: experts, each a copy of the top --expert-layers layers", valid=Range(1, 64))
+    shared_experts: int = option(2, "cgc/ple: experts shared by all tasks (per level)", valid=Range(0, 64))
+    task_experts: int = option(1, "cgc/ple: experts owned by each task (per level)", valid=Range(0, 64))
 
     def __post_init__(self) -> None:
         from ernie_cpt.modeling.architectures import ARCHITECTURES
 
+        check_ranges(self)  # options made in code as well as on the command line
         ARCHITECTURES.get(self.architecture)  # checked when the options are read, before anything trains
+        if self.shared_experts + self.task_experts < 1:
+            raise UserError("--shared-experts and --task-experts are both 0: a gate needs at least one expert; "
+                            "raise either")

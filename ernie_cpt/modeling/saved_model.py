@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,8 @@ from transformers import ErnieConfig, ErnieForMaskedLM, ErnieModel
 from ernie_cpt import __version__
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.architectures import Architecture
-from ernie_cpt.modeling.builder import HeadSpec, build_model
-from ernie_cpt.modeling.heads import HEADS, Head, MaskedLMHead
-from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
+from ernie_cpt.modeling.builder import model_from_description
+from ernie_cpt.modeling.heads import MaskedLMHead
 from ernie_cpt.modeling.safe_loading import load_weights, weight_files
 
 MODEL_JSON = "ernie_cpt_model.json"
@@ -48,30 +46,21 @@ MLM_PREFIX = "cls.predictions."
 ENCODER_PREFIX = "ernie."
 
 
-def head_name(head: Head) -> str:
-    """The name ``head``'s class is registered under in ``HEADS``."""
-    for name, builder in HEADS.items():
-        if builder is type(head):
-            return name
-    raise ValueError(f"{type(head).__name__} is not a registered head class")
-
-
 def describe_model(model: Architecture) -> dict[str, Any]:
-    """What rebuilds ``model`` (with :func:`build_model`) before its weights are loaded."""
-    return {"ernie_cpt_version": __version__, "architecture": model.describe(), "task_ids": dict(model.task_ids),
-            "heads": {task: {"head": head_name(head), "num_labels": head.num_labels}
-                      for task, head in model.heads.items()},
+    """What rebuilds ``model`` (with :func:`rebuild`) before its weights are loaded: the architecture
+    options of its ``describe()``, its task ids and heads, and the encoder config."""
+    described = model.describe()
+    return {"ernie_cpt_version": __version__,
+            "architecture": {k: v for k, v in described.items() if k not in ("task_ids", "heads")},
+            "task_ids": described["task_ids"], "heads": described["heads"],
             "encoder_config": model.config.to_diff_dict()}
 
 
 def rebuild(description: Mapping[str, Any]) -> Architecture:
     """The architecture ``description`` (an ``ernie_cpt_model.json``) describes, with new weights."""
-    config = ErnieConfig.from_dict(description["encoder_config"])
-    names = {f.name for f in fields(ArchitectureOptions)}
-    architecture = ArchitectureOptions(**{k: v for k, v in description["architecture"].items() if k in names})
-    heads = {task: HeadSpec(spec["head"], spec["num_labels"]) for task, spec in description["heads"].items()}
-    return build_model(heads, description["task_ids"], ModelOptions(), architecture, config.vocab_size,
-                       config.max_position_embeddings, config.task_type_vocab_size, config)
+    return model_from_description({**description["architecture"], "task_ids": description["task_ids"],
+                                   "heads": description["heads"]},
+                                  ErnieConfig.from_dict(description["encoder_config"]))
 
 
 def _module_prefix(model: torch.nn.Module, module: torch.nn.Module) -> str:

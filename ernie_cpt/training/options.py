@@ -14,6 +14,8 @@ from pretasks.base import MAX_MAJORITY_SHARE
 # The held-out scores the accuracy matrix, forgetting and BWT can be computed from ("higher is better").
 SCORE_METRICS = ["accuracy", "f1"]
 
+LR_SCHEDULES = ("whole", "per-stage")
+
 
 @dataclass
 class TrainingOptions:
@@ -29,9 +31,12 @@ class TrainingOptions:
     weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and LayerNorm)", valid=Range(0, 1))
     warmup_ratio: float = option(0.06, "Fraction of the steps with linear warm-up; then linear decay to 0",
                                  valid=Range(0, 1))
+    lr_schedule: str = option("whole", "whole: one warm-up + linear decay over the whole curriculum; per-stage: "
+                              "re-warm and re-decay in every stage, each over its own steps (Ibrahim et al. 2024)",
+                              choices=LR_SCHEDULES)
     max_grad_norm: float = option(1.0, "Gradient clipping norm (0 = off)", valid=Range(0))
-    seed: int = option(42, "Seed of everything: model init, data order, masks, dropout, evaluation split",
-                       valid=SEED_RANGE)
+    seed: int = option(42, "Seed of the model init, data order, masks and dropout (the held-out split has "
+                       "--split-seed)", valid=SEED_RANGE)
     save_steps: int = option(500, "Checkpoint every N steps (and at the end)", valid=Range(1))
     save_total_limit: int = option(2, "Keep the last K checkpoints. The checkpoint written at the end of every "
                                    "stage is kept besides them (not rotated away), for export --stage K",
@@ -60,6 +65,9 @@ class EvaluationOptions:
 
     eval_fraction: float = option(0.05, "Fraction of documents held out for evaluation (at least one; 0 = none)",
                                   valid=Range(0, 0.5))
+    split_seed: int = option(42, "Seed of the held-out split and of its examples (their masks and pairs). Fixed "
+                             "apart from --seed, so that runs with different seeds are scored on the same test set",
+                             valid=SEED_RANGE)
     eval_steps: int = option(200, "Evaluate every N steps (and at the end of every stage); 0 = only then",
                              valid=Range(0))
     eval_max_examples: int = option(256, "At most this many held-out examples per task", valid=Range(1))

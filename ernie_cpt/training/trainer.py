@@ -6,7 +6,11 @@ task of the stage with steps left (``--task-mixing all``, losses combined by the
 weighting) - accumulate gradients over micro-batches, clip, step, and now and then log,
 evaluate and checkpoint. At a stage boundary the stage is scored, and AdamW's moments are
 reset if ``--reset-optimizer`` asks for it; parameters always carry over. The learning rate
-follows one warm-up + linear-decay schedule over the whole curriculum.
+follows one warm-up + linear-decay schedule over the whole curriculum (``--lr-schedule whole``),
+or warms up and decays again in every stage (``--lr-schedule per-stage``). Where the architecture
+routes tasks (gates, cross-stitch units), ``model.routing()`` gives per task the mean routing
+weights since its last call; they go to ``logs/routing.jsonl`` every ``--logging-steps`` and at
+every checkpoint.
 
 A step whose loss or gradient norm is NaN or infinite is skipped: no parameter moves, a warning
 naming the values seen and a ``"skipped": true`` record are logged, and the step still counts
@@ -30,10 +34,13 @@ import logging
 import math
 import os
 import time
+from bisect import bisect_right
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
@@ -100,6 +107,34 @@ def score_line(metrics: dict[str, float]) -> str:
     return f"{line} over {plural(metrics['scored'], 'target')}"
 
 
+def per_stage_factor(step: int, ends: list[int], warmup_ratio: float) -> float:
+    """The learning-rate multiplier of optimizer step ``step`` (0-based) under ``--lr-schedule
+    per-stage``: inside the stage that ends at ``ends[k]`` (cumulative optimizer steps), linear
+    warm-up over its first ``round(warmup_ratio * length)`` steps, then linear decay to 0 at its
+    end, as ``transformers.get_linear_schedule_with_warmup`` over that stage alone. The re-warming
+    and re-decaying of Ibrahim et al. 2024 ("Simple and Scalable Strategies to Continually
+    Pre-train Large Language Models", TMLR); 0 past the last stage."""
+    stage = bisect_right(ends, step)
+    if stage == len(ends):
+        return 0.0
+    start = ends[stage - 1] if stage else 0
+    length, local = ends[stage] - start, step - start
+    warmup = round(warmup_ratio * length)
+    if local < warmup:
+        return local / warmup
+    return max(0.0, (length - local) / max(1, length - warmup))
+
+
+def _lr_scheduler(optimizer: torch.optim.Optimizer, schedule: list[Stage], options: TrainingOptions,
+                  task_mixing: str) -> LambdaLR:
+    """Warm-up + linear decay over the whole curriculum, or in every stage (``options.lr_schedule``)."""
+    lengths = [stage.optimizer_steps(task_mixing) for stage in schedule]
+    if options.lr_schedule == "whole":
+        return get_linear_schedule_with_warmup(optimizer, round(options.warmup_ratio * sum(lengths)), sum(lengths))
+    ends = np.cumsum(lengths).tolist()
+    return LambdaLR(optimizer, partial(per_stage_factor, ends=ends, warmup_ratio=options.warmup_ratio))
+
+
 def _dropout_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step, distributed.rank()]).generate_state(1)[0])
 
@@ -125,7 +160,7 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
     # A gradient-level weighting combines per-task gradients of the architecture's shared parameters.
     per_task = TaskGradients(model, model.shared_parameters()) if combine and weighting.level == "gradient" else None
     total_steps = sum(stage.optimizer_steps(mixing.task_mixing) for stage in schedule)
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(options.warmup_ratio * total_steps), total_steps)
+    scheduler = _lr_scheduler(optimizer, schedule, options, mixing.task_mixing)
     use_bf16 = options.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     def autocast() -> contextlib.AbstractContextManager:
@@ -256,6 +291,11 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
                 empty_batches = {}
                 bar.set_postfix(task=record["task"], loss=f"{record['loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}")
                 window_tokens, window_start = 0, time.perf_counter()
+            # Routing means since the last record (every rank takes part), written at every checkpoint too:
+            # a resumed run starts from a checkpoint with nothing accumulated, and logs what the whole run logs.
+            if step % options.logging_steps == 0 or step % options.save_steps == 0 or step == total_steps:
+                for task, weights in model.routing().items():
+                    run_log.write("routing", {"step": step, "stage": stage_index, "task": task, "weights": weights})
             if nonfinite > options.max_nonfinite_steps:
                 kept = latest_name(run_dir) or "none (none was saved)"
                 raise UserError(f"the loss or gradient norm was NaN/inf in {nonfinite} steps (the last: step {step}, "

@@ -244,7 +244,41 @@ def test_defaults():
     assert dataclasses.asdict(options) == {
         "schedule": "joint", "steps_per_task": None, "schedule_file": None, "stage_allocation": "even",
         "task_mixing": "sample", "task_sampling": "remaining", "sampling_temperature": 2.0,
-        "reset_optimizer": False, "shared_task_id": False}
+        "replay": 0.0, "reset_optimizer": False, "shared_task_id": False}
+
+
+# --- replay -------------------------------------------------------------------------------------------------
+
+
+def test_replay_gives_a_fraction_of_each_stage_to_the_earlier_tasks_it_lacks():
+    # continual, 1000 steps each, 5 %: stage 2 gives 50 steps to a; stage 3 gives 50 to a and b (25 each).
+    stages = build_schedule(ScheduleOptions(schedule="continual", replay=0.05), ["a", "b", "c"], 3000)
+
+    assert [stage.steps for stage in stages] == [{"a": 1000}, {"b": 950, "a": 50}, {"c": 950, "a": 25, "b": 25}]
+    assert [stage.total_steps for stage in stages] == [1000, 1000, 1000]
+
+
+def test_replay_takes_from_a_stage_s_tasks_in_proportion_and_splits_remainders_to_the_earliest():
+    # pairwise with 3 tasks, 40 steps each: stage (b) has 10 steps and replays a: round(0.25 * 10) = 2 (10 -> 8).
+    # Stage (c): 10 steps, 2 to replay, split 1 to a, 1 to b. Stage (a,b) 20: c replayed 5, taken 3 + 2 (10 and 10
+    # give quotas 2.5 and 2.5; the tie goes to the earlier task). Stages training every earlier task are unchanged.
+    stages = build_schedule(ScheduleOptions(schedule="pairwise", replay=0.25), ["a", "b", "c"], 120)
+
+    assert [stage.steps for stage in stages][:4] == [{"a": 10}, {"b": 8, "a": 2}, {"c": 8, "a": 1, "b": 1},
+                                                     {"a": 7, "b": 8, "c": 5}]
+    assert [stage.steps for stage in stages][-1] == {"a": 10, "b": 10, "c": 10}
+
+
+def test_replay_leaves_curricula_without_earlier_missing_tasks_unchanged():
+    for schedule in ("joint", "sequential"):
+        plain = build_schedule(ScheduleOptions(schedule=schedule), ["a", "b", "c"], 300)
+        assert build_schedule(ScheduleOptions(schedule=schedule, replay=0.05), ["a", "b", "c"], 300) == plain
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0])
+def test_replay_out_of_range_is_a_one_line_error(fraction):
+    with pytest.raises(UserError, match=re.escape(f"--replay must be at least 0 and below 1, got {fraction}")):
+        ScheduleOptions(replay=fraction)
 
 
 # --- file ---------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ The trainer sees only this interface and never names an architecture.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, NamedTuple
 
@@ -29,7 +30,7 @@ from torch import nn
 from transformers import ErnieConfig, ErnieModel
 
 from ernie_cpt.errors import UserError
-from ernie_cpt.modeling.heads import Head
+from ernie_cpt.modeling.heads import Head, head_name
 from ernie_cpt.modeling.options import ArchitectureOptions
 from ernie_cpt.registry import Registry
 
@@ -45,9 +46,12 @@ class TaskOutput(NamedTuple):
 
 class Architecture(nn.Module, ABC):
     """Tasks on one encoder. ``heads`` maps each task to its head; ``task_ids`` to its row of the
-    task embedding."""
+    task embedding. A subclass sets ``name`` (its registered name), ``summary`` (one line for
+    ``--help``) and ``options_used`` (the ``ArchitectureOptions`` fields it reads, for ``--help``)."""
 
     name: ClassVar[str]
+    summary: ClassVar[str]
+    options_used: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ErnieConfig, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
         super().__init__()
@@ -104,17 +108,24 @@ class Architecture(nn.Module, ABC):
         return None
 
     def describe(self) -> dict[str, Any]:
-        """What export records to rebuild the architecture: its name and options."""
-        return {"architecture": self.name, "expert_layers": self.options.expert_layers,
-                "num_experts": self.options.num_experts, "shared_experts": self.options.shared_experts,
-                "task_experts": self.options.task_experts}
+        """Everything besides the weights and the encoder config that ``build_model`` needs to rebuild
+        this model (``ernie_cpt.modeling.builder.model_from_description``): the architecture options
+        (``architecture``, ``expert_layers``, ...), ``task_ids`` (task -> row of the task embedding,
+        in the order the tasks were built or added) and ``heads`` (task -> its head's registered name
+        and ``num_labels``). JSON-serialisable; export and the run config record it."""
+        return {**dataclasses.asdict(self.options), "architecture": self.name, "task_ids": dict(self.task_ids),
+                "heads": {task: {"head": head_name(head), "num_labels": head.num_labels}
+                          for task, head in getattr(self, "heads", {}).items()}}
 
 
 ARCHITECTURES: Registry[type[Architecture]] = Registry("architecture")
 
 
-def check_expert_layers(options: ArchitectureOptions, config: ErnieConfig) -> None:
-    """--expert-layers must be between 1 and the encoder's layers; a UserError otherwise."""
-    if not 1 <= options.expert_layers <= config.num_hidden_layers:
-        raise UserError(f"--expert-layers {options.expert_layers} is outside 1..{config.num_hidden_layers}, the "
-                        f"encoder's layers; lower it or use a larger --model-size / --num-layers")
+def check_expert_layers(options: ArchitectureOptions, num_layers: int) -> None:
+    """--expert-layers must be between 1 and the encoder's ``num_layers`` where the architecture reads
+    it; a UserError otherwise."""
+    if "expert_layers" not in ARCHITECTURES.get(options.architecture).options_used:
+        return
+    if not 1 <= options.expert_layers <= num_layers:
+        raise UserError(f"--expert-layers {options.expert_layers} is outside 1..{num_layers}, the encoder's "
+                        f"layers; lower it or use a larger --model-size / --num-layers")

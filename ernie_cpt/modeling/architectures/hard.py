@@ -8,16 +8,22 @@ folds into one ``ErnieModel`` exactly, so export writes a Hugging Face folder.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from transformers import ErnieModel
 
-from ernie_cpt.modeling.architectures.base import ARCHITECTURES, Architecture, ArchitectureOptions
+from ernie_cpt.modeling.architectures.base import ARCHITECTURES, Architecture
+
+if TYPE_CHECKING:
+    from ernie_cpt.modeling.architectures import ArchitectureOptions
 
 
 @ARCHITECTURES.register()
 class HardSharing(Architecture):
     name = "hard"
+    summary = "every layer shared by all tasks, a head per task (ERNIE 2.0 as published; exports as one ErnieModel)"
 
     def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
         super().__init__(encoder.config, task_ids, options)

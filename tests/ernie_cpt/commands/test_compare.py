@@ -37,8 +37,23 @@ def test_schedules_may_be_comma_or_space_separated_and_repeat():
       "no.jsonl"], "--downstream-train file no.jsonl does not exist"),
     (["--tasks", "knowledge_masking", "capitalization", "--seeds", "0"], "--seeds must be between 1 and 1,000, got 0"),
     (["--tasks", "knowledge_masking", "capitalization", "--eval-fraction", "0"], "--eval-fraction must be above 0"),
+    (["--tasks", "knowledge_masking", "capitalization", "--schedules", "joint,continual+replay"],
+     "continual+replay replays a fraction --replay of every stage's steps; give it, e.g. --replay 0.05"),
+    (["--tasks", "knowledge_masking", "capitalization", "--replay", "0.05"],
+     "--replay applies to the +replay curricula; add one to --schedules, e.g. continual+replay"),
+    (["--tasks", "knowledge_masking", "capitalization", "--schedules", "continual+replay", "--replay", "1.5"],
+     "--replay must be at least 0 and below 1, got 1.5"),
+    (["--tasks", "knowledge_masking", "capitalization", "--schedules", "contnual+replay", "--replay", "0.1"],
+     "unknown schedule 'contnual'; did you mean 'continual'?"),
+    (["--tasks", "knowledge_masking", "capitalization", "--architectures", "hard,moe"],
+     "unknown architecture 'moe'; did you mean 'mmoe'?"),
+    (["--tasks", "knowledge_masking", "capitalization", "--architectures", "hard,mmoe", "--schedules", "joint",
+      "sequential"], "--architectures compares architectures at one curriculum, but --schedules names 2"),
+    (["--tasks", "knowledge_masking", "capitalization", "--architectures", "hard,ple", "--model-size", "tiny",
+      "--expert-layers", "3"], "--expert-layers 3 is outside 1..2, the encoder's layers"),
 ], ids=["unknown-schedule", "file-schedule", "one-task", "unknown-task", "train-only", "test-only", "missing-file",
-        "no-seeds", "no-held-out"])
+        "no-seeds", "no-held-out", "replay-without-fraction", "fraction-without-replay", "replay-out-of-range",
+        "unknown-replayed-schedule", "unknown-architecture", "architectures-at-two-curricula", "expert-layers"])
 def test_bad_input_is_one_line_and_writes_nothing(flags, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ["compare", "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
@@ -77,9 +92,10 @@ def test_output_dir_is_required(tmp_path, capsys):
 
 @pytest.fixture
 def fake_training(monkeypatch) -> list[tuple[str, int, bool, bool]]:
-    """Replace the corpus pass, pretrain, the metrics, export and the report by stand-ins; returns the
-    (run directory name, seed, resume, overwrite) of every pretrain call."""
+    """Replace the corpus pass, pretrain, the metrics, export, the initial encoder, the probes and the report
+    by stand-ins; returns the (run directory name, seed, resume, overwrite) of every pretrain call."""
     import ernie_cpt.commands.compare as compare_module
+    import ernie_cpt.commands.compare_runs as runs_module
     import ernie_cpt.evaluation.report as report_module
     from ernie_cpt.commands.pretrain import RunOptions
     from ernie_cpt.training.trainer import TrainingOptions
@@ -93,14 +109,18 @@ def fake_training(monkeypatch) -> list[tuple[str, int, bool, bool]]:
             shutil.rmtree(run_dir, ignore_errors=True)
         (run_dir / "checkpoints" / "step-00000001").mkdir(parents=True, exist_ok=True)
         (run_dir / "run_config.json").write_text(json.dumps(to_dict(*options.values())))
+        (run_dir / "encoder_config.json").write_text("{}")
         return run_dir
 
     monkeypatch.setattr(compare_module, "annotate", lambda documents, options: documents)
     monkeypatch.setattr(compare_module, "load_corpus", lambda options: None)
-    monkeypatch.setattr(compare_module, "pretrain", pretrain)
-    monkeypatch.setattr(compare_module, "continual_metrics", lambda run_dir, metric: {"metric": metric})
-    monkeypatch.setattr(compare_module, "export", lambda run_dir, out: Path(out).mkdir())
-    monkeypatch.setattr(report_module, "write_report", lambda results, setup, folder: Path(folder) / "report.md")
+    monkeypatch.setattr(compare_module, "split_documents", lambda documents, fraction, seed: {"test": None})
+    monkeypatch.setattr(compare_module, "probe_sets", lambda documents, seed: [])
+    monkeypatch.setattr(runs_module, "pretrain", pretrain)
+    monkeypatch.setattr(runs_module, "continual_metrics", lambda run_dir, metric: {"metric": metric})
+    monkeypatch.setattr(runs_module, "export", lambda run_dir, out: Path(out).mkdir())
+    monkeypatch.setattr(runs_module, "_write_initial_encoder", lambda source, model, seed, out: Path(out).mkdir())
+    monkeypatch.setattr(report_module, "write_report", lambda results, setup, folder, axis: Path(folder) / "report.md")
     return calls
 
 
@@ -112,11 +132,18 @@ def compare_args(out: Path, *extra: str) -> list[str]:
 def test_every_curriculum_and_seed_runs_once_into_its_own_folder(fake_training, tmp_path):
     assert main(compare_args(tmp_path, "--seeds", "2")) == 0
 
-    assert fake_training == [("continual-seed7", 7, False, True), ("joint-seed7", 7, False, True),
-                             ("continual-seed8", 8, False, True), ("joint-seed8", 8, False, True)]
+    # per seed: the curricula, each task alone (the forward-transfer references), then the mlm baseline
+    assert fake_training == [(f"{name}-seed{seed}", seed, False, True) for seed in (7, 8) for name in (
+        "continual", "joint", "single-knowledge_masking", "single-capitalization", "mlm")]
+    assert {"none-seed7", "none-seed8"} <= {p.name for p in (tmp_path / "runs").iterdir()}  # no pre-training
     result = json.loads((tmp_path / "runs" / "joint-seed8" / "result.json").read_text())
-    assert (result["schedule"], result["seed"], result["metrics"], result["downstream"]) == (
-        "joint", 8, {"metric": "accuracy"}, None)
+    assert (result["variant"], result["schedule"], result["seed"], result["metrics"], result["downstream"]) == (
+        "joint", "joint", 8, {"metric": "accuracy"}, None)
+    mlm = json.loads((tmp_path / "runs" / "mlm-seed8" / "run_config.json").read_text())
+    assert (mlm["tasks"], mlm["schedule"], mlm["steps_per_task"]) == (["knowledge_masking"], "joint", 8)
+    single = json.loads((tmp_path / "runs" / "single-capitalization-seed7" / "run_config.json").read_text())
+    assert (single["tasks"], single["schedule"], single["lr_schedule"]) == (["capitalization"], "file", "whole")
+    assert (tmp_path / "references" / "capitalization.yaml").read_text() == "stages:\n- capitalization: 4\n"
     config = json.loads((tmp_path / "runs" / "joint-seed8" / "run_config.json").read_text())
     assert (config["schedule"], config["seed"], config["steps_per_task"]) == ("joint", 8, 4)
 
@@ -148,7 +175,7 @@ def test_a_finished_run_with_other_options_is_an_error(fake_training, tmp_path, 
 def test_a_finished_run_that_skipped_a_task_the_corpus_could_not_support_is_not_rerun(fake_training, tmp_path):
     """pretrain records the tasks it trained in "tasks" and the ones asked for in "requested_tasks"."""
     assert main(compare_args(tmp_path)) == 0
-    for run_dir in (tmp_path / "runs").iterdir():
+    for run_dir in (path.parent for path in (tmp_path / "runs").glob("*/run_config.json")):
         config = json.loads((run_dir / "run_config.json").read_text())
         config.update(tasks=["knowledge_masking"], requested_tasks=config["tasks"], skipped_tasks=["capitalization"])
         (run_dir / "run_config.json").write_text(json.dumps(config))
@@ -167,3 +194,24 @@ def test_another_metric_rescores_finished_runs_without_training(fake_training, t
 
     assert fake_training == []
     assert json.loads((tmp_path / "runs" / "joint-seed7" / "result.json").read_text())["metrics"] == {"metric": "f1"}
+
+
+def test_architectures_run_at_one_curriculum_each_into_its_own_folder(fake_training, tmp_path):
+    argv = ["compare", "--output-dir", str(tmp_path), "--tasks", "knowledge_masking", "capitalization",
+            "--architectures", "hard,mmoe", "cross_stitch", "--schedules", "sequential", "--steps-per-task", "4",
+            "--seed", "7", "--expert-layers", "1"]
+
+    assert main(argv) == 0
+
+    # the architectures at the one curriculum, then the references and the mlm baseline (with --architecture)
+    assert fake_training == [(f"{name}-seed7", 7, False, True) for name in (
+        "hard-sequential", "mmoe-sequential", "cross_stitch-sequential", "single-knowledge_masking",
+        "single-capitalization", "mlm")]
+    assert json.loads((tmp_path / "runs" / "mlm-seed7" / "run_config.json").read_text())["architecture"] == "hard"
+    for architecture in ("hard", "mmoe", "cross_stitch"):
+        run_dir = tmp_path / "runs" / f"{architecture}-sequential-seed7"
+        config = json.loads((run_dir / "run_config.json").read_text())
+        assert (config["architecture"], config["schedule"], config["expert_layers"]) == (architecture, "sequential", 1)
+        result = json.loads((run_dir / "result.json").read_text())
+        assert (result["variant"], result["architecture"], result["schedule"]) == (architecture, architecture,
+                                                                                  "sequential")

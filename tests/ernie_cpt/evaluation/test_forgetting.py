@@ -16,9 +16,12 @@ from ernie_cpt.evaluation.forgetting import (
     backward_transfer,
     continual_metrics,
     curves,
+    drop_from_best,
+    first_trained,
     forgetting,
+    forward_transfer,
     last_trained_stage,
-    mean_forgetting,
+    mean_of,
     stage_boundaries,
 )
 
@@ -35,7 +38,7 @@ def test_continual_three_tasks_by_hand():
                        [0.5, 0.7, 0.95]])
     per_task = forgetting(matrix, CONTINUAL, TASKS)
     assert per_task["a"] == pytest.approx(0.3) and per_task["b"] == pytest.approx(0.2) and per_task["c"] is None
-    assert mean_forgetting(per_task) == pytest.approx(0.25)
+    assert mean_of(per_task) == pytest.approx(0.25)
     assert last_trained_stage(CONTINUAL, TASKS) == {"a": 0, "b": 1, "c": 2}
     # (0.5 - 0.6 + 0.7 - 0.9) / 2; c is trained in the final stage, so it is left out
     assert backward_transfer(matrix, CONTINUAL, TASKS) == pytest.approx(-0.15)
@@ -53,13 +56,13 @@ def test_a_task_trained_only_in_the_last_stage_has_no_forgetting_and_no_bwt():
     assert backward_transfer(matrix, stages, ["a", "b"]) == pytest.approx(-0.1)
 
 
-def test_a_single_stage_forgets_nothing():
+def test_a_single_stage_has_neither_stage_end_forgetting_nor_bwt():
     stages = [{"a": 10, "b": 10}]
     matrix = np.array([[0.7, 0.8]])
     per_task = forgetting(matrix, stages, ["a", "b"])
     assert per_task == {"a": None, "b": None}
-    assert mean_forgetting(per_task) == 0.0
-    assert backward_transfer(matrix, stages, ["a", "b"]) == 0.0
+    assert mean_of(per_task) is None
+    assert backward_transfer(matrix, stages, ["a", "b"]) is None
     assert average_final(matrix) == pytest.approx(0.75)
 
 
@@ -69,10 +72,10 @@ def test_sequential_every_task_in_the_final_stage_has_no_backward_transfer():
                        [0.9, 0.6, nan],
                        [0.8, 0.7, 0.4]])
     assert last_trained_stage(stages, TASKS) == {"a": 2, "b": 2, "c": 2}
-    assert backward_transfer(matrix, stages, TASKS) == 0.0
+    assert backward_transfer(matrix, stages, TASKS) is None
     per_task = forgetting(matrix, stages, TASKS)
     assert per_task["a"] == pytest.approx(0.1) and per_task["b"] == pytest.approx(-0.1) and per_task["c"] is None
-    assert mean_forgetting(per_task) == pytest.approx(0.0)
+    assert mean_of(per_task) == pytest.approx(0.0)
 
 
 def test_a_task_trained_in_several_stages_transfers_back_from_its_last_one():
@@ -86,7 +89,7 @@ def test_a_task_trained_in_several_stages_transfers_back_from_its_last_one():
     per_task = forgetting(matrix, stages, ["a", "b"])
     # b ends at its best: negative forgetting
     assert per_task["a"] == pytest.approx(0.05) and per_task["b"] == pytest.approx(-0.2)
-    assert mean_forgetting(per_task) == pytest.approx(-0.075)
+    assert mean_of(per_task) == pytest.approx(-0.075)
 
 
 def test_missing_scores_are_ignored():
@@ -98,11 +101,52 @@ def test_missing_scores_are_ignored():
     per_task = forgetting(matrix, CONTINUAL, tasks)
     assert per_task["a"] == pytest.approx(0.2)
     assert per_task["b"] is None and per_task["c"] is None and per_task["never"] is None
-    assert mean_forgetting(per_task) == pytest.approx(0.2)
+    assert mean_of(per_task) == pytest.approx(0.2)
     assert last_trained_stage(CONTINUAL, tasks) == {"a": 0, "b": 1, "c": 2}
     assert backward_transfer(matrix, CONTINUAL, tasks) == pytest.approx(-0.2)  # b is left out
     assert average_final(matrix) == pytest.approx(0.55)
     assert math.isnan(average_final(np.array([[nan, nan]])))
+
+
+def test_joint_training_whose_score_falls_after_its_peak_has_a_positive_drop():
+    # One stage (joint) of 30 steps, evaluated every 10: a peaks at 0.8 at step 20 and ends at 0.6; b ends at
+    # its best. Stage-end forgetting is undefined for both (one stage); the drop from best to final is not.
+    stages = [{"a": 15, "b": 15}]
+    task_curves = {"a": [(10, 0.5), (20, 0.8), (30, 0.6)], "b": [(10, 0.3), (20, 0.4), (30, 0.45)]}
+    drops = drop_from_best(task_curves, stages, [30])
+    assert drops["a"] == pytest.approx(0.2) and drops["b"] == 0.0
+    assert mean_of(drops) == pytest.approx(0.1)
+    assert forgetting(np.array([[0.6, 0.45]]), stages, ["a", "b"]) == {"a": None, "b": None}
+
+
+def test_the_drop_counts_only_evaluations_after_a_task_s_training_began():
+    # continual (a 10) -> (b 10), evaluated every 5 with --eval-untrained-tasks: b's 0.9 at step 10 is an
+    # untrained head's score (before stage 2 starts), so b's best is 0.7 (step 15); a's best 0.6 (step 5).
+    stages = [{"a": 10}, {"b": 10}]
+    task_curves = {"a": [(5, 0.6), (10, 0.55), (15, 0.5), (20, 0.4)],
+                   "b": [(5, 0.9), (10, 0.9), (15, 0.7), (20, 0.65)], "never": [(20, 0.5)]}
+    assert drop_from_best(task_curves, stages, [10, 20]) == pytest.approx({"a": 0.2, "b": 0.05, "never": None})
+    # a score missing at the end (the run stopped early) gives no drop
+    assert drop_from_best({"a": [(5, 0.6), (10, 0.55)]}, stages, [10, 20]) == {"a": None}
+
+
+def test_first_trained_is_the_end_of_the_stage_that_first_trains_a_task():
+    stages = [{"a": 4}, {"a": 3, "b": 5}, {"a": 3, "b": 5, "c": 10}]
+    matrix = np.array([[0.5, nan, nan], [0.9, 0.6, nan], [0.8, 0.7, nan]])
+    assert first_trained(matrix, stages, TASKS) == {"a": {"stage": 0, "steps": 4, "score": 0.5},
+                                                    "b": {"stage": 1, "steps": 5, "score": 0.6},
+                                                    "c": {"stage": 2, "steps": 10, "score": None}}
+
+
+def test_forward_transfer_is_the_first_trained_score_minus_the_task_alone_at_as_many_steps():
+    # sequential: b first trained in stage 2 with 5 steps, scored 0.6 then; alone it scored 0.5 after 5 steps
+    # (its reference's curve has the cut at 5 and the full budget at 10). c's reference has no score at 10.
+    run = {"first_trained": {"a": {"stage": 0, "steps": 4, "score": 0.5}, "b": {"stage": 1, "steps": 5, "score": 0.6},
+                             "c": {"stage": 2, "steps": 10, "score": 0.7}}}
+    references = {"a": {"curves": {"a": [[4, 0.45], [10, 0.7]]}}, "b": {"curves": {"b": [[5, 0.5], [10, 0.65]]}},
+                  "c": {"curves": {"c": [[8, 0.6]]}}}
+    assert forward_transfer(run, references) == pytest.approx({"a": 0.05, "b": 0.1, "c": None})
+    assert forward_transfer(run, {}) == {"a": None, "b": None, "c": None}
 
 
 def _eval(step, stage, task, accuracy, stage_end=True, **extra):
@@ -160,7 +204,9 @@ def test_continual_metrics_writes_json_and_csv(tmp_path):
         "stages": [{"a": 4}, {"b": 4}], "metric": "accuracy",
         "accuracy_matrix": [[0.75, None], [0.625, 1.0]],
         "forgetting": {"a": 0.125, "b": None}, "mean_forgetting": 0.125,
-        "backward_transfer": -0.125, "average_final": 0.8125,
+        "drop_from_best": {"a": 0.125, "b": 0.0}, "mean_drop": 0.0625, "backward_transfer": -0.125,
+        "first_trained": {"a": {"stage": 0, "steps": 4, "score": 0.75}, "b": {"stage": 1, "steps": 4, "score": 1.0}},
+        "average_final": 0.8125,
         "curves": {"a": [[2, 0.5], [4, 0.75], [6, 0.5], [8, 0.625]], "b": [[6, 0.25], [8, 1.0]]},
         "stage_boundaries": [4, 8], "skipped_tasks": {},
     }

@@ -34,7 +34,7 @@ def test_hard_sharing_losses_equal_those_before_the_seam(run, sample_dir, tmp_pa
                  "--tasks", "knowledge_masking", "capitalization", "sentence_reordering", "sentence_distance",
                  "--steps-per-task", "3", "--batch-size", "8", "--learning-rate", "1e-3", "--logging-steps", "1",
                  "--eval-steps", "0", "--tokenizer", str(DATA / "sample-tokenizer"), "--seed", "11",
-                 "--architecture", "hard",
+                 "--split-seed", "11", "--architecture", "hard",
                  *RUNS[run]]) == 0
     train = [[r["step"], r["task"], r["loss"]] for r in read_records(tmp_path / "run", "train")]
     evals = [[r["step"], r["task"], r["loss"], r["accuracy"]] for r in read_records(tmp_path / "run", "eval")]
