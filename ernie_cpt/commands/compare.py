@@ -230,7 +230,11 @@ def _runs_of_seed(options: dict[type, Any], variants: list[Variant], seed: int, 
         results.append(pretrained_run(variant.name, "variant", seed, run_dir, make, metric, downstream(run_dir),
                                       probes))
     single = dataclasses.replace(training, lr_schedule="whole")
+    trained = {task for result in results for task in (result.get("metrics") or {}).get("tasks", [])}
     for task, schedule_file in references.items():
+        if task not in trained:  # the corpus cannot train it (the report says why): no forward transfer
+            log.info("%s: no single-task reference, as no run could train it", task)
+            continue
         run_dir = root / "runs" / f"single-{task}-seed{seed}"
         schedule = dataclasses.replace(options[ScheduleOptions], schedule="file", schedule_file=str(schedule_file),
                                        steps_per_task=None, replay=0.0, reset_optimizer=False)

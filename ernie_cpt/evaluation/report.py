@@ -190,11 +190,12 @@ def _skipped_section(results: list[dict[str, Any]]) -> list[str]:
     skipped = skipped_tasks(results)
     if not skipped:
         return []
-    trained = sum(1 for result in results if result.get("metrics"))
     lines = ["## Tasks not trained", "", "Requested, but the corpus could not train them; the scores above leave them "
              "out.", ""]
     for task, entry in skipped.items():
-        runs = f"every run ({trained})" if len(entry["runs"]) == trained else ", ".join(entry["runs"])
+        requested = sum(1 for result in results if task in (result.get("metrics") or {}).get("tasks", [])
+                        or task in (result.get("metrics") or {}).get("skipped_tasks", {}))
+        runs = f"every run ({requested})" if len(entry["runs"]) == requested else ", ".join(entry["runs"])
         lines.append(f"- **{task}**, skipped by {runs}: {entry['reason']}")
     return [*lines, ""]
 
