@@ -15,7 +15,7 @@ import subprocess
 import pytest
 from matplotlib.image import imread
 
-from ernie_cpt.evaluation.report import DASH, mean_curves, mean_matrix, write_report
+from ernie_cpt.evaluation.report import DASH, _skipped_section, mean_curves, mean_matrix, write_report
 from ernie_cpt.evaluation.summary import MINUS, Measure, answer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -220,11 +220,18 @@ def test_requested_tasks_that_were_not_trained_are_named_with_why(results, tmp_p
     section = markdown.split("## Tasks not trained\n\n", 1)[1].split("\n## ", 1)[0]
     assert section.splitlines()[2:4] == [
         f"- **capitalization**, skipped by every run (6): {reason}",
-        "- **ir_relevance**, skipped by joint-seed1: ir_relevance formed no query-passage pair",
+        "- **ir_relevance**, skipped by every run (1): ir_relevance formed no query-passage pair",
     ]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["skipped_tasks"]["ir_relevance"] == {"runs": ["joint-seed1"],
                                                        "reason": "ir_relevance formed no query-passage pair"}
+
+
+def test_a_task_some_runs_trained_names_the_runs_that_skipped_it():
+    results = [{"variant": "joint", "seed": 1, "metrics": {"tasks": ["a"], "skipped_tasks": {"x": "why"}}},
+               {"variant": "joint", "seed": 2, "metrics": {"tasks": ["a", "x"], "skipped_tasks": {}}}]
+
+    assert _skipped_section(results)[4] == "- **x**, skipped by joint-seed1: why"
 
 
 def test_no_section_when_every_task_was_trained(results, tmp_path):
