@@ -24,6 +24,7 @@ from ernie_cpt.data.annotate import annotate
 from ernie_cpt.data.corpus import corpus_fingerprint, load_corpus, split_documents
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
 from ernie_cpt.data.tokenizer import load_tokenizer
+from ernie_cpt.files import current_umask
 from ernie_cpt.options import resolve_options
 from ernie_cpt.training.evaluate import evaluate
 from ernie_cpt.training.loading import load_model
@@ -238,7 +239,8 @@ def test_exports_and_run_directories_get_the_umask_modes(run, tmp_path, mask):
     assert "Writing model shards" not in result.stderr  # library bars only with --verbose
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.iterdir()]}
     assert modes == {"export": 0o777 & ~mask, **{p.name: 0o666 & ~mask for p in out.iterdir()}}
-    assert stat.S_IMODE((run_dir / "checkpoints" / "step-00000036" / "model.safetensors").stat().st_mode) == 0o644
+    checkpoint = run_dir / "checkpoints" / "step-00000036" / "model.safetensors"  # safetensors writes 0600 itself
+    assert stat.S_IMODE(checkpoint.stat().st_mode) == 0o666 & ~current_umask()
 
 
 @pytest.mark.parametrize("source", ["run", "export"])
@@ -252,6 +254,9 @@ def test_init_from_a_run_or_an_export_restores_every_head_and_the_task_embedding
     with caplog.at_level(logging.INFO):
         assert main(_args(sample_dir, new, *extra)) == 0
     assert "heads of capitalization, knowledge_masking" in caplog.text
+    evaluations = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Evaluation at step")]
+    assert evaluations and all("knowledge_masking loss" in line and "capitalization loss" in line
+                               for line in evaluations)  # one line per evaluation, every task on it
     assert (new / "tokenizer" / "tokenizer.json").read_text() == (run_dir / "tokenizer" / "tokenizer.json").read_text()
     before = load_model(run_dir).model.state_dict()
     after = load_model(new).model.state_dict()  # two AdamW steps at 1e-5 later
