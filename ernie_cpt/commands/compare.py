@@ -139,7 +139,8 @@ def _check_finished_run(run_dir: Path, run_options: dict[type, Any], finetune_op
 
 def _finetune_settings(options: FinetuneOptions) -> dict[str, Any]:
     """The fine-tuning options that change its result (not where it writes or on which device)."""
-    return {k: v for k, v in dataclasses.asdict(options).items() if k not in ("output_json", "device")}
+    unused = ("output_json", "output_dir", "overwrite", "device")
+    return {k: v for k, v in dataclasses.asdict(options).items() if k not in unused}
 
 
 def _run(options: dict[type, Any], schedule: str, seed: int, run_dir: Path) -> dict[str, Any]:
