@@ -4,7 +4,8 @@ The folder holds what ``Trainer.save_model`` would: the ``ErnieForSequenceClassi
 ``save_pretrained`` (its config names the labels in ``id2label``/``label2id``), the tokenizer
 (``model_max_length`` = the model's positions) and ``metrics.json`` (the results ``finetune``
 returns). It is written under a temporary name and renamed into place, with the modes the umask
-gives, so an interrupted run leaves the old folder or none, never a part.
+gives (a folder replaced with ``--overwrite`` is moved aside until the new one is in place), so
+an interrupted run never leaves a part-written folder at ``--output-dir``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def save_output(out_dir: Path, model: Any, tokenizer: Any, label_names: list[Any
     tokenizer.model_max_length = positions
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    replaced = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
@@ -50,8 +52,14 @@ def save_output(out_dir: Path, model: Any, tokenizer: Any, label_names: list[Any
         tokenizer.save_pretrained(str(staging))
         (staging / METRICS).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         apply_umask(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        if out_dir.exists():  # moved aside, not deleted, until the new folder is in place
+            os.replace(out_dir, replaced)
+        try:
+            os.replace(staging, out_dir)
+        except BaseException:
+            if replaced.exists():
+                os.replace(replaced, out_dir)
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(replaced, ignore_errors=True)
