@@ -27,66 +27,27 @@ same seed gives the same numbers; CUDA kernels may add small run-to-run differen
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
-import math
 import statistics
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
-from transformers import (
-    DataCollatorWithPadding,
-    ErnieForSequenceClassification,
-    PreTrainedTokenizerBase,
-    get_linear_schedule_with_warmup,
-    set_seed,
-)
+from transformers import DataCollatorWithPadding, ErnieForSequenceClassification, PreTrainedTokenizerBase
 
 from ernie_cpt.commands.export import export
+from ernie_cpt.commands.finetune_loop import Encoded, predict, train
 from ernie_cpt.commands.finetune_output import check_output_dir, save_output
 from ernie_cpt.commands.options import FinetuneOptions
 from ernie_cpt.data.labelled_data import LabelledData, LabelledSplit, load_labelled_data, validation_split
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
-from ernie_cpt.progress import progress
 from ernie_cpt.training.checkpoint import atomic_write_text
 from ernie_cpt.training.trainer import pick_device
 
 log = logging.getLogger(__name__)
-
-WARMUP_FRACTION = 0.1
-MAX_GRAD_NORM = 1.0
-
-
-@dataclass
-class _Encoded:
-    """The tokenized rows (dicts of token ids and ``labels``) of each split, and how to batch them."""
-
-    tokenizer: PreTrainedTokenizerBase
-    collator: DataCollatorWithPadding
-    num_labels: int
-    train: list[dict[str, Any]]
-    validation: list[dict[str, Any]]  # empty without a validation split
-    test: list[dict[str, Any]]
-    train_split: LabelledSplit  # the rows trained on, before tokenizing
-
-
-@dataclass
-class _Trained:
-    """One fine-tuning run: the model (with the best epoch's weights), its validation accuracy after
-    each epoch, the optimizer steps taken and the best epoch's weights (None without validation)."""
-
-    model: ErnieForSequenceClassification
-    learning_rate: float
-    history: list[float]
-    steps: int
-    epochs: int
-    best_state: dict[str, torch.Tensor] | None
 
 
 def macro_f1(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> float:
@@ -138,16 +99,6 @@ def _model_folder(model_dir: Path, stack: contextlib.ExitStack) -> Path:
                     f"model.safetensors, tokenizer files) or a pretrain run directory (run_config.json, checkpoints/)")
 
 
-def _load_classifier(folder: Path, num_labels: int, device: torch.device) -> ErnieForSequenceClassification:
-    model, info = ErnieForSequenceClassification.from_pretrained(str(folder), num_labels=num_labels,
-                                                                 dtype=torch.float32, output_loading_info=True)
-    missing = sorted(k for k in info["missing_keys"] if not k.startswith("classifier."))
-    if missing:
-        raise UserError(f"the weights in {folder} do not fit an ERNIE encoder (missing {', '.join(missing[:3])}"
-                        f"{', ...' if len(missing) > 3 else ''}); export the model again with ernie-cpt export")
-    return model.to(device)
-
-
 def _encode(tokenizer: PreTrainedTokenizerBase, split: LabelledSplit, max_seq_length: int) -> list[dict[str, Any]]:
     """One dict of token ids per example (unpadded: batches are padded to their longest)."""
     encoded = tokenizer(split.texts, split.text_pairs, truncation=True, max_length=max_seq_length)
@@ -155,81 +106,23 @@ def _encode(tokenizer: PreTrainedTokenizerBase, split: LabelledSplit, max_seq_le
             for i, label in enumerate(split.labels)]
 
 
-def _predict(model: ErnieForSequenceClassification, examples: list[dict[str, Any]],
-             collator: DataCollatorWithPadding, batch_size: int, device: torch.device) -> torch.Tensor:
-    """The predicted class id of every example, shape (examples,)."""
-    model.eval()
-    predictions = []
-    with torch.no_grad():
-        for batch in DataLoader(examples, batch_size=batch_size, collate_fn=collator):
-            inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-            predictions.append(model(**inputs).logits.argmax(-1).cpu())
-    model.train()
-    return torch.cat(predictions)
-
-
-def _accuracy(predictions: torch.Tensor, examples: list[dict[str, Any]]) -> float:
-    return (predictions == torch.tensor([e["labels"] for e in examples])).double().mean().item()
-
-
-def _train(folder: Path, seed: int, learning_rate: float, data: _Encoded, options: FinetuneOptions,
-           device: torch.device) -> _Trained:
-    """Fine-tune a fresh classifier with ``seed`` and ``learning_rate`` for ``--max-steps`` optimizer
-    steps (or ``--epochs``), scoring the validation rows at the end of every epoch (the last may be
-    partial) and keeping the weights of the best one (the first on ties), as Trainer's
-    ``load_best_model_at_end``; without validation rows, the last epoch's."""
-    set_seed(seed)
-    model = _load_classifier(folder, data.num_labels, device)
-    loader = DataLoader(data.train, batch_size=options.batch_size, shuffle=True, collate_fn=data.collator,
-                        generator=torch.Generator().manual_seed(seed))
-    total_steps = options.max_steps if options.max_steps > 0 else options.epochs * len(loader)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(WARMUP_FRACTION * total_steps), total_steps)
-    trained = _Trained(model, learning_rate, [], 0, 0, None)
-    model.train()
-    with progress(total_steps, f"Fine-tuning (seed {seed}, learning rate {learning_rate:g})", "step") as bar:
-        for epoch in range(1, math.ceil(total_steps / len(loader)) + 1):
-            for batch in itertools.islice(loader, total_steps - trained.steps):
-                loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                trained.steps += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            trained.epochs = epoch
-            if data.validation:
-                score = _accuracy(_predict(model, data.validation, data.collator, options.batch_size, device),
-                                  data.validation)
-                log.info("seed %d, learning rate %g, epoch %d: validation accuracy %.4f", seed, learning_rate,
-                         epoch, score)
-                if not trained.history or score > max(trained.history):
-                    trained.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                trained.history.append(score)
-    if trained.best_state is not None:
-        model.load_state_dict(trained.best_state)
-    return trained
-
-
-def _finetune_once(folder: Path, seed: int, data: _Encoded, options: FinetuneOptions,
+def _finetune_once(folder: Path, seed: int, data: Encoded, options: FinetuneOptions,
                    device: torch.device) -> tuple[dict[str, Any], ErnieForSequenceClassification]:
     """Fine-tune with ``seed`` at every ``--learning-rate``; keep the run and epoch with the best
     validation accuracy (the first on ties) and score it on the test rows: accuracy and macro-F1,
     the chosen ``learning_rate`` and ``best_epoch``, its ``validation_accuracy`` (None without
     validation), ``validation_history`` (learning rate -> accuracy after each epoch), ``steps``
-    (optimizer steps per learning rate), and ``collapsed: True`` when it predicted one class for
+    (the optimizer steps it took), and ``collapsed: True`` when it predicted one class for
     every test example. Returns the result and the chosen model."""
     chosen = None
     history = {}
     for learning_rate in options.learning_rate:
-        trained = _train(folder, seed, learning_rate, data, options, device)
+        trained = train(folder, seed, learning_rate, data, options, device)
         history[f"{learning_rate:g}"] = trained.history
         if chosen is None or (trained.history and max(trained.history) > max(chosen.history)):
             chosen = trained
     best = max(chosen.history) if chosen.history else None
-    predictions = _predict(chosen.model, data.test, data.collator, options.batch_size, device)
+    predictions = predict(chosen.model, data.test, data.collator, options.batch_size, device)
     labels = torch.tensor([example["labels"] for example in data.test])
     result = {"seed": seed, "accuracy": (predictions == labels).double().mean().item(),
               "macro_f1": macro_f1(predictions, labels, data.num_labels),
@@ -245,12 +138,12 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def _encode_all(folder: Path, data: LabelledData, options: FinetuneOptions) -> _Encoded:
+def _encode_all(folder: Path, data: LabelledData, options: FinetuneOptions) -> Encoded:
     tokenizer = load_tokenizer(folder)
     train, validation = data.train, None
     if options.validation_fraction > 0:
         train, validation = validation_split(data.train, options.validation_fraction, options.validation_seed)
-    return _Encoded(tokenizer, DataCollatorWithPadding(tokenizer), len(data.label_names),
+    return Encoded(tokenizer, DataCollatorWithPadding(tokenizer), len(data.label_names),
                     _encode(tokenizer, train, options.max_seq_length),
                     _encode(tokenizer, validation, options.max_seq_length) if validation else [],
                     _encode(tokenizer, data.test, options.max_seq_length), train)
@@ -306,7 +199,7 @@ def finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     return results
 
 
-def _results(per_seed: list[dict[str, Any]], data: LabelledData, encoded: _Encoded) -> dict[str, Any]:
+def _results(per_seed: list[dict[str, Any]], data: LabelledData, encoded: Encoded) -> dict[str, Any]:
     test_labels = torch.tensor(data.test.labels)
     majority = torch.full_like(test_labels, int(torch.bincount(torch.tensor(encoded.train_split.labels)).argmax()))
     accuracy_mean, accuracy_std = _mean_std([r["accuracy"] for r in per_seed])
