@@ -25,18 +25,18 @@ FORTUNES = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "fortune
 
 @pytest.fixture
 def downstream(tmp_path) -> list[str]:
-    """16 fortunes-topics training examples and 16 test examples of their labels, or no downstream set
-    where the corpus is absent."""
+    """160 fortunes-topics training examples (enough for a stratified validation split of 16 rows over
+    the 8 labels) and 16 test examples, or no downstream set where the corpus is absent."""
     if not FORTUNES.is_dir():
         return []
-    train = (FORTUNES / "train.jsonl").read_text(encoding="utf-8").splitlines()[:16]
+    train = (FORTUNES / "train.jsonl").read_text(encoding="utf-8").splitlines()[:160]
     labels = {json.loads(line)["label"] for line in train}
     test = [line for line in (FORTUNES / "test.jsonl").read_text(encoding="utf-8").splitlines()
             if json.loads(line)["label"] in labels][:16]
     for split, lines in (("train", train), ("test", test)):
         (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return ["--downstream-train", str(tmp_path / "train.jsonl"), "--downstream-test", str(tmp_path / "test.jsonl"),
-            "--downstream-epochs", "1", "--downstream-batch-size", "16"]
+            "--downstream-epochs", "1", "--downstream-batch-size", "16", "--downstream-learning-rate", "1e-3"]
 
 
 def stage_end_scores(run_dir: Path) -> dict[tuple[int, str], float]:

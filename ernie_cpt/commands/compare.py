@@ -230,9 +230,9 @@ def _runs_of_seed(options: dict[type, Any], variants: list[Variant], seed: int, 
         results.append(pretrained_run(variant.name, "variant", seed, run_dir, make, metric, downstream(run_dir),
                                       probes))
     single = dataclasses.replace(training, lr_schedule="whole")
-    trained = {task for result in results for task in (result.get("metrics") or {}).get("tasks", [])}
+    skipped = set.intersection(*(set((r.get("metrics") or {}).get("skipped_tasks", {})) for r in results))
     for task, schedule_file in references.items():
-        if task not in trained:  # the corpus cannot train it (the report says why): no forward transfer
+        if task in skipped:  # every variant skipped it (the report says why): no forward transfer to measure
             log.info("%s: no single-task reference, as no run could train it", task)
             continue
         run_dir = root / "runs" / f"single-{task}-seed{seed}"

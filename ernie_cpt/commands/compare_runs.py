@@ -57,7 +57,8 @@ def finetune_settings(options: FinetuneOptions | None) -> dict[str, Any] | None:
     """The fine-tuning options that change its result (not where it writes or on which device)."""
     if options is None:
         return None
-    return {k: v for k, v in dataclasses.asdict(options).items() if k not in ("output_json", "device")}
+    unused = ("output_json", "output_dir", "overwrite", "device")
+    return {k: v for k, v in dataclasses.asdict(options).items() if k not in unused}
 
 
 def _read_finished(run_dir: Path, downstream: FinetuneOptions | None) -> dict[str, Any] | None:

@@ -7,13 +7,20 @@ classifier is new. Every seed fine-tunes from the same weights: the seed sets th
 classifier's initialisation, dropout and the order of the training examples. Fine-tuning is
 AdamW without weight decay and with gradients clipped at norm 1 (transformers' Trainer
 defaults), under BERT's schedule: linear warm-up over the first 10 % of the steps, then linear
-decay to 0. The task embedding of ERNIE 2.0 (``task_type_ids``) is left at its default: id 0
-for every token, the id knowledge masking trains.
+decay to 0, for ``--epochs`` or ``--max-steps`` optimizer steps. The task embedding of ERNIE 2.0
+(``task_type_ids``) is left at its default: id 0 for every token, the id knowledge masking trains.
+
+Model selection uses a validation split carved from the training file only (stratified,
+``--validation-fraction``, the same rows for every seed): the validation accuracy after every
+epoch picks the epoch whose weights are kept (Trainer's ``load_best_model_at_end``) and, with
+several ``--learning-rate`` values, the learning rate (a small grid search, as Devlin et al. 2019
+chose theirs on the dev set). BERT-base's 5e-5 leaves a tiny encoder predicting one class, so
+the default grid is 1e-4, 3e-4, 1e-3 (see the README for what was measured).
 
 The test set is scored by accuracy and macro-F1 (the unweighted mean of the per-class F1 over
 every class that occurs in the test labels or the predictions, as scikit-learn's
 ``average="macro"``), next to the score of always predicting the most frequent training
-label. The std over seeds is the sample standard deviation (n - 1), 0 for one seed. On CPU the
+label. The std over seeds is the sample standard deviation (n - 1), None for one seed. On CPU the
 same seed gives the same numbers; CUDA kernels may add small run-to-run differences.
 """
 
@@ -22,37 +29,27 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
-from transformers import (
-    DataCollatorWithPadding,
-    ErnieForSequenceClassification,
-    PreTrainedTokenizerBase,
-    get_linear_schedule_with_warmup,
-    set_seed,
-)
+from transformers import DataCollatorWithPadding, ErnieForSequenceClassification, PreTrainedTokenizerBase
 
 from ernie_cpt.commands.export import export
+from ernie_cpt.commands.finetune_loop import Encoded, predict, train
+from ernie_cpt.commands.finetune_output import check_output_dir, save_output
 from ernie_cpt.commands.options import FinetuneOptions
-from ernie_cpt.data.labelled_data import LabelledSplit, load_labelled_data
+from ernie_cpt.data.labelled_data import LabelledData, LabelledSplit, load_labelled_data, validation_split
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import check_ranges
-from ernie_cpt.progress import progress
 from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.checkpoint import atomic_write_text
 from ernie_cpt.training.trainer import pick_device
 
 log = logging.getLogger(__name__)
-
-WARMUP_FRACTION = 0.1
-MAX_GRAD_NORM = 1.0
 
 
 def macro_f1(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> float:
@@ -64,11 +61,17 @@ def macro_f1(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -
 
 
 def _validate(options: FinetuneOptions) -> None:
+    """One-line errors for option values outside their documented ranges."""
     if not options.train or not options.test:
         raise UserError("finetune needs --train FILE and --test FILE (labelled .jsonl, .csv or .parquet)")
     if not options.seeds:
         raise UserError("--seeds needs at least one seed")
     check_ranges(options)  # options made in code (compare) as well as on the command line
+    if not options.learning_rate:
+        raise UserError("--learning-rate needs one or more values")
+    if options.validation_fraction == 0 and len(options.learning_rate) > 1:
+        raise UserError("several --learning-rate values are chosen among on the validation split; give one value "
+                        "or a --validation-fraction above 0")
 
 
 def _model_folder(model_dir: Path, stack: contextlib.ExitStack) -> Path:
@@ -90,16 +93,6 @@ def _model_folder(model_dir: Path, stack: contextlib.ExitStack) -> Path:
                     f"model.safetensors, tokenizer files) or a pretrain run directory (run_config.json, checkpoints/)")
 
 
-def _load_classifier(folder: Path, num_labels: int, device: torch.device) -> ErnieForSequenceClassification:
-    model, info = ErnieForSequenceClassification.from_pretrained(str(folder), num_labels=num_labels,
-                                                                 dtype=torch.float32, output_loading_info=True)
-    missing = sorted(k for k in info["missing_keys"] if not k.startswith("classifier."))
-    if missing:
-        raise UserError(f"the weights in {folder} do not fit an ERNIE encoder (missing {', '.join(missing[:3])}"
-                        f"{', ...' if len(missing) > 3 else ''}); export the model again with ernie-cpt export")
-    return model.to(device)
-
-
 def _encode(tokenizer: PreTrainedTokenizerBase, split: LabelledSplit, max_seq_length: int) -> list[dict[str, Any]]:
     """One dict of token ids per example (unpadded: batches are padded to their longest)."""
     encoded = tokenizer(split.texts, split.text_pairs, truncation=True, max_length=max_seq_length)
@@ -107,112 +100,133 @@ def _encode(tokenizer: PreTrainedTokenizerBase, split: LabelledSplit, max_seq_le
             for i, label in enumerate(split.labels)]
 
 
-def _predict(model: ErnieForSequenceClassification, loader: DataLoader, device: torch.device) -> torch.Tensor:
-    model.eval()
-    predictions = []
-    with torch.no_grad():
-        for batch in loader:
-            inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-            predictions.append(model(**inputs).logits.argmax(-1).cpu())
-    return torch.cat(predictions)
+def _finetune_once(folder: Path, seed: int, data: Encoded, options: FinetuneOptions,
+                   device: torch.device) -> tuple[dict[str, Any], ErnieForSequenceClassification]:
+    """Fine-tune with ``seed`` at every ``--learning-rate``; keep the run and epoch with the best
+    validation accuracy (the first on ties) and score it on the test rows: accuracy and macro-F1,
+    the chosen ``learning_rate`` and ``best_epoch``, its ``validation_accuracy`` (None without
+    validation), ``validation_history`` (learning rate -> accuracy after each epoch), ``steps``
+    (the optimizer steps it took), and ``collapsed: True`` when it predicted one class for
+    every test example. Returns the result and the chosen model."""
+    chosen = None
+    history = {}
+    for learning_rate in options.learning_rate:
+        trained = train(folder, seed, learning_rate, data, options, device)
+        history[f"{learning_rate:g}"] = trained.history
+        if chosen is None or (trained.history and max(trained.history) > max(chosen.history)):
+            chosen = trained
+    best = max(chosen.history) if chosen.history else None
+    predictions = predict(chosen.model, data.test, data.collator, options.batch_size, device)
+    labels = torch.tensor([example["labels"] for example in data.test])
+    result = {"seed": seed, "accuracy": (predictions == labels).double().mean().item(),
+              "macro_f1": macro_f1(predictions, labels, data.num_labels),
+              **({"collapsed": True} if len(labels) > 1 and predictions.unique().numel() == 1 else {}),
+              "learning_rate": chosen.learning_rate,
+              "best_epoch": chosen.history.index(best) + 1 if chosen.history else chosen.epochs,
+              "validation_accuracy": best, "validation_history": history, "steps": chosen.steps}
+    return result, chosen.model
 
 
-def _finetune_once(folder: Path, seed: int, train: list[dict[str, Any]], test: list[dict[str, Any]],
-                   collator: DataCollatorWithPadding, num_labels: int, options: FinetuneOptions,
-                   device: torch.device) -> dict[str, float]:
-    """Fine-tune a fresh classifier with ``seed``; accuracy and macro-F1 on ``test``, and
-    ``collapsed: True`` when it predicted one class for every test example."""
-    set_seed(seed)
-    model = _load_classifier(folder, num_labels, device)
-    loader = DataLoader(train, batch_size=options.batch_size, shuffle=True, collate_fn=collator,
-                        generator=torch.Generator().manual_seed(seed))
-    total_steps = options.epochs * len(loader)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=0.0)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(WARMUP_FRACTION * total_steps), total_steps)
-    model.train()
-    with progress(total_steps, f"Fine-tuning (seed {seed})", "step") as bar:
-        for _ in range(options.epochs):
-            for batch in loader:
-                loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    labels = torch.tensor([example["labels"] for example in test])
-    predictions = _predict(model, DataLoader(test, batch_size=options.batch_size, collate_fn=collator), device)
-    return {"seed": seed, "accuracy": (predictions == labels).double().mean().item(),
-            "macro_f1": macro_f1(predictions, labels, num_labels),
-            **({"collapsed": True} if len(labels) > 1 and predictions.unique().numel() == 1 else {})}
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    """The mean and the sample standard deviation (n - 1); None for one value."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def _encode_all(folder: Path, data: LabelledData, options: FinetuneOptions) -> Encoded:
+    tokenizer = load_tokenizer(folder)
+    train, validation = data.train, None
+    if options.validation_fraction > 0:
+        train, validation = validation_split(data.train, options.validation_fraction, options.validation_seed)
+    return Encoded(tokenizer, DataCollatorWithPadding(tokenizer), len(data.label_names),
+                    _encode(tokenizer, train, options.max_seq_length),
+                    _encode(tokenizer, validation, options.max_seq_length) if validation else [],
+                    _encode(tokenizer, data.test, options.max_seq_length), train)
 
 
 def finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     """Fine-tune ``model_dir`` once per seed on ``options.train`` and score it on ``options.test``.
 
-    Returns ``accuracy_mean``/``_std``, ``macro_f1_mean``/``_std`` (sample std), ``per_seed``
-    (``seed``, ``accuracy``, ``macro_f1``, and ``collapsed: True`` for a run that predicted one class
-    for the whole test set), the majority-class baseline (``majority_accuracy``,
-    ``majority_macro_f1``), ``num_labels``, ``labels`` (the label of each class id),
-    ``train_examples`` and ``test_examples``; written to ``options.output_json`` too if set.
+    Each seed trains at every ``--learning-rate`` and keeps the learning rate and epoch with the
+    best accuracy on the validation rows carved from the training file (the same rows for every
+    seed); the test file only scores. Returns ``accuracy_mean``/``_std``, ``macro_f1_mean``/``_std``
+    (sample std; None for one seed), ``per_seed`` (``seed``, ``accuracy``, ``macro_f1``, and
+    ``collapsed: True`` for a run that predicted one class for the whole test set, and what
+    ``_finetune_once`` adds: ``learning_rate``, ``best_epoch``, ``validation_accuracy``,
+    ``validation_history``, ``steps``), the majority-class baseline (``majority_accuracy``,
+    ``majority_macro_f1``, the most frequent label of the rows trained on), ``num_labels``,
+    ``labels`` (the label of each class id), ``train_examples`` (rows trained on),
+    ``validation_examples``, ``test_examples`` and ``saved_seed`` (the seed whose model
+    ``options.output_dir`` holds: the best validation accuracy, the first seed on ties or without
+    validation; None without ``output_dir``); written to ``options.output_json`` and
+    ``options.output_dir``/metrics.json too if set. Raises UserError for bad options or data.
     """
     _validate(options)
     device = pick_device(options.device)
+    out_dir = Path(options.output_dir) if options.output_dir else None
+    if out_dir is not None:
+        check_output_dir(out_dir, Path(model_dir), options.overwrite)
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch_threads(*torch_thread_count(options.num_threads)))
         folder = _model_folder(Path(model_dir), stack)
         data = load_labelled_data(options.train, options.test, options.text_field, options.text_pair_field,
                                   options.label_field)
-        num_labels = len(data.label_names)
-        tokenizer = load_tokenizer(folder)
         positions = json.loads((folder / "config.json").read_text(encoding="utf-8"))["max_position_embeddings"]
         if options.max_seq_length > positions:
             raise UserError(f"--max-seq-length {options.max_seq_length} exceeds the model's {positions} positions; "
                             f"lower it")
-        train = _encode(tokenizer, data.train, options.max_seq_length)
-        test = _encode(tokenizer, data.test, options.max_seq_length)
-        collator = DataCollatorWithPadding(tokenizer)
-        per_seed = []
+        encoded = _encode_all(folder, data, options)
+        per_seed, saved = [], None
         for seed in options.seeds:
-            per_seed.append(_finetune_once(folder, seed, train, test, collator, num_labels, options, device))
-            log.info("seed %d: accuracy %.4f, macro-F1 %.4f", seed, per_seed[-1]["accuracy"],
-                     per_seed[-1]["macro_f1"])
-    test_labels = torch.tensor(data.test.labels)
-    majority = torch.full_like(test_labels, int(torch.bincount(torch.tensor(data.train.labels)).argmax()))
-    accuracy_mean, accuracy_std = _mean_std([r["accuracy"] for r in per_seed])
-    f1_mean, f1_std = _mean_std([r["macro_f1"] for r in per_seed])
-    results = {
-        "accuracy_mean": accuracy_mean, "accuracy_std": accuracy_std,
-        "macro_f1_mean": f1_mean, "macro_f1_std": f1_std,
-        "majority_accuracy": (majority == test_labels).double().mean().item(),
-        "majority_macro_f1": macro_f1(majority, test_labels, num_labels),
-        "num_labels": num_labels, "labels": data.label_names, "per_seed": per_seed,
-        "train_examples": len(data.train.labels), "test_examples": len(data.test.labels),
-    }
+            result, model = _finetune_once(folder, seed, encoded, options, device)
+            per_seed.append(result)
+            log.info("seed %d: learning rate %g, epoch %d, test accuracy %.4f, macro-F1 %.4f", seed,
+                     result["learning_rate"], result["best_epoch"], result["accuracy"], result["macro_f1"])
+            if saved is None or (result["validation_accuracy"] or 0) > (saved[0]["validation_accuracy"] or 0):
+                saved = (result, model)
+    results = _results(per_seed, data, encoded)
+    results["saved_seed"] = saved[0]["seed"] if out_dir is not None else None
     if options.output_json:
         path = Path(options.output_json)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(results, indent=2) + "\n")
+    if out_dir is not None:
+        save_output(out_dir, saved[1], encoded.tokenizer, data.label_names, positions, results)
     return results
 
 
+def _results(per_seed: list[dict[str, Any]], data: LabelledData, encoded: Encoded) -> dict[str, Any]:
+    test_labels = torch.tensor(data.test.labels)
+    majority = torch.full_like(test_labels, int(torch.bincount(torch.tensor(encoded.train_split.labels)).argmax()))
+    accuracy_mean, accuracy_std = _mean_std([r["accuracy"] for r in per_seed])
+    f1_mean, f1_std = _mean_std([r["macro_f1"] for r in per_seed])
+    return {
+        "accuracy_mean": accuracy_mean, "accuracy_std": accuracy_std,
+        "macro_f1_mean": f1_mean, "macro_f1_std": f1_std,
+        "majority_accuracy": (majority == test_labels).double().mean().item(),
+        "majority_macro_f1": macro_f1(majority, test_labels, encoded.num_labels),
+        "num_labels": encoded.num_labels, "labels": data.label_names, "per_seed": per_seed,
+        "train_examples": len(encoded.train), "validation_examples": len(encoded.validation),
+        "test_examples": len(encoded.test),
+    }
+
+
 def format_results(results: dict) -> str:
-    """The per-seed scores and their mean ± std as a Markdown table, with the majority baseline."""
-    rows = [f"| {r['seed']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} |" for r in results["per_seed"]]
+    """The per-seed scores (with the chosen learning rate and epoch) as a Markdown table, their
+    mean ± std over several seeds, and the majority baseline. A run that predicted one class for
+    the whole test set is marked "collapsed"."""
+    rows = [f"| {r['seed']} | {r.get('learning_rate', '')} | {r.get('best_epoch', '')} | "
+            f"{'' if r.get('validation_accuracy') is None else format(r['validation_accuracy'], '.4f')} | "
+            f"{r['accuracy']:.4f}{' (collapsed)' if r.get('collapsed') else ''} | {r['macro_f1']:.4f} |"
+            for r in results["per_seed"]]
     n = len(results["per_seed"])
+    summary = ([f"| mean ± std ({n} seeds) | | | | {results['accuracy_mean']:.4f} ± {results['accuracy_std']:.4f} "
+                f"| {results['macro_f1_mean']:.4f} ± {results['macro_f1_std']:.4f} |"] if n > 1 else [])
     return "\n".join([
-        f"Fine-tuned on {results['train_examples']} examples ({results['num_labels']} labels), "
-        f"tested on {results['test_examples']}:",
+        f"Fine-tuned on {results['train_examples']} examples ({results['num_labels']} labels), validated on "
+        f"{results.get('validation_examples', 0)}, tested on {results['test_examples']}:",
         "",
-        "| seed | accuracy | macro-F1 |",
-        "| ---: | -------: | -------: |",
-        *rows,
-        f"| mean ± std ({n} seed{'s' if n > 1 else ''}) | {results['accuracy_mean']:.4f} ± "
-        f"{results['accuracy_std']:.4f} | {results['macro_f1_mean']:.4f} ± {results['macro_f1_std']:.4f} |",
-        f"| majority class of train | {results['majority_accuracy']:.4f} | {results['majority_macro_f1']:.4f} |",
+        "| seed | learning rate | epoch | validation accuracy | accuracy | macro-F1 |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows, *summary,
+        f"| majority class of train | | | | {results['majority_accuracy']:.4f} | {results['majority_macro_f1']:.4f} |",
     ])

@@ -49,20 +49,37 @@ class InspectOptions:
 
 @dataclass
 class FinetuneOptions:
-    """Fine-tuning: labelled data, seeds and optimisation"""
+    """Fine-tuning: labelled data, seeds, validation and optimisation"""
 
-    train: str | None = option(None, "Labelled training file: .jsonl, .csv or .parquet (required)")
-    test: str | None = option(None, "Labelled test file, same format and fields (required)")
+    train: str | None = option(None, "Labelled training file: .jsonl, .csv or .parquet (required); the validation "
+                               "split is carved from it")
+    test: str | None = option(None, "Labelled test file, same format and fields (required); only scored, never "
+                              "used to choose anything")
     text_field: str = option("text", "Field holding the text")
     text_pair_field: str | None = option(None, "Field holding a second text, for sentence-pair tasks")
     label_field: str = option("label", "Field holding the label: strings or integers (class ids follow the "
                               "sorted training labels)")
-    seeds: list[int] = option([42], "Fine-tune once per seed and report mean ± std over them", valid=SEED_RANGE)
-    epochs: int = option(3, "Passes over the training set", valid=Range(1, 1000))
-    learning_rate: float = option(5e-5, "Peak learning rate of AdamW (linear warm-up over the first tenth of the "
-                                  "steps, then linear decay)", valid=Range(0, 1, low_open=True))
+    seeds: list[int] = option([42], "Fine-tune once per seed (classifier initialisation, dropout, data order) and "
+                              "report mean ± sample std over them", valid=SEED_RANGE)
+    epochs: int = option(3, "Passes over the training set; validation at the end of each", valid=Range(1, 1000))
+    max_steps: int = option(-1, "Optimizer steps in total, overriding --epochs as in TrainingArguments.max_steps "
+                            "(-1 = use --epochs); the last epoch may be partial", valid=Range(1, also=(-1,)))
+    learning_rate: list[float] = option([1e-4, 3e-4, 1e-3], "Peak learning rate(s) of AdamW (linear warm-up over "
+                                        "the first tenth of the steps, then linear decay). With several, every seed "
+                                        "trains with each and keeps the one with the best validation accuracy "
+                                        "(ties: the first)", valid=Range(0, 1, low_open=True))
+    validation_fraction: float = option(0.1, "Fraction of the training file held out for validation, stratified by "
+                                        "label: chooses the epoch and learning rate by accuracy. 0 = no validation "
+                                        "(one learning rate, the last epoch)", valid=Range(0, 0.5))
+    validation_seed: int = option(0, "Seed of the validation split, the same for every --seeds value so that "
+                                  "seeds are compared on the same data", valid=SEED_RANGE)
     batch_size: int = option(32, "Examples per batch", valid=Range(1))
     max_seq_length: int = option(128, SEQ_LENGTH_HELP + " (longer ones are cut)", valid=SEQ_LENGTH_RANGE)
+    output_dir: str | None = option(None, "Save the fine-tuned model here (save_pretrained: "
+                                    "AutoModelForSequenceClassification loads it, id2label from the labels), its "
+                                    "tokenizer and metrics.json. With several seeds, the model of the seed with the "
+                                    "best validation accuracy")
+    overwrite: bool = option(False, "Replace a non-empty --output-dir")
     output_json: str | None = option(None, "Also write the results to this JSON file")
     device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when available)")
     num_threads: int = option(0, "Torch threads; 0 = the CPUs this process may use (affinity and cgroup quota)",
@@ -116,8 +133,10 @@ class CompareOptions:
     downstream_label_field: str = option(_FINETUNE.label_field, "Field holding the downstream label")
     downstream_epochs: int = option(_FINETUNE.epochs, "Fine-tuning passes over the downstream training set",
                                     valid=_FINETUNE_RANGES["epochs"])
-    downstream_learning_rate: float = option(_FINETUNE.learning_rate, "Peak learning rate of the fine-tuning",
-                                             valid=_FINETUNE_RANGES["learning_rate"])
+    downstream_learning_rate: list[float] = option(_FINETUNE.learning_rate, "Peak learning rate(s) of the "
+                                                   "fine-tuning; several are chosen among on a validation split "
+                                                   "of the training file (see finetune --learning-rate)",
+                                                   valid=_FINETUNE_RANGES["learning_rate"])
     downstream_batch_size: int = option(_FINETUNE.batch_size, "Examples per fine-tuning batch",
                                         valid=_FINETUNE_RANGES["batch_size"])
 

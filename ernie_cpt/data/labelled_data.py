@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,3 +137,29 @@ def load_labelled_data(train: str | Path, test: str | Path, text_field: str = "t
     return LabelledData(train=LabelledSplit(train_texts, train_pairs, [ids[label] for label in train_labels]),
                         test=LabelledSplit(test_texts, test_pairs, [ids[label] for label in test_labels]),
                         label_names=names)
+
+
+def validation_split(split: LabelledSplit, fraction: float, seed: int,
+                     flag: str = "--train") -> tuple[LabelledSplit, LabelledSplit]:
+    """(the rows trained on, the validation rows) of one file: a stratified split (scikit-learn's
+    ``train_test_split``, ``random_state=seed``) with ``ceil(fraction * rows)`` validation rows, the
+    same for the same file, fraction and seed. Raises UserError when the file is too small to give
+    every class a row on both sides."""
+    from sklearn.model_selection import train_test_split
+
+    classes = len(set(split.labels))
+    counts = [split.labels.count(label) for label in set(split.labels)]
+    held_out = math.ceil(fraction * len(split.labels))
+    if min(counts) < 2 or held_out < classes or len(split.labels) - held_out < classes:
+        raise UserError(f"{flag} has {len(split.labels)} examples ({classes} labels, the rarest {min(counts)} "
+                        f"times): too few for a stratified validation split of {fraction}, which needs every label "
+                        f"twice and a validation row per label; add examples, change --validation-fraction, or "
+                        f"pass --validation-fraction 0 (no validation)")
+    trained, validation = train_test_split(list(range(len(split.labels))), test_size=held_out,
+                                           stratify=split.labels, random_state=seed)
+
+    def rows(indices: list[int]) -> LabelledSplit:
+        pairs = None if split.text_pairs is None else [split.text_pairs[i] for i in indices]
+        return LabelledSplit([split.texts[i] for i in indices], pairs, [split.labels[i] for i in indices])
+
+    return rows(sorted(trained)), rows(sorted(validation))
