@@ -153,7 +153,7 @@ class MultiTaskFinetuneOptions:
 
     task: list[str] = option([], f"A labelled set as NAME:KIND:TRAIN:TEST, KIND one of {', '.join(MULTITASK_KINDS)}; "
                              f"repeat --task (or list them under 'task:' in --config) to fine-tune them together, "
-                             f"MT-DNN style, instead of --train/--test")
+                             f"MT-DNN style, instead of --train/--test", repeatable=True)
     multitask_dir: str | None = option(None, "Folder for the runs (DIR/runs/<variant>-seed<k>) and the report "
                                        "(DIR/report.json, DIR/report.md) of --task (required with --task)")
     then_single_task: bool = option(False, "MT-DNN's second stage: after multi-task fine-tuning, fine-tune each set "
