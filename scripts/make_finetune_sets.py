@@ -1,4 +1,4 @@
-"""Build four small labelled sets, one of each MT-DNN kind, from the developer corpora (../shared/corpora).
+"""Build small labelled sets of the four MT-DNN kinds from the developer corpora (../shared/corpora).
 
     python scripts/make_finetune_sets.py OUT [--corpora ../shared/corpora] [--train 1000] [--test 250] [--seed 13]
 
@@ -7,9 +7,15 @@ writes OUT/<set>/train.jsonl and OUT/<set>/test.jsonl (the fields of ``ernie_cpt
 * ``topic`` (classification): fortunes-topics as it is (its own 80/20 split), ``--train``/``--test``
   examples drawn at random from each file; 8 labels.
 * ``same_chapter`` (pair_classification): two paragraphs of Austen, label 1 when they come from the
-  same chapter, 0 when the second comes from another chapter (of any novel); half of each.
+  same chapter, 0 when the second comes from another novel; half of each.
+* ``similarity`` (regression, STS-style graded similarity): the first 30 words of an Austen paragraph
+  (``text``) and a copy (``text_pair``) in which each word is kept with probability s (s uniform in
+  [0, 1] per example) and otherwise replaced by the word at the same place of another paragraph; the
+  label is the share of words kept, in [0, 1].
 * ``position`` (regression): an Austen paragraph (``text``) with its chapter's first paragraph
-  (``text_pair``); the label is its position in the chapter, i / (n - 1) in [0, 1] for paragraph i of n.
+  (``text_pair``); the label is its position in the chapter, i / (n - 1) in [0, 1] for paragraph i of
+  n. Written for completeness: the text barely tells it (a TF-IDF ridge regression on 1,000 of them
+  reaches a test Pearson r of 0.08), so the tests and the README use ``similarity``.
 * ``jargon_title`` (ranking): a Jargon File title (``text``) and 5 definitions (``candidates``: the
   entry's own and 4 others drawn at random, the first paragraph each, cut to 60 words), in random
   order; ``label`` is 1 for the entry's own.
@@ -27,23 +33,23 @@ import json
 import random
 from pathlib import Path
 
-MIN_WORDS, MIN_PARAGRAPHS, CANDIDATES, DEFINITION_WORDS = 8, 5, 5, 60
+MIN_WORDS, MIN_PARAGRAPHS, CANDIDATES, DEFINITION_WORDS, SIMILARITY_WORDS = 8, 5, 5, 60, 30
 
 
-def chapters(austen: Path) -> list[list[str]]:
-    """Each chapter's paragraphs (of at least MIN_WORDS words), novel by novel in file order."""
+def chapters(austen: Path) -> list[tuple[str, list[str]]]:
+    """(novel, the chapter's paragraphs of at least MIN_WORDS words) of each chapter, in file order."""
     found = []
     for novel in sorted(austen.glob("*.txt")):
         current: list[str] = []
         for paragraph in novel.read_text(encoding="utf-8").split("\n\n"):
             paragraph = paragraph.strip()
             if paragraph.upper().startswith("CHAPTER"):
-                found.append(current)
+                found.append((novel.stem, current))
                 current = []
             elif len(paragraph.split()) >= MIN_WORDS:
                 current.append(paragraph)
-        found.append(current)
-    return [chapter for chapter in found if len(chapter) >= MIN_PARAGRAPHS]
+        found.append((novel.stem, current))
+    return [(novel, chapter) for novel, chapter in found if len(chapter) >= MIN_PARAGRAPHS]
 
 
 def split(items: list, rng: random.Random) -> tuple[list, list]:
@@ -53,23 +59,34 @@ def split(items: list, rng: random.Random) -> tuple[list, list]:
     return items[:cut], items[cut:]
 
 
-def same_chapter(parts: list[list[str]], n: int, rng: random.Random) -> list[dict]:
+def same_chapter(parts: list[tuple[str, list[str]]], n: int, rng: random.Random) -> list[dict]:
     rows = []
     for i in range(n):
-        chapter = rng.randrange(len(parts))
-        first, second = rng.sample(parts[chapter], 2)
+        novel, chapter = rng.choice(parts)
+        first, second = rng.sample(chapter, 2)
         if i % 2:
-            other = rng.choice([c for c in range(len(parts)) if c != chapter])
-            second = rng.choice(parts[other])
+            second = rng.choice(rng.choice([c for other, c in parts if other != novel]))
         rows.append({"text": first, "text_pair": second, "label": 1 - i % 2})
     rng.shuffle(rows)
     return rows
 
 
-def position(parts: list[list[str]], n: int, rng: random.Random) -> list[dict]:
+def similarity(parts: list[tuple[str, list[str]]], n: int, rng: random.Random) -> list[dict]:
     rows = []
     for _ in range(n):
-        chapter = rng.choice(parts)
+        words = rng.choice(rng.choice(parts)[1]).split()[:SIMILARITY_WORDS]
+        filler = rng.choice(rng.choice(parts)[1]).split()
+        share = rng.random()
+        kept = [rng.random() < share for _ in words]
+        second = [word if keep else filler[i % len(filler)] for i, (word, keep) in enumerate(zip(words, kept))]
+        rows.append({"text": " ".join(words), "text_pair": " ".join(second), "label": sum(kept) / len(words)})
+    return rows
+
+
+def position(parts: list[tuple[str, list[str]]], n: int, rng: random.Random) -> list[dict]:
+    rows = []
+    for _ in range(n):
+        chapter = rng.choice(parts)[1]
         i = rng.randrange(1, len(chapter))
         rows.append({"text": chapter[i], "text_pair": chapter[0], "label": i / (len(chapter) - 1)})
     return rows
@@ -115,13 +132,15 @@ def main() -> None:
     train_chapters, test_chapters = split(chapters(args.corpora / "austen"), rng)
     write(args.out / "same_chapter", same_chapter(train_chapters, args.train, rng),
           same_chapter(test_chapters, args.test, rng))
+    write(args.out / "similarity", similarity(train_chapters, args.train, rng),
+          similarity(test_chapters, args.test, rng))
     write(args.out / "position", position(train_chapters, args.train, rng), position(test_chapters, args.test, rng))
 
     entries = [json.loads(line) for line in (args.corpora / "jargon.jsonl").read_text(encoding="utf-8").splitlines()]
     train_entries, test_entries = split(entries, rng)
     write(args.out / "jargon_title", jargon_title(train_entries, args.train, rng),
           jargon_title(test_entries, args.test, rng))
-    print(f"Wrote topic, same_chapter, position and jargon_title to {args.out}")
+    print(f"Wrote topic, same_chapter, similarity, position and jargon_title to {args.out}")
 
 
 if __name__ == "__main__":

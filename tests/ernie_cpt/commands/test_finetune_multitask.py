@@ -1,0 +1,169 @@
+"""finetune --task (MT-DNN): bad input, a multi-task run on the four generated sets whose heads beat their trivial
+baselines, a gated (mmoe) model with --then-single-task, and --resume of finished runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ernie_cpt.cli import main
+from ernie_cpt.commands.finetune_multitask import finetune_multitask
+from ernie_cpt.commands.options import FinetuneOptions, MultiTaskFinetuneOptions
+from ernie_cpt.errors import UserError
+from ernie_cpt.evaluation.multitask_report import markdown, summarise
+from ernie_cpt.training.loading import load_model
+from ernie_cpt.weighting.options import WeightingOptions
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+ROOT = Path(__file__).resolve().parents[3]
+SETS = {"topic": "classification", "same_chapter": "pair_classification", "position": "regression",
+        "jargon_title": "ranking"}
+
+
+def _specs(folder: Path, sets=SETS) -> list[str]:
+    return [f"{name}:{kind}:{folder / name / 'train.jsonl'}:{folder / name / 'test.jsonl'}"
+            for name, kind in sets.items()]
+
+
+def _one_line_error(argv: list[str], capsys) -> str:
+    code = main(argv)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    return lines[0]
+
+
+def test_task_needs_a_multitask_dir(tmp_path, capsys):
+    line = _one_line_error(["finetune", str(tmp_path), "--task", "a:regression:x.jsonl:y.jsonl"], capsys)
+    assert line == "ernie-cpt: error: finetune --task needs --multitask-dir DIR (where the runs and the report go)"
+
+
+def test_a_bad_spec_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    line = _one_line_error(["finetune", str(tmp_path), "--task", "a:sentiment:x.jsonl:y.jsonl",
+                            "--multitask-dir", str(out)], capsys)
+    assert "unknown kind 'sentiment'" in line and not out.exists()
+
+
+def test_task_and_train_exclude_each_other(tmp_path):
+    with pytest.raises(UserError, match=r"either --train/--test .* or --task"):
+        finetune_multitask(tmp_path, FinetuneOptions(train="a.jsonl"),
+                           MultiTaskFinetuneOptions(task=["a:regression:x:y"], multitask_dir=str(tmp_path / "o")),
+                           WeightingOptions())
+
+
+def test_repeated_task_flags_add_up():
+    from ernie_cpt.cli import build_parser
+
+    args = build_parser().parse_args(["finetune", "m", "--task", "a:regression:x:y", "--task", "b:ranking:x:y"])
+    assert args.task == ["a:regression:x:y", "b:ranking:x:y"]
+
+
+def test_the_report_gives_mean_and_sample_std_and_no_std_for_one_seed():
+    two = summarise([{"seed": 1, "mrr": 0.5, "accuracy": 0.25}, {"seed": 2, "mrr": 0.7, "accuracy": 0.75}])
+    assert two["mean"] == {"mrr": pytest.approx(0.6), "accuracy": 0.5}
+    assert two["std"] == {"mrr": pytest.approx(0.2 / 2 ** 0.5), "accuracy": pytest.approx(0.5 / 2 ** 0.5)}
+    one = summarise([{"seed": 1, "mrr": 0.5, "accuracy": 0.25}])
+    assert one["std"] == {"mrr": None, "accuracy": None}
+    report = {"model": "m", "architecture": "hard", "seeds": [1],
+              "steps": {"j": {"multi_task": 3, "single_task_stage": 0, "single_task": 3}},
+              "sets": {"j": {"kind": "ranking", "baseline": {"random_mrr": 0.4567, "random_accuracy": 0.2},
+                             "variants": {"single_task": one, "multi_task": one}}}}
+    table = markdown(report)
+    assert "| j | ranking | mrr | 0.5000 | 0.5000 | 0.4567 |" in table and "±" not in table.split("\n", 1)[1]
+    report["seeds"], report["sets"]["j"]["variants"]["multi_task"] = [1, 2], two
+    assert "| j | ranking | accuracy | 0.2500 | 0.5000 ± 0.3536 | 0.2000 |" in markdown(report)
+
+
+# --- tiny models, really fine-tuned ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory) -> Path:
+    """The four sets of scripts/make_finetune_sets.py, 320 training and 120 test examples each."""
+    corpora = ROOT.parent / "shared" / "corpora"
+    if not corpora.is_dir():
+        pytest.skip(f"{corpora} is absent (it sits beside the repo in development and CI)")
+    out = tmp_path_factory.mktemp("sets")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_finetune_sets.py"), str(out), "--corpora",
+                    str(corpora), "--train", "320", "--test", "120"], check=True, capture_output=True)
+    return out
+
+
+def _pretrain(sample_dir: Path, run_dir: Path, *extra: str) -> Path:
+    assert main(["pretrain", "--corpus", *[str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]],
+                 "--output-dir", str(run_dir), "--model-size", "tiny", "--max-steps", "20", "--batch-size", "8",
+                 "--max-seq-length", "64", "--learning-rate", "1e-3", "--eval-steps", "0", "--vocab-size", "3000",
+                 "--seed", "7", *extra]) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_export(sample_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    assert main(["export", str(_pretrain(sample_dir, root / "run")), str(root / "export")]) == 0
+    return root / "export"
+
+
+@pytest.mark.slow
+def test_a_set_named_like_a_model_task_is_refused_before_anything_is_written(tiny_export, sets, tmp_path):
+    out = tmp_path / "out"
+    spec = f"knowledge_masking:classification:{sets / 'topic' / 'train.jsonl'}:{sets / 'topic' / 'test.jsonl'}"
+    with pytest.raises(UserError, match="the model already has a task knowledge_masking"):
+        finetune_multitask(tiny_export, FinetuneOptions(max_seq_length=64),
+                           MultiTaskFinetuneOptions(task=[spec], multitask_dir=str(out)), WeightingOptions())
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_multi_task_heads_beat_their_trivial_baselines(tiny_export, sets, tmp_path):
+    report = finetune_multitask(tiny_export, FinetuneOptions(seeds=[1], epochs=6, learning_rate=1e-3, batch_size=16,
+                                                             max_seq_length=64),
+                                MultiTaskFinetuneOptions(task=_specs(sets), multitask_dir=str(tmp_path)),
+                                WeightingOptions())
+    # 6 epochs of 320 examples in batches of 16: 120 steps per set, in one stage of 480 steps
+    assert report["steps"]["topic"] == {"multi_task": 120, "single_task_stage": 0, "single_task": 120}
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    scores = {name: result["variants"]["multi_task"]["mean"] for name, result in report["sets"].items()}
+    baseline = {name: result["baseline"] for name, result in report["sets"].items()}
+    assert scores["topic"]["accuracy"] > baseline["topic"]["majority_accuracy"] + 0.05
+    assert scores["same_chapter"]["accuracy"] > baseline["same_chapter"]["majority_accuracy"]
+    assert scores["position"]["pearson"] > 0.1
+    assert scores["position"]["mse"] < baseline["position"]["mean_predictor_mse"]
+    assert scores["jargon_title"]["mrr"] > baseline["jargon_title"]["random_mrr"]
+    run = json.loads((tmp_path / "runs" / "multi_task-seed1" / "run_config.json").read_text())
+    assert run["stages"] == [dict.fromkeys(SETS, 120)] and run["task_sampling"] == "size"
+    assert run["sampling_temperature"] == 1.0
+
+
+@pytest.mark.slow
+def test_a_gated_model_with_then_single_task_and_resume(sample_dir, sets, tmp_path, capsys):
+    run_dir = _pretrain(sample_dir, tmp_path / "mmoe", "--architecture", "mmoe", "--num-experts", "2",
+                        "--expert-layers", "1")
+    small = {"topic": "classification", "jargon_title": "ranking"}
+    argv = ["finetune", str(run_dir), *[x for spec in _specs(sets, small) for x in ("--task", spec)],
+            "--multitask-dir", str(tmp_path / "out"), "--seeds", "1", "2", "--batch-size", "64",
+            "--max-seq-length", "32", "--then-single-task", "--epochs", "1"]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["architecture"] == "mmoe"
+    for result in report["sets"].values():
+        assert set(result["variants"]) == {"multi_task", "multi_task_then_single_task", "single_task"}
+        assert [r["seed"] for r in result["variants"]["single_task"]["per_seed"]] == [1, 2]
+    # 320 examples in batches of 64: 5 steps a stage; the comparison gets both stages' 10
+    assert report["steps"]["topic"] == {"multi_task": 5, "single_task_stage": 5, "single_task": 10}
+    # each set got its own gate, a copy of the first task's (knowledge_masking), on task-embedding row 0
+    model = load_model(tmp_path / "out" / "runs" / "multi_task-seed1").model
+    assert model.task_ids == {"knowledge_masking": 0, "topic": 0, "jargon_title": 0}
+    assert set(model.gates) == {"knowledge_masking", "topic", "jargon_title"}
+    table = (tmp_path / "out" / "report.md").read_text()
+    assert "| topic | classification | accuracy |" in table and " ± " in table
+    capsys.readouterr()
+    # the same command again: the runs are there; --resume scores the finished runs again, the same
+    assert "already holds this run; pass --resume" in _one_line_error(argv, capsys)
+    assert main([*argv, "--resume"]) == 0
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
