@@ -45,7 +45,7 @@ from ernie_cpt.options import check_ranges, to_dict
 from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.checkpoint import atomic_write_text
 from ernie_cpt.training.labelled_tasks import labelled_stream, test_batches
-from ernie_cpt.training.loading import load_model
+from ernie_cpt.training.loading import RUN_MARKER, load_model
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import CONFIG, resolve_resume, run_directory
 from ernie_cpt.training.trainer import pick_device, train
@@ -123,6 +123,9 @@ def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dic
                                             distributed.world_size()) for i, s in enumerate(sets)}
     combine = build_weighting(weighting, list(steps)) if mixing.task_mixing == "all" else None
     with run_directory(run_dir, config, resume_from):
+        if resume_from is None and distributed.is_main():  # a run directory load_model and export read
+            model.config.to_json_file(str(run_dir / RUN_MARKER))
+            tokenizer.save_pretrained(str(run_dir / "tokenizer"))
         train(model, streams, {}, schedule, training, mixing, combine, EvaluationOptions(eval_steps=0), run_dir,
               resume_from)
     return model
