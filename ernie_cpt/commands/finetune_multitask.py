@@ -116,7 +116,7 @@ def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dic
     schedule = [Stage(dict(steps))]
     config = {key: value for key, value in to_dict(options, multi, weighting, training, mixing).items()
               if key not in NOT_OF_A_RUN}
-    config.update(stages=[schedule[0].steps], sets=[dataclasses.asdict(s.spec) for s in sets])
+    config.update(stages=[schedule[0].steps], tasks=list(steps), sets=[dataclasses.asdict(s.spec) for s in sets])
     resume = multi.resume and (run_dir / CONFIG).is_file()
     resume_from = distributed.main_result(lambda: resolve_resume(run_dir, config, resume, False))
     streams = {s.spec.name: labelled_stream(s, i, tokenizer, options.batch_size, seed, distributed.rank(),

@@ -170,6 +170,11 @@ def test_a_gated_model_with_then_single_task_and_resume(sample_dir, sets, tmp_pa
     model = load_model(tmp_path / "out" / "runs" / "multi_task-seed1").model
     assert model.task_ids == {"knowledge_masking": 0, "topic": 0, "jargon_title": 0}
     assert set(model.gates) == {"knowledge_masking", "topic", "jargon_title"}
+    # and exports with every head, for use elsewhere
+    assert main(["export", str(tmp_path / "out" / "runs" / "multi_task-seed1"), str(tmp_path / "export")]) == 0
+    heads = load_model(tmp_path / "export").description["heads"]
+    assert heads["jargon_title"] == {"head": "ranking", "num_labels": 5}
+    assert heads["topic"] == {"head": "sequence_classification", "num_labels": 8}
     table = (tmp_path / "out" / "report.md").read_text()
     assert "| topic | classification | accuracy |" in table and " ± " in table
     capsys.readouterr()
