@@ -182,3 +182,10 @@ def test_a_gated_model_with_then_single_task_and_resume(sample_dir, sets, tmp_pa
     assert "already holds this run; pass --resume" in _one_line_error(argv, capsys)
     assert main([*argv, "--resume"]) == 0
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
+
+
+def test_the_sets_can_come_from_a_config_file(tmp_path, capsys):
+    config = tmp_path / "sets.yaml"
+    config.write_text("multitask_dir: out\ntask:\n  - a:regression:x.jsonl:y.jsonl\n  - b:sorting:x.jsonl:y.jsonl\n")
+    line = _one_line_error(["finetune", str(tmp_path), "--config", str(config)], capsys)
+    assert "--task 'b:sorting:x.jsonl:y.jsonl': unknown kind 'sorting'" in line
