@@ -43,7 +43,7 @@ from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.heads import build_head, ranking_metrics
 from ernie_cpt.options import check_ranges, to_dict
 from ernie_cpt.threads import torch_thread_count, torch_threads
-from ernie_cpt.training.checkpoint import atomic_write_text
+from ernie_cpt.training.checkpoint import atomic_write_text, read_checkpoint
 from ernie_cpt.training.labelled_tasks import labelled_stream, test_batches
 from ernie_cpt.training.loading import RUN_MARKER, load_model
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
@@ -118,7 +118,15 @@ def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dic
               if key not in NOT_OF_A_RUN}
     config.update(stages=[schedule[0].steps], tasks=list(steps), sets=[dataclasses.asdict(s.spec) for s in sets])
     resume = multi.resume and (run_dir / CONFIG).is_file()
-    resume_from = distributed.main_result(lambda: resolve_resume(run_dir, config, resume, False))
+    found = None
+
+    def choose() -> Path | None:  # the main process decides; the others read the checkpoint it names
+        nonlocal found
+        found = resolve_resume(run_dir, config, resume, False)
+        return found[0] if found else None
+
+    path = distributed.main_result(choose)
+    resume_from = found if distributed.is_main() or path is None else (path, read_checkpoint(path))
     streams = {s.spec.name: labelled_stream(s, i, tokenizer, options.batch_size, seed, distributed.rank(),
                                             distributed.world_size()) for i, s in enumerate(sets)}
     combine = build_weighting(weighting, list(steps)) if mixing.task_mixing == "all" else None
