@@ -90,10 +90,19 @@ def _export(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> int:
     from ernie_cpt.commands.finetune import finetune, format_results
-    from ernie_cpt.commands.options import FinetuneOptions
+    from ernie_cpt.commands.options import FinetuneOptions, MultiTaskFinetuneOptions, finetune_option_classes
     from ernie_cpt.modeling.safe_loading import weight_files
     from ernie_cpt.options import resolve_options
 
+    resolved = resolve_options(args, finetune_option_classes())
+    if resolved[MultiTaskFinetuneOptions].task:  # several labelled sets: MT-DNN multi-task fine-tuning
+        from ernie_cpt.commands.finetune_multitask import finetune_multitask
+        from ernie_cpt.evaluation.multitask_report import markdown
+        from ernie_cpt.weighting.options import WeightingOptions
+
+        print(markdown(finetune_multitask(args.model_dir, resolved[FinetuneOptions], resolved[MultiTaskFinetuneOptions],
+                                          resolved[WeightingOptions])))
+        return 0
     if (Path(args.model_dir) / "config.json").is_file():  # an exported model, not a run directory
         weight_files(Path(args.model_dir), "MODEL_DIR")
     print(format_results(finetune(args.model_dir, resolve_options(args, [FinetuneOptions])[FinetuneOptions])))
@@ -112,9 +121,9 @@ def _compare(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from ernie_cpt.commands.options import (
         ExportOptions,
-        FinetuneOptions,
         RunOptions,
         compare_option_classes,
+        finetune_option_classes,
         inspect_option_classes,
         pretrain_option_classes,
     )
@@ -195,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="A folder written by ernie-cpt export, or a pretrain run directory (its latest "
                           "checkpoint is used)")
     finetune.add_argument("--config", help="YAML file with options (flags override it)")
-    add_options(finetune, [FinetuneOptions])
+    add_options(finetune, finetune_option_classes())
     finetune.set_defaults(handler=_finetune)
 
     compare = commands.add_parser("compare", help="Run several curricula on one corpus and report which forgets "

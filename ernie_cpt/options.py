@@ -71,10 +71,11 @@ SEED_RANGE = Range(0, MAX_SEED)
 
 
 def option(default: Any = None, help: str = "", choices: tuple[str, ...] | None = None, valid: Range | None = None,
-           **kw: Any) -> Any:
+           repeatable: bool = False, **kw: Any) -> Any:
     """A dataclass field carrying its command-line help, and its choices (a string option) or its
-    valid range (a numeric one)."""
-    metadata = {"help": help, "choices": choices, "valid": valid}
+    valid range (a numeric one). A ``repeatable`` list option collects every use of its flag
+    (``--task A --task B``) instead of keeping the last."""
+    metadata = {"help": help, "choices": choices, "valid": valid, "repeatable": repeatable}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata, **kw)
     return dataclasses.field(default=default, metadata=metadata, **kw)
@@ -117,6 +118,8 @@ def add_options(parser: argparse.ArgumentParser, option_classes: list[type]) -> 
                     kwargs.pop("metavar")
                 if is_list:
                     kwargs["nargs"] = "+"
+                    if f.metadata.get("repeatable"):
+                        kwargs["action"] = "extend"
             group.add_argument(_flag(f.name), **kwargs)
 
 

@@ -160,3 +160,35 @@ def compare_option_classes() -> list[type]:
     """CompareOptions and every option group of pretrain but RunOptions (whose output_dir, tasks
     and max_seq_length CompareOptions has; resume and overwrite compare decides per run)."""
     return [CompareOptions, *(cls for cls in pretrain_option_classes() if cls is not RunOptions)]
+
+
+MULTITASK_KINDS = ("classification", "pair_classification", "regression", "ranking")
+
+
+@dataclass
+class MultiTaskFinetuneOptions:
+    """Multi-task fine-tuning (MT-DNN): labelled sets trained together; --seeds, --epochs, --learning-rate,
+    --batch-size, --max-seq-length, --device and --num-threads apply too"""
+
+    task: list[str] = option([], f"A labelled set as NAME:KIND:TRAIN:TEST, KIND one of {', '.join(MULTITASK_KINDS)}; "
+                             f"repeat --task (or list them under 'task:' in --config) to fine-tune them together, "
+                             f"MT-DNN style, instead of --train/--test", repeatable=True)
+    multitask_dir: str | None = option(None, "Folder for the runs (DIR/runs/<variant>-seed<k>) and the report "
+                                       "(DIR/report.json, DIR/report.md) of --task (required with --task)")
+    then_single_task: bool = option(False, "MT-DNN's second stage: after multi-task fine-tuning, fine-tune each set "
+                                    "alone for --single-task-epochs, starting from the multi-task model")
+    single_task_epochs: int = option(1, "Passes over a set's training file in the --then-single-task stage",
+                                     valid=Range(1, 1000))
+    multitask_mixing: str = option("sample", "sample: one set per mini-batch, drawn in proportion to the sets' sizes "
+                                   "(MT-DNN); all: a batch of every set with steps left in each step, the losses "
+                                   "combined by --loss-weighting", choices=("sample", "all"))
+    save_steps: int = option(500, "Checkpoint every N steps of each run (and at its end), for --resume",
+                             valid=Range(1))
+    resume: bool = option(False, "Continue the runs in --multitask-dir: unfinished ones from their latest "
+                          "checkpoint, finished ones are scored again from their last")
+
+
+def finetune_option_classes() -> list[type]:
+    """finetune's option groups: one set (FinetuneOptions), several (MultiTaskFinetuneOptions, with a loss
+    weighting for --multitask-mixing all)."""
+    return [FinetuneOptions, MultiTaskFinetuneOptions, WeightingOptions]

@@ -196,3 +196,149 @@ def head_name(head: Head) -> str:
         if builder is type(head):
             return name
     raise ValueError(f"{type(head).__name__} is not a registered head class")
+
+
+def pair_features(sequence_output: torch.Tensor, pooled_output: torch.Tensor,
+                  batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``[cls, u, v, |u - v|, u * v]`` (batch, 5 x hidden), u and v the mean token states of segment A and
+    segment B (:func:`segment_means`; v is 0 for an input with one segment)."""
+    u, v = segment_means(sequence_output, batch)
+    return torch.cat([pooled_output, u, v, (u - v).abs(), u * v], dim=-1)
+
+
+@HEADS.register("regression")
+class RegressionHead(Head):
+    """A real-valued score of a text or a text pair: dropout and a linear map of the pair features
+    (:func:`pair_features`) to one number, trained with the mean squared error, as MT-DNN's
+    text-similarity head (Liu et al. 2019, "Multi-Task Deep Neural Networks for Natural Language
+    Understanding", ACL, section 3.1: STS-B). Logits (batch,) of the scores, labels (batch,) float.
+
+    Metrics of a held-out set: ``mse``, ``pearson`` and ``spearman`` (``scipy.stats``; 0 where the
+    predictions or the labels are constant, for which correlation is undefined) and
+    ``mean_predictor_mse``, the MSE of always predicting the labels' mean (their population
+    variance): a head has learned something when its MSE is below it and its correlations above 0.
+    ``num_labels`` is 1. A regression head has no accuracy: ``correct`` counts exact matches."""
+
+    def __init__(self, config: ErnieConfig, num_labels: int = 1, word_embeddings: nn.Embedding | None = None) -> None:
+        super().__init__(1)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.score = nn.Linear(5 * config.hidden_size, 1)
+
+    def forward(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor,
+                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        features = pair_features(sequence_output, pooled_output, batch)
+        return self.score(self.dropout(features)).squeeze(-1), batch["labels"]
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Squared error in fp32, averaged (``mean``) or summed (``sum``) over the items."""
+        if labels.numel() == 0:
+            return logits.float().sum() * 0.0
+        return F.mse_loss(logits.float(), labels.float(), reduction=reduction)
+
+    def predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float()
+
+    def metrics(self, predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        return regression_metrics(predictions, labels)
+
+
+def regression_metrics(predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """``mse``, ``pearson``, ``spearman`` (0 when either side is constant) and ``mean_predictor_mse``
+    of 1-D float tensors."""
+    from scipy.stats import pearsonr, spearmanr  # scipy loads in a second: only where scores are taken
+
+    y_pred, y_true = predictions.double().cpu().numpy(), labels.double().cpu().numpy()
+    if y_true.size == 0:
+        return {"mse": 0.0, "pearson": 0.0, "spearman": 0.0, "mean_predictor_mse": 0.0}
+    varied = y_true.size > 1 and y_pred.std() > 0 and y_true.std() > 0
+    return {"mse": float(((y_pred - y_true) ** 2).mean()),
+            "pearson": float(pearsonr(y_pred, y_true).statistic) if varied else 0.0,
+            "spearman": float(spearmanr(y_pred, y_true).statistic) if varied else 0.0,
+            "mean_predictor_mse": float(y_true.var())}
+
+
+@HEADS.register("ranking")
+class RankingHead(Head):
+    """Relevance ranking of a query's candidate passages, MT-DNN's pairwise ranking output (Liu et al.
+    2019, section 3.1, eq. 5-6, after DSSM, Huang et al. 2013): every (query, passage) pair, encoded
+    as ``[CLS] query [SEP] passage [SEP]``, gets a score from dropout and a linear map of its pair
+    features (:func:`pair_features`), and the scores of a query's candidates go through a softmax
+    over them. The loss is the cross-entropy between that softmax and the relevance labels
+    normalised to sum to 1: with one relevant passage A+, ``-log P(A+ | Q)``, MT-DNN's listwise
+    loss; with several, the mean of ``-log P(A | Q)`` over the relevant ones.
+
+    The batch holds the pairs of its queries in query order, (pairs, tokens); ``labels`` (queries,
+    candidates of the batch's longest query) is 1 for a relevant candidate, 0 for another and -100
+    where a query has fewer candidates. Logits and labels come back padded to ``num_labels``
+    columns, the most candidates a query of the set has (so held-out batches line up), with
+    padding scored -inf and labelled -100. A query counts as one item (``count``); ``correct``
+    counts the queries whose top-scored candidate is relevant.
+
+    Metrics: ``accuracy`` (accuracy@1), ``mrr`` (the mean reciprocal rank of the best-ranked relevant
+    candidate), and ``random_accuracy``, ``random_mrr``, their expected values under a random
+    ordering of each query's candidates: a head has learned something when it beats them."""
+
+    def __init__(self, config: ErnieConfig, num_labels: int, word_embeddings: nn.Embedding | None = None) -> None:
+        super().__init__(num_labels)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.score = nn.Linear(5 * config.hidden_size, 1)
+
+    def forward(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor,
+                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.score(self.dropout(pair_features(sequence_output, pooled_output, batch))).squeeze(-1)
+        labels = batch["labels"]
+        padding = self.num_labels - labels.shape[1]
+        if padding < 0:
+            raise ValueError(f"a query has {labels.shape[1]} candidates, more than the head's {self.num_labels}")
+        labels = F.pad(labels, (0, padding), value=IGNORE_INDEX)
+        grid = scores.new_full(labels.shape, float("-inf"))
+        grid[labels != IGNORE_INDEX] = scores
+        return grid, labels
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Listwise softmax cross-entropy per query (see the class docstring), mean or sum over queries."""
+        if labels.numel() == 0:
+            return logits.float().sum() * 0.0
+        real = labels != IGNORE_INDEX
+        log_p = torch.log_softmax(logits.float(), dim=-1).masked_fill(~real, 0.0)
+        target = labels.clamp(min=0).float()
+        per_query = -(target * log_p).sum(-1) / target.sum(-1).clamp(min=1)
+        return per_query.mean() if reduction == "mean" else per_query.sum()
+
+    def predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        """The score grid itself (queries, num_labels), -inf at padding: ``metrics`` ranks it."""
+        return logits.float()
+
+    def correct(self, logits: torch.Tensor, labels: torch.Tensor) -> int:
+        top = logits.argmax(-1, keepdim=True)
+        return int((labels.gather(-1, top) == 1).sum())
+
+    def metrics(self, predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        return ranking_metrics(predictions, labels)
+
+
+def ranking_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """``accuracy`` (@1), ``mrr`` and their random-ordering expectations ``random_accuracy`` and
+    ``random_mrr`` for score grids (queries, candidates) with labels 1 (relevant), 0 or -100 (none);
+    queries without a relevant candidate are left out. Ties rank a candidate after the ones tied with it."""
+    real, relevant = labels != IGNORE_INDEX, labels == 1
+    keep = relevant.any(-1)
+    scores, real, relevant = scores[keep].double(), real[keep], relevant[keep]
+    if scores.shape[0] == 0:
+        return {"accuracy": 0.0, "mrr": 0.0, "random_accuracy": 0.0, "random_mrr": 0.0}
+    scores = scores.masked_fill(~real, float("-inf"))
+    # rank of each candidate: 1 + the candidates scored at least as high, itself left out
+    rank = (scores.unsqueeze(-1) <= scores.unsqueeze(-2)).sum(-1)
+    best = rank.masked_fill(~relevant, torch.iinfo(rank.dtype).max).min(-1).values.double()
+    n, k = real.sum(-1).double(), relevant.sum(-1).double()
+    random_mrr = [_random_mrr(int(a), int(b)) for a, b in zip(n.tolist(), k.tolist())]
+    return {"accuracy": (best == 1).double().mean().item(), "mrr": (1 / best).mean().item(),
+            "random_accuracy": (k / n).mean().item(), "random_mrr": sum(random_mrr) / len(random_mrr)}
+
+
+def _random_mrr(n: int, k: int) -> float:
+    """The expected reciprocal rank of the first of ``k`` relevant items among ``n`` shuffled uniformly:
+    P(first relevant at rank r) = C(n - r, k - 1) / C(n, k)."""
+    from math import comb
+
+    return sum(comb(n - r, k - 1) / comb(n, k) / r for r in range(1, n - k + 2))

@@ -16,7 +16,7 @@ examples than there are ranks are left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from itertools import islice
 from typing import Any
@@ -50,6 +50,12 @@ def collate(examples: list[dict[str, Any]], pad_token_id: int) -> dict[str, torc
     else:
         batch["labels"] = torch.tensor([e["labels"] for e in examples], dtype=torch.long)
     return batch
+
+
+def collate_for(task: PreTask) -> Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]:
+    """The task's own ``collate(examples)`` where it has one (labelled sets of fine-tuning), else
+    :func:`collate` with the tokenizer's padding id."""
+    return getattr(task, "collate", None) or partial(collate, pad_token_id=task.tokenizer.pad_token_id)
 
 
 class EpochExamples(torch.utils.data.Dataset):
@@ -93,8 +99,8 @@ class EpochWindows(torch.utils.data.Dataset):
         by_length = np.argsort([len(e["input_ids"]) for e in examples], kind="stable")
         batches = [by_length[i:i + self.batch_size].tolist() for i in range(0, len(by_length), self.batch_size)]
         batches = [batches[i] for i in np.random.default_rng([*self.key, index]).permutation(len(batches))]
-        pad = self.examples.task.tokenizer.pad_token_id
-        return [collate([examples[i] for i in batch], pad) for batch in rank_share(batches, self.rank, self.world_size)]
+        return [collate_for(self.examples.task)([examples[i] for i in batch])
+                for batch in rank_share(batches, self.rank, self.world_size)]
 
 
 def loader(dataset: torch.utils.data.Dataset, batches: list[list[int]], pad_token_id: int,

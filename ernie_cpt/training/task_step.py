@@ -37,7 +37,8 @@ def gradient_sync(forward: nn.Module, last_micro_batch: bool) -> contextlib.Abst
 
 
 def _accuracy(head: nn.Module, out: TaskOutput) -> float:
-    return (head.predictions(out.logits) == out.labels).float().mean().item() if len(out.labels) else 0.0
+    count = head.count(out.labels)
+    return head.correct(out.logits, out.labels) / count if count else 0.0
 
 
 def global_losses(outputs: dict[str, TaskOutput], heads: nn.ModuleDict,

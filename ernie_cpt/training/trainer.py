@@ -99,7 +99,10 @@ def _optimizer(model: torch.nn.Module, weighting: LossWeighting | None, options:
 
 def score_line(metrics: dict[str, float]) -> str:
     """``loss 0.2613, accuracy 0.9480 (majority 0.8900), F1 0.7012 (majority 0.0000) over 250 targets``:
-    one task's held-out scores."""
+    one task's held-out scores; a head without accuracy (regression) shows its metrics as they are."""
+    if "majority_accuracy" not in metrics:
+        shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if name != "scored")
+        return f"{shown} over {plural(metrics['scored'], 'item')}"
     line = (f"loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f} "
             f"(majority {metrics['majority_accuracy']:.4f})")
     if "f1" in metrics:
