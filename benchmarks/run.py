@@ -10,7 +10,8 @@ Measures (each a ratio to a baseline run beside it in the same run; the modules 
 6. peak memory of prepare and of training (:mod:`benchmarks.memory`);
 7. training under CPU contention with the default settings (:mod:`benchmarks.contention`);
 8. start-up of the command line (:mod:`benchmarks.startup`);
-9. what each gradient-level loss weighting costs (:mod:`benchmarks.weighting`).
+9. what each gradient-level loss weighting costs (:mod:`benchmarks.weighting`);
+10. annotation scale-out over torchrun ranks (:mod:`benchmarks.scaleout`).
 
 ``--quick`` uses the bundled sample and short runs (under 5 minutes on 2 cores); the full run
 uses the Austen novels of ``../shared/corpora/austen`` (the bundled sample, with a note, when
@@ -50,6 +51,7 @@ from benchmarks import (
     generation,
     memory,
     multitask,
+    scaleout,
     startup,
     throughput,
     weighting,
@@ -86,6 +88,13 @@ def table(rows: list[Row]) -> str:
     return "\n".join([*lines, "", *notes])
 
 
+def row_order(row: Row) -> tuple[int, str]:
+    """Rows by their number, then their letter: 1a, 1b, 2, ..., 9, 10."""
+    label = row.measure.split(" ", 1)[0]
+    digits = len(label) - len(label.lstrip("0123456789"))
+    return int(label[:digits] or 0), label[digits:]
+
+
 def run(settings: Settings) -> tuple[list[Row], str]:
     """Every measure, in an order that lets later ones reuse the annotations of the first."""
     corpus, name, remark = bundled_corpus(), "bundled sample", ""
@@ -108,8 +117,9 @@ def run(settings: Settings) -> tuple[list[Row], str]:
         rows += generation.measure(workload, joint_log)
         rows += weighting.measure(workload)
         rows += contention.measure(workload, corpus)
+        rows.append(scaleout.measure(name, corpus, settings))
     rows += startup.measure()
-    return sorted(rows, key=lambda row: row.measure.split(" ", 1)[0]), remark
+    return sorted(rows, key=row_order), remark
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from transformers import ErnieConfig
 
@@ -86,3 +87,22 @@ def test_contention_phases_are_timed_apart_and_skip_the_batches_after_a_change()
     asked = [0, 1, 2, 3, 4, 5, 7, 9, 11, 13, 15, 17]
     log = [_batch("t", t, t + 0.1, [10]) for t in asked]
     assert phase_rates(log, [1, 6, 11]) == [20 / 2, 20 / 4]  # batches 3, 4 over 3 -> 5 s; 8, 9 over 11 -> 15 s
+
+
+def test_rows_are_ordered_by_number_then_letter():
+    labels = ["10. scale-out", "2. flops", "1b. padded", "9. weighting", "1a. grouped", "4a. annotation"]
+    ordered = sorted((Row(label, 1.0, 1.0, "x") for label in labels), key=run.row_order)
+    assert [row.measure.split(" ")[0] for row in ordered] == ["1a.", "1b.", "2.", "4a.", "9.", "10."]
+
+
+def test_scaleout_row_is_words_per_second_of_the_fastest_run_of_each_side(monkeypatch):
+    from benchmarks import scaleout
+    from benchmarks.common import Settings
+
+    runs = iter([{"seconds": 50.0, "words": 1000}, {"seconds": 90.0, "words": 1000},   # 2 ranks, 1 rank
+                 {"seconds": 40.0, "words": 1000}, {"seconds": 100.0, "words": 1000}])
+    calls = []
+    monkeypatch.setattr(scaleout, "annotation_seconds", lambda corpus, ranks: calls.append(ranks) or next(runs))
+    row = scaleout.measure("sample", Path("corpus"), Settings(quick=False))
+    assert calls == [2, 1, 2, 1]
+    assert (row.ours, row.baseline, row.ratio, row.target) == (25.0, 1000 / 90, 90 / 40, 1.8)
