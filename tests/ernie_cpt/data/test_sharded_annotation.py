@@ -73,6 +73,7 @@ sharded_annotation.annotate_shard(corpus, AnnotationOptions(cache_dir=sys.argv[1
 """
 
 
+@pytest.mark.slow
 def test_a_rank_killed_mid_shard_leaves_nothing_taken_for_finished(sample_dir, tmp_path, one_process):
     corpus, options = _corpus(sample_dir), AnnotationOptions(cache_dir=str(tmp_path), num_proc=1)
     annotate_shard(corpus, options, 0, 2)
