@@ -9,7 +9,7 @@ masking) and the same batch size and sequence length as ours:
 * ``line_by_line`` (baseline b, ``--line_by_line --pad_to_max_length``): one paragraph per
   example, truncated and padded to the sequence length.
 
-The model gets ours's dropout (``Settings.dropout``, ``attention_dropout``); on CUDA the Trainer
+The model gets our dropout (``Settings.dropout``, ``attention_dropout``); on CUDA the Trainer
 trains with ``bf16=True`` (autocast), as ours does.
 
 Run as a module it trains one baseline in this process, for peak-RSS measurements:
@@ -86,7 +86,7 @@ def train_baseline(workload: Workload, style: str, steps: int) -> list[Recorded]
     settings = workload.settings
     torch.manual_seed(SEED)
     model = ErnieForMaskedLM(encoder_config(settings.model_options(), len(workload.tokenizer), settings.seq_length,
-                                            len(TASKS)))  # ours's size and dropout
+                                            len(TASKS)))  # our size and dropout
     collator = DataCollatorForLanguageModeling(workload.tokenizer, mlm_probability=0.15)
     lengths: list[list[int]] = []
 

@@ -42,6 +42,8 @@ from ernie_cpt.staging import remove_stale, staging_dir
 
 log = logging.getLogger(__name__)
 
+EMPTY = "EMPTY"  # the file of a shard with no pieces (more ranks than pieces)
+
 
 def shard_root(target: Path, size: int) -> Path:
     """The folder of the ``size`` shards of the cache entry ``target`` (hidden: not a cache entry)."""
@@ -57,7 +59,7 @@ def annotate_shard(corpus: datasets.Dataset, options: AnnotationOptions, rank: i
     pipeline, _, target = annotation_target(corpus, options)
     root = shard_root(target, size)
     shard = root / f"rank-{rank}"
-    if (shard / "dataset_info.json").exists():
+    if shard.is_dir():  # renamed into place only when complete
         log.info("Reusing annotation shard %s of an earlier run", shard)
         return shard
     build_dir = staging_dir(root, shard.name)
@@ -67,10 +69,14 @@ def annotate_shard(corpus: datasets.Dataset, options: AnnotationOptions, rank: i
         n_process = spacy_processes(options, corpus_chars(corpus) // size, sharing)
         log.info("Rank %d of %d: annotating %s of %d with %s (%s)", rank, size, plural(len(mine), "paragraph piece"),
                  len(pieces), pipeline, plural(n_process, "process", "processes"))
-        parse_pieces(mine, pipeline, options, n_process, build_dir).save_to_disk(str(build_dir / "final"))
+        if len(mine):
+            parse_pieces(mine, pipeline, options, n_process, build_dir).save_to_disk(str(build_dir / "final"))
+        else:  # more ranks than pieces: datasets cannot load a saved table of no rows back
+            (build_dir / "final").mkdir()
+            (build_dir / "final" / EMPTY).touch()
         os.replace(build_dir / "final", shard)
     except OSError:
-        if not (shard / "dataset_info.json").exists():
+        if not shard.is_dir():
             raise
         log.info("Another process wrote annotation shard %s first; using it", shard)
     finally:
@@ -85,7 +91,8 @@ def combine_shards(corpus: datasets.Dataset, options: AnnotationOptions, size: i
     _, fingerprint, target = annotation_target(corpus, options)
     root = shard_root(target, size)
     if not (target / "dataset_info.json").exists():
-        shards = [datasets.load_from_disk(str(root / f"rank-{rank}")) for rank in range(size)]
+        folders = [root / f"rank-{rank}" for rank in range(size)]
+        shards = [datasets.load_from_disk(str(folder)) for folder in folders if not (folder / EMPTY).exists()]
         total = sum(len(shard) for shard in shards)
         dealt = [i for rank in range(size) for i in range(rank, total, size)]
         parsed = datasets.concatenate_datasets(shards).select(np.argsort(dealt))

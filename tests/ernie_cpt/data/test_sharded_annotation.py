@@ -128,3 +128,20 @@ def test_two_gloo_processes_under_torchrun_equal_one_process(sample_dir, tmp_pat
     target = annotation_target(corpus, AnnotationOptions(cache_dir=str(cache)))[2]
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]  # no shards or staging left
     _same(datasets.load_from_disk(str(target)), one_process)
+
+
+def test_more_ranks_than_paragraphs_leave_empty_shards_that_combine(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Anne Elliot lived at Kellynch Hall.\n\nCaptain Wentworth sailed from Plymouth.\n",
+                                  encoding="utf-8")
+    corpus = load_corpus(CorpusOptions(corpus=[str(folder)]))
+    options = AnnotationOptions(cache_dir=str(tmp_path / "sharded"), num_proc=1)
+    for rank in range(3):  # two paragraph pieces: rank 2 gets none
+        annotate_shard(corpus, options, rank, 3)
+    combined = datasets.load_from_disk(str(combine_shards(corpus, options, 3)))
+    alone = annotate(corpus, AnnotationOptions(cache_dir=str(tmp_path / "alone"), num_proc=1))
+    assert list(combined) == list(alone)
+    text = combined[0]["text"]
+    assert [text[s:e] for s, e in zip(combined[0]["entity_starts"], combined[0]["entity_ends"])] == [
+        "Anne Elliot", "Kellynch Hall", "Wentworth", "Plymouth"]
