@@ -120,7 +120,10 @@ def annotate_on_all_ranks(corpus: datasets.Dataset, options: AnnotationOptions) 
                              for text in batch["text"]), pipeline)
 
     def cached() -> bool:
-        return (target / "dataset_info.json").exists()
+        if (target / "dataset_info.json").exists():
+            shutil.rmtree(shard_root(target, size), ignore_errors=True)  # a run killed before it removed them
+            return True
+        return False
 
     if distributed.main_result(cached):  # one decision for all ranks
         log.info("Reusing cached annotations %s", target)
