@@ -19,7 +19,7 @@ Measures (each a ratio to a baseline run beside it in the same run; the modules 
 (bf16 too); row 2 is then the model FLOP utilisation against the GPU's bf16 matmul peak, measured
 in the same run. Without a usable GPU it stops with a one-line error.
 
-``--quick`` uses the bundled sample and short runs (under 5 minutes on 2 cores); the full run
+``--quick`` uses the bundled sample and short runs (about 6 minutes on 2 cores); the full run
 uses the Austen novels of ``../shared/corpora/austen`` (the bundled sample, with a note, when
 they are absent) and longer runs (about 35 minutes on 2 cores, 10 of them in row 10). Everything
 is written to a temporary cache, so every annotation is a cache miss unless a measure says otherwise.
@@ -154,7 +154,7 @@ def run(settings: Settings) -> tuple[list[Row], str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="bundled sample and short runs (under 5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="bundled sample and short runs (about 6 minutes)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     parser.add_argument("--device", default="cpu", help="cpu (default), or cuda / cuda:N: the training rows only, "
                         "on the GPU with bf16 autocast and the base model at batch 64 x 128")
