@@ -1,6 +1,6 @@
 # `make demo`: set up .venv (torch first, then the project) and pre-train + export on the bundled corpus.
 # `make test`: set up .venv and run the test suite; `make test-fast`: without the end-to-end runs (-m "not slow").
-# `make bench`: set up .venv with the benchmark extra and run the benchmark suite (BENCH_ARGS=--quick: < 5 min).
+# `make bench`: set up .venv with the benchmark extra and run the benchmark suite (BENCH_ARGS=--quick: about 6 min).
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_RUN ?= runs/demo

@@ -41,13 +41,26 @@ AUSTEN = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "austen"
 
 @dataclass(frozen=True)
 class Settings:
-    """Sizes of one run of the suite: ``quick`` (< 5 minutes) or full (about 20 minutes on 2 cores,
-    a third of them annotating four copies of Austen for the memory measure)."""
+    """Sizes of one run of the suite: ``quick`` (about 6 minutes) or full (about 35 minutes on 2 cores,
+    a third of them annotating four copies of Austen for the memory measure and row 10's four
+    annotations of Austen)."""
 
     quick: bool
     model_size: str = "mini"
     batch_size: int = 32
     seq_length: int = 128
+    device: str = "cpu"  # "cuda": the training rows on a GPU with bf16 autocast (see for_device)
+    dropout: float = 0.1  # --dropout and --attention-dropout of ours and of the Trainer baselines
+    attention_dropout: float = 0.1
+
+    @classmethod
+    def for_device(cls, quick: bool, device: str) -> Settings:
+        """The CPU settings, or on ``cuda`` the ``base`` model (BERT-base sizes) at batch 64 x 128."""
+        return cls(quick) if device == "cpu" else cls(quick, model_size="base", batch_size=64, device=device)
+
+    def model_options(self) -> ModelOptions:
+        """The encoder of ours and of the baselines: the same size and the same dropout."""
+        return ModelOptions(model_size=self.model_size, dropout=self.dropout, attention_dropout=self.attention_dropout)
 
     @property
     def train_steps(self) -> int:
@@ -118,6 +131,7 @@ class RecordingStream:
         return getattr(self.stream, name)
 
     def __next__(self) -> dict[str, torch.Tensor]:
+        synchronize()
         asked = time.perf_counter()
         batch = next(self.stream)
         labels = batch["labels"]
@@ -125,6 +139,13 @@ class RecordingStream:
         self.log.append(Recorded(self.stream.task.name, asked, time.perf_counter(),
                                  batch["attention_mask"].sum(1).tolist(), targets))
         return batch
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued work, so that a timestamp marks the end of the step before it (a no-op
+    when CUDA is not in use)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def steady_batches(log: list[Recorded], warmup: int) -> tuple[list[Recorded], float]:
@@ -180,7 +201,7 @@ class Workload:
         torch.manual_seed(SEED)
         objects = {name: self.task(name) for name in tasks}
         return build_model(objects, {name: task.task_id for name, task in objects.items()},
-                           ModelOptions(model_size=self.settings.model_size), ArchitectureOptions(),
+                           self.settings.model_options(), ArchitectureOptions(),
                            len(self.tokenizer), self.settings.seq_length, len(TASKS))
 
     def train(self, budgets: dict[str, int], weighting: str | None = None,
@@ -196,7 +217,8 @@ class Workload:
         mixing = "sample" if weighting is None else "all"
         stage = Stage(dict(budgets))
         options = TrainingOptions(max_steps=stage.optimizer_steps(mixing), batch_size=self.settings.batch_size,
-                                  seed=SEED, save_steps=10**9, logging_steps=10**9, save_total_limit=1)
+                                  seed=SEED, save_steps=10**9, logging_steps=10**9, save_total_limit=1,
+                                  device=self.settings.device, amp=True)  # amp: bf16 autocast on CUDA only
         combiner = None if weighting is None else build_weighting(WeightingOptions(loss_weighting=weighting),
                                                                   list(budgets))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:

@@ -9,6 +9,9 @@ masking) and the same batch size and sequence length as ours:
 * ``line_by_line`` (baseline b, ``--line_by_line --pad_to_max_length``): one paragraph per
   example, truncated and padded to the sequence length.
 
+The model gets our dropout (``Settings.dropout``, ``attention_dropout``); on CUDA the Trainer
+trains with ``bf16=True`` (autocast), as ours does.
+
 Run as a module it trains one baseline in this process, for peak-RSS measurements:
 ``python -m benchmarks.hf_mlm --corpus DIR --cache-dir DIR --style grouped --steps N``.
 """
@@ -33,8 +36,8 @@ from transformers import (
     TrainingArguments,
 )
 
-from benchmarks.common import SEED, Recorded, Settings, Workload
-from ernie_cpt.modeling.encoder import ModelOptions, encoder_config
+from benchmarks.common import SEED, Recorded, Settings, Workload, synchronize
+from ernie_cpt.modeling.encoder import encoder_config
 from pretasks import TASKS
 
 STYLES = ("grouped", "line_by_line")
@@ -73,6 +76,7 @@ class _StepEnds(TrainerCallback):
         self.times.append(time.perf_counter())
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        synchronize()
         self.times.append(time.perf_counter())
 
 
@@ -81,8 +85,8 @@ def train_baseline(workload: Workload, style: str, steps: int) -> list[Recorded]
     previous step ended (the Trainer prefetches, so collation time is not a step boundary)."""
     settings = workload.settings
     torch.manual_seed(SEED)
-    model = ErnieForMaskedLM(encoder_config(ModelOptions(model_size=settings.model_size), len(workload.tokenizer),
-                                            settings.seq_length, len(TASKS)))
+    model = ErnieForMaskedLM(encoder_config(settings.model_options(), len(workload.tokenizer), settings.seq_length,
+                                            len(TASKS)))  # our size and dropout
     collator = DataCollatorForLanguageModeling(workload.tokenizer, mlm_probability=0.15)
     lengths: list[list[int]] = []
 
@@ -95,7 +99,8 @@ def train_baseline(workload: Workload, style: str, steps: int) -> list[Recorded]
     with tempfile.TemporaryDirectory(prefix="bench-hf-") as output_dir:
         args = TrainingArguments(output_dir=output_dir, per_device_train_batch_size=settings.batch_size,
                                  max_steps=steps, learning_rate=5e-4, weight_decay=0.01, save_strategy="no",
-                                 logging_strategy="no", report_to="none", use_cpu=True, seed=SEED, disable_tqdm=True)
+                                 logging_strategy="no", report_to="none", use_cpu=settings.device == "cpu",
+                                 bf16=settings.device != "cpu", seed=SEED, disable_tqdm=True)
         trainer = Trainer(model=model, args=args, train_dataset=mlm_dataset(workload, style), data_collator=collate,
                           callbacks=[ends])
         trainer.remove_callback(PrinterCallback)  # it prints the final metrics to stdout, into the table

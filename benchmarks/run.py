@@ -10,12 +10,19 @@ Measures (each a ratio to a baseline run beside it in the same run; the modules 
 6. peak memory of prepare and of training (:mod:`benchmarks.memory`);
 7. training under CPU contention with the default settings (:mod:`benchmarks.contention`);
 8. start-up of the command line (:mod:`benchmarks.startup`);
-9. what each gradient-level loss weighting costs (:mod:`benchmarks.weighting`).
+9. what each gradient-level loss weighting costs (:mod:`benchmarks.weighting`);
+10. annotation scale-out over torchrun ranks (:mod:`benchmarks.scaleout`);
+11. what dropout costs in training throughput (:mod:`benchmarks.dropout`).
 
-``--quick`` uses the bundled sample and short runs (under 5 minutes on 2 cores); the full run
+``--device cuda`` runs only the training rows (1, 2, 3 and 11) on the GPU, with bf16 autocast, the
+``sdpa`` attention and the ``base`` model size at batch 64 x 128, beside the same Trainer baselines
+(bf16 too); row 2 is then the model FLOP utilisation against the GPU's bf16 matmul peak, measured
+in the same run. Without a usable GPU it stops with a one-line error.
+
+``--quick`` uses the bundled sample and short runs (about 6 minutes on 2 cores); the full run
 uses the Austen novels of ``../shared/corpora/austen`` (the bundled sample, with a note, when
-they are absent) and longer runs (about 20 minutes on 2 cores). Everything is written to a temporary
-cache, so every annotation is a cache miss unless a measure says otherwise.
+they are absent) and longer runs (about 35 minutes on 2 cores, 10 of them in row 10). Everything
+is written to a temporary cache, so every annotation is a cache miss unless a measure says otherwise.
 """
 # ruff: noqa: E402  (the OpenMP settings must be made before torch is imported)
 
@@ -46,10 +53,12 @@ import torch
 from benchmarks import (
     annotation,
     contention,
+    dropout,
     efficiency,
     generation,
     memory,
     multitask,
+    scaleout,
     startup,
     throughput,
     weighting,
@@ -86,6 +95,33 @@ def table(rows: list[Row]) -> str:
     return "\n".join([*lines, "", *notes])
 
 
+def row_order(row: Row) -> tuple[int, str]:
+    """Rows by their number, then their letter: 1a, 1b, 2, ..., 9, 10."""
+    label = row.measure.split(" ", 1)[0]
+    digits = len(label) - len(label.lstrip("0123456789"))
+    return int(label[:digits] or 0), label[digits:]
+
+
+def check_device(device: str) -> str | None:
+    """Why the suite cannot run on ``device`` (None when it can): a GPU must be there and usable."""
+    if device == "cpu":
+        return None
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        return (f"--device {device}: CUDA is not available here (torch {torch.__version__}, {build}, "
+                f"{torch.cuda.device_count()} GPUs); run on a machine with a GPU, or without --device")
+    if not torch.cuda.is_bf16_supported():
+        return f"--device {device}: {torch.cuda.get_device_name(0)} has no bf16 support, which the GPU rows use"
+    return None
+
+
+def gpu_rows(workload: Workload) -> list[Row]:
+    """The training rows on the GPU: throughput against the Trainer baselines, MFU, multi-task, dropout."""
+    throughput_rows, km_log = throughput.measure(workload)
+    return [*throughput_rows, efficiency.measure(workload, km_log), multitask.measure(workload)[0],
+            dropout.measure(workload)]
+
+
 def run(settings: Settings) -> tuple[list[Row], str]:
     """Every measure, in an order that lets later ones reuse the annotations of the first."""
     corpus, name, remark = bundled_corpus(), "bundled sample", ""
@@ -96,6 +132,8 @@ def run(settings: Settings) -> tuple[list[Row], str]:
             remark = f"{AUSTEN} is absent: the full run used the bundled sample"
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_dir:
         os.environ["ERNIE_CPT_CACHE"] = cache_dir
+        if settings.device != "cpu":
+            return sorted(gpu_rows(Workload.load(name, corpus, cache_dir, settings)), key=row_order), remark
         once, first = memory.prepare(corpus, cache_dir)
         rows = annotation.measure(name, corpus, cache_dir, first)
         workload = Workload.load(name, corpus, cache_dir, settings)
@@ -107,27 +145,40 @@ def run(settings: Settings) -> tuple[list[Row], str]:
         rows.append(overhead)
         rows += generation.measure(workload, joint_log)
         rows += weighting.measure(workload)
+        rows.append(dropout.measure(workload))
         rows += contention.measure(workload, corpus)
+        rows.append(scaleout.measure(name, corpus, settings))
     rows += startup.measure()
-    return sorted(rows, key=lambda row: row.measure.split(" ", 1)[0]), remark
+    return sorted(rows, key=row_order), remark
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="bundled sample and short runs (under 5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="bundled sample and short runs (about 6 minutes)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--device", default="cpu", help="cpu (default), or cuda / cuda:N: the training rows only, "
+                        "on the GPU with bf16 autocast and the base model at batch 64 x 128")
     args = parser.parse_args(argv)
     if not have_accelerate():
         print("The Trainer baselines need accelerate: pip install -e '.[bench]' (make bench does)", file=sys.stderr)
         return 2
+    if problem := check_device(args.device):
+        print(f"python -m benchmarks.run: error: {problem}", file=sys.stderr)
+        return 2
     datasets.disable_progress_bars()
     start, load_before = time.perf_counter(), os.getloadavg()[0]
-    rows, remark = run(Settings(quick=args.quick))
+    settings = Settings.for_device(args.quick, args.device)
+    rows, remark = run(settings)
+    command = " ".join(["python -m benchmarks.run", *(["--quick"] if args.quick else []),
+                        *(["--device", args.device] if args.device != "cpu" else [])])
     header = {"date": datetime.date.today().isoformat(), "mode": "quick" if args.quick else "full",
-              "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""), **machine(),
+              "command": command, **machine(), "device": args.device, "model_size": settings.model_size,
+              "batch": f"{settings.batch_size} x {settings.seq_length}",
+              **({"gpu": torch.cuda.get_device_name(args.device)} if args.device != "cpu" else {}),
               "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
               "minutes": round((time.perf_counter() - start) / 60, 1), **({"remark": remark} if remark else {})}
     print(f"ernie-cpt benchmarks, {header['mode']} run, {header['date']}: {header['cpu']}, {header['cores']} cores, "
+          f"{'GPU ' + header['gpu'] + ', ' if 'gpu' in header else ''}"
           f"torch {header['torch']}; load average {header['load_average_1min'][0]} at the start, "
           f"{header['load_average_1min'][1]} at the end; {header['minutes']} minutes\n")
     print(table(rows))

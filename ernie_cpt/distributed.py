@@ -5,8 +5,9 @@ environment variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
 joins them into one process group (gloo on CPU, nccl on CUDA). Without them (a plain
 ``ernie-cpt pretrain``) nothing changes: every helper here is a no-op for a single process.
 
-Rank 0 (the main process) does everything that writes: annotation and tokenizer caches first
-(the other ranks wait, then read the caches), the run directory, logs and checkpoints. Every
+Every rank annotates its shard of the corpus (:mod:`ernie_cpt.data.sharded_annotation`), and rank
+0 combines the shards. Rank 0 (the main process) does everything else that writes: the tokenizer
+cache first (the other ranks wait, then read it), the run directory, logs and checkpoints. Every
 rank trains on its share of each global batch, and ``DistributedDataParallel`` averages the
 gradients. A UserError that rank 0 meets while the others wait is raised on every rank, so all
 exit with code 2 (only rank 0 prints it).
@@ -27,7 +28,7 @@ from ernie_cpt.errors import UserError
 
 T = TypeVar("T")
 
-TIMEOUT = datetime.timedelta(minutes=60)  # rank 0 may annotate a large corpus while the others wait
+TIMEOUT = datetime.timedelta(minutes=60)  # ranks wait for the slowest annotation shard and for rank 0's caches
 
 
 def init(device: torch.device) -> None:
@@ -83,6 +84,31 @@ def main_result(compute: Callable[[], T]) -> T:
     if error is not None:
         raise UserError(error)
     return result
+
+
+def every_rank(compute: Callable[[], T]) -> T:
+    """``compute()`` run on every rank at once; returns when all are done (a barrier). A UserError on any
+    rank is raised on every rank (the lowest such rank's message)."""
+    if not active():
+        return compute()
+    result, error = None, None
+    try:
+        result = compute()
+    except UserError as e:
+        error = e
+    errors: list[str | None] = [None] * world_size()
+    dist.all_gather_object(errors, None if error is None else str(error))
+    if error is not None:
+        raise error
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise UserError(first)
+    return result  # type: ignore[return-value]
+
+
+def local_world_size() -> int:
+    """How many processes of the job run on this machine (torchrun's LOCAL_WORLD_SIZE; 1 without it)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if active() else 1
 
 
 @contextlib.contextmanager

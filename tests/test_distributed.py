@@ -34,6 +34,7 @@ pytestmark = pytest.mark.slow
 
 TOLERANCE = 1e-5
 TASKS = ["knowledge_masking", "capitalization", "sentence_reordering"]
+NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0"]
 ARCHITECTURES = ["hard", "mmoe", "cgc", "ple", "cross_stitch"]
 
 
@@ -82,8 +83,7 @@ def _close(a: float, b: float) -> bool:
 
 
 def _flags(architecture: str) -> list[str]:
-    return ["--dropout", "0", *([] if architecture == "hard" else ["--architecture", architecture,
-                                                                   "--expert-layers", "1"])]
+    return [*NO_DROPOUT, *([] if architecture == "hard" else ["--architecture", architecture, "--expert-layers", "1"])]
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +154,8 @@ def test_gradient_level_methods_with_two_processes_match_one(weighting, sample_d
     """Each process combines the per-task gradients of the whole global batch (all-reduced per task
     before the method combines them), so the weights and losses are those of one process."""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    assert main(_args(sample_dir, single, "--dropout", "0", weighting=weighting)) == 0
-    _torchrun(_args(sample_dir, ddp, "--dropout", "0", weighting=weighting), tmp_path / "ddp.log")
+    assert main(_args(sample_dir, single, *NO_DROPOUT, weighting=weighting)) == 0
+    _torchrun(_args(sample_dir, ddp, *NO_DROPOUT, weighting=weighting), tmp_path / "ddp.log")
     one, two = _records(single, "train"), _records(ddp, "train")
     assert [r["step"] for r in two] == [r["step"] for r in one] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(one, two):

@@ -26,9 +26,9 @@ from transformers import ErnieConfig
 from ernie_cpt import distributed
 from ernie_cpt.commands.options import RunOptions
 from ernie_cpt.commands.plan import plan_table
-from ernie_cpt.data.annotate import annotate
 from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, corpus_words, load_corpus, split_documents
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
+from ernie_cpt.data.sharded_annotation import annotate_on_all_ranks
 from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
@@ -243,8 +243,8 @@ def pretrain(options: dict[type, Any]) -> Path:
     resuming = resume_from is not None
     config["torch_threads"], threads_why = _torch_threads(run_dir, resuming, training)
 
-    with distributed.main_first():  # the main process fills the caches, the others read them
-        documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    # every process annotates its shard of the corpus, the main process combines them
+    documents = annotate_on_all_ranks(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     split = split_documents(documents, evaluation.eval_fraction, evaluation.split_seed)
     log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))
     with run_directory(run_dir, config, resume_from), torch_threads(config["torch_threads"], threads_why):

@@ -58,6 +58,9 @@ FEATURES = datasets.Features(
         "entity_labels": datasets.Sequence(datasets.Value("string")),
     }
 )
+# A parsed piece: where it sits, and the spans spaCy found in it (fixed, so that empty shards concatenate).
+PARSED_FEATURES = datasets.Features({"doc_index": datasets.Value("int64"), "offset": datasets.Value("int64"),
+                                     **{column: FEATURES[column] for column in PARSED_COLUMNS}})
 
 
 def paragraph_spans(text: str) -> list[tuple[int, int]]:
@@ -156,13 +159,18 @@ def _annotation_records(corpus: datasets.Dataset, parsed: datasets.Dataset) -> I
         yield record
 
 
-def _parsed_pieces(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions, n_process: int,
-                   build_dir: Path) -> datasets.Dataset:
-    """Every paragraph piece of the corpus parsed by spaCy in ``n_process`` processes (on disk)."""
-    pieces = corpus.map(_pieces, batched=True, with_indices=True, remove_columns=corpus.column_names,
-                        fn_kwargs={"max_chunk_chars": options.max_chunk_chars},
-                        cache_file_name=str(build_dir / "pieces.arrow"), new_fingerprint="pieces",
-                        desc="Cutting paragraphs")
+def cut_pieces(corpus: datasets.Dataset, options: AnnotationOptions, build_dir: Path) -> datasets.Dataset:
+    """Every paragraph piece of the corpus (columns doc_index, offset, piece), in corpus order (on disk)."""
+    return corpus.map(_pieces, batched=True, with_indices=True, remove_columns=corpus.column_names,
+                      fn_kwargs={"max_chunk_chars": options.max_chunk_chars},
+                      cache_file_name=str(build_dir / "pieces.arrow"), new_fingerprint="pieces",
+                      desc="Cutting paragraphs")
+
+
+def parse_pieces(pieces: datasets.Dataset, pipeline: str, options: AnnotationOptions, n_process: int,
+                 build_dir: Path) -> datasets.Dataset:
+    """``pieces`` parsed by spaCy in ``n_process`` processes, in their order (on disk): columns doc_index,
+    offset and the span columns (:data:`PARSED_COLUMNS`)."""
     n_process = max(1, min(n_process, len(pieces)))
     _cached_pipeline(pipeline)  # loaded once here: forked workers inherit it
     # map gives each process a contiguous shard; dealing the pieces round-robin balances the text
@@ -170,41 +178,62 @@ def _parsed_pieces(corpus: datasets.Dataset, pipeline: str, options: AnnotationO
     dealt = [i for first in range(n_process) for i in range(first, len(pieces), n_process)]
     parsed = pieces.select(dealt).map(
         _parse, batched=True, batch_size=4 * options.spacy_batch_size, remove_columns=["piece"],
-        num_proc=n_process if n_process > 1 else None,
+        num_proc=n_process if n_process > 1 else None, features=PARSED_FEATURES,
         fn_kwargs={"pipeline": pipeline, "spacy_batch_size": options.spacy_batch_size},
         cache_file_name=str(build_dir / "parsed.arrow"), new_fingerprint="parsed", desc="Annotating with spaCy")
     return parsed.select(np.argsort(dealt))
 
 
-def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.Dataset:
-    """Annotations of every document of ``corpus``, from the cache when this corpus was seen before."""
+def annotation_target(corpus: datasets.Dataset, options: AnnotationOptions) -> tuple[str, str, Path]:
+    """The spaCy pipeline to use, the annotations' fingerprint and their cache folder. Raises UserError
+    when the pipeline is not installed."""
     pipeline = resolve_pipeline_name(options.spacy_model)
+    fingerprint = annotation_fingerprint(corpus, pipeline, options)
+    return pipeline, fingerprint, Path(options.cache_dir) / "annotations" / fingerprint
+
+
+def spacy_processes(options: AnnotationOptions, chars: int, sharing: int = 1) -> int:
+    """The spaCy processes to parse ``chars`` characters with: ``--num-proc``, or for 0 the CPUs this
+    process may use divided among the ``sharing`` processes of the job on this machine (at least 1),
+    or 1 for a text under PARALLEL_MIN_CHARS."""
+    return options.num_proc or (max(1, available_cpus() // sharing) if chars > PARALLEL_MIN_CHARS else 1)
+
+
+def save_annotations(corpus: datasets.Dataset, parsed: datasets.Dataset, target: Path, build_dir: Path) -> None:
+    """One record per document of ``corpus`` from its ``parsed`` pieces (all of them, in corpus order),
+    written in ``build_dir`` and renamed to ``target`` (kept when another process wrote it first)."""
+    annotated = datasets.Dataset.from_generator(
+        _annotation_records, features=FEATURES, cache_dir=str(build_dir / "build"),
+        gen_kwargs={"corpus": corpus, "parsed": parsed})
+    annotated.save_to_disk(str(build_dir / "final"))
+    del annotated
+    try:
+        os.replace(build_dir / "final", target)
+    except OSError:
+        if not (target / "dataset_info.json").exists():
+            raise
+        log.info("Another process cached the same annotations first; using those")
+
+
+def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.Dataset:
+    """Annotations of every document of ``corpus``, from the cache when this corpus was seen before
+    (in this process and its ``--num-proc`` workers; :mod:`ernie_cpt.data.sharded_annotation` shares
+    the work out over the processes of a torchrun job). Raises UserError for a missing pipeline."""
+    pipeline, fingerprint, target = annotation_target(corpus, options)
     warn_if_not_english((text for batch in corpus.select_columns(["text"]).iter(batch_size=100)
                          for text in batch["text"]), pipeline)
-    fingerprint = annotation_fingerprint(corpus, pipeline, options)
-    target = Path(options.cache_dir) / "annotations" / fingerprint
     remove_stale(target.parent)  # what a killed prepare left
     if (target / "dataset_info.json").exists():
         log.info("Reusing cached annotations %s (corpus unchanged, pipeline %s)", target, pipeline)
         return datasets.load_from_disk(str(target))
-    total_chars = corpus_chars(corpus)
-    n_process = options.num_proc or (available_cpus() if total_chars > PARALLEL_MIN_CHARS else 1)
+    n_process = spacy_processes(options, corpus_chars(corpus))
     log.info("Annotating %s with %s (%s); cache: %s", plural(len(corpus), "document"), pipeline,
              plural(n_process, "process", "processes"), target)
     build_dir = staging_dir(target.parent, fingerprint)
     try:
-        parsed = _parsed_pieces(corpus, pipeline, options, n_process, build_dir)
-        annotated = datasets.Dataset.from_generator(
-            _annotation_records, features=FEATURES, cache_dir=str(build_dir / "build"),
-            gen_kwargs={"corpus": corpus, "parsed": parsed})
-        annotated.save_to_disk(str(build_dir / "final"))
-        del annotated, parsed
-        try:
-            os.replace(build_dir / "final", target)
-        except OSError:
-            if not (target / "dataset_info.json").exists():
-                raise
-            log.info("Another process cached the same annotations first; using those")
+        parsed = parse_pieces(cut_pieces(corpus, options, build_dir), pipeline, options, n_process, build_dir)
+        save_annotations(corpus, parsed, target, build_dir)
+        del parsed
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
     return datasets.load_from_disk(str(target))

@@ -42,7 +42,7 @@ def encoder_config(options: ModelOptions, vocab_size: int, max_positions: int, t
     return ErnieConfig(
         vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=options.num_layers or layers,
         num_attention_heads=heads, intermediate_size=options.intermediate_size or ffn,
-        hidden_dropout_prob=options.dropout, attention_probs_dropout_prob=options.dropout,
+        hidden_dropout_prob=options.dropout, attention_probs_dropout_prob=options.attention_dropout,
         max_position_embeddings=max(max_positions, 128), use_task_id=True, task_type_vocab_size=task_ids,
     )
 

@@ -31,8 +31,14 @@ class ModelOptions:
     hidden_size: int | None = option(None, "Override the preset's hidden size", valid=Range(8, 16_384))
     num_heads: int | None = option(None, "Override the preset's number of attention heads", valid=Range(1, 256))
     intermediate_size: int | None = option(None, "Override the preset's feed-forward size", valid=Range(8, 65_536))
-    dropout: float = option(0.1, "Dropout of hidden states and attention probabilities",
+    dropout: float = option(0.1, "Dropout probability of hidden states: embeddings, every layer's outputs and the "
+                            "task heads (ErnieConfig hidden_dropout_prob; BERT's and ERNIE's 0.1). Modern encoder "
+                            "recipes pre-train with 0 (Cramming, Geiping & Goldstein 2023; ModernBERT, Warner et al. "
+                            "2024): faster steps, and no regularisation needed on a corpus seen about once",
                             valid=Range(0, 1, high_open=True))
+    attention_dropout: float = option(0.1, "Dropout probability of the attention probabilities (ErnieConfig "
+                                      "attention_probs_dropout_prob; BERT's and ERNIE's 0.1; 0 in Cramming and "
+                                      "ModernBERT)", valid=Range(0, 1, high_open=True))
     init_from: str | None = option(None, "Start a new run from a model: an ernie-cpt export or run directory "
                                    "(its latest checkpoint: every head and the task embedding are restored; how a "
                                    "finished run is extended), or a local BERT/ERNIE folder (safetensors; the "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
+import pytest
 from transformers import ErnieConfig
 
 from benchmarks import run
@@ -86,3 +88,77 @@ def test_contention_phases_are_timed_apart_and_skip_the_batches_after_a_change()
     asked = [0, 1, 2, 3, 4, 5, 7, 9, 11, 13, 15, 17]
     log = [_batch("t", t, t + 0.1, [10]) for t in asked]
     assert phase_rates(log, [1, 6, 11]) == [20 / 2, 20 / 4]  # batches 3, 4 over 3 -> 5 s; 8, 9 over 11 -> 15 s
+
+
+def test_rows_are_ordered_by_number_then_letter():
+    labels = ["10. scale-out", "2. flops", "1b. padded", "9. weighting", "1a. grouped", "4a. annotation"]
+    ordered = sorted((Row(label, 1.0, 1.0, "x") for label in labels), key=run.row_order)
+    assert [row.measure.split(" ")[0] for row in ordered] == ["1a.", "1b.", "2.", "4a.", "9.", "10."]
+
+
+def test_scaleout_row_is_words_per_second_of_the_fastest_run_of_each_side(monkeypatch):
+    from benchmarks import scaleout
+    from benchmarks.common import Settings
+
+    runs = iter([{"seconds": 50.0, "words": 1000}, {"seconds": 90.0, "words": 1000},   # 2 ranks, 1 rank
+                 {"seconds": 40.0, "words": 1000}, {"seconds": 100.0, "words": 1000}])
+    calls = []
+    monkeypatch.setattr(scaleout, "annotation_seconds", lambda corpus, ranks: calls.append(ranks) or next(runs))
+    row = scaleout.measure("sample", Path("corpus"), Settings(quick=False))
+    assert calls == [2, 1, 2, 1]
+    assert (row.ours, row.baseline, row.ratio, row.target) == (25.0, 1000 / 90, 90 / 40, 1.8)
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(run, "have_accelerate", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(run, "run", lambda settings: pytest.fail("the suite ran without a GPU"))
+    assert run.main(["--device", "cuda", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m benchmarks.run: error: --device cuda: CUDA is not available here")
+    assert err.count("\n") == 1
+
+
+def test_cuda_runs_the_base_model_at_batch_64_with_the_same_dropout_on_both_sides(monkeypatch, capsys):
+    import torch
+
+    from benchmarks.common import Settings
+    from ernie_cpt.modeling.encoder import encoder_config
+
+    seen = []
+    monkeypatch.setattr(run, "have_accelerate", lambda: True)
+    monkeypatch.setattr(run, "check_device", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Test GPU")
+    monkeypatch.setattr(run, "run", lambda settings: seen.append(settings) or ([], ""))
+    assert run.main(["--device", "cuda:1"]) == 0
+    assert "GPU Test GPU" in capsys.readouterr().out
+    settings = seen[0]
+    assert (settings.device, settings.model_size, settings.batch_size, settings.seq_length) == ("cuda:1", "base", 64,
+                                                                                                  128)
+    assert Settings.for_device(False, "cpu") == Settings(quick=False)
+    config = encoder_config(Settings(quick=True, dropout=0.0, attention_dropout=0.05).model_options(), 100, 128, 8)
+    assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.0, 0.05)
+
+
+def test_bert_base_flops_of_a_full_batch_follow_the_formula():
+    config = ErnieConfig(vocab_size=30_000, hidden_size=768, num_hidden_layers=12, intermediate_size=3072)
+    matmul_params = 84_934_656  # 12 * (4 * 768^2 + 2 * 768 * 3072): BERT-base without embeddings
+    expected = 6 * matmul_params * 64 * 128 + 12 * 12 * 768 * 64 * 128**2 + 6 * (768**2 + 768 * 30_000) * 1229
+    assert training_flops(config, [128] * 64, masked=1229) == expected
+
+
+def test_dropout_row_trains_with_dropout_0_against_the_default(monkeypatch):
+    from benchmarks import dropout
+    from benchmarks.common import Settings, Workload
+
+    def fake_train(self, budgets):  # 2 tokens per second with dropout, 3 without
+        rate = 2 if self.settings.dropout else 3
+        assert self.settings.dropout == self.settings.attention_dropout
+        return None, [_batch("km", i / rate, i / rate, [1]) for i in range(10)]
+
+    monkeypatch.setattr(Workload, "train", fake_train)
+    workload = Workload("w", "", None, None, None, Settings(quick=True))
+    row = dropout.measure(workload)
+    assert row.measure.startswith("11. ") and (row.ours, row.baseline) == (3.0, 2.0)

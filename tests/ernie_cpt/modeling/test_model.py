@@ -13,7 +13,8 @@ NUM_TASK_IDS = len(TASKS)
 
 
 def _model(vocab_size=50):
-    config = encoder_config(ModelOptions(model_size="tiny", num_layers=1, dropout=0.0), vocab_size, 64, NUM_TASK_IDS)
+    options = ModelOptions(model_size="tiny", num_layers=1, dropout=0.0, attention_dropout=0.0)
+    config = encoder_config(options, vocab_size, 64, NUM_TASK_IDS)
     from transformers import ErnieModel
 
     torch.manual_seed(0)
@@ -101,7 +102,7 @@ def test_init_from_refuses_pickled_weights(bert_dir):
 
 
 def test_sentence_pair_head_compares_the_mean_states_of_the_two_segments():
-    config = encoder_config(ModelOptions(model_size="tiny", dropout=0.0), 50, 64, NUM_TASK_IDS)
+    config = encoder_config(ModelOptions(model_size="tiny", dropout=0.0, attention_dropout=0.0), 50, 64, NUM_TASK_IDS)
     head = SentencePairHead(config, 3).eval()
     hidden = config.hidden_size
     # [CLS] a a [SEP] b [SEP] [PAD]: token types 0 0 0 0 1 1 0, the last position padding.
@@ -114,3 +115,17 @@ def test_sentence_pair_head_compares_the_mean_states_of_the_two_segments():
     logits, labels = head(states, pooled, batch)
     assert labels.tolist() == [2]
     assert torch.allclose(logits[0], head.classifier(expected))
+
+
+def test_dropout_and_attention_dropout_set_their_own_config_fields():
+    config = encoder_config(ModelOptions(model_size="tiny", dropout=0.25, attention_dropout=0.05), 50, 64, NUM_TASK_IDS)
+    assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.25, 0.05)
+    default = encoder_config(ModelOptions(model_size="tiny"), 50, 64, NUM_TASK_IDS)
+    assert (default.hidden_dropout_prob, default.attention_probs_dropout_prob) == (0.1, 0.1)  # BERT's, as before
+
+
+def test_attention_dropout_is_a_flag_with_its_range(capsys):
+    from ernie_cpt.cli import main
+
+    assert main(["pretrain", "--output-dir", "unused", "--attention-dropout", "1"]) == 2
+    assert "--attention-dropout" in capsys.readouterr().err

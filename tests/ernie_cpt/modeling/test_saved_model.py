@@ -40,7 +40,7 @@ TASK_IDS = {"knowledge_masking": 0, "capitalization": 1, "sentence_reordering": 
 
 def _model(architecture: str = "hard", task_ids: dict[str, int] = TASK_IDS, seed: int = 0) -> Architecture:
     torch.manual_seed(seed)
-    options = ModelOptions(model_size="tiny", dropout=0.0)
+    options = ModelOptions(model_size="tiny", dropout=0.0, attention_dropout=0.0)
     config = encoder_config(options, VOCAB, 64, len(TASKS))
     model = build_model(TASK_HEADS, task_ids, options, ArchitectureOptions(architecture=architecture), VOCAB, 64,
                         len(TASKS), config)
