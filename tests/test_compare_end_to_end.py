@@ -146,7 +146,7 @@ def test_compare_architectures_reports_each_with_its_parameters_and_tokens_per_s
             "--tasks", *TASKS, "--architectures", "hard,mmoe", "--schedules", "sequential", "--expert-layers", "1",
             "--num-experts", "4", "--steps-per-task", "4", "--eval-steps", "0", "--model-size", "tiny",
             "--batch-size", "8", "--vocab-size", "3000", "--max-seq-length", "64", "--eval-max-examples", "32",
-            "--logging-steps", "1", "--seed", "3"]
+            "--logging-steps", "1", "--seed", "3", "--probes"]
 
     assert main(argv) == 0
 
@@ -164,6 +164,14 @@ def test_compare_architectures_reports_each_with_its_parameters_and_tokens_per_s
                                        (rates[len(rates) // 2 - 1] + rates[len(rates) // 2]) / 2)
         assert row["average_final"] == pytest.approx(sum(
             r["accuracy"] for r in read_records(run_dir, "eval") if r["stage"] == 1 and r["stage_end"]) / 2)
+    # both are probed, on the same examples (the routed one through its first task's route)
+    probes = {a: json.loads((out / "runs" / f"{a}-sequential-seed3" / "result.json").read_text())["probes"]
+              for a in runs}
+    assert set(probes["mmoe"]) == {"entity_type", "sentence_adjacency"}
+    for name, scores in probes["mmoe"].items():
+        assert runs["mmoe"][f"probe_{name}"] == scores["accuracy"]
+        assert (scores["train_examples"], scores["test_examples"]) == (probes["hard"][name]["train_examples"],
+                                                                       probes["hard"][name]["test_examples"])
     mmoe = out / "runs" / "mmoe-sequential-seed3"
     assert read_records(mmoe, "routing")
     # The run directory rebuilds the model: architecture.json, encoder_config.json and the checkpoint's weights.

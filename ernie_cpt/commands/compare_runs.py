@@ -104,12 +104,14 @@ def pretrained_run(name: str, kind: str, seed: int, run_dir: Path, make_options:
                             f"options it was started with, or use a new --output-dir")
         log.info("%s, seed %d: done before, not re-run (%s)", name, seed, run_dir / RESULT)
         rescore = result["metrics"]["metric"] != metric  # another --metric: rescored from the logs
-        probe = export_model and bool(probes) and not result.get("probes")  # --probes added later
+        # --probes added later, or a routed model that an older ernie-cpt did not fine-tune or probe
+        missing = export_model and ((bool(probes) and not result.get("probes"))
+                                    or (downstream is not None and result.get("downstream") is None))
         if rescore:
             result["metrics"] = continual_metrics(run_dir, metric)
-        if probe and (run_dir / "export" / "config.json").is_file():
-            _transfer(result, run_dir / "export", None, probes)
-        return _save(run_dir, result) if rescore or probe else result
+        if missing:
+            _transfer(result, run_dir / "export", downstream, probes)
+        return _save(run_dir, result) if rescore or missing else result
 
     log.info("%s, seed %d: %s pre-training in %s", name, seed, "resuming" if resume else "starting", run_dir)
     start = time.perf_counter()
@@ -124,11 +126,7 @@ def pretrained_run(name: str, kind: str, seed: int, run_dir: Path, make_options:
         export_dir = run_dir / "export"
         shutil.rmtree(export_dir, ignore_errors=True)  # a part-written export of an interrupted compare
         export(run_dir, export_dir)
-        if (export_dir / "config.json").is_file():
-            _transfer(result, export_dir, downstream, probes)
-        else:  # fine-tuning and probes read one ErnieModel
-            log.warning("%s: a %s model does not fold into one ErnieModel, so it is neither fine-tuned nor probed "
-                        "(its export keeps the whole model)", name, result["architecture"])
+        _transfer(result, export_dir, downstream, probes)
     return _save(run_dir, result)
 
 

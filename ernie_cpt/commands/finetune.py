@@ -3,7 +3,11 @@
 ``ErnieForSequenceClassification`` (dropout and a linear classifier on the pooled [CLS]
 state, as BERT's; Devlin et al. 2019) starts from an exported model folder, or from the
 latest checkpoint of a pretrain run (exported to a temporary folder first); only the
-classifier is new. Every seed fine-tunes from the same weights: the seed sets the
+classifier is new. A model whose architecture does not fold into one ErnieModel (mmoe, cgc,
+ple, cross_stitch) is fine-tuned whole, with the downstream task added as a new routed task
+(``ernie_cpt.modeling.sequence_classifier``): its gate, experts or column start as copies of
+the model's first task's, and its classifier is the same one on the pooled [CLS] state.
+Every seed fine-tunes from the same weights: the seed sets the
 classifier's initialisation, dropout and the order of the training examples. Fine-tuning is
 AdamW without weight decay and with gradients clipped at norm 1 (transformers' Trainer
 defaults), under BERT's schedule: linear warm-up over the first 10 % of the steps, then linear
@@ -35,15 +39,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DataCollatorWithPadding, ErnieForSequenceClassification, PreTrainedTokenizerBase
+from transformers import DataCollatorWithPadding, ErnieConfig, PreTrainedTokenizerBase
 
 from ernie_cpt.commands.export import export
-from ernie_cpt.commands.finetune_loop import Encoded, predict, train
+from ernie_cpt.commands.finetune_loop import Classifier, Encoded, predict, train
 from ernie_cpt.commands.finetune_output import check_output_dir, save_output
 from ernie_cpt.commands.options import FinetuneOptions
 from ernie_cpt.data.labelled_data import LabelledData, LabelledSplit, load_labelled_data, validation_split
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
+from ernie_cpt.modeling.saved_model import MODEL_JSON, read_description
 from ernie_cpt.options import check_ranges
 from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.checkpoint import atomic_write_text
@@ -75,8 +80,9 @@ def _validate(options: FinetuneOptions) -> None:
 
 
 def _model_folder(model_dir: Path, stack: contextlib.ExitStack) -> Path:
-    """``model_dir`` itself when it is an exported model; a run's latest checkpoint exported to a
-    temporary folder (removed when ``stack`` closes) when it is a pretrain run directory."""
+    """``model_dir`` itself when it is an exported model (a Hugging Face folder, or ernie-cpt's own
+    for an architecture that does not fold); a run's latest checkpoint exported to a temporary
+    folder (removed when ``stack`` closes) when it is a pretrain run directory."""
     has_weights = any((model_dir / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
     if (model_dir / "config.json").is_file() and has_weights:
         try:
@@ -87,10 +93,20 @@ def _model_folder(model_dir: Path, stack: contextlib.ExitStack) -> Path:
             raise UserError(f"{model_dir} holds a '{model_type}' model; finetune fine-tunes ERNIE encoders "
                             f"(a folder written by ernie-cpt export, or a pretrain run directory)")
         return model_dir
+    if (model_dir / MODEL_JSON).is_file() and not (model_dir / "trainer_state.json").is_file():
+        return model_dir  # an export of an architecture that does not fold into one ErnieModel
     if (model_dir / "run_config.json").is_file() and (model_dir / "checkpoints").is_dir():
         return export(model_dir, Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ernie-cpt-"))) / "model")
-    raise UserError(f"MODEL_DIR {model_dir} must be a folder written by ernie-cpt export (config.json, "
-                    f"model.safetensors, tokenizer files) or a pretrain run directory (run_config.json, checkpoints/)")
+    raise UserError(f"MODEL_DIR {model_dir} must be a folder written by ernie-cpt export (config.json and "
+                    f"model.safetensors, or {MODEL_JSON}, with tokenizer files) or a pretrain run directory "
+                    f"(run_config.json, checkpoints/)")
+
+
+def _positions(folder: Path) -> int:
+    """The model's ``max_position_embeddings``, from its config.json or its ernie-cpt description."""
+    if (folder / "config.json").is_file():
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))["max_position_embeddings"]
+    return ErnieConfig.from_dict(read_description(folder)["encoder_config"]).max_position_embeddings
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, split: LabelledSplit, max_seq_length: int) -> list[dict[str, Any]]:
@@ -101,7 +117,7 @@ def _encode(tokenizer: PreTrainedTokenizerBase, split: LabelledSplit, max_seq_le
 
 
 def _finetune_once(folder: Path, seed: int, data: Encoded, options: FinetuneOptions,
-                   device: torch.device) -> tuple[dict[str, Any], ErnieForSequenceClassification]:
+                   device: torch.device) -> tuple[dict[str, Any], Classifier]:
     """Fine-tune with ``seed`` at every ``--learning-rate``; keep the run and epoch with the best
     validation accuracy (the first on ties) and score it on the test rows: accuracy and macro-F1,
     the chosen ``learning_rate`` and ``best_epoch``, its ``validation_accuracy`` (None without
@@ -170,7 +186,7 @@ def finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
         folder = _model_folder(Path(model_dir), stack)
         data = load_labelled_data(options.train, options.test, options.text_field, options.text_pair_field,
                                   options.label_field)
-        positions = json.loads((folder / "config.json").read_text(encoding="utf-8"))["max_position_embeddings"]
+        positions = _positions(folder)
         if options.max_seq_length > positions:
             raise UserError(f"--max-seq-length {options.max_seq_length} exceeds the model's {positions} positions; "
                             f"lower it")

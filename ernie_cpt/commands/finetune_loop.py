@@ -1,6 +1,8 @@
-"""One fine-tuning run of ``ernie-cpt finetune``: a fresh ``ErnieForSequenceClassification``
-trained with one seed and learning rate, scored on the validation rows at the end of every epoch,
-keeping the best epoch's weights (Trainer's ``load_best_model_at_end``).
+"""One fine-tuning run of ``ernie-cpt finetune``: a fresh ``ErnieForSequenceClassification`` (or,
+for an architecture that does not fold into one ErnieModel, an
+``ArchitectureForSequenceClassification`` with a new routed task) trained with one seed and
+learning rate, scored on the validation rows at the end of every epoch, keeping the best epoch's
+weights (Trainer's ``load_best_model_at_end``).
 
 AdamW without weight decay, gradients clipped at norm 1 (Trainer's defaults), BERT's schedule:
 linear warm-up over the first 10 % of the steps, then linear decay to 0 (Devlin et al. 2019).
@@ -28,7 +30,10 @@ from transformers import (
 from ernie_cpt.commands.options import FinetuneOptions
 from ernie_cpt.data.labelled_data import LabelledSplit
 from ernie_cpt.errors import UserError
+from ernie_cpt.modeling.saved_model import MODEL_JSON
+from ernie_cpt.modeling.sequence_classifier import ArchitectureForSequenceClassification
 from ernie_cpt.progress import progress
+from ernie_cpt.training.loading import load_model
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ class Trained:
     """One fine-tuning run: the model (with the best epoch's weights), its validation accuracy after
     each epoch, the optimizer steps taken and the best epoch's weights (None without validation)."""
 
-    model: ErnieForSequenceClassification
+    model: Classifier
     learning_rate: float
     history: list[float]
     steps: int
@@ -62,9 +67,16 @@ class Trained:
     best_state: dict[str, torch.Tensor] | None
 
 
-def load_classifier(folder: Path, num_labels: int, device: torch.device) -> ErnieForSequenceClassification:
-    """``folder``'s encoder with a new classifier of ``num_labels`` classes, on ``device``. Raises
-    UserError when the weights lack a part of the encoder."""
+Classifier = ErnieForSequenceClassification | ArchitectureForSequenceClassification
+
+
+def load_classifier(folder: Path, num_labels: int, device: torch.device) -> Classifier:
+    """``folder``'s encoder with a new classifier of ``num_labels`` classes, on ``device``: an
+    ``ErnieForSequenceClassification`` for a Hugging Face folder (hard sharing), the whole
+    architecture with a new routed task otherwise (ernie-cpt's own folder, ``MODEL_JSON`` without
+    ``config.json``). Raises UserError when the weights lack a part of the encoder."""
+    if not (folder / "config.json").is_file() and (folder / MODEL_JSON).is_file():
+        return ArchitectureForSequenceClassification(load_model(folder).model, num_labels).to(device)
     model, info = ErnieForSequenceClassification.from_pretrained(str(folder), num_labels=num_labels,
                                                                  dtype=torch.float32, output_loading_info=True)
     missing = sorted(k for k in info["missing_keys"] if not k.startswith("classifier."))
@@ -74,7 +86,7 @@ def load_classifier(folder: Path, num_labels: int, device: torch.device) -> Erni
     return model.to(device)
 
 
-def predict(model: ErnieForSequenceClassification, examples: list[dict[str, Any]],
+def predict(model: Classifier, examples: list[dict[str, Any]],
              collator: DataCollatorWithPadding, batch_size: int, device: torch.device) -> torch.Tensor:
     """The predicted class id of every example, shape (examples,)."""
     model.eval()

@@ -1,7 +1,9 @@
 """Where ``ernie-cpt finetune --output-dir`` saves the fine-tuned model, and how.
 
 The folder holds what ``Trainer.save_model`` would: the ``ErnieForSequenceClassification`` via
-``save_pretrained`` (its config names the labels in ``id2label``/``label2id``), the tokenizer
+``save_pretrained`` (its config names the labels in ``id2label``/``label2id``; for a routed
+architecture, ``ArchitectureForSequenceClassification.save_pretrained``: ernie-cpt's own folder,
+which ``load_model`` reads), the tokenizer
 (``model_max_length`` = the model's positions) and ``metrics.json`` (the results ``finetune``
 returns). It is written under a temporary name and renamed into place, with the modes the umask
 gives (a folder replaced with ``--overwrite`` is moved aside until the new one is in place), so
@@ -37,8 +39,8 @@ def check_output_dir(out_dir: Path, model_dir: Path, overwrite: bool) -> None:
 
 def save_output(out_dir: Path, model: Any, tokenizer: Any, label_names: list[Any], positions: int,
                 results: dict[str, Any]) -> None:
-    """Save ``model`` (an ErnieForSequenceClassification) with its labels, ``tokenizer`` and
-    ``results`` to ``out_dir``, replacing what is there."""
+    """Save ``model`` (an ErnieForSequenceClassification or ArchitectureForSequenceClassification)
+    with its labels, ``tokenizer`` and ``results`` to ``out_dir``, replacing what is there."""
     model.config.id2label = {i: str(name) for i, name in enumerate(label_names)}
     model.config.label2id = {str(name): i for i, name in enumerate(label_names)}
     tokenizer.model_max_length = positions

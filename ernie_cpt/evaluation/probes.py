@@ -17,11 +17,14 @@ entity-typing probe pools a span's token vectors):
 The probe is scikit-learn's logistic regression on standardised features (``max_iter`` 2000),
 fitted on the training part and scored by accuracy on the rest, beside the majority class of the
 training part. Examples are drawn with a fixed seed, and the features of every encoder are of the
-same examples, so every variant and baseline is probed on the same data.
+same examples, so every variant and baseline is probed on the same data. An architecture that does
+not fold into one ErnieModel (mmoe, cgc, ple, cross_stitch) is probed through its first task's
+route (its gates, experts or column), the route ``finetune`` gives a new downstream task.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,9 @@ from sklearn.preprocessing import StandardScaler
 from transformers import ErnieModel
 
 from ernie_cpt.data.tokenizer import load_tokenizer
+from ernie_cpt.training.loading import load_model
+
+Encoder = Callable[[dict[str, torch.Tensor]], torch.Tensor]  # a tokenized batch -> (batch, tokens, hidden)
 
 MAX_EXAMPLES = 1000
 MIN_CLASS_EXAMPLES = 10
@@ -112,8 +118,20 @@ def probe_sets(documents: datasets.Dataset, seed: int = 0) -> list[ProbeSet]:
     return [p for p in made if p is not None and any(p.train) and not all(p.train)]
 
 
+def frozen_encoder(model_dir: str | Path) -> Encoder:
+    """The last layer's token states of the model saved in ``model_dir``: an ``ErnieModel`` read
+    with ``from_pretrained`` from a Hugging Face folder, otherwise the architecture ``load_model``
+    reads, through its first task's route. Raises UserError for a folder that holds no model."""
+    if (Path(model_dir) / "config.json").is_file():
+        encoder = ErnieModel.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+        return lambda batch: encoder(**batch).last_hidden_state
+    architecture = load_model(model_dir).model.eval()
+    task = next(iter(architecture.task_ids))
+    return lambda batch: architecture.encode(task, batch)[0]
+
+
 @torch.no_grad()
-def _vectors(model: ErnieModel, tokenizer: Any, texts: list[str], spans: list[tuple[int, int]] | None) -> np.ndarray:
+def _vectors(model: Encoder, tokenizer: Any, texts: list[str], spans: list[tuple[int, int]] | None) -> np.ndarray:
     """The mean of the last layer's vectors of each text (special tokens and padding left out), or
     of the tokens overlapping each text's character span. Shape (len(texts), hidden size)."""
     rows = []
@@ -121,8 +139,8 @@ def _vectors(model: ErnieModel, tokenizer: Any, texts: list[str], spans: list[tu
         encoded = tokenizer(texts[i:i + BATCH], truncation=True, max_length=MAX_TOKENS, padding=True,
                             return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="pt")
         offsets, special = encoded.pop("offset_mapping"), encoded.pop("special_tokens_mask")
-        states = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
-                       token_type_ids=encoded.get("token_type_ids")).last_hidden_state
+        states = model({"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+                        "token_type_ids": encoded.get("token_type_ids", torch.zeros_like(encoded["input_ids"]))})
         keep = (encoded["attention_mask"] == 1) & (special == 0)
         if spans is not None:
             batch_spans = torch.tensor(spans[i:i + BATCH])[:, None, :]
@@ -133,7 +151,7 @@ def _vectors(model: ErnieModel, tokenizer: Any, texts: list[str], spans: list[tu
     return torch.cat(rows).numpy()
 
 
-def _features(model: ErnieModel, tokenizer: Any, probe: ProbeSet) -> np.ndarray:
+def _features(model: Encoder, tokenizer: Any, probe: ProbeSet) -> np.ndarray:
     if probe.pairs is None:
         return _vectors(model, tokenizer, probe.texts, probe.spans)
     u, v = _vectors(model, tokenizer, probe.texts, None), _vectors(model, tokenizer, probe.pairs, None)
@@ -142,9 +160,9 @@ def _features(model: ErnieModel, tokenizer: Any, probe: ProbeSet) -> np.ndarray:
 
 def probe_scores(model_dir: str | Path, probes: list[ProbeSet]) -> dict[str, dict[str, Any]]:
     """Each probe's ``accuracy`` on its test part with a logistic regression on the frozen features
-    of the encoder saved in ``model_dir`` (an exported model folder), beside ``majority_accuracy``
-    and the sizes of its parts."""
-    model = ErnieModel.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    of the encoder saved in ``model_dir`` (an exported model folder, see :func:`frozen_encoder`),
+    beside ``majority_accuracy`` and the sizes of its parts."""
+    model = frozen_encoder(model_dir)
     tokenizer = load_tokenizer(model_dir)
     scores = {}
     for probe in probes:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import ErnieConfig, ErnieModel
 
-from ernie_cpt.evaluation.probes import MAX_EXAMPLES, probe_scores, probe_sets
+from ernie_cpt.evaluation.probes import MAX_EXAMPLES, frozen_encoder, probe_scores, probe_sets
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +58,24 @@ def test_probe_scores_an_exported_encoder(probes, sample_tokenizer, tmp_path):
         assert scores[name]["test_examples"] == len(probe.train) - sum(probe.train)
         assert 0.0 <= scores[name]["accuracy"] <= 1.0 and 0.0 < scores[name]["majority_accuracy"] <= 1.0
     assert scores == probe_scores(tmp_path, list(probes.values()))  # deterministic
+
+
+def test_a_routed_model_is_probed_through_its_first_tasks_route(tmp_path):
+    """frozen_encoder of ernie-cpt's own folder (CGC) gives the architecture's token states for its first
+    task, which differ from the second task's; of a Hugging Face folder, the ErnieModel's."""
+    from ernie_cpt.modeling.heads import MaskedLMHead
+    from ernie_cpt.modeling.saved_model import save_model_folder
+    from tests.ernie_cpt.modeling.test_architectures import BATCH, build
+
+    model = build("cgc", expert_layers=1, shared_experts=1, task_experts=1)
+    for task in model.task_ids:
+        model.add_head(task, MaskedLMHead(model.config, model.config.vocab_size, model.word_embeddings()))
+    (tmp_path / "cgc").mkdir()
+    save_model_folder(model, tmp_path / "cgc", {})
+    states = frozen_encoder(tmp_path / "cgc")(BATCH)
+    assert states.shape == (2, 6, model.config.hidden_size)
+    torch.testing.assert_close(states, model.encode("a", BATCH)[0])
+    assert not torch.allclose(states, model.encode("b", BATCH)[0])
+    hard = build("hard")
+    hard.encoder.save_pretrained(str(tmp_path / "hard"))
+    torch.testing.assert_close(frozen_encoder(tmp_path / "hard")(BATCH), hard.encoder(**BATCH).last_hidden_state)

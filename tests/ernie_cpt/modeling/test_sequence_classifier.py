@@ -1,0 +1,69 @@
+"""ArchitectureForSequenceClassification: the downstream task of ``finetune --train`` on an
+architecture that does not fold into one ErnieModel, checked against the architecture's own
+encode and head, its routing copied from the first task, and a save/load round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ernie_cpt.errors import UserError
+from ernie_cpt.modeling.heads import MaskedLMHead, SequenceClassificationHead
+from ernie_cpt.modeling.sequence_classifier import DOWNSTREAM_TASK, ArchitectureForSequenceClassification
+from ernie_cpt.training.loading import load_model
+from tests.ernie_cpt.modeling.test_architectures import BATCH, INPUT_IDS, ROUTED, build
+
+
+def _with_heads(model: nn.Module) -> nn.Module:
+    for task in model.task_ids:
+        model.add_head(task, MaskedLMHead(model.config, model.config.vocab_size, model.word_embeddings()))
+    return model
+
+
+@pytest.mark.parametrize("name", ROUTED)
+def test_logits_and_loss_are_the_architectures_own_for_the_new_task(name):
+    model = _with_heads(build(name, expert_layers=1))
+    torch.manual_seed(3)
+    classifier = ArchitectureForSequenceClassification(model, num_labels=4).eval()
+    assert model.task_ids[DOWNSTREAM_TASK] == 0 and isinstance(model.heads[DOWNSTREAM_TASK],
+                                                                SequenceClassificationHead)
+    labels = torch.tensor([3, 1])
+    out = classifier(**BATCH, labels=labels)
+    _, pooled = model.encode(DOWNSTREAM_TASK, BATCH)
+    head = model.heads[DOWNSTREAM_TASK].classifier
+    expected = pooled @ head.weight.T + head.bias
+    assert out.logits.shape == (2, 4)
+    torch.testing.assert_close(out.logits, expected)
+    torch.testing.assert_close(out.loss, nn.functional.cross_entropy(expected, labels))
+    assert classifier(input_ids=INPUT_IDS, attention_mask=BATCH["attention_mask"]).loss is None
+
+
+@pytest.mark.parametrize("name", ROUTED)
+def test_the_new_task_is_routed_as_the_first_task_until_trained(name):
+    """add_task copies the first task's gate, experts or column: before any training the new task's
+    token states equal those of task "a", and task "b"'s are untouched."""
+    model = _with_heads(build(name, expert_layers=1))
+    before_b = model.encode("b", BATCH)[0]
+    ArchitectureForSequenceClassification(model, num_labels=2).eval()
+    torch.testing.assert_close(model.encode(DOWNSTREAM_TASK, BATCH)[0], model.encode("a", BATCH)[0])
+    torch.testing.assert_close(model.encode("b", BATCH)[0], before_b)
+    assert not torch.equal(model.encode("a", BATCH)[0], before_b)
+
+
+def test_a_model_with_a_downstream_task_already_is_refused():
+    model = _with_heads(build("mmoe", tasks=("a", DOWNSTREAM_TASK), expert_layers=1))
+    with pytest.raises(UserError, match="already in this model"):
+        ArchitectureForSequenceClassification(model, num_labels=2)
+
+
+def test_save_pretrained_is_read_back_by_load_model_with_its_labels(tmp_path):
+    model = _with_heads(build("cgc", expert_layers=1, shared_experts=1, task_experts=1))
+    classifier = ArchitectureForSequenceClassification(model, num_labels=3).eval()
+    classifier.config.id2label = {0: "x", 1: "y", 2: "z"}
+    classifier.save_pretrained(tmp_path)
+    saved = load_model(tmp_path)
+    assert saved.description["finetuned_task"] == DOWNSTREAM_TASK
+    assert saved.model.config.id2label == {0: "x", 1: "y", 2: "z"}
+    torch.testing.assert_close(saved.model(DOWNSTREAM_TASK, {**BATCH, "labels": torch.tensor([0, 2])}).logits,
+                               classifier(**BATCH).logits)
