@@ -86,9 +86,19 @@ def main_result(compute: Callable[[], T]) -> T:
     return result
 
 
+def gather(value: Any) -> list[Any]:
+    """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
+    if not active():
+        return [value]
+    values: list[Any] = [None] * world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def every_rank(compute: Callable[[], T]) -> T:
     """``compute()`` run on every rank at once; returns when all are done (a barrier). A UserError on any
-    rank is raised on every rank (the lowest such rank's message)."""
+    rank is raised on every rank: the lowest such rank's message, prefixed with that rank when others
+    did not fail (a file one machine lacks, say)."""
     if not active():
         return compute()
     result, error = None, None
@@ -96,14 +106,13 @@ def every_rank(compute: Callable[[], T]) -> T:
         result = compute()
     except UserError as e:
         error = e
-    errors: list[str | None] = [None] * world_size()
-    dist.all_gather_object(errors, None if error is None else str(error))
-    if error is not None:
-        raise error
-    first = next((e for e in errors if e is not None), None)
-    if first is not None:
-        raise UserError(first)
-    return result  # type: ignore[return-value]
+    errors = gather(None if error is None else str(error))
+    failed = [r for r, e in enumerate(errors) if e is not None]
+    if not failed:
+        return result  # type: ignore[return-value]
+    if len(failed) == len(errors):
+        raise error if error is not None else UserError(errors[failed[0]])
+    raise UserError(f"on rank {failed[0]} of {len(errors)} only: {errors[failed[0]]}")
 
 
 def local_world_size() -> int:

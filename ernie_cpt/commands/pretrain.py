@@ -244,7 +244,8 @@ def pretrain(options: dict[type, Any]) -> Path:
     config["torch_threads"], threads_why = _torch_threads(run_dir, resuming, training)
 
     # every process annotates its shard of the corpus, the main process combines them
-    documents = annotate_on_all_ranks(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    corpus = distributed.every_rank(lambda: load_corpus(options[CorpusOptions]))  # each machine reads its path
+    documents = annotate_on_all_ranks(corpus, options[AnnotationOptions])
     split = split_documents(documents, evaluation.eval_fraction, evaluation.split_seed)
     log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))
     with run_directory(run_dir, config, resume_from), torch_threads(config["torch_threads"], threads_why):

@@ -37,6 +37,7 @@ from ernie_cpt.data.annotate import (
 from ernie_cpt.data.corpus import corpus_chars
 from ernie_cpt.data.options import AnnotationOptions
 from ernie_cpt.data.spacy_pipeline import warn_if_not_english
+from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
 from ernie_cpt.staging import remove_stale, staging_dir
 
@@ -86,12 +87,17 @@ def annotate_shard(corpus: datasets.Dataset, options: AnnotationOptions, rank: i
 
 def combine_shards(corpus: datasets.Dataset, options: AnnotationOptions, size: int) -> Path:
     """Write the cache entry of ``corpus`` from its ``size`` complete shards (the pieces back in corpus
-    order), then remove the shards; returns the entry's folder. Raises FileNotFoundError for a shard
-    that is missing (its rank has not finished)."""
+    order), then remove the shards; returns the entry's folder. Raises UserError for a shard that is
+    missing (the cache folder is not shared by every machine)."""
     _, fingerprint, target = annotation_target(corpus, options)
     root = shard_root(target, size)
     if not (target / "dataset_info.json").exists():
         folders = [root / f"rank-{rank}" for rank in range(size)]
+        missing = [str(rank) for rank, folder in enumerate(folders) if not folder.is_dir()]
+        if missing:
+            raise UserError(f"the annotation shards of rank(s) {', '.join(missing)} are not in {root}, though those "
+                            f"ranks finished: every machine must share the cache folder (--cache-dir or "
+                            f"ERNIE_CPT_CACHE on a shared file system)")
         shards = [datasets.load_from_disk(str(folder)) for folder in folders if not (folder / EMPTY).exists()]
         total = sum(len(shard) for shard in shards)
         dealt = [i for rank in range(size) for i in range(rank, total, size)]
@@ -113,7 +119,13 @@ def annotate_on_all_ranks(corpus: datasets.Dataset, options: AnnotationOptions) 
     size = distributed.world_size()
     if size == 1:
         return annotate(corpus, options)
-    pipeline, _, target = annotation_target(corpus, options)
+    pipeline, fingerprint, target = annotation_target(corpus, options)
+    seen = distributed.gather((fingerprint, str(target)))
+    other = next((r for r, entry in enumerate(seen) if entry != seen[0]), None)
+    if other is not None:
+        raise UserError(f"rank {other} reads another corpus or cache than rank 0 (annotations {seen[other][1]} "
+                        f"there, {seen[0][1]} on rank 0): give every process the same --corpus files and "
+                        f"--cache-dir, on a file system all machines share")
     remove_stale(target.parent)
     if distributed.is_main():
         warn_if_not_english((text for batch in corpus.select_columns(["text"]).iter(batch_size=100)

@@ -17,6 +17,7 @@ from ernie_cpt.data.annotate import annotate, annotation_target
 from ernie_cpt.data.corpus import CorpusOptions, load_corpus
 from ernie_cpt.data.options import AnnotationOptions
 from ernie_cpt.data.sharded_annotation import annotate_shard, combine_shards, shard_root
+from ernie_cpt.errors import UserError
 
 CHAPTERS = 3
 
@@ -86,7 +87,7 @@ def test_a_rank_killed_mid_shard_leaves_nothing_taken_for_finished(sample_dir, t
     left = sorted(p.name for p in root.iterdir())
     assert left[0].startswith(".rank-1.staging-") and left[1:] == ["rank-0"]  # rank 1's work is only staged
     assert not target.exists()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UserError, match=r"the annotation shards of rank\(s\) 1 are not in .*share the cache folder"):
         combine_shards(corpus, options, 2)
     assert not target.exists()
     annotate_shard(corpus, options, 1, 2)  # a later run: the killed rank's staging folder is removed
@@ -128,6 +129,57 @@ def test_two_gloo_processes_under_torchrun_equal_one_process(sample_dir, tmp_pat
     target = annotation_target(corpus, AnnotationOptions(cache_dir=str(cache)))[2]
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]  # no shards or staging left
     _same(datasets.load_from_disk(str(target)), one_process)
+
+
+MISMATCHED_CHILD = """
+import sys
+import torch.distributed as dist
+from ernie_cpt import distributed
+from ernie_cpt.data.corpus import CorpusOptions, load_corpus
+from ernie_cpt.data.options import AnnotationOptions
+from ernie_cpt.data.sharded_annotation import annotate_on_all_ranks
+from ernie_cpt.errors import UserError
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+cache, corpus = sys.argv[2 + rank], sys.argv[4 + rank]  # what this "machine" sees
+try:
+    loaded = distributed.every_rank(lambda: load_corpus(CorpusOptions(corpus=[corpus])))
+    annotate_on_all_ranks(loaded, AnnotationOptions(cache_dir=cache, num_proc=1))
+except UserError as e:
+    with open(f"{sys.argv[1]}/rank-{rank}.txt", "w") as out:  # not stdout: the ranks' lines would interleave
+        out.write(f"rank {rank} error: {e}")
+    sys.exit(2)
+finally:
+    dist.destroy_process_group()
+"""
+
+
+def _mismatched(tmp_path, caches: tuple[str, str], corpora: tuple[str, str]) -> list[str]:
+    script = tmp_path / "mismatched.py"
+    script.write_text(textwrap.dedent(MISMATCHED_CHILD), encoding="utf-8")
+    errors = tmp_path / f"errors-{len(list(tmp_path.glob('errors-*')))}"
+    errors.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+               str(errors), *caches, *corpora]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    return [(errors / f"rank-{rank}.txt").read_text() for rank in range(2)]
+
+
+@pytest.mark.slow
+def test_a_corpus_or_cache_one_rank_lacks_is_one_clear_error_on_every_rank(sample_dir, tmp_path):
+    """A path that exists on one machine only, and a cache folder the machines do not share, stop every
+    rank at once with the same one-line error (not a wait until the process group's timeout)."""
+    corpus = str(sorted(sample_dir.glob("*.txt"))[0])
+    absent = str(tmp_path / "not-on-this-machine.txt")
+    lines = _mismatched(tmp_path, (str(tmp_path / "cache"),) * 2, (corpus, absent))
+    assert lines == [f"rank {r} error: on rank 1 of 2 only: corpus path {absent} does not exist; pass existing "
+                     f"files or folders to --corpus" for r in (0, 1)]
+    lines = _mismatched(tmp_path, (str(tmp_path / "cache-0"), str(tmp_path / "cache-1")), (corpus, corpus))
+    assert len(lines) == 2 and all("rank 1 reads another corpus or cache than rank 0" in line for line in lines)
+    assert not [p for cache in ("cache-0", "cache-1") for p in (tmp_path / cache).rglob("*.arrow")]  # nothing parsed
 
 
 def test_more_ranks_than_paragraphs_leave_empty_shards_that_combine(tmp_path):
