@@ -25,7 +25,9 @@ DESCRIPTION = """ERNIE 2.0-style continual pre-training on your own text.
   ernie-cpt pretrain --corpus PATH --output-dir RUN   pre-train (resumable with --resume)
   ernie-cpt export   RUN OUT                    write a Hugging Face model folder
   ernie-cpt finetune MODEL_DIR --train F --test F   fine-tune and test a classifier, mean ± std over seeds
-  ernie-cpt compare  --corpus PATH --tasks A B --output-dir DIR   run curricula, report forgetting and transfer
+                    (or --task NAME:KIND:TRAIN:TEST ...: several sets at once, MT-DNN)
+  ernie-cpt compare  --corpus PATH --tasks A B --output-dir DIR   run curricula (or --architectures), report
+                    forgetting and transfer
 
 Every pretrain option can also come from a YAML file (--config FILE); flags override it."""
 
@@ -90,15 +92,21 @@ def _export(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> int:
     from ernie_cpt.commands.finetune import finetune, format_results
-    from ernie_cpt.commands.options import FinetuneOptions, MultiTaskFinetuneOptions, finetune_option_classes
+    from ernie_cpt.commands.options import (
+        FinetuneOptions,
+        MultiTaskFinetuneOptions,
+        check_finetune_mode,
+        finetune_option_classes,
+    )
     from ernie_cpt.modeling.safe_loading import weight_files
     from ernie_cpt.options import resolve_options
+    from ernie_cpt.weighting.options import WeightingOptions
 
     resolved = resolve_options(args, finetune_option_classes())
+    check_finetune_mode(resolved[FinetuneOptions], resolved[MultiTaskFinetuneOptions], resolved[WeightingOptions])
     if resolved[MultiTaskFinetuneOptions].task:  # several labelled sets: MT-DNN multi-task fine-tuning
         from ernie_cpt.commands.finetune_multitask import finetune_multitask
         from ernie_cpt.evaluation.multitask_report import markdown
-        from ernie_cpt.weighting.options import WeightingOptions
 
         print(markdown(finetune_multitask(args.model_dir, resolved[FinetuneOptions], resolved[MultiTaskFinetuneOptions],
                                           resolved[WeightingOptions])))
@@ -197,9 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_export)
 
     finetune = commands.add_parser("finetune", help="Fine-tune an exported model or a run on a labelled set",
-                                   description="Fine-tune ErnieForSequenceClassification from MODEL_DIR on a "
-                                   "labelled training file, once per seed, and report accuracy and macro-F1 on "
-                                   "the test file (mean ± std over the seeds) next to the majority class.")
+                                   description="Fine-tune MODEL_DIR (any architecture) on a labelled training "
+                                   "file (--train/--test), once per seed, and report accuracy and macro-F1 on the "
+                                   "test file (mean ± std over the seeds) next to the majority class; or, with "
+                                   "--task NAME:KIND:TRAIN:TEST repeated, on several labelled sets at once "
+                                   "(MT-DNN multi-task fine-tuning) beside single-task fine-tuning of each.")
     finetune.add_argument("model_dir", metavar="MODEL_DIR",
                           help="A folder written by ernie-cpt export, or a pretrain run directory (its latest "
                           "checkpoint is used)")
@@ -207,12 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(finetune, finetune_option_classes())
     finetune.set_defaults(handler=_finetune)
 
-    compare = commands.add_parser("compare", help="Run several curricula on one corpus and report which forgets "
-                                  "least and transfers best", conflict_handler="resolve",
-                                  description="Pre-train every curriculum of --schedules with the same tasks, "
-                                  "per-task budget, data, initialisation and seeds; score forgetting and "
-                                  "backward transfer, fine-tune each on a downstream set if given, and write "
-                                  "DIR/report/report.md with plots. Started again, it skips finished runs.")
+    compare = commands.add_parser("compare", help="Run several curricula (or architectures) on one corpus and "
+                                  "report which forgets least and transfers best", conflict_handler="resolve",
+                                  description="Pre-train every curriculum of --schedules (or, with "
+                                  "--architectures, every sharing architecture at one curriculum) with the same "
+                                  "tasks, per-task budget, data, initialisation and seeds; score forgetting and "
+                                  "transfer, fine-tune each on a downstream set if given, probe it with --probes, "
+                                  "and write DIR/report/report.md with plots. Started again, it skips finished "
+                                  "runs.")
     compare.add_argument("--config", help="YAML file with options (flags override it)")
     add_options(compare, compare_option_classes())
     compare.add_argument("--schedule", dest="schedules", nargs="+", default=argparse.SUPPRESS, metavar="SCHEDULES",

@@ -100,7 +100,8 @@ def add_options(parser: argparse.ArgumentParser, option_classes: list[type]) -> 
     """Add one argument group per options dataclass. Defaults are suppressed so that only the
     flags a user typed reach :func:`resolve_options`."""
     for cls in option_classes:
-        group = parser.add_argument_group(cls.__doc__.strip().splitlines()[0] if cls.__doc__ else cls.__name__)
+        title = " ".join(cls.__doc__.strip().split("\n\n")[0].split()) if cls.__doc__ else cls.__name__
+        group = parser.add_argument_group(title)  # the docstring's first paragraph
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             kind, is_list = _base_type(hints[f.name])
@@ -116,10 +117,10 @@ def add_options(parser: argparse.ArgumentParser, option_classes: list[type]) -> 
                 if f.metadata.get("choices") and not is_list:
                     kwargs["choices"] = f.metadata["choices"]
                     kwargs.pop("metavar")
-                if is_list:
+                if is_list and f.metadata.get("repeatable"):
+                    kwargs["action"] = "append"  # one value per flag: --task A --task B
+                elif is_list:
                     kwargs["nargs"] = "+"
-                    if f.metadata.get("repeatable"):
-                        kwargs["action"] = "extend"
             group.add_argument(_flag(f.name), **kwargs)
 
 

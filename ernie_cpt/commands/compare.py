@@ -196,7 +196,7 @@ def _downstream(settings: CompareOptions, training: TrainingOptions, seed: int, 
         text_pair_field=settings.downstream_text_pair_field, label_field=settings.downstream_label_field,
         seeds=[seed], epochs=settings.downstream_epochs, learning_rate=settings.downstream_learning_rate,
         batch_size=settings.downstream_batch_size, max_seq_length=settings.max_seq_length,
-        output_json=str(run_dir / "finetune.json"), device=training.device)
+        output_json=str(run_dir / "finetune.json"), device=training.device, num_threads=training.num_threads)
 
 
 def _reference_file(options: dict[type, Any], variants: list[Variant], task: str, root: Path) -> Path:

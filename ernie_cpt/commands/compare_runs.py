@@ -57,7 +57,7 @@ def finetune_settings(options: FinetuneOptions | None) -> dict[str, Any] | None:
     """The fine-tuning options that change its result (not where it writes or on which device)."""
     if options is None:
         return None
-    unused = ("output_json", "output_dir", "overwrite", "device")
+    unused = ("output_json", "output_dir", "overwrite", "device", "num_threads")
     return {k: v for k, v in dataclasses.asdict(options).items() if k not in unused}
 
 
@@ -67,9 +67,12 @@ def _read_finished(run_dir: Path, downstream: FinetuneOptions | None) -> dict[st
     if not result_file.exists():
         return None
     result = json.loads(result_file.read_text(encoding="utf-8"))
-    if result.get("downstream_options") != finetune_settings(downstream):
-        raise UserError(f"{run_dir} was run with other options (the downstream options); run compare with the "
-                        f"options it was started with, or use a new --output-dir")
+    before, now = result.get("downstream_options") or {}, finetune_settings(downstream) or {}
+    if before != now:
+        changed = [f"fine-tuning {key.replace('_', ' ')} {before.get(key)!r} there, {now.get(key)!r} now"
+                   for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
+        raise UserError(f"{run_dir} was run with other downstream options ({'; '.join(changed)}); run compare with "
+                        f"the options it was started with, or use a new --output-dir")
     return result
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from ernie_cpt import distributed
+from ernie_cpt.commands.multitask_dir import multitask_settings, prepare_multitask_dir
 from ernie_cpt.commands.options import FinetuneOptions, MultiTaskFinetuneOptions
 from ernie_cpt.data.labelled_sets import LabelledSet, load_set, parse_specs
 from ernie_cpt.data.tokenizer import load_tokenizer
@@ -216,6 +217,8 @@ def finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: M
         log.info("%s, %s, seed %d: %s", labelled.spec.name, variant, seed,
                  ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "seed"))
 
+    settings = multitask_settings(model_dir, options, multi, weighting)
+    distributed.main_result(lambda: prepare_multitask_dir(out, model_dir, settings, multi.resume, options.overwrite))
     with torch_threads(*torch_thread_count(options.num_threads)):
         for seed in options.seeds:
             mt = _run(out / "runs" / f"multi_task-seed{seed}", _with_sets(source.model, sets, seed), sets, first,
@@ -231,7 +234,8 @@ def finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: M
                              _with_sets(source.model, [labelled], seed), [labelled],
                              {name: first[name] + second[name]}, seed, options, multi, weighting, tokenizer)
                 record("single_task", alone, labelled, seed)
-    report = {"model": str(model_dir), "architecture": source.model.name, "seeds": list(options.seeds),
+    report = {"model": settings["model"], "architecture": source.model.name, "seeds": list(options.seeds),
+              "settings": {k: v for k, v in settings.items() if k not in ("model", "task")},
               "steps": {name: {"multi_task": first[name], "single_task_stage": second[name],
                                "single_task": first[name] + second[name]} for name in first},
               "sets": {s.spec.name: {"kind": s.spec.kind, "train_examples": len(s.train),
@@ -241,4 +245,7 @@ def finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: M
     if distributed.is_main():
         atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
         atomic_write_text(out / "report.md", markdown(report) + "\n")
+        if options.output_json:
+            Path(options.output_json).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(Path(options.output_json), json.dumps(report, indent=2) + "\n")
     return report

@@ -24,17 +24,17 @@ from ernie_cpt.files import apply_umask
 METRICS = "metrics.json"
 
 
-def check_output_dir(out_dir: Path, model_dir: Path, overwrite: bool) -> None:
+def check_output_dir(out_dir: Path, model_dir: Path, overwrite: bool, flag: str = "--output-dir") -> None:
     """Refuse, before any training, a non-empty ``out_dir`` (unless ``overwrite``) and one that is
-    or holds ``model_dir`` (replacing it would delete the model being fine-tuned)."""
+    or holds ``model_dir`` (replacing it would delete the model being fine-tuned); the errors name
+    the option ``flag``."""
     resolved, source = out_dir.resolve(), model_dir.resolve()
     if resolved == source or resolved in source.parents:
-        raise UserError(f"--output-dir {out_dir} holds MODEL_DIR {model_dir}; choose another folder")
+        raise UserError(f"{flag} {out_dir} holds MODEL_DIR {model_dir}; choose another folder")
     if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--output-dir {out_dir} is a file; choose a folder")
+        raise UserError(f"{flag} {out_dir} is a file; choose a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise UserError(f"--output-dir {out_dir} is not empty; pass --overwrite to replace it, or choose another "
-                        f"folder")
+        raise UserError(f"{flag} {out_dir} is not empty; pass --overwrite to replace it, or choose another folder")
 
 
 def save_output(out_dir: Path, model: Any, tokenizer: Any, label_names: list[Any], positions: int,

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
+from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.options import SEED_RANGE, Range, option
 from ernie_cpt.training.options import SCORE_METRICS, EvaluationOptions, TrainingOptions
@@ -51,10 +52,10 @@ class InspectOptions:
 class FinetuneOptions:
     """Fine-tuning: labelled data, seeds, validation and optimisation"""
 
-    train: str | None = option(None, "Labelled training file: .jsonl, .csv or .parquet (required); the validation "
-                               "split is carved from it")
-    test: str | None = option(None, "Labelled test file, same format and fields (required); only scored, never "
-                              "used to choose anything")
+    train: str | None = option(None, "Labelled training file: .jsonl, .csv or .parquet (required without --task); "
+                               "the validation split is carved from it")
+    test: str | None = option(None, "Labelled test file, same format and fields (required without --task); only "
+                              "scored, never used to choose anything")
     text_field: str = option("text", "Field holding the text")
     text_pair_field: str | None = option(None, "Field holding a second text, for sentence-pair tasks")
     label_field: str = option("label", "Field holding the label: strings or integers (class ids follow the "
@@ -67,7 +68,7 @@ class FinetuneOptions:
     learning_rate: list[float] = option([1e-4, 3e-4, 1e-3], "Peak learning rate(s) of AdamW (linear warm-up over "
                                         "the first tenth of the steps, then linear decay). With several, every seed "
                                         "trains with each and keeps the one with the best validation accuracy "
-                                        "(ties: the first)", valid=Range(0, 1, low_open=True))
+                                        "(ties: the first). --task takes exactly one", valid=Range(0, 1, low_open=True))
     validation_fraction: float = option(0.1, "Fraction of the training file held out for validation, stratified by "
                                         "label: chooses the epoch and learning rate by accuracy. 0 = no validation "
                                         "(one learning rate, the last epoch)", valid=Range(0, 0.5))
@@ -75,12 +76,13 @@ class FinetuneOptions:
                                   "seeds are compared on the same data", valid=SEED_RANGE)
     batch_size: int = option(32, "Examples per batch", valid=Range(1))
     max_seq_length: int = option(128, SEQ_LENGTH_HELP + " (longer ones are cut)", valid=SEQ_LENGTH_RANGE)
-    output_dir: str | None = option(None, "Save the fine-tuned model here (save_pretrained: "
-                                    "AutoModelForSequenceClassification loads it, id2label from the labels), its "
-                                    "tokenizer and metrics.json. With several seeds, the model of the seed with the "
-                                    "best validation accuracy")
-    overwrite: bool = option(False, "Replace a non-empty --output-dir")
-    output_json: str | None = option(None, "Also write the results to this JSON file")
+    output_dir: str | None = option(None, "Save the fine-tuned model here (save_pretrained: for hard sharing "
+                                    "AutoModelForSequenceClassification loads it, for a routed architecture "
+                                    "ArchitectureForSequenceClassification.from_pretrained; id2label from the "
+                                    "labels), its tokenizer and metrics.json. With several seeds, the model of the "
+                                    "seed with the best validation accuracy")
+    overwrite: bool = option(False, "Replace a non-empty --output-dir (with --task: --multitask-dir)")
+    output_json: str | None = option(None, "Also write the results (with --task: the report) to this JSON file")
     device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when available)")
     num_threads: int = option(0, "Torch threads; 0 = the CPUs this process may use (affinity and cgroup quota)",
                               valid=Range(0, 1024))
@@ -167,8 +169,8 @@ MULTITASK_KINDS = ("classification", "pair_classification", "regression", "ranki
 
 @dataclass
 class MultiTaskFinetuneOptions:
-    """Multi-task fine-tuning (MT-DNN): labelled sets trained together; --seeds, --epochs, --learning-rate,
-    --batch-size, --max-seq-length, --device and --num-threads apply too"""
+    """Multi-task fine-tuning (MT-DNN) with --task; of the options above, --seeds, --epochs, --learning-rate
+    (one), --batch-size, --max-seq-length, --overwrite, --output-json, --device and --num-threads apply too"""
 
     task: list[str] = option([], f"A labelled set as NAME:KIND:TRAIN:TEST, KIND one of {', '.join(MULTITASK_KINDS)}; "
                              f"repeat --task (or list them under 'task:' in --config) to fine-tune them together, "
@@ -186,6 +188,34 @@ class MultiTaskFinetuneOptions:
                              valid=Range(1))
     resume: bool = option(False, "Continue the runs in --multitask-dir: unfinished ones from their latest "
                           "checkpoint, finished ones are scored again from their last")
+
+
+# The options of one mode only: a value other than the default in the other mode is an error.
+SINGLE_SET_ONLY = ("train", "test", "text_field", "text_pair_field", "label_field", "max_steps",
+                   "validation_fraction", "validation_seed", "output_dir")
+
+
+def check_finetune_mode(single: FinetuneOptions, multi: MultiTaskFinetuneOptions, weighting: WeightingOptions) -> None:
+    """Refuse an option that the chosen mode (``--task``: several sets; otherwise ``--train``/``--test``)
+    would ignore; raises UserError naming it and the mode it belongs to."""
+    if multi.task:
+        given = [name for name in SINGLE_SET_ONLY if getattr(single, name) != getattr(_FINETUNE, name)]
+        where = "a single set (--train/--test)"
+    else:
+        default, weighting_default = MultiTaskFinetuneOptions(), WeightingOptions()
+        given = [f.name for f in dataclasses.fields(MultiTaskFinetuneOptions)
+                 if getattr(multi, f.name) != getattr(default, f.name)]
+        given += [f.name for f in dataclasses.fields(weighting) if getattr(weighting, f.name) !=
+                  getattr(weighting_default, f.name)]
+        where = "multi-task fine-tuning (--task)"
+    if given:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise UserError(f"{flags} {'applies' if len(given) == 1 else 'apply'} only to {where}; remove "
+                        f"{'it' if len(given) == 1 else 'them'}, or use {where.split('(')[1].rstrip(')')}")
+    if multi.task and multi.multitask_mixing != "all" and weighting.loss_weighting != WeightingOptions().loss_weighting:
+        raise UserError(f"--loss-weighting {weighting.loss_weighting} combines the sets' losses only with "
+                        f"--multitask-mixing all (with sample, each batch holds one set); add it, or remove "
+                        f"--loss-weighting")
 
 
 def finetune_option_classes() -> list[type]:

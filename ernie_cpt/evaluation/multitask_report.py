@@ -55,4 +55,9 @@ def markdown(report: dict[str, Any]) -> str:
                          + f" | {'-' if baseline is None else f'{baseline:.4f}'} |")
     budget = "; ".join(f"{name}: {b['multi_task']} + {b['single_task_stage']} steps (single-task: {b['single_task']})"
                        for name, b in report["steps"].items())
-    return "\n".join([*lines, "", f"Steps per set (multi-task + second stage): {budget}."])
+    settings = report.get("settings", {})
+    trained = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in settings.items()
+                        if key in ("learning_rate", "epochs", "single_task_epochs", "batch_size", "max_seq_length",
+                                   "multitask_mixing", "loss_weighting", "then_single_task"))
+    return "\n".join([*lines, "", f"Steps per set (multi-task + second stage): {budget}.",
+                      *([f"Settings: {trained}."] if trained else [])])

@@ -12,6 +12,7 @@ head is BERT's sequence classifier (Devlin et al. 2019): dropout and a linear la
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +20,48 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.heads import build_head
-from ernie_cpt.modeling.saved_model import save_model_folder
+from ernie_cpt.modeling.saved_model import MODEL_JSON, read_model_folder, save_model_folder
 
 DOWNSTREAM_TASK = "downstream"
 DOWNSTREAM_TASK_ID = 0  # knowledge masking's row of the task embedding, as for hard sharing
 
 
 class ArchitectureForSequenceClassification(nn.Module):
-    """``architecture`` with a new task ``task`` and its ``sequence_classification`` head of
-    ``num_labels`` classes, called like ``ErnieForSequenceClassification``. The head's weights come
-    from torch's generator at construction. Raises UserError (from ``add_task``) when the model
-    already has a task named ``task``."""
+    """``architecture``'s task ``task``, whose head is a ``sequence_classification`` head, called like
+    ``ErnieForSequenceClassification``. :meth:`for_new_task` adds such a task to a pre-trained model;
+    :meth:`from_pretrained` reads back what :meth:`save_pretrained` wrote."""
 
-    def __init__(self, architecture: Architecture, num_labels: int, task: str = DOWNSTREAM_TASK) -> None:
+    def __init__(self, architecture: Architecture, task: str) -> None:
         super().__init__()
-        architecture.add_task(task, DOWNSTREAM_TASK_ID)
-        architecture.add_head(task, build_head("sequence_classification", architecture.config, num_labels,
-                                               architecture.word_embeddings()))
         self.architecture = architecture
         self.task = task
         self.config = architecture.config  # id2label/label2id set here are saved with the model
+
+    @classmethod
+    def for_new_task(cls, architecture: Architecture, num_labels: int) -> ArchitectureForSequenceClassification:
+        """``architecture`` with a new task of ``num_labels`` classes, named ``downstream`` (``downstream_2``,
+        ... when the model has it already, e.g. fine-tuned before), its head's weights drawn from torch's
+        generator."""
+        names = itertools.chain([DOWNSTREAM_TASK], (f"{DOWNSTREAM_TASK}_{n}" for n in itertools.count(2)))
+        task = next(name for name in names if name not in architecture.task_ids)
+        architecture.add_task(task, DOWNSTREAM_TASK_ID)
+        architecture.add_head(task, build_head("sequence_classification", architecture.config, num_labels,
+                                               architecture.word_embeddings()))
+        return cls(architecture, task)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> ArchitectureForSequenceClassification:
+        """The model ``finetune --output-dir`` saved in ``folder`` for a routed architecture. Raises
+        UserError for a folder that is not such a model."""
+        architecture, description = read_model_folder(Path(folder))
+        task = description.get("finetuned_task")
+        if task not in architecture.task_ids:
+            raise UserError(f"{folder} holds no model saved by finetune --output-dir (no finetuned_task in its "
+                            f"{MODEL_JSON}); read it with ernie_cpt.training.loading.load_model")
+        return cls(architecture, task).eval()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None,
@@ -57,7 +78,7 @@ class ArchitectureForSequenceClassification(nn.Module):
         return SequenceClassifierOutput(loss=None if labels is None else head.loss(logits, labels), logits=logits)
 
     def save_pretrained(self, folder: str | Path, **_: Any) -> None:
-        """Write the whole architecture (every task, the new one with its labels in the encoder
-        config's ``id2label``) as ernie-cpt's own model folder, which ``ernie_cpt.load_model`` reads;
-        ``finetuned_task`` names the task to call."""
+        """Write the whole architecture (every task, this one with its labels in the encoder config's
+        ``id2label``) as ernie-cpt's own model folder, with ``finetuned_task`` naming this task;
+        :meth:`from_pretrained` and ``ernie_cpt.training.loading.load_model`` read it."""
         save_model_folder(self.architecture, Path(folder), {"finetuned_task": self.task})

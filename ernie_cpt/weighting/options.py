@@ -15,10 +15,12 @@ from ernie_cpt.options import Range, option
 class WeightingOptions:
     """Loss weighting: how the losses of tasks trained in the same step are combined"""
 
-    loss_weighting: str = option("equal", "How the tasks of a step are combined when --task-mixing all. Loss level: "
+    loss_weighting: str = option("equal", "How the tasks of a step are combined when --task-mixing all (finetune: "
+                                 "--multitask-mixing all). Loss level: "
                                  "equal, manual, uncertainty, gradnorm, dwa, dtp, famo; gradient level (per-task "
                                  "gradients of the shared parameters): pcgrad, cagrad, mgda, nash_mtl")
-    task_weights: list[str] = option([], "manual: TASK=WEIGHT for each task to weigh, e.g. capitalization=0.5; "
+    task_weights: list[str] = option([], "manual: TASK=WEIGHT for each task (pre-task or --task set) to weigh, e.g. "
+                                         "capitalization=0.5; "
                                          "tasks not listed get 1.0")
     gradnorm_alpha: float = option(1.5, "gradnorm: asymmetry alpha, how strongly tasks that train slower are favoured",
                                    valid=Range(0, 10))

@@ -119,7 +119,7 @@ def test_a_set_named_like_a_model_task_is_refused_before_anything_is_written(tin
     out = tmp_path / "out"
     spec = f"knowledge_masking:classification:{sets / 'topic' / 'train.jsonl'}:{sets / 'topic' / 'test.jsonl'}"
     with pytest.raises(UserError, match="the model already has a task knowledge_masking"):
-        finetune_multitask(tiny_export, FinetuneOptions(max_seq_length=64),
+        finetune_multitask(tiny_export, FinetuneOptions(max_seq_length=64, learning_rate=[1e-3]),
                            MultiTaskFinetuneOptions(task=[spec], multitask_dir=str(out)), WeightingOptions())
     assert not out.exists()
 
@@ -179,7 +179,7 @@ def test_a_gated_model_with_then_single_task_and_resume(sample_dir, sets, tmp_pa
     assert "| topic | classification | accuracy |" in table and " ± " in table
     capsys.readouterr()
     # the same command again: the runs are there; --resume scores the finished runs again, the same
-    assert "already holds this run; pass --resume" in _one_line_error(argv, capsys)
+    assert "already holds this fine-tuning; pass --resume" in _one_line_error(argv, capsys)
     assert main([*argv, "--resume"]) == 0
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
 

@@ -25,7 +25,7 @@ def _with_heads(model: nn.Module) -> nn.Module:
 def test_logits_and_loss_are_the_architectures_own_for_the_new_task(name):
     model = _with_heads(build(name, expert_layers=1))
     torch.manual_seed(3)
-    classifier = ArchitectureForSequenceClassification(model, num_labels=4).eval()
+    classifier = ArchitectureForSequenceClassification.for_new_task(model, num_labels=4).eval()
     assert model.task_ids[DOWNSTREAM_TASK] == 0 and isinstance(model.heads[DOWNSTREAM_TASK],
                                                                 SequenceClassificationHead)
     labels = torch.tensor([3, 1])
@@ -45,21 +45,22 @@ def test_the_new_task_is_routed_as_the_first_task_until_trained(name):
     token states equal those of task "a", and task "b"'s are untouched."""
     model = _with_heads(build(name, expert_layers=1))
     before_b = model.encode("b", BATCH)[0]
-    ArchitectureForSequenceClassification(model, num_labels=2).eval()
+    ArchitectureForSequenceClassification.for_new_task(model, num_labels=2).eval()
     torch.testing.assert_close(model.encode(DOWNSTREAM_TASK, BATCH)[0], model.encode("a", BATCH)[0])
     torch.testing.assert_close(model.encode("b", BATCH)[0], before_b)
     assert not torch.equal(model.encode("a", BATCH)[0], before_b)
 
 
-def test_a_model_with_a_downstream_task_already_is_refused():
+def test_a_model_fine_tuned_before_gets_the_next_free_task_name():
     model = _with_heads(build("mmoe", tasks=("a", DOWNSTREAM_TASK), expert_layers=1))
-    with pytest.raises(UserError, match="already in this model"):
-        ArchitectureForSequenceClassification(model, num_labels=2)
+    again = ArchitectureForSequenceClassification.for_new_task(model, num_labels=2)
+    assert again.task == "downstream_2" and model.task_ids == {"a": 0, DOWNSTREAM_TASK: 1, "downstream_2": 0}
+    assert ArchitectureForSequenceClassification.for_new_task(model, num_labels=2).task == "downstream_3"
 
 
 def test_save_pretrained_is_read_back_by_load_model_with_its_labels(tmp_path):
     model = _with_heads(build("cgc", expert_layers=1, shared_experts=1, task_experts=1))
-    classifier = ArchitectureForSequenceClassification(model, num_labels=3).eval()
+    classifier = ArchitectureForSequenceClassification.for_new_task(model, num_labels=3).eval()
     classifier.config.id2label = {0: "x", 1: "y", 2: "z"}
     classifier.save_pretrained(tmp_path)
     saved = load_model(tmp_path)
@@ -67,3 +68,15 @@ def test_save_pretrained_is_read_back_by_load_model_with_its_labels(tmp_path):
     assert saved.model.config.id2label == {0: "x", 1: "y", 2: "z"}
     torch.testing.assert_close(saved.model(DOWNSTREAM_TASK, {**BATCH, "labels": torch.tensor([0, 2])}).logits,
                                classifier(**BATCH).logits)
+    reloaded = ArchitectureForSequenceClassification.from_pretrained(tmp_path)  # as a user calls it, no labels
+    assert reloaded.task == DOWNSTREAM_TASK and not reloaded.training
+    torch.testing.assert_close(reloaded(input_ids=INPUT_IDS, attention_mask=BATCH["attention_mask"]).logits,
+                               classifier(**BATCH).logits)
+
+
+def test_from_pretrained_refuses_a_folder_that_was_not_fine_tuned(tmp_path):
+    from ernie_cpt.modeling.saved_model import save_model_folder
+
+    save_model_folder(_with_heads(build("ple", expert_layers=1)), tmp_path, {})
+    with pytest.raises(UserError, match="holds no model saved by finetune --output-dir"):
+        ArchitectureForSequenceClassification.from_pretrained(tmp_path)
