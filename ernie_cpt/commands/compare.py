@@ -46,6 +46,7 @@ from ernie_cpt.commands.options import (
 from ernie_cpt.data.annotate import annotate
 from ernie_cpt.data.corpus import load_corpus, split_documents
 from ernie_cpt.data.labelled_data import LabelledData, load_labelled_data
+from ernie_cpt.data.labelled_files import check_file
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import forward_transfer
@@ -148,8 +149,8 @@ def _validate(options: dict[type, Any]) -> tuple[list[Variant], LabelledData | N
                         "is scored on), or neither")
     for flag, path in (("--downstream-train", settings.downstream_train), ("--downstream-test",
                                                                           settings.downstream_test)):
-        if path and not Path(path).is_file():
-            raise UserError(f"{flag} file {path} does not exist; pass a .jsonl, .csv or .parquet file")
+        if path:
+            check_file(Path(path), flag)
     data = None
     if settings.downstream_train:  # read once up front: a bad file fails before any training, not after
         try:
