@@ -91,11 +91,14 @@ def _export(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from ernie_cpt.commands.finetune import finetune, format_results
     from ernie_cpt.commands.options import FinetuneOptions, MultiTaskFinetuneOptions, finetune_option_classes
+    from ernie_cpt.files import check_output_path
     from ernie_cpt.modeling.safe_loading import weight_files
     from ernie_cpt.options import resolve_options
 
     resolved = resolve_options(args, finetune_option_classes())
     if resolved[MultiTaskFinetuneOptions].task:  # several labelled sets: MT-DNN multi-task fine-tuning
+        if resolved[MultiTaskFinetuneOptions].multitask_dir:  # a file there fails before any set is read
+            check_output_path(resolved[MultiTaskFinetuneOptions].multitask_dir, "--multitask-dir", folder=True)
         from ernie_cpt.commands.finetune_multitask import finetune_multitask
         from ernie_cpt.evaluation.multitask_report import markdown
         from ernie_cpt.weighting.options import WeightingOptions

@@ -51,6 +51,7 @@ from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import forward_transfer
 from ernie_cpt.evaluation.probes import ProbeSet, probe_sets
+from ernie_cpt.files import check_output_path
 from ernie_cpt.modeling.architectures import ARCHITECTURES, check_expert_layers
 from ernie_cpt.modeling.encoder import preset_layers
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
@@ -136,6 +137,7 @@ def _validate(options: dict[type, Any]) -> tuple[list[Variant], LabelledData | N
     settings = options[CompareOptions]
     if not settings.output_dir:
         raise UserError("compare needs --output-dir DIR (where the runs and the report go)")
+    check_output_path(settings.output_dir, "--output-dir", folder=True)
     if len(settings.tasks) < 2:
         raise UserError("compare needs at least 2 --tasks: with one task every curriculum is the same")
     for name in settings.tasks:
