@@ -155,13 +155,9 @@ def _validate(options: dict[type, Any]) -> tuple[list[Variant], LabelledData | N
             check_file(Path(path), flag)
     data = None
     if settings.downstream_train:  # read once up front: a bad file fails before any training, not after
-        try:
-            data = load_labelled_data(settings.downstream_train, settings.downstream_test,
-                                      settings.downstream_text_field, settings.downstream_text_pair_field,
-                                      settings.downstream_label_field)
-        except UserError as e:
-            raise UserError(f"downstream set (--train/--test here mean --downstream-train/--downstream-test): "
-                            f"{e}") from e
+        data = load_labelled_data(settings.downstream_train, settings.downstream_test,
+                                  settings.downstream_text_field, settings.downstream_text_pair_field,
+                                  settings.downstream_label_field, flags=("--downstream-train", "--downstream-test"))
     for variant in variants:
         _stages(options, variant)
     return variants, data

@@ -68,12 +68,15 @@ def _read_split(path: str | Path, flag: str, text_field: str, text_pair_field: s
 
 
 def load_labelled_data(train: str | Path, test: str | Path, text_field: str = "text",
-                       text_pair_field: str | None = None, label_field: str = "label") -> LabelledData:
-    """The training and test files with labels as class ids (sorted training labels)."""
-    train_texts, train_pairs, train_labels = _read_split(train, "--train", text_field, text_pair_field, label_field)
-    test_texts, test_pairs, test_labels = _read_split(test, "--test", text_field, text_pair_field, label_field)
+                       text_pair_field: str | None = None, label_field: str = "label",
+                       flags: tuple[str, str] = ("--train", "--test")) -> LabelledData:
+    """The training and test files with labels as class ids (sorted training labels); ``flags`` name the
+    options that gave them in errors (compare's ``--downstream-train``)."""
+    train_flag, test_flag = flags
+    train_texts, train_pairs, train_labels = _read_split(train, train_flag, text_field, text_pair_field, label_field)
+    test_texts, test_pairs, test_labels = _read_split(test, test_flag, text_field, text_pair_field, label_field)
     if type(train_labels[0]) is not type(test_labels[0]):
-        raise UserError(f"the '{label_field}' values of --train {train} and --test {test} differ in type "
+        raise UserError(f"the '{label_field}' values of {train_flag} {train} and {test_flag} {test} differ in type "
                         f"({type(train_labels[0]).__name__} vs {type(test_labels[0]).__name__}); use one type")
     names = sorted(set(train_labels))
     ids = {name: i for i, name in enumerate(names)}
@@ -81,10 +84,10 @@ def load_labelled_data(train: str | Path, test: str | Path, text_field: str = "t
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         labels = "a label" if len(unknown) == 1 else "labels"
-        raise UserError(f"--test {test} has {labels} {shown} that --train {train} does not have; "
-                        f"the classifier only learns training labels, so add examples of them to --train")
+        raise UserError(f"{test_flag} {test} has {labels} {shown} that {train_flag} {train} does not have; "
+                        f"the classifier only learns training labels, so add examples of them to {train_flag}")
     if len(names) < 2:
-        raise UserError(f"--train {train} has a single label ({names[0]!r}); a classifier needs at least two")
+        raise UserError(f"{train_flag} {train} has a single label ({names[0]!r}); a classifier needs at least two")
     return LabelledData(train=LabelledSplit(train_texts, train_pairs, [ids[label] for label in train_labels]),
                         test=LabelledSplit(test_texts, test_pairs, [ids[label] for label in test_labels]),
                         label_names=names)
