@@ -65,6 +65,8 @@ from benchmarks import (
 )
 from benchmarks.common import AUSTEN, Row, Settings, Workload
 from ernie_cpt.data.corpus import bundled_corpus
+from ernie_cpt.errors import UserError
+from ernie_cpt.files import check_output_path
 
 
 def have_accelerate() -> bool:
@@ -159,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default), or cuda / cuda:N: the training rows only, "
                         "on the GPU with bf16 autocast and the base model at batch 64 x 128")
     args = parser.parse_args(argv)
+    if args.json:  # before the 6 to 60 minutes of measuring, not after
+        try:
+            check_output_path(args.json, "--json")
+        except UserError as e:
+            print(f"python -m benchmarks.run: error: {e}", file=sys.stderr)
+            return 2
     if not have_accelerate():
         print("The Trainer baselines need accelerate: pip install -e '.[bench]' (make bench does)", file=sys.stderr)
         return 2

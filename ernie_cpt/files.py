@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ernie_cpt.errors import UserError
+
 
 def current_umask() -> int:
     """The process's umask (read by setting it and setting it back: os has no getter)."""
@@ -26,3 +28,17 @@ def apply_umask(path: Path) -> None:
     for item in paths:
         if not item.is_symlink():
             item.chmod((0o777 if item.is_dir() else 0o666) & ~mask)
+
+
+def check_output_path(path: str | Path, flag: str, folder: bool = False) -> None:
+    """Refuse, before any work, an output path that cannot be written: for a file (``folder`` False) an
+    existing directory; for a folder an existing file; for either, a path under a file. ``flag``
+    (``--output-json``) names the option in the UserError."""
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise UserError(f"{flag} {path} is a directory; pass a file path, e.g. {path / 'results.json'}")
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file; choose a folder")
+    above = next((parent for parent in path.absolute().parents if parent.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UserError(f"{flag} {path}: {above} is a file, not a folder; choose another path")

@@ -57,7 +57,21 @@ def text_encoding(path: str | Path, what: str = "file") -> str:
     return "utf-8"
 
 
+def not_utf8_hint(path: str | Path) -> str:
+    """The fix for a file that is not UTF-8: the iconv command that re-encodes it (Latin-1 is the usual culprit)."""
+    path = Path(path)
+    return f"re-encode it, e.g. iconv -f latin1 -t utf-8 {path} > {path.stem}-utf8{path.suffix}"
+
+
 def read_text(path: str | Path, what: str = "file") -> str:
-    """The text of ``path`` decoded as :func:`text_encoding` says (``\\r\\n`` kept)."""
-    with open(path, encoding=text_encoding(path, what), newline="") as handle:
-        return handle.read()
+    """The text of ``path`` decoded as :func:`text_encoding` says (``\\r\\n`` kept). Raises UserError naming
+    ``what`` it is, the line and the byte when it is not in that encoding (a Latin-1 ``é`` in a UTF-8 file)."""
+    encoding = text_encoding(path, what)
+    data = Path(path).read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[:e.start].decode(encoding, errors="replace").count("\n") + 1
+        codec = encoding.upper().removesuffix("-SIG")
+        raise UserError(f"{what} {path} line {line} is not {codec} (byte 0x{data[e.start]:02x}); "
+                        f"{not_utf8_hint(path)}") from e

@@ -46,10 +46,12 @@ from ernie_cpt.commands.options import (
 from ernie_cpt.data.annotate import annotate
 from ernie_cpt.data.corpus import load_corpus, split_documents
 from ernie_cpt.data.labelled_data import LabelledData, load_labelled_data
+from ernie_cpt.data.labelled_files import check_file
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import forward_transfer
 from ernie_cpt.evaluation.probes import ProbeSet, probe_sets
+from ernie_cpt.files import check_output_path
 from ernie_cpt.modeling.architectures import ARCHITECTURES, check_expert_layers
 from ernie_cpt.modeling.encoder import preset_layers
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
@@ -135,6 +137,7 @@ def _validate(options: dict[type, Any]) -> tuple[list[Variant], LabelledData | N
     settings = options[CompareOptions]
     if not settings.output_dir:
         raise UserError("compare needs --output-dir DIR (where the runs and the report go)")
+    check_output_path(settings.output_dir, "--output-dir", folder=True)
     if len(settings.tasks) < 2:
         raise UserError("compare needs at least 2 --tasks: with one task every curriculum is the same")
     for name in settings.tasks:
@@ -148,17 +151,13 @@ def _validate(options: dict[type, Any]) -> tuple[list[Variant], LabelledData | N
                         "is scored on), or neither")
     for flag, path in (("--downstream-train", settings.downstream_train), ("--downstream-test",
                                                                           settings.downstream_test)):
-        if path and not Path(path).is_file():
-            raise UserError(f"{flag} file {path} does not exist; pass a .jsonl, .csv or .parquet file")
+        if path:
+            check_file(Path(path), flag)
     data = None
     if settings.downstream_train:  # read once up front: a bad file fails before any training, not after
-        try:
-            data = load_labelled_data(settings.downstream_train, settings.downstream_test,
-                                      settings.downstream_text_field, settings.downstream_text_pair_field,
-                                      settings.downstream_label_field)
-        except UserError as e:
-            raise UserError(f"downstream set (--train/--test here mean --downstream-train/--downstream-test): "
-                            f"{e}") from e
+        data = load_labelled_data(settings.downstream_train, settings.downstream_test,
+                                  settings.downstream_text_field, settings.downstream_text_pair_field,
+                                  settings.downstream_label_field, flags=("--downstream-train", "--downstream-test"))
     for variant in variants:
         _stages(options, variant)
     return variants, data

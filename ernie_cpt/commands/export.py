@@ -23,7 +23,7 @@ from ernie_cpt.commands.model_card import model_card
 from ernie_cpt.commands.options import ExportOptions
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
-from ernie_cpt.files import apply_umask
+from ernie_cpt.files import apply_umask, check_output_path
 from ernie_cpt.modeling.saved_model import save_model_folder
 from ernie_cpt.staging import staging_dir
 from ernie_cpt.training.loading import is_run_dir, load_model
@@ -38,6 +38,7 @@ def export(run_dir: str | Path, out_dir: str | Path, options: ExportOptions | No
     if not is_run_dir(run_dir):
         raise UserError(f"{run_dir} is not an ernie-cpt run directory (no encoder_config.json); "
                         f"pass the --output-dir of a pretrain run")
+    check_output_path(out_dir, "OUT_DIR", folder=True)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir} exists and is not empty; choose a new folder to export to")
     if options.checkpoint is not None and options.stage is not None:

@@ -48,6 +48,7 @@ from ernie_cpt.commands.options import FinetuneOptions
 from ernie_cpt.data.labelled_data import LabelledData, LabelledSplit, load_labelled_data, validation_split
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
+from ernie_cpt.files import check_output_path
 from ernie_cpt.modeling.saved_model import MODEL_JSON, read_description
 from ernie_cpt.options import check_ranges
 from ernie_cpt.threads import torch_thread_count, torch_threads
@@ -74,6 +75,13 @@ def _validate(options: FinetuneOptions) -> None:
     check_ranges(options)  # options made in code (compare) as well as on the command line
     if not options.learning_rate:
         raise UserError("--learning-rate needs one or more values")
+    if len(set(options.seeds)) != len(options.seeds):
+        raise UserError(f"--seeds {' '.join(map(str, options.seeds))} repeats a seed (the same run twice would report "
+                        f"a std of 0); give each seed once")
+    if options.output_json:
+        check_output_path(options.output_json, "--output-json")
+    if options.output_dir:
+        check_output_path(options.output_dir, "--output-dir", folder=True)
     if options.validation_fraction == 0 and len(options.learning_rate) > 1:
         raise UserError("several --learning-rate values are chosen among on the validation split; give one value "
                         "or a --validation-fraction above 0")

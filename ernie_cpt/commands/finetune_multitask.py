@@ -40,6 +40,7 @@ from ernie_cpt.data.labelled_sets import LabelledSet, load_set, parse_specs
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.multitask_report import METRICS, markdown, summarise
+from ernie_cpt.files import check_output_path
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.heads import build_head, ranking_metrics
 from ernie_cpt.options import check_ranges, to_dict
@@ -68,6 +69,9 @@ def _validate(model_dir: str | Path, options: FinetuneOptions, multi: MultiTaskF
         check_ranges(instance)
     if not multi.multitask_dir:
         raise UserError("finetune --task needs --multitask-dir DIR (where the runs and the report go)")
+    check_output_path(multi.multitask_dir, "--multitask-dir", folder=True)
+    if options.output_json:
+        check_output_path(options.output_json, "--output-json")
     if options.train or options.test:
         raise UserError("pass either --train/--test (one set) or --task (several sets), not both")
     if not options.seeds:

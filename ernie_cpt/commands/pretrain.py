@@ -32,6 +32,7 @@ from ernie_cpt.data.sharded_annotation import annotate_on_all_ranks
 from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
+from ernie_cpt.files import check_output_path
 from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture, check_expert_layers
 from ernie_cpt.modeling.builder import build_model
@@ -152,6 +153,7 @@ def _validate(run: RunOptions, training: TrainingOptions, options: dict[type, An
     """The checks across options (each option's own range is checked when the options are read)."""
     if not run.output_dir:
         raise UserError("pretrain needs --output-dir DIR (where checkpoints and logs go)")
+    check_output_path(run.output_dir, "--output-dir", folder=True)
     for name in run.tasks:
         task = get_task(name)
         task.check_seq_length(options.get(task.options_class) or task.options_class(), run.max_seq_length)

@@ -22,13 +22,13 @@ class the training file lacks is an error. An example is tokenized as ``[CLS] te
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ernie_cpt.data.cells import describe, text_cell
-from ernie_cpt.data.labelled_data import read_table
+from ernie_cpt.data.cells import describe
+from ernie_cpt.data.labelled_files import field_values, nonempty_text, read_rows
 from ernie_cpt.errors import UserError
 
 # kind -> (head registered in ernie_cpt.modeling.heads, needs text_pair, what its metrics are)
@@ -95,62 +95,78 @@ class LabelledSet:
         return KINDS[self.spec.kind][0]
 
 
-def _column(table: Any, name: str, where: str, needed: bool = True) -> list | None:
-    if name not in table.column_names:
-        if needed:
-            raise UserError(f"{where} has no '{name}' field (it has: {', '.join(table.column_names)}); each row needs "
-                            f"{name!r}")
-        return None
-    return table[name]
-
-
-def _text(value: Any, where: str, name: str) -> str:
-    text = text_cell(value, where, name)
-    if text is None:
-        raise UserError(f"{where}: '{name}' is missing; fill it in or drop the row")
-    return text
-
-
 def _rows(spec: SetSpec, path: str, split: str) -> list[dict[str, Any]]:
     """The rows of one file, checked for the set's kind: ``text``, ``text_pair``, ``candidates``, ``label``."""
-    flag = f"--task {spec.name} {split}"
-    table = read_table(path, flag)
-    where = f"{flag} file {path}"
-    texts = _column(table, "text", where)
-    pairs = _column(table, "text_pair", where, needed=KINDS[spec.kind][1])
-    candidates = _column(table, "candidates", where) if spec.kind == "ranking" else None
-    labels = _column(table, "label", where)
+    table = read_rows(path, f"--task {spec.name} {split}")
+    hint = "each row of this kind needs it"
+    texts = field_values(table, "text", hint)
+    paired = KINDS[spec.kind][1] or (spec.kind != "ranking" and "text_pair" in table.fields)
+    pairs = field_values(table, "text_pair", hint) if paired else None
+    candidates = field_values(table, "candidates", hint) if spec.kind == "ranking" else None
+    labels = field_values(table, "label", hint, numbers=spec.kind != "ranking")
     rows = []
     for i, label in enumerate(labels):
-        at = f"{where} row {i + 1}"
-        row = {"text": _text(texts[i], at, "text"), "label": label}
-        if pairs is not None and spec.kind != "ranking":
-            row["text_pair"] = _text(pairs[i], at, "text_pair")
+        at = f"{table.where} row {i + 1}"
+        row = {"text": nonempty_text(texts[i], at, "text"), "label": label}
+        if pairs is not None:
+            row["text_pair"] = nonempty_text(pairs[i], at, "text_pair")
         if candidates is not None:
             row["candidates"] = _candidates(candidates[i], label, at)
+        else:
+            _check_label(spec.kind, label, at)
         rows.append(row)
     return rows
 
 
 def _candidates(value: Any, label: Any, where: str) -> list[str]:
-    if not isinstance(value, list) or len(value) < 2 or not all(isinstance(item, str) for item in value):
+    """A ranking row's candidate texts, checked with its label: what is wrong is said, with the counts and values."""
+    if not isinstance(value, list):
         raise UserError(f"{where}: 'candidates' is {describe(value)}; it must be a list of at least 2 strings")
-    if (not isinstance(label, list) or len(label) != len(value)
-            or any(item not in (0, 1) or isinstance(item, bool) for item in label) or 1 not in label):
-        raise UserError(f"{where}: 'label' is {describe(label)}; a ranking label is a list of 0/1, one per candidate "
-                        f"({len(value)}), with at least one 1 (relevant)")
-    return value
+    if len(value) < 2:
+        raise UserError(f"{where}: 'candidates' holds {len(value)} text{'' if len(value) == 1 else 's'}; a ranking "
+                        f"row needs at least 2 candidates to rank")
+    texts = [nonempty_text(item, f"{where} candidate {k + 1}", "candidates") for k, item in enumerate(value)]
+    rule = f"a ranking label is a list of 0/1 integers, one per candidate ({len(value)})"
+    if not isinstance(label, list):
+        raise UserError(f"{where}: 'label' is {describe(label)}; {rule}")
+    if len(label) != len(value):
+        raise UserError(f"{where}: 'label' has {len(label)} values for {len(value)} candidates; {rule}")
+    odd = next((k for k, item in enumerate(label) if isinstance(item, bool) or item not in (0, 1)
+                or not isinstance(item, int)), None)
+    if odd is not None:
+        raise UserError(f"{where}: 'label' value {odd + 1} is {describe(label[odd])}; {rule}")
+    if 1 not in label:
+        raise UserError(f"{where}: 'label' is {label}: no candidate is relevant; mark at least one with 1")
+    return texts
+
+
+def _check_label(kind: str, label: Any, where: str) -> None:
+    """A class label (a string or an integer) or a regression label (a finite number)."""
+    if isinstance(label, (bool, list, dict)):
+        what = "a regression label must be a number" if kind == "regression" else \
+            "a class label must be a string or an integer"
+        raise UserError(f"{where}: 'label' is {describe(label)}; {what}")
+    if kind == "regression":
+        if not isinstance(label, (int, float)):
+            raise UserError(f"{where}: 'label' is {describe(label)}; a regression label must be a number")
+        if not math.isfinite(label):
+            raise UserError(f"{where}: 'label' is {label}; a regression label must be a finite number: fix that "
+                            f"row or drop it")
+    elif isinstance(label, str) and not label.strip():
+        raise UserError(f"{where}: 'label' is empty; give every row a label or drop it")
 
 
 def _class_ids(spec: SetSpec, train: list[dict], test: list[dict]) -> list[Any]:
     """Class labels replaced by ids in place; returns the label of each id."""
     for split, rows in (("TRAIN", train), ("TEST", test)):
-        odd = next((i for i, row in enumerate(rows) if isinstance(row["label"], bool)
-                    or not isinstance(row["label"], (str, int)) or type(row["label"]) is not type(train[0]["label"])),
-                   None)
+        odd = next((i for i, row in enumerate(rows) if not isinstance(row["label"], (str, int))
+                    or type(row["label"]) is not type(train[0]["label"])), None)
         if odd is not None:
-            raise UserError(f"--task {spec.name} {split} row {odd + 1}: 'label' is {describe(rows[odd]['label'])}; "
-                            f"class labels must be all strings or all integers, in both files")
+            first = "" if odd == 0 and split == "TRAIN" else f", but TRAIN row 1's is {describe(train[0]['label'])}"
+            hint = ("; for number labels use the kind regression" if isinstance(rows[odd]["label"], float) else "")
+            raise UserError(f"--task {spec.name} {split} file {spec.train if split == 'TRAIN' else spec.test} row "
+                            f"{odd + 1}: 'label' is {describe(rows[odd]['label'])}{first}; class labels must be all "
+                            f"strings or all integers, in both files{hint}")
     names = sorted({row["label"] for row in train})
     if len(names) < 2:
         raise UserError(f"--task {spec.name}: TRAIN {spec.train} has a single label ({names[0]!r}); a classifier "
@@ -163,14 +179,6 @@ def _class_ids(spec: SetSpec, train: list[dict], test: list[dict]) -> list[Any]:
     for row in train + test:
         row["label"] = ids[row["label"]]
     return names
-
-
-def _check_numbers(spec: SetSpec, split: str, rows: list[dict]) -> None:
-    odd = next((i for i, row in enumerate(rows)
-                if isinstance(row["label"], bool) or not isinstance(row["label"], (int, float))), None)
-    if odd is not None:
-        raise UserError(f"--task {spec.name} {split} row {odd + 1}: 'label' is {describe(rows[odd]['label'])}; a "
-                        f"regression label must be a number")
 
 
 def _tokenize(tokenizer: Any, rows: list[dict], kind: str, max_seq_length: int) -> list[dict[str, Any]]:
@@ -194,18 +202,12 @@ def _tokenize(tokenizer: Any, rows: list[dict], kind: str, max_seq_length: int) 
 
 def load_set(spec: SetSpec, tokenizer: Any, max_seq_length: int) -> LabelledSet:
     """``spec``'s two files read, checked for its kind and tokenized. Raises UserError naming the file and row."""
-    for split, path in (("TRAIN", spec.train), ("TEST", spec.test)):
-        if not Path(path).is_file():
-            raise UserError(f"--task {spec.name}: {split} file {path} does not exist")
     train, test = _rows(spec, spec.train, "TRAIN"), _rows(spec, spec.test, "TEST")
     names, num_labels = [], 1
     if spec.kind in ("classification", "pair_classification"):
         names = _class_ids(spec, train, test)
         num_labels = len(names)
-    elif spec.kind == "regression":
-        _check_numbers(spec, "TRAIN", train)
-        _check_numbers(spec, "TEST", test)
-    else:
+    elif spec.kind == "ranking":
         num_labels = max(len(row["candidates"]) for row in train + test)
     return LabelledSet(spec, _tokenize(tokenizer, train, spec.kind, max_seq_length),
                        _tokenize(tokenizer, test, spec.kind, max_seq_length), names, num_labels)

@@ -10,6 +10,7 @@ still tells "Letters 1" from "Letters 2", and no ASCII word becomes [UNK].
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -88,12 +89,53 @@ def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int | None,
     return load_tokenizer(target)
 
 
+# Files that hold a vocabulary: without one, transformers builds a tokenizer from tokenizer_config.json alone
+# that has only the special tokens and reads every word as [UNK].
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                    "tokenizer.model")
+# Where a model folder names its vocabulary size: a Hugging Face config, or ernie-cpt's own description
+# (ernie_cpt.modeling.saved_model.MODEL_JSON, which this lower layer cannot import).
+MODEL_CONFIGS = (("config.json", ()), ("ernie_cpt_model.json", ("encoder_config",)))
+EXPORT_HINT = "export the model again (ernie-cpt export RUN OUT_DIR), or copy its tokenizer files into the folder"
+
+
+def _model_vocab_size(folder: Path) -> int | None:
+    """The embedding rows of the model saved in ``folder`` beside its tokenizer, or None when there is none."""
+    for name, keys in MODEL_CONFIGS:
+        try:
+            config = json.loads((folder / name).read_text(encoding="utf-8"))
+            for key in keys:
+                config = config[key]
+            return int(config["vocab_size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def check_vocabulary(tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
+    """Refuse a tokenizer folder with no vocabulary file, or a tokenizer with fewer than half the tokens
+    of the model saved beside it (a model's embedding rows match its tokenizer, up to padding): such a
+    tokenizer reads the text as [UNK]s, and training on it learns nothing."""
+    if folder.is_dir() and not any((folder / name).is_file() for name in VOCABULARY_FILES):
+        raise UserError(f"{folder} has no usable tokenizer: no tokenizer.json or vocab.txt (a tokenizer built "
+                        f"from tokenizer_config.json alone has {len(tokenizer)} tokens and reads every word as "
+                        f"[UNK]); {EXPORT_HINT}")
+    rows = _model_vocab_size(folder) if folder.is_dir() else None
+    if rows is not None and len(tokenizer) < rows / 2:
+        raise UserError(f"the tokenizer in {folder} has {len(tokenizer)} tokens, far fewer than the "
+                        f"{rows} of the model's vocabulary: it is not the tokenizer the model was trained with; "
+                        f"{EXPORT_HINT}")
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    """A tokenizer saved with ``save_pretrained``; it must be a fast one (offsets are needed)."""
+    """A tokenizer saved with ``save_pretrained``; it must be a fast one (offsets are needed), with a vocabulary
+    file, and not far smaller than the model saved in the same folder (:func:`check_vocabulary`). Raises
+    UserError otherwise."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load a tokenizer from {path}; pass a folder written by save_pretrained") from e
+    check_vocabulary(tokenizer, Path(path))
     if not tokenizer.is_fast:
         raise UserError(f"the tokenizer in {path} is not a fast tokenizer; character offsets are needed")
     if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:

@@ -46,8 +46,17 @@ def _refuse(path: Path, error: Exception) -> UnreadableFile:
                           f"loaded only from safetensors and never unpickled: {CONVERT_HINT} ({error})")
 
 
+def _require(path: Path, what: str) -> None:
+    """:class:`UnreadableFile` when ``path`` (``what`` it holds) is not there: the folder is incomplete."""
+    if not Path(path).is_file():
+        raise UnreadableFile(f"{Path(path).parent} has no {Path(path).name} (its {what}): the folder is incomplete; "
+                             f"export the model again, or copy the file back")
+
+
 def check_weights(path: Path) -> None:
-    """Raise :class:`UnreadableFile` unless ``path`` has a valid safetensors header (the tensors are not read)."""
+    """Raise :class:`UnreadableFile` unless ``path`` has a valid safetensors header (the tensors are not read)
+    or when it is missing."""
+    _require(path, "weights")
     try:
         with safe_open(str(path), framework="pt"):
             pass
@@ -56,7 +65,8 @@ def check_weights(path: Path) -> None:
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of the safetensors file ``path``; :class:`UnreadableFile` if it is not one."""
+    """Every tensor of the safetensors file ``path``; :class:`UnreadableFile` if it is not one or is missing."""
+    _require(path, "weights")
     try:
         return load_file(path)
     except SafetensorError as e:
@@ -65,7 +75,8 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def load_state(path: Path) -> Any:
     """Training state written by ``torch.save``, unpickled with ``weights_only=True`` (tensors and
-    plain containers only); :class:`UnreadableFile` if it is damaged or holds anything else."""
+    plain containers only); :class:`UnreadableFile` if it is missing, damaged or holds anything else."""
+    _require(path, "training state")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the file is refused anyway
@@ -79,13 +90,16 @@ def weight_files(folder: Path, what: str) -> list[Path]:
     """The safetensors files of a model folder (one, or the shards of an index), each checked;
     a folder with pickled weights only, or none, is refused with a message naming ``what`` it is."""
     index = folder / "model.safetensors.index.json"
-    names = (sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())) if index.is_file()
-             else ["model.safetensors"])
+    try:
+        names = (sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+                 if index.is_file() else ["model.safetensors"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UnreadableFile(f"{index} is damaged ({type(e).__name__}: {e}); export the model again") from e
     files = [folder / name for name in names]
-    if not files[0].is_file():
-        pickled = [name for name in PICKLED_WEIGHTS if (folder / name).exists()]
-        found = f" (only {pickled[0]}, a pickle, which is never loaded)" if pickled else ""
-        raise UserError(f"{what} {folder} has no model.safetensors{found}; {CONVERT_HINT}")
+    pickled = [name for name in PICKLED_WEIGHTS if (folder / name).exists()]
+    if not index.is_file() and not files[0].is_file() and pickled:
+        raise UserError(f"{what} {folder} has no model.safetensors (only {pickled[0]}, a pickle, which is never "
+                        f"loaded); {CONVERT_HINT}")
     for file in files:
         check_weights(file)
     return files

@@ -18,6 +18,7 @@ from typing import Any
 
 from ernie_cpt import distributed
 from ernie_cpt.errors import UserError
+from ernie_cpt.files import check_output_path
 from ernie_cpt.modeling.safe_loading import UnreadableFile
 from ernie_cpt.training.checkpoint import (
     Checkpoint,
@@ -65,6 +66,7 @@ def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrit
 
     Refuses a folder that holds something else, or another run, unless ``overwrite``; with
     ``resume``, a run started with other options or whose checkpoints are all unreadable."""
+    check_output_path(run_dir, "--output-dir", folder=True)
     config_file = run_dir / CONFIG
     previous = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else None
     if resume:

@@ -77,7 +77,10 @@ def test_a_downstream_test_label_the_training_file_lacks_fails_before_training(t
                  "--downstream-test", str(tmp_path / "test.jsonl")])
 
     assert code == 2
-    assert "downstream set" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"ernie-cpt: error: --downstream-test {tmp_path / 'test.jsonl'} has a label 'z' that --downstream-train "
+        f"{tmp_path / 'train.jsonl'} does not have; the classifier only learns training labels, so add examples of "
+        f"them to --downstream-train\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test.jsonl", "train.jsonl"]
 
 

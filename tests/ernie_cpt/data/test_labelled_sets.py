@@ -78,12 +78,13 @@ def test_ranking_keeps_one_pair_per_candidate_and_the_widest_query(tmp_path):
 
 @pytest.mark.parametrize(("kind", "row", "message"), [
     ("pair_classification", {"text": "a", "label": 0}, r"TRAIN file .* has no 'text_pair' field"),
-    ("classification", {"text": "a", "label": True}, r"row 1: 'label' is a boolean \(true\); class labels must"),
+    ("classification", {"text": "a", "label": True}, r"row 1: 'label' is a boolean \(true\); a class label "
+                                                     r"must be a string or an integer"),
     ("regression", {"text": "a", "label": "high"}, r"row 1: 'label' is a string; a regression label must be a number"),
-    ("ranking", {"text": "q", "candidates": ["a"], "label": [1]}, r"'candidates' is a list of strings; it must be a "
-                                                                    r"list of at least 2 strings"),
-    ("ranking", {"text": "q", "candidates": ["a", "b"], "label": [0, 0]}, r"a ranking label is a list of 0/1, one "
-                                                                          r"per candidate \(2\), with at least one 1"),
+    ("ranking", {"text": "q", "candidates": ["a"], "label": [1]}, r"'candidates' holds 1 text; a ranking row needs "
+                                                                    r"at least 2 candidates to rank"),
+    ("ranking", {"text": "q", "candidates": ["a", "b"], "label": [0, 0]}, r"'label' is \[0, 0\]: no candidate is "
+                                                                          r"relevant; mark at least one with 1"),
     ("ranking", {"text": "q", "candidates": ["a", "b"], "label": 1}, r"'label' is a number \(1\); a ranking label"),
     ("classification", {"label": 0}, r"has no 'text' field"),
 ])
@@ -99,5 +100,6 @@ def test_a_test_class_the_training_file_lacks(tmp_path):
 
 
 def test_a_missing_file_is_named(tmp_path):
-    with pytest.raises(UserError, match=r"--task s: TRAIN file .*nope.jsonl does not exist"):
+    with pytest.raises(UserError, match=r"--task s TRAIN file .*nope.jsonl does not exist; pass "
+                                               r"a .jsonl, .csv or .parquet file"):
         load_set(SetSpec("s", "regression", str(tmp_path / "nope.jsonl"), str(tmp_path / "nope.jsonl")), None, 32)
