@@ -1,7 +1,8 @@
 """Data-parallel pre-training: `torchrun --nproc_per_node 2` and `accelerate launch --num_processes 2`
 on CPU (gloo) reproduce a single-process run with the same global batch, torchrun for every sharing
 architecture (the routed ones with their top layer routed, and their routing means too), and a
-2-process run resumes bit-exactly.
+2-process run resumes bit-exactly. MT-DNN fine-tuning (``finetune --task``) under torchrun gives the
+report of one process.
 
 The run trains three tasks (masked LM, a token classifier and a sequence classifier, so ranks see
 different numbers of targets) in every step with GradNorm weighting and 2 accumulated
@@ -16,6 +17,7 @@ moves them by a noise-driven fraction of the learning rate (see the final weight
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -166,3 +168,50 @@ def test_gradient_level_methods_with_two_processes_match_one(weighting, sample_d
         assert all(abs(a["weights"][t] - b["weights"][t]) <= 1e-4 * max(1.0, abs(a["weights"][t])) for t in TASKS)
     if weighting in ("mgda", "nash_mtl", "famo"):  # weights that change from step to step (pcgrad/cagrad: all 1)
         assert len({tuple(r["weights"].values()) for r in weights_one}) > 1
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_multitask_finetuning_with_two_processes_matches_one(sample_dir, tmp_path):
+    """``finetune --task`` (MT-DNN) on a regression and a ranking set: the multi-task run, the second stage and
+    the single-task comparison trained by two processes (4 examples each of a global batch of 8) give the report
+    of one process, and the same training losses. Scores are compared to TOLERANCE of their size or of 1,
+    whichever is larger: a Pearson r near 0 moves by rounding noise relative to itself (measured 5e-6)."""
+    corpora = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+    if not corpora.is_dir():
+        pytest.skip(f"{corpora} is absent (it sits beside the repo in development and CI)")
+    sets = tmp_path / "sets"
+    subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "make_finetune_sets.py"),
+                    str(sets), "--corpora", str(corpora), "--train", "48", "--test", "40"], check=True,
+                   capture_output=True)
+    pretrained = tmp_path / "pretrained"
+    assert main(["pretrain", "--corpus", *[str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]], "--output-dir",
+                 str(pretrained), "--model-size", "tiny", "--max-steps", "10", "--batch-size", "8",
+                 "--max-seq-length", "64", "--learning-rate", "1e-3", "--eval-steps", "0", "--vocab-size", "3000",
+                 "--seed", "7", *NO_DROPOUT]) == 0
+
+    def args(out: Path) -> list[str]:
+        tasks = [x for name, kind in (("similarity", "regression"), ("jargon_source", "ranking"))
+                 for x in ("--task", f"{name}:{kind}:{sets / name / 'train.jsonl'}:{sets / name / 'test.jsonl'}")]
+        return ["finetune", str(pretrained), *tasks, "--multitask-dir", str(out), "--then-single-task", "--seeds", "3",
+                "--epochs", "2", "--batch-size", "8", "--max-seq-length", "64", "--learning-rate", "1e-3"]
+
+    assert main(args(tmp_path / "one")) == 0
+    _torchrun(args(tmp_path / "two"), tmp_path / "two.log")
+
+    one, two = (json.loads((tmp_path / out / "report.json").read_text()) for out in ("one", "two"))
+    assert one["steps"] == two["steps"] == {name: {"multi_task": 12, "single_task_stage": 6, "single_task": 18}
+                                            for name in ("similarity", "jargon_source")}
+    for name, result in one["sets"].items():
+        assert result["baseline"] == two["sets"][name]["baseline"]
+        for variant, summary in result["variants"].items():
+            (a,), (b,) = summary["per_seed"], two["sets"][name]["variants"][variant]["per_seed"]
+            assert a.keys() == b.keys(), (a, b)
+            assert all(abs(a[k] - b[k]) <= TOLERANCE * max(1.0, abs(a[k])) for k in a), (name, variant, a, b)
+    runs = sorted(p.name for p in (tmp_path / "one" / "runs").iterdir())
+    assert runs == sorted(p.name for p in (tmp_path / "two" / "runs").iterdir()) and len(runs) == 5
+    for run in runs:
+        first, second = (_records(tmp_path / out / "runs" / run, "train") for out in ("one", "two"))
+        assert [r["step"] for r in first] == [r["step"] for r in second] and first
+        for a, b in zip(first, second):
+            assert a["task"] == b["task"] and _close(a["loss"], b["loss"]), (run, a, b)
+            assert _close(a["grad_norm"], b["grad_norm"]), (run, a, b)

@@ -26,8 +26,8 @@ from ernie_cpt.weighting.options import WeightingOptions
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parents[3]
-SETS = {"topic": "classification", "same_chapter": "pair_classification", "similarity": "regression",
-        "jargon_title": "ranking"}
+SETS = {"topic": "classification", "quotation": "pair_classification", "similarity": "regression",
+        "jargon_source": "ranking"}
 
 
 def _specs(folder: Path, sets=SETS) -> list[str]:
@@ -87,21 +87,29 @@ def test_the_report_gives_mean_and_sample_std_and_no_std_for_one_seed():
 # --- tiny models, really fine-tuned ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sets(tmp_path_factory) -> Path:
-    """The sets of scripts/make_finetune_sets.py, 240 training and 120 test examples each."""
+def _make_sets(out: Path, train: int, test: int) -> Path:
+    """The sets of scripts/make_finetune_sets.py in ``out``, ``train`` training and ``test`` test examples each."""
     corpora = ROOT.parent / "shared" / "corpora"
     if not corpora.is_dir():
         pytest.skip(f"{corpora} is absent (it sits beside the repo in development and CI)")
-    out = tmp_path_factory.mktemp("sets")
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_finetune_sets.py"), str(out), "--corpora",
-                    str(corpora), "--train", "240", "--test", "120"], check=True, capture_output=True)
+                    str(corpora), "--train", str(train), "--test", str(test)], check=True, capture_output=True)
     return out
 
 
-def _pretrain(sample_dir: Path, run_dir: Path, *extra: str) -> Path:
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory) -> Path:
+    return _make_sets(tmp_path_factory.mktemp("sets"), 240, 120)
+
+
+@pytest.fixture(scope="module")
+def large_sets(tmp_path_factory) -> Path:
+    return _make_sets(tmp_path_factory.mktemp("large_sets"), 2400, 400)
+
+
+def _pretrain(sample_dir: Path, run_dir: Path, *extra: str, steps: int = 20) -> Path:
     assert main(["pretrain", "--corpus", *[str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]],
-                 "--output-dir", str(run_dir), "--model-size", "tiny", "--max-steps", "20", "--batch-size", "8",
+                 "--output-dir", str(run_dir), "--model-size", "tiny", "--max-steps", str(steps), "--batch-size", "8",
                  "--max-seq-length", "64", "--learning-rate", "1e-3", "--eval-steps", "0", "--vocab-size", "3000",
                  "--seed", "7", *extra]) == 0
     return run_dir
@@ -110,7 +118,7 @@ def _pretrain(sample_dir: Path, run_dir: Path, *extra: str) -> Path:
 @pytest.fixture(scope="module")
 def tiny_export(sample_dir, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
-    assert main(["export", str(_pretrain(sample_dir, root / "run")), str(root / "export")]) == 0
+    assert main(["export", str(_pretrain(sample_dir, root / "run", steps=200)), str(root / "export")]) == 0
     return root / "export"
 
 
@@ -119,7 +127,7 @@ def test_a_set_named_like_a_model_task_is_refused_before_anything_is_written(tin
     out = tmp_path / "out"
     spec = f"knowledge_masking:classification:{sets / 'topic' / 'train.jsonl'}:{sets / 'topic' / 'test.jsonl'}"
     with pytest.raises(UserError, match="the model already has a task knowledge_masking"):
-        finetune_multitask(tiny_export, FinetuneOptions(max_seq_length=64, learning_rate=[1e-3]),
+        finetune_multitask(tiny_export, FinetuneOptions(max_seq_length=64, learning_rate=[3e-4]),
                            MultiTaskFinetuneOptions(task=[spec], multitask_dir=str(out)), WeightingOptions())
     assert not out.exists()
 
@@ -127,9 +135,9 @@ def test_a_set_named_like_a_model_task_is_refused_before_anything_is_written(tin
 @pytest.mark.slow
 def test_each_head_learns_its_set_in_multi_task_training(tiny_export, sets, tmp_path):
     """The four sets trained together, 90 steps each (6 epochs of 240 examples, batches of 16), by the trainer:
-    every head fits its training examples far beyond its trivial baseline. (A tiny encoder pre-trained for 20
-    steps does not reliably generalise beyond it on the held-out files in this budget: the README's table does
-    that with a longer pre-trained model.)"""
+    every head fits its training examples far beyond its trivial baseline. (Multi-task training of a tiny encoder
+    on sets this small does not reliably carry over to the held-out files: on them, the topic classifier often
+    stays at the majority class. The next test scores each head on held-out examples.)"""
     source = load_model(tiny_export)
     tokenizer = load_tokenizer(source.tokenizer_dir)
     labelled = [load_set(spec, tokenizer, 64) for spec in parse_specs(_specs(sets))]
@@ -144,17 +152,63 @@ def test_each_head_learns_its_set_in_multi_task_training(tiny_export, sets, tmp_
     scores = {name: _score(model, s, tokenizer, 32, torch.device("cpu")) for name, s in fit.items()}
     baseline = {name: _baseline(s) for name, s in fit.items()}
     assert scores["topic"]["accuracy"] > baseline["topic"]["majority_accuracy"] + 0.05
-    assert scores["same_chapter"]["accuracy"] > 0.8 > baseline["same_chapter"]["majority_accuracy"]
+    assert scores["quotation"]["accuracy"] > 0.8 > baseline["quotation"]["majority_accuracy"]
     assert scores["similarity"]["pearson"] > 0.5
     assert scores["similarity"]["mse"] < baseline["similarity"]["mean_predictor_mse"] / 2
-    assert scores["jargon_title"]["mrr"] > 0.8 > baseline["jargon_title"]["random_mrr"]
+    assert scores["jargon_source"]["mrr"] > 0.8 > baseline["jargon_source"]["random_mrr"]
+
+
+# training examples of each set (the first of its file), in batches of 8: 300, 200, 200 and 50 steps
+HELD_OUT_TRAIN = {"topic": 2400, "quotation": 1600, "similarity": 1600, "jargon_source": 400}
+
+
+def _held_out_scores(model_dir: Path, sets: Path, seed: int, work: Path) -> dict[str, tuple[dict, dict]]:
+    """Each set's held-out scores and trivial baseline after fine-tuning ``model_dir`` on it alone (the trainer,
+    one epoch of its HELD_OUT_TRAIN examples, batches of 8, learning rate 1e-3, seed ``seed``)."""
+    source = load_model(model_dir)
+    tokenizer = load_tokenizer(source.tokenizer_dir)
+    options = FinetuneOptions(seeds=[seed], epochs=1, learning_rate=[1e-3], batch_size=8, max_seq_length=64)
+    results = {}
+    for spec in parse_specs(_specs(sets)):
+        train = work / f"{spec.name}.jsonl"
+        lines = Path(spec.train).read_text(encoding="utf-8").splitlines(keepends=True)
+        train.write_text("".join(lines[:HELD_OUT_TRAIN[spec.name]]), encoding="utf-8")
+        labelled = load_set(dataclasses.replace(spec, train=str(train)), tokenizer, 64)
+        model = _run(work / spec.name, _with_sets(source.model, [labelled], seed), [labelled],
+                     {spec.name: _steps(labelled, 1, 8)}, seed, options, MultiTaskFinetuneOptions(),
+                     WeightingOptions(), tokenizer)
+        results[spec.name] = (_score(model, labelled, tokenizer, 32, torch.device("cpu")), _baseline(labelled))
+    return results
+
+
+@pytest.mark.slow
+def test_each_head_beats_its_trivial_baseline_on_held_out_examples(tiny_export, large_sets, tmp_path):
+    """Every head kind, fine-tuned by the trainer on its set alone, scores the set's test file (400 held-out
+    examples: other fortunes, other Austen chapters, other Jargon entries) well above the report's trivial
+    baseline: the majority training class, the training-mean predictor, a random ranking.
+
+    The fixture's WordPiece vocabulary is trained afresh in every session and its ids differ from one session to
+    the next (tokenizers breaks ties in hash-map order), so the encoder differs too. Measured on 8 such encoders:
+    topic accuracy 0.385-0.482 (majority 0.210), macro-F1 0.158-0.243 (0.043); quotation accuracy 0.642-0.675
+    (0.5), macro-F1 0.638-0.674 (0.333); similarity Pearson 0.364-0.434, Spearman 0.356-0.458, MSE 0.071-0.076
+    (mean predictor 0.087); jargon_source accuracy@1 0.388-0.443 (random 0.2), MRR 0.621-0.657 (0.457)."""
+    results = _held_out_scores(tiny_export, large_sets, 1, tmp_path)
+    (topic, majority), (quotation, pairs), (similarity, mean), (ranking, shuffled) = (results[name] for name in SETS)
+    assert topic["accuracy"] > majority["majority_accuracy"] + 0.12, (topic, majority)
+    assert topic["macro_f1"] > majority["majority_macro_f1"] + 0.08, (topic, majority)
+    assert quotation["accuracy"] > pairs["majority_accuracy"] + 0.1, (quotation, pairs)
+    assert quotation["macro_f1"] > pairs["majority_macro_f1"] + 0.2, (quotation, pairs)
+    assert similarity["pearson"] > 0.25 and similarity["spearman"] > 0.25, similarity
+    assert similarity["mse"] < 0.93 * mean["mean_predictor_mse"], (similarity, mean)
+    assert ranking["accuracy"] > shuffled["random_accuracy"] + 0.15, (ranking, shuffled)
+    assert ranking["mrr"] > shuffled["random_mrr"] + 0.12, (ranking, shuffled)
 
 
 @pytest.mark.slow
 def test_a_gated_model_with_then_single_task_and_resume(sample_dir, sets, tmp_path, capsys):
     run_dir = _pretrain(sample_dir, tmp_path / "mmoe", "--architecture", "mmoe", "--num-experts", "2",
                         "--expert-layers", "1")
-    small = {"topic": "classification", "jargon_title": "ranking"}
+    small = {"topic": "classification", "jargon_source": "ranking"}
     argv = ["finetune", str(run_dir), *[x for spec in _specs(sets, small) for x in ("--task", spec)],
             "--multitask-dir", str(tmp_path / "out"), "--seeds", "1", "2", "--batch-size", "64",
             "--max-seq-length", "32", "--then-single-task", "--epochs", "1", "--learning-rate", "3e-4"]
@@ -168,12 +222,12 @@ def test_a_gated_model_with_then_single_task_and_resume(sample_dir, sets, tmp_pa
     assert report["steps"]["topic"] == {"multi_task": 4, "single_task_stage": 4, "single_task": 8}
     # each set got its own gate, a copy of the first task's (knowledge_masking), on task-embedding row 0
     model = load_model(tmp_path / "out" / "runs" / "multi_task-seed1").model
-    assert model.task_ids == {"knowledge_masking": 0, "topic": 0, "jargon_title": 0}
-    assert set(model.gates) == {"knowledge_masking", "topic", "jargon_title"}
+    assert model.task_ids == {"knowledge_masking": 0, "topic": 0, "jargon_source": 0}
+    assert set(model.gates) == {"knowledge_masking", "topic", "jargon_source"}
     # and exports with every head, for use elsewhere
     assert main(["export", str(tmp_path / "out" / "runs" / "multi_task-seed1"), str(tmp_path / "export")]) == 0
     heads = load_model(tmp_path / "export").description["heads"]
-    assert heads["jargon_title"] == {"head": "ranking", "num_labels": 5}
+    assert heads["jargon_source"] == {"head": "ranking", "num_labels": 5}
     assert heads["topic"] == {"head": "sequence_classification", "num_labels": 8}
     table = (tmp_path / "out" / "report.md").read_text()
     assert "| topic | classification | accuracy |" in table and " ± " in table
