@@ -74,9 +74,12 @@ def load_classifier(folder: Path, num_labels: int, device: torch.device) -> Clas
     """``folder``'s encoder with a new classifier of ``num_labels`` classes, on ``device``: an
     ``ErnieForSequenceClassification`` for a Hugging Face folder (hard sharing), the whole
     architecture with a new routed task otherwise (ernie-cpt's own folder, ``MODEL_JSON`` without
-    ``config.json``). Raises UserError when the weights lack a part of the encoder."""
+    ``config.json``; a model fine-tuned before gets another downstream task, routed as its
+    ``finetuned_task``). Raises UserError when the weights lack a part of the encoder."""
     if not (folder / "config.json").is_file() and (folder / MODEL_JSON).is_file():
-        return ArchitectureForSequenceClassification(load_model(folder).model, num_labels).to(device)
+        saved = load_model(folder)
+        return ArchitectureForSequenceClassification(saved.model, num_labels,
+                                                     like=saved.description.get("finetuned_task")).to(device)
     model, info = ErnieForSequenceClassification.from_pretrained(str(folder), num_labels=num_labels,
                                                                  dtype=torch.float32, output_loading_info=True)
     missing = sorted(k for k in info["missing_keys"] if not k.startswith("classifier."))
