@@ -76,7 +76,9 @@ def load_classifier(folder: Path, num_labels: int, device: torch.device) -> Clas
     architecture with a new routed task otherwise (ernie-cpt's own folder, ``MODEL_JSON`` without
     ``config.json``). Raises UserError when the weights lack a part of the encoder."""
     if not (folder / "config.json").is_file() and (folder / MODEL_JSON).is_file():
-        return ArchitectureForSequenceClassification.for_new_task(load_model(folder).model, num_labels).to(device)
+        saved = load_model(folder)  # a model fine-tuned before: the new task starts as that one
+        like = saved.description.get("finetuned_task")
+        return ArchitectureForSequenceClassification.for_new_task(saved.model, num_labels, like).to(device)
     model, info = ErnieForSequenceClassification.from_pretrained(str(folder), num_labels=num_labels,
                                                                  dtype=torch.float32, output_loading_info=True)
     missing = sorted(k for k in info["missing_keys"] if not k.startswith("classifier."))

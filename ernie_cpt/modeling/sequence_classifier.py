@@ -41,13 +41,14 @@ class ArchitectureForSequenceClassification(nn.Module):
         self.config = architecture.config  # id2label/label2id set here are saved with the model
 
     @classmethod
-    def for_new_task(cls, architecture: Architecture, num_labels: int) -> ArchitectureForSequenceClassification:
+    def for_new_task(cls, architecture: Architecture, num_labels: int,
+                     like: str | None = None) -> ArchitectureForSequenceClassification:
         """``architecture`` with a new task of ``num_labels`` classes, named ``downstream`` (``downstream_2``,
-        ... when the model has it already, e.g. fine-tuned before), its head's weights drawn from torch's
-        generator."""
+        ... when the model has it already, e.g. fine-tuned before), routed as task ``like`` (default: the
+        model's first task), its head's weights drawn from torch's generator."""
         names = itertools.chain([DOWNSTREAM_TASK], (f"{DOWNSTREAM_TASK}_{n}" for n in itertools.count(2)))
         task = next(name for name in names if name not in architecture.task_ids)
-        architecture.add_task(task, DOWNSTREAM_TASK_ID)
+        architecture.add_task(task, DOWNSTREAM_TASK_ID, like)
         architecture.add_head(task, build_head("sequence_classification", architecture.config, num_labels,
                                                architecture.word_embeddings()))
         return cls(architecture, task)

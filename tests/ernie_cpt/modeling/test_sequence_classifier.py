@@ -56,6 +56,9 @@ def test_a_model_fine_tuned_before_gets_the_next_free_task_name():
     again = ArchitectureForSequenceClassification.for_new_task(model, num_labels=2)
     assert again.task == "downstream_2" and model.task_ids == {"a": 0, DOWNSTREAM_TASK: 1, "downstream_2": 0}
     assert ArchitectureForSequenceClassification.for_new_task(model, num_labels=2).task == "downstream_3"
+    third = ArchitectureForSequenceClassification.for_new_task(model, num_labels=2, like="downstream_2").eval()
+    assert third.task == "downstream_4"
+    torch.testing.assert_close(model.encode("downstream_4", BATCH)[0], model.encode("downstream_2", BATCH)[0])
 
 
 def test_save_pretrained_is_read_back_by_load_model_with_its_labels(tmp_path):
