@@ -157,6 +157,14 @@ def test_summary_table_has_intervals_baselines_and_undefined_cells(results, tmp_
     assert rows[1][5].startswith("0.010 [")
 
 
+@pytest.mark.parametrize("axis", [("curriculum", "curricula"), ("architecture", "architectures")])
+def test_the_definitions_name_the_compared_axis_in_good_english(results, tmp_path, axis):
+    markdown = write_report(results, {"tasks": TASKS}, tmp_path, axis).read_text()
+
+    assert f"`mlm`, knowledge masking alone for as many steps as each {axis[0]} takes in all;" in markdown
+    assert f"Defined for every {axis[0]}," in markdown and f"compares {axis[1]} paired by seed" in markdown
+
+
 def test_without_downstream_the_probes_are_the_transfer_score(results, tmp_path):
     for k, row in enumerate(results):
         row["downstream"] = None
