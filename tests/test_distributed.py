@@ -175,7 +175,11 @@ def test_multitask_finetuning_with_two_processes_matches_one(sample_dir, tmp_pat
     """``finetune --task`` (MT-DNN) on a regression and a ranking set: the multi-task run, the second stage and
     the single-task comparison trained by two processes (4 examples each of a global batch of 8) give the report
     of one process, and the same training losses. Scores are compared to TOLERANCE of their size or of 1,
-    whichever is larger: a Pearson r near 0 moves by rounding noise relative to itself (measured 5e-6)."""
+    whichever is larger (a Pearson r near 0 moves by rounding noise relative to itself): measured 7e-7 at most.
+    Logged losses and gradient norms agree to 1e-4, not TOLERANCE: as in pre-training, AdamW turns rounding
+    noise into weight differences of about 1e-6 within a few steps, and the regression head's gradient,
+    the residuals times features of norm ~10, moves by 1e-5 relative with them (measured: losses 1.2e-5,
+    gradient norms 3.2e-5 at most over 4 runs with fresh vocabularies; the scores do not move)."""
     corpora = Path(__file__).resolve().parents[2] / "shared" / "corpora"
     if not corpora.is_dir():
         pytest.skip(f"{corpora} is absent (it sits beside the repo in development and CI)")
@@ -213,5 +217,5 @@ def test_multitask_finetuning_with_two_processes_matches_one(sample_dir, tmp_pat
         first, second = (_records(tmp_path / out / "runs" / run, "train") for out in ("one", "two"))
         assert [r["step"] for r in first] == [r["step"] for r in second] and first
         for a, b in zip(first, second):
-            assert a["task"] == b["task"] and _close(a["loss"], b["loss"]), (run, a, b)
-            assert _close(a["grad_norm"], b["grad_norm"]), (run, a, b)
+            assert a["task"] == b["task"], (run, a, b)
+            assert all(abs(a[k] - b[k]) <= 1e-4 * max(abs(a[k]), abs(b[k])) for k in ("loss", "grad_norm")), (a, b)
