@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +69,15 @@ def _tokenizer(run_dir: Path, resume: bool, tokenizer_options: TokenizerOptions,
 
 
 def _model(run_dir: Path, resume: bool, options: dict[type, Any], tasks: dict[str, PreTask], vocab_size: int,
-           max_seq_length: int, source: SavedModel | None) -> Architecture:
+           max_seq_length: int, source: SavedModel | None, label_counts: dict[str, Counter[int]]) -> Architecture:
     """The architecture over a new, resumed or --init-from encoder (or ernie-cpt ``source``), with each
-    task's head; every task uses its own task id, or id 0 with ``--shared-task-id``."""
+    task's head (a new masked-LM head's bias from its ``label_counts``); every task uses its own
+    task id, or id 0 with ``--shared-task-id``."""
     shared = options[ScheduleOptions].shared_task_id
     config = ErnieConfig.from_json_file(str(run_dir / "encoder_config.json")) if resume else None
     return build_model(tasks, {name: 0 if shared else task.task_id for name, task in tasks.items()},
                        options[ModelOptions], options[ArchitectureOptions], vocab_size, max_seq_length, len(TASKS),
-                       config, None if resume or source is None else source.model)
+                       config, None if resume or source is None else source.model, label_counts)
 
 
 def _init_source(model_options: ModelOptions, run: RunOptions) -> SavedModel | None:
@@ -99,11 +101,12 @@ def _corpus_record(documents: datasets.Dataset, split: datasets.DatasetDict) -> 
 
 
 def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training: TrainingOptions,
-               evaluation: EvaluationOptions, num_proc: int | None) -> tuple[dict[str, TaskStream], dict, dict]:
-    """Each task's training stream and held-out batches, and the tasks the training documents give
-    no example for (name -> why). A task the held-out documents cannot give examples for is trained
-    but not evaluated, with a warning."""
-    streams, evals, unavailable = {}, {}, {}
+               evaluation: EvaluationOptions, num_proc: int | None) -> tuple[dict[str, TaskStream], dict, dict, dict]:
+    """Each task's training stream and held-out batches, the tasks the training documents give no
+    example for (name -> why), and the label counts of each trained task's sample of training
+    examples (``PreTask.sample_labels``). A task the held-out documents cannot give examples for
+    is trained but not evaluated, with a warning."""
+    streams, evals, unavailable, label_counts = {}, {}, {}, {}
     for name, task in tasks.items():
         try:
             rows = task.build_examples(split["train"], num_proc=num_proc)
@@ -117,6 +120,7 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
         if reason := task.nothing_to_learn(counts, len(sampled), training.max_majority_share):
             unavailable[name] = reason
             continue
+        label_counts[name] = counts
         streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers,
                                    distributed.rank(), distributed.world_size())
         if not len(split["test"]):
@@ -131,7 +135,7 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
             held_out = held_out.shuffle(seed=evaluation.split_seed).select(range(min(len(held_out),
                                                                                      evaluation.eval_max_examples)))
             evals[name] = eval_batches(task, held_out, evaluation.eval_batch_size, evaluation.split_seed)
-    return streams, evals, unavailable
+    return streams, evals, unavailable, label_counts
 
 
 def _without(schedule: list[Stage], unavailable: dict[str, str]) -> list[Stage]:
@@ -256,7 +260,7 @@ def pretrain(options: dict[type, Any]) -> Path:
                                    split["train"], options[AnnotationOptions].cache_dir)
             tasks = {name: cls(tokenizer, options[cls.options_class], run.max_seq_length)
                      for name, cls in task_classes.items()}
-            streams, evals, unavailable = _task_data(tasks, split, training, evaluation,
+            streams, evals, unavailable, label_counts = _task_data(tasks, split, training, evaluation,
                                                      options[AnnotationOptions].num_proc or None)
         schedule = _without(schedule, unavailable)
         tasks = {name: task for name, task in tasks.items() if name in streams}
@@ -266,7 +270,8 @@ def pretrain(options: dict[type, Any]) -> Path:
         if resuming:
             check_stages(run_dir, config["stages"])
         torch.manual_seed(training.seed)
-        model = _model(run_dir, resuming, options, tasks, len(tokenizer), run.max_seq_length, source)
+        model = _model(run_dir, resuming, options, tasks, len(tokenizer), run.max_seq_length, source,
+                       label_counts)
         if not resuming and distributed.is_main():
             tokenizer.save_pretrained(str(run_dir / "tokenizer"))
             model.config.to_json_file(str(run_dir / "encoder_config.json"))

@@ -61,11 +61,14 @@ def new_encoder(options: ModelOptions, vocab_size: int, max_seq_length: int, num
 
 def build_model(tasks: Mapping[str, TaskSpec], task_ids: dict[str, int], options: ModelOptions,
                 architecture: ArchitectureOptions, vocab_size: int, max_seq_length: int, num_task_ids: int,
-                config: ErnieConfig | None = None, source: Architecture | None = None) -> Architecture:
+                config: ErnieConfig | None = None, source: Architecture | None = None,
+                target_counts: Mapping[str, Mapping[int, int]] | None = None) -> Architecture:
     """The architecture ``architecture.architecture`` over a new encoder (see :func:`new_encoder`),
     or over ``source``'s, with one head per task of ``tasks`` (in order) and each task on its row
     ``task_ids[task]`` of the task embedding. A masked-LM head starts from the ``--init-from``
-    checkpoint's MLM head when it has one; with ``source``, see :func:`_take_weights`."""
+    checkpoint's MLM head when it has one; with ``source``, see :func:`_take_weights`. Else, with
+    ``options.mlm_bias_init == "prior"``, its bias starts from the prior of the task's targets
+    counted in ``target_counts[task]`` (see :meth:`MaskedLMHead.init_bias_from_prior`)."""
     if source is not None:
         encoder, mlm_weights = _source_encoder(source, architecture), {}
     else:
@@ -80,6 +83,8 @@ def build_model(tasks: Mapping[str, TaskSpec], task_ids: dict[str, int], options
     model = ARCHITECTURES.get(architecture.architecture)(encoder, task_ids, architecture)
     for name, task in tasks.items():
         head = build_head(task.head, model.config, task.num_labels, model.word_embeddings())
+        if isinstance(head, MaskedLMHead) and options.mlm_bias_init == "prior" and name in (target_counts or {}):
+            head.init_bias_from_prior(target_counts[name])
         if isinstance(head, MaskedLMHead) and mlm_weights:
             head.load_state_dict({k: v for k, v in mlm_weights.items() if k in head.state_dict()}, strict=False)
         model.add_head(name, head)

@@ -17,7 +17,7 @@ when it beats them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -114,6 +114,24 @@ class MaskedLMHead(Head):
         targets = labels != IGNORE_INDEX
         hidden = self.transform(sequence_output[targets])
         return F.linear(hidden, self._tied[0].weight, self.bias), labels[targets]
+
+    def init_bias_from_prior(self, target_counts: Mapping[int, int]) -> None:
+        """Set the output bias (vocabulary,) to the log of each token's add-one smoothed frequency
+        among ``target_counts`` (vocabulary id -> how often it is a target in a sample of training
+        examples), so that training starts from the targets' prior instead of a uniform guess.
+
+        This is the prior initialisation of Lin et al. 2017 ("Focal Loss for Dense Object
+        Detection", §4.1), in its softmax form. A vocabulary-sized bias moves by about the learning
+        rate per Adam step, so learning a prior spread over 10 nats from zeros takes thousands of
+        steps; a short run instead stays below always predicting the most frequent target.
+        Raises ValueError for an id outside the vocabulary."""
+        frequency = torch.ones(self.bias.shape, dtype=torch.float64)
+        ids = torch.tensor(list(target_counts), dtype=torch.long)
+        if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= len(frequency)):
+            raise ValueError(f"target ids must lie in [0, {len(frequency)}); got {int(ids.min())}..{int(ids.max())}")
+        frequency[ids] += torch.tensor(list(target_counts.values()), dtype=torch.float64)
+        with torch.no_grad():
+            self.bias.copy_((frequency / frequency.sum()).log())
 
 
 @HEADS.register("token_classification")
