@@ -197,7 +197,8 @@ class Workload:
         return TaskStream(self.task(name), self.rows(name), self.settings.batch_size, SEED)
 
     def model(self, tasks: list[str]) -> Architecture:
-        """A new encoder of the settings' size with each task's head, as ``pretrain`` builds it."""
+        """A new encoder of the settings' size with each task's head, as ``pretrain`` builds it, but
+        with the masked-LM bias at zeros, as the Trainer baselines start theirs (speed only)."""
         torch.manual_seed(SEED)
         objects = {name: self.task(name) for name in tasks}
         return build_model(objects, {name: task.task_id for name, task in objects.items()},

@@ -71,11 +71,12 @@ SEED_RANGE = Range(0, MAX_SEED)
 
 
 def option(default: Any = None, help: str = "", choices: tuple[str, ...] | None = None, valid: Range | None = None,
-           repeatable: bool = False, **kw: Any) -> Any:
+           repeatable: bool = False, absent: Any = dataclasses.MISSING, **kw: Any) -> Any:
     """A dataclass field carrying its command-line help, and its choices (a string option) or its
     valid range (a numeric one). A ``repeatable`` list option collects every use of its flag
-    (``--task A --task B``) instead of keeping the last."""
-    metadata = {"help": help, "choices": choices, "valid": valid, "repeatable": repeatable}
+    (``--task A --task B``) instead of keeping the last. ``absent`` is what a run recorded before
+    the option existed ran with, when that differs from ``default`` (see :func:`absent_values`)."""
+    metadata = {"help": help, "choices": choices, "valid": valid, "repeatable": repeatable, "absent": absent}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata, **kw)
     return dataclasses.field(default=default, metadata=metadata, **kw)
@@ -218,6 +219,19 @@ def resolve_options(args: argparse.Namespace, option_classes: list[type]) -> dic
         names = {f.name for f in dataclasses.fields(cls)}
         resolved[cls] = cls(**{k: v for k, v in values.items() if k in names})
     return resolved
+
+
+def absent_values(*instances: Any) -> dict[str, Any]:
+    """For every field of the given option instances, the value a run whose recorded options lack it
+    ran with (it was recorded before the option existed): the field's ``absent``, else its default."""
+    values: dict[str, Any] = {}
+    for instance in instances:
+        for f in dataclasses.fields(instance):
+            absent = f.metadata.get("absent", dataclasses.MISSING)
+            if absent is dataclasses.MISSING:
+                absent = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            values[f.name] = absent
+    return values
 
 
 def to_dict(*instances: Any) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from ernie_cpt.evaluation.probes import ProbeSet, probe_scores
 from ernie_cpt.evaluation.run_costs import parameter_count, training_tokens_per_s
 from ernie_cpt.modeling.encoder import encoder_from_checkpoint
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
-from ernie_cpt.options import to_dict
+from ernie_cpt.options import absent_values, to_dict
 from ernie_cpt.training.checkpoint import atomic_write_text, checkpoints
 from ernie_cpt.training.run_dir import option_differences
 from pretasks import TASKS
@@ -101,7 +101,7 @@ def pretrained_run(name: str, kind: str, seed: int, run_dir: Path, make_options:
     result = _read_finished(run_dir, downstream)
     if result is not None:
         previous = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8"))
-        changed = option_differences(previous, to_dict(*run_options.values()))
+        changed = option_differences(previous, to_dict(*run_options.values()), absent_values(*run_options.values()))
         if changed:
             raise UserError(f"{run_dir} was run with other options ({'; '.join(changed)}); run compare with the "
                             f"options it was started with, or use a new --output-dir")

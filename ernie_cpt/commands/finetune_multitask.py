@@ -43,7 +43,7 @@ from ernie_cpt.evaluation.multitask_report import METRICS, markdown, summarise
 from ernie_cpt.files import check_output_path
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.heads import build_head, ranking_metrics
-from ernie_cpt.options import check_ranges, to_dict
+from ernie_cpt.options import absent_values, check_ranges, to_dict
 from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.checkpoint import atomic_write_text, read_checkpoint
 from ernie_cpt.training.labelled_tasks import labelled_stream, test_batches
@@ -127,7 +127,8 @@ def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dic
 
     def choose() -> Path | None:  # the main process decides; the others read the checkpoint it names
         nonlocal found
-        found = resolve_resume(run_dir, config, resume, False)
+        found = resolve_resume(run_dir, config, resume, False,
+                               absent=absent_values(options, multi, weighting, training, mixing))
         return found[0] if found else None
 
     path = distributed.main_result(choose)

@@ -39,7 +39,7 @@ from ernie_cpt.modeling.architectures import Architecture, check_expert_layers
 from ernie_cpt.modeling.builder import build_model
 from ernie_cpt.modeling.encoder import check_fits, check_init_from, preset_layers
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
-from ernie_cpt.options import to_dict
+from ernie_cpt.options import absent_values, to_dict
 from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.batching import TaskStream, eval_batches
 from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, read_checkpoint
@@ -77,7 +77,8 @@ def _model(run_dir: Path, resume: bool, options: dict[type, Any], tasks: dict[st
     config = ErnieConfig.from_json_file(str(run_dir / "encoder_config.json")) if resume else None
     return build_model(tasks, {name: 0 if shared else task.task_id for name, task in tasks.items()},
                        options[ModelOptions], options[ArchitectureOptions], vocab_size, max_seq_length, len(TASKS),
-                       config, None if resume or source is None else source.model, label_counts)
+                       config, None if resume or source is None else source.model,
+                       {} if resume else label_counts)
 
 
 def _init_source(model_options: ModelOptions, run: RunOptions) -> SavedModel | None:
@@ -209,14 +210,14 @@ def _torch_threads(run_dir: Path, resuming: bool, training: TrainingOptions) -> 
     return torch_thread_count(training.num_threads, training.dataloader_workers)
 
 
-def _checkpoint_to_resume(run_dir: Path, config: dict[str, Any], run: RunOptions) -> Checkpoint | None:
+def _checkpoint_to_resume(run_dir: Path, config: dict[str, Any], options: dict[type, Any]) -> Checkpoint | None:
     """The checkpoint to continue from (None: start), chosen by the main process, read by every process."""
-    found = None
+    found, run = None, options[RunOptions]
 
     def choose() -> Path | None:
         nonlocal found
         found = resolve_resume(run_dir, config, run.resume or bool(run.resume_from_checkpoint), run.overwrite,
-                               run.resume_from_checkpoint)
+                               run.resume_from_checkpoint, absent_values(*options.values()))
         return found[0] if found else None
 
     path = distributed.main_result(choose)
@@ -245,7 +246,7 @@ def pretrain(options: dict[type, Any]) -> Path:
         check_expert_layers(options[ArchitectureOptions], preset_layers(model_options))
     run_dir = Path(run.output_dir)
     config = _config(options, schedule)
-    resume_from = _checkpoint_to_resume(run_dir, config, run)
+    resume_from = _checkpoint_to_resume(run_dir, config, options)
     resuming = resume_from is not None
     config["torch_threads"], threads_why = _torch_threads(run_dir, resuming, training)
 

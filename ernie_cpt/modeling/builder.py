@@ -23,6 +23,7 @@ import torch
 from transformers import ErnieConfig, ErnieModel
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import ARCHITECTURES, Architecture, ArchitectureOptions
 from ernie_cpt.modeling.encoder import ModelOptions, encoder_config, encoder_from_checkpoint
 from ernie_cpt.modeling.heads import MaskedLMHead, build_head
@@ -85,6 +86,9 @@ def build_model(tasks: Mapping[str, TaskSpec], task_ids: dict[str, int], options
         head = build_head(task.head, model.config, task.num_labels, model.word_embeddings())
         if isinstance(head, MaskedLMHead) and options.mlm_bias_init == "prior" and name in (target_counts or {}):
             head.init_bias_from_prior(target_counts[name])
+            if "bias" not in mlm_weights:
+                log.info("%s: the masked-LM bias starts at the prior of %s (--mlm-bias-init prior)", name,
+                         plural(sum(target_counts[name].values()), "sampled target"))
         if isinstance(head, MaskedLMHead) and mlm_weights:
             head.load_state_dict({k: v for k, v in mlm_weights.items() if k in head.state_dict()}, strict=False)
         model.add_head(name, head)

@@ -133,5 +133,7 @@ def encoder_from_checkpoint(path: str | Path, task_ids: int,
     encoder.load_state_dict({k: v for k, v in mapped.items() if k in expected}, strict=False)
     log.info("Initialised the encoder from %s (new: task embedding%s)", path, ", pooler" if missing else "")
     mlm = {k.removeprefix("cls.predictions."): v for k, v in weights.items() if k.startswith("cls.predictions.")}
+    if "bias" not in mlm and "decoder.bias" in mlm:  # saved only as the decoder's (tied to it in transformers)
+        mlm["bias"] = mlm["decoder.bias"]
     _fit_vocabulary(encoder, mlm, vocab_size, path)
     return encoder, mlm

@@ -42,7 +42,8 @@ class ModelOptions:
     mlm_bias_init: str = option("prior", "How a new masked-LM head's output bias starts: prior, the log frequency "
                                 "of each token among the targets of a sample of training examples (Lin et al. "
                                 "2017's prior initialisation), so a short run predicts at least the most frequent "
-                                "target; zeros, as BERT does", choices=("prior", "zeros"))
+                                "target; zeros, as BERT does. An --init-from MLM head and a resumed checkpoint "
+                                "replace it", choices=("prior", "zeros"), absent="zeros")
     init_from: str | None = option(None, "Start a new run from a model: an ernie-cpt export or run directory "
                                    "(its latest checkpoint: every head and the task embedding are restored; how a "
                                    "finished run is extended), or a local BERT/ERNIE folder (safetensors; the "

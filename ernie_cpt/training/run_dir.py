@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,24 +45,27 @@ REQUESTED = {"tasks": "requested_tasks", "max_steps": "requested_max_steps"}
 CONFIG = "run_config.json"
 
 
-def option_differences(previous: dict[str, Any], config: dict[str, Any]) -> list[str]:
-    """``option: value there -> value now`` for every option that differs from the earlier run."""
-    changed = []
+def option_differences(previous: dict[str, Any], config: dict[str, Any],
+                       absent: Mapping[str, Any] | None = None) -> list[str]:
+    """``option: value there -> value now`` for every option that differs from the earlier run. An
+    option the earlier run did not record (it predates the option) counts as ``absent[option]``,
+    what that run ran with (:func:`ernie_cpt.options.absent_values`)."""
+    changed, absent = [], absent or {}
     for key, value in config.items():
         if key in REQUESTED:  # compare what was asked for, not what the corpus and schedule made of it
             before, value = previous.get(REQUESTED[key], previous.get(key)), config.get(REQUESTED[key], value)
         else:
-            before = previous.get(key)
+            before = previous.get(key, absent.get(key))
         if key not in RESUMABLE_CHANGES | DERIVED and before != value:
             changed.append(f"--{key.replace('_', '-')} {before!r} there, {value!r} now")
     return changed
 
 
 def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrite: bool,
-                   checkpoint: str | None = None) -> Checkpoint | None:
+                   checkpoint: str | None = None, absent: Mapping[str, Any] | None = None) -> Checkpoint | None:
     """The checkpoint to continue from, or None to start a new run in ``run_dir`` (main process only):
     with ``resume``, ``checkpoint`` (a checkpoint folder of the run, or its name) or the newest
-    readable one.
+    readable one. ``absent``: see :func:`option_differences`.
 
     Refuses a folder that holds something else, or another run, unless ``overwrite``; with
     ``resume``, a run started with other options or whose checkpoints are all unreadable."""
@@ -72,7 +75,7 @@ def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrit
     if resume:
         if previous is None:
             raise UserError(f"--resume: {run_dir} holds no checkpoint to resume; run without --resume to start")
-        changed = option_differences(previous, config)
+        changed = option_differences(previous, config, absent)
         if changed:
             raise UserError(f"--resume: the run in {run_dir} was started with other options ({'; '.join(changed)}); "
                             f"resume with the same options, or use a new --output-dir")
@@ -93,7 +96,7 @@ def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrit
         elif previous is None:
             raise UserError(f"{run_dir} is not empty; pass --resume to continue the run there, --overwrite to "
                             f"replace it, or choose another --output-dir")
-        elif changed := option_differences(previous, config):
+        elif changed := option_differences(previous, config, absent):
             raise UserError(f"{run_dir} holds a different run ({'; '.join(changed)}); choose another --output-dir, "
                             f"or pass --overwrite to replace that run")
         else:

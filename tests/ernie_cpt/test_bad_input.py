@@ -220,6 +220,24 @@ def test_output_dir_holding_a_different_run(tiny_run, corpus_args, capsys, resum
     expect_error(argv, capsys, tiny_run.parent, *expected)
 
 
+def test_a_run_recorded_before_an_option_existed_compares_as_what_it_ran_with(tiny_run, corpus_args, tmp_path,
+                                                                               capsys):
+    """A run made before --mlm-bias-init (its masked-LM bias started at zeros) and --dropout (0.1)
+    existed lacks them in run_config.json: it is the same run as one asking for zeros and 0.1."""
+    run_dir = tmp_path / "old" / "run"
+    shutil.copytree(tiny_run, run_dir)
+    config = json.loads((run_dir / "run_config.json").read_text())
+    del config["mlm_bias_init"], config["dropout"]
+    (run_dir / "run_config.json").write_text(json.dumps(config))
+
+    expect_error([*pretrain_args(corpus_args, run_dir), "--resume"], capsys, run_dir.parent,
+                 "was started with other options (--mlm-bias-init 'zeros' there, 'prior' now)")
+    expect_error(pretrain_args(corpus_args, run_dir, "--mlm-bias-init", "zeros", "--dropout", "0"), capsys,
+                 run_dir.parent, "holds a different run (--dropout 0.1 there, 0.0 now)")
+    expect_error(pretrain_args(corpus_args, run_dir, "--mlm-bias-init", "zeros"), capsys, run_dir.parent,
+                 f"{run_dir} already holds this run")
+
+
 def test_resume_with_another_thread_count(tiny_run, corpus_args, capsys):
     """The thread count changes the last digits: a resumed run keeps the count it was started with."""
     assert json.loads((tiny_run / "run_config.json").read_text())["torch_threads"] == 1  # one_torch_thread

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForMaskedLM
 
 from ernie_cpt.cli import main
@@ -57,6 +58,21 @@ def test_an_init_from_checkpoint_keeps_its_mlm_bias(tmp_path):
     with torch.no_grad():
         bert.cls.predictions.bias.copy_(torch.arange(VOCAB, dtype=torch.float32))
     bert.save_pretrained(tmp_path)
+    model = _build(ModelOptions(init_from=str(tmp_path)))
+    assert torch.equal(model.heads["knowledge_masking"].bias, torch.arange(VOCAB, dtype=torch.float32))
+
+
+def test_a_checkpoint_that_saved_only_the_decoder_bias_keeps_it(tmp_path):
+    """Some BERT checkpoints store the MLM bias only as ``cls.predictions.decoder.bias`` (tied to
+    ``cls.predictions.bias`` in transformers): that bias is the one used, not the prior."""
+    config = BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(1)
+    BertForMaskedLM(config).save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    weights.pop("cls.predictions.bias", None)
+    weights["cls.predictions.decoder.bias"] = torch.arange(VOCAB, dtype=torch.float32)
+    save_file(weights, tmp_path / "model.safetensors")
     model = _build(ModelOptions(init_from=str(tmp_path)))
     assert torch.equal(model.heads["knowledge_masking"].bias, torch.arange(VOCAB, dtype=torch.float32))
 
