@@ -129,3 +129,15 @@ def test_attention_dropout_is_a_flag_with_its_range(capsys):
 
     assert main(["pretrain", "--output-dir", "unused", "--attention-dropout", "1"]) == 2
     assert "--attention-dropout" in capsys.readouterr().err
+
+
+def test_predictions_are_the_first_of_equal_maxima_as_argmax_gives():
+    """``Head.predictions`` uses ``max`` (faster on CPU) but must answer what ``argmax`` answers:
+    the first index of a tie, a NaN counted as the maximum, and at least one -inf row."""
+    logits = torch.tensor([[1.0, 3.0, 3.0, 0.0], [float("nan"), 1.0, float("nan"), 2.0], [2.0, 2.0, 2.0, 2.0],
+                           [-float("inf")] * 4, [1.0, float("inf"), float("inf"), 0.0]])
+    head = MaskedLMHead(encoder_config(ModelOptions(model_size="tiny"), 10, 128, 1), 10, torch.nn.Embedding(10, 128))
+    assert head.predictions(logits).tolist() == [1, 0, 0, 0, 1]
+    ties = torch.randint(0, 3, (300, 2000), generator=torch.Generator().manual_seed(0)).float()
+    assert torch.equal(head.predictions(ties), ties.argmax(-1))
+    assert head.correct(ties, ties.argmax(-1)) == 300
