@@ -41,7 +41,7 @@ AUSTEN = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "austen"
 
 @dataclass(frozen=True)
 class Settings:
-    """Sizes of one run of the suite: ``quick`` (about 6 minutes) or full (about 35 minutes on 2 cores,
+    """Sizes of one run of the suite: ``quick`` (about 6 minutes) or full (21-35 minutes on 2 cores,
     a third of them annotating four copies of Austen for the memory measure and row 10's four
     annotations of Austen)."""
 

@@ -21,7 +21,7 @@ in the same run. Without a usable GPU it stops with a one-line error.
 
 ``--quick`` uses the bundled sample and short runs (about 6 minutes on 2 cores); the full run
 uses the Austen novels of ``../shared/corpora/austen`` (the bundled sample, with a note, when
-they are absent) and longer runs (about 35 minutes on 2 cores, 10 of them in row 10). Everything
+they are absent) and longer runs (21-35 minutes on 2 cores, 5-10 of them in row 10). Everything
 is written to a temporary cache, so every annotation is a cache miss unless a measure says otherwise.
 """
 # ruff: noqa: E402  (the OpenMP settings must be made before torch is imported)
