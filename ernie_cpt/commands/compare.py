@@ -60,6 +60,7 @@ from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.weighting.options import WeightingOptions
 from pretasks import get_task
 from schedules import ScheduleOptions, Stage, build_schedule, get_curriculum
+from schedules.budget import BudgetTooSmall
 
 log = logging.getLogger(__name__)
 
@@ -158,18 +159,31 @@ def _validate(options: dict[type, Any]) -> tuple[list[Variant], LabelledData | N
         data = load_labelled_data(settings.downstream_train, settings.downstream_test,
                                   settings.downstream_text_field, settings.downstream_text_pair_field,
                                   settings.downstream_label_field, flags=("--downstream-train", "--downstream-test"))
-    for variant in variants:
-        _stages(options, variant)
+    _check_budgets(options, variants)
     return variants, data
+
+
+def _check_budgets(options: dict[type, Any], variants: list[Variant]) -> None:
+    """Every variant's curriculum built (warning where a budget leaves a task out of a stage); where
+    budgets leave a stage without a step, the error of the variant that needs the largest budget, so
+    that the budget it names fills every curriculum."""
+    too_small = []
+    for variant in variants:
+        try:
+            _stages(options, variant, warn=True)
+        except BudgetTooSmall as e:
+            too_small.append(e)
+    if too_small:
+        raise max(too_small, key=lambda e: (e.per_task or 0, e.total or 0))
 
 
 def _schedule_options(options: dict[type, Any], variant: Variant) -> ScheduleOptions:
     return dataclasses.replace(options[ScheduleOptions], schedule=variant.schedule, replay=variant.replay)
 
 
-def _stages(options: dict[type, Any], variant: Variant) -> list[Stage]:
+def _stages(options: dict[type, Any], variant: Variant, warn: bool = False) -> list[Stage]:
     return build_schedule(_schedule_options(options, variant), options[CompareOptions].tasks,
-                          options[TrainingOptions].max_steps)
+                          options[TrainingOptions].max_steps, warn)
 
 
 def _run_options(options: dict[type, Any], run_dir: Path, seed: int, resume: bool, tasks: list[str],

@@ -106,7 +106,8 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
     """Each task's training stream and held-out batches, the tasks the training documents give no
     example for (name -> why), and the label counts of each trained task's sample of training
     examples (``PreTask.sample_labels``). A task the held-out documents cannot give examples for
-    is trained but not evaluated, with a warning."""
+    is trained but not evaluated, with a warning; one with fewer training examples than --batch-size
+    is trained with a warning, and one with fewer than the processes is unavailable."""
     streams, evals, unavailable, label_counts = {}, {}, {}, {}
     for name, task in tasks.items():
         try:
@@ -121,6 +122,14 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
         if reason := task.nothing_to_learn(counts, len(sampled), training.max_majority_share):
             unavailable[name] = reason
             continue
+        if len(rows) < distributed.world_size():
+            unavailable[name] = (f"{name} has {plural(len(rows), 'training example')}, fewer than the "
+                                 f"{distributed.world_size()} processes that share each of its batches")
+            continue
+        if len(rows) < training.batch_size:
+            log.warning("task %s has %s, fewer than --batch-size %d: each of its batches holds all of them, so "
+                        "every step of it is an epoch of the same examples; lower --batch-size or add text",
+                        name, plural(len(rows), "training example"), training.batch_size)
         label_counts[name] = counts
         streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers,
                                    distributed.rank(), distributed.world_size())

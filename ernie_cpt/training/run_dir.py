@@ -73,6 +73,9 @@ def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrit
     config_file = run_dir / CONFIG
     previous = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else None
     if resume:
+        if previous is None and run_dir.is_dir() and any(run_dir.iterdir()):
+            raise UserError(f"--resume: {run_dir} holds no ernie-cpt run (no {CONFIG}), only other files; pass "
+                            f"--overwrite instead of --resume to replace them, or choose another --output-dir")
         if previous is None:
             raise UserError(f"--resume: {run_dir} holds no checkpoint to resume; run without --resume to start")
         changed = option_differences(previous, config, absent)
@@ -94,8 +97,8 @@ def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrit
         if overwrite:
             shutil.rmtree(run_dir)
         elif previous is None:
-            raise UserError(f"{run_dir} is not empty; pass --resume to continue the run there, --overwrite to "
-                            f"replace it, or choose another --output-dir")
+            raise UserError(f"{run_dir} is not empty and holds no ernie-cpt run (no {CONFIG}); pass --overwrite to "
+                            f"replace what is there, or choose another --output-dir")
         elif changed := option_differences(previous, config, absent):
             raise UserError(f"{run_dir} holds a different run ({'; '.join(changed)}); choose another --output-dir, "
                             f"or pass --overwrite to replace that run")
