@@ -19,7 +19,7 @@ import yaml
 from ernie_cpt.errors import UserError
 from ernie_cpt.registry import Registry
 from ernie_cpt.text_encoding import read_text
-from schedules.budget import check_budget
+from schedules.budget import AMPLE, check_budget
 from schedules.stage import Stage, get_allocation, split_budget, with_replay
 
 if TYPE_CHECKING:
@@ -155,6 +155,8 @@ def build_schedule(options: ScheduleOptions, tasks: list[str], total_steps: int,
                  else f"--max-steps {total_steps}")
         budgets = (dict.fromkeys(tasks, options.steps_per_task) if options.steps_per_task is not None
                    else split_budget(total_steps, tasks))
+        # A curriculum that stages two tasks (not joint) is continual when it trains one task per stage.
+        staged = len(curriculum(["a", "b"], {"a": AMPLE, "b": AMPLE}, options)) > 1
         stages = check_budget(lambda b: curriculum(tasks, b, options), options.schedule, tasks, budgets, given,
-                              [{task} for task in tasks], warn)
+                              [{task} for task in tasks] if staged else None, warn)
     return with_replay(stages, options.replay) if options.replay else stages

@@ -1,8 +1,9 @@
 """Data-parallel pre-training: `torchrun --nproc_per_node 2` and `accelerate launch --num_processes 2`
 on CPU (gloo) reproduce a single-process run with the same global batch, torchrun for every sharing
 architecture (the routed ones with their top layer routed, and their routing means too), and a
-2-process run resumes bit-exactly. MT-DNN fine-tuning (``finetune --task``) under torchrun gives the
-report of one process.
+2-process run resumes bit-exactly, also after SIGTERM, and only with 2 processes (unless
+--allow-changed-world-size). MT-DNN fine-tuning (``finetune --task``) under torchrun gives the report of
+one process.
 
 The run trains three tasks (masked LM, a token classifier and a sequence classifier, so ranks see
 different numbers of targets) in every step with GradNorm weighting and 2 accumulated
@@ -20,9 +21,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -219,3 +222,59 @@ def test_multitask_finetuning_with_two_processes_matches_one(sample_dir, tmp_pat
         for a, b in zip(first, second):
             assert a["task"] == b["task"], (run, a, b)
             assert all(abs(a[k] - b[k]) <= 1e-4 * max(abs(a[k]), abs(b[k])) for k in ("loss", "grad_norm")), (a, b)
+
+
+def _stop_args(sample_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    """16 steps of knowledge masking with dropout; no checkpoint before the last but the one a stop writes."""
+    return ["pretrain", "--corpus", *[str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]], "--output-dir",
+            str(run_dir), "--model-size", "tiny", "--max-steps", "16", "--batch-size", "8", "--learning-rate", "1e-3",
+            "--logging-steps", "1", "--eval-steps", "8", "--save-steps", "100", "--vocab-size", "3000", "--seed", "7",
+            *extra]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_a_resume_needs_as_many_processes(
+        sample_dir, tmp_path, capsys, caplog):
+    """Slurm sends SIGTERM to torchrun, which passes it to every process: they stop at the same step, rank 0
+    saves it, and a resume with 2 processes gives the uninterrupted run. One process is refused (dropout
+    masks are drawn per process), unless --allow-changed-world-size, which continues with other losses."""
+    reference, stopped, one = tmp_path / "reference", tmp_path / "stopped", tmp_path / "one"
+    _torchrun(_stop_args(sample_dir, reference), tmp_path / "reference.log")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "ernie_cpt", *_stop_args(sample_dir, stopped)]
+    with open(tmp_path / "stopped.log", "w") as log:
+        launcher = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                    env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+        train_log = stopped / "logs" / "train.jsonl"
+        while launcher.poll() is None and (not train_log.exists() or train_log.read_text().count("\n") < 3):
+            time.sleep(0.01)
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=120)
+    step = train_log.read_text().count("\n")
+    text = (tmp_path / "stopped.log").read_text()
+    assert 3 <= step < 16, text
+    stops = [line for line in text.splitlines() if "interrupted at step" in line]
+    assert stops == [f"ernie-cpt: interrupted at step {step} (SIGTERM); saved checkpoint step-{step:08d}; continue "
+                     f"with the same command and --resume"], text  # both ranks stopped there; rank 0 says so
+    assert [p.name for p in checkpoints(stopped)] == [f"step-{step:08d}"]
+    shutil.copytree(stopped, one)
+
+    capsys.readouterr()
+    assert main([*_stop_args(sample_dir, stopped), "--resume"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"ernie-cpt: error: --resume: the run in {stopped} was trained by 2 processes (torchrun --nproc_per_node 2); "
+        f"resume with the same number of processes, or pass --allow-changed-world-size to continue with 1 (the "
+        f"losses will then differ from an uninterrupted run)")
+
+    _torchrun([*_stop_args(sample_dir, stopped), "--resume"], tmp_path / "resumed.log")
+    for kind in ("train", "eval"):
+        assert _records(stopped, kind) == _records(reference, kind), kind
+
+    with caplog.at_level("WARNING"):
+        assert main([*_stop_args(sample_dir, one), "--resume", "--allow-changed-world-size"]) == 0
+    assert "--allow-changed-world-size: the run in" in caplog.text
+    assert json.loads((one / "run_config.json").read_text())["world_size_changes"] == [
+        {"step": step, "from": 2, "to": 1}]
+    continued, uninterrupted = _records(one, "train"), _records(reference, "train")
+    assert continued[:step] == uninterrupted[:step] and len(continued) == 16
+    assert [r["loss"] for r in continued[step:]] != [r["loss"] for r in uninterrupted[step:]]

@@ -20,6 +20,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -190,4 +191,51 @@ def test_each_routed_architecture_killed_mid_run_resumes_to_the_uninterrupted_ru
     assert sorted({r["step"] for r in routing}) == [3, 4, 6, 8]
     assert {r["task"] for r in routing} == {"knowledge_masking", "capitalization"}
     for kind in ("train", "eval", "routing"):
+        assert _comparable(run_dir, kind) == _comparable(reference, kind), kind
+
+
+def _term_args(corpus: list[str], run_dir: Path, resume: bool) -> list[str]:
+    """16 steps; no checkpoint but the last falls on a step the run can be stopped at (--save-steps 100)."""
+    return ["pretrain", "--corpus", *corpus, "--output-dir", str(run_dir), "--model-size", "tiny",
+            "--max-steps", "16", "--batch-size", "16", "--learning-rate", "1e-3", "--logging-steps", "1",
+            "--eval-steps", "5", "--save-steps", "100", "--vocab-size", "3000", "--seed", "7",
+            *(["--resume"] if resume else [])]
+
+
+@pytest.fixture(scope="module")
+def term_reference(sample_dir, tmp_path_factory) -> tuple[list[str], Path]:
+    corpus = [str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]]
+    reference = tmp_path_factory.mktemp("term") / "reference"
+    child = _start(_term_args(corpus, reference, resume=False), reference.with_suffix(".log"))
+    child.join()
+    assert child.exitcode == 0, reference.with_suffix(".log").read_text()
+    return corpus, reference
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_resume_is_bit_exact(term_reference, tmp_path,
+                                                                                           signum, code):
+    """Slurm and Kubernetes stop a job with SIGTERM: the run ends the step it is in, saves it, and says so."""
+    corpus, reference = term_reference
+    run_dir = tmp_path / "run"
+    child = _start(_term_args(corpus, run_dir, resume=False), tmp_path / "stopped.log")
+    while child.is_alive() and _steps_logged(run_dir) < 4:
+        time.sleep(0.001)
+    os.kill(child.pid, signum)
+    child.join()
+
+    log = (tmp_path / "stopped.log").read_text()
+    assert child.exitcode == code, log
+    step = _steps_logged(run_dir)  # the run stopped at the end of a step: its last record is that step's
+    assert 4 <= step < 16
+    assert log.splitlines()[-1] == (f"ernie-cpt: interrupted at step {step} ({signal.Signals(signum).name}); saved "
+                                    f"checkpoint step-{step:08d}; continue with the same command and --resume")
+    assert _all_checkpoints_readable(run_dir) == [step] and latest_name(run_dir) == f"step-{step:08d}"
+    assert not _partial_folders(run_dir)
+
+    child = _start(_term_args(corpus, run_dir, resume=True), tmp_path / "resumed.log")
+    child.join()
+    assert child.exitcode == 0, (tmp_path / "resumed.log").read_text()
+    assert f"Resumed from {run_dir / 'checkpoints' / f'step-{step:08d}'}" in (tmp_path / "resumed.log").read_text()
+    for kind in ("train", "eval"):
         assert _comparable(run_dir, kind) == _comparable(reference, kind), kind

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from ernie_cpt import interrupt
 from ernie_cpt.commands.compare_runs import initial_run, pretrained_run, tfidf_run
 from ernie_cpt.commands.options import (
     DEFAULT_SCHEDULES,
@@ -52,6 +53,7 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import forward_transfer
 from ernie_cpt.evaluation.probes import ProbeSet, probe_sets
 from ernie_cpt.files import check_output_path
+from ernie_cpt.interrupt import Interrupted
 from ernie_cpt.modeling.architectures import ARCHITECTURES, check_expert_layers
 from ernie_cpt.modeling.encoder import preset_layers
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
@@ -327,11 +329,17 @@ def compare(options: dict[type, Any]) -> Path:
         probes = probe_sets(held_out, options[EvaluationOptions].split_seed) or None
     references = {task: _reference_file(options, variants, task, root) for task in settings.tasks}
     results = []
-    for seed in range(training.seed, training.seed + settings.seeds):
-        results += _runs_of_seed(options, variants, seed, root, probes, references)
-    if data is not None:
-        results.append(tfidf_run(root / "runs" / "tfidf", data, _downstream(settings, training, 0, root)))
+    try:
+        for seed in range(training.seed, training.seed + settings.seeds):
+            results += _runs_of_seed(options, variants, seed, root, probes, references)
+        if data is not None:
+            results.append(tfidf_run(root / "runs" / "tfidf", data, _downstream(settings, training, 0, root)))
+    except Interrupted as e:  # every file is written whole (atomically, or staged); the runs carry on
+        e.advice = ("continue with the same compare command: finished runs are kept, and an interrupted one "
+                    "resumes from its last checkpoint")
+        raise
     order = [v.name for v in variants] + ["mlm", "none", "tfidf"]
     results = sorted(_with_forward_transfer(results), key=lambda r: (order.index(r["variant"]), r["seed"] or 0))
     axis = ("architecture", "architectures") if settings.architectures is not None else ("curriculum", "curricula")
-    return write_report(results, _setup(options, variants), root / "report", axis)
+    with interrupt.deferred():  # the report's files are written all, not some new and some old, then it stops
+        return write_report(results, _setup(options, variants), root / "report", axis)

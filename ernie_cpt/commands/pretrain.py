@@ -46,6 +46,7 @@ from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, read_ch
 from ernie_cpt.training.loading import SavedModel, is_saved_model, load_model
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directory, write_config
+from ernie_cpt.training.run_environment import check_corpus, environment
 from ernie_cpt.training.trainer import pick_device, train
 from ernie_cpt.weighting import build_weighting
 from ernie_cpt.weighting.options import WeightingOptions
@@ -241,7 +242,8 @@ def pretrain(options: dict[type, Any]) -> Path:
     """Pre-train as ``options`` say; returns the run directory."""
     run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
     model_options = options[ModelOptions]
-    distributed.init(pick_device(training.device))
+    device = pick_device(training.device)
+    distributed.init(device)
     _validate(run, training, options)
     task_classes = {name: get_task(name) for name in run.tasks}
     schedule_options = options[ScheduleOptions]
@@ -254,13 +256,17 @@ def pretrain(options: dict[type, Any]) -> Path:
     if preset_layers(model_options) is not None:  # else checked when the --init-from encoder is built
         check_expert_layers(options[ArchitectureOptions], preset_layers(model_options))
     run_dir = Path(run.output_dir)
-    config = _config(options, schedule)
+    config = {**_config(options, schedule),
+              "environment": environment(device, training.amp, options[AnnotationOptions].spacy_model)}
     resume_from = _checkpoint_to_resume(run_dir, config, options)
     resuming = resume_from is not None
     config["torch_threads"], threads_why = _torch_threads(run_dir, resuming, training)
 
     # every process annotates its shard of the corpus, the main process combines them
     corpus = distributed.every_rank(lambda: load_corpus(options[CorpusOptions]))  # each machine reads its path
+    if resuming:
+        distributed.main_result(lambda: check_corpus(run_dir, json.loads(
+            (run_dir / "run_config.json").read_text(encoding="utf-8")).get("corpus"), corpus))
     documents = annotate_on_all_ranks(corpus, options[AnnotationOptions])
     split = split_documents(documents, evaluation.eval_fraction, evaluation.split_seed)
     log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))
@@ -276,7 +282,7 @@ def pretrain(options: dict[type, Any]) -> Path:
         tasks = {name: task for name, task in tasks.items() if name in streams}
         config = {**_config(options, schedule), "tasks": list(tasks), "requested_tasks": run.tasks,
                   "skipped_tasks": unavailable, "corpus": _corpus_record(documents, split),
-                  "torch_threads": config["torch_threads"]}
+                  "torch_threads": config["torch_threads"], "environment": config["environment"]}
         if resuming:
             check_stages(run_dir, config["stages"])
         torch.manual_seed(training.seed)
