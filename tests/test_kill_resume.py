@@ -4,7 +4,8 @@ checkpoint folder left behind is ever unreadable. The moments: 2 during start-up
 after the start; these come first), 4 during training (a random time into a random step) and 4
 while a checkpoint is being written (as soon as its temporary folder appears, after a random
 step), the training ones spread over the run but for its last steps, which a run could finish
-before the kill lands.
+before the kill lands. SIGTERM and Ctrl-C (SIGINT) stop a run at the end of a step with a checkpoint
+there, and resuming it gives the uninterrupted run too; fine-tuning stopped by SIGTERM leaves nothing.
 
 Every run is a child process forked from a forkserver that has imported the CLI (torch,
 transformers, spaCy, datasets) already: a start costs about a second instead of ten. Not forked from
@@ -29,6 +30,7 @@ import numpy as np
 import pytest
 
 from ernie_cpt.cli import main
+from ernie_cpt.data.corpus import bundled_corpus
 from ernie_cpt.training.checkpoint import checkpoints, latest_name, read_checkpoint
 from ernie_cpt.training.run_log import read_records
 
@@ -239,3 +241,33 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_resume_is
     assert f"Resumed from {run_dir / 'checkpoints' / f'step-{step:08d}'}" in (tmp_path / "resumed.log").read_text()
     for kind in ("train", "eval"):
         assert _comparable(run_dir, kind) == _comparable(reference, kind), kind
+
+
+def test_finetune_stopped_by_sigterm_leaves_nothing_half_written(term_reference, tmp_path):
+    """Fine-tuning stops at once (it has no checkpoints to continue from): no --output-dir, no --output-json,
+    no staging folder; only the message."""
+    _, run_dir = term_reference
+    paragraphs = []
+    for path in sorted(bundled_corpus().glob("*.txt"))[:6]:
+        paragraphs += [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if len(p.strip()) > 40]
+    rows = [json.dumps({"text": p[:300], "label": "speech" if '"' in p else "narration"}) for p in paragraphs]
+    (tmp_path / "train.jsonl").write_text("\n".join(rows[:160]) + "\n", encoding="utf-8")
+    (tmp_path / "test.jsonl").write_text("\n".join(rows[160:200]) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    child = _start(["finetune", str(run_dir), "--train", str(tmp_path / "train.jsonl"), "--test",
+                    str(tmp_path / "test.jsonl"), "--epochs", "200", "--learning-rate", "1e-3", "--batch-size", "16",
+                    "--max-seq-length", "32", "--output-dir", str(out / "model"), "--output-json",
+                    str(out / "results.json")], tmp_path / "finetune.log")
+    started, log_file = time.monotonic(), tmp_path / "finetune.log"
+    while child.is_alive() and (not log_file.exists() or "Fine-tuning (seed" not in log_file.read_text()):
+        assert time.monotonic() - started < 120, (tmp_path / "finetune.log").read_text()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(child.pid, signal.SIGTERM)
+    child.join()
+
+    log = (tmp_path / "finetune.log").read_text()
+    assert child.exitcode == 143, log
+    assert log.splitlines()[-1] == "ernie-cpt: interrupted (SIGTERM)"
+    assert "Traceback" not in log
+    assert not out.exists() or not any(out.iterdir())  # no model folder, no results, no staging folder
