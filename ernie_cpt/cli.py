@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ernie_cpt import __version__, threads
 from ernie_cpt.errors import UserError
+from ernie_cpt.full_disk import quiet_threads, unnamed_disk_full
 
 DESCRIPTION = """ERNIE 2.0-style continual pre-training on your own text.
 
@@ -36,6 +37,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from ernie_cpt.data.annotate import annotate
     from ernie_cpt.data.corpus import load_corpus
     from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
+    from ernie_cpt.data.read_only import saved_folder
     from ernie_cpt.messages import plural
     from ernie_cpt.options import resolve_options
 
@@ -46,7 +48,7 @@ def _prepare(args: argparse.Namespace) -> int:
     print(f"{plural(len(documents), 'document')}: {plural(counts['paragraph'], 'paragraph')}, "
           f"{plural(counts['sentence'], 'sentence')}, {plural(counts['entity'], 'entity', 'entities')}, "
           f"{plural(counts['noun_chunk'], 'noun chunk')}")
-    print(f"Annotations: {documents.cache_files[0]['filename'].rsplit('/', 1)[0]}")
+    print(f"Annotations: {saved_folder(documents)}")
     return 0
 
 
@@ -260,14 +262,19 @@ def _configure_logging(debug: bool, verbose: bool, uses_libraries: bool) -> None
 def main(argv: list[str] | None = None) -> int:
     threads.configure_process()  # before torch loads: OpenMP threads that yield under CPU contention
     args = build_parser().parse_args(argv)
+    if not args.debug:
+        quiet_threads()
     try:
         _configure_logging(args.debug, args.verbose, getattr(args, "uses_libraries", True))
         return args.handler(args)
-    except UserError as e:
+    except Exception as e:
+        error = e if isinstance(e, UserError) else unnamed_disk_full(e)  # a full disk no command named
+        if error is None:
+            raise
         if args.debug:
             traceback.print_exc()
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process has the error; one prints it
-            print(f"ernie-cpt: error: {e}", file=sys.stderr)
+            print(f"ernie-cpt: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ernie-cpt: interrupted", file=sys.stderr)

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from ernie_cpt.claims import claim
 from ernie_cpt.commands.compare_runs import initial_run, pretrained_run, tfidf_run
 from ernie_cpt.commands.options import (
     DEFAULT_SCHEDULES,
@@ -52,6 +53,7 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import forward_transfer
 from ernie_cpt.evaluation.probes import ProbeSet, probe_sets
 from ernie_cpt.files import check_output_path
+from ernie_cpt.full_disk import advice_on_full_disk
 from ernie_cpt.modeling.architectures import ARCHITECTURES, check_expert_layers
 from ernie_cpt.modeling.encoder import preset_layers
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
@@ -64,6 +66,8 @@ from schedules import ScheduleOptions, Stage, build_schedule, get_curriculum
 log = logging.getLogger(__name__)
 
 REPLAY = "+replay"
+RERUN = ("free space, then run the same command again: it keeps the finished runs and resumes the others from "
+         "their last checkpoint")
 MLM = "knowledge_masking"
 
 
@@ -297,12 +301,19 @@ def _setup(options: dict[type, Any], variants: list[Variant]) -> dict[str, Any]:
 
 
 def compare(options: dict[type, Any]) -> Path:
-    """Run every variant, reference and baseline with every seed and write the report; returns report.md's path."""
+    """Run every variant, reference and baseline with every seed and write the report; returns report.md's path.
+    --output-dir is claimed for the whole comparison (:mod:`ernie_cpt.claims`), and a full disk's error says
+    to run compare again (it keeps finished runs and resumes the others)."""
+    variants, data = _validate(options)
+    with claim(options[CompareOptions].output_dir, "--output-dir", "compare"), advice_on_full_disk(RERUN):
+        return _compare(options, variants, data)
+
+
+def _compare(options: dict[type, Any], variants: list[Variant], data: LabelledData | None) -> Path:
     from ernie_cpt.evaluation.report import (
         write_report,  # matplotlib: loaded when a report is written, not by the CLI's parser
     )
 
-    variants, data = _validate(options)
     settings, training = options[CompareOptions], options[TrainingOptions]
     documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
     root = Path(settings.output_dir)

@@ -25,6 +25,7 @@ import torch
 from transformers import ErnieConfig
 
 from ernie_cpt import distributed
+from ernie_cpt.claims import claim_on_main
 from ernie_cpt.commands.options import RunOptions
 from ernie_cpt.commands.plan import plan_table
 from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, corpus_words, load_corpus, split_documents
@@ -34,6 +35,7 @@ from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
 from ernie_cpt.files import check_output_path
+from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture, check_expert_layers
 from ernie_cpt.modeling.builder import build_model
@@ -229,11 +231,18 @@ def _optional(value: float | None) -> str:
 
 
 def pretrain(options: dict[type, Any]) -> Path:
-    """Pre-train as ``options`` say; returns the run directory."""
-    run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
-    model_options = options[ModelOptions]
+    """Pre-train as ``options`` say; returns the run directory. The run directory is claimed for the
+    whole run (:mod:`ernie_cpt.claims`): a second command that would write it is refused."""
+    run, training = options[RunOptions], options[TrainingOptions]
     distributed.init(pick_device(training.device))
     _validate(run, training, options)
+    with claim_on_main(run.output_dir, "--output-dir", "pretrain"):
+        return _pretrain(options)
+
+
+def _pretrain(options: dict[type, Any]) -> Path:
+    run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
+    model_options = options[ModelOptions]
     task_classes = {name: get_task(name) for name in run.tasks}
     schedule_options = options[ScheduleOptions]
     schedule = build_schedule(schedule_options, run.tasks, training.max_steps)
@@ -274,8 +283,9 @@ def pretrain(options: dict[type, Any]) -> Path:
         model = _model(run_dir, resuming, options, tasks, len(tokenizer), run.max_seq_length, source,
                        label_counts)
         if not resuming and distributed.is_main():
-            tokenizer.save_pretrained(str(run_dir / "tokenizer"))
-            model.config.to_json_file(str(run_dir / "encoder_config.json"))
+            with writing(f"the tokenizer and encoder_config.json in {run_dir}", run_dir):
+                tokenizer.save_pretrained(str(run_dir / "tokenizer"))
+                model.config.to_json_file(str(run_dir / "encoder_config.json"))
             atomic_write_text(run_dir / "tasks.json", json.dumps(model.task_ids, indent=2))
             atomic_write_text(run_dir / "architecture.json", json.dumps(model.describe(), indent=2))
             write_config(run_dir, config)

@@ -22,6 +22,7 @@ import datasets
 
 from ernie_cpt.data.cells import id_cell, text_cell
 from ernie_cpt.data.options import MAX_PARAGRAPH_CHARS, CorpusOptions
+from ernie_cpt.data.read_only import load_read_only
 from ernie_cpt.data.units import as_units
 from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
@@ -149,7 +150,7 @@ def _load_table(path: Path, text_field: str, title_field: str) -> datasets.Datas
 
 
 def _load_saved(path: Path, text_field: str, title_field: str) -> datasets.Dataset:
-    ds = datasets.load_from_disk(str(path))
+    ds = load_read_only(path)  # a user's folder is input: what is derived from it goes elsewhere
     if isinstance(ds, datasets.DatasetDict):
         if "train" not in ds:
             raise UserError(f"{path} holds splits {', '.join(ds)}; save a single split or one named 'train'")

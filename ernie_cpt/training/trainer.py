@@ -217,7 +217,7 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
 
     model.train()
     bar = progress(total_steps, "Pre-training", "step", initial=step, disable=not distributed.is_main())
-    with bar, contextlib.closing(run_log):  # closed on errors too: the error line starts a line of its own
+    with bar, run_log:  # closed on errors too: the error line starts a line of its own
         window_tokens, window_start = 0, time.perf_counter()
         results: dict[str, dict] = {}
         while stage_index < len(schedule):
