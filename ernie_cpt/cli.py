@@ -35,14 +35,14 @@ Every pretrain option can also come from a YAML file (--config FILE); flags over
 
 def _prepare(args: argparse.Namespace) -> int:
     from ernie_cpt.data.annotate import annotate
-    from ernie_cpt.data.corpus import load_corpus
+    from ernie_cpt.data.corpus import read_corpus
     from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
     from ernie_cpt.data.read_only import saved_folder
     from ernie_cpt.messages import plural
     from ernie_cpt.options import resolve_options
 
     options = resolve_options(args, [CorpusOptions, AnnotationOptions])
-    documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    documents = annotate(read_corpus(options[CorpusOptions]), options[AnnotationOptions])
     counts = {kind: sum(len(v) for v in documents[f"{kind}_starts"])
               for kind in ("paragraph", "sentence", "entity", "noun_chunk")}
     print(f"{plural(len(documents), 'document')}: {plural(counts['paragraph'], 'paragraph')}, "

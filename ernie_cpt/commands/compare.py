@@ -45,7 +45,7 @@ from ernie_cpt.commands.options import (
     pretrain_option_classes,
 )
 from ernie_cpt.data.annotate import annotate
-from ernie_cpt.data.corpus import load_corpus, split_documents
+from ernie_cpt.data.corpus import read_corpus, split_documents
 from ernie_cpt.data.labelled_data import LabelledData, load_labelled_data
 from ernie_cpt.data.labelled_files import check_file
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
@@ -315,7 +315,7 @@ def _compare(options: dict[type, Any], variants: list[Variant], data: LabelledDa
     )
 
     settings, training = options[CompareOptions], options[TrainingOptions]
-    documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    documents = annotate(read_corpus(options[CorpusOptions]), options[AnnotationOptions])
     root = Path(settings.output_dir)
     probes = None
     if settings.probes or data is None:

@@ -28,7 +28,7 @@ from ernie_cpt import distributed
 from ernie_cpt.claims import claim_on_main
 from ernie_cpt.commands.options import RunOptions
 from ernie_cpt.commands.plan import plan_table
-from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, corpus_words, load_corpus, split_documents
+from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, corpus_words, read_corpus, split_documents
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
 from ernie_cpt.data.sharded_annotation import annotate_on_all_ranks
 from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
@@ -260,7 +260,7 @@ def _pretrain(options: dict[type, Any]) -> Path:
     config["torch_threads"], threads_why = _torch_threads(run_dir, resuming, training)
 
     # every process annotates its shard of the corpus, the main process combines them
-    corpus = distributed.every_rank(lambda: load_corpus(options[CorpusOptions]))  # each machine reads its path
+    corpus = distributed.every_rank(lambda: read_corpus(options[CorpusOptions]))  # each machine reads its path
     documents = annotate_on_all_ranks(corpus, options[AnnotationOptions])
     split = split_documents(documents, evaluation.eval_fraction, evaluation.split_seed)
     log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))

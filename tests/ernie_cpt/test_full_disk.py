@@ -8,6 +8,8 @@ import json
 import multiprocessing
 import os
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -188,6 +190,27 @@ def test_prepare_into_a_full_cache_leaves_no_staging_folder(corpus, small_disk, 
                                    f"{cache}/annotations; free space, then run the same command again"]
     assert "Traceback" not in command.output
     assert left_behind(small_disk.root) == [] and not any((cache / "annotations").iterdir())
+
+
+def test_a_full_datasets_cache_while_reading_the_corpus(corpus, small_disk):
+    """`datasets` writes the text files as Arrow into its own cache (HF_DATASETS_CACHE, read when it is imported:
+    a process of its own)."""
+    cache = small_disk.root / "hf"
+    small_disk.fill(16 << 10)
+    limit = small_disk.limit
+
+    def limited() -> None:
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run([sys.executable, "-m", "ernie_cpt", "prepare", "--corpus", *corpus], capture_output=True,
+                          text=True, env={**os.environ, "HF_DATASETS_CACHE": str(cache)}, preexec_fn=limited,
+                          timeout=300)
+
+    assert done.returncode == 2, done.stderr
+    assert [line for line in done.stderr.splitlines() if "error" in line] == [
+        f"ernie-cpt: error: {small_disk.problem} while writing the corpus into the datasets cache {cache}; free "
+        f"space, then run the same command again"]
 
 
 def test_an_export_to_a_full_disk_leaves_nothing(finished_run, small_disk, start_cli):
