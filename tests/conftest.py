@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -143,7 +144,7 @@ def _cli_child(argv: list[str], log_file: str, file_size_limit: int | None) -> N
     if file_size_limit is not None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
     torch.set_num_threads(1)
-    out = open(log_file, "a", buffering=1)  # noqa: SIM115  (lives as long as the process)
+    out = open(log_file, "w", buffering=1)  # noqa: SIM115  (a named pipe; lives as long as the process)
     os.dup2(out.fileno(), 1)
     os.dup2(out.fileno(), 2)
     sys.stdout = sys.stderr = out
@@ -153,28 +154,39 @@ def _cli_child(argv: list[str], log_file: str, file_size_limit: int | None) -> N
 
 class CliProcess:
     """A command started by :func:`start_cli`: ``pid``, ``wait()`` -> exit code, ``output`` (its stdout and
-    stderr) and ``error_lines`` (its ``ernie-cpt: error:`` lines)."""
+    stderr, so far) and ``error_lines`` (its ``ernie-cpt: error:`` lines). The output comes through a named
+    pipe, which a file size limit does not touch."""
 
     def __init__(self, argv: list[str], log_file: Path, file_size_limit: int | None) -> None:
-        self.log_file = log_file
+        os.mkfifo(log_file)
+        self.chunks: list[str] = []
+        self.reader = threading.Thread(target=self._read, args=(log_file,), daemon=True)
+        self.reader.start()
         self.process = FORKSERVER.Process(target=_cli_child, args=(argv, str(log_file), file_size_limit))
         self.process.start()
         self.pid = self.process.pid
+
+    def _read(self, fifo: Path) -> None:
+        with open(fifo, encoding="utf-8", errors="replace") as f:
+            while chunk := f.read(1024):
+                self.chunks.append(chunk)
 
     def wait(self, timeout: float = 300) -> int:
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
             raise AssertionError(f"the command did not end within {timeout} s:\n{self.output}")
+        self.reader.join(10)
         return self.process.exitcode
 
     def kill(self) -> None:
         self.process.kill()
         self.process.join()
+        self.reader.join(10)
 
     @property
     def output(self) -> str:
-        return self.log_file.read_text(encoding="utf-8") if self.log_file.exists() else ""
+        return "".join(self.chunks)
 
     @property
     def error_lines(self) -> list[str]:
