@@ -24,6 +24,7 @@ import datetime
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
@@ -33,7 +34,10 @@ from pathlib import Path
 from ernie_cpt.errors import UserError
 from ernie_cpt.full_disk import writing
 
+log = logging.getLogger(__name__)
+
 CONTENDED = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
+UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 _HELD: set[int] = set()  # the descriptors of this process's claims
 
 
@@ -76,23 +80,43 @@ def _holder(fd: int) -> str:
     return "pid unknown"
 
 
-def _acquire(lock: Path, folder: Path, flag: str, command: str) -> int:
+def _open(lock: Path) -> tuple[int, bool]:
+    """A descriptor of ``lock`` (made if missing), and whether it can be written: a lock file another user
+    made can be locked, read and replaced, but not written."""
+    try:
+        return os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666), True
+    except PermissionError:
+        return os.open(lock, os.O_RDONLY | os.O_CLOEXEC), False
+
+
+def _acquire(lock: Path, folder: Path, flag: str, command: str) -> int | None:
     """The descriptor of ``lock``, locked, with this process's details in it; a UserError naming the
-    holder when another process holds it."""
+    holder when another process holds it; None, with a warning, on a file system without ``flock``."""
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd, writable = _open(lock)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             holder = _holder(fd) if e.errno in CONTENDED else None
             os.close(fd)
-            if holder is None:
-                raise
-            raise UserError(f"{folder} is in use by another ernie-cpt process ({holder}); wait for it to finish or "
-                            f"choose another {flag}") from e
-        if _same_file(fd, lock):
+            if holder is not None:
+                raise UserError(f"{folder} is in use by another ernie-cpt process ({holder}); wait for it to finish "
+                                f"or choose another {flag}") from e
+            if e.errno in UNSUPPORTED:
+                log.warning("the file system of %s cannot lock files (%s), so another command writing %s at the "
+                            "same time would go unnoticed", lock.parent, e.strerror, folder)
+                return None
+            raise
+        if not _same_file(fd, lock):
+            os.close(fd)  # released and removed between our open and our lock: take the new file
+            continue
+        if writable:
             break
-        os.close(fd)  # released and removed between our open and our lock: take the new file
+        try:  # another user's file, left by a process that ended: ours replaces it
+            lock.unlink()
+        except OSError:
+            return fd  # locked, if without our details (a folder with the sticky bit)
+        os.close(fd)
     started = datetime.datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")
     info = {"pid": os.getpid(), "host": socket.gethostname(), "started": started, "command": f"ernie-cpt {command}"}
     try:
@@ -126,6 +150,9 @@ def claim(folder: str | Path, flag: str, command: str) -> Iterator[None]:
         with writing(f"the lock file {lock}", lock.parent):
             lock.parent.mkdir(parents=True, exist_ok=True)
             fd = _acquire(lock, Path(folder), flag, command)
+        if fd is None:
+            yield
+            return
         _HELD.add(fd)
         try:
             yield

@@ -138,3 +138,26 @@ def test_a_second_pretrain_on_a_running_runs_folder_is_refused_also_with_resume(
     capsys.readouterr()
     assert main([*args, "--resume", "--learning-rate", "0.01"]) == 2  # past the claim, to the resume check
     assert "--resume: the run in" in capsys.readouterr().err
+
+
+def test_a_lock_file_another_user_left_is_taken_over(unprivileged, tmp_path):
+    """Another user's lock file (mode 644: it cannot be written) of a process that ended: locked read-only,
+    replaced."""
+    if os.geteuid() != 0:
+        pytest.skip("making a file of another user needs root")
+    target = tmp_path / "target"
+    lock = lock_path(target)
+    lock.write_text('{"pid": 1, "host": "elsewhere"}')
+    os.chown(lock, 65534, 65534)
+    lock.chmod(0o644)
+    script = ("import os, sys\nfrom ernie_cpt.claims import claim, lock_path\n"
+              "with claim(sys.argv[1], '--output-dir', 'pretrain'):\n"
+              "    print(os.getpid(), lock_path(sys.argv[1]).read_text())\n")
+
+    done = subprocess.run([*unprivileged, sys.executable, "-c", script, str(target)], capture_output=True, text=True,
+                          timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    pid, details = done.stdout.split(" ", 1)
+    assert f'"pid": {pid}' in details and "elsewhere" not in details
+    assert not lock.exists()
