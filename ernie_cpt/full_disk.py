@@ -29,7 +29,8 @@ from pathlib import Path
 from ernie_cpt.errors import UserError
 
 PROBLEMS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-            errno.EFBIG: "file too large (over the file size limit, ulimit -f)", errno.EIO: "input/output error"}
+            errno.EFBIG: "file too large (over the file size limit, ulimit -f)",
+            errno.EIO: "input/output error (a failing device, or a network file system out of space)"}
 # How the C library words each errno, as libraries that drop the number quote it.
 WORDS = {os.strerror(number).lower(): number for number in PROBLEMS}
 RUST_ERRNO = re.compile(r"os error (\d+)|\bcode: (\d+)")

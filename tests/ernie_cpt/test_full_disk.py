@@ -90,6 +90,26 @@ def test_every_librarys_failed_write_is_recognised(name, small_disk):
     assert problem == small_disk.problem
 
 
+@pytest.mark.parametrize(("error", "problem"), [
+    (OSError(122, "Disk quota exceeded"), "disk quota exceeded"),
+    (RuntimeError("I/O error: Os { code: 122, kind: QuotaExceeded, message: \"Disk quota exceeded\" }"),
+     "disk quota exceeded"),
+    (Exception("Input/output error (os error 5)"),
+     "input/output error (a failing device, or a network file system out of space)"),
+])
+def test_the_forms_a_quota_or_a_failing_device_take(error, problem):
+    """What no small file system here can produce: a quota (EDQUOT) and a device error (EIO), as Python's
+    OSError, a Rust library's io::Error, and a message that quotes only the words, raised as the cause of
+    another exception (datasets' DatasetGenerationError raises from the OSError)."""
+    try:
+        try:
+            raise error
+        except Exception as e:
+            raise datasets.exceptions.DatasetGenerationError("An error occurred while generating the dataset") from e
+    except Exception as wrapped:
+        assert disk_problem(wrapped) == problem
+
+
 def test_other_errors_pass_unchanged_and_a_roomy_disk_is_not_blamed(tmp_path):
     with pytest.raises(ValueError), writing("x", tmp_path):
         raise ValueError("not a disk problem")
