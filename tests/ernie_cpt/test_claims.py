@@ -161,3 +161,20 @@ def test_a_lock_file_another_user_left_is_taken_over(unprivileged, tmp_path):
     pid, details = done.stdout.split(" ", 1)
     assert f'"pid": {pid}' in details and "elsewhere" not in details
     assert not lock.exists()
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_0_claims_and_every_rank_stops_on_a_held_folder(holders, tmp_path):
+    """Only rank 0 writes the run directory, so only it claims; the others get its error instead of a wait."""
+    target = tmp_path / "target"
+    holder = holders(target)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "ernie_cpt", "pretrain", "--output-dir", str(target), "--spacy-model", NO_PIPELINE, "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ernie-cpt") and "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"ernie-cpt: error: {in_use(target, holder)}"), result.stderr
+    assert result.stderr.count("exitcode  : 2") == 2, result.stderr  # torchrun's summary: both ranks exited 2
