@@ -145,7 +145,8 @@ def unnamed_disk_full(error: BaseException) -> DiskFull | None:
     if problem is None:
         return None
     name = next((e.filename for e in _chain(error) if isinstance(e, OSError) and e.filename), None)
-    return DiskFull(problem, str(name) if name else f"a file ({type(error).__name__}: {error})")
+    first_line = next(iter(str(error).splitlines()), "")
+    return DiskFull(problem, str(name) if name else f"a file ({type(error).__name__}: {first_line})")
 
 
 def quiet_threads() -> None:
