@@ -67,6 +67,7 @@ from benchmarks.common import AUSTEN, Row, Settings, Workload
 from ernie_cpt.data.corpus import bundled_corpus
 from ernie_cpt.errors import UserError
 from ernie_cpt.files import check_output_path
+from ernie_cpt.training.checkpoint import atomic_write_text
 
 
 def have_accelerate() -> bool:
@@ -194,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nNote: {remark}")
     if args.json:
         results = [{**dataclasses.asdict(row), "ratio": row.ratio, "met": row.met} for row in rows]
-        Path(args.json).write_text(json.dumps({**header, "rows": results}, indent=2) + "\n", encoding="utf-8")
+        try:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(Path(args.json), json.dumps({**header, "rows": results}, indent=2) + "\n",
+                              advice="the results are in the table above: free space to measure again")
+        except UserError as e:  # a full disk
+            print(f"python -m benchmarks.run: error: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ernie_cpt import __version__, interrupt, threads
 from ernie_cpt.errors import UserError
+from ernie_cpt.full_disk import quiet_threads, unnamed_disk_full
 from ernie_cpt.interrupt import Interrupted
 
 if TYPE_CHECKING:
@@ -39,19 +40,20 @@ Every pretrain option can also come from a YAML file (--config FILE); flags over
 
 def _prepare(args: argparse.Namespace) -> int:
     from ernie_cpt.data.annotate import annotate
-    from ernie_cpt.data.corpus import load_corpus
+    from ernie_cpt.data.corpus import read_corpus
     from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
+    from ernie_cpt.data.read_only import saved_folder
     from ernie_cpt.messages import plural
     from ernie_cpt.options import resolve_options
 
     options = resolve_options(args, [CorpusOptions, AnnotationOptions])
-    documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    documents = annotate(read_corpus(options[CorpusOptions]), options[AnnotationOptions])
     counts = {kind: sum(len(v) for v in documents[f"{kind}_starts"])
               for kind in ("paragraph", "sentence", "entity", "noun_chunk")}
     print(f"{plural(len(documents), 'document')}: {plural(counts['paragraph'], 'paragraph')}, "
           f"{plural(counts['sentence'], 'sentence')}, {plural(counts['entity'], 'entity', 'entities')}, "
           f"{plural(counts['noun_chunk'], 'noun chunk')}")
-    print(f"Annotations: {documents.cache_files[0]['filename'].rsplit('/', 1)[0]}")
+    print(f"Annotations: {saved_folder(documents)}")
     return 0
 
 
@@ -281,15 +283,20 @@ def _configure_logging(debug: bool, verbose: bool, uses_libraries: bool) -> None
 def main(argv: list[str] | None = None) -> int:
     threads.configure_process()  # before torch loads: OpenMP threads that yield under CPU contention
     args = build_parser().parse_args(argv)
+    if not args.debug:
+        quiet_threads()
     try:
         _configure_logging(args.debug, args.verbose, getattr(args, "uses_libraries", True))
         with interrupt.handled():  # SIGTERM (Slurm, Kubernetes, torchrun) ends a command as Ctrl-C does
             return args.handler(args)
-    except UserError as e:
+    except Exception as e:
+        error = e if isinstance(e, UserError) else unnamed_disk_full(e)  # a full disk no command named
+        if error is None:
+            raise
         if args.debug:
             traceback.print_exc()
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process has the error; one prints it
-            print(f"ernie-cpt: error: {e}", file=sys.stderr)
+            print(f"ernie-cpt: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         if int(os.environ.get("RANK", "0")) == 0:

@@ -1,13 +1,19 @@
-"""File modes: what ernie-cpt writes gets the modes the umask gives, as ``open`` and ``mkdir`` do.
+"""Output paths and file modes.
 
-Some writers do not: ``tempfile.mkdtemp`` makes 0700 folders, and safetensors writes its files
-0600 (it writes a temporary file and renames it). A folder built under such a name and renamed
-into place, or such a file, would be unreadable to the group and others whatever the umask.
+An output path is checked before any work (:func:`check_output_path`): a file where a folder goes
+or the other way round, and a folder that this process cannot write (permissions, a read-only
+file system), found by creating an unnamed temporary file there, as the write itself would.
+
+What ernie-cpt writes gets the modes the umask gives, as ``open`` and ``mkdir`` do. Some writers
+do not: ``tempfile.mkdtemp`` makes 0700 folders, and safetensors writes its files 0600 (it writes
+a temporary file and renames it). A folder built under such a name and renamed into place, or
+such a file, would be unreadable to the group and others whatever the umask.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from ernie_cpt.errors import UserError
@@ -30,10 +36,28 @@ def apply_umask(path: Path) -> None:
             item.chmod((0o777 if item.is_dir() else 0o666) & ~mask)
 
 
+def unwritable(folder: Path) -> str | None:
+    """Why this process cannot create a file in the existing ``folder`` (``"Permission denied"``,
+    ``"Read-only file system"``), or None when it can."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def existing_folder(path: Path) -> Path:
+    """``path`` when it is a folder, else the nearest existing folder above it: where it would be made."""
+    return next(p for p in (path, *path.absolute().parents) if p.is_dir())
+
+
 def check_output_path(path: str | Path, flag: str, folder: bool = False) -> None:
     """Refuse, before any work, an output path that cannot be written: for a file (``folder`` False) an
-    existing directory; for a folder an existing file; for either, a path under a file. ``flag``
-    (``--output-json``) names the option in the UserError."""
+    existing directory; for a folder an existing file; for either, a path under a file, or one whose
+    folder, or the folder above it (where it is made, or built and renamed, and claimed: see
+    :mod:`ernie_cpt.claims`), this process cannot write. ``flag`` (``--output-json``) names the option
+    in the UserError."""
     path = Path(path)
     if not folder and path.is_dir():
         raise UserError(f"{flag} {path} is a directory; pass a file path, e.g. {path / 'results.json'}")
@@ -42,3 +66,18 @@ def check_output_path(path: str | Path, flag: str, folder: bool = False) -> None
     above = next((parent for parent in path.absolute().parents if parent.exists()), None)
     if above is not None and not above.is_dir():
         raise UserError(f"{flag} {path}: {above} is a file, not a folder; choose another path")
+    written = [above] + ([path] if folder and path.is_dir() else [])
+    for where in filter(None, written):
+        if reason := unwritable(where):
+            raise UserError(f"{flag} {path}: cannot write in {where} ({reason}); make it writable, or choose "
+                            f"another path")
+
+
+def check_cache_writable(folder: Path, what: str) -> None:
+    """Refuse, before the work that fills it, a cache ``folder`` (or the folder it would be made in)
+    that this process cannot write, ``what`` (``"the annotations of this corpus"``) not being cached
+    there yet. A cache that already holds what a run needs is only read, and may be read-only."""
+    where = existing_folder(folder)
+    if reason := unwritable(where):
+        raise UserError(f"the cache folder {where} cannot be written ({reason}), and it does not hold {what} yet: "
+                        f"make it writable, or pass --cache-dir (or set ERNIE_CPT_CACHE) to a writable folder")

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import shutil
+import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -120,3 +124,175 @@ def column_per_task():
     ARCHITECTURES.register()(ColumnPerTask)
     yield ColumnPerTask
     ARCHITECTURES._entries.pop(ColumnPerTask.name)
+
+
+# --- commands in a process of their own, on a small real file system, without root's override -----------------
+
+FORKSERVER = multiprocessing.get_context("forkserver")
+FORKSERVER.set_forkserver_preload(["ernie_cpt.cli", "ernie_cpt.commands.pretrain", "torch.utils.tensorboard"])
+
+
+def _cli_child(argv: list[str], log_file: str, file_size_limit: int | None) -> None:
+    """The body of a command run by :func:`start_cli`: the CLI, its output in ``log_file``, one torch thread,
+    and with ``file_size_limit``, RLIMIT_FSIZE (a write past it fails with EFBIG: Python ignores SIGXFSZ)."""
+    import logging
+    import resource
+    import sys
+
+    from ernie_cpt.cli import main
+
+    if file_size_limit is not None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+    torch.set_num_threads(1)
+    out = open(log_file, "w", buffering=1)  # noqa: SIM115  (a named pipe; lives as long as the process)
+    os.dup2(out.fileno(), 1)
+    os.dup2(out.fileno(), 2)
+    sys.stdout = sys.stderr = out
+    logging.getLogger().handlers.clear()  # pytest's capture handlers; the CLI configures its own
+    sys.exit(main(argv))
+
+
+class CliProcess:
+    """A command started by :func:`start_cli`: ``pid``, ``wait()`` -> exit code, ``output`` (its stdout and
+    stderr, so far) and ``error_lines`` (its ``ernie-cpt: error:`` lines). The output comes through a named
+    pipe, which a file size limit does not touch."""
+
+    def __init__(self, argv: list[str], log_file: Path, file_size_limit: int | None) -> None:
+        os.mkfifo(log_file)
+        self.chunks: list[str] = []
+        self.reader = threading.Thread(target=self._read, args=(log_file,), daemon=True)
+        self.reader.start()
+        self.process = FORKSERVER.Process(target=_cli_child, args=(argv, str(log_file), file_size_limit))
+        self.process.start()
+        self.pid = self.process.pid
+
+    def _read(self, fifo: Path) -> None:
+        with open(fifo, encoding="utf-8", errors="replace") as f:
+            while chunk := f.read(1024):
+                self.chunks.append(chunk)
+
+    def wait(self, timeout: float = 300) -> int:
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            raise AssertionError(f"the command did not end within {timeout} s:\n{self.output}")
+        self.reader.join(10)
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join()
+        self.reader.join(10)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.chunks)
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.output.splitlines() if line.startswith("ernie-cpt: error:")]
+
+
+@pytest.fixture
+def start_cli(tmp_path):
+    """``start_cli(argv, file_size_limit=None)``: the CLI in a child of a forkserver that has imported it (a start
+    costs about a second, not ten); a child left running is killed at the end of the test."""
+    started: list[CliProcess] = []
+
+    def start(argv: list[str], file_size_limit: int | None = None) -> CliProcess:
+        started.append(CliProcess(argv, tmp_path / f"command-{len(started)}.log", file_size_limit))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.process.is_alive():
+            process.kill()
+
+
+def _mount_tmpfs(folder: Path, size: int) -> bool:
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+class SmallDisk:
+    """Somewhere writes run out of room for real. As root: a tmpfs of 64 MiB mounted at ``root``, filled
+    by :meth:`fill` with a real file so that ``free`` bytes are left (``mode`` "tmpfs": writes fail with
+    ENOSPC). Otherwise a folder at ``root`` and a file size limit of ``free`` bytes (RLIMIT_FSIZE) for the
+    commands started with :attr:`limit` afterwards, or set on a running one (``pid``): a write past it fails
+    with EFBIG (``mode`` "rlimit")."""
+
+    SIZE = 64 << 20
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        forced = os.environ.get("SMALL_DISK") == "rlimit"  # to try the fallback where a tmpfs can be mounted
+        self.mode = "tmpfs" if not forced and _mount_tmpfs(root, self.SIZE) else "rlimit"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.limit: int | None = None
+
+    def free(self) -> int:
+        stats = os.statvfs(self.root)
+        return stats.f_bavail * stats.f_frsize
+
+    def fill(self, free: int, pid: int | None = None) -> None:
+        if self.mode == "rlimit":
+            self.limit = free
+            if pid is not None:
+                import resource
+
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (free, free))
+            return
+        filler = self.root / "filler"
+        with open(filler, "ab") as f:
+            f.write(b"\0" * max(self.free() - free, 0))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def release(self) -> None:
+        """Room again: the filler removed, or no limit for later commands."""
+        self.limit = None
+        (self.root / "filler").unlink(missing_ok=True)
+
+    @property
+    def problem(self) -> str:
+        """The start of the error line a write that runs out of room here gets."""
+        return ("no space left on device" if self.mode == "tmpfs"
+                else "file too large (over the file size limit, ulimit -f)")
+
+    def unmount(self) -> None:
+        if self.mode == "tmpfs":
+            subprocess.run(["umount", "-l", str(self.root)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A :class:`SmallDisk` at ``tmp_path / "disk"``."""
+    disk = SmallDisk(tmp_path / "disk")
+    yield disk
+    disk.unmount()
+
+
+def _refused(prefix: list[str], folder: Path) -> bool:
+    """Whether ``touch`` in the read-only ``folder`` fails when run with ``prefix``."""
+    done = subprocess.run([*prefix, "touch", str(folder / "probe")], capture_output=True)
+    return done.returncode != 0 and not (folder / "probe").exists()
+
+
+@pytest.fixture(scope="session")
+def unprivileged(tmp_path_factory) -> list[str]:
+    """The command prefix that runs a command without root's override of file permissions: nothing for an
+    ordinary user; as root, setpriv (or capsh) with CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and CAP_FOWNER
+    dropped, checked to make ``touch`` in a mode-555 folder fail. Skips where neither can."""
+    if os.geteuid() != 0:
+        return []
+    folder = tmp_path_factory.mktemp("read-only")
+    folder.chmod(0o555)
+    candidates = [["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner"],
+                  ["capsh", "--drop=cap_dac_override,cap_dac_read_search,cap_fowner", "--", "-c", 'exec "$0" "$@"']]
+    for prefix in candidates:
+        if shutil.which(prefix[0]) and _refused(prefix, folder):
+            return prefix
+    pytest.skip("running as root, and neither setpriv nor capsh can drop the override of file permissions")

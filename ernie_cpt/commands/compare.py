@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from ernie_cpt import interrupt
+from ernie_cpt.claims import claim
 from ernie_cpt.commands.compare_runs import initial_run, pretrained_run, tfidf_run
 from ernie_cpt.commands.options import (
     DEFAULT_SCHEDULES,
@@ -45,7 +46,7 @@ from ernie_cpt.commands.options import (
     pretrain_option_classes,
 )
 from ernie_cpt.data.annotate import annotate
-from ernie_cpt.data.corpus import load_corpus, split_documents
+from ernie_cpt.data.corpus import read_corpus, split_documents
 from ernie_cpt.data.labelled_data import LabelledData, load_labelled_data
 from ernie_cpt.data.labelled_files import check_file
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
@@ -53,6 +54,7 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import forward_transfer
 from ernie_cpt.evaluation.probes import ProbeSet, probe_sets
 from ernie_cpt.files import check_output_path
+from ernie_cpt.full_disk import advice_on_full_disk
 from ernie_cpt.interrupt import Interrupted
 from ernie_cpt.modeling.architectures import ARCHITECTURES, check_expert_layers
 from ernie_cpt.modeling.encoder import preset_layers
@@ -67,6 +69,8 @@ from schedules.budget import BudgetTooSmall
 log = logging.getLogger(__name__)
 
 REPLAY = "+replay"
+RERUN = ("free space, then run the same command again: it keeps the finished runs and resumes the others from "
+         "their last checkpoint")
 MLM = "knowledge_masking"
 
 
@@ -313,14 +317,21 @@ def _setup(options: dict[type, Any], variants: list[Variant]) -> dict[str, Any]:
 
 
 def compare(options: dict[type, Any]) -> Path:
-    """Run every variant, reference and baseline with every seed and write the report; returns report.md's path."""
+    """Run every variant, reference and baseline with every seed and write the report; returns report.md's path.
+    --output-dir is claimed for the whole comparison (:mod:`ernie_cpt.claims`), and a full disk's error says
+    to run compare again (it keeps finished runs and resumes the others)."""
+    variants, data = _validate(options)
+    with claim(options[CompareOptions].output_dir, "--output-dir", "compare"), advice_on_full_disk(RERUN):
+        return _compare(options, variants, data)
+
+
+def _compare(options: dict[type, Any], variants: list[Variant], data: LabelledData | None) -> Path:
     from ernie_cpt.evaluation.report import (
         write_report,  # matplotlib: loaded when a report is written, not by the CLI's parser
     )
 
-    variants, data = _validate(options)
     settings, training = options[CompareOptions], options[TrainingOptions]
-    documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    documents = annotate(read_corpus(options[CorpusOptions]), options[AnnotationOptions])
     root = Path(settings.output_dir)
     probes = None
     if settings.probes or data is None:

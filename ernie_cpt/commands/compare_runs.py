@@ -40,6 +40,7 @@ from ernie_cpt.evaluation.bag_of_words import tfidf_baseline
 from ernie_cpt.evaluation.forgetting import continual_metrics
 from ernie_cpt.evaluation.probes import ProbeSet, probe_scores
 from ernie_cpt.evaluation.run_costs import parameter_count, training_tokens_per_s
+from ernie_cpt.full_disk import writing
 from ernie_cpt.modeling.encoder import encoder_from_checkpoint
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.options import absent_values, to_dict
@@ -144,14 +145,17 @@ def _write_initial_encoder(source_run: Path, model: ModelOptions, seed: int, out
             encoder.embeddings.task_type_embeddings.weight.zero_()  # adds nothing: the checkpoint's function
     else:
         encoder = ErnieModel(ErnieConfig.from_json_file(str(source_run / "encoder_config.json")))
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging = None
     try:
-        encoder.save_pretrained(str(staging))
-        load_tokenizer(source_run / "tokenizer").save_pretrained(str(staging))
+        with writing(f"the initial encoder {out_dir}", out_dir.parent):
+            staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+            encoder.save_pretrained(str(staging))
+            load_tokenizer(source_run / "tokenizer").save_pretrained(str(staging))
         shutil.rmtree(out_dir, ignore_errors=True)
         os.replace(staging, out_dir)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def initial_run(seed: int, run_dir: Path, source_run: Path, model: ModelOptions, downstream: FinetuneOptions | None,

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from transformers import DataCollatorWithPadding, ErnieConfig, PreTrainedTokenizerBase
 
+from ernie_cpt.claims import claim
 from ernie_cpt.commands.export import export
 from ernie_cpt.commands.finetune_loop import Classifier, Encoded, predict, train
 from ernie_cpt.commands.finetune_output import check_output_dir, save_output
@@ -182,9 +183,15 @@ def finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     ``validation_examples``, ``test_examples`` and ``saved_seed`` (the seed whose model
     ``options.output_dir`` holds: the best validation accuracy, the first seed on ties or without
     validation; None without ``output_dir``); written to ``options.output_json`` and
-    ``options.output_dir``/metrics.json too if set. Raises UserError for bad options or data.
+    ``options.output_dir``/metrics.json too if set (claimed from the start: :mod:`ernie_cpt.claims`).
+    Raises UserError for bad options or data, an output folder another command is writing, or a full disk.
     """
     _validate(options)
+    with claim(options.output_dir, "--output-dir", "finetune") if options.output_dir else contextlib.nullcontext():
+        return _finetune(model_dir, options)
+
+
+def _finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     device = pick_device(options.device)
     out_dir = Path(options.output_dir) if options.output_dir else None
     if out_dir is not None:

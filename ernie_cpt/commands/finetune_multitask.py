@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from ernie_cpt import distributed
+from ernie_cpt.claims import claim_on_main
 from ernie_cpt.commands.multitask_dir import multitask_settings, prepare_multitask_dir
 from ernie_cpt.commands.options import FinetuneOptions, MultiTaskFinetuneOptions
 from ernie_cpt.data.labelled_sets import LabelledSet, load_set, parse_specs
@@ -41,6 +42,7 @@ from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.multitask_report import METRICS, markdown, summarise
 from ernie_cpt.files import check_output_path
+from ernie_cpt.full_disk import advice_on_full_disk, writing
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.heads import build_head, ranking_metrics
 from ernie_cpt.options import absent_values, check_ranges, to_dict
@@ -140,8 +142,9 @@ def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dic
     combine = build_weighting(weighting, list(steps)) if mixing.task_mixing == "all" else None
     with run_directory(run_dir, config, resume_from):
         if resume_from is None and distributed.is_main():  # a run directory load_model and export read
-            model.config.to_json_file(str(run_dir / RUN_MARKER))
-            tokenizer.save_pretrained(str(run_dir / "tokenizer"))
+            with writing(f"the tokenizer and {RUN_MARKER} in {run_dir}", run_dir):
+                model.config.to_json_file(str(run_dir / RUN_MARKER))
+                tokenizer.save_pretrained(str(run_dir / "tokenizer"))
         train(model, streams, {}, schedule, training, mixing, combine, EvaluationOptions(eval_steps=0), run_dir,
               resume_from)
     return model
@@ -191,8 +194,15 @@ def finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: M
                        weighting: WeightingOptions) -> dict[str, Any]:
     """Multi-task fine-tuning of ``model_dir`` on ``multi.task``'s sets, per seed, beside single-task fine-tuning;
     returns the report (also written to ``DIR/report.json`` and ``DIR/report.md``). Raises UserError for bad input,
-    before anything is written."""
+    before anything is written, and for a DIR another command is writing (it is claimed: :mod:`ernie_cpt.claims`)."""
     _validate(model_dir, options, multi, weighting)
+    distributed.init(pick_device(options.device))
+    with claim_on_main(multi.multitask_dir, "--multitask-dir", "finetune"):
+        return _finetune_multitask(model_dir, options, multi, weighting)
+
+
+def _finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: MultiTaskFinetuneOptions,
+                        weighting: WeightingOptions) -> dict[str, Any]:
     specs = parse_specs(multi.task)
     if not specs:
         raise UserError("finetune --task needs at least one NAME:KIND:TRAIN:TEST")
@@ -226,7 +236,8 @@ def finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: M
 
     settings = multitask_settings(model_dir, options, multi, weighting)
     distributed.main_result(lambda: prepare_multitask_dir(out, model_dir, settings, multi.resume, options.overwrite))
-    with torch_threads(*torch_thread_count(options.num_threads)):
+    resume = "free space, then run the same command with --resume (finished runs are kept)"
+    with torch_threads(*torch_thread_count(options.num_threads)), advice_on_full_disk(resume):
         for seed in options.seeds:
             mt = _run(out / "runs" / f"multi_task-seed{seed}", _with_sets(source.model, sets, seed), sets, first,
                       seed, options, multi, weighting, tokenizer)
@@ -250,9 +261,9 @@ def finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: M
                                      "variants": {v: summarise(r) for v, r in scores[s.spec.name].items()}}
                        for s in sets}}
     if distributed.is_main():
-        atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
-        atomic_write_text(out / "report.md", markdown(report) + "\n")
+        atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n", resume)
+        atomic_write_text(out / "report.md", markdown(report) + "\n", resume)
         if options.output_json:
             Path(options.output_json).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(Path(options.output_json), json.dumps(report, indent=2) + "\n")
+            atomic_write_text(Path(options.output_json), json.dumps(report, indent=2) + "\n", resume)
     return report

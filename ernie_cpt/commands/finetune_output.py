@@ -20,6 +20,7 @@ from typing import Any
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.files import apply_umask
+from ernie_cpt.full_disk import writing
 
 METRICS = "metrics.json"
 
@@ -44,16 +45,17 @@ def save_output(out_dir: Path, model: Any, tokenizer: Any, label_names: list[Any
     model.config.id2label = {i: str(name) for i, name in enumerate(label_names)}
     model.config.label2id = {str(name): i for i, name in enumerate(label_names)}
     tokenizer.model_max_length = positions
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     replaced = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
     try:
-        model.save_pretrained(str(staging))
-        tokenizer.save_pretrained(str(staging))
-        (staging / METRICS).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        apply_umask(staging)
+        with writing(f"the fine-tuned model {out_dir}", out_dir.parent):
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            model.save_pretrained(str(staging))
+            tokenizer.save_pretrained(str(staging))
+            (staging / METRICS).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            apply_umask(staging)
         if out_dir.exists():  # moved aside, not deleted, until the new folder is in place
             os.replace(out_dir, replaced)
         try:

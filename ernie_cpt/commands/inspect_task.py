@@ -14,7 +14,7 @@ import numpy as np
 
 from ernie_cpt.commands.options import InspectOptions
 from ernie_cpt.data.annotate import annotate
-from ernie_cpt.data.corpus import corpus_words, load_corpus
+from ernie_cpt.data.corpus import corpus_words, read_corpus
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
 from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.messages import plural
@@ -39,7 +39,7 @@ def inspect_task(name: str, options: dict[type, Any]) -> str:
     task_class = get_task(name)
     inspect = options[InspectOptions]
     task_class.check_seq_length(options[task_class.options_class], inspect.max_seq_length)  # before any work
-    documents = annotate(load_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    documents = annotate(read_corpus(options[CorpusOptions]), options[AnnotationOptions])
     tokenizer_options = options[TokenizerOptions]
     tokenizer = (load_tokenizer(tokenizer_options.tokenizer) if tokenizer_options.tokenizer else
                  cached_corpus_tokenizer(documents, tokenizer_options.vocab_size, options[AnnotationOptions].cache_dir))

@@ -25,15 +25,17 @@ import torch
 from transformers import ErnieConfig
 
 from ernie_cpt import distributed
+from ernie_cpt.claims import claim_on_main
 from ernie_cpt.commands.options import RunOptions
 from ernie_cpt.commands.plan import plan_table
-from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, corpus_words, load_corpus, split_documents
+from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, corpus_words, read_corpus, split_documents
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
 from ernie_cpt.data.sharded_annotation import annotate_on_all_ranks
 from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
 from ernie_cpt.files import check_output_path
+from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture, check_expert_layers
 from ernie_cpt.modeling.builder import build_model
@@ -239,12 +241,19 @@ def _optional(value: float | None) -> str:
 
 
 def pretrain(options: dict[type, Any]) -> Path:
-    """Pre-train as ``options`` say; returns the run directory."""
-    run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
-    model_options = options[ModelOptions]
+    """Pre-train as ``options`` say; returns the run directory. The run directory is claimed for the
+    whole run (:mod:`ernie_cpt.claims`): a second command that would write it is refused."""
+    run, training = options[RunOptions], options[TrainingOptions]
     device = pick_device(training.device)
     distributed.init(device)
     _validate(run, training, options)
+    with claim_on_main(run.output_dir, "--output-dir", "pretrain"):
+        return _pretrain(options, device)
+
+
+def _pretrain(options: dict[type, Any], device: torch.device) -> Path:
+    run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
+    model_options = options[ModelOptions]
     task_classes = {name: get_task(name) for name in run.tasks}
     schedule_options = options[ScheduleOptions]
     schedule = build_schedule(schedule_options, run.tasks, training.max_steps)
@@ -263,7 +272,7 @@ def pretrain(options: dict[type, Any]) -> Path:
     config["torch_threads"], threads_why = _torch_threads(run_dir, resuming, training)
 
     # every process annotates its shard of the corpus, the main process combines them
-    corpus = distributed.every_rank(lambda: load_corpus(options[CorpusOptions]))  # each machine reads its path
+    corpus = distributed.every_rank(lambda: read_corpus(options[CorpusOptions]))  # each machine reads its path
     if resuming:
         distributed.main_result(lambda: check_corpus(run_dir, json.loads(
             (run_dir / "run_config.json").read_text(encoding="utf-8")).get("corpus"), corpus))
@@ -289,8 +298,9 @@ def pretrain(options: dict[type, Any]) -> Path:
         model = _model(run_dir, resuming, options, tasks, len(tokenizer), run.max_seq_length, source,
                        label_counts)
         if not resuming and distributed.is_main():
-            tokenizer.save_pretrained(str(run_dir / "tokenizer"))
-            model.config.to_json_file(str(run_dir / "encoder_config.json"))
+            with writing(f"the tokenizer and encoder_config.json in {run_dir}", run_dir):
+                tokenizer.save_pretrained(str(run_dir / "tokenizer"))
+                model.config.to_json_file(str(run_dir / "encoder_config.json"))
             atomic_write_text(run_dir / "tasks.json", json.dumps(model.task_ids, indent=2))
             atomic_write_text(run_dir / "architecture.json", json.dumps(model.describe(), indent=2))
             write_config(run_dir, config)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, paragraph_bounds
 from ernie_cpt.data.options import PARALLEL_MIN_CHARS, AnnotationOptions
+from ernie_cpt.data.read_only import load_read_only
 from ernie_cpt.data.spacy_pipeline import (
     load_pipeline,
     pipeline_version,
@@ -35,6 +36,8 @@ from ernie_cpt.data.spacy_pipeline import (
     spacy_version,
     warn_if_not_english,
 )
+from ernie_cpt.files import check_cache_writable
+from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
 from ernie_cpt.staging import remove_stale, staging_dir
 from ernie_cpt.threads import available_cpus
@@ -225,15 +228,25 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
     remove_stale(target.parent)  # what a killed prepare left
     if (target / "dataset_info.json").exists():
         log.info("Reusing cached annotations %s (corpus unchanged, pipeline %s)", target, pipeline)
-        return datasets.load_from_disk(str(target))
+        return load_annotations(target, options)
+    check_cache_writable(target.parent, "the annotations of this corpus")
     n_process = spacy_processes(options, corpus_chars(corpus))
     log.info("Annotating %s with %s (%s); cache: %s", plural(len(corpus), "document"), pipeline,
              plural(n_process, "process", "processes"), target)
-    build_dir = staging_dir(target.parent, fingerprint)
+    build_dir = None
     try:
-        parsed = parse_pieces(cut_pieces(corpus, options, build_dir), pipeline, options, n_process, build_dir)
-        save_annotations(corpus, parsed, target, build_dir)
-        del parsed
+        with writing(f"the annotations in {target.parent}", target.parent):
+            build_dir = staging_dir(target.parent, fingerprint)
+            parsed = parse_pieces(cut_pieces(corpus, options, build_dir), pipeline, options, n_process, build_dir)
+            save_annotations(corpus, parsed, target, build_dir)
+            del parsed
     finally:
-        shutil.rmtree(build_dir, ignore_errors=True)
-    return datasets.load_from_disk(str(target))
+        if build_dir is not None:
+            shutil.rmtree(build_dir, ignore_errors=True)
+    return load_annotations(target, options)
+
+
+def load_annotations(target: Path, options: AnnotationOptions) -> datasets.Dataset:
+    """The finished cache entry ``target``, read-only: what is derived from it goes to
+    ``<cache-dir>/examples/<fingerprint>`` (:mod:`ernie_cpt.data.read_only`)."""
+    return load_read_only(target, Path(options.cache_dir) / "examples" / target.name)

@@ -22,8 +22,10 @@ import datasets
 
 from ernie_cpt.data.cells import id_cell, text_cell
 from ernie_cpt.data.options import MAX_PARAGRAPH_CHARS, CorpusOptions
+from ernie_cpt.data.read_only import load_read_only
 from ernie_cpt.data.units import as_units
 from ernie_cpt.errors import UserError
+from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
 from ernie_cpt.text_encoding import PROBE_BYTES, bom_encoding, read_text, text_encoding, unmarked_utf16
 
@@ -149,7 +151,7 @@ def _load_table(path: Path, text_field: str, title_field: str) -> datasets.Datas
 
 
 def _load_saved(path: Path, text_field: str, title_field: str) -> datasets.Dataset:
-    ds = datasets.load_from_disk(str(path))
+    ds = load_read_only(path)  # a user's folder is input: what is derived from it goes elsewhere
     if isinstance(ds, datasets.DatasetDict):
         if "train" not in ds:
             raise UserError(f"{path} holds splits {', '.join(ds)}; save a single split or one named 'train'")
@@ -231,3 +233,11 @@ def split_documents(documents: datasets.Dataset, eval_fraction: float, seed: int
                         "evaluation; add text (blank lines separate paragraphs) or pass --eval-fraction 0")
     n_test = min(len(documents) - 1, max(1, round(eval_fraction * len(documents))))
     return documents.train_test_split(test_size=n_test, seed=seed)
+
+
+def read_corpus(options: CorpusOptions) -> datasets.Dataset:
+    """:func:`load_corpus`; a full disk where `datasets` writes text files and tables as Arrow (its cache,
+    ``HF_DATASETS_CACHE``) raises :class:`~ernie_cpt.full_disk.DiskFull` naming that folder."""
+    cache = Path(datasets.config.HF_DATASETS_CACHE)
+    with writing(f"the corpus into the datasets cache {cache}", cache):
+        return load_corpus(options)

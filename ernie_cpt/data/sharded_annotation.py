@@ -30,6 +30,7 @@ from ernie_cpt.data.annotate import (
     annotate,
     annotation_target,
     cut_pieces,
+    load_annotations,
     parse_pieces,
     save_annotations,
     spacy_processes,
@@ -38,6 +39,8 @@ from ernie_cpt.data.corpus import corpus_chars
 from ernie_cpt.data.options import AnnotationOptions
 from ernie_cpt.data.spacy_pipeline import warn_if_not_english
 from ernie_cpt.errors import UserError
+from ernie_cpt.files import check_cache_writable
+from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
 from ernie_cpt.staging import remove_stale, staging_dir
 
@@ -63,7 +66,14 @@ def annotate_shard(corpus: datasets.Dataset, options: AnnotationOptions, rank: i
     if shard.is_dir():  # renamed into place only when complete
         log.info("Reusing annotation shard %s of an earlier run", shard)
         return shard
-    build_dir = staging_dir(root, shard.name)
+    check_cache_writable(root, "the annotations of this corpus")
+    with writing(f"annotation shard {shard.name} in {root}", root):
+        return _write_shard(corpus, options, pipeline, rank, size, sharing, shard)
+
+
+def _write_shard(corpus: datasets.Dataset, options: AnnotationOptions, pipeline: str, rank: int, size: int,
+                 sharing: int, shard: Path) -> Path:
+    build_dir = staging_dir(shard.parent, shard.name)
     try:
         pieces = cut_pieces(corpus, options, build_dir)
         mine = pieces.select(range(rank, len(pieces), size))
@@ -102,12 +112,13 @@ def combine_shards(corpus: datasets.Dataset, options: AnnotationOptions, size: i
         total = sum(len(shard) for shard in shards)
         dealt = [i for rank in range(size) for i in range(rank, total, size)]
         parsed = datasets.concatenate_datasets(shards).select(np.argsort(dealt))
-        build_dir = staging_dir(target.parent, fingerprint)
-        try:
-            save_annotations(corpus, parsed, target, build_dir)
-            del parsed, shards
-        finally:
-            shutil.rmtree(build_dir, ignore_errors=True)
+        with writing(f"the annotations in {target.parent}", target.parent):
+            build_dir = staging_dir(target.parent, fingerprint)
+            try:
+                save_annotations(corpus, parsed, target, build_dir)
+                del parsed, shards
+            finally:
+                shutil.rmtree(build_dir, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
     return target
 
@@ -143,4 +154,4 @@ def annotate_on_all_ranks(corpus: datasets.Dataset, options: AnnotationOptions) 
         distributed.every_rank(lambda: annotate_shard(corpus, options, distributed.rank(), size,
                                                       distributed.local_world_size()))
         distributed.main_result(lambda: combine_shards(corpus, options, size))
-    return datasets.load_from_disk(str(target))
+    return load_annotations(target, options)

@@ -24,7 +24,8 @@ from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
 from ernie_cpt.data.corpus import corpus_fingerprint, corpus_words
 from ernie_cpt.errors import UserError
-from ernie_cpt.files import apply_umask
+from ernie_cpt.files import apply_umask, check_cache_writable
+from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
 from ernie_cpt.progress import library_progress_shown
 from ernie_cpt.staging import remove_stale, staging_dir
@@ -76,16 +77,22 @@ def cached_corpus_tokenizer(documents: datasets.Dataset, vocab_size: int | None,
     if (target / "tokenizer.json").exists():
         log.info("Reusing the tokenizer trained on this corpus: %s", target)
         return load_tokenizer(target)
+    check_cache_writable(target.parent, "the tokenizer trained on this corpus")
     tokenizer = train_tokenizer(documents, vocab_size)
-    staging = staging_dir(target.parent, key)
+    staging = None
     try:
-        tokenizer.save_pretrained(str(staging))
-        apply_umask(staging)  # mkdtemp made it 0700
-        os.replace(staging, target)
-    except OSError:  # another process cached it first
-        pass
+        with writing(f"the tokenizer cache in {target.parent}", target.parent):
+            staging = staging_dir(target.parent, key)
+            tokenizer.save_pretrained(str(staging))
+            apply_umask(staging)  # mkdtemp made it 0700
+        try:
+            os.replace(staging, target)
+        except OSError:  # another process cached it first
+            if not (target / "tokenizer.json").exists():
+                raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return load_tokenizer(target)
 
 

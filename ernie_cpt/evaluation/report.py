@@ -22,6 +22,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from ernie_cpt.evaluation.report_html import markdown_to_html
 from ernie_cpt.evaluation.report_plots import curves_grid, drop_plot, evidence_plot, heatmap_plot
 from ernie_cpt.evaluation.significance import Estimate, estimate
 from ernie_cpt.evaluation.summary import Measure, answer, by_seed, collapsed, group, run_row, summarise
+from ernie_cpt.full_disk import writing
 from ernie_cpt.training.checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -166,7 +168,14 @@ def _matrix_table(matrix: list[list[float | None]], stages: list[dict[str, int]]
 
 
 def _save(figure: Figure, path: Path) -> None:
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    """Write ``figure`` as a PNG at ``path``: whole, or not at all."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with writing(f"{path.name} in {path.parent}", path.parent):
+            figure.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

@@ -19,7 +19,6 @@ stage-end checkpoint (the model after each stage, for ``export --stage``).
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from safetensors.torch import save_file
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.files import apply_umask
+from ernie_cpt.full_disk import RERUN, DiskFull, writing
 from ernie_cpt.modeling.safe_loading import UnreadableFile, load_state, load_weights
 from ernie_cpt.modeling.saved_model import MODEL_JSON
 
@@ -51,15 +51,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new content, never a part."""
+def atomic_write_text(path: Path, text: str, advice: str = RERUN) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new content, never a part. A full
+    disk raises :class:`~ernie_cpt.full_disk.DiskFull` with ``advice``."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with writing(f"{path.name} in {path.parent}", path.parent, advice=advice):
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -93,15 +95,14 @@ def latest_name(root: Path) -> str | None:
     return pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
 
 
-def _write_error(error: OSError, name: str, folder: Path) -> UserError:
-    problem = ("no space left on device" if error.errno in (errno.ENOSPC, errno.EDQUOT)
-               else error.strerror or str(error))
-    latest = latest_name(folder.parent)
+def resume_advice(root: Path) -> str:
+    """What to do after a write into run ``root`` failed for want of space: resume from its last
+    checkpoint (the one ``latest`` names, or the newest whole one when it names none), or run again
+    when it has none."""
+    latest = latest_name(root) or next((c.name for c in reversed(checkpoints(root))), None)
     if latest:
-        return UserError(f"{problem} while writing checkpoint {name} in {folder}; the last checkpoint, {latest}, "
-                         f"is intact: free space, then run the same command with --resume")
-    return UserError(f"{problem} while writing checkpoint {name} in {folder}; no checkpoint was saved yet: "
-                     f"free space, then run the command again")
+        return f"the last checkpoint, {latest}, is intact: free space, then run the same command with --resume"
+    return f"no checkpoint was saved yet: {RERUN}"
 
 
 def _write(tmp: Path, step: int, model: torch.nn.Module, training_state: dict[str, Any],
@@ -124,7 +125,8 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, training_stat
                     trainer_state: dict[str, Any], keep: int, description: dict[str, Any] | None = None) -> Path:
     """Write checkpoint ``step`` (with ``description``, the model's ``ernie_cpt_model.json``, if given),
     point ``latest`` to it and keep it, the ``keep - 1`` before it and every stage-end checkpoint. A
-    failed write (a full disk) removes what it wrote and raises a UserError; earlier checkpoints stay."""
+    failed write removes what it wrote (earlier checkpoints stay); a full disk raises
+    :class:`~ernie_cpt.full_disk.DiskFull`, which names the last checkpoint."""
     folder = root / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     for leftover in folder.iterdir():
@@ -133,16 +135,19 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, training_stat
     final = folder / f"step-{step:08d}"
     tmp = folder / f".tmp-{final.name}-{os.getpid()}"
     try:
-        tmp.mkdir()
-        _write(tmp, step, model, training_state, trainer_state, description)
-        if final.exists():  # a re-run of the same step after a resume
-            _remove(final)
-        os.replace(tmp, final)
-        _fsync_dir(folder)
-        atomic_write_text(folder / LATEST, final.name + "\n")
-    except OSError as e:
+        with writing(f"checkpoint {final.name} in {folder}", tmp, folder):
+            tmp.mkdir()
+            _write(tmp, step, model, training_state, trainer_state, description)
+            if final.exists():  # a re-run of the same step after a resume
+                _remove(final)
+            os.replace(tmp, final)
+            _fsync_dir(folder)
+            atomic_write_text(folder / LATEST, final.name + "\n")
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _write_error(e, final.name, folder) from e
+        if isinstance(e, DiskFull):
+            raise e.with_advice(resume_advice(root)) from e
+        raise
     older = [c for c in checkpoints(root) if c.name < final.name and stage_end(c) is None]
     for old in older[:max(len(older) - (keep - 1), 0)]:
         _remove(old)

@@ -19,6 +19,7 @@ from typing import Any
 from ernie_cpt import distributed
 from ernie_cpt.errors import UserError
 from ernie_cpt.files import check_output_path
+from ernie_cpt.full_disk import DiskFull, disk_problem
 from ernie_cpt.modeling.safe_loading import UnreadableFile
 from ernie_cpt.training.checkpoint import (
     Checkpoint,
@@ -27,6 +28,7 @@ from ernie_cpt.training.checkpoint import (
     find_checkpoint,
     latest_checkpoint,
     read_checkpoint,
+    resume_advice,
 )
 from ernie_cpt.training.run_environment import check_environment
 
@@ -157,17 +159,30 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
 @contextlib.contextmanager
 def run_directory(run_dir: Path, config: dict[str, Any], resume_from: Checkpoint | None) -> Iterator[None]:
     """Create ``run_dir`` with its run_config.json (a new run); if the new run fails before its first
-    checkpoint, leave the folder as it was (absent, or empty)."""
+    checkpoint, leave the folder as it was (absent, or empty). A write that fails for want of space,
+    in the run or a cache, raises :class:`~ernie_cpt.full_disk.DiskFull` saying whether to resume."""
     existed = run_dir.exists()
     new_run = distributed.is_main() and resume_from is None
-    if new_run:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, config)
     try:
+        if new_run:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(run_dir, config)
         yield
-    except BaseException:
+    except BaseException as e:
+        full = _as_disk_full(e, run_dir)
         if new_run and not checkpoints(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
             if existed:
                 run_dir.mkdir()
+        if full is not None:
+            raise full from e
         raise
+
+
+def _as_disk_full(error: BaseException, run_dir: Path) -> DiskFull | None:
+    """``error`` as a DiskFull that says whether to resume the run, when it is a full disk (one no inner
+    block named is recognised by its errno alone); else None."""
+    if isinstance(error, DiskFull):
+        return error.with_advice(resume_advice(run_dir))
+    problem = None if isinstance(error, UserError) else disk_problem(error)
+    return None if problem is None else DiskFull(problem, f"the run in {run_dir}", resume_advice(run_dir))

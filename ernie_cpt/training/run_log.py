@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ernie_cpt import distributed
+from ernie_cpt.full_disk import writing
 from ernie_cpt.training.checkpoint import atomic_write_text
 
 
@@ -54,11 +55,12 @@ class RunLog:
         self.enabled = distributed.is_main()
         self.tensorboard = None
         if self.enabled:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
+            with writing(f"the logs in {self.folder}", self.folder):
+                self.folder.mkdir(parents=True, exist_ok=True)
+                if tensorboard:
+                    from torch.utils.tensorboard import SummaryWriter
 
-                self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
+                    self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step``: a resumed run writes those steps again."""
@@ -72,15 +74,29 @@ class RunLog:
         """Append ``record`` (which has a ``step``) to ``<kind>.jsonl`` and its numbers to TensorBoard."""
         if not self.enabled:
             return
-        with open(self.folder / f"{kind}.jsonl", "a", encoding="utf-8") as f:
+        with writing(f"{kind}.jsonl in {self.folder}", self.folder), \
+                open(self.folder / f"{kind}.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
-            for tag, value in tensorboard_scalars(kind, record):
-                self.tensorboard.add_scalar(tag, value, record["step"])
+            with writing(f"the TensorBoard events in {self.folder / 'tensorboard'}", self.folder / "tensorboard"):
+                for tag, value in tensorboard_scalars(kind, record):
+                    self.tensorboard.add_scalar(tag, value, record["step"])
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        """Close the log; when an error is already on its way, a failure to flush does not replace it."""
+        try:
+            self.close()
+        except Exception:
+            if error_type is None:
+                raise
 
     def close(self) -> None:
         if self.tensorboard is not None:
-            self.tensorboard.close()
+            with writing(f"the TensorBoard events in {self.folder / 'tensorboard'}", self.folder / "tensorboard"):
+                self.tensorboard.close()
 
 
 def read_records(run_dir: Path, kind: str) -> list[dict[str, Any]]:

@@ -223,8 +223,7 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
 
     model.train()
     bar = progress(total_steps, "Pre-training", "step", initial=step, disable=not distributed.is_main())
-    # the log is closed on errors too: the error line starts a line of its own
-    with bar, contextlib.closing(run_log), interrupt.deferred() as stop_signal:
+    with bar, run_log, interrupt.deferred() as stop_signal:  # the log is closed on errors too
         window_tokens, window_start = 0, time.perf_counter()
         results: dict[str, dict] = {}
         while stage_index < len(schedule):

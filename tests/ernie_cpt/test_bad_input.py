@@ -292,7 +292,7 @@ def test_disk_full_at_the_first_checkpoint_leaves_no_run(corpus_args, tmp_path, 
 
     expect_error(pretrain_args(corpus_args, tmp_path / "run"), capsys, tmp_path,
                  "no space left on device while writing checkpoint step-00000002", "no checkpoint was saved yet",
-                 "free space, then run the command again")
+                 "free space, then run the same command again")
     assert not (tmp_path / "run").exists()
 
 

@@ -116,7 +116,7 @@ def fake_training(monkeypatch) -> list[tuple[str, int, bool, bool]]:
         return run_dir
 
     monkeypatch.setattr(compare_module, "annotate", lambda documents, options: documents)
-    monkeypatch.setattr(compare_module, "load_corpus", lambda options: None)
+    monkeypatch.setattr(compare_module, "read_corpus", lambda options: None)
     monkeypatch.setattr(compare_module, "split_documents", lambda documents, fraction, seed: {"test": None})
     monkeypatch.setattr(compare_module, "probe_sets", lambda documents, seed: [])
     monkeypatch.setattr(runs_module, "pretrain", pretrain)

@@ -1,0 +1,310 @@
+"""A full disk during any write: one line that names what was being written and what to do, exit 2, and no
+staging folder, temporary file or lock left behind. Every failure here happens for real, on a small file
+system (``small_disk``: a filled tmpfs as root, else a file size limit, RLIMIT_FSIZE); nothing is mocked."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch.utils.tensorboard import SummaryWriter
+from transformers import AutoTokenizer
+
+from ernie_cpt.cli import main
+from ernie_cpt.full_disk import disk_problem, writing
+from ernie_cpt.training.checkpoint import atomic_write_text
+
+TOKENIZER = Path(__file__).resolve().parents[1] / "data" / "sample-tokenizer"
+ROOM = 48 << 10  # bytes left on the small disk, or the file size limit, for the library writes
+
+
+def _rows() -> list[dict]:
+    return [{"text": "word " * 400}] * 200
+
+
+WRITES = {  # each library's write of about 400 kB into a folder, and the exception type it fails with
+    "open": lambda folder: (folder / "a.bin").write_bytes(b"x" * 400_000),
+    "torch.save": lambda folder: torch.save({"w": torch.zeros(100_000)}, folder / "state.pt"),
+    "safetensors": lambda folder: save_file({"w": torch.zeros(100_000)}, str(folder / "model.safetensors")),
+    "tokenizers": lambda folder: AutoTokenizer.from_pretrained(TOKENIZER).save_pretrained(str(folder)),
+    "datasets save_to_disk": lambda folder: datasets.Dataset.from_list(_rows()).save_to_disk(str(folder / "d")),
+    "datasets from_generator": lambda folder: datasets.Dataset.from_generator(
+        lambda: iter(_rows()), cache_dir=str(folder / "g")),
+    "TensorBoard": lambda folder: _tensorboard(folder),
+}
+
+
+def _tensorboard(folder: Path) -> None:
+    writer = SummaryWriter(str(folder / "tb"))
+    for step in range(20_000):
+        writer.add_scalar("train/loss", 1.0, step)
+    writer.close()
+
+
+def _atomic_write(folder: Path) -> None:
+    atomic_write_text(folder / "metrics.json", json.dumps({"x": "y" * 400_000}))
+
+
+def _child(folder: str, write, limit: int | None, results) -> None:
+    """A forked child's body: ``write`` into ``folder`` under a file size limit; what failed and how it reads."""
+    if limit is not None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    try:
+        write(Path(folder))
+        results.put(("no error", None, None))
+    except Exception as e:
+        results.put((type(e).__name__, str(e), disk_problem(e, Path(folder))))
+
+
+def write_on(disk, write) -> tuple[str, str | None, str | None]:
+    """Run ``write(folder)`` in a forked child (a file size limit must not stop the test process) with
+    ``disk`` full; returns the exception's type name (or "no error"), its message and disk_problem's answer."""
+    disk.fill(ROOM)
+    folder = disk.root / "out"
+    folder.mkdir(exist_ok=True)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_child, args=(str(folder), write, disk.limit, results))
+    child.start()
+    answer = results.get(timeout=120)
+    child.join()
+    return answer
+
+
+@pytest.mark.parametrize("name", list(WRITES))
+def test_every_librarys_failed_write_is_recognised(name, small_disk):
+    """Whatever the library wraps the errno in (torch.save: RuntimeError 'unexpected pos', which keeps none)."""
+    kind, _, problem = write_on(small_disk, WRITES[name])
+
+    assert kind != "no error"
+    assert problem == small_disk.problem
+
+
+@pytest.mark.parametrize(("error", "problem"), [
+    (OSError(122, "Disk quota exceeded"), "disk quota exceeded"),
+    (RuntimeError("I/O error: Os { code: 122, kind: QuotaExceeded, message: \"Disk quota exceeded\" }"),
+     "disk quota exceeded"),
+    (Exception("Input/output error (os error 5)"),
+     "input/output error (a failing device, or a network file system out of space)"),
+])
+def test_the_forms_a_quota_or_a_failing_device_take(error, problem):
+    """What no small file system here can produce: a quota (EDQUOT) and a device error (EIO), as Python's
+    OSError, a Rust library's io::Error, and a message that quotes only the words, raised as the cause of
+    another exception (datasets' DatasetGenerationError raises from the OSError)."""
+    try:
+        try:
+            raise error
+        except Exception as e:
+            raise datasets.exceptions.DatasetGenerationError("An error occurred while generating the dataset") from e
+    except Exception as wrapped:
+        assert disk_problem(wrapped) == problem
+
+
+def test_other_errors_pass_unchanged_and_a_roomy_disk_is_not_blamed(tmp_path):
+    with pytest.raises(ValueError), writing("x", tmp_path):
+        raise ValueError("not a disk problem")
+    with pytest.raises(RuntimeError), writing("x", tmp_path):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+
+def test_an_atomic_write_leaves_the_old_file_and_no_temporary_one(small_disk):
+    folder = small_disk.root / "out"
+    folder.mkdir()
+    (folder / "metrics.json").write_text("{}")
+
+    kind, message, _ = write_on(small_disk, _atomic_write)
+
+    assert (kind, message) == ("DiskFull", f"{small_disk.problem} while writing metrics.json in {folder}; free "
+                                           f"space, then run the same command again")
+    assert [p.name for p in folder.iterdir()] == ["metrics.json"]
+    assert (folder / "metrics.json").read_text() == "{}"
+
+
+# --- whole commands -----------------------------------------------------------------------------------------
+
+
+def pretrain_args(corpus: list[str], run_dir: Path, cache: str, *extra: str) -> list[str]:
+    return ["pretrain", "--corpus", *corpus, "--output-dir", str(run_dir), "--cache-dir", cache, "--model-size",
+            "tiny", "--max-steps", "6", "--batch-size", "8", "--max-seq-length", "64", "--eval-steps", "3",
+            "--eval-max-examples", "16", "--vocab-size", "3000", "--seed", "5", "--num-threads", "1", *extra]
+
+
+def left_behind(folder: Path) -> list[str]:
+    """What a failed command may not leave: staging folders, temporary files and folders, locks."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if any(mark in p.name for mark in (".staging-", ".tmp-", ".tmp", ".trash-", ".lock", ".old-")))
+
+
+@pytest.fixture(scope="module")
+def corpus(sample_dir) -> list[str]:
+    return [str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]]
+
+
+@pytest.fixture(scope="module")
+def finished_run(corpus, cache_dir, tmp_path_factory) -> Path:
+    """A tiny finished run, and its export (``<run>-export``)."""
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    assert main(pretrain_args(corpus, run_dir, cache_dir, "--save-steps", "6")) == 0
+    assert main(["export", str(run_dir), str(run_dir) + "-export"]) == 0
+    return run_dir
+
+
+def test_the_first_checkpoint_on_a_full_disk_removes_the_new_run(corpus, cache_dir, small_disk, start_cli):
+    """safetensors' write of model.safetensors (3.7 MB) fails; no checkpoint was saved, so the run is removed."""
+    small_disk.fill(1 << 20)
+    run_dir = small_disk.root / "run"
+    command = start_cli(pretrain_args(corpus, run_dir, cache_dir, "--save-steps", "3"), small_disk.limit)
+
+    assert command.wait() == 2, command.output
+    assert command.error_lines == [
+        f"ernie-cpt: error: {small_disk.problem} while writing checkpoint step-00000003 in {run_dir}/checkpoints; no "
+        f"checkpoint was saved yet: free space, then run the same command again"], command.output
+    assert "Traceback" not in command.output
+    assert sorted(p.name for p in small_disk.root.iterdir()) == (["filler"] if small_disk.mode == "tmpfs" else [])
+
+
+def test_a_later_checkpoint_on_a_full_disk_keeps_the_last_one_and_resume_finishes(corpus, cache_dir, small_disk,
+                                                                                  start_cli):
+    """torch.save's write of training_state.pt (7.4 MB) fails once the disk fills after the first checkpoint."""
+    run_dir = small_disk.root / "run"
+    args = pretrain_args(corpus, run_dir, cache_dir, "--save-steps", "2")
+    command = start_cli(args)
+    latest = run_dir / "checkpoints" / "latest"
+    while not latest.exists():
+        assert command.process.is_alive(), command.output
+        time.sleep(0.01)
+    small_disk.fill(6 << 20, command.pid)  # model.safetensors (3.7 MB) fits, training_state.pt does not
+
+    assert command.wait() == 2, command.output
+    assert command.error_lines == [
+        f"ernie-cpt: error: {small_disk.problem} while writing checkpoint step-00000004 in {run_dir}/checkpoints; "
+        f"the last checkpoint, step-00000002, is intact: free space, then run the same command with --resume"]
+    assert "Traceback" not in command.output
+    assert left_behind(small_disk.root) == []
+    assert [p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("step-")] == ["step-00000002"]
+
+    small_disk.release()
+    resumed = start_cli([*args, "--resume"])
+    assert resumed.wait() == 0, resumed.output
+    assert "Resumed from" in resumed.output and (run_dir / "metrics.json").is_file()
+
+
+def test_the_logs_on_a_full_disk_keep_the_last_checkpoint(corpus, cache_dir, small_disk, start_cli, tmp_path):
+    """After the checkpoint that ends stage 1, only the logs grow (a line a step) until the disk is full."""
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("stages:\n- knowledge_masking: 2\n- knowledge_masking: 60\n")
+    run_dir = small_disk.root / "run"
+    command = start_cli([*pretrain_args(corpus, run_dir, cache_dir, "--logging-steps", "1", "--save-steps", "1000"),
+                         "--schedule", "file", "--schedule-file", str(schedule)])
+    while not (run_dir / "checkpoints" / "latest").exists():
+        assert command.process.is_alive(), command.output
+        time.sleep(0.01)
+    small_disk.fill(0, command.pid)
+
+    assert command.wait() == 2, command.output
+    [line] = command.error_lines
+    written = line.removeprefix(f"ernie-cpt: error: {small_disk.problem} while writing ").split(";")[0]
+    assert written in {f"{kind}.jsonl in {run_dir}/logs" for kind in ("train", "eval")} | {
+        f"the TensorBoard events in {run_dir}/logs/tensorboard"}, line
+    assert line.endswith("; the last checkpoint, step-00000002, is intact: free space, then run the same command "
+                         "with --resume")
+    assert "Traceback" not in command.output
+
+
+def test_prepare_into_a_full_cache_leaves_no_staging_folder(corpus, small_disk, start_cli):
+    small_disk.fill(16 << 10)
+    cache = small_disk.root / "cache"
+    command = start_cli(["prepare", "--corpus", *corpus, "--cache-dir", str(cache), "--num-proc", "1"],
+                        small_disk.limit)
+
+    assert command.wait() == 2, command.output
+    assert command.error_lines == [f"ernie-cpt: error: {small_disk.problem} while writing the annotations in "
+                                   f"{cache}/annotations; free space, then run the same command again"]
+    assert "Traceback" not in command.output
+    assert left_behind(small_disk.root) == [] and not any((cache / "annotations").iterdir())
+
+
+def test_a_full_datasets_cache_while_reading_the_corpus(corpus, small_disk):
+    """`datasets` writes the text files as Arrow into its own cache (HF_DATASETS_CACHE, read when it is imported:
+    a process of its own)."""
+    cache = small_disk.root / "hf"
+    small_disk.fill(16 << 10)
+    limit = small_disk.limit
+
+    def limited() -> None:
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run([sys.executable, "-m", "ernie_cpt", "prepare", "--corpus", *corpus], capture_output=True,
+                          text=True, env={**os.environ, "HF_DATASETS_CACHE": str(cache)}, preexec_fn=limited,
+                          timeout=300)
+
+    assert done.returncode == 2, done.stderr
+    assert [line for line in done.stderr.splitlines() if "error" in line] == [
+        f"ernie-cpt: error: {small_disk.problem} while writing the corpus into the datasets cache {cache}; free "
+        f"space, then run the same command again"]
+
+
+def test_an_export_to_a_full_disk_leaves_nothing(finished_run, small_disk, start_cli):
+    small_disk.fill(1 << 20)
+    out = small_disk.root / "export"
+    command = start_cli(["export", str(finished_run), str(out)], small_disk.limit)
+
+    assert command.wait() == 2, command.output
+    assert command.error_lines == [f"ernie-cpt: error: {small_disk.problem} while writing the export {out}; nothing "
+                                   f"was written to {out}: free space, then run the same command again"]
+    assert sorted(p.name for p in small_disk.root.iterdir()) == (["filler"] if small_disk.mode == "tmpfs" else [])
+
+
+def test_a_fine_tuned_model_on_a_full_disk_leaves_nothing(finished_run, small_disk, start_cli, tmp_path):
+    rows = [{"text": f"{word} {word} and {word}", "label": label} for word, label in
+            (("sea", "water"), ("rain", "water"), ("river", "water"), ("stone", "land"), ("hill", "land"),
+             ("field", "land"))]
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 4))
+    small_disk.fill(1 << 20)
+    out = small_disk.root / "ft"
+    command = start_cli(["finetune", str(finished_run) + "-export", "--train", str(tmp_path / "train.jsonl"),
+                         "--test", str(tmp_path / "test.jsonl"), "--epochs", "1", "--seeds", "1",
+                         "--learning-rate", "1e-3", "--validation-fraction", "0", "--output-dir", str(out),
+                         "--num-threads", "1"], small_disk.limit)
+
+    assert command.wait() == 2, command.output
+    assert command.error_lines == [f"ernie-cpt: error: {small_disk.problem} while writing the fine-tuned model "
+                                   f"{out}; free space, then run the same command again"]
+    assert sorted(p.name for p in small_disk.root.iterdir()) == (["filler"] if small_disk.mode == "tmpfs" else [])
+
+
+@pytest.mark.slow
+def test_a_compare_report_on_a_full_disk_says_to_run_compare_again(corpus, cache_dir, small_disk, start_cli,
+                                                                   tmp_path):
+    """The report of a finished comparison, written again onto a full disk: compare's own advice, not pretrain's."""
+    out = tmp_path / "compare"
+    args = ["compare", "--corpus", *corpus, "--output-dir", str(out), "--cache-dir", cache_dir, "--tasks",
+            "knowledge_masking", "capitalization", "--schedules", "continual", "--steps-per-task", "2",
+            "--model-size", "tiny", "--batch-size", "8", "--max-seq-length", "64", "--eval-max-examples", "16",
+            "--vocab-size", "3000", "--save-steps", "100", "--num-threads", "1"]
+    assert main(args) == 0
+    report = small_disk.root / "report"
+    report.mkdir()
+    os.rename(out / "report", tmp_path / "first-report")
+    (out / "report").symlink_to(report)
+    small_disk.fill(8 << 10)
+
+    command = start_cli(args, small_disk.limit)
+
+    assert command.wait() == 2, command.output
+    assert command.error_lines == [
+        f"ernie-cpt: error: {small_disk.problem} while writing evidence.png in {out}/report; free space, then run the "
+        f"same command again: it keeps the finished runs and resumes the others from their last checkpoint"]
+    assert left_behind(small_disk.root) == [] and left_behind(out) == []
