@@ -25,10 +25,14 @@ HOLDER = """
 import os, sys, time
 from ernie_cpt.claims import claim
 with claim(sys.argv[1], "--output-dir", "pretrain"):
+    ready, started = os.pipe()
     worker = os.fork() if sys.argv[2] == "fork" else None  # a forked worker, as data loaders and spaCy have
     if worker == 0:
+        os.write(started, b"1")  # past the at-fork handlers, which run before fork() returns in the child
         time.sleep(600)
         os._exit(0)
+    if worker:
+        os.read(ready, 1)  # a loaded machine may run the child late: wait until it is past the fork
     print(worker or "", flush=True)
     time.sleep(600)
 """
