@@ -96,7 +96,7 @@ def test_two_sources_with_the_same_file_name_are_rejected(tmp_path):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "chapter.txt").write_text(text, encoding="utf-8")
 
-    with pytest.raises(UserError, match="share an id"):
+    with pytest.raises(UserError, match="two corpus documents share the id .chapter.txt."):
         load(tmp_path / "a", tmp_path / "b")
 
 
