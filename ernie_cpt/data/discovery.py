@@ -24,13 +24,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ernie_cpt.compression import COMPRESSIONS, format_suffix
+from ernie_cpt.compression import format_suffix
 from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
 
 TEXT_SUFFIXES = (".txt",)
 TABLE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
-READ = f".txt, {', '.join(TABLE_FORMATS)} (or any of them {', '.join(COMPRESSIONS)})"
+READ = f".txt, {', '.join(list(TABLE_FORMATS)[:-1])} or {list(TABLE_FORMATS)[-1]}, compressed or not"
 TOOL_FOLDERS = {"__MACOSX", "__pycache__"}
 TOOL_FILES = {"Thumbs.db", "desktop.ini", "Icon\r"}
 BACKUP_SUFFIXES = (".swp", ".swo", ".swn", ".bak", ".orig", ".tmp", ".part", ".crdownload")
@@ -84,7 +84,7 @@ def skipped_summary(skipped: dict[str, list[str]]) -> str:
 
 def is_saved_dataset(path: Path) -> bool:
     """Whether ``path`` is a folder written by ``datasets``' ``save_to_disk``."""
-    return (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()
+    return os.path.isfile(path / "dataset_info.json") or os.path.isfile(path / "dataset_dict.json")
 
 
 def kind_of(path: Path) -> str | None:
@@ -108,14 +108,35 @@ def _identity(path: str) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
+def _real_entries(top: Path) -> set[tuple[int, int]]:
+    """The identities of the folders and files under ``top`` reached without following a link (hidden and tool
+    folders left out): a link to one of them is skipped, so the entry itself is read, under its own name."""
+    real = {_identity(str(top))}
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = [name for name in dirs if not _artefact(name)]
+        for name in dirs + files:
+            full = os.path.join(folder, name)
+            if not os.path.islink(full):
+                real.add(_identity(full))
+    return real
+
+
 def _walk(top: Path, prefix: Path, seen: set[tuple[int, int]]) -> Found:
     """The files of the folder ``top`` (named ``prefix``/their path in it), and what it holds that is not read.
-    ``seen`` holds the folders and files read already, to skip links back to them."""
+    A link is followed unless it leads to a folder or file that is read anyway (``seen`` holds those of
+    earlier sources), which is named instead: so a loop ends."""
     found = Found()
+    real = _real_entries(top)
     seen.add(_identity(str(top)))
 
     def unreadable(error: OSError) -> None:
         found.skip("unreadable", f"{prefix / os.path.relpath(error.filename, top)}/ ({error.strerror})")
+
+    def read_already(full: str) -> bool:
+        identity = _identity(full)
+        again = os.path.islink(full) and (identity in real or identity in seen)
+        seen.add(identity)
+        return again
 
     for folder, dirs, files in os.walk(top, followlinks=True, onerror=unreadable):
         rel = prefix / Path(folder).relative_to(top)
@@ -124,14 +145,12 @@ def _walk(top: Path, prefix: Path, seen: set[tuple[int, int]]) -> Found:
             full, shown = os.path.join(folder, name), str(rel / name) + "/"
             if _artefact(name):
                 found.skip(_artefact(name), shown)
-            elif _identity(full) in seen:
+            elif read_already(full):
                 found.skip("again", f"{shown} -> {os.path.realpath(full)}")
+            elif is_saved_dataset(Path(full)):
+                found.files.append(CorpusFile(Path(full), str(rel / name), "saved"))
             else:
-                seen.add(_identity(full))
-                if is_saved_dataset(Path(full)):
-                    found.files.append(CorpusFile(Path(full), str(rel / name), "saved"))
-                else:
-                    kept.append(name)
+                kept.append(name)
         dirs[:] = kept
         for name in sorted(files):
             full, shown = os.path.join(folder, name), str(rel / name)
@@ -142,10 +161,9 @@ def _walk(top: Path, prefix: Path, seen: set[tuple[int, int]]) -> Found:
                 found.skip("dangling", f"{shown} -> {os.readlink(full)}")
             elif kind is None:
                 found.skip("format", shown)
-            elif _identity(full) in seen:
+            elif read_already(full):
                 found.skip("again", f"{shown} -> {os.path.realpath(full)}")
             else:
-                seen.add(_identity(full))
                 found.files.append(CorpusFile(Path(full), shown, kind))
     return found
 

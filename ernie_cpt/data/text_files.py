@@ -114,9 +114,14 @@ def scan_text_file(path: str | Path, max_chars: int) -> tuple[str | None, int, i
     streaming pass. Raises UserError for a paragraph over MAX_PARAGRAPH_CHARS."""
     try:
         encoding, problem = file_encoding(path)
-        if problem:
-            return problem, 0, 0
-        chars, parts, words = 0, 0, False
+    except UserError as e:  # a compressed file whose first bytes cannot be decompressed
+        return _damaged(path, e.__cause__), 0, 0
+    except OSError as e:
+        return f"unreadable ({e.strerror or type(e).__name__})", 0, 0
+    if problem:
+        return problem, 0, 0
+    chars, parts, words = 0, 0, False
+    try:
         for part in text_parts(file_chunks(path, encoding), max_chars, str(path)):
             if "\x00" in part:
                 return "binary", 0, 0
@@ -125,10 +130,12 @@ def scan_text_file(path: str | Path, max_chars: int) -> tuple[str | None, int, i
         codec = encoding.upper().removesuffix("-SIG")
         return (f"not {codec} although their byte-order mark says so" if encoding != "utf-8"
                 else "not UTF-8 (re-encode it, e.g. iconv -f latin1 -t utf-8)"), 0, 0
-    except UserError:
-        raise
     except decompression_errors() as e:
         if compression(path) is None:
             return f"unreadable ({getattr(e, 'strerror', None) or type(e).__name__})", 0, 0
-        return f"truncated or damaged {Path(path).suffix} data ({type(e).__name__})", 0, 0
+        return _damaged(path, e), 0, 0
     return (None, chars, parts) if words else ("empty", 0, 0)
+
+
+def _damaged(path: str | Path, error: BaseException | None) -> str:
+    return f"truncated or damaged {Path(path).suffix} data ({type(error).__name__})"
