@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 import re
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import pyarrow.compute as pc
 from ernie_cpt.data.corpus_tables import COLUMNS, FEATURES, load_saved, load_table
 from ernie_cpt.data.discovery import CorpusFile, discover, skipped_summary
 from ernie_cpt.data.options import MAX_PARAGRAPH_CHARS, CorpusOptions
-from ernie_cpt.data.text_files import file_chunks, file_encoding, scan_text_file, text_parts
+from ernie_cpt.data.text_files import file_chunks, file_encoding, rows_per_batch, scan_text_file, text_parts
 from ernie_cpt.data.units import as_units
 from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
@@ -40,6 +41,7 @@ __all__ = ["MAX_PARAGRAPH_CHARS", "CorpusOptions", "bundled_corpus", "corpus_cha
 log = logging.getLogger(__name__)
 
 PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+ARROW_BATCH_ROWS = 64  # documents of up to --max-document-chars each: a batch copied from a selection stays small
 
 
 def bundled_corpus() -> Path:
@@ -67,19 +69,21 @@ def _load_text_files(files: list[CorpusFile], max_chars: int, skipped: dict[str,
                      long_docs: list[str]) -> datasets.Dataset | None:
     """The usable files as documents, read in one streaming pass to check them and one to write them to
     Arrow; the others are added to ``skipped`` under their problem, the parts of long ones to ``long_docs``."""
-    usable = []
+    usable, longest = [], 0
     for file in files:
-        problem, chars, parts = scan_text_file(file.path, max_chars)
-        if problem:
-            skipped.setdefault(problem, []).append(file.name)
+        scan = scan_text_file(file.path, max_chars)
+        if scan.problem:
+            skipped.setdefault(scan.problem, []).append(file.name)
             continue
-        if parts > 1:
-            long_docs.append(f"{file.name} ({chars:,} characters, {parts} parts)")
+        if scan.parts > 1:
+            long_docs.append(f"{file.name} ({scan.chars:,} characters, {scan.parts} parts)")
         stat = file.path.stat()
-        usable.append((file.name, str(file.path.resolve()), stat.st_size, stat.st_mtime_ns, parts, max_chars))
+        usable.append((file.name, str(file.path.resolve()), stat.st_size, stat.st_mtime_ns, scan.parts, max_chars))
+        longest = max(longest, scan.longest)
     if not usable:
         return None
-    return datasets.Dataset.from_generator(_text_documents, gen_kwargs={"files": usable}, features=FEATURES)
+    return datasets.Dataset.from_generator(_text_documents, gen_kwargs={"files": usable}, features=FEATURES,
+                                           writer_batch_size=rows_per_batch(longest))
 
 
 def _check_ids(corpus: datasets.Dataset) -> None:
@@ -137,26 +141,35 @@ def load_corpus(options: CorpusOptions) -> datasets.Dataset:
     return corpus
 
 
+def _arrow_batches(corpus: datasets.Dataset, columns: list[str]) -> Iterator[pa.Table]:
+    """``columns`` of the corpus in Arrow batches of ARROW_BATCH_ROWS rows: slices of the memory-mapped table
+    (copies of those rows only where the corpus is a selection of another), never Python strings."""
+    yield from corpus.select_columns(columns).with_format("arrow").iter(batch_size=ARROW_BATCH_ROWS)
+
+
 def corpus_fingerprint(corpus: datasets.Dataset) -> str:
-    """A content hash of every document (id, title, text), streamed in batches."""
+    """A content hash of every document (id, title, text): each value's UTF-8 bytes hashed from Arrow's buffers,
+    one document at a time."""
     digest = hashlib.sha256()
-    for batch in corpus.select_columns(COLUMNS).iter(batch_size=1000):
-        for doc_id, title, text in zip(batch["doc_id"], batch["title"], batch["text"]):
-            for part in (doc_id, title or "", text):
-                digest.update(part.encode("utf-8"))
+    for batch in _arrow_batches(corpus, COLUMNS):
+        columns = [batch.column(name) for name in COLUMNS]
+        for row in range(batch.num_rows):
+            for column in columns:
+                value = column[row]
+                digest.update(value.as_buffer() if value.is_valid else b"")
                 digest.update(b"\x1f")
     return digest.hexdigest()
 
 
 def corpus_chars(corpus: datasets.Dataset) -> int:
-    """The number of characters of text in the corpus."""
-    return sum(len(t) for batch in corpus.select_columns(["text"]).iter(batch_size=1000) for t in batch["text"])
+    """The number of characters of text in the corpus (counted in Arrow)."""
+    return sum(pc.sum(pc.utf8_length(batch.column("text"))).as_py() or 0
+               for batch in _arrow_batches(corpus, ["text"]))
 
 
 def corpus_words(corpus: datasets.Dataset) -> int:
-    """The number of whitespace-separated words in the corpus."""
-    return sum(len(t.split()) for batch in corpus.select_columns(["text"]).iter(batch_size=1000)
-               for t in batch["text"])
+    """The number of whitespace-separated words in the corpus (one document in Python at a time)."""
+    return sum(len(text.as_py().split()) for batch in _arrow_batches(corpus, ["text"]) for text in batch.column("text"))
 
 
 def split_documents(documents: datasets.Dataset, eval_fraction: float, seed: int) -> datasets.DatasetDict:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from ernie_cpt.compression import compression, format_suffix, open_binary
@@ -25,7 +26,7 @@ from ernie_cpt.data.cells import id_cell, text_cell
 from ernie_cpt.data.delimiters import delimiter_name, sniff_delimiter
 from ernie_cpt.data.discovery import TABLE_FORMATS, CorpusFile
 from ernie_cpt.data.options import MAX_PARAGRAPH_CHARS, CorpusOptions
-from ernie_cpt.data.text_files import string_chunks, text_parts
+from ernie_cpt.data.text_files import rows_per_batch, string_chunks, text_parts
 from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
 from ernie_cpt.text_encoding import read_bytes, text_encoding
@@ -68,6 +69,18 @@ def _normalise(batch: dict[str, list[Any]], indices: list[int], source: str, nam
     return out
 
 
+def _longest(ds: datasets.Dataset, column: str) -> int:
+    """The largest value of a text column in bytes (from Arrow, a slice at a time); for a column of another
+    type (lists of paragraphs), the table's bytes per row."""
+    kind = ds.features.arrow_schema.field(column).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return ds.data.nbytes // max(1, ds.data.num_rows)
+    largest = 0
+    for batch in ds.select_columns([column]).with_format("arrow").iter(batch_size=10_000):
+        largest = max(largest, pc.max(pc.binary_length(batch.column(0))).as_py() or 0)
+    return largest
+
+
 def normalise_table(ds: datasets.Dataset, source: str, name: str, options: CorpusOptions,
                     long_docs: list[str]) -> datasets.Dataset:
     """``ds`` as documents (doc_id, title, text): ids from its ``id`` column, else ``<name>:<row>``. Adds the
@@ -76,8 +89,10 @@ def normalise_table(ds: datasets.Dataset, source: str, name: str, options: Corpu
         raise UserError(f"{source} has no '{options.text_field}' field (it has: {', '.join(ds.column_names)}); "
                         f"pass --text-field NAME")
     columns = [c for c in (options.text_field, options.title_field, "id") if c in ds.column_names]
+    rows = rows_per_batch(_longest(ds, options.text_field))
     normalised = ds.select_columns(columns).map(
-        _normalise, batched=True, with_indices=True, remove_columns=columns, features=PART_FEATURES,
+        _normalise, batched=True, batch_size=rows, writer_batch_size=rows, with_indices=True,
+        remove_columns=columns, features=PART_FEATURES,
         fn_kwargs={"source": source, "name": name, "text_field": options.text_field,
                    "title_field": options.title_field, "max_chars": options.max_document_chars},
         desc=f"Reading {Path(source).name}")
@@ -93,17 +108,27 @@ def normalise_table(ds: datasets.Dataset, source: str, name: str, options: Corpu
     return normalised.remove_columns(["part", "parts"])
 
 
-def _read_options(path: Path) -> dict[str, Any]:
-    """The `datasets` builder options of a JSON or delimited table: its encoding and delimiter."""
+def _read_options(path: Path, builder: str) -> dict[str, Any]:
+    """The `datasets` builder options of a table: the encoding and delimiter of a text table, and reads of
+    about BATCH_CHARS at a time (`datasets` reads JSON in 10 MB chunks that it also parses into Python
+    objects, CSV in 10,000 rows, Parquet in whole row groups, whatever their size)."""
+    if builder == "parquet":
+        import pyarrow.parquet as pq
+
+        if compression(path):
+            return {}
+        meta = pq.ParquetFile(path).metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        return {"batch_size": rows_per_batch(size // max(1, meta.num_rows))}
     encoding = text_encoding(path, "corpus table")
-    options: dict[str, Any] = {"encoding": encoding}
-    own = DELIMITED.get(format_suffix(path))
-    if own:
-        head = read_bytes(path, 65536).decode(encoding, errors="replace")
-        options["sep"] = sniff_delimiter(head, own)
-        if options["sep"] != own:
-            log.info("%s is read with %s between fields: its header splits on it", path,
-                     delimiter_name(options["sep"]))
+    if builder == "json":
+        return {"encoding": encoding, "chunksize": 1 << 20}
+    head = read_bytes(path, 65536).decode(encoding, errors="replace")
+    own = DELIMITED[format_suffix(path)]
+    options = {"encoding": encoding, "sep": sniff_delimiter(head, own),
+               "chunksize": rows_per_batch(len(head) // max(1, head.count("\n")))}
+    if options["sep"] != own:
+        log.info("%s is read with %s between fields: its header splits on it", path, delimiter_name(options["sep"]))
     return options
 
 
@@ -112,7 +137,7 @@ def load_table(file: CorpusFile, options: CorpusOptions, long_docs: list[str]) -
     naming the delimiter of a CSV."""
     path = file.path
     builder = TABLE_FORMATS[format_suffix(path)]
-    kwargs = {} if builder == "parquet" else _read_options(path)
+    kwargs = _read_options(path, builder)
     try:
         if builder == "parquet" and compression(path):  # Parquet is read from its end: undo the compression first
             ds = _load_compressed_parquet(path)

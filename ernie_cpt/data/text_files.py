@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from ernie_cpt.compression import compression, decompression_errors, open_binary
 from ernie_cpt.data.options import MAX_PARAGRAPH_CHARS
@@ -24,6 +25,7 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.text_encoding import PROBE_BYTES, bom_encoding, read_bytes, unmarked_utf16
 
 CHUNK_CHARS = 1 << 20  # a line longer than this is read in pieces of this size
+BATCH_CHARS = 16 << 20  # the text a batch of documents holds in memory, at most (about)
 BLANK = " \t\r\f\v"
 
 
@@ -109,33 +111,50 @@ def file_encoding(path: str | Path) -> tuple[str | None, str | None]:
     return "utf-8", None
 
 
-def scan_text_file(path: str | Path, max_chars: int) -> tuple[str | None, int, int]:
-    """(why ``path`` cannot be a document, or None; its characters; its parts at ``max_chars``), in one
-    streaming pass. Raises UserError for a paragraph over MAX_PARAGRAPH_CHARS."""
+class Scan(NamedTuple):
+    """What a streaming pass found in a text file: why it cannot be a document (or None), its characters, its
+    parts at ``--max-document-chars``, and the longest part's characters."""
+
+    problem: str | None
+    chars: int = 0
+    parts: int = 0
+    longest: int = 0
+
+
+def scan_text_file(path: str | Path, max_chars: int) -> Scan:
+    """What ``path`` holds (:class:`Scan`), in one streaming pass. Raises UserError for a paragraph over
+    MAX_PARAGRAPH_CHARS."""
     try:
         encoding, problem = file_encoding(path)
     except UserError as e:  # a compressed file whose first bytes cannot be decompressed
-        return _damaged(path, e.__cause__), 0, 0
+        return Scan(_damaged(path, e.__cause__))
     except OSError as e:
-        return f"unreadable ({e.strerror or type(e).__name__})", 0, 0
+        return Scan(f"unreadable ({e.strerror or type(e).__name__})")
     if problem:
-        return problem, 0, 0
-    chars, parts, words = 0, 0, False
+        return Scan(problem)
+    chars, parts, longest, words = 0, 0, 0, False
     try:
         for part in text_parts(file_chunks(path, encoding), max_chars, str(path)):
             if "\x00" in part:
-                return "binary", 0, 0
-            chars, parts, words = chars + len(part), parts + 1, words or bool(part.strip())
+                return Scan("binary")
+            chars, parts, longest = chars + len(part), parts + 1, max(longest, len(part))
+            words = words or bool(part.strip())
     except UnicodeDecodeError:
         codec = encoding.upper().removesuffix("-SIG")
-        return (f"not {codec} although their byte-order mark says so" if encoding != "utf-8"
-                else "not UTF-8 (re-encode it, e.g. iconv -f latin1 -t utf-8)"), 0, 0
+        return Scan(f"not {codec} although their byte-order mark says so" if encoding != "utf-8"
+                    else "not UTF-8 (re-encode it, e.g. iconv -f latin1 -t utf-8)")
     except decompression_errors() as e:
         if compression(path) is None:
-            return f"unreadable ({getattr(e, 'strerror', None) or type(e).__name__})", 0, 0
-        return _damaged(path, e), 0, 0
-    return (None, chars, parts) if words else ("empty", 0, 0)
+            return Scan(f"unreadable ({getattr(e, 'strerror', None) or type(e).__name__})")
+        return Scan(_damaged(path, e))
+    return Scan(None, chars, parts, longest) if words else Scan("empty")
 
 
 def _damaged(path: str | Path, error: BaseException | None) -> str:
     return f"truncated or damaged {Path(path).suffix} data ({type(error).__name__})"
+
+
+def rows_per_batch(longest: int) -> int:
+    """Documents per batch of a `datasets` map or Arrow writer, so that a batch holds about BATCH_CHARS
+    characters at most (1,000, `datasets`' default, for short documents)."""
+    return max(1, min(1000, BATCH_CHARS // max(1, longest)))
