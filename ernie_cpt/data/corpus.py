@@ -60,7 +60,8 @@ def _text_documents(files: list[tuple[str, str, int, int, int, int]]):
     max_chars): its stamp and the limit make the generator's cache key."""
     for doc_id, path, _size, _mtime, parts, max_chars in files:
         encoding = file_encoding(path)[0]
-        for number, part in enumerate(text_parts(file_chunks(path, encoding), max_chars, path), 1):
+        for number, part in enumerate(text_parts(file_chunks(path, encoding), max_chars if parts > 1 else 0, path),
+                                      1):
             yield {"doc_id": doc_id if parts == 1 else f"{doc_id}#part-{number}", "title": None,
                    "text": part.replace("\r\n", "\n")}
 

@@ -25,8 +25,8 @@ from ernie_cpt.compression import compression, format_suffix, open_binary
 from ernie_cpt.data.cells import id_cell, text_cell
 from ernie_cpt.data.delimiters import delimiter_name, sniff_delimiter
 from ernie_cpt.data.discovery import TABLE_FORMATS, CorpusFile
-from ernie_cpt.data.options import MAX_PARAGRAPH_CHARS, CorpusOptions
-from ernie_cpt.data.text_files import rows_per_batch, string_chunks, text_parts
+from ernie_cpt.data.options import CorpusOptions
+from ernie_cpt.data.text_files import document_parts, rows_per_batch
 from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
 from ernie_cpt.text_encoding import read_bytes, text_encoding
@@ -39,13 +39,6 @@ FEATURES = datasets.Features({c: datasets.Value("string") for c in COLUMNS})
 # While normalising: a document's part (0 = whole, else 1..parts) and its number of parts.
 PART_FEATURES = datasets.Features({**FEATURES, "part": datasets.Value("int32"), "parts": datasets.Value("int32")})
 DELIMITED = {".csv": ",", ".tsv": "\t"}
-
-
-def document_parts(text: str, max_chars: int, source: str) -> list[str]:
-    """``text`` as one part, or cut into parts at ``max_chars`` (:func:`~ernie_cpt.data.text_files.text_parts`);
-    raises UserError for a paragraph over MAX_PARAGRAPH_CHARS."""
-    limit = min(max_chars or MAX_PARAGRAPH_CHARS, MAX_PARAGRAPH_CHARS)
-    return [text] if len(text) <= limit else list(text_parts(string_chunks(text), max_chars, source))
 
 
 def _normalise(batch: dict[str, list[Any]], indices: list[int], source: str, name: str, text_field: str,

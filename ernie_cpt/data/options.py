@@ -15,7 +15,11 @@ from ernie_cpt.options import Range, option
 # even at about 15k characters (0.62 s vs 0.66 s) and is 1.7x faster on the 215k of the bundled sample.
 PARALLEL_MIN_CHARS = 30_000
 MAX_PARAGRAPH_CHARS = 1_000_000  # spaCy's default nlp.max_length
-MAX_DOCUMENT_CHARS = 2_000_000
+# Measured on the bundled sample's annotations repeated into one document (2026-12-07, 2 cores): a pre-task
+# holds a document's examples at once, 75-115 MB of memory per million characters of the document, and
+# knowledge masking's examples take time quadratic in it (0.5 MB: 6 s/MB, 1 MB: 6.3 s/MB, 2 MB: 23 s/MB).
+# At spaCy's nlp.max_length the cost is still linear, and Austen's longest novel (0.88 MB) stays whole.
+MAX_DOCUMENT_CHARS = 1_000_000
 
 
 def default_cache_dir() -> str:

@@ -66,10 +66,11 @@ def _blocks(chunks: Iterable[str], source: str) -> Iterator[str]:
 
 
 def text_parts(chunks: Iterable[str], max_chars: int, source: str) -> Iterator[str]:
-    """The text of ``chunks`` cut into parts of at most ``max_chars`` between paragraphs (a paragraph longer
-    than that is a part of its own), before a generic heading once a part holds half of ``max_chars``; the
-    whole text as one part when ``max_chars`` is 0. The parts, joined, are the text. ``source`` names the
-    text in the error for a paragraph over MAX_PARAGRAPH_CHARS."""
+    """The text of ``chunks``, longer than ``max_chars``, cut into parts of at most ``max_chars`` between
+    paragraphs (a paragraph longer than that is a part of its own), before a generic heading once a part
+    holds half of ``max_chars``; the whole text as one part when ``max_chars`` is 0. The parts, joined, are
+    the text. ``source`` names the text in the error for a paragraph over MAX_PARAGRAPH_CHARS. (A text of
+    at most ``max_chars`` is one document: the caller knows its length and does not cut it.)"""
     part: list[str] = []
     length, words = 0, False  # words: the part holds a paragraph that is not blank
     for block in _blocks(chunks, source):
@@ -83,6 +84,17 @@ def text_parts(chunks: Iterable[str], max_chars: int, source: str) -> Iterator[s
         words = words or bool(block.strip())
     if part:
         yield "".join(part)
+
+
+def document_parts(text: str, max_chars: int, source: str) -> list[str]:
+    """``text`` as one part when it has at most ``max_chars`` (or ``max_chars`` is 0), else cut into parts
+    (:func:`text_parts`). Raises UserError for a paragraph over MAX_PARAGRAPH_CHARS."""
+    if len(text) > MAX_PARAGRAPH_CHARS:
+        for _ in _blocks(string_chunks(text), source):  # only checks the paragraphs
+            pass
+    if not max_chars or len(text) <= max_chars:
+        return [text]
+    return list(text_parts(string_chunks(text), max_chars, source))
 
 
 def string_chunks(text: str) -> Iterator[str]:
@@ -134,11 +146,15 @@ def scan_text_file(path: str | Path, max_chars: int) -> Scan:
         return Scan(problem)
     chars, parts, longest, words = 0, 0, 0, False
     try:
-        for part in text_parts(file_chunks(path, encoding), max_chars, str(path)):
-            if "\x00" in part:
+        for block in _blocks(file_chunks(path, encoding), str(path)):  # a paragraph at a time
+            if "\x00" in block:
                 return Scan("binary")
-            chars, parts, longest = chars + len(part), parts + 1, max(longest, len(part))
-            words = words or bool(part.strip())
+            chars, words = chars + len(block), words or bool(block.strip())
+        if max_chars and chars > max_chars:  # read again, to count its parts
+            for part in text_parts(file_chunks(path, encoding), max_chars, str(path)):
+                parts, longest = parts + 1, max(longest, len(part))
+        else:
+            parts, longest = 1, chars
     except UnicodeDecodeError:
         codec = encoding.upper().removesuffix("-SIG")
         return Scan(f"not {codec} although their byte-order mark says so" if encoding != "utf-8"

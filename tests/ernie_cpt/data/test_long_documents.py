@@ -79,3 +79,13 @@ def test_the_default_keeps_a_novel_whole(novel):
     if not path.is_file():
         pytest.skip(f"real-text corpus {path} is absent")
     assert load_corpus(CorpusOptions(corpus=[str(path)]))["doc_id"] == [novel]
+
+
+def test_a_document_under_the_limit_is_never_cut_at_its_chapters(tmp_path):
+    text = book()  # about 215k characters, a chapter heading every 20k or so
+    (tmp_path / "book.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "rows.jsonl").write_text(json.dumps({"text": text}) + "\n", encoding="utf-8")
+
+    corpus = load_corpus(CorpusOptions(corpus=[str(tmp_path)], max_document_chars=len(text) + 1))
+
+    assert corpus["doc_id"] == ["book.txt", "rows.jsonl:0"] and corpus["text"] == [text, text]
