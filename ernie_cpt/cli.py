@@ -13,9 +13,14 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ernie_cpt import __version__, threads
+from ernie_cpt import __version__, interrupt, threads
 from ernie_cpt.errors import UserError
+from ernie_cpt.interrupt import Interrupted
+
+if TYPE_CHECKING:
+    from ernie_cpt.commands.options import RunOptions
 
 DESCRIPTION = """ERNIE 2.0-style continual pre-training on your own text.
 
@@ -49,13 +54,29 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _continue_advice(advice: str | None, run: RunOptions) -> str | None:
+    """How to continue a pretrain run that was interrupted: with --resume where it has a checkpoint."""
+    from ernie_cpt.training.checkpoint import checkpoints
+
+    if not run.output_dir or not checkpoints(Path(run.output_dir)):
+        return advice or "nothing was saved: run the same command again"
+    if run.resume_from_checkpoint:  # --resume-from-checkpoint would go back to that checkpoint again
+        return "continue with the same command, --resume in place of --resume-from-checkpoint"
+    return "continue with the same command and --resume"
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from ernie_cpt import distributed
-    from ernie_cpt.commands.options import pretrain_option_classes
+    from ernie_cpt.commands.options import RunOptions, pretrain_option_classes
     from ernie_cpt.commands.pretrain import pretrain
     from ernie_cpt.options import resolve_options
 
-    run_dir = pretrain(resolve_options(args, pretrain_option_classes()))
+    options = resolve_options(args, pretrain_option_classes())
+    try:
+        run_dir = pretrain(options)
+    except Interrupted as e:
+        e.advice = _continue_advice(e.advice, options[RunOptions])
+        raise
     if distributed.is_main():
         print(f"Run directory: {run_dir}  (export it with: ernie-cpt export {run_dir} OUT_DIR)")
     return 0
@@ -261,16 +282,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _configure_logging(args.debug, args.verbose, getattr(args, "uses_libraries", True))
-        return args.handler(args)
+        with interrupt.handled():  # SIGTERM (Slurm, Kubernetes, torchrun) ends a command as Ctrl-C does
+            return args.handler(args)
     except UserError as e:
         if args.debug:
             traceback.print_exc()
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process has the error; one prints it
             print(f"ernie-cpt: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ernie-cpt: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"ernie-cpt: {e if isinstance(e, Interrupted) else 'interrupted'}", file=sys.stderr)
+        return e.exit_code if isinstance(e, Interrupted) else 130
     finally:
         if "torch.distributed" in sys.modules:  # only a command that trained can have joined a process group
             from ernie_cpt import distributed

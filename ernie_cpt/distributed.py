@@ -148,6 +148,16 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def any_rank(value: int, device: torch.device) -> int:
+    """The largest of every rank's ``value`` (a signal number, 0 for none), on every rank; ``value``
+    for one process. A tensor on ``device``, as nccl needs."""
+    if not active():
+        return value
+    flag = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
+
+
 def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     """The element-wise mean of ``tensor`` over all ranks (a new tensor; ``tensor`` for one process)."""
     if not active():

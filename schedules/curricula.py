@@ -4,7 +4,8 @@ A curriculum is called as ``curriculum(tasks, budgets, options)``. Every task ge
 budget N over the curriculum: its steps summed over the stages equal N exactly. Where a task
 takes part in several stages, ``--stage-allocation`` spreads N over them (see
 ``schedules.stage.ALLOCATIONS``); a task whose share in a stage is 0 (N smaller than its number
-of stages) is left out of that stage, which may leave a stage without steps.
+of stages) is left out of that stage; ``build_schedule`` refuses a budget that leaves a stage
+without steps (``schedules.budget``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ernie_cpt.errors import UserError
 from ernie_cpt.registry import Registry
 from ernie_cpt.yaml_files import read_yaml
+from schedules.budget import AMPLE, check_budget
 from schedules.stage import Stage, get_allocation, split_budget, with_replay
 
 if TYPE_CHECKING:
@@ -123,23 +125,29 @@ def _stages_of(data: Any, path: str, tasks: list[str]) -> list[dict[str, int]]:
     return stages
 
 
-def build_schedule(options: ScheduleOptions, tasks: list[str], total_steps: int) -> list[Stage]:
+def build_schedule(options: ScheduleOptions, tasks: list[str], total_steps: int, warn: bool = True) -> list[Stage]:
     """The stages of the curriculum ``options.schedule`` for ``tasks`` (in curriculum order). Each
     task's budget is ``--steps-per-task`` when given, else ``total_steps`` shared evenly, the
     remainder one step each to the earliest tasks (1000 steps, 3 tasks: 334, 333, 333). With
     ``--replay F`` a fraction F of every stage's steps then replays earlier tasks
-    (:func:`schedules.stage.with_replay`)."""
+    (:func:`schedules.stage.with_replay`). A budget that leaves a stage (or a task) without a step
+    is a UserError naming the smallest that fills the curriculum; one that leaves a task out of some
+    of its stages, a warning unless not ``warn`` (:func:`schedules.budget.check_budget`)."""
     if not tasks:
         raise UserError("--tasks is empty; name at least one pre-task")
     repeated = [task for i, task in enumerate(tasks) if task in tasks[:i]]
     if repeated:
         raise UserError(f"task {repeated[0]} is listed twice in --tasks; list every task once")
-    if options.steps_per_task is not None:
-        budgets = dict.fromkeys(tasks, options.steps_per_task)
+    curriculum = get_curriculum(options.schedule)
+    if options.schedule == "file":  # the file sets every step (and refuses a stage without one)
+        stages = curriculum(tasks, {}, options)
     else:
-        budgets = split_budget(total_steps, tasks)
-        if options.schedule != "file" and min(budgets.values()) < 1:
-            raise UserError(f"--max-steps {total_steps} gives some task no steps ({len(tasks)} tasks share it); "
-                            f"raise it to at least {len(tasks)} or set --steps-per-task")
-    stages = get_curriculum(options.schedule)(tasks, budgets, options)
+        given = (f"--steps-per-task {options.steps_per_task}" if options.steps_per_task is not None
+                 else f"--max-steps {total_steps}")
+        budgets = (dict.fromkeys(tasks, options.steps_per_task) if options.steps_per_task is not None
+                   else split_budget(total_steps, tasks))
+        # A curriculum that stages two tasks (not joint) is continual when it trains one task per stage.
+        staged = len(curriculum(["a", "b"], {"a": AMPLE, "b": AMPLE}, options)) > 1
+        stages = check_budget(lambda b: curriculum(tasks, b, options), options.schedule, tasks, budgets, given,
+                              [{task} for task in tasks] if staged else None, warn)
     return with_replay(stages, options.replay) if options.replay else stages

@@ -6,7 +6,13 @@ and a second call re-runs nothing."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -189,3 +195,43 @@ def test_compare_architectures_reports_each_with_its_parameters_and_tokens_per_s
     assert f"{runs['mmoe']['parameters'] / 1e6:.2f}M" in rows[1] and f"{runs['hard']['tokens_per_s']:,.0f}" in rows[0]
     for name in ["heatmap-hard.png", "heatmap-mmoe.png", "metrics/hard-seed3.json", "metrics/mmoe-seed3.json"]:
         assert (report / name).stat().st_size > 0, name
+
+
+def test_compare_stopped_by_sigterm_continues_when_run_again_and_a_report_of_fewer_seeds_drops_the_others(
+        sample_dir, tmp_path, caplog):
+    """SIGTERM (Slurm, Kubernetes) in the middle of a run: compare stops at the end of the step with a checkpoint
+    and says how to continue; run again it resumes that run and finishes. Then --seeds 1 after --seeds 2: the
+    report folder holds the runs of seed 3 only, and compare says it removed the others."""
+    out = tmp_path / "compare"
+    argv = ["compare", "--corpus", *[str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]], "--output-dir", str(out),
+            "--tasks", *TASKS, "--schedules", "continual", "joint", "--steps-per-task", "8", "--eval-steps", "0",
+            "--model-size", "tiny", "--batch-size", "8", "--vocab-size", "3000", "--max-seq-length", "64",
+            "--eval-max-examples", "16", "--logging-steps", "1", "--seed", "3", "--seeds", "2"]
+    first = out / "runs" / "continual-seed3" / "logs" / "train.jsonl"
+    with open(tmp_path / "stopped.log", "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "ernie_cpt", *argv], stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        while process.poll() is None and (not first.exists() or first.read_text().count("\n") < 3):
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=300) == 143, (tmp_path / "stopped.log").read_text()
+    step = first.read_text().count("\n")
+    assert (tmp_path / "stopped.log").read_text().splitlines()[-1] == (
+        f"ernie-cpt: interrupted at step {step} (SIGTERM); saved checkpoint step-{step:08d}; continue with the same "
+        f"compare command: finished runs are kept, and an interrupted one resumes from its last checkpoint")
+    assert not (out / "report").exists() and not list(out.glob("runs/*/result.json"))
+
+    with caplog.at_level(logging.INFO):
+        assert main(argv) == 0
+    assert "continual, seed 3: resuming pre-training" in caplog.text
+    assert [r["step"] for r in read_records(out / "runs" / "continual-seed3", "train")] == list(range(1, 17))
+    assert sorted(p.name for p in (out / "report" / "metrics").iterdir()) == [
+        f"{run}-seed{seed}.json" for run in ("continual", "joint", "mlm") for seed in (3, 4)]
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert main([*argv[:-1], "1"]) == 0
+    assert sorted(p.name for p in (out / "report" / "metrics").iterdir()) == [
+        "continual-seed3.json", "joint-seed3.json", "mlm-seed3.json"]
+    assert "removed 3 files of an earlier report" in caplog.text
+    assert [r["seed"] for r in json.loads((out / "report" / "summary.json").read_text())["runs"]] == [3, 3, 3, 3]

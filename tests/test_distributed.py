@@ -1,8 +1,9 @@
 """Data-parallel pre-training: `torchrun --nproc_per_node 2` and `accelerate launch --num_processes 2`
 on CPU (gloo) reproduce a single-process run with the same global batch, torchrun for every sharing
 architecture (the routed ones with their top layer routed, and their routing means too), and a
-2-process run resumes bit-exactly. MT-DNN fine-tuning (``finetune --task``) under torchrun gives the
-report of one process.
+2-process run resumes bit-exactly, also after SIGTERM, and only with 2 processes (unless
+--allow-changed-world-size). MT-DNN fine-tuning (``finetune --task``) under torchrun gives the report of
+one process.
 
 The run trains three tasks (masked LM, a token classifier and a sequence classifier, so ranks see
 different numbers of targets) in every step with GradNorm weighting and 2 accumulated
@@ -20,16 +21,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from ernie_cpt.cli import main
-from ernie_cpt.training.checkpoint import LATEST, checkpoints, read_checkpoint
+from ernie_cpt.training.checkpoint import checkpoints, read_checkpoint
 from ernie_cpt.training.run_log import read_records
 
 pytestmark = pytest.mark.slow
@@ -135,21 +138,6 @@ def test_two_processes_match_one_with_the_same_global_batch(sample_dir, tmp_path
     assert [p.name for p in checkpoints(ddp)] == [p.name for p in checkpoints(single)]
 
 
-def test_two_processes_resume_bit_exactly_with_dropout(sample_dir, tmp_path):
-    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-    _torchrun(_args(sample_dir, reference), tmp_path / "reference.log")
-    shutil.copytree(reference, resumed)
-    for path in checkpoints(resumed)[1:]:  # killed after the checkpoint of step 2 (of 6)
-        shutil.rmtree(path)
-    (resumed / "checkpoints" / LATEST).write_text("step-00000002\n")
-
-    _torchrun([*_args(sample_dir, resumed), "--resume"], tmp_path / "resumed.log")
-
-    assert "Resumed from" in (tmp_path / "resumed.log").read_text()
-    for kind in ("train", "weights", "eval"):
-        assert _records(resumed, kind) == _records(reference, kind)
-
-
 @pytest.mark.parametrize("weighting", ["pcgrad", "cagrad", "mgda", "nash_mtl", "famo"])
 @pytest.mark.usefixtures("one_torch_thread")
 def test_gradient_level_methods_with_two_processes_match_one(weighting, sample_dir, tmp_path):
@@ -219,3 +207,53 @@ def test_multitask_finetuning_with_two_processes_matches_one(sample_dir, tmp_pat
         for a, b in zip(first, second):
             assert a["task"] == b["task"], (run, a, b)
             assert all(abs(a[k] - b[k]) <= 1e-4 * max(abs(a[k]), abs(b[k])) for k in ("loss", "grad_norm")), (a, b)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_two_processes_stopped_by_sigterm_resume_bit_exactly_with_dropout_and_only_as_two(sample_dir, tmp_path, capsys,
+                                                                                         caplog):
+    """Slurm sends SIGTERM to torchrun, which passes it to every process: they stop at the end of the same step,
+    rank 0 saves a checkpoint there, and a resume with 2 processes gives the uninterrupted run. One process is
+    refused (dropout masks are drawn per process), unless --allow-changed-world-size, which goes on with other
+    losses and records the change."""
+    reference, stopped, one = tmp_path / "reference", tmp_path / "stopped", tmp_path / "one"
+    ten = ["--steps-per-task", "10"]
+    _torchrun(_args(sample_dir, reference, *ten), tmp_path / "reference.log")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "ernie_cpt", *_args(sample_dir, stopped, *ten)]
+    train_log = stopped / "logs" / "train.jsonl"
+    with open(tmp_path / "stopped.log", "w") as log:
+        launcher = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                    env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+        while launcher.poll() is None and (not train_log.exists() or train_log.read_text().count("\n") < 3):
+            time.sleep(0.01)
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=120)
+    step, text = train_log.read_text().count("\n"), (tmp_path / "stopped.log").read_text()
+    assert 3 <= step < 10, text
+    stops = [line for line in text.splitlines() if "interrupted at step" in line]
+    assert stops == [f"ernie-cpt: interrupted at step {step} (SIGTERM); saved checkpoint step-{step:08d}; continue "
+                     f"with the same command and --resume"], text  # both ranks stopped there; rank 0 says so
+    assert checkpoints(stopped)[-1].name == f"step-{step:08d}"
+    shutil.copytree(stopped, one)
+
+    capsys.readouterr()
+    assert main([*_args(sample_dir, stopped, *ten), "--resume"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"ernie-cpt: error: --resume: the run in {stopped} was trained by 2 processes (torchrun --nproc_per_node 2); "
+        f"resume with the same number of processes, or pass --allow-changed-world-size to continue with 1 (the "
+        f"losses will then differ from an uninterrupted run)")
+
+    _torchrun([*_args(sample_dir, stopped, *ten), "--resume"], tmp_path / "resumed.log")
+    assert f"Resumed from {stopped / 'checkpoints' / f'step-{step:08d}'}" in (tmp_path / "resumed.log").read_text()
+    for kind in ("train", "weights", "eval"):
+        assert _records(stopped, kind) == _records(reference, kind), kind
+
+    with caplog.at_level("WARNING"):
+        assert main([*_args(sample_dir, one, *ten), "--resume", "--allow-changed-world-size"]) == 0
+    assert "--allow-changed-world-size: the run in" in caplog.text
+    assert json.loads((one / "run_config.json").read_text())["world_size_changes"] == [
+        {"step": step, "from": 2, "to": 1}]
+    continued, uninterrupted = _records(one, "train"), _records(reference, "train")
+    assert continued[:step] == uninterrupted[:step] and len(continued) == 10
+    assert [r["loss"] for r in continued[step:]] != [r["loss"] for r in uninterrupted[step:]]

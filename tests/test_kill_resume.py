@@ -4,7 +4,8 @@ checkpoint folder left behind is ever unreadable. The moments: 2 during start-up
 after the start; these come first), 4 during training (a random time into a random step) and 4
 while a checkpoint is being written (as soon as its temporary folder appears, after a random
 step), the training ones spread over the run but for its last steps, which a run could finish
-before the kill lands.
+before the kill lands. SIGTERM and Ctrl-C (SIGINT) stop a run at the end of a step with a checkpoint
+there, and resuming it gives the uninterrupted run too; fine-tuning stopped by SIGTERM leaves nothing.
 
 Every run is a child process forked from a forkserver that has imported the CLI (torch,
 transformers, spaCy, datasets) already: a start costs about a second instead of ten. Not forked from
@@ -20,6 +21,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ import numpy as np
 import pytest
 
 from ernie_cpt.cli import main
+from ernie_cpt.data.corpus import bundled_corpus
 from ernie_cpt.training.checkpoint import checkpoints, latest_name, read_checkpoint
 from ernie_cpt.training.run_log import read_records
 
@@ -191,3 +194,80 @@ def test_each_routed_architecture_killed_mid_run_resumes_to_the_uninterrupted_ru
     assert {r["task"] for r in routing} == {"knowledge_masking", "capitalization"}
     for kind in ("train", "eval", "routing"):
         assert _comparable(run_dir, kind) == _comparable(reference, kind), kind
+
+
+def _term_args(corpus: list[str], run_dir: Path, resume: bool) -> list[str]:
+    """16 steps; no checkpoint but the last falls on a step the run can be stopped at (--save-steps 100)."""
+    return ["pretrain", "--corpus", *corpus, "--output-dir", str(run_dir), "--model-size", "tiny",
+            "--max-steps", "16", "--batch-size", "16", "--learning-rate", "1e-3", "--logging-steps", "1",
+            "--eval-steps", "5", "--save-steps", "100", "--vocab-size", "3000", "--seed", "7",
+            *(["--resume"] if resume else [])]
+
+
+@pytest.fixture(scope="module")
+def term_reference(sample_dir, tmp_path_factory) -> tuple[list[str], Path]:
+    corpus = [str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]]
+    reference = tmp_path_factory.mktemp("term") / "reference"
+    child = _start(_term_args(corpus, reference, resume=False), reference.with_suffix(".log"))
+    child.join()
+    assert child.exitcode == 0, reference.with_suffix(".log").read_text()
+    return corpus, reference
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_resume_is_bit_exact(term_reference, tmp_path,
+                                                                                           signum, code):
+    """Slurm and Kubernetes stop a job with SIGTERM: the run ends the step it is in, saves it, and says so."""
+    corpus, reference = term_reference
+    run_dir = tmp_path / "run"
+    child = _start(_term_args(corpus, run_dir, resume=False), tmp_path / "stopped.log")
+    while child.is_alive() and _steps_logged(run_dir) < 4:
+        time.sleep(0.001)
+    os.kill(child.pid, signum)
+    child.join()
+
+    log = (tmp_path / "stopped.log").read_text()
+    assert child.exitcode == code, log
+    step = _steps_logged(run_dir)  # the run stopped at the end of a step: its last record is that step's
+    assert 4 <= step < 16
+    assert log.splitlines()[-1] == (f"ernie-cpt: interrupted at step {step} ({signal.Signals(signum).name}); saved "
+                                    f"checkpoint step-{step:08d}; continue with the same command and --resume")
+    assert _all_checkpoints_readable(run_dir) == [step] and latest_name(run_dir) == f"step-{step:08d}"
+    assert not _partial_folders(run_dir)
+
+    child = _start(_term_args(corpus, run_dir, resume=True), tmp_path / "resumed.log")
+    child.join()
+    assert child.exitcode == 0, (tmp_path / "resumed.log").read_text()
+    assert f"Resumed from {run_dir / 'checkpoints' / f'step-{step:08d}'}" in (tmp_path / "resumed.log").read_text()
+    for kind in ("train", "eval"):
+        assert _comparable(run_dir, kind) == _comparable(reference, kind), kind
+
+
+def test_finetune_stopped_by_sigterm_leaves_nothing_half_written(term_reference, tmp_path):
+    """Fine-tuning stops at once (it has no checkpoints to continue from): no --output-dir, no --output-json,
+    no staging folder; only the message."""
+    _, run_dir = term_reference
+    paragraphs = []
+    for path in sorted(bundled_corpus().glob("*.txt"))[:6]:
+        paragraphs += [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if len(p.strip()) > 40]
+    rows = [json.dumps({"text": p[:300], "label": "speech" if '"' in p else "narration"}) for p in paragraphs]
+    (tmp_path / "train.jsonl").write_text("\n".join(rows[:160]) + "\n", encoding="utf-8")
+    (tmp_path / "test.jsonl").write_text("\n".join(rows[160:200]) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    child = _start(["finetune", str(run_dir), "--train", str(tmp_path / "train.jsonl"), "--test",
+                    str(tmp_path / "test.jsonl"), "--epochs", "200", "--learning-rate", "1e-3", "--batch-size", "16",
+                    "--max-seq-length", "32", "--output-dir", str(out / "model"), "--output-json",
+                    str(out / "results.json")], tmp_path / "finetune.log")
+    started, log_file = time.monotonic(), tmp_path / "finetune.log"
+    while child.is_alive() and (not log_file.exists() or "Fine-tuning (seed" not in log_file.read_text()):
+        assert time.monotonic() - started < 120, (tmp_path / "finetune.log").read_text()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(child.pid, signal.SIGTERM)
+    child.join()
+
+    log = (tmp_path / "finetune.log").read_text()
+    assert child.exitcode == 143, log
+    assert log.splitlines()[-1] == "ernie-cpt: interrupted (SIGTERM)"
+    assert "Traceback" not in log
+    assert not out.exists() or not any(out.iterdir())  # no model folder, no results, no staging folder

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from ernie_cpt import interrupt
 from ernie_cpt.commands.compare_runs import initial_run, pretrained_run, tfidf_run
 from ernie_cpt.commands.options import (
     DEFAULT_SCHEDULES,
@@ -52,6 +53,7 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.evaluation.forgetting import forward_transfer
 from ernie_cpt.evaluation.probes import ProbeSet, probe_sets
 from ernie_cpt.files import check_output_path
+from ernie_cpt.interrupt import Interrupted
 from ernie_cpt.modeling.architectures import ARCHITECTURES, check_expert_layers
 from ernie_cpt.modeling.encoder import preset_layers
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
@@ -60,6 +62,7 @@ from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.weighting.options import WeightingOptions
 from pretasks import get_task
 from schedules import ScheduleOptions, Stage, build_schedule, get_curriculum
+from schedules.budget import BudgetTooSmall
 
 log = logging.getLogger(__name__)
 
@@ -158,18 +161,31 @@ def _validate(options: dict[type, Any]) -> tuple[list[Variant], LabelledData | N
         data = load_labelled_data(settings.downstream_train, settings.downstream_test,
                                   settings.downstream_text_field, settings.downstream_text_pair_field,
                                   settings.downstream_label_field, flags=("--downstream-train", "--downstream-test"))
-    for variant in variants:
-        _stages(options, variant)
+    _check_budgets(options, variants)
     return variants, data
+
+
+def _check_budgets(options: dict[type, Any], variants: list[Variant]) -> None:
+    """Every variant's curriculum built (warning where a budget leaves a task out of a stage); where
+    budgets leave a stage without a step, the error of the variant that needs the largest budget, so
+    that the budget it names fills every curriculum."""
+    too_small = []
+    for variant in variants:
+        try:
+            _stages(options, variant, warn=True)
+        except BudgetTooSmall as e:
+            too_small.append(e)
+    if too_small:
+        raise max(too_small, key=lambda e: (e.per_task or 0, e.total or 0))
 
 
 def _schedule_options(options: dict[type, Any], variant: Variant) -> ScheduleOptions:
     return dataclasses.replace(options[ScheduleOptions], schedule=variant.schedule, replay=variant.replay)
 
 
-def _stages(options: dict[type, Any], variant: Variant) -> list[Stage]:
+def _stages(options: dict[type, Any], variant: Variant, warn: bool = False) -> list[Stage]:
     return build_schedule(_schedule_options(options, variant), options[CompareOptions].tasks,
-                          options[TrainingOptions].max_steps)
+                          options[TrainingOptions].max_steps, warn)
 
 
 def _run_options(options: dict[type, Any], run_dir: Path, seed: int, resume: bool, tasks: list[str],
@@ -313,11 +329,17 @@ def compare(options: dict[type, Any]) -> Path:
         probes = probe_sets(held_out, options[EvaluationOptions].split_seed) or None
     references = {task: _reference_file(options, variants, task, root) for task in settings.tasks}
     results = []
-    for seed in range(training.seed, training.seed + settings.seeds):
-        results += _runs_of_seed(options, variants, seed, root, probes, references)
-    if data is not None:
-        results.append(tfidf_run(root / "runs" / "tfidf", data, _downstream(settings, training, 0, root)))
+    try:
+        for seed in range(training.seed, training.seed + settings.seeds):
+            results += _runs_of_seed(options, variants, seed, root, probes, references)
+        if data is not None:
+            results.append(tfidf_run(root / "runs" / "tfidf", data, _downstream(settings, training, 0, root)))
+    except Interrupted as e:  # every file is written whole (atomically, or staged); the runs carry on
+        e.advice = ("continue with the same compare command: finished runs are kept, and an interrupted one "
+                    "resumes from its last checkpoint")
+        raise
     order = [v.name for v in variants] + ["mlm", "none", "tfidf"]
     results = sorted(_with_forward_transfer(results), key=lambda r: (order.index(r["variant"]), r["seed"] or 0))
     axis = ("architecture", "architectures") if settings.architectures is not None else ("curriculum", "curricula")
-    return write_report(results, _setup(options, variants), root / "report", axis)
+    with interrupt.deferred():  # the report's files are written all, not some new and some old, then it stops
+        return write_report(results, _setup(options, variants), root / "report", axis)

@@ -50,6 +50,7 @@ from ernie_cpt.training.labelled_tasks import labelled_stream, test_batches
 from ernie_cpt.training.loading import RUN_MARKER, load_model
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import CONFIG, resolve_resume, run_directory
+from ernie_cpt.training.run_environment import environment
 from ernie_cpt.training.trainer import pick_device, train
 from ernie_cpt.weighting import build_weighting
 from ernie_cpt.weighting.options import WeightingOptions
@@ -121,7 +122,8 @@ def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dic
     schedule = [Stage(dict(steps))]
     config = {key: value for key, value in to_dict(options, multi, weighting, training, mixing).items()
               if key not in NOT_OF_A_RUN}
-    config.update(stages=[schedule[0].steps], tasks=list(steps), sets=[dataclasses.asdict(s.spec) for s in sets])
+    config.update(stages=[schedule[0].steps], tasks=list(steps), sets=[dataclasses.asdict(s.spec) for s in sets],
+                  environment=environment(pick_device(training.device), training.amp, annotates=False))
     resume = multi.resume and (run_dir / CONFIG).is_file()
     found = None
 

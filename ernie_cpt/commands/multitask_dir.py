@@ -25,8 +25,8 @@ from ernie_cpt.weighting.options import WeightingOptions
 
 SETTINGS = "finetune_config.json"
 WRITTEN = ("runs", "report.json", "report.md", SETTINGS)  # what --overwrite removes
-NOT_SETTINGS = {"seeds", "resume", "overwrite", "output_json", "multitask_dir", "device", "num_threads", "save_steps",
-                *SINGLE_SET_ONLY}
+NOT_SETTINGS = {"seeds", "resume", "allow_changed_world_size", "overwrite", "output_json", "multitask_dir", "device",
+                "num_threads", "save_steps", *SINGLE_SET_ONLY}
 
 
 def multitask_settings(model_dir: str | Path, options: FinetuneOptions, multi: MultiTaskFinetuneOptions,

@@ -37,6 +37,10 @@ class RunOptions:
                                                 "(RUN/checkpoints/step-N, or step-N) instead of the latest; "
                                                 "implies --resume")
     overwrite: bool = option(False, "Delete an existing run in --output-dir and start over")
+    allow_changed_world_size: bool = option(False, "With --resume: continue a run with another number of "
+                                            "processes (torchrun) than it was trained by. Its losses then differ "
+                                            "from an uninterrupted run (dropout masks are drawn per process); "
+                                            "without it such a resume is refused")
 
 
 @dataclass
@@ -188,6 +192,9 @@ class MultiTaskFinetuneOptions:
                              valid=Range(1))
     resume: bool = option(False, "Continue the runs in --multitask-dir: unfinished ones from their latest "
                           "checkpoint, finished ones are scored again from their last")
+    allow_changed_world_size: bool = option(False, "With --resume: continue runs with another number of processes "
+                                            "(torchrun) than they were trained by; their losses then differ from "
+                                            "uninterrupted runs. Without it such a resume is refused")
 
 
 # The options of one mode only: a value other than the default in the other mode is an error.

@@ -46,6 +46,7 @@ from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, read_ch
 from ernie_cpt.training.loading import SavedModel, is_saved_model, load_model
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directory, write_config
+from ernie_cpt.training.run_environment import check_corpus, environment
 from ernie_cpt.training.trainer import pick_device, train
 from ernie_cpt.weighting import build_weighting
 from ernie_cpt.weighting.options import WeightingOptions
@@ -106,7 +107,8 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
     """Each task's training stream and held-out batches, the tasks the training documents give no
     example for (name -> why), and the label counts of each trained task's sample of training
     examples (``PreTask.sample_labels``). A task the held-out documents cannot give examples for
-    is trained but not evaluated, with a warning."""
+    is trained but not evaluated, with a warning; one with fewer training examples than --batch-size
+    is trained with a warning, and one with fewer than the processes is unavailable."""
     streams, evals, unavailable, label_counts = {}, {}, {}, {}
     for name, task in tasks.items():
         try:
@@ -121,6 +123,14 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
         if reason := task.nothing_to_learn(counts, len(sampled), training.max_majority_share):
             unavailable[name] = reason
             continue
+        if len(rows) < distributed.world_size():
+            unavailable[name] = (f"{name} has {plural(len(rows), 'training example')}, fewer than the "
+                                 f"{distributed.world_size()} processes that share each of its batches")
+            continue
+        if len(rows) < training.batch_size:
+            log.warning("task %s has %s, fewer than --batch-size %d: each of its batches holds all of them, so "
+                        "every step of it is an epoch of the same examples; lower --batch-size or add text",
+                        name, plural(len(rows), "training example"), training.batch_size)
         label_counts[name] = counts
         streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers,
                                    distributed.rank(), distributed.world_size())
@@ -232,7 +242,8 @@ def pretrain(options: dict[type, Any]) -> Path:
     """Pre-train as ``options`` say; returns the run directory."""
     run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
     model_options = options[ModelOptions]
-    distributed.init(pick_device(training.device))
+    device = pick_device(training.device)
+    distributed.init(device)
     _validate(run, training, options)
     task_classes = {name: get_task(name) for name in run.tasks}
     schedule_options = options[ScheduleOptions]
@@ -245,13 +256,17 @@ def pretrain(options: dict[type, Any]) -> Path:
     if preset_layers(model_options) is not None:  # else checked when the --init-from encoder is built
         check_expert_layers(options[ArchitectureOptions], preset_layers(model_options))
     run_dir = Path(run.output_dir)
-    config = _config(options, schedule)
+    config = {**_config(options, schedule),
+              "environment": environment(device, training.amp, options[AnnotationOptions].spacy_model)}
     resume_from = _checkpoint_to_resume(run_dir, config, options)
     resuming = resume_from is not None
     config["torch_threads"], threads_why = _torch_threads(run_dir, resuming, training)
 
     # every process annotates its shard of the corpus, the main process combines them
     corpus = distributed.every_rank(lambda: load_corpus(options[CorpusOptions]))  # each machine reads its path
+    if resuming:
+        distributed.main_result(lambda: check_corpus(run_dir, json.loads(
+            (run_dir / "run_config.json").read_text(encoding="utf-8")).get("corpus"), corpus))
     documents = annotate_on_all_ranks(corpus, options[AnnotationOptions])
     split = split_documents(documents, evaluation.eval_fraction, evaluation.split_seed)
     log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))
@@ -267,7 +282,7 @@ def pretrain(options: dict[type, Any]) -> Path:
         tasks = {name: task for name, task in tasks.items() if name in streams}
         config = {**_config(options, schedule), "tasks": list(tasks), "requested_tasks": run.tasks,
                   "skipped_tasks": unavailable, "corpus": _corpus_record(documents, split),
-                  "torch_threads": config["torch_threads"]}
+                  "torch_threads": config["torch_threads"], "environment": config["environment"]}
         if resuming:
             check_stages(run_dir, config["stages"])
         torch.manual_seed(training.seed)

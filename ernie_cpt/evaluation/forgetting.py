@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ernie_cpt.errors import UserError, unknown_name
-from ernie_cpt.training.checkpoint import atomic_write_text
+from ernie_cpt.training.checkpoint import atomic_write_text, latest_name
 from ernie_cpt.training.options import SCORE_METRICS
 from ernie_cpt.training.run_log import read_records
 from schedules.stage import Stage
@@ -202,10 +202,29 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     records = read_records(run_dir, "eval")
     last = len(config["stages"]) - 1
     if not any(r.get("stage_end") and r["stage"] == last for r in records):
+        if not config["stages"][-1]:  # recorded by an ernie-cpt that let a budget leave stages without a step
+            raise UserError(f"the last stage of the run in {run_dir} has no step, so it was never evaluated; run it "
+                            f"again with a budget that fills its curriculum (see ernie-cpt plan) in a new "
+                            f"--output-dir")
+        if _finished(run_dir, len(config["stages"])):
+            raise UserError(f"the run in {run_dir} finished without a held-out evaluation at the end of its last "
+                            f"stage (--eval-fraction {config.get('eval_fraction')}: no task gave examples on the "
+                            f"held-out documents); run it again with a larger --eval-fraction in a new --output-dir")
         raise UserError(f"{run_dir}/logs/eval.jsonl has no evaluation at the end of the last stage "
-                        f"({last + 1}); finish the run with pretrain --resume (a run with --eval-fraction 0 "
-                        f"is never evaluated)")
+                        f"({last + 1}): the run has not finished; finish it with pretrain --resume")
     return config, records
+
+
+def _finished(run_dir: Path, stages: int) -> bool:
+    """Whether the latest checkpoint of the run in ``run_dir`` was written after its last stage."""
+    name = latest_name(run_dir)
+    if name is None:
+        return False
+    try:
+        state = json.loads((run_dir / "checkpoints" / name / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return state.get("stage", 0) >= stages
 
 
 def continual_metrics(run_dir: Path, metric: str = "accuracy") -> dict[str, Any]:

@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import statistics
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from ernie_cpt.evaluation.report_plots import curves_grid, drop_plot, evidence_p
 from ernie_cpt.evaluation.significance import Estimate, estimate
 from ernie_cpt.evaluation.summary import Measure, answer, by_seed, collapsed, group, run_row, summarise
 from ernie_cpt.training.checkpoint import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 DASH = "\u2013"  # "not defined" in a table cell
 COST_DEFINITIONS = """\
@@ -319,4 +322,20 @@ def write_report(results: list[dict[str, Any]], setup: dict[str, Any], report_di
         if result.get("metrics"):
             atomic_write_text(report_dir / "metrics" / f"{result['variant']}-seed{result['seed']}.json",
                               json.dumps(result["metrics"], indent=2) + "\n")
+    _remove_stale(report_dir, results, variants)
     return report_dir / "report.md"
+
+
+def _remove_stale(report_dir: Path, results: list[dict[str, Any]], variants: list[str]) -> None:
+    """Remove the per-run and per-variant files of an earlier report in ``report_dir`` (another --seeds or
+    --schedules) that this one does not have, so that the folder holds this comparison only; say so."""
+    kept = {report_dir / "metrics" / f"{r['variant']}-seed{r['seed']}.json" for r in results if r.get("metrics")}
+    kept |= {report_dir / f"heatmap-{name}.png" for name in variants}
+    stale = sorted(p for p in [*report_dir.glob("metrics/*.json"), *report_dir.glob("heatmap-*.png")]
+                   if p not in kept)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d file%s of an earlier report from %s, whose runs this comparison does not have: %s",
+                 len(stale), "s" * (len(stale) != 1), report_dir, ", ".join(str(p.relative_to(report_dir))
+                                                                           for p in stale))

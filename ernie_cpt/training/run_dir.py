@@ -28,18 +28,26 @@ from ernie_cpt.training.checkpoint import (
     latest_checkpoint,
     read_checkpoint,
 )
+from ernie_cpt.training.run_environment import check_environment
 
 log = logging.getLogger(__name__)
 
 # Options that may change between a run and its resumption without changing the result (a run
 # directory may also be moved).
+# Each was checked: the batches and masks are seeded per example, whatever the workers or processes that make
+# them; annotations are cached by content and spaCy version, not by batch size, processes or folder; logging,
+# evaluating and saving more or less often change what is logged, not the training. --device may change
+# from auto to cuda: the device type it gives is compared (run_environment), and so is --num-threads's result.
 RESUMABLE_CHANGES = {"output_dir", "resume", "overwrite", "save_steps", "save_total_limit", "logging_steps",
                      "eval_steps", "dataloader_workers", "num_proc", "cache_dir", "device", "spacy_batch_size",
-                     "max_nonfinite_steps", "report_to", "resume_from_checkpoint", "num_threads"}
+                     "max_nonfinite_steps", "report_to", "resume_from_checkpoint", "num_threads",
+                     "allow_changed_world_size"}
 # Written to run_config.json but not options: what the corpus made of the tasks (checked later), the
-# budget as asked (max_steps holds the task steps actually trained), the corpus's size and fingerprint,
-# and the torch thread count the run started with (a resumed run keeps it).
-DERIVED = {"stages", "requested_tasks", "skipped_tasks", "requested_max_steps", "corpus", "torch_threads"}
+# budget as asked (max_steps holds the task steps actually trained), the corpus's size and fingerprint
+# (checked once it is read: run_environment.check_corpus), the torch thread count the run started with (a
+# resumed run keeps it), and what else the numbers depend on (run_environment.check_environment).
+DERIVED = {"stages", "requested_tasks", "skipped_tasks", "requested_max_steps", "corpus", "torch_threads",
+           "environment", "world_size_changes"}
 # Options recorded as what the run did, the value asked for kept under another name.
 REQUESTED = {"tasks": "requested_tasks", "max_steps": "requested_max_steps"}
 CONFIG = "run_config.json"
@@ -68,34 +76,43 @@ def resolve_resume(run_dir: Path, config: dict[str, Any], resume: bool, overwrit
     readable one. ``absent``: see :func:`option_differences`.
 
     Refuses a folder that holds something else, or another run, unless ``overwrite``; with
-    ``resume``, a run started with other options or whose checkpoints are all unreadable."""
+    ``resume``, a run started with other options or in another environment (``config["environment"]``,
+    :func:`ernie_cpt.training.run_environment.check_environment`), or whose checkpoints are all unreadable."""
     check_output_path(run_dir, "--output-dir", folder=True)
     config_file = run_dir / CONFIG
     previous = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else None
     if resume:
+        if previous is None and run_dir.is_dir() and any(run_dir.iterdir()):
+            raise UserError(f"--resume: {run_dir} holds no ernie-cpt run (no {CONFIG}), only other files; pass "
+                            f"--overwrite instead of --resume to replace them, or choose another --output-dir")
         if previous is None:
             raise UserError(f"--resume: {run_dir} holds no checkpoint to resume; run without --resume to start")
         changed = option_differences(previous, config, absent)
         if changed:
             raise UserError(f"--resume: the run in {run_dir} was started with other options ({'; '.join(changed)}); "
                             f"resume with the same options, or use a new --output-dir")
-        if checkpoint is not None:
-            return _chosen_checkpoint(run_dir, checkpoint)
-        if not checkpoints(run_dir):
+        if checkpoint is None and not checkpoints(run_dir):
             log.warning("--resume: the run in %s stopped before its first checkpoint; starting it over", run_dir)
             shutil.rmtree(run_dir)
             return None
-        found = latest_checkpoint(run_dir)
+        moved = check_environment(run_dir, previous.get("environment"), config["environment"],
+                                  bool(config.get("allow_changed_world_size"))) if "environment" in config else None
+        found = _chosen_checkpoint(run_dir, checkpoint) if checkpoint is not None else latest_checkpoint(run_dir)
         if found is None:
             raise UserError(f"--resume: no checkpoint in {run_dir / 'checkpoints'} can be read (damaged, or not "
                             f"written by ernie-cpt); start over with --overwrite, or use a new --output-dir")
+        if moved is not None:  # recorded, so that the next resume with as many processes needs no flag
+            change = {"step": found[1][2]["step"], "from": previous["environment"]["world_size"],
+                      "to": moved["world_size"]}
+            write_config(run_dir, {**previous, "environment": moved,
+                                   "world_size_changes": [*previous.get("world_size_changes", []), change]})
         return found
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
             shutil.rmtree(run_dir)
         elif previous is None:
-            raise UserError(f"{run_dir} is not empty; pass --resume to continue the run there, --overwrite to "
-                            f"replace it, or choose another --output-dir")
+            raise UserError(f"{run_dir} is not empty and holds no ernie-cpt run (no {CONFIG}); pass --overwrite to "
+                            f"replace what is there, or choose another --output-dir")
         elif changed := option_differences(previous, config, absent):
             raise UserError(f"{run_dir} holds a different run ({'; '.join(changed)}); choose another --output-dir, "
                             f"or pass --overwrite to replace that run")

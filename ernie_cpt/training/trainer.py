@@ -20,6 +20,10 @@ writing another checkpoint. A batch with nothing to score (no target token) is n
 its head's loss is 0 and its gradients are 0; it is counted in the next ``train`` record
 (``"empty_batches": {task: n}``).
 
+SIGINT or SIGTERM (``ernie_cpt.interrupt``) stops the run at the end of the step it arrives in (the
+processes agree on which): a checkpoint is saved there unless one just was, and ``Interrupted``
+names the step and the checkpoint, from which ``--resume`` continues as the uninterrupted run would.
+
 Dropout is seeded per (seed, step, rank), so a resumed run needs no RNG state. With several
 processes (``ernie_cpt.distributed``) the step runs under DistributedDataParallel: each rank
 scores its share of every batch, and losses are scaled so that the averaged gradient is that of
@@ -44,7 +48,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
-from ernie_cpt import distributed
+from ernie_cpt import distributed, interrupt
 from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture
@@ -54,6 +58,7 @@ from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.checkpoint import Checkpoint, latest_name, save_checkpoint
 from ernie_cpt.training.evaluate import evaluate
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
+from ernie_cpt.training.run_environment import autocast_dtype
 from ernie_cpt.training.run_log import RunLog
 from ernie_cpt.training.task_gradients import TaskGradients
 from ernie_cpt.training.task_step import TasksForward, clip_gradients, global_losses, gradient_sync, losses_on
@@ -164,10 +169,10 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
     per_task = TaskGradients(model, model.shared_parameters()) if combine and weighting.level == "gradient" else None
     total_steps = sum(stage.optimizer_steps(mixing.task_mixing) for stage in schedule)
     scheduler = _lr_scheduler(optimizer, schedule, options, mixing.task_mixing)
-    use_bf16 = options.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    dtype = autocast_dtype(device, options.amp)
 
     def autocast() -> contextlib.AbstractContextManager:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     run_log = RunLog(run_dir, tensorboard=options.report_to == "tensorboard")
     description = describe_model(model)  # written into every checkpoint: a checkpoint loads on its own
@@ -184,6 +189,7 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
             weighting.load_state_dict(training_state["weighting"])
         step, stage_index, done = trainer_state["step"], trainer_state["stage"], trainer_state["done"]
         nonfinite = trainer_state.get("nonfinite_steps", 0)
+        empty_batches = trainer_state.get("empty_batches", {})
         for task, state in trainer_state["streams"].items():
             streams[task].load_state(state)
         run_log.truncate_after(step)
@@ -198,7 +204,7 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
             {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              **({"weighting": weighting.state_dict()} if weighting is not None else {})},
             {"step": step, "stage": stage_index, "done": done, "nonfinite_steps": nonfinite,
-             "streams": {task: stream.state() for task, stream in streams.items()},
+             "empty_batches": empty_batches, "streams": {task: stream.state() for task, stream in streams.items()},
              **({"stage_end": ended_stage} if ended_stage is not None else {})},
             keep=options.save_total_limit, description=description)
 
@@ -217,7 +223,8 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
 
     model.train()
     bar = progress(total_steps, "Pre-training", "step", initial=step, disable=not distributed.is_main())
-    with bar, contextlib.closing(run_log):  # closed on errors too: the error line starts a line of its own
+    # the log is closed on errors too: the error line starts a line of its own
+    with bar, contextlib.closing(run_log), interrupt.deferred() as stop_signal:
         window_tokens, window_start = 0, time.perf_counter()
         results: dict[str, dict] = {}
         while stage_index < len(schedule):
@@ -314,6 +321,16 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
                     optimizer.state.clear()
             elif evaluation.eval_steps and step % evaluation.eval_steps == 0:
                 run_eval(stage_end=False)
-            if ended_stage is not None or step % options.save_steps == 0 or step == total_steps:
+            saved = ended_stage is not None or step % options.save_steps == 0 or step == total_steps
+            if saved:
                 checkpoint(ended_stage)  # every stage end is kept: export --stage K
+            signum = distributed.any_rank(stop_signal() or 0, device)  # every process stops at the same step
+            if signum and step < total_steps:
+                if not saved:  # the routing means since the last record, as at every checkpoint
+                    for task, weights in model.routing().items():
+                        run_log.write("routing", {"step": step, "stage": stage_index, "task": task,
+                                                  "weights": weights})
+                    checkpoint(None)
+                raise interrupt.Interrupted(signum, step, latest_name(run_dir) if distributed.is_main() else None,
+                                            "continue with the same command and --resume")
     return results

@@ -344,6 +344,25 @@ def test_disk_full_at_the_first_checkpoint_leaves_no_run(corpus_args, tmp_path, 
 # --- runs that go on with a warning ------------------------------------------------------------------------
 
 
+def test_a_task_with_fewer_examples_than_the_batch_size_trains_with_a_warning(sample_dir, tmp_path, caplog):
+    """Six short documents give sentence_reordering a few examples: fewer than --batch-size 64."""
+    paragraphs = [p for p in (sample_dir / "chapter-01.txt").read_text(encoding="utf-8").split("\n\n")
+                  if p.count(". ") >= 2][:6]
+    corpus = tmp_path / "short.jsonl"
+    corpus.write_text("".join(json.dumps({"text": p}) + "\n" for p in paragraphs), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    with caplog.at_level(logging.WARNING):
+        assert main(["pretrain", "--corpus", str(corpus), "--output-dir", str(run_dir), "--model-size", "tiny",
+                     "--tasks", "sentence_reordering", "--max-steps", "2", "--batch-size", "64", "--eval-steps", "0",
+                     "--vocab-size", "1000"]) == 0
+    examples = int(re.search(r"task sentence_reordering has (\d+) training example", caplog.text)[1])
+    assert 0 < examples < 64
+    assert (f"task sentence_reordering has {examples} training example{'s' * (examples != 1)}, fewer than "
+            f"--batch-size 64: each of its batches holds all of them, so every step of it is an epoch of the same "
+            f"examples; lower --batch-size or add text") in caplog.messages
+    assert [r["step"] for r in read_records(run_dir, "train")] == [2]
+
+
 @pytest.mark.slow
 def test_one_sentence_documents_skip_the_tasks_that_need_more(one_sentence_documents, tmp_path, caplog):
     run_dir = tmp_path / "run"

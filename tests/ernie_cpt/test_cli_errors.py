@@ -185,9 +185,27 @@ def test_output_dir_with_files_is_left_alone(tmp_path, capsys, corpus):
     (run_dir / "notes").mkdir(parents=True)
     (run_dir / "notes" / "todo.txt").write_text("keep me\n", encoding="utf-8")
 
-    run_and_check(pretrain(tmp_path, corpus), capsys, tmp_path,
-                  f"{run_dir} is not empty", "--resume", "--overwrite", "another --output-dir")
+    line = run_and_check(pretrain(tmp_path, corpus), capsys, tmp_path,
+                         f"{run_dir} is not empty and holds no ernie-cpt run", "--overwrite", "another --output-dir")
+    assert "--resume" not in line  # there is no run to resume: the advice must not lead to the next error
+    # and --resume (which an older message advised) says the same instead of "run without --resume"
+    run_and_check(pretrain(tmp_path, corpus, "--resume"), capsys, tmp_path,
+                  f"--resume: {run_dir} holds no ernie-cpt run", "pass --overwrite instead of --resume")
     assert (run_dir / "notes" / "todo.txt").read_text(encoding="utf-8") == "keep me\n"
+
+
+@pytest.mark.parametrize("budget", [["--max-steps", "4"], ["--steps-per-task", "1"]])
+def test_a_budget_that_leaves_a_stage_without_a_step(tmp_path, capsys, corpus, budget):
+    tasks = ["--tasks", "knowledge_masking", "capitalization", "sentence_reordering"]
+    run_and_check(pretrain(tmp_path, corpus, "--schedule", "pairwise", *tasks, *budget), capsys, tmp_path,
+                  "--schedule pairwise with 3 tasks has 7 stages and needs at least 12 steps (--max-steps 12 or "
+                  "--steps-per-task 4)", f"{' '.join(budget)} leaves stages")
+    compare = ["compare", "--corpus", str(corpus), "--output-dir", str(tmp_path / "compare"), "--cache-dir",
+               str(tmp_path / "cache"), "--spacy-model", NO_PIPELINE, *tasks, *budget]
+    run_and_check([*compare, "--schedules", "continual", "pairwise"], capsys, tmp_path,
+                  "--schedule pairwise with 3 tasks has 7 stages and needs at least 12 steps")
+    # compare's default curricula: the one that needs the largest budget is named
+    run_and_check(compare, capsys, tmp_path, "--schedule pairwise with 3 tasks")
 
 
 def test_missing_output_dir_flag(tmp_path, capsys, corpus):

@@ -210,7 +210,8 @@ def test_build_schedule_shares_total_steps_evenly():
 
 
 @pytest.mark.parametrize(("tasks", "total", "message"), [
-    (["A", "B", "C"], 2, "--max-steps 2 gives some task no steps (3 tasks share it); raise it to at least 3"),
+    (["A", "B", "C"], 2, "--schedule joint with 3 tasks has 1 stage and needs at least 3 steps (--max-steps 3 or "
+                         "--steps-per-task 1); --max-steps 2 leaves task C without a step"),
     (["A", "B", "A"], 100, "task A is listed twice in --tasks"),
     ([], 100, "--tasks is empty"),
 ])

@@ -158,3 +158,15 @@ def test_bad_schedule_file(capsys, tmp_path, text, expected):
 def test_missing_schedule_file(capsys, tmp_path):
     assert "cannot read schedule file" in fails(capsys, "--schedule", "file", "--schedule-file",
                                                 str(tmp_path / "none.yaml"))
+
+
+def test_a_budget_that_leaves_stages_without_a_step_is_refused(capsys):
+    capsys.readouterr()
+    assert main(["plan", "--schedule", "pairwise", "--tasks", *SEVEN[:3], "--max-steps", "4"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("ernie-cpt: error: --schedule pairwise with 3 tasks has 7 stages and needs at least 12 "
+                            "steps (--max-steps 12 or --steps-per-task 4); --max-steps 4 leaves stages 5-7 without a "
+                            "step\n")
+    header, _ = run(capsys, "--schedule", "pairwise", "--tasks", *SEVEN[:3], "--max-steps", "12")  # the advice works
+    assert "7 stages, 12 optimizer steps" in header

@@ -228,6 +228,28 @@ def test_an_unfinished_run_is_a_user_error(tmp_path):
         continual_metrics(tmp_path / "run")
 
 
+def test_a_finished_run_without_a_last_evaluation_is_not_told_to_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    _write_run(run_dir, [_eval(4, 0, "a", 0.75)])
+    checkpoint = run_dir / "checkpoints" / "step-00000008"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"step": 8, "stage": 2}), encoding="utf-8")
+    (run_dir / "checkpoints" / "latest").write_text("step-00000008\n", encoding="utf-8")
+    with pytest.raises(UserError, match="finished without a held-out evaluation") as error:
+        continual_metrics(run_dir)
+    assert "--resume" not in str(error.value)  # resuming a finished run cannot evaluate it
+
+
+def test_a_run_whose_last_stage_has_no_step_is_not_told_to_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    _write_run(run_dir, [_eval(4, 0, "a", 0.75)])
+    config = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8"))
+    (run_dir / "run_config.json").write_text(json.dumps({**config, "stages": [{"a": 4}, {}]}), encoding="utf-8")
+    with pytest.raises(UserError, match="has no step, so it was never evaluated") as error:
+        continual_metrics(run_dir)
+    assert "--resume" not in str(error.value)
+
+
 def test_an_unknown_metric_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="unknown metric 'loss'"):
         continual_metrics(tmp_path, metric="loss")

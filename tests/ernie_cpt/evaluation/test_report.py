@@ -9,6 +9,7 @@ import csv
 import html.parser
 import io
 import json
+import logging
 import shutil
 import subprocess
 
@@ -205,6 +206,22 @@ def test_raw_data_has_one_row_per_run(results, tmp_path):
     assert summary["variants"] == ["continual", "joint"]
     assert summary["summary"]["continual"]["average_final"]["mean"] == pytest.approx(0.6)
     assert json.loads((tmp_path / "metrics" / "joint-seed3.json").read_text()) == results[5]["metrics"]
+
+
+def test_a_second_report_with_fewer_seeds_or_curricula_removes_the_files_of_the_first_and_says_so(
+        results, tmp_path, caplog):
+    """compare --seeds 1 after --seeds 3: the folder then holds the runs of this comparison only."""
+    write_report(results, {"tasks": TASKS}, tmp_path)
+    assert (tmp_path / "metrics" / "continual-seed3.json").exists() and (tmp_path / "heatmap-joint.png").exists()
+    one_seed = [r for r in results if r["seed"] in (1, None) and r["variant"] != "joint"]
+    with caplog.at_level(logging.INFO):
+        markdown = write_report(one_seed, {"tasks": TASKS}, tmp_path).read_text()
+    assert sorted(p.name for p in (tmp_path / "metrics").iterdir()) == ["continual-seed1.json"]
+    assert not (tmp_path / "heatmap-joint.png").exists() and (tmp_path / "heatmap-continual.png").exists()
+    assert "### joint" not in markdown and "### continual" in markdown
+    assert (f"removed 6 files of an earlier report from {tmp_path}, whose runs this comparison does not have: "
+            f"heatmap-joint.png, metrics/continual-seed2.json, metrics/continual-seed3.json, metrics/joint-seed1.json, "
+            f"metrics/joint-seed2.json, metrics/joint-seed3.json") in caplog.messages
 
 
 def test_mean_matrix_and_curves():
