@@ -39,7 +39,7 @@ Every pretrain option can also come from a YAML file (--config FILE); flags over
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from ernie_cpt.data.annotate import annotate
+    from ernie_cpt.data.annotate import annotate, span_count
     from ernie_cpt.data.corpus import read_corpus
     from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
     from ernie_cpt.data.read_only import saved_folder
@@ -48,8 +48,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
     options = resolve_options(args, [CorpusOptions, AnnotationOptions])
     documents = annotate(read_corpus(options[CorpusOptions]), options[AnnotationOptions])
-    counts = {kind: sum(len(v) for v in documents[f"{kind}_starts"])
-              for kind in ("paragraph", "sentence", "entity", "noun_chunk")}
+    counts = {kind: span_count(documents, kind) for kind in ("paragraph", "sentence", "entity", "noun_chunk")}
     print(f"{plural(len(documents), 'document')}: {plural(counts['paragraph'], 'paragraph')}, "
           f"{plural(counts['sentence'], 'sentence')}, {plural(counts['entity'], 'entity', 'entities')}, "
           f"{plural(counts['noun_chunk'], 'noun chunk')}")

@@ -17,14 +17,14 @@ import argparse
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 from typing import Any, TypeVar
 
-import yaml
-
 from ernie_cpt.errors import UserError
-from ernie_cpt.text_encoding import read_text
+from ernie_cpt.messages import describe
+from ernie_cpt.yaml_files import read_yaml
 
 T = TypeVar("T")
 
@@ -125,19 +125,19 @@ def add_options(parser: argparse.ArgumentParser, option_classes: list[type]) -> 
             group.add_argument(_flag(f.name), **kwargs)
 
 
-def _read_config(path: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(read_text(path, "config file"))
-    except OSError as e:
-        raise UserError(f"cannot read config file {path}: {e.strerror}; check the path given to --config") from e
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        first_line = str(e).splitlines()[0]
-        raise UserError(f"config file {path} is not valid YAML ({first_line}); fix the syntax") from e
+def _config_key(key: Any) -> str:
+    """A config file's key as the option's name: ``max-steps`` and ``max_steps`` are the same key."""
+    return str(key).replace("-", "_")
+
+
+def _read_config(path: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """The options of a ``--config`` file by name, and the line of each."""
+    data, lines = read_yaml(path, "config file", "--config", same_key=_config_key)
     if data is None:
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must be a mapping of option names to values, not {type(data).__name__}")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    return {_config_key(k): v for k, v in data.items()}, lines
 
 
 def split_items(items: list[Any]) -> list[Any]:
@@ -147,31 +147,87 @@ def split_items(items: list[Any]) -> list[Any]:
             if not isinstance(piece, str) or piece.strip()]
 
 
-def _coerce(value: Any, annotation: Any, choices: tuple[str, ...] | None, where: str) -> Any:
-    """``value`` as the option's type; ``where`` names its source in errors ("config key 'x'", "--x"). A
-    list option's value may be a list or one comma-separated string."""
+EXPECTED = {bool: "true or false (bool)", int: "a whole number (int)", float: "a number (float)", str: "a string (str)"}
+EXPECTED_ITEMS = {bool: "true or false values", int: "whole numbers (int)", float: "numbers (float)",
+                  str: "strings (str)"}
+
+
+def check_type(value: Any, annotation: Any, choices: tuple[str, ...] | None = None, where: str = "value") -> Any:
+    """``value`` checked against an option's type annotation (``int``, ``str | None``, ``list[str]``) and its
+    ``choices``, and returned as that type; ``where`` names it in errors (``"config key 'x' (line 3 of F)"``,
+    ``"--x"``). It converts only what stands for the value itself: a whole float to an int, an int to a
+    float, the text of a number (a flag's, or YAML's ``1e-4``, which YAML 1.1 reads as a string) to the
+    number, a path object to its string, and a comma-separated string to a list; never a list, a dict,
+    a boolean or a number to a string. Used for flags, config files and Python callers alike.
+
+    Raises:
+        UserError: naming ``where``, the type given and the type expected; a YAML boolean or number where a
+            string is expected gets the hint to quote it (``language: [en, no]`` reads ``no`` as false).
+    """
     kind, is_list = _base_type(annotation)
     if value is None:
         if type(None) in typing.get_args(annotation):  # `X | None`: null means unset
             return None
         raise UserError(f"{where} has no value; give it one or delete the line")
-    if is_list:
-        if not isinstance(value, (list, str)):
-            raise UserError(f"{where} must be a list, got {value!r}")
-        return [_coerce(item, kind, choices, where) for item in (split_items([value]) if isinstance(value, str)
-                                                                 else value)]
-    if kind is bool and not isinstance(value, bool):
-        raise UserError(f"{where} must be true or false, got {value!r}")
-    if kind in (int, float) and (isinstance(value, bool) or (kind is int and isinstance(value, float)
-                                                             and not value.is_integer())):
-        raise UserError(f"{where} must be of type {kind.__name__}, got {value!r}")
-    try:
-        coerced = kind(value)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise UserError(f"{where} must be of type {kind.__name__}, got {value!r}") from e
-    if choices and coerced not in choices:
-        raise UserError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
-    return coerced
+    if not is_list:
+        return _check_scalar(value, kind, choices, where)
+    if isinstance(value, str):
+        value = split_items([value])
+    elif not isinstance(value, (list, tuple)):
+        raise UserError(f"{where} must be a list of {EXPECTED_ITEMS.get(kind, kind.__name__)}, got "
+                        f"{_given(value)}")
+    return [_check_scalar(item, kind, choices, f"{where} item {i + 1}") for i, item in enumerate(value)]
+
+
+def _given(value: Any) -> str:
+    """The value a user gave, in words and as written: ``a list of strings (['runs/x'])``."""
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    return f"{describe(value)} ({value!r})" if isinstance(value, (list, dict, tuple)) else describe(value)
+
+
+def _check_scalar(value: Any, kind: type, choices: tuple[str, ...] | None, where: str) -> Any:
+    if value is None:
+        raise UserError(f"{where} has no value; give it one or delete it")
+    expected = f"one of {', '.join(choices)}" if choices else EXPECTED.get(kind, kind.__name__)
+    wrong = f"{where} must be {expected}, got {_given(value)}"
+    if isinstance(value, (list, tuple, dict)):
+        raise UserError(f"{wrong}; give one value{', not a list' if not isinstance(value, dict) else ''}")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise UserError(wrong)
+        return value
+    if kind in (int, float):
+        return _check_number(value, kind, wrong)
+    if kind is str:
+        value = os.fspath(value) if isinstance(value, os.PathLike) else value
+        if isinstance(value, bool):
+            raise UserError(f"{wrong}; YAML reads an unquoted yes, no, on, off, true or false as a boolean: quote "
+                            f"it, e.g. '{'yes' if value else 'no'}'")
+        if isinstance(value, (int, float)):
+            raise UserError(f"{wrong}; YAML reads an unquoted number as a number (007 as 7): quote it as you mean "
+                            f"it, e.g. '{value}'")
+    if not isinstance(value, kind):
+        raise UserError(wrong)
+    if choices and value not in choices:
+        raise UserError(wrong)
+    return value
+
+
+def _check_number(value: Any, kind: type, wrong: str) -> int | float:
+    """An int or float option's value: a number of that kind, or the text of one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UserError(wrong)
+    if isinstance(value, str):
+        try:
+            value = int(value) if kind is int else float(value)
+        except ValueError as e:
+            raise UserError(wrong) from e
+    if kind is int and isinstance(value, float):
+        if not value.is_integer():
+            raise UserError(wrong)
+        return int(value)
+    return kind(value)
 
 
 def check_value(field: dataclasses.Field, value: Any, where: str | None = None) -> None:
@@ -198,21 +254,22 @@ def resolve_options(args: argparse.Namespace, option_classes: list[type]) -> dic
         for f in dataclasses.fields(cls):
             fields_by_name[f.name] = (cls, f, hints[f.name])
     config_path = getattr(args, "config", None)
-    values = _read_config(config_path) if config_path else {}
+    values, lines = _read_config(config_path) if config_path else ({}, {})
     for key in values:
         if key not in fields_by_name:
             close = difflib.get_close_matches(key, list(fields_by_name), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else "; see --help for the options"
             raise UserError(f"unknown key '{key}' in config file {config_path}{hint}")
-    values = {k: _coerce(v, fields_by_name[k][2], fields_by_name[k][1].metadata.get("choices"), f"config key '{k}'")
-              for k, v in values.items()}
     for key, value in values.items():
-        check_value(fields_by_name[key][1], value, f"config key '{key}' ({_flag(key)})")
+        _, f, annotation = fields_by_name[key]
+        values[key] = check_type(value, annotation, f.metadata.get("choices"),
+                                 f"config key '{key}' (line {lines.get(key, '?')} of {config_path})")
+        check_value(f, values[key], f"config key '{key}' ({_flag(key)})")
     for key, value in vars(args).items():
         if key in fields_by_name:
             _, f, annotation = fields_by_name[key]
-            values[key] = (_coerce(split_items(value), annotation, f.metadata.get("choices"), _flag(key))
-                           if isinstance(value, list) else value)
+            values[key] = check_type(split_items(value) if isinstance(value, list) else value, annotation,
+                                     f.metadata.get("choices"), _flag(key))
             check_value(f, values[key])
     resolved = {}
     for cls in option_classes:

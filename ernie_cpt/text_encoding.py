@@ -3,7 +3,8 @@
 Windows tools (Notepad, PowerShell's ``>``, Excel's "Unicode text") write UTF-16 with a
 byte-order mark (BOM). Every text file ernie-cpt reads (corpus files and tables, labelled
 files, pair files, click logs, config and schedule files) is opened with the encoding its BOM
-names, the BOM itself dropped; a file without one is UTF-8. UTF-16 without a BOM (every other
+names, the BOM itself dropped; a file without one is UTF-8. A compressed file (``.gz``, ``.bz2``,
+``.xz``, ``.zst``) is decompressed first. UTF-16 without a BOM (every other
 byte zero in ASCII text) cannot be told from binary data for sure, so it is refused with the
 encoding and the fix named.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
+from ernie_cpt.compression import compression, damaged, decompression_errors, open_binary
 from ernie_cpt.errors import UserError
 
 # UTF-32 LE's mark starts with UTF-16 LE's: longest first. Python's utf-16/utf-32 codecs read
@@ -22,9 +24,20 @@ BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codec
 PROBE_BYTES = 4096
 
 
+def read_bytes(path: str | Path, size: int = -1) -> bytes:
+    """The bytes of ``path`` (the first ``size`` when not -1), decompressed when its suffix names a
+    compression (:mod:`ernie_cpt.compression`). Raises UserError for a damaged compressed file."""
+    try:
+        with open_binary(path) as handle:
+            return handle.read(size)
+    except decompression_errors() as e:
+        if compression(path) is None or isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        raise damaged(path, e) from e
+
+
 def _head(path: str | Path) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read(PROBE_BYTES)
+    return read_bytes(path, PROBE_BYTES)
 
 
 def bom_encoding(data: bytes) -> str | None:
@@ -67,7 +80,7 @@ def read_text(path: str | Path, what: str = "file") -> str:
     """The text of ``path`` decoded as :func:`text_encoding` says (``\\r\\n`` kept). Raises UserError naming
     ``what`` it is, the line and the byte when it is not in that encoding (a Latin-1 ``é`` in a UTF-8 file)."""
     encoding = text_encoding(path, what)
-    data = Path(path).read_bytes()
+    data = read_bytes(path)
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as e:

@@ -35,21 +35,23 @@ partner from another document (``background`` is not used).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ernie_cpt.compression import format_suffix, open_binary
 from ernie_cpt.data.cells import describe, text_cell
+from ernie_cpt.data.delimiters import sniff_delimiter
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, option
-from ernie_cpt.text_encoding import text_encoding
+from ernie_cpt.text_encoding import read_bytes, text_encoding
 from pretasks.base import PreTask, TaskUnavailable, features
 from pretasks.registry import register
 from pretasks.sequences import join_segments
@@ -141,11 +143,13 @@ def _normalized(name: str) -> str:
 
 
 def read_pair_file(path: str) -> Iterator[tuple[int, str, str, str]]:
-    """(line number, sentence1, sentence2, marker or label) for each record of a TSV (with a header)
-    or JSON-lines (``.jsonl``/``.json``) pair file."""
+    """(line number, sentence1, sentence2, marker or label) for each record of a TSV (with a header;
+    ``;``, ``,`` or ``|`` between fields where the header splits on it) or JSON-lines (``.jsonl``/``.json``)
+    pair file, or of one compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``), read as a stream."""
     try:
-        with open(path, encoding=text_encoding(path, "--discourse-pairs file"), newline="") as handle:
-            if Path(path).suffix.lower() in (".jsonl", ".json"):
+        encoding = text_encoding(path, "--discourse-pairs file")
+        with io.TextIOWrapper(open_binary(path), encoding=encoding, newline="") as handle:
+            if format_suffix(path) in (".jsonl", ".json"):
                 for line_number, line in enumerate(handle, 1):
                     try:
                         record = json.loads(line) if line.strip() else None
@@ -157,7 +161,8 @@ def read_pair_file(path: str) -> Iterator[tuple[int, str, str, str]]:
                     if record is not None:
                         yield _fields(record, path, line_number)
             else:
-                reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+                head = read_bytes(path, 65536).decode(encoding, errors="replace")
+                reader = csv.DictReader(handle, delimiter=sniff_delimiter(head, "\t"), quoting=csv.QUOTE_NONE)
                 for record in reader:
                     yield _fields(record, path, reader.line_num)
     except OSError as e:

@@ -55,12 +55,13 @@ import re
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from ernie_cpt.compression import format_suffix
 from ernie_cpt.data.cells import describe, text_cell
+from ernie_cpt.data.delimiters import sniff_delimiter
 from ernie_cpt.data.sections import is_generic_heading, paragraph_sections
 from ernie_cpt.data.spacy_pipeline import english_stop_words
 from ernie_cpt.errors import UserError
@@ -267,13 +268,15 @@ class ClickRecord(NamedTuple):
 
 
 def read_click_log(path: str) -> list[ClickRecord]:
-    """The records of a TSV (with header) or JSONL click log; a malformed line is a UserError naming it."""
+    """The records of a TSV (with header; ``;``, ``,`` or ``|`` between fields where the header splits on it)
+    or JSONL click log, compressed or not; a malformed line is a UserError naming it."""
     try:
         lines = read_text(path, "click log").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read click log {path} ({e}); pass a UTF-8 TSV or JSONL file to --ir-click-log") from e
-    jsonl = Path(path).suffix.lower() in (".jsonl", ".json")
-    header = [] if jsonl or not lines else lines[0].strip().split("\t")
+    jsonl = format_suffix(path) in (".jsonl", ".json")
+    delimiter = "\t" if jsonl else sniff_delimiter("\n".join(lines[:50]), "\t")
+    header = [] if jsonl or not lines else lines[0].strip().split(delimiter)
     if not jsonl and not {"query", "title", "clicked"} <= set(header):
         raise UserError(f"{path}:1: a TSV click log needs a header with query, title and clicked columns "
                         f"(and optionally shown); found {header}")
@@ -283,7 +286,7 @@ def read_click_log(path: str) -> list[ClickRecord]:
         if not line.strip() or (not jsonl and number == 1):
             continue
         try:
-            record = json.loads(line) if jsonl else dict(zip(header, line.split("\t"), strict=True))
+            record = json.loads(line) if jsonl else dict(zip(header, line.split(delimiter), strict=True))
         except (json.JSONDecodeError, ValueError) as e:
             raise UserError(f"{where}: malformed line ({e}); expected "
                             f"{'a JSON object' if jsonl else f'{len(header)} tab-separated fields'}") from e

@@ -14,11 +14,9 @@ import difflib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from ernie_cpt.errors import UserError
 from ernie_cpt.registry import Registry
-from ernie_cpt.text_encoding import read_text
+from ernie_cpt.yaml_files import read_yaml
 from schedules.budget import AMPLE, check_budget
 from schedules.stage import Stage, get_allocation, split_budget, with_replay
 
@@ -96,14 +94,7 @@ def from_file(tasks: list[str], budgets: dict[str, int], options: ScheduleOption
 
 
 def _read_yaml(path: str) -> Any:
-    try:
-        return yaml.safe_load(read_text(path, "schedule file"))
-    except OSError as e:
-        raise UserError(f"cannot read schedule file {path}: {e.strerror}; check the path given to "
-                        f"--schedule-file") from e
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        first_line = str(e).splitlines()[0]
-        raise UserError(f"schedule file {path} is not valid YAML ({first_line}); fix the syntax") from e
+    return read_yaml(path, "schedule file", "--schedule-file")[0]
 
 
 def _stages_of(data: Any, path: str, tasks: list[str]) -> list[dict[str, int]]:

@@ -89,6 +89,14 @@ def chunk_spans(text: str, start: int, end: int, max_chars: int) -> list[tuple[i
     return pieces
 
 
+def span_count(documents: datasets.Dataset, kind: str) -> int:
+    """How many spans of ``kind`` ("sentence", ...) the annotated documents hold, counted in Arrow."""
+    import pyarrow.compute as pc
+
+    return sum(pc.sum(pc.list_value_length(batch.column(f"{kind}_starts"))).as_py() or 0
+               for batch in documents.select_columns([f"{kind}_starts"]).with_format("arrow").iter(batch_size=10_000))
+
+
 def annotation_fingerprint(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions) -> str:
     key = {
         "schema": ANNOTATION_SCHEMA,

@@ -1,68 +1,53 @@
-"""Corpus ingestion: local text files, tables and saved datasets become one `datasets.Dataset`.
+"""Corpus ingestion: text files, tables and saved datasets become one `datasets.Dataset`, memory-mapped.
 
-Every source is normalised to the columns ``doc_id`` (stable: a relative path or
-``file:row``), ``title`` (``None`` when the source has none) and ``text`` (blank line =
-paragraph break). In a table, a text that is a list of strings is read as paragraphs; any other
-type is an error naming the file and the row (:mod:`ernie_cpt.data.cells`). Files that are empty
-or not UTF-8 text are skipped with a warning. A paragraph longer than ``MAX_PARAGRAPH_CHARS``
-(say, a 50 MB file without a line break) is an error: such text is not prose in paragraphs, and
-the tasks work on paragraphs and sentences.
+Every source is normalised to the columns ``doc_id`` (stable: a relative path, ``file:row`` or the
+table's ``id``), ``title`` (``None`` when the source has none) and ``text`` (blank line =
+paragraph break). Which files a ``--corpus`` path stands for (folders, globs, compressed files;
+hidden files, editor backups and other formats skipped and named) is
+:mod:`ernie_cpt.data.discovery`; tables are :mod:`ernie_cpt.data.corpus_tables`. Text files are
+read as streams (:mod:`ernie_cpt.data.text_files`) into an Arrow file, so memory holds one
+document at a time, not the corpus: files that are empty, binary, not UTF-8 text or damaged are
+skipped with one warning; a document longer than ``--max-document-chars`` is cut into parts at
+section or paragraph boundaries (logged); a paragraph longer than ``MAX_PARAGRAPH_CHARS`` (say, a
+50 MB file without a line break) is an error: such text is not prose in paragraphs, and the
+tasks work on paragraphs and sentences.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from ernie_cpt.data.cells import id_cell, text_cell
+from ernie_cpt.data.corpus_tables import COLUMNS, FEATURES, load_saved, load_table
+from ernie_cpt.data.discovery import CorpusFile, discover, skipped_summary
 from ernie_cpt.data.options import MAX_PARAGRAPH_CHARS, CorpusOptions
-from ernie_cpt.data.read_only import load_read_only
+from ernie_cpt.data.text_files import file_chunks, file_encoding, rows_per_batch, scan_text_file, text_parts
 from ernie_cpt.data.units import as_units
 from ernie_cpt.errors import UserError
 from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
-from ernie_cpt.text_encoding import PROBE_BYTES, bom_encoding, read_text, text_encoding, unmarked_utf16
+
+__all__ = ["MAX_PARAGRAPH_CHARS", "CorpusOptions", "bundled_corpus", "corpus_chars", "corpus_fingerprint",
+           "corpus_words", "held_out_count", "load_corpus", "paragraph_bounds", "split_documents"]
 
 log = logging.getLogger(__name__)
 
-TABLE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-COLUMNS = ["doc_id", "title", "text"]
-# One schema for every source, so that folders and tables concatenate (pandas reads CSV as large_string).
-FEATURES = datasets.Features({c: datasets.Value("string") for c in COLUMNS})
 PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+ARROW_BATCH_ROWS = 64  # documents of up to --max-document-chars each: a batch copied from a selection stays small
 
 
 def bundled_corpus() -> Path:
     """The demo corpus shipped with the package: chapters 1-12 of Austen's *Persuasion*."""
     return Path(str(resources.files("ernie_cpt.data") / "persuasion"))
-
-
-def _text_file_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be used as a text document (UTF-8, or UTF-8/16/32 with a byte-order mark),
-    or None when it can."""
-    data = path.read_bytes()
-    encoding = bom_encoding(data)
-    if encoding:
-        try:
-            return None if data.decode(encoding).strip() else "empty"
-        except UnicodeDecodeError:
-            return f"not {encoding.upper().removesuffix('-SIG')} although their byte-order mark says so"
-    if not data.strip():
-        return "empty"
-    if b"\x00" in data:
-        utf16 = unmarked_utf16(data[:PROBE_BYTES])
-        return f"{utf16} without a byte-order mark (re-encode it: iconv -f {utf16} -t UTF-8)" if utf16 else "binary"
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "not UTF-8 (re-encode it, e.g. iconv -f latin1 -t utf-8)"
-    return None
 
 
 def paragraph_bounds(text: str) -> list[tuple[int, int]]:
@@ -71,154 +56,122 @@ def paragraph_bounds(text: str) -> list[tuple[int, int]]:
     return list(zip([0, *(match.end() for match in breaks)], [*(match.start() for match in breaks), len(text)]))
 
 
-def _check_paragraphs(text: str, source: str) -> None:
-    """Refuse a text with a paragraph (text between blank lines) over ``MAX_PARAGRAPH_CHARS``."""
-    if len(text) <= MAX_PARAGRAPH_CHARS:
-        return
-    longest = max(end - start for start, end in paragraph_bounds(text))
-    if longest > MAX_PARAGRAPH_CHARS:
-        shape = "has no line break at all" if "\n" not in text else "has no blank line for that long"
-        raise UserError(f"{source} holds a paragraph of {longest:,} characters ({shape}); paragraphs of more than "
-                        f"{MAX_PARAGRAPH_CHARS:,} are refused: separate paragraphs with blank lines, or split the "
-                        f"text into several documents")
+def _text_documents(files: list[tuple[str, str, int, int, int, int]]):
+    """Generator for `Dataset.from_generator`: each file's parts. A file is (doc_id, path, size, mtime, parts,
+    max_chars): its stamp and the limit make the generator's cache key."""
+    for doc_id, path, _size, _mtime, parts, max_chars in files:
+        encoding = file_encoding(path)[0]
+        for number, part in enumerate(text_parts(file_chunks(path, encoding), max_chars if parts > 1 else 0, path),
+                                      1):
+            yield {"doc_id": doc_id if parts == 1 else f"{doc_id}#part-{number}", "title": None,
+                   "text": part.replace("\r\n", "\n")}
 
 
-def _text_documents(files: list[tuple[str, str, int, int]]):
-    """Generator for `Dataset.from_generator`; (doc_id, path, size, mtime) makes its cache key."""
-    for doc_id, path, _size, _mtime in files:
-        text = read_text(path).replace("\r\n", "\n")
-        yield {"doc_id": doc_id, "title": None, "text": text}
-
-
-def _load_text_files(paths: list[Path], root: Path | None,
-                     skipped: dict[str, list[str]]) -> datasets.Dataset | None:
-    """The usable files as documents; the others are added to ``skipped`` under their problem."""
-    usable = []
-    for path in paths:
-        problem = _text_file_problem(path)
-        if problem:
-            skipped.setdefault(problem, []).append(path.name)
+def _load_text_files(files: list[CorpusFile], max_chars: int, skipped: dict[str, list[str]],
+                     long_docs: list[str]) -> datasets.Dataset | None:
+    """The usable files as documents, read in one streaming pass to check them and one to write them to
+    Arrow; the others are added to ``skipped`` under their problem, the parts of long ones to ``long_docs``."""
+    usable, longest = [], 0
+    for file in files:
+        scan = scan_text_file(file.path, max_chars)
+        if scan.problem:
+            skipped.setdefault(scan.problem, []).append(file.name)
             continue
-        stat = path.stat()
-        if stat.st_size > MAX_PARAGRAPH_CHARS:
-            _check_paragraphs(read_text(path), str(path))
-        doc_id = str(path.relative_to(root)) if root else path.name
-        usable.append((doc_id, str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+        if scan.parts > 1:
+            long_docs.append(f"{file.name} ({scan.chars:,} characters, {scan.parts} parts)")
+        stat = file.path.stat()
+        usable.append((file.name, str(file.path.resolve()), stat.st_size, stat.st_mtime_ns, scan.parts, max_chars))
+        longest = max(longest, scan.longest)
     if not usable:
         return None
-    return datasets.Dataset.from_generator(_text_documents, gen_kwargs={"files": usable}, features=FEATURES)
+    return datasets.Dataset.from_generator(_text_documents, gen_kwargs={"files": usable}, features=FEATURES,
+                                           writer_batch_size=rows_per_batch(longest))
 
 
-def _normalise_table(ds: datasets.Dataset, source: str, text_field: str, title_field: str) -> datasets.Dataset:
-    if text_field not in ds.column_names:
-        raise UserError(f"{source} has no '{text_field}' field (it has: {', '.join(ds.column_names)}); "
-                        f"pass --text-field NAME")
-    has_title = title_field in ds.column_names
-    has_id = "id" in ds.column_names
-    name = Path(source).name
-
-    def normalise(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
-        rows = [f"{source} row {i + 1}" for i in indices]
-        texts = [text_cell(t, row, text_field, paragraphs=True) for t, row in zip(batch[text_field], rows)]
-        return {
-            "doc_id": [id_cell(i, row, "id") for i, row in zip(batch["id"], rows)] if has_id
-            else [f"{name}:{i}" for i in indices],
-            "title": [text_cell(t, row, title_field) for t, row in zip(batch[title_field], rows)] if has_title
-            else [None] * len(texts),
-            "text": [t.replace("\r\n", "\n") if t is not None else "" for t in texts],
-        }
-
-    normalised = ds.map(normalise, batched=True, with_indices=True, remove_columns=ds.column_names,
-                        features=FEATURES, desc=f"Reading {name}")
-    kept = normalised.filter(lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True)
-    if len(kept) < len(normalised):
-        log.warning("skipped %s of %s with an empty or missing '%s'",
-                    plural(len(normalised) - len(kept), "row"), source, text_field)
-    for batch in kept.select_columns(["doc_id", "text"]).iter(batch_size=1000):
-        for doc_id, text in zip(batch["doc_id"], batch["text"]):
-            _check_paragraphs(text, f"{source} (document {doc_id})")
-    return kept
+def _check_ids(corpus: datasets.Dataset) -> None:
+    """Refuse two documents with one ``doc_id``: counted in Arrow, column by column, never in a Python set."""
+    chunks = [batch.column("doc_id") for batch in corpus.select_columns(["doc_id"]).with_format("arrow")
+              .iter(batch_size=100_000)]
+    ids = pa.chunked_array(chunks, type=pa.string())
+    if pc.count_distinct(ids).as_py() == len(corpus):
+        return
+    counts = pc.value_counts(ids)
+    twice = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+    raise UserError(f"two corpus documents share the id {twice!r}; pass sources with distinct file names or 'id' "
+                    f"values")
 
 
-def _load_table(path: Path, text_field: str, title_field: str) -> datasets.Dataset:
-    builder = TABLE_FORMATS[path.suffix.lower()]
-    encoding = {} if builder == "parquet" else {"encoding": text_encoding(path, "corpus table")}
-    try:
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train", **encoding)
-    except Exception as e:  # datasets raises many types for malformed files
-        raise UserError(f"cannot read {path} as {path.suffix} ({type(e).__name__}); check the file format") from e
-    return _normalise_table(ds, str(path), text_field, title_field)
-
-
-def _load_saved(path: Path, text_field: str, title_field: str) -> datasets.Dataset:
-    ds = load_read_only(path)  # a user's folder is input: what is derived from it goes elsewhere
-    if isinstance(ds, datasets.DatasetDict):
-        if "train" not in ds:
-            raise UserError(f"{path} holds splits {', '.join(ds)}; save a single split or one named 'train'")
-        ds = ds["train"]
-    return _normalise_table(ds, str(path), text_field, title_field)
-
-
-def _is_saved_dataset(path: Path) -> bool:
-    return (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
+def _sources(options: CorpusOptions) -> list[str]:
+    """The ``--corpus`` paths, or the chapters of the bundled sample (not its SOURCE.md)."""
+    return list(options.corpus) or [str(p) for p in sorted(bundled_corpus().glob("chapter-*.txt"))]
 
 
 def load_corpus(options: CorpusOptions) -> datasets.Dataset:
-    """All documents of the corpus as a Dataset with columns doc_id, title, text."""
-    sources = [Path(p) for p in options.corpus] or [bundled_corpus()]
-    parts: list[datasets.Dataset | None] = []
-    skipped: dict[str, list[str]] = {}
-    for source in sources:
-        if not source.exists():
-            raise UserError(f"corpus path {source} does not exist; pass existing files or folders to --corpus")
-        if source.is_dir() and _is_saved_dataset(source):
-            parts.append(_load_saved(source, options.text_field, options.title_field))
-        elif source.is_dir():
-            files = sorted(p for p in source.rglob("*.txt") if p.is_file())
-            if not files:
-                raise UserError(f"corpus folder {source} contains no .txt files; add text files or pass "
-                                f".jsonl/.csv/.parquet files")
-            parts.append(_load_text_files(files, source, skipped))
-        elif source.suffix.lower() in TABLE_FORMATS:
-            parts.append(_load_table(source, options.text_field, options.title_field))
-        else:
-            parts.append(_load_text_files([source], None, skipped))
+    """All documents of the corpus as a Dataset with columns doc_id, title, text (Arrow, memory-mapped).
+
+    Raises:
+        UserError: for a path that does not exist, a glob that matches nothing, a folder with nothing to
+            read, a table without the text field or with a cell of another type, a paragraph over
+            MAX_PARAGRAPH_CHARS, two documents with one id, or no text at all.
+    """
+    sources = _sources(options)
+    found = discover(sources)
+    skipped, long_docs, parts = found.skipped, [], []
+    texts: list[CorpusFile] = []
+    for file in [*found.files, None]:
+        if file is not None and file.kind == "text":
+            texts.append(file)
+            continue
+        if texts:
+            parts.append(_load_text_files(texts, options.max_document_chars, skipped, long_docs))
+            texts = []
+        if file is not None:
+            parts.append((load_saved if file.kind == "saved" else load_table)(file, options, long_docs))
     parts = [p for p in parts if p is not None and len(p)]
-    summary = "; ".join(f"{plural(len(names), 'file')} that {'is' if len(names) == 1 else 'are'} {problem}: "
-                        f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
-                        for problem, names in skipped.items())
+    summary = skipped_summary(skipped)
     if not parts:
         reason = f" (skipped {summary})" if summary else ""
-        raise UserError(f"no text found in {', '.join(map(str, sources))}{reason}; "
-                        f"the corpus needs non-empty UTF-8 text")
+        raise UserError(f"no text found in {', '.join(sources)}{reason}; the corpus needs non-empty UTF-8 text")
     if summary:
         log.warning("skipped %s", summary)
+    if long_docs:
+        log.info("%s longer than --max-document-chars %s %s read as parts cut at section or paragraph boundaries "
+                 "(doc_id#part-K): %s", plural(len([d for d in long_docs if d != "..."]), "document"),
+                 f"{options.max_document_chars:,}", "is" if len(long_docs) == 1 else "are", ", ".join(long_docs))
     corpus = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    if len(set(corpus["doc_id"])) != len(corpus):
-        raise UserError("two corpus documents share an id; pass sources with distinct file names or 'id' values")
+    _check_ids(corpus)
     return corpus
 
 
+def _arrow_batches(corpus: datasets.Dataset, columns: list[str]) -> Iterator[pa.Table]:
+    """``columns`` of the corpus in Arrow batches of ARROW_BATCH_ROWS rows: slices of the memory-mapped table
+    (copies of those rows only where the corpus is a selection of another), never Python strings."""
+    yield from corpus.select_columns(columns).with_format("arrow").iter(batch_size=ARROW_BATCH_ROWS)
+
+
 def corpus_fingerprint(corpus: datasets.Dataset) -> str:
-    """A content hash of every document (id, title, text), streamed in batches."""
+    """A content hash of every document (id, title, text): each value's UTF-8 bytes hashed from Arrow's buffers,
+    one document at a time."""
     digest = hashlib.sha256()
-    for batch in corpus.select_columns(COLUMNS).iter(batch_size=1000):
-        for doc_id, title, text in zip(batch["doc_id"], batch["title"], batch["text"]):
-            for part in (doc_id, title or "", text):
-                digest.update(part.encode("utf-8"))
+    for batch in _arrow_batches(corpus, COLUMNS):
+        columns = [batch.column(name) for name in COLUMNS]
+        for row in range(batch.num_rows):
+            for column in columns:
+                value = column[row]
+                digest.update(value.as_buffer() if value.is_valid else b"")
                 digest.update(b"\x1f")
     return digest.hexdigest()
 
 
 def corpus_chars(corpus: datasets.Dataset) -> int:
-    """The number of characters of text in the corpus."""
-    return sum(len(t) for batch in corpus.select_columns(["text"]).iter(batch_size=1000) for t in batch["text"])
+    """The number of characters of text in the corpus (counted in Arrow)."""
+    return sum(pc.sum(pc.utf8_length(batch.column("text"))).as_py() or 0
+               for batch in _arrow_batches(corpus, ["text"]))
 
 
 def corpus_words(corpus: datasets.Dataset) -> int:
-    """The number of whitespace-separated words in the corpus."""
-    return sum(len(t.split()) for batch in corpus.select_columns(["text"]).iter(batch_size=1000)
-               for t in batch["text"])
+    """The number of whitespace-separated words in the corpus (one document in Python at a time)."""
+    return sum(len(text.as_py().split()) for batch in _arrow_batches(corpus, ["text"]) for text in batch.column("text"))
 
 
 def split_documents(documents: datasets.Dataset, eval_fraction: float, seed: int) -> datasets.DatasetDict:
@@ -231,8 +184,15 @@ def split_documents(documents: datasets.Dataset, eval_fraction: float, seed: int
     if len(documents) < 2:
         raise UserError("the corpus is a single document of one paragraph, so nothing can be held out for "
                         "evaluation; add text (blank lines separate paragraphs) or pass --eval-fraction 0")
-    n_test = min(len(documents) - 1, max(1, round(eval_fraction * len(documents))))
-    return documents.train_test_split(test_size=n_test, seed=seed)
+    return documents.train_test_split(test_size=held_out_count(len(documents), eval_fraction), seed=seed)
+
+
+def held_out_count(documents: int, eval_fraction: float) -> int:
+    """How many of ``documents`` are held out: ``eval_fraction`` of them rounded down, so the held-out share
+    never exceeds what was asked, except that at least one is held out and at least one is left to train
+    on (3 documents at 0.5 hold out 1; 20 at 0.001 hold out 1; 3 at 0.9 hold out 2)."""
+    wanted = math.floor(eval_fraction * documents + 1e-9)  # 0.29 * 100 is 28.999999999999996
+    return min(documents - 1, max(1, wanted))
 
 
 def read_corpus(options: CorpusOptions) -> datasets.Dataset:

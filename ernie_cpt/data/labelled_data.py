@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ernie_cpt.data.cells import describe
 from ernie_cpt.data.labelled_files import Rows, field_values, nonempty_text, read_rows
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import describe
 
 Label = str | int
 

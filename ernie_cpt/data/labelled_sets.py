@@ -27,9 +27,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ernie_cpt.data.cells import describe
 from ernie_cpt.data.labelled_files import field_values, nonempty_text, read_rows
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import describe
 
 # kind -> (head registered in ernie_cpt.modeling.heads, needs text_pair, what its metrics are)
 KINDS = {

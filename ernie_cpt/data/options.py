@@ -15,6 +15,11 @@ from ernie_cpt.options import Range, option
 # even at about 15k characters (0.62 s vs 0.66 s) and is 1.7x faster on the 215k of the bundled sample.
 PARALLEL_MIN_CHARS = 30_000
 MAX_PARAGRAPH_CHARS = 1_000_000  # spaCy's default nlp.max_length
+# Measured on the bundled sample's annotations repeated into one document (2026-12-07, 2 cores): a pre-task
+# holds a document's examples at once, 75-115 MB of memory per million characters of the document, and
+# knowledge masking's examples take time quadratic in it (0.5 MB: 6 s/MB, 1 MB: 6.3 s/MB, 2 MB: 23 s/MB).
+# At spaCy's nlp.max_length the cost is still linear, and Austen's longest novel (0.88 MB) stays whole.
+MAX_DOCUMENT_CHARS = 1_000_000
 
 
 def default_cache_dir() -> str:
@@ -28,11 +33,17 @@ class CorpusOptions:
     """Corpus: where the text comes from"""
 
     corpus: list[str] = option(
-        [], "Text files or folders of .txt files (one file = one document, blank line = paragraph break), "
-        ".jsonl/.csv/.parquet files, or a folder written by datasets' save_to_disk. "
+        [], "Text files (one file = one document, blank line = paragraph break), .jsonl/.json/.csv/.tsv/.parquet "
+        "tables (one row = one document), any of them compressed (.gz, .bz2, .xz, .zst), folders of them "
+        "(searched recursively; hidden files, editor backups and other formats are skipped and named), globs "
+        "('shards/**/*.jsonl.gz', quoted), or a folder written by datasets' save_to_disk. "
         "Empty means the bundled demo sample (Persuasion, chapters 1-12)")
     text_field: str = option("text", "Column holding the document text in .jsonl/.csv/.parquet/saved datasets")
     title_field: str = option("title", "Column holding an optional document title; ignored when absent")
+    max_document_chars: int = option(
+        MAX_DOCUMENT_CHARS, "A document longer than this is read as parts (doc_id#part-K) cut at section or "
+        "paragraph boundaries, so that no document is held whole in memory; 0 = never cut",
+        valid=Range(10_000, also=(0,)), absent=0)
 
 
 @dataclass

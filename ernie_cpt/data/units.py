@@ -7,7 +7,9 @@ so it is read as units: one per section when generic headings ("CHAPTER I",
 :mod:`ernie_cpt.data.sections`) divide it into enough sections that one held out is at most
 twice ``--eval-fraction`` of them (10 at the default 5 %; the text before the first heading
 joins the first section), else ``max(BLOCKS, 1 / eval_fraction)`` blocks of consecutive
-paragraphs of nearly equal counts (``numpy.array_split``). Every unit is a
+paragraphs of nearly equal counts (``numpy.array_split``). A document longer than
+``--max-document-chars`` is read as parts (``<id>#part-<k>``); a corpus of nothing but the parts of
+one document is one document too, each part read as its share of the units. Every unit is a
 document of its own: ``doc_id`` ``<id>#section-<k>`` or ``<id>#paragraphs-<first>-<last>``
 (1-based, inclusive), its text the source from its first paragraph to its last, and every
 annotated span (paragraphs, sentences, entities, noun chunks) of the source that lies inside
@@ -64,23 +66,47 @@ def _unit(doc: dict[str, Any], first: int, last: int, name: str) -> dict[str, An
     return unit
 
 
+def _single_source(documents: datasets.Dataset, needed: int) -> str | None:
+    """The source's ``doc_id`` when the corpus is one document: a single row, or fewer than ``needed`` rows
+    that are all parts of one document (``book.txt#part-1``, ... :mod:`ernie_cpt.data.text_files`)."""
+    if len(documents) == 1:
+        return documents[0]["doc_id"]
+    if len(documents) >= needed:
+        return None
+    sources = {doc_id.rsplit("#part-", 1)[0] for doc_id in documents["doc_id"]}
+    return sources.pop() if len(sources) == 1 and all("#part-" in d for d in documents["doc_id"]) else None
+
+
 def as_units(documents: datasets.Dataset, eval_fraction: float) -> datasets.Dataset:
-    """``documents`` as they are when there are several; a single annotated document as its units
-    (logged), or as it is when it has a single paragraph."""
-    if len(documents) != 1 or "paragraph_starts" not in documents.column_names:
+    """``documents`` as they are when there are several; a single annotated document (or the parts of one,
+    each read as its share of the units) as its units (logged), or as it is when it has a single paragraph."""
+    needed = units_needed(eval_fraction)
+    if "paragraph_starts" not in documents.column_names:
         return documents
-    doc = documents[0]
-    if len(doc["paragraph_starts"]) < 2:
+    source = _single_source(documents, needed)
+    if source is None or sum(len(starts) for starts in documents["paragraph_starts"]) < 2:
         return documents
-    ranges, kind = unit_ranges(doc["text"], doc["paragraph_starts"], doc["paragraph_ends"],
-                               units_needed(eval_fraction))
-    if kind == "section":
-        units = [_unit(doc, first, last, f"section-{k + 1}") for k, (first, last) in enumerate(ranges)]
+    units, kinds, sizes = [], set(), []
+    for doc in documents:
+        if len(doc["paragraph_starts"]) < 2:
+            units.append(doc)
+            continue
+        ranges, kind = unit_ranges(doc["text"], doc["paragraph_starts"], doc["paragraph_ends"],
+                                   math.ceil(needed / len(documents)))
+        kinds.add(kind)
+        if kind == "section":
+            units += [_unit(doc, first, last, f"section-{k + 1}") for k, (first, last) in enumerate(ranges)]
+        else:
+            units += [_unit(doc, first, last, f"paragraphs-{first + 1}-{last}") for first, last in ranges]
+            sizes += [last - first for first, last in ranges]
+    if kinds == {"section"}:
         how = "one per section (generic headings such as 'CHAPTER I')"
+    elif kinds == {"paragraphs"}:
+        how = f"blocks of {min(sizes) if min(sizes) == max(sizes) else f'{min(sizes)}-{max(sizes)}'} consecutive " \
+              f"paragraphs"
     else:
-        units = [_unit(doc, first, last, f"paragraphs-{first + 1}-{last}") for first, last in ranges]
-        low, high = min(last - first for first, last in ranges), max(last - first for first, last in ranges)
-        how = f"blocks of {low if low == high else f'{low}-{high}'} consecutive paragraphs"
-    log.info("the corpus is a single document (%s), so it is read as %d documents, %s: held-out evaluation and "
-             "the tasks that need several documents use them", doc["doc_id"], len(units), how)
+        how = "sections where it has generic headings, else blocks of consecutive paragraphs"
+    parts = f", read as {len(documents)} parts" if len(documents) > 1 else ""
+    log.info("the corpus is a single document (%s%s), so it is read as %d documents, %s: held-out evaluation and "
+             "the tasks that need several documents use them", source, parts, len(units), how)
     return datasets.Dataset.from_list(units, features=documents.features)

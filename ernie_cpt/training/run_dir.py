@@ -40,10 +40,12 @@ log = logging.getLogger(__name__)
 # them; annotations are cached by content and spaCy version, not by batch size, processes or folder; logging,
 # evaluating and saving more or less often change what is logged, not the training. --device may change
 # from auto to cuda: the device type it gives is compared (run_environment), and so is --num-threads's result.
+# --max-document-chars changes the result only through the documents it cuts, and the corpus's fingerprint
+# (documents as read, parts included) is compared (run_environment.check_corpus).
 RESUMABLE_CHANGES = {"output_dir", "resume", "overwrite", "save_steps", "save_total_limit", "logging_steps",
                      "eval_steps", "dataloader_workers", "num_proc", "cache_dir", "device", "spacy_batch_size",
                      "max_nonfinite_steps", "report_to", "resume_from_checkpoint", "num_threads",
-                     "allow_changed_world_size"}
+                     "allow_changed_world_size", "max_document_chars"}
 # Written to run_config.json but not options: what the corpus made of the tasks (checked later), the
 # budget as asked (max_steps holds the task steps actually trained), the corpus's size and fingerprint
 # (checked once it is read: run_environment.check_corpus), the torch thread count the run started with (a

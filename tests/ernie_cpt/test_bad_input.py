@@ -7,6 +7,7 @@ nothing half-written; or, where the README says so, it warns and goes on.
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import logging
 import re
@@ -151,6 +152,50 @@ def test_unusable_files_beside_good_ones_are_skipped_with_one_warning(tmp_path, 
                  "1 file that is binary: binary.txt"):
         assert text in warnings[0]
     assert "1 document: 1 paragraph, 2 sentences" in capsys.readouterr().out
+
+
+def test_prepare_reads_the_documents_of_a_folder_not_what_tools_left_there(tmp_path, cache_dir, caplog, capsys):
+    """Issue 23: `prepare --corpus folder/` read Jupyter's checkpoint copy and hidden notes as documents, named
+    only the AppleDouble file (as binary), and never mentioned four .txt.gz files."""
+    folder = tmp_path / "folder"
+    (folder / ".ipynb_checkpoints").mkdir(parents=True)
+    for i in range(4):
+        text = f"Document {i}. Anne walked to Uppercross. She was glad of the walk."
+        (folder / f"doc{i}.txt").write_text(text, encoding="utf-8")
+        (folder / f"more{i}.txt.gz").write_bytes(gzip.compress(text.replace("Anne", "Mary").encode()))
+    (folder / ".ipynb_checkpoints" / "doc0-checkpoint.txt").write_text("Document 0. Anne walked.", encoding="utf-8")
+    (folder / ".hidden-notes.txt").write_text("My own notes.", encoding="utf-8")
+    (folder / "._doc1.txt").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "doc1.txt~").write_text("Document 1, an older copy.", encoding="utf-8")
+    (folder / "#doc3.txt#").write_text("Document 3, auto-saved.", encoding="utf-8")
+    (folder / "slides.pdf").write_bytes(b"%PDF-1.7")
+
+    with caplog.at_level(logging.WARNING):
+        assert main(["prepare", "--corpus", str(folder), "--output-dir", cache_dir]) == 0
+
+    assert capsys.readouterr().out.startswith("8 documents: 8 paragraphs, ")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith("skipped 4 hidden files or folders: .ipynb_checkpoints/, .DS_Store, ._doc1.txt, ...; "
+                              "2 editor backups or tool files: #doc3.txt#, doc1.txt~; 1 file of another format")
+    assert warning.endswith(": slides.pdf")
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".zst"])
+def test_prepare_reads_a_compressed_jsonl_and_an_excel_csv(tmp_path, cache_dir, capsys, suffix):
+    """Issue 23: a single corpus.jsonl.gz or .zst was refused as binary; a ';'-separated CSV whose texts hold
+    commas was told to close its quotes."""
+    import zstandard
+
+    rows = "".join(json.dumps({"text": f"Anne, at last, walked to Uppercross ({i})."}) + "\n" for i in range(3))
+    pack = gzip.compress if suffix == ".gz" else zstandard.ZstdCompressor().compress
+    (tmp_path / f"corpus.jsonl{suffix}").write_bytes(pack(rows.encode()))
+    (tmp_path / "excel.csv").write_text("text;label\nWell, she said, it rained.;a\nYes, it did, all day.;b\n",
+                                        encoding="utf-8")
+
+    assert main(["prepare", "--corpus", str(tmp_path / f"corpus.jsonl{suffix}"), str(tmp_path / "excel.csv"),
+                 "--output-dir", cache_dir]) == 0
+    assert capsys.readouterr().out.startswith("5 documents: 5 paragraphs, 5 sentences")
 
 
 @pytest.mark.parametrize(("shape", "text"), [

@@ -135,6 +135,36 @@ def test_missing_config_file(tmp_path, capsys, corpus):
                   "cannot read config file", "check the path given to --config")
 
 
+def test_config_with_a_list_for_the_output_dir(tmp_path, capsys, corpus, monkeypatch):
+    """Issue 23: ``output_dir: [runs/x]`` created a folder named ``['runs/x']``."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "run.yaml"
+    config.write_text(f"corpus: {corpus}\nspacy_model: {NO_PIPELINE}\noutput_dir: [runs/x]\n", encoding="utf-8")
+
+    run_and_check(["pretrain", "--config", str(config)], capsys, tmp_path,
+                  f"config key 'output_dir' (line 3 of {config}) must be a string (str), got a list of strings "
+                  f"(['runs/x']); give one value, not a list")
+
+
+def test_export_config_with_an_unquoted_no(tmp_path, capsys, corpus):
+    """Issue 23: ``language: [en, no]`` put ``'False'`` in the model card (YAML 1.1 reads no as false)."""
+    config = tmp_path / "export.yaml"
+    config.write_text("license: apache-2.0\nlanguage: [en, no]\n", encoding="utf-8")
+
+    run_and_check(["export", str(corpus), str(tmp_path / "exported"), "--config", str(config)], capsys, tmp_path,
+                  "config key 'language' (line 2 of", "item 2 must be a string (str), got a boolean (false)",
+                  "quote it, e.g. 'no'")
+
+
+def test_config_that_sets_an_option_twice(tmp_path, capsys, corpus):
+    """Issue 23: ``max_steps: 2`` then ``max_steps: 30`` trained 30 steps without a word."""
+    config = tmp_path / "run.yaml"
+    config.write_text("max_steps: 2\nbatch_size: 4\nmax_steps: 30\n", encoding="utf-8")
+
+    run_and_check(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path,
+                  f"config file {config} gives the key 'max_steps' twice, on lines 1 and 3", "keep one")
+
+
 # --- the run directory -------------------------------------------------------------------------------------
 
 

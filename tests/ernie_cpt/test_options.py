@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from ernie_cpt.commands.pretrain import RunOptions
 from ernie_cpt.data.corpus import CorpusOptions
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.encoder import ModelOptions
-from ernie_cpt.options import add_options, resolve_options
+from ernie_cpt.options import add_options, check_type, resolve_options
 from ernie_cpt.training.trainer import TrainingOptions
 from schedules import ScheduleOptions
 
@@ -141,29 +142,87 @@ def test_missing_config_file_is_a_user_error(tmp_path):
 
 
 @pytest.mark.parametrize(("config", "expected"), [
-    ('max_steps: "many"\n', "config key 'max_steps' must be of type int, got 'many'"),
-    ("learning_rate: fast\n", "config key 'learning_rate' must be of type float"),
-    ("amp: maybe\n", "config key 'amp' must be true or false"),
-    ("model_size: gigantic\n", "config key 'model_size' must be one of tiny, mini"),
-    ("tasks: {knowledge_masking: 1}\n", "config key 'tasks' must be a list"),
-    ("max_steps:\n", "config key 'max_steps'"),  # an empty value is not a number of steps
-    ("corpus: null\n", "config key 'corpus'"),
+    ('max_steps: "many"\n', "must be a whole number (int), got a string ('many')"),
+    ("learning_rate: fast\n", "must be a number (float), got a string ('fast')"),
+    ("amp: maybe\n", "must be true or false (bool), got a string ('maybe')"),
+    ("amp: 1\n", "must be true or false (bool), got a number (1)"),
+    ("max_steps: 2.5\n", "must be a whole number (int), got a number (2.5)"),
+    ("max_steps: true\n", "must be a whole number (int), got a boolean (true)"),
+    ("max_steps: [2]\n", "must be a whole number (int), got a list holding a number ([2]); give one value, not a list"),
+    ("model_size: gigantic\n", "must be one of tiny, mini"),
+    ("tasks: {knowledge_masking: 1}\n", "must be a list of strings (str), got an object (dict)"),
+    ("max_steps:\n", "has no value"),  # an empty value is not a number of steps
+    ("corpus: null\n", "has no value"),
+    # the examples of issue 23: no option is ever set with str() of a list, a dict or a boolean
+    ("output_dir: [runs/x]\n", "must be a string (str), got a list of strings (['runs/x']); give one value, not a "
+                               "list"),
+    ("output_dir: {name: x}\n", "must be a string (str), got an object (dict) ({'name': 'x'}); give one value"),
+    ("output_dir: off\n", "must be a string (str), got a boolean (false); YAML reads an unquoted yes, no, on, off, "
+                          "true or false as a boolean: quote it, e.g. 'no'"),
+    ("output_dir: 007\n", "must be a string (str), got a number (7); YAML reads an unquoted number as a number"),
 ])
-def test_wrong_type_values_are_user_errors(tmp_path, config, expected):
+def test_wrong_type_values_name_the_key_its_line_the_type_given_and_the_type_expected(tmp_path, config, expected):
     with pytest.raises(UserError) as error:
         resolve(tmp_path, config=config)
 
+    key = config.split(":")[0]
+    assert str(error.value).startswith(f"config key '{key}' (line 1 of {tmp_path / 'config.yaml'}) ")
     assert expected in str(error.value)
 
 
-def test_a_utf16_config_file_is_read(tmp_path):
-    path = tmp_path / "config.yaml"
-    path.write_text("max_steps: 50\ntasks: knowledge_masking, capitalization\n", encoding="utf-16")
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config")
-    add_options(parser, OPTION_CLASSES)
+def test_a_yaml_boolean_in_a_list_of_strings_names_the_item_and_the_quote(tmp_path):
+    with pytest.raises(UserError) as error:
+        resolve(tmp_path, config="max_steps: 10\ntasks: [knowledge_masking, no]\n")
 
-    options = resolve_options(parser.parse_args(["--config", str(path)]), OPTION_CLASSES)
+    assert str(error.value) == (f"config key 'tasks' (line 2 of {tmp_path / 'config.yaml'}) item 2 must be a string "
+                                f"(str), got a boolean (false); YAML reads an unquoted yes, no, on, off, true or false "
+                                f"as a boolean: quote it, e.g. 'no'")
+    quoted = resolve(tmp_path, config="tasks: [knowledge_masking, 'no']\n")
+    assert quoted[RunOptions].tasks == ["knowledge_masking", "no"]
 
-    assert options[TrainingOptions].max_steps == 50
-    assert options[RunOptions].tasks == ["knowledge_masking", "capitalization"]
+
+@pytest.mark.parametrize(("config", "lines"), [
+    ("max_steps: 2\nbatch_size: 4\nmax_steps: 30\n", "lines 1 and 3"),
+    ("max-steps: 2\nmax_steps: 30\n", "lines 1 and 2"),  # one option, spelled two ways
+])
+def test_a_key_given_twice_names_the_key_and_both_lines(tmp_path, config, lines):
+    with pytest.raises(UserError) as error:
+        resolve(tmp_path, config=config)
+
+    assert str(error.value) == (f"config file {tmp_path / 'config.yaml'} gives the key 'max_steps' twice, on {lines} "
+                                f"(YAML would keep the last without a word); keep one")
+
+
+def test_values_that_stand_for_a_number_are_read_as_it(tmp_path):
+    options = resolve(tmp_path, config='max_steps: "30"\nbatch_size: 8.0\nmax_grad_norm: 2\nwarmup_ratio: 1e-1\n')
+
+    training = options[TrainingOptions]
+    assert (training.max_steps, training.batch_size) == (30, 8)
+    assert isinstance(training.batch_size, int)
+    assert training.max_grad_norm == 2.0 and isinstance(training.max_grad_norm, float)
+    assert training.warmup_ratio == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("value", "annotation", "expected"), [
+    (Path("runs/x"), str, "runs/x"),  # a path object from Python is its path
+    ((1, 2), list[int], [1, 2]),
+    ("a, b", list[str], ["a", "b"]),
+    (None, str | None, None),
+    (3, float, 3.0),
+])
+def test_check_type_for_python_callers(value, annotation, expected):
+    assert check_type(value, annotation, where="PretrainConfig.x") == expected
+
+
+@pytest.mark.parametrize(("value", "annotation", "message"), [
+    (["runs/x"], str, "PretrainConfig.x must be a string (str), got a list of strings (['runs/x'])"),
+    (False, str, "PretrainConfig.x must be a string (str), got a boolean (false)"),
+    ([1, 2.5], list[int], "PretrainConfig.x item 2 must be a whole number (int), got a number (2.5)"),
+    ("3", bool, "PretrainConfig.x must be true or false (bool), got a string ('3')"),
+    ("fast", str, "PretrainConfig.x must be one of slow, full, got a string ('fast')"),
+])
+def test_check_type_refuses_what_it_would_have_to_convert(value, annotation, message):
+    choices = ("slow", "full") if value == "fast" else None
+    with pytest.raises(UserError) as error:
+        check_type(value, annotation, choices, where="PretrainConfig.x")
+    assert str(error.value).startswith(message)

@@ -18,6 +18,7 @@ from pretasks.discourse_relation import (
     DiscourseRelation,
     DiscourseRelationOptions,
     mine_pairs,
+    read_pair_file,
     strip_marker,
 )
 
@@ -248,3 +249,21 @@ def test_pair_file_cells_of_another_type_name_the_line_and_the_type(tmp_path, sa
     with pytest.raises(UserError) as error:
         task.build_examples(_documents([["It rained.", "However, we went out."]]))
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(("name", "separator", "pack"), [
+    ("pairs.tsv", ";", None),  # a spreadsheet's export with ';' between fields
+    ("pairs.tsv.gz", "\t", "gzip"),
+    ("pairs.tsv.xz", "|", "lzma"),
+])
+def test_a_pair_file_with_another_delimiter_or_compressed_is_read(tmp_path, name, separator, pack):
+    import gzip
+    import lzma
+
+    text = separator.join(["sentence1", "sentence2", "marker"]) + "\n" + separator.join(
+        ["It rained, all day long.", "We stayed in, reading.", "so"]) + "\n"
+    data = text.encode()
+    (tmp_path / name).write_bytes({"gzip": gzip.compress, "lzma": lzma.compress}[pack](data) if pack else data)
+
+    assert list(read_pair_file(str(tmp_path / name))) == [(2, "It rained, all day long.", "We stayed in, reading.",
+                                                            "so")]

@@ -290,3 +290,15 @@ def test_click_log_cells_of_another_type_name_the_line_and_the_type(tmp_path, li
         read_click_log(str(path))
 
     assert expected in str(error.value)
+
+
+def test_a_compressed_click_log_with_semicolons_is_read(tmp_path):
+    import bz2
+
+    path = tmp_path / "clicks.tsv.bz2"
+    path.write_bytes(bz2.compress(b"query;title;clicked\npersuasion, austen;Persuasion;1\nemma;Emma;0\n"))
+
+    records = read_click_log(str(path))
+
+    assert [(r.query, r.title, r.clicked) for r in records] == [("persuasion, austen", "Persuasion", True),
+                                                                 ("emma", "Emma", False)]

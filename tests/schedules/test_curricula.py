@@ -312,6 +312,10 @@ def test_file_gives_the_stages_as_written(tmp_path):
     ("stages: [{A: 5}, {B: 2.5}]\n", "gives B 2.5 steps"),
     ("stages: [{A: 5}, {B: true}]\n", "gives B True steps"),
     ("stages: [{A: 5}]\n", "task B of --tasks has no steps in schedule file .*; give it steps in a stage or drop it"),
+    # a key given twice: YAML would keep the last without a word
+    ("stages:\n  - A: 5\n    B: 5\n    A: 50\n", r"schedule file .* gives the key 'A' twice, on lines 2 and 4 "
+                                                  r"\(YAML would keep the last without a word\); keep one"),
+    ("stages: [{A: 5}]\nstages: [{A: 5}, {B: 5}]\n", "gives the key 'stages' twice, on lines 1 and 2"),
 ])
 def test_bad_schedule_files_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(UserError, match=message) as error:

@@ -9,7 +9,14 @@ from pathlib import Path
 import datasets
 import pytest
 
-from ernie_cpt.data.corpus import CorpusOptions, bundled_corpus, corpus_fingerprint, load_corpus, split_documents
+from ernie_cpt.data.corpus import (
+    CorpusOptions,
+    bundled_corpus,
+    corpus_fingerprint,
+    held_out_count,
+    load_corpus,
+    split_documents,
+)
 from ernie_cpt.errors import UserError
 
 SHARED_CORPORA = Path(__file__).resolve().parents[4] / "shared" / "corpora"
@@ -96,7 +103,7 @@ def test_two_sources_with_the_same_file_name_are_rejected(tmp_path):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "chapter.txt").write_text(text, encoding="utf-8")
 
-    with pytest.raises(UserError, match="share an id"):
+    with pytest.raises(UserError, match=r"two corpus documents share the id 'chapter\.txt'"):
         load(tmp_path / "a", tmp_path / "b")
 
 
@@ -314,12 +321,24 @@ def test_split_is_seeded():
     (3, 0.9, 2),  # rounds to 3 but one is always left to train on
     (3, 1.0, 2),
     (2, 0.5, 1),
+    (3, 0.5, 1),  # issue 23: 1.5 documents asked, 2 of the 3 were held out
+    (30, 0.05, 1),  # 1.5 rounds down too
+    (100, 0.29, 29),  # 0.29 * 100 is 28.999999999999996 in floats
 ])
 def test_split_holds_out_at_least_one_and_never_all(n_docs, fraction, n_held_out):
     split = split_documents(documents(n_docs), fraction, seed=0)
 
     assert len(split["test"]) == n_held_out
     assert len(split["train"]) == n_docs - n_held_out
+
+
+def test_the_held_out_share_never_exceeds_the_fraction_but_by_the_one_document_minimum():
+    for n_docs in range(2, 60):
+        for fraction in (0.01, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 0.7):
+            n_test = held_out_count(n_docs, fraction)
+            assert 1 <= n_test <= n_docs - 1
+            assert n_test <= fraction * n_docs + 1e-9 or n_test == 1
+            assert n_test + 1 > fraction * n_docs or n_test == n_docs - 1  # no more than one short of it
 
 
 def test_single_document_corpus_cannot_hold_one_out():

@@ -86,7 +86,8 @@ def test_a_test_label_not_in_training_is_an_error(tmp_path):
     ("train.csv", "text,label\n", "has no rows"),
     ("train.jsonl", '{"text": "a cat", "label": ', "train.jsonl line 1 is not valid JSON "
                                                         "(Expecting value: line 1 column 28"),
-    ("train.txt", "a cat\tpets\n", "must end in .jsonl, .json, .csv or .parquet"),
+    ("train.txt", "a cat\tpets\n", "must end in .jsonl, .json, .csv, .tsv or .parquet (or one of these and .gz, "
+                                  ".bz2, .xz, .zst)"),
 ])
 def test_empty_unreadable_or_unknown_files_name_the_file(tmp_path, train_name, content, expected):
     message = error_of(tmp_path, content, jsonl(TEST), train_name=train_name)

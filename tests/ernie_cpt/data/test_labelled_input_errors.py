@@ -5,7 +5,11 @@ The same files go to ``finetune --train/--test`` (load_labelled_data) and ``fine
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import logging
+import lzma
 from pathlib import Path
 
 import pytest
@@ -47,6 +51,17 @@ def set_error(tmp_path: Path, kind: str, train: str | bytes, name: str = "train.
 
 
 GOOD = [{"text": "a cat", "label": "pets"}, {"text": "a vote", "label": "politics"}]
+
+
+def compress(path: Path, suffix: str) -> Path:
+    """``path`` compressed as a whole into ``path`` + ``suffix`` (a real .gz/.bz2/.xz/.zst file)."""
+    import zstandard
+
+    pack = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress,
+            ".zst": zstandard.ZstdCompressor().compress}[suffix]
+    packed = path.with_name(path.name + suffix)
+    packed.write_bytes(pack(path.read_bytes()))
+    return packed
 
 
 def test_a_latin1_byte_names_the_line_and_the_fix(tmp_path):
@@ -132,22 +147,86 @@ def test_a_regression_file_given_to_train(tmp_path):
 def test_a_directory_is_not_a_file(tmp_path):
     (tmp_path / "dir").mkdir()
     test = write(tmp_path / "test.jsonl", jsonl(GOOD))
-    with pytest.raises(UserError, match=r"^--train .*dir is a directory; pass a .jsonl, .csv or .parquet file$"):
+    with pytest.raises(UserError, match=r"^--train .*dir is a directory; pass a .jsonl, .csv, .tsv or .parquet file "
+                                        r"\(or one compressed: .gz, .bz2, .xz, .zst\)$"):
         load_labelled_data(tmp_path / "dir", test)
-    with pytest.raises(UserError, match=r"^--task s TRAIN .*dir is a directory; pass a .jsonl, .csv or .parquet"):
+    with pytest.raises(UserError, match=r"^--task s TRAIN .*dir is a directory; pass a .jsonl, .csv, .tsv or .parquet"):
         load_set(SetSpec("s", "classification", str(tmp_path / "dir"), str(test)), None, 32)
 
 
-def test_a_semicolon_csv_is_told_to_use_commas(tmp_path):
-    assert single_error(tmp_path, "text;label\na cat;pets\na vote;politics\n", "train.csv") == (
-        "--train file train.csv has a single column 'text;label': its fields are separated by ';'; a .csv must be "
-        "comma-separated (or save it as .jsonl)")
+# Excel's "CSV" in a European locale: ';' between fields, commas in the texts (issue 23).
+EXCEL_CSV = ('text;label\n"Well, that was a fine dinner";food\nThe vote, held on Monday, was close;politics\n'
+             'Cats, dogs and rabbits;pets\n')
+
+
+def test_a_semicolon_csv_whose_texts_hold_commas_is_read_with_its_delimiter(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="ernie_cpt.data.labelled_files")
+    table = read_rows(write(tmp_path / "train.csv", EXCEL_CSV), "--train")
+
+    assert table.fields == ["text", "label"]
+    assert table.column("text") == ["Well, that was a fine dinner", "The vote, held on Monday, was close",
+                                    "Cats, dogs and rabbits"]
+    assert table.column("label") == ["food", "politics", "pets"]
+    assert f"--train file {tmp_path / 'train.csv'} is read with ';' between fields" in caplog.text
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("train.tsv", "text\tlabel\na cat, a dog\tpets\na vote\tpolitics\n"),
+    ("train.csv", "text|label\na cat, a dog|pets\na vote|politics\n"),
+    ("train.csv", "text\tlabel\na cat, a dog\tpets\na vote\tpolitics\n"),  # "CSV" saved by a spreadsheet as TSV
+])
+def test_tab_and_pipe_separated_files_are_read(tmp_path, name, text):
+    table = read_rows(write(tmp_path / name, text), "--train")
+    assert table.column("text") == ["a cat, a dog", "a vote"] and table.column("label") == ["pets", "politics"]
+
+
+def test_a_semicolon_csv_with_a_row_of_too_many_fields_names_the_delimiter(tmp_path):
+    assert single_error(tmp_path, EXCEL_CSV + "a;b;c\n", "train.csv") == (
+        "--train file train.csv row 4 (line 5) has 3 fields but the header has 2 (fields separated by ';'); quote "
+        "cells that hold ';'")
 
 
 def test_an_unterminated_quote_names_the_row(tmp_path):
     assert single_error(tmp_path, 'text,label\na cat,pets\n"a vote,politics\nb,c\n', "train.csv") == (
-        "--train file train.csv row 2 (line 3) cannot be read as CSV (unexpected end of data: a quote opened there "
-        "is never closed?); close its quotes (a quote inside a cell is written \"\")")
+        "--train file train.csv row 2 (line 3) cannot be read as fields separated by ',' (unexpected end of data: a "
+        "quote opened there is never closed?); close its quotes (a quote inside a cell is written \"\")")
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst"])
+@pytest.mark.parametrize("name", ["train.jsonl", "train.csv", "train.parquet"])
+def test_compressed_labelled_files_are_read_as_their_uncompressed_form(tmp_path, name, suffix):
+    plain = tmp_path / name
+    if name.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(GOOD), plain)
+    else:
+        write(plain, jsonl(GOOD) if name.endswith(".jsonl") else EXCEL_CSV)
+    packed = compress(plain, suffix)
+    plain.unlink()
+
+    table = read_rows(packed, "--train")
+
+    expected = GOOD if not name.endswith(".csv") else [
+        {"text": "Well, that was a fine dinner", "label": "food"},
+        {"text": "The vote, held on Monday, was close", "label": "politics"},
+        {"text": "Cats, dogs and rabbits", "label": "pets"}]
+    assert table.rows == expected
+
+
+def test_labelled_data_reads_a_gzipped_train_file(tmp_path):
+    train = compress(write(tmp_path / "train.jsonl", jsonl(GOOD * 3)), ".gz")
+    data = load_labelled_data(train, write(tmp_path / "test.jsonl", jsonl(GOOD)))
+    assert data.train.texts == ["a cat", "a vote"] * 3 and data.label_names == ["pets", "politics"]
+
+
+def test_a_truncated_gzip_file_is_named_as_damaged(tmp_path):
+    packed = compress(write(tmp_path / "train.jsonl", jsonl(GOOD * 50)), ".gz")
+    packed.write_bytes(packed.read_bytes()[:40])
+    assert single_error(tmp_path, packed.read_bytes(), "train.jsonl.gz").startswith(
+        "train.jsonl.gz cannot be decompressed as .gz (EOFError: Compressed file ended before the end-of-stream "
+        "marker was reached); it is damaged or truncated: compress it again, or pass it uncompressed")
 
 
 def test_csv_texts_stay_strings_and_integer_labels_become_integers(tmp_path):

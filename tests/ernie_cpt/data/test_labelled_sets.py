@@ -101,5 +101,5 @@ def test_a_test_class_the_training_file_lacks(tmp_path):
 
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(UserError, match=r"--task s TRAIN file .*nope.jsonl does not exist; pass "
-                                               r"a .jsonl, .csv or .parquet file"):
+                                               r"a .jsonl, .csv, .tsv or .parquet file"):
         load_set(SetSpec("s", "regression", str(tmp_path / "nope.jsonl"), str(tmp_path / "nope.jsonl")), None, 32)

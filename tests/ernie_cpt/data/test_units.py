@@ -71,3 +71,24 @@ def test_a_single_paragraph_cannot_be_held_out(tmp_path, cache_dir):
     with pytest.raises(UserError, match="a single document of one paragraph, so nothing can be held out"):
         split_documents(documents, 0.05, seed=0)
     assert split_documents(documents, 0.0, seed=0)["train"]["doc_id"] == ["one.txt"]
+
+
+def test_a_book_read_as_parts_is_still_one_document_read_as_its_chapters(book, tmp_path, cache_dir, caplog):
+    """A book longer than --max-document-chars is read as parts; the parts of one document are one document for
+    the held-out split, each read as its sections."""
+    _, chapters = book
+    path = tmp_path / "book.txt"
+    path.write_text("\n\n".join(chapters) + "\n", encoding="utf-8")
+    documents = annotate(load_corpus(CorpusOptions(corpus=[str(path)], max_document_chars=60_000)),
+                         AnnotationOptions(cache_dir=cache_dir))
+    assert len(documents) >= 3 and all(d.startswith("book.txt#part-") for d in documents["doc_id"])
+
+    with caplog.at_level(logging.INFO):
+        split = split_documents(documents, 0.05, seed=0)
+
+    units = [*split["train"], *split["test"]]
+    assert len(units) == 12 and len(split["test"]) == 1  # a chapter a unit, one held out
+    assert all("#section-" in unit["doc_id"] for unit in units)
+    assert sorted(unit["text"] for unit in units) == sorted(chapters)
+    assert f"the corpus is a single document (book.txt, read as {len(documents)} parts), so it is read as 12 " \
+           f"documents, one per section" in caplog.text

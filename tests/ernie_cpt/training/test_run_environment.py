@@ -159,3 +159,13 @@ def test_a_run_recorded_before_the_environment_was_resumes(stopped, corpus, fini
     (stopped / "run_config.json").write_text(json.dumps(config))
     assert main([*args(corpus, stopped), "--resume"]) == 0
     assert train_records(stopped) == train_records(finished)
+
+
+def test_max_document_chars_may_change_on_resume_unless_it_cuts_other_documents(stopped, corpus, finished, tmp_path,
+                                                                                  capsys):
+    """--max-document-chars changes the numbers only through the documents it cuts, which the corpus
+    fingerprint compares: a limit above every document resumes, one that cuts them is refused."""
+    error = expect_error([*args(corpus, stopped, "--max-document-chars", "10000"), "--resume"], capsys, tmp_path)
+    assert error.startswith(f"--resume: the corpus is not the one the run in {stopped} was trained on (4 documents")
+    assert main([*args(corpus, stopped, "--max-document-chars", "500000"), "--resume"]) == 0
+    assert train_records(stopped) == train_records(finished)
