@@ -200,7 +200,8 @@ def _run_options(options: dict[type, Any], run_dir: Path, seed: int, resume: boo
     settings = options[CompareOptions]
     replaced = {
         RunOptions: RunOptions(output_dir=str(run_dir), tasks=list(tasks), max_seq_length=settings.max_seq_length,
-                               resume=resume, overwrite=not resume),
+                               resume=resume, overwrite=not resume,
+                               allow_changed_world_size=settings.allow_changed_world_size),
         ScheduleOptions: schedule,
         TrainingOptions: dataclasses.replace(training or options[TrainingOptions], seed=seed),
         ArchitectureOptions: dataclasses.replace(

@@ -145,6 +145,10 @@ class CompareOptions:
                                                    valid=_FINETUNE_RANGES["learning_rate"])
     downstream_batch_size: int = option(_FINETUNE.batch_size, "Examples per fine-tuning batch",
                                         valid=_FINETUNE_RANGES["batch_size"])
+    allow_changed_world_size: bool = option(False, "Continue the unfinished runs of an earlier call with another "
+                                            "number of processes (torchrun) than they were trained by; their "
+                                            "losses then differ from uninterrupted runs. Without it such a "
+                                            "resume is refused")
 
 
 def task_option_classes() -> list[type]:

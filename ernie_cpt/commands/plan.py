@@ -7,6 +7,7 @@ be checked (and its total steps read) in a second.
 from __future__ import annotations
 
 from ernie_cpt.errors import UserError
+from ernie_cpt.messages import plural
 from ernie_cpt.options import Range, split_items
 from pretasks import get_task
 from schedules.curricula import build_schedule
@@ -51,6 +52,7 @@ def plan(options: ScheduleOptions, tasks: list[str], max_steps: int) -> str:
     optimizer_steps = sum(stage.optimizer_steps(options.task_mixing) for stage in stages)
     mixing = (f"one task per step, drawn by --task-sampling {options.task_sampling}"
               if options.task_mixing == "sample" else "all active tasks in every step")
-    header = (f"Curriculum {options.schedule}: {len(tasks)} tasks, {_budget(options, stages, tasks, max_steps)}; "
+    header = (f"Curriculum {options.schedule}: {plural(len(tasks), 'task')}, "
+              f"{_budget(options, stages, tasks, max_steps)}; "
               f"{len(stages)} stage{'s' * (len(stages) != 1)}, {optimizer_steps} optimizer steps ({mixing})")
     return f"{header}\n\n{plan_table(stages, tasks, options.task_mixing)}"

@@ -48,7 +48,7 @@ from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, read_ch
 from ernie_cpt.training.loading import SavedModel, is_saved_model, load_model
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directory, write_config
-from ernie_cpt.training.run_environment import check_corpus, environment
+from ernie_cpt.training.run_environment import check_corpus, check_split, environment, held_out_fingerprint
 from ernie_cpt.training.trainer import pick_device, train
 from ernie_cpt.weighting import build_weighting
 from ernie_cpt.weighting.options import WeightingOptions
@@ -101,7 +101,8 @@ def _corpus_record(documents: datasets.Dataset, split: datasets.DatasetDict) -> 
     """The corpus's size and content hash, for run_config.json (and the model card)."""
     return {"documents": len(documents), "training_documents": len(split["train"]),
             "held_out_documents": len(split["test"]), "words": corpus_words(documents),
-            "characters": corpus_chars(documents), "fingerprint": corpus_fingerprint(documents)}
+            "characters": corpus_chars(documents), "fingerprint": corpus_fingerprint(documents),
+            "held_out_fingerprint": held_out_fingerprint(split["test"])}
 
 
 def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training: TrainingOptions,
@@ -278,6 +279,9 @@ def _pretrain(options: dict[type, Any], device: torch.device) -> Path:
             (run_dir / "run_config.json").read_text(encoding="utf-8")).get("corpus"), corpus))
     documents = annotate_on_all_ranks(corpus, options[AnnotationOptions])
     split = split_documents(documents, evaluation.eval_fraction, evaluation.split_seed)
+    if resuming:
+        distributed.main_result(lambda: check_split(run_dir, json.loads(
+            (run_dir / "run_config.json").read_text(encoding="utf-8")).get("corpus"), split["test"]))
     log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))
     with run_directory(run_dir, config, resume_from), torch_threads(config["torch_threads"], threads_why):
         with distributed.main_first():

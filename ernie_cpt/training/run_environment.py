@@ -20,6 +20,7 @@ differing from an uninterrupted run. A run recorded before a field existed is no
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import logging
 import os
@@ -138,3 +139,27 @@ def check_corpus(run_dir: Path, recorded: dict[str, Any] | None, corpus: dataset
     raise UserError(f"--resume: the corpus is not the one the run in {run_dir} was trained on ({there} there, {now} "
                     f"now{same}); resume with the corpus it was trained on, or start a new run on this one from its "
                     f"weights with --init-from {run_dir} and another --output-dir")
+
+
+def held_out_fingerprint(held_out: datasets.Dataset) -> str:
+    """A hash of the ids of the held-out documents, in their order (read in batches)."""
+    digest = hashlib.sha256()
+    for batch in held_out.select_columns(["doc_id"]).iter(batch_size=10_000):
+        for doc_id in batch["doc_id"]:
+            digest.update(doc_id.encode("utf-8") + b"\x1f")
+    return digest.hexdigest()
+
+
+def check_split(run_dir: Path, recorded: dict[str, Any] | None, held_out: datasets.Dataset) -> None:
+    """On --resume: refuse a held-out split other than the one the run in ``run_dir`` recorded (run_config.json's
+    ``corpus``; a run recorded before ``held_out_fingerprint`` existed is not checked). The corpus is the same
+    by then (:func:`check_corpus`), so only the way ernie-cpt splits it can have changed."""
+    if not recorded or "held_out_fingerprint" not in recorded:
+        return
+    if held_out_fingerprint(held_out) == recorded["held_out_fingerprint"]:
+        return
+    raise UserError(f"--resume: the held-out documents differ from those of the run in {run_dir} "
+                    f"({recorded['held_out_documents']} there, {len(held_out)} now: this version of ernie-cpt splits "
+                    f"the corpus otherwise), so its evaluations would not continue the run's; finish it with the "
+                    f"ernie-cpt it was started with, or start a new run from its weights with --init-from {run_dir} "
+                    f"and another --output-dir")

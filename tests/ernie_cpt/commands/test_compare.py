@@ -166,6 +166,15 @@ def test_a_second_compare_skips_finished_runs_resumes_checkpointed_ones_and_rest
     assert fake_training == [("joint-seed7", 7, True, False), ("continual-seed8", 8, False, True)]
 
 
+def test_allow_changed_world_size_reaches_the_runs_it_resumes(fake_training, tmp_path):
+    """compare names --allow-changed-world-size in its resume errors, so it takes the flag and hands it on."""
+    assert main(compare_args(tmp_path)) == 0
+    (tmp_path / "runs" / "joint-seed7" / "result.json").unlink()  # interrupted after its checkpoint
+    assert main(compare_args(tmp_path, "--allow-changed-world-size")) == 0
+    config = json.loads((tmp_path / "runs" / "joint-seed7" / "run_config.json").read_text())
+    assert (config["resume"], config["allow_changed_world_size"]) == (True, True)
+
+
 def test_a_finished_run_with_other_options_is_an_error(fake_training, tmp_path, capsys):
     assert main(compare_args(tmp_path)) == 0
     capsys.readouterr()

@@ -169,3 +169,19 @@ def test_max_document_chars_may_change_on_resume_unless_it_cuts_other_documents(
     assert error.startswith(f"--resume: the corpus is not the one the run in {stopped} was trained on (4 documents")
     assert main([*args(corpus, stopped, "--max-document-chars", "500000"), "--resume"]) == 0
     assert train_records(stopped) == train_records(finished)
+
+
+def test_a_held_out_split_made_otherwise_is_refused(stopped, corpus, capsys, tmp_path):
+    """The same corpus split otherwise (as an ernie-cpt that rounded the held-out count another way would):
+    refused before any work, as the evaluations would not continue the run's; the recorded split resumes."""
+    config = json.loads((stopped / "run_config.json").read_text())
+    recorded = config["corpus"]["held_out_fingerprint"]
+    config["corpus"]["held_out_fingerprint"] = "0" * 64
+    (stopped / "run_config.json").write_text(json.dumps(config))
+    line = expect_error(args(corpus, stopped, "--resume"), capsys, tmp_path)
+    assert line.startswith(f"--resume: the held-out documents differ from those of the run in {stopped} "), line
+    assert line.endswith(f"start a new run from its weights with --init-from {stopped} and another --output-dir")
+
+    config["corpus"]["held_out_fingerprint"] = recorded
+    (stopped / "run_config.json").write_text(json.dumps(config))
+    assert main(args(corpus, stopped, "--resume")) == 0
