@@ -216,12 +216,16 @@ def _finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
                 saved = (result, model)
     results = _results(per_seed, data, encoded)
     results["saved_seed"] = saved[0]["seed"] if out_dir is not None else None
-    if options.output_json:
-        path = Path(options.output_json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(results, indent=2) + "\n")
-    if out_dir is not None:
-        save_output(out_dir, saved[1], encoded.tokenizer, data.label_names, positions, results)
+    try:
+        if options.output_json:
+            path = Path(options.output_json)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(results, indent=2) + "\n")
+        if out_dir is not None:
+            save_output(out_dir, saved[1], encoded.tokenizer, data.label_names, positions, results)
+    except UserError:  # a full disk: the scores of the whole run are not lost with the files
+        log.warning("the results, which could not be saved:\n%s", format_results(results))
+        raise
     return results
 
 

@@ -282,6 +282,8 @@ def test_a_fine_tuned_model_on_a_full_disk_leaves_nothing(finished_run, small_di
     assert command.wait() == 2, command.output
     assert command.error_lines == [f"ernie-cpt: error: {small_disk.problem} while writing the fine-tuned model "
                                    f"{out}; free space, then run the same command again"]
+    assert "the results, which could not be saved:" in command.output  # the scores are shown all the same
+    assert "| majority class of train |" in command.output.split("could not be saved:")[1], command.output
     assert sorted(p.name for p in small_disk.root.iterdir()) == (["filler"] if small_disk.mode == "tmpfs" else [])
 
 
