@@ -33,6 +33,7 @@ from ernie_cpt.data.options import MAX_PARAGRAPH_CHARS, CorpusOptions
 from ernie_cpt.data.text_files import file_chunks, file_encoding, rows_per_batch, scan_text_file, text_parts
 from ernie_cpt.data.units import as_units
 from ernie_cpt.errors import UserError
+from ernie_cpt.files import existing_folder, unwritable
 from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
 
@@ -196,8 +197,12 @@ def held_out_count(documents: int, eval_fraction: float) -> int:
 
 
 def read_corpus(options: CorpusOptions) -> datasets.Dataset:
-    """:func:`load_corpus`; a full disk where `datasets` writes text files and tables as Arrow (its cache,
-    ``HF_DATASETS_CACHE``) raises :class:`~ernie_cpt.full_disk.DiskFull` naming that folder."""
+    """:func:`load_corpus`; a datasets cache (``HF_DATASETS_CACHE``) this process cannot write is refused
+    first, and a full disk where `datasets` writes text files and tables as Arrow there raises
+    :class:`~ernie_cpt.full_disk.DiskFull` naming that folder."""
     cache = Path(datasets.config.HF_DATASETS_CACHE)
+    if reason := unwritable(existing_folder(cache)):  # datasets locks and writes there even to read a cached copy
+        raise UserError(f"the datasets cache {cache} cannot be written ({reason}); datasets keeps the corpus there as "
+                        f"Arrow: make it writable, or set HF_DATASETS_CACHE to a writable folder")
     with writing(f"the corpus into the datasets cache {cache}", cache):
         return load_corpus(options)

@@ -140,3 +140,19 @@ def test_pretrain_reads_a_filled_read_only_cache_and_writes_nothing_there(unpriv
     assert code == 0, lines
     assert snapshot(cache) == before
     assert (tmp_path / "second" / "metrics.json").is_file()
+
+
+def test_a_datasets_cache_this_user_cannot_write_is_one_line(unprivileged, sample_dir, tmp_path):
+    """datasets writes (and locks) the corpus in its cache (HF_DATASETS_CACHE) even to read a cached copy."""
+    ro = tmp_path / "hf-datasets"
+    ro.mkdir()
+    ro.chmod(0o555)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(ro)}
+    done = subprocess.run([*unprivileged, sys.executable, "-m", "ernie_cpt", "prepare", "--corpus",
+                           str(sample_dir / "chapter-01.txt"), "--cache-dir", str(tmp_path / "cache")],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"ernie-cpt: error: the datasets cache {ro} cannot be written (Permission denied); datasets keeps the corpus "
+        f"there as Arrow: make it writable, or set HF_DATASETS_CACHE to a writable folder")
+    assert not (tmp_path / "cache").exists() and not any(ro.iterdir())
