@@ -263,6 +263,7 @@ def test_finetune_stopped_by_sigterm_leaves_nothing_half_written(term_reference,
         assert time.monotonic() - started < 120, (tmp_path / "finetune.log").read_text()
         time.sleep(0.05)
     time.sleep(0.5)
+    assert child.is_alive(), f"fine-tuning ended before the signal (exit {child.exitcode}): {log_file.read_text()}"
     os.kill(child.pid, signal.SIGTERM)
     child.join()
 

@@ -5,7 +5,6 @@ system (``small_disk``: a filled tmpfs as root, else a file size limit, RLIMIT_F
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import resource
 import subprocess
@@ -55,36 +54,42 @@ def _atomic_write(folder: Path) -> None:
     atomic_write_text(folder / "metrics.json", json.dumps({"x": "y" * 400_000}))
 
 
-def _child(folder: str, write, limit: int | None, results) -> None:
-    """A forked child's body: ``write`` into ``folder`` under a file size limit; what failed and how it reads."""
-    if limit is not None:
+def _child() -> None:
+    """The body of a fresh interpreter (``python -c``): write ``WRITES[argv[1]]`` into folder ``argv[2]``
+    under a file size limit of ``argv[3]`` bytes (0: none); prints what failed and how it reads, as JSON."""
+    name, folder, limit = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    write = _atomic_write if name == "atomic_write_text" else WRITES[name]
+    if limit:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     try:
-        write(Path(folder))
-        results.put(("no error", None, None))
+        write(folder)
+        answer: tuple[str, str | None, str | None] = ("no error", None, None)
     except Exception as e:
-        results.put((type(e).__name__, str(e), disk_problem(e, Path(folder))))
+        answer = (type(e).__name__, str(e), disk_problem(e, folder))
+    print(json.dumps(answer))
 
 
-def write_on(disk, write) -> tuple[str, str | None, str | None]:
-    """Run ``write(folder)`` in a forked child (a file size limit must not stop the test process) with
-    ``disk`` full; returns the exception's type name (or "no error"), its message and disk_problem's answer."""
+def write_on(disk, name: str) -> tuple[str, str | None, str | None]:
+    """Run ``WRITES[name](folder)`` (or ``atomic_write_text``) in a fresh interpreter with ``disk`` full (a
+    file size limit must not stop the test process, and a forked child of a process whose OpenMP threads
+    have started can deadlock in torch: CI hung so); returns the exception's type name (or "no error"),
+    its message and disk_problem's answer."""
     disk.fill(ROOM)
     folder = disk.root / "out"
     folder.mkdir(exist_ok=True)
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    child = context.Process(target=_child, args=(str(folder), write, disk.limit, results))
-    child.start()
-    answer = results.get(timeout=120)
-    child.join()
-    return answer
+    here = str(Path(__file__).parent)
+    code = f"import sys; sys.path.insert(0, {here!r}); import test_full_disk; test_full_disk._child()"
+    done = subprocess.run([sys.executable, "-c", code, name, str(folder), str(disk.limit or 0)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    kind, message, problem = json.loads(done.stdout.splitlines()[-1])
+    return kind, message, problem
 
 
 @pytest.mark.parametrize("name", list(WRITES))
 def test_every_librarys_failed_write_is_recognised(name, small_disk):
     """Whatever the library wraps the errno in (torch.save: RuntimeError 'unexpected pos', which keeps none)."""
-    kind, _, problem = write_on(small_disk, WRITES[name])
+    kind, _, problem = write_on(small_disk, name)
 
     assert kind != "no error"
     assert problem == small_disk.problem
@@ -122,7 +127,7 @@ def test_an_atomic_write_leaves_the_old_file_and_no_temporary_one(small_disk):
     folder.mkdir()
     (folder / "metrics.json").write_text("{}")
 
-    kind, message, _ = write_on(small_disk, _atomic_write)
+    kind, message, _ = write_on(small_disk, "atomic_write_text")
 
     assert (kind, message) == ("DiskFull", f"{small_disk.problem} while writing metrics.json in {folder}; free "
                                            f"space, then run the same command again")
