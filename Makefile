@@ -1,12 +1,14 @@
 # `make demo`: set up .venv (torch first, then the project) and pre-train + export on the bundled corpus.
 # `make test`: set up .venv and run the test suite; `make test-fast`: without the end-to-end runs (-m "not slow").
 # `make bench`: set up .venv with the benchmark extra and run the benchmark suite (BENCH_ARGS=--quick: about 6 min).
+# `make docs`: build the documentation site into site/ with `mkdocs build --strict` (part of `make test`).
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_RUN ?= runs/demo
 export HF_HUB_OFFLINE := 1
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test test-fast lint setup bench
+.PHONY: demo test test-fast lint setup bench docs
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -14,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first: 2.13.0 is a CPU build here; any other request would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[en,dev]"
+	$(BIN)/pip install --quiet -e ".[en,dev,docs]"
 	touch $@
 
 demo: setup
@@ -24,7 +26,7 @@ demo: setup
 	$(BIN)/ernie-cpt export $(DEMO_RUN) $(DEMO_RUN)-export
 	@echo "Load it with: pipeline(\"fill-mask\", model=\"$(DEMO_RUN)-export\") or AutoModel.from_pretrained(...); see its README.md"
 
-test: setup
+test: setup docs
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
@@ -34,8 +36,11 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[en,dev,bench]"
+	$(BIN)/pip install --quiet -e ".[en,dev,docs,bench]"
 	touch $@
+
+docs: setup
+	$(BIN)/mkdocs build --strict --site-dir site
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,0 +1,157 @@
+"""The documentation site: it builds with ``mkdocs build --strict`` (broken links, anchors and references
+fail), its generated reference pages follow the code, and no page speaks of what only this project's
+developers have. The tutorials' code blocks run in ``tests/test_tutorials.py``."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(DOCS / "_hooks"))
+
+import generated  # noqa: E402  (docs/_hooks/generated.py, the MkDocs hook)
+
+pytest.importorskip("mkdocs", reason="the docs extra (pip install -e '.[docs]') builds the site")
+
+
+def mkdocs_env() -> dict[str, str]:
+    """The environment of a build as a user runs it: no test cache in the option defaults, no banner."""
+    env = {k: v for k, v in os.environ.items() if k != "ERNIE_CPT_CACHE"}
+    return {**env, "NO_MKDOCS_2_WARNING": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def build(config: Path, site: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
+    env = mkdocs_env()
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config),
+                           "--site-dir", str(site)], capture_output=True, text=True, env=env, cwd=config.parent)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The whole site, built once with --strict as `make docs` builds it."""
+    folder = tmp_path_factory.mktemp("site")
+    result = build(ROOT / "mkdocs.yml", folder)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return folder
+
+
+def page_text(site: Path, page: str) -> str:
+    return (site / page / "index.html").read_text(encoding="utf-8")
+
+
+def nav_pages() -> list[Path]:
+    """Every Markdown page the site is built from."""
+    return sorted(p for p in DOCS.rglob("*.md") if "_hooks" not in p.parts and not p.name.startswith("_"))
+
+
+def test_site_builds_strict_with_every_section(site: Path):
+    for page in ("tutorials/own-text", "how-to/multi-gpu", "reference/cli", "reference/python-api",
+                 "explanation/ernie2", "results/benchmarks"):
+        assert (site / page / "index.html").is_file(), page
+    assert (site / "index.html").is_file()
+
+
+def test_cli_page_lists_every_option_of_every_command_with_its_default_and_range(site: Path):
+    from ernie_cpt.cli import build_parser
+    from ernie_cpt.commands.options import pretrain_option_classes
+
+    html = page_text(site, "reference/cli")
+    parser = build_parser()
+    for name, sub in generated._subcommands(parser).items():
+        assert f"ernie-cpt {name}" in html
+        for action in sub._actions:
+            for flag in [] if action.dest == "help" else action.option_strings:
+                assert f"<code>{flag}</code>" in html, (name, flag)
+    rows = {row.split('"')[0]: row for row in html.split('<span id="')[1:]}
+    for cls in pretrain_option_classes():
+        for field in dataclasses.fields(cls):
+            row = rows[generated.anchor("pretrain", field.name)]
+            valid = field.metadata.get("valid")
+            if valid is not None:
+                assert str(valid) in row, (field.name, str(valid))
+            default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                assert f"<code>{default}</code>" in row, (field.name, default)
+
+
+def add_field(source: str, cls: str, line: str) -> str:
+    """``source`` with ``line`` added as the last field of class ``cls`` (found with ast)."""
+    node = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef) and n.name == cls)
+    lines = source.splitlines()
+    lines.insert(node.end_lineno, f"    {line}")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_field_added_to_an_option_class_appears_in_the_built_cli_page(tmp_path: Path):
+    """A copy of the packages whose TrainingOptions has one more field, and the CLI page built from it."""
+    for package in ("ernie_cpt", "pretasks", "schedules"):
+        shutil.copytree(ROOT / package, tmp_path / "src" / package, ignore=shutil.ignore_patterns("__pycache__"))
+    options = tmp_path / "src" / "ernie_cpt" / "training" / "options.py"
+    options.write_text(add_field(options.read_text(encoding="utf-8"), "TrainingOptions",
+                                 'docs_probe_steps: int = option(7, "A field the docs test added", '
+                                 'valid=Range(2, 9))'), encoding="utf-8")
+    (tmp_path / "docs" / "reference").mkdir(parents=True)
+    shutil.copy(DOCS / "reference" / "cli.md", tmp_path / "docs" / "reference" / "cli.md")
+    (tmp_path / "docs" / "index.md").write_text("# Probe\n", encoding="utf-8")
+    (tmp_path / "mkdocs.yml").write_text(
+        f"site_name: probe\nnav: [index.md, reference/cli.md]\nhooks: [{DOCS / '_hooks' / 'generated.py'}]\n"
+        "theme: {name: material}\nmarkdown_extensions: [attr_list, tables]\n", encoding="utf-8")
+    result = build(tmp_path / "mkdocs.yml", tmp_path / "site", pythonpath=tmp_path / "src")
+    assert result.returncode == 0, result.stdout + result.stderr
+    html = page_text(tmp_path / "site", "reference/cli")
+    for command in ("pretrain", "compare"):
+        row = html.split(f'<span id="{command}-docs-probe-steps">')[1].split("</tr>")[0]
+        assert "<code>--docs-probe-steps</code>" in row
+        assert "<code>7</code>" in row and "between 2 and 9" in row and "A field the docs test added" in row
+
+
+def test_every_registered_plugin_has_its_section_in_the_reference(site: Path):
+    pages = {"tasks": "reference/tasks", "architectures": "reference/architectures",
+             "weightings": "reference/weightings", "curricula": "reference/curricula",
+             "samplers": "reference/curricula", "allocations": "reference/curricula", "heads": "reference/tasks"}
+    for kind, registry in generated.registries().items():
+        html = page_text(site, pages[kind])
+        for name in registry:
+            assert f"<code>{name}</code></h3>" in html or f'id="{name}"' in html, (kind, name)
+
+
+def test_benchmark_tables_are_rendered_from_the_committed_json(site: Path):
+    import json
+
+    html = page_text(site, "results/benchmarks")
+    for path in sorted((DOCS / "results").glob("*.json")):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        assert result["command"] in html and result["date"] in html
+        for row in result["rows"]:
+            assert f"{row['ours'] / row['baseline']:.2f}x" in html
+
+
+FORBIDDEN = {
+    "the developers' folder of corpora": re.compile(r"\.\./shared|shared/corpora"),
+    "load averages": re.compile(r"load average", re.IGNORECASE),
+    "rounds of development": re.compile(r"\brounds?\b(?! (?:up|down|to|half))", re.IGNORECASE),
+    "CI internals": re.compile(r"\.ci/|the project's CI|\bCI (?:timings?|runs? (?:took|in))", re.IGNORECASE),
+}
+DEVELOPER_PAGES = ("results/",)  # dated results pages may say what machine and load they ran under
+
+
+@pytest.mark.parametrize("page", nav_pages(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_no_page_speaks_of_what_only_developers_have(page: Path):
+    relative = str(page.relative_to(DOCS))
+    text = page.read_text(encoding="utf-8")
+    for what, pattern in FORBIDDEN.items():
+        if relative.startswith(DEVELOPER_PAGES) and what == "load averages":
+            continue
+        assert not pattern.search(text), f"{relative} mentions {what}: {pattern.search(text)[0]!r}"
