@@ -193,9 +193,16 @@ FORBIDDEN = {
 DEVELOPER_PAGES = ("results/",)  # dated results pages may say what machine and load they ran under
 
 
-@pytest.mark.parametrize("page", nav_pages(), ids=lambda p: str(p.relative_to(DOCS)))
+def front_pages() -> list[Path]:
+    """The site's pages, the proposed README and, once it is the short front door, the README itself."""
+    readme = ROOT / "README.md"
+    short = len(readme.read_text(encoding="utf-8").splitlines()) <= 200
+    return [*nav_pages(), DOCS / "_proposed_README.md", *([readme] if short else [])]
+
+
+@pytest.mark.parametrize("page", front_pages(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_page_speaks_of_what_only_developers_have(page: Path):
-    relative = str(page.relative_to(DOCS))
+    relative = str(page.relative_to(DOCS)) if page.is_relative_to(DOCS) else page.name
     text = page.read_text(encoding="utf-8")
     for what, pattern in FORBIDDEN.items():
         if relative.startswith(DEVELOPER_PAGES) and what == "load averages":
@@ -269,3 +276,16 @@ def test_the_error_check_fails_on_a_message_the_code_does_not_write():
                                                   "to --corpus"))
     made_up = clauses("corpus path P is missing; give the paths of existing documents with --corpus")
     assert not any(in_code(c, code) for c in made_up)
+
+
+def test_the_proposed_readme_is_a_front_door():
+    """docs/_proposed_README.md, the README once the open branches are merged: at most 200 lines, the two
+    commands, an install recipe, a Python and a CLI example, and links that resolve from the repository root."""
+    text = (DOCS / "_proposed_README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200
+    for needed in ("make demo", "make test", "pip install torch", "```python", "ernie-cpt pretrain --corpus",
+                   "LICENSE", "CITATION.cff", "CONTRIBUTING.md"):
+        assert needed in text, needed
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if not urlsplit(target).scheme:
+            assert (ROOT / target).exists(), target
