@@ -289,3 +289,21 @@ def test_the_proposed_readme_is_a_front_door():
     for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
         if not urlsplit(target).scheme:
             assert (ROOT / target).exists(), target
+
+
+@pytest.mark.parametrize("page", ["index.html", "reference/cli/index.html"])
+def test_a_headless_browser_finds_every_anchor_and_image_of_the_page(site: Path, page: str):
+    """Chromium (Debian's package; skipped where it is not installed) loads the page, runs its scripts,
+    and the DOM it ends with holds every in-page anchor its links name, and no image is missing."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                             (site / page).as_uri()], capture_output=True, text=True, timeout=120)
+    dom = Links()
+    dom.feed(result.stdout)
+    assert "ernie-cpt" in result.stdout and len(dom.ids) > 10, result.stderr[-2000:]
+    missing = [link for link in dom.links if link.startswith("#") and len(link) > 1 and link[1:] not in dom.ids]
+    assert not missing, missing
+    assert all((site / page).parent.joinpath(src).resolve().exists() for src in dom.images
+               if not urlsplit(src).scheme)
