@@ -55,19 +55,9 @@ threads.configure_process()  # before torch loads: the product's defaults are wh
 import datasets
 import torch
 
-from benchmarks import (
-    annotation,
-    contention,
-    dropout,
-    efficiency,
-    generation,
-    memory,
-    multitask,
-    scaleout,
-    startup,
-    throughput,
-    weighting,
-)
+# The training rows' modules; the CPU rows' load when they run (benchmarks.annotation imports spaCy, which a
+# GPU machine given annotations made elsewhere need not have: python -m benchmarks.run --device cuda --cache-dir).
+from benchmarks import dropout, efficiency, multitask, startup, throughput
 from benchmarks.common import AUSTEN, Row, Settings, Workload
 from ernie_cpt.data.corpus import bundled_corpus
 from ernie_cpt.errors import UserError
@@ -145,6 +135,8 @@ def run(settings: Settings, training_only: bool = False, cache: str | None = Non
         os.environ["ERNIE_CPT_CACHE"] = cache_dir
         if settings.device != "cpu" or training_only:
             return sorted(training_rows(Workload.load(name, corpus, cache_dir, settings)), key=row_order), remark
+        from benchmarks import annotation, contention, generation, memory, scaleout, weighting
+
         once, first = memory.prepare(corpus, cache_dir)
         rows = annotation.measure(name, corpus, cache_dir, first)
         workload = Workload.load(name, corpus, cache_dir, settings)
