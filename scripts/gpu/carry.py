@@ -10,8 +10,9 @@ and spaCy's English stop words without spaCy. ``.gpu/data.tar.xz`` holds
 * ``corpora/austen/*.txt``: the novels themselves (their content is the key of their annotations);
 * ``corpora/fortunes-topics/{train,test}.jsonl``: the downstream set of the value experiment.
 
-``--quick`` (the dry run) carries the bundled sample and its first 3 chapters (the dry run's
-corpus), with the first 240/120 rows of the fortunes sets. The corpora come from
+``--quick`` (the dry run) packs the bundled sample and its first 3 chapters (the dry run's corpus),
+with the first 120/60 rows of the fortunes sets, into ``.gpu-build/data-quick.tar.xz`` instead (never
+carried). A data file is kept once built: delete it to rebuild. The corpora come from
 ``../shared/corpora``. Sizes: Austen's annotations are 8.4 MB and the novels 4.0 MB; xz packs them
 with the fortunes sets into 2.4 MB.
 
@@ -33,9 +34,9 @@ from scripts.gpu.wheelhouse import BUILD, CARRY, ROOT, WHEELHOUSE
 
 SHARED = ROOT.parent / "shared" / "corpora"
 DATA = CARRY / "data.tar.xz"
-MANIFEST = CARRY / "data.json"
+QUICK_DATA = BUILD / "data-quick.tar.xz"  # the dry run's: never carried, never in place of the real one
 LIMIT = 64 * 2**20  # what one device command may send: working tree and carried paths together
-QUICK_ROWS = {"train.jsonl": 240, "test.jsonl": 120}
+QUICK_ROWS = {"train.jsonl": 120, "test.jsonl": 60}
 QUICK_CHAPTERS = [f"ernie_cpt/data/persuasion/chapter-{i:02d}.txt" for i in (1, 2, 3)]  # the dry run's corpus
 CARRIED = (WHEELHOUSE, CARRY)  # the `carry` of the device call
 
@@ -48,11 +49,17 @@ def annotate(corpus: list[Path], cache: Path) -> str:
     return Path(next(line for line in out.splitlines() if line.startswith("Annotations: ")).split(": ", 1)[1]).name
 
 
+def data_file(quick: bool) -> Path:
+    return QUICK_DATA if quick else DATA
+
+
 def build(quick: bool) -> dict:
-    """Write ``.gpu/data.tar.xz`` and ``.gpu/data.json`` (what it holds); kept when built before in
-    the same mode."""
-    if DATA.is_file() and MANIFEST.is_file() and json.loads(MANIFEST.read_text())["quick"] == quick:
-        return json.loads(MANIFEST.read_text())
+    """Write the data file (``.gpu/data.tar.xz``; with ``quick``, ``.gpu-build/data-quick.tar.xz``) and
+    its manifest beside it (what it holds); kept when built before."""
+    data = data_file(quick)
+    manifest_file = data.with_name(data.name.replace(".tar.xz", ".json"))
+    if data.is_file() and manifest_file.is_file():
+        return json.loads(manifest_file.read_text())
     from ernie_cpt.data.corpus import bundled_corpus
 
     fortunes = SHARED / "fortunes-topics"
@@ -68,18 +75,19 @@ def build(quick: bool) -> dict:
     for name in QUICK_ROWS:
         lines = (fortunes / name).read_text(encoding="utf-8").splitlines(keepends=True)
         (staged / name).write_text("".join(lines[:QUICK_ROWS[name]] if quick else lines), encoding="utf-8")
-    CARRY.mkdir(exist_ok=True)
-    tmp = DATA.with_name(f".{DATA.name}.tmp")
+    data.parent.mkdir(exist_ok=True)
+    tmp = data.with_name(f".{data.name}.tmp")
     with tarfile.open(tmp, "w:xz") as tar:
-        for entry in entries.values():
-            tar.add(cache / "annotations" / entry, f"cache/annotations/{entry}")
+        for entry in entries.values():  # the entry's dataset and record, not what datasets cached beside them
+            tar.add(cache / "annotations" / entry, f"cache/annotations/{entry}",
+                    filter=lambda member: None if Path(member.name).name.startswith("cache-") else member)
         if not quick:
             tar.add(corpora["austen"][0], "corpora/austen")
         tar.add(staged, "corpora/fortunes-topics")
-    tmp.replace(DATA)
+    tmp.replace(data)
     manifest = {"quick": quick, "annotations": entries, "corpora": [] if quick else ["austen"],
                 "downstream_rows": QUICK_ROWS if quick else "all"}
-    MANIFEST.write_text(json.dumps(manifest, indent=1) + "\n")
+    manifest_file.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
@@ -115,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the bundled sample and a slice of the fortunes sets")
     args = parser.parse_args(argv)
     manifest = build(args.quick)
-    print(f"{DATA.relative_to(ROOT)}: annotations of {', '.join(manifest['annotations'])}, "
-          f"{DATA.stat().st_size / 2**20:.2f} MiB")
+    data = data_file(args.quick)
+    print(f"{data.relative_to(ROOT)}: annotations of {', '.join(manifest['annotations'])}, "
+          f"{data.stat().st_size / 2**20:.2f} MiB")
     return report_sizes()
 
 

@@ -7,10 +7,12 @@ phase the results so far are written to ``OUT/gpu-check.json`` and ``OUT/gpu-che
 child's output goes to ``OUT/log.txt``; the benchmark rows to ``OUT/bench.json``, compare's report
 to ``OUT/value-report.md``, ``value-summary.json`` and ``value-evidence.png`` (7 files at most).
 
-On a GPU machine (``--device cuda``), ``install`` puts the wheels of ``.whl/`` into the image's
-Python, never touching the image's own packages (a constraints file pins them to what is installed;
-``--no-index``: nothing is downloaded), installs this project (``-e .``, no dependencies) and
-unpacks ``.gpu/data.tar.xz`` into ``.gpu-run/``. On the CPU (``--device cpu``, the dry run),
+On a GPU machine (``--device cuda``), ``install`` lets pip's resolver choose, from ``.whl/`` and
+against the image's installed packages (a constraints file pins them: none may be replaced;
+``--no-index``: nothing is downloaded), what the image lacks, installs exactly that into
+``.gpu-run/site`` (``--target``, no dependencies), which the phases get on their PYTHONPATH with the
+repository root (this project, run from its source), and unpacks ``.gpu/data.tar.xz`` into
+``.gpu-run/``. The image's own site-packages are never written to. On the CPU (``--device cpu``, the dry run),
 ``install`` prepares what a GPU run carries (``make gpu-wheels gpu-data``), checks the wheelhouse
 with pip's resolver for Python 3.12, and builds the image-like Python (:mod:`scripts.gpu.image`,
 no spaCy) that runs every later phase.
@@ -31,6 +33,7 @@ import tarfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from scripts.gpu.carry import QUICK_CHAPTERS
 from scripts.gpu.report import page
@@ -50,8 +53,9 @@ class Check:
 
     def __init__(self, out: Path, device: str, quick: bool, start: float, budget: float) -> None:
         self.out, self.device, self.quick, self.deadline = out, device, quick, start + budget
-        self.python = sys.executable
+        self.python, self.pythonpath = sys.executable, str(ROOT)
         self.log = out / "log.txt"
+        self.log.write_text("")  # this check's output only
         command = "GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1 scripts/gpu_check.sh" if quick else "scripts/gpu_check.sh"
         self.results: dict[str, Any] = {"date": datetime.date.today().isoformat(), "device": device, "quick": quick,
                                         "command": command, "budget_seconds": budget, "start": start, "phases": {}}
@@ -69,7 +73,8 @@ class Check:
         with open(self.log, "a", encoding="utf-8") as log:
             log.write(f"\n[{time.strftime('%H:%M:%S')}] $ {' '.join(argv)}\n")
             log.flush()
-            env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1",
+                   "PYTHONPATH": self.pythonpath}
             start = time.time()
             process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
                                        start_new_session=True)
@@ -114,31 +119,36 @@ def _installed(names: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
-def _unpack() -> None:
-    """``.gpu/data.tar.xz`` into ``.gpu-run/`` (the annotation cache, the corpora, the downstream set)."""
-    with tarfile.open(ROOT / ".gpu" / "data.tar.xz") as tar:
+def _unpack(data: Path) -> None:
+    """The data file into ``.gpu-run/`` (the annotation cache, the corpora, the downstream set)."""
+    with tarfile.open(data) as tar:
         tar.extractall(RUN, filter="data")
 
 
 def install_gpu() -> dict[str, Any]:
-    """The wheels beside the image's packages (which stay as they are), this project, the data."""
-    before = _installed(PINNED)
+    """The wheels the image lacks into ``.gpu-run/site`` (on the phases' PYTHONPATH), chosen by pip's
+    resolver against the image's installed packages, which it may not replace (constraints pin them);
+    the image's own site-packages are not written to. Then the data, unpacked."""
+    needed = (ROOT / ".whl", ROOT / ".gpu" / "data.tar.xz", ROOT / ".gpu" / "minilm-bf16")
+    missing = [path for path in needed if not path.exists()]
+    if missing:
+        raise SystemExit(f"{', '.join(map(str, missing))} absent: run make gpu-wheels gpu-data on the CPU machine and "
+                         f"carry .whl and .gpu")
+    image = _installed(PINNED)
     RUN.mkdir(exist_ok=True)
-    constraints = RUN / "constraints.txt"
-    constraints.write_text("".join(f"{name}=={version}\n" for name, version in before.items()))
-    wheels = ["--no-index", "--find-links", str(ROOT / ".whl")]
-    _pip("install", "--quiet", *wheels, "--constraint", str(constraints), "datasets")
-    project = "installed (-e .)"
-    try:
-        _pip("install", "--quiet", *wheels, "--no-deps", "--no-build-isolation", "-e", str(ROOT))
-    except subprocess.CalledProcessError:
-        project = "not installed: the phases import it from the repository root"
-    after = _installed(PINNED)
-    if after != before:
-        raise SystemExit(f"pip changed the image's packages: {before} -> {after}")
-    _unpack()
-    return {"installed": {**_installed(("datasets", "dill", "multiprocess", "fsspec")), "ernie-cpt": project},
-            "image_unchanged": sorted(before), "python": sys.executable}
+    constraints, report = RUN / "constraints.txt", RUN / "resolved.json"
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in image.items()))
+    _pip("install", "--quiet", "--dry-run", "--no-index", "--find-links", str(ROOT / ".whl"), "--constraint",
+         str(constraints), "--report", str(report), "datasets")
+    chosen = {i["metadata"]["name"]: i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
+    files = [unquote(urlparse(i["download_info"]["url"]).path) for i in json.loads(report.read_text())["install"]]
+    site = RUN / "site"
+    if files:
+        _pip("install", "--quiet", "--no-index", "--no-deps", "--no-compile", "--upgrade", "--target", str(site),
+             *files)
+    _unpack(ROOT / ".gpu" / "data.tar.xz")
+    return {"installed": chosen, "image": image, "python": sys.executable,
+            "pythonpath": f"{site}{os.pathsep}{ROOT}"}
 
 
 def install_dry_run() -> dict[str, Any]:
@@ -156,7 +166,7 @@ def install_dry_run() -> dict[str, Any]:
         raise SystemExit(f"a device command would send {sum(sizes.values()) / 2**20:.1f} MiB, over 64 MiB")
     names = {w.name.split("-")[0].replace("_", "-") for w in wheels}
     python = image_python(wheelhouse.BUILD / "image-python", overlay_wheels(wheelhouse.BUILD / "image-wheels"), names)
-    _unpack()
+    _unpack(carry.data_file(quick=True))
     return {"installed": {"wheelhouse": f"{len(wheels)} wheels"}, "resolver": resolved,
             "sizes_mib": {k: round(v / 2**20, 2) for k, v in sizes.items()}, "python": str(python)}
 
@@ -227,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                                         args.device, "--result", str(result)],
                             (QUICK_BUDGETS if args.quick else BUDGETS)["install"], result)
     if installed["status"] == "ok":
-        check.python = installed["python"]
+        check.python, check.pythonpath = installed["python"], installed.get("pythonpath", str(ROOT))
         run_phases(check, set(args.phases.split(",")))
     check.write()
     print((args.out / "gpu-check.md").read_text().split("\n## ")[0])

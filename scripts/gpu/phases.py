@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,6 +213,7 @@ def smoke(device: str, quick: bool, cache: Path, work: Path, log: Path, corpus: 
                   skipped_steps=sum(bool(r.get("skipped")) for r in records),
                   tokens_per_s=sorted(r["tokens_per_s"] for r in records[1:])[len(records[1:]) // 2],
                   max_memory_allocated_mib=max((r.get("max_memory_allocated_mib", 0) for r in records), default=0))
+    shutil.rmtree(work / "smoke-export", ignore_errors=True)  # a run before this one on the same machine
     _finish(["export", str(work / "smoke"), str(work / "smoke-export")], log)
     result["fill_mask"] = fill_mask(work / "smoke-export", device)
     resume_dir = work / "resume"

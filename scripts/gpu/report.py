@@ -53,8 +53,10 @@ def _smoke(phase: dict[str, Any]) -> list[str]:
     lines += [f"| {task} | {t['first']:.4f} | {t['last']:.4f} | {t['finite']} | {t['falling']} |"
               for task, t in phase["tasks"].items()]
     resume, fill = phase["resume"], phase["fill_mask"]
-    lines += ["", f"Median {phase['tokens_per_s']:,.0f} tokens/s, peak GPU memory "
-              f"{phase['max_memory_allocated_mib']:,.0f} MiB, {phase['skipped_steps']} non-finite steps.", "",
+    memory = phase["max_memory_allocated_mib"]
+    memory_text = f", peak GPU memory {memory:,.0f} MiB" if memory else ""
+    lines += ["", f"Median {phase['tokens_per_s']:,.0f} tokens/s{memory_text}, {phase['skipped_steps']} non-finite "
+              "steps.", "",
               f"Kill and resume: killed after step {resume['killed_after_step']}, resumed from the checkpoint of step "
               f"{resume['resumed_from_step']}. Largest loss difference against the uninterrupted run over the 10 steps "
               f"after the checkpoint {resume['max_diff_after']:.3g} nats, over the 10 before it (two independent runs: "

@@ -11,16 +11,25 @@ forward transfer is not the question, and they would cost a quarter of the pre-t
 
 **Sizing.** The only free number is the steps per task S; the rest is fixed by the question. Every
 arm pre-trains 4 S steps (joint and sequential: S per task; mlm: 4 S of knowledge masking), so the
-experiment is 3 seeds x 3 arms x 4 S = 36 S steps, besides 9 pre-training runs' start-up, export and
-evaluation, 12 fine-tunings (3 learning rates x 2 epochs each) and compare's own start. ``run``
-measures those on the machine first (:func:`calibrate`: a 2-step run that also builds and caches the
-task examples, a 10-step run timed step by step, one fine-tuning epoch) and sizes S to the time left
-(:func:`size`). The estimate before any GPU run, for one H100: a step of 128 examples of about 110
-tokens is 1.1 TFLOP (77 MFLOP a token for MiniLM, :func:`benchmarks.efficiency.training_flops`: 6 x
-10.6 M weights, attention, the masked-LM head at 15 % of the tokens); at 10 % of the 798 TFLOP/s bf16
-peak (a 384-wide model runs far from it: its matrices are small and launches and memory-bound layers
-dominate) that is 14 ms a step. With 5 s of overhead per run, 1.5 s per fine-tuning epoch and
-learning rate, and 20 s for compare and TF-IDF, 280 s leave about 107 s for 36 S steps: S = 220.
+experiment is 3 seeds x 3 arms x 4 S = 36 S steps, besides 9 pre-training runs' start-up, evaluation
+and export, 12 fine-tunings (3 learning rates x 2 epochs each) and compare's own start. ``run``
+measures these on the machine first (:func:`calibrate`) and sizes S to the time left (:func:`size`).
+
+The estimate before any GPU run, for one H100. On Austen, MiniLM's tokenizer makes examples of 106
+(knowledge masking, capitalization), 82 (sentence reordering) and 75 (token-document relation)
+tokens on average (``ernie-cpt inspect-task``). A step of 128 examples of about 100 tokens is 1.0
+TFLOP: 77 MFLOP a token (:func:`benchmarks.efficiency.training_flops` at 110 tokens: 6 x 10.6 M
+weights, attention, the masked-LM head at 15 % of the tokens). Measured on this project's 2-core CPU
+(load average 10), MiniLM trained at 194 tokens/s, 15 GFLOP/s, 8 % of the fp32 matmul peak measured
+beside it. At an assumed 10 % of the H100's 798 TFLOP/s bf16 peak (KINDS.md; a 384-wide model runs
+far below it: its matrices are small, launches and memory-bound layers dominate), 80 TFLOP/s is
+5,300 times that CPU: about 1 M tokens/s, 12.5 ms a step, if making the examples keeps up (3 loader
+workers per task; one core of this CPU makes about 2,000 knowledge-masking examples a second, row 5d
+of the benchmarks, so 3 workers give a batch of 128 every 21 ms: the mlm arm may wait for its data,
+which is why the calibration times knowledge masking alone). With 5 s of overhead per pre-training
+run, 1.5 s per fine-tuning epoch and learning rate, and 20 s for compare's start, TF-IDF and the
+report, about 280 s for the experiment leave 107 s for 36 S steps: S = 240 at 12.5 ms a step, 140
+at 21 ms (36 x 140 x 128 = 645,000 examples, about 64 M tokens).
 
 If compare overruns, ``finish`` writes the report from the seeds that finished (compare again with
 ``--seeds K``: every finished run is read back, nothing is trained). ``--quick`` (the CPU dry run):
@@ -56,7 +65,7 @@ class Plan:
     learning_rate: float = 1e-4
     downstream_learning_rates: tuple[float, ...] = (3e-5, 1e-4, 3e-4)
     downstream_epochs: int = 2
-    workers: int = 2
+    workers: int = 3
     num_proc: int = 8
     estimate: dict[str, float] = field(default_factory=dict)
 
@@ -94,10 +103,10 @@ class Paths:
     work: Path
 
 
-def model_args(plan: Plan, paths: Paths, device: str) -> list[str]:
+def model_args(plan: Plan, paths: Paths, device: str, tasks: list[str] = TASKS) -> list[str]:
     """The options every pre-training of the experiment shares (compare passes them to each run)."""
     return ["--corpus", *paths.corpus, "--cache-dir", str(paths.cache), "--init-from", str(paths.minilm),
-            "--tasks", *TASKS, "--batch-size", str(plan.batch_size), "--max-seq-length", str(plan.seq_length),
+            "--tasks", *tasks, "--batch-size", str(plan.batch_size), "--max-seq-length", str(plan.seq_length),
             "--learning-rate", str(plan.learning_rate), "--eval-steps", "0", "--eval-max-examples", "512",
             "--save-steps", "100000", "--report-to", "none", "--device", device, "--dataloader-workers",
             str(plan.workers), "--num-proc", str(plan.num_proc), "--seed", "42"]
@@ -113,11 +122,11 @@ def compare_args(plan: Plan, paths: Paths, device: str) -> list[str]:
 
 
 RESERVE = 30.0  # seconds kept after compare for `finish` (a report from the finished seeds) and the outputs
-CALIBRATION_STEPS = 10  # per task, timed step by step
+CALIBRATION_STEPS = 10  # x 4 steps of knowledge masking, timed step by step
 
 
 def quick_plan() -> Plan:
-    return Plan(steps_per_task=2, seeds=2, batch_size=8, seq_length=64, downstream_learning_rates=(1e-4,),
+    return Plan(steps_per_task=2, seeds=2, batch_size=8, seq_length=48, downstream_learning_rates=(1e-4,),
                 downstream_epochs=1, workers=0, num_proc=1)
 
 
@@ -145,19 +154,25 @@ class LineTimes(threading.Thread):
 
 
 def calibrate(plan: Plan, paths: Paths, device: str) -> tuple[Calibration, Path]:
-    """Time a 2-step run (it builds and caches the examples), a run timed step by step, its export
-    and one fine-tuning epoch of it; returns the times and the export."""
-    base = ["pretrain", *model_args(plan, paths, device), "--schedule", "joint", "--overwrite"]
+    """Time a run of 2 steps per task (it builds and caches every task's examples), a run of
+    knowledge masking alone timed step by step (the slowest step of the experiment: the largest
+    head and the most costly examples to make, so the plan errs on the short side), its export and
+    one fine-tuning epoch of it; returns the times and the export."""
+    base = ["pretrain", "--schedule", "joint", "--overwrite"]
     steps = 2 if plan.steps_per_task <= 2 else CALIBRATION_STEPS
-    first = _cli([*base, "--output-dir", str(paths.work / "calibrate-1"), "--steps-per-task", "2"])
+    first = _cli([*base, *model_args(plan, paths, device), "--output-dir", str(paths.work / "calibrate-1"),
+                  "--steps-per-task", "2"])
     timed = paths.work / "calibrate-2"
+    shutil.rmtree(timed, ignore_errors=True)  # a log of an earlier check would count as this run's lines
     watcher = LineTimes(timed / "logs" / "train.jsonl")
     watcher.start()
-    second = _cli([*base, "--output-dir", str(timed), "--steps-per-task", str(steps), "--logging-steps", "1"])
+    second = _cli([*base, *model_args(plan, paths, device, TASKS[:1]), "--output-dir", str(timed),
+                   "--steps-per-task", str(4 * steps), "--logging-steps", "1"])
     watcher.done.set()
     watcher.join()
-    gaps = sorted(b - a for a, b in zip(watcher.times[1:], watcher.times[2:])) or [second / (4 * steps)]
-    step = gaps[len(gaps) // 2]
+    times = watcher.times[1:]  # the first step warms up
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    step = span / (len(times) - 1) if span > 0 else second / (4 * steps)  # an upper bound, start-up included
     export = paths.work / "calibrate-export"
     shutil.rmtree(export, ignore_errors=True)
     exported = _cli(["export", str(timed), str(export)])
@@ -177,6 +192,8 @@ def run(paths: Paths, device: str, deadline: float, quick: bool) -> dict:
     from scripts.gpu.phases import fill_mask
 
     plan = quick_plan() if quick else Plan(steps_per_task=MIN_STEPS)
+    shutil.rmtree(paths.work / "compare", ignore_errors=True)  # an earlier check's runs, maybe of another size
+    (paths.work / "value-run.json").unlink(missing_ok=True)
     calibration, export = calibrate(plan, paths, device)
     result = {"calibration": asdict(calibration), "fill_mask_pipeline": fill_mask(export, device)}
     sized = size(deadline - time.time() - RESERVE, calibration, plan)
