@@ -66,7 +66,11 @@ class Check:
     def write(self) -> None:
         self.results["seconds"] = time.time() - self.results["start"]
         (self.out / "gpu-check.json").write_text(json.dumps(self.results, indent=1, default=str) + "\n")
-        (self.out / "gpu-check.md").write_text(page(self.results))
+        try:
+            text = page(self.results)
+        except Exception as e:  # the page must never stop the check: the JSON holds everything
+            text = f"# GPU check\n\nThe page could not be written ({type(e).__name__}: {e}); see gpu-check.json.\n"
+        (self.out / "gpu-check.md").write_text(text)
 
     def child(self, argv: list[str], limit: float) -> tuple[str, int | None]:
         """Run ``argv`` (its output to the log) for at most ``limit`` seconds: ("ok"|"failed"|"timed out", code)."""

@@ -89,8 +89,8 @@ def environment(device: str) -> dict[str, Any]:
     from benchmarks.efficiency import matmul_flops_per_second
     from scripts.gpu.image import IMAGE_VERSIONS
 
-    smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True) if device != "cpu" else None
-    print(smi.stdout if smi else "nvidia-smi: not run on the CPU")
+    smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True) if shutil.which("nvidia-smi") else None
+    print(smi.stdout if smi else "nvidia-smi: not found")
     found = versions()
     differs = {name: found.get(name) for name, version in IMAGE_VERSIONS.items() if found.get(name, version) != version}
     info: dict[str, Any] = {"python": platform.python_version(), **found, "cuda": torch.version.cuda,
@@ -103,7 +103,7 @@ def environment(device: str) -> dict[str, Any]:
     peak = max(matmul_flops_per_second(n, n, n, device=device, dtype=torch.bfloat16) for n in (4096, 8192))
     info.update(device_name=props.name, capability=f"{props.major}.{props.minor}",
                 memory_gib=round(props.total_memory / 2**30, 1), multiprocessors=props.multi_processor_count,
-                matmul_dtype="bf16", matmul_peak_gflops=peak / 1e9, nvidia_smi=smi.stdout.strip()[:4000])
+                matmul_dtype="bf16", matmul_peak_gflops=peak / 1e9, nvidia_smi=smi.stdout.strip()[:4000] if smi else "")
     return info
 
 
@@ -200,8 +200,14 @@ def resume_check(argv: list[str], reference: dict[int, dict[str, float]], run_di
             "max_diff_whole_run": largest(range(1, steps + 1))}
 
 
-def smoke(device: str, quick: bool, cache: Path, work: Path, log: Path, corpus: list[str]) -> dict[str, Any]:
-    """The smoke test (see the module's docstring); the result's "ok" says whether it passed."""
+def _save(result: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+
+
+def smoke(device: str, quick: bool, cache: Path, work: Path, log: Path, corpus: list[str],
+          out: Path) -> dict[str, Any]:
+    """The smoke test (see the module's docstring), its result saved to ``out`` after each part (a
+    part that overruns the phase's time leaves the earlier ones); "ok" says whether it passed."""
     argv = pretrain_args(work / "smoke", device, quick, cache, corpus)
     steps, save = (12, 6) if quick else (100, 50)
     start = time.perf_counter()
@@ -213,9 +219,11 @@ def smoke(device: str, quick: bool, cache: Path, work: Path, log: Path, corpus: 
                   skipped_steps=sum(bool(r.get("skipped")) for r in records),
                   tokens_per_s=sorted(r["tokens_per_s"] for r in records[1:])[len(records[1:]) // 2],
                   max_memory_allocated_mib=max((r.get("max_memory_allocated_mib", 0) for r in records), default=0))
+    _save(result, out)
     shutil.rmtree(work / "smoke-export", ignore_errors=True)  # a run before this one on the same machine
     _finish(["export", str(work / "smoke"), str(work / "smoke-export")], log)
     result["fill_mask"] = fill_mask(work / "smoke-export", device)
+    _save(result, out)
     resume_dir = work / "resume"
     result["resume"] = resume_check([*argv[:2], str(resume_dir), *argv[3:]], losses, resume_dir, save, steps, log)
     finite = all(t["finite"] for t in result["tasks"].values()) and not result["skipped_steps"]
@@ -245,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / f"{args.phase}.log"
     result = (environment(args.device) if args.phase == "env"
-              else smoke(args.device, args.quick, args.cache, args.work, log, args.corpus))
-    args.result.write_text(json.dumps(result, indent=1, default=str) + "\n")
+              else smoke(args.device, args.quick, args.cache, args.work, log, args.corpus, args.result))
+    _save(result, args.result)
     return 0 if result.get("ok", True) else 1
 
 

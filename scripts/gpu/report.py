@@ -48,22 +48,26 @@ def bench_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _smoke(phase: dict[str, Any]) -> list[str]:
+    """The smoke test's section: as much of it as was measured before the phase ended."""
     lines = ["## Smoke test", "", f"`{phase['command']}`", "", "| task | loss, first fifth | last fifth | "
              "finite | falling |", "|---|---:|---:|:---:|:---:|"]
     lines += [f"| {task} | {t['first']:.4f} | {t['last']:.4f} | {t['finite']} | {t['falling']} |"
               for task, t in phase["tasks"].items()]
-    resume, fill = phase["resume"], phase["fill_mask"]
     memory = phase["max_memory_allocated_mib"]
     memory_text = f", peak GPU memory {memory:,.0f} MiB" if memory else ""
     lines += ["", f"Median {phase['tokens_per_s']:,.0f} tokens/s{memory_text}, {phase['skipped_steps']} non-finite "
-              "steps.", "",
-              f"Kill and resume: killed after step {resume['killed_after_step']}, resumed from the checkpoint of step "
-              f"{resume['resumed_from_step']}. Largest loss difference against the uninterrupted run over the 10 steps "
-              f"after the checkpoint {resume['max_diff_after']:.3g} nats, over the 10 before it (two independent runs: "
-              f"the kernels' spread) {resume['max_diff_before']:.3g}; the tolerance is twice that plus 0.001, "
-              f"{resume['tolerance']:.3g}: {'within' if resume['within'] else '**exceeded**'}; bit-exact: "
-              f"{resume['bit_exact']}.", "",
-              f"Fill-mask on {fill['model_device']}: " + ", ".join(f"{t} {s:.3f}" for t, s in fill["top5"])]
+              "steps."]
+    if "fill_mask" in phase:
+        fill = phase["fill_mask"]
+        lines += ["", f"Fill-mask on {fill['model_device']}: " + ", ".join(f"{t} {s:.3f}" for t, s in fill["top5"])]
+    if "resume" in phase:
+        resume = phase["resume"]
+        lines += ["", f"Kill and resume: killed after step {resume['killed_after_step']}, resumed from the checkpoint "
+                  f"of step {resume['resumed_from_step']}. Largest loss difference against the uninterrupted run "
+                  f"over the 10 steps after the checkpoint {resume['max_diff_after']:.3g} nats, over the 10 before it "
+                  f"(two independent runs: the kernels' spread) {resume['max_diff_before']:.3g}; the tolerance is "
+                  f"twice that plus 0.001, {resume['tolerance']:.3g}: "
+                  f"{'within' if resume['within'] else '**exceeded**'}; bit-exact: {resume['bit_exact']}."]
     return lines
 
 
