@@ -56,6 +56,7 @@ from ernie_cpt.modeling.saved_model import describe_model
 from ernie_cpt.progress import progress
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.checkpoint import Checkpoint, latest_name, save_checkpoint
+from ernie_cpt.training.device import enable_tf32, memory_record, to_device
 from ernie_cpt.training.evaluate import evaluate
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_environment import autocast_dtype
@@ -88,6 +89,7 @@ def pick_device(name: str) -> torch.device:
     except (RuntimeError, AssertionError) as e:  # torch asserts when it was built without CUDA
         found = f"{torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "no usable GPU"
         raise UserError(f"--device {name} is not available on this machine ({found}); pass --device cpu or auto") from e
+    enable_tf32(device)  # fp32 matrix products on the tensor cores (Ampere and later); nothing on the CPU
     return device
 
 
@@ -157,6 +159,8 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
     those at the end of a stage are marked ``stage_end``: they make the accuracy matrix."""
     device = pick_device(options.device)
     model.to(device)
+    for stream in streams.values():
+        stream.use_pinned_memory(device.type == "cuda")  # batches copied without waiting for the GPU
     if weighting is not None:
         weighting.to(device)
     optimizer = _optimizer(model, weighting, options, device)
@@ -243,10 +247,10 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
             step_batches = []
             for micro_batch in range(options.grad_accum_steps):
                 last = micro_batch == options.grad_accum_steps - 1
-                batches = {task: {k: v.to(device, non_blocking=True) for k, v in next(streams[task]).items()}
-                           for task in active}
+                batches = {task: next(streams[task]) for task in active}
+                tokens = sum(int(batch["attention_mask"].sum()) for batch in batches.values())  # on the host
+                batches = {task: to_device(batch, device) for task, batch in batches.items()}
                 step_batches.append(batches)
-                tokens = sum(int(batch["attention_mask"].sum()) for batch in batches.values())
                 with gradient_sync(forward, last and per_task is None):
                     with autocast():
                         outputs = forward(batches)
@@ -294,6 +298,7 @@ def train(model: Architecture, streams: dict[str, TaskStream], eval_batches: dic
                 tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
                 record = {"step": step, "stage": stage_index, "task": "+".join(active), "loss": sum(losses.values()),
                           "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
+                          **memory_record(device),
                           **({"losses": losses} if all_tasks else {}), **({"skipped": True} if skipped else {}),
                           **({"empty_batches": empty_batches} if empty_batches else {})}
                 run_log.write("train", record)
