@@ -1,31 +1,25 @@
 """The training loop: stages in order, checkpoints that resume bit-exactly.
 
-:func:`train` reads top to bottom. For every optimizer step it chooses the tasks the step trains
-- one task drawn by the sampler (``--task-mixing sample``) or every task of the stage with steps
-left (``--task-mixing all``, losses combined by the loss weighting) - accumulates their gradients
-over micro-batches and applies them or skips the step (``ernie_cpt.training.step``), then logs,
-records the routing, evaluates and checkpoints when due. At a stage boundary the stage is scored,
-and AdamW's moments are reset if ``--reset-optimizer`` asks for it; parameters always carry over.
-The learning rate follows ``ernie_cpt.training.optimization``'s schedule. Where the architecture
-routes tasks (gates, cross-stitch units), ``model.routing()`` gives per task the mean routing
-weights since its last call; they go to ``logs/routing.jsonl`` every ``--logging-steps`` and at
-every checkpoint. Progress is a :class:`TrainState`, saved in every checkpoint.
-
-A step whose loss or gradient norm is NaN or infinite is skipped: no parameter moves, a warning
-naming the values seen and a ``"skipped": true`` record are logged, and the step still counts
-(its batches and its place in the schedules are used up, so budgets and resumption are
-unchanged). After more than ``--max-nonfinite-steps`` such steps in a run, training stops before
-writing another checkpoint. Batches with nothing to score are counted in the next ``train``
-record (``"empty_batches": {task: n}``).
+:func:`train` reads top to bottom: for every optimizer step it chooses the tasks - one drawn by the
+sampler (``--task-mixing sample``) or every task of the stage with steps left (``all``, losses
+combined by the loss weighting) - accumulates their gradients, and applies them or skips a step
+whose loss or gradient norm is NaN/inf (``ernie_cpt.training.step``), then logs, records the
+routing, evaluates and checkpoints when due. A skipped step still counts (its batches and its place
+in the schedules are used up): it is logged with ``"skipped": true`` and a warning, and more than
+``--max-nonfinite-steps`` of them stop the run before another checkpoint. At a stage boundary the
+stage is scored, and AdamW's moments are reset if ``--reset-optimizer`` asks for it; parameters
+always carry over. Where the architecture routes tasks (gates, cross-stitch units), the mean routing
+weights of ``model.routing()`` go to ``logs/routing.jsonl`` every ``--logging-steps`` and at every
+checkpoint.
 
 SIGINT or SIGTERM (``ernie_cpt.interrupt``) stops the run at the end of the step it arrives in (the
 processes agree on which): a checkpoint is saved there unless one just was, and ``Interrupted``
 names the step and the checkpoint, from which ``--resume`` continues as the uninterrupted run would.
 
-:func:`build_trainer` assembles a :class:`Trainer` from the option groups; :func:`train` takes the
-built objects, so a test or a caller can pass its own model, streams, optimizer and schedules.
+Progress is a :class:`~ernie_cpt.training.train_state.TrainState`, saved in every checkpoint.
+:func:`train` takes a :class:`Trainer` of built objects (model, streams, optimizer, LR schedule,
+sampler, weighting, run log); :func:`build_trainer` assembles one from the option groups.
 """
-
 from __future__ import annotations
 
 import logging
@@ -114,17 +108,15 @@ def build_trainer(model: Architecture, streams: dict[str, TaskStream], schedule:
     model.to(device)
     if weighting is not None:
         weighting.to(device)
-    optimizer = build_optimizer(model, list(weighting.parameters()) if weighting is not None else [], training,
-                                device)
+    optimizer = build_optimizer(model, list(weighting.parameters()) if weighting is not None else [], training, device)
     evaluation = evaluation or EvaluationOptions(eval_steps=0)
-    return Trainer(model, streams, schedule, optimizer, build_lr_scheduler(optimizer, schedule, training,
-                                                                            mixing.task_mixing),
-                   RunLog(run_dir, tensorboard=training.report_to == "tensorboard"), run_dir, training, device,
-                   task_mixing=mixing.task_mixing, sampler=get_sampler(mixing.task_sampling),
-                   sampling_temperature=mixing.sampling_temperature, weighting=weighting,
-                   eval_batches=eval_batches or {}, eval_steps=evaluation.eval_steps,
-                   eval_untrained_tasks=evaluation.eval_untrained_tasks, reset_optimizer=mixing.reset_optimizer,
-                   model_description=describe_model(model))
+    return Trainer(
+        model, streams, schedule, optimizer, build_lr_scheduler(optimizer, schedule, training, mixing.task_mixing),
+        RunLog(run_dir, tensorboard=training.report_to == "tensorboard"), run_dir, training, device,
+        task_mixing=mixing.task_mixing, sampler=get_sampler(mixing.task_sampling),
+        sampling_temperature=mixing.sampling_temperature, weighting=weighting, eval_batches=eval_batches or {},
+        eval_steps=evaluation.eval_steps, eval_untrained_tasks=evaluation.eval_untrained_tasks,
+        reset_optimizer=mixing.reset_optimizer, model_description=describe_model(model))
 
 
 def train(trainer: Trainer, resume_from: Checkpoint | None = None) -> dict[str, dict]:
