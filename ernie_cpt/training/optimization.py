@@ -24,7 +24,8 @@ def build_optimizer(model: torch.nn.Module, extra: list[torch.nn.Parameter], opt
     """AdamW (``options.learning_rate``) over ``model``'s parameters, with ``options.weight_decay`` on
     every matrix but none on biases and LayerNorm, and over ``extra`` (a learned loss weighting's
     parameters) without decay. The fused kernel (one pass over each tensor) on CUDA and CPU."""
-    decay, no_decay = [], list(extra)
+    decay: list[torch.nn.Parameter] = []
+    no_decay = list(extra)
     for name, param in model.named_parameters():
         (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": options.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -130,7 +130,7 @@ class TrainStep:
         result.nonfinite += [] if math.isfinite(result.grad_norm) else [f"gradient norm {result.grad_norm}"]
         if result.skipped:
             state.nonfinite_steps += 1
-            if result.weighting_before is not None:
+            if self.weighting is not None and result.weighting_before is not None:
                 self.weighting.load_state_dict(result.weighting_before)
         else:
             self.optimizer.step()
