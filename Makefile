@@ -1,12 +1,14 @@
 # `make demo`: set up .venv (torch first, then the project) and pre-train + export on the bundled corpus.
 # `make test`: set up .venv and run the test suite; `make test-fast`: without the end-to-end runs (-m "not slow").
 # `make bench`: set up .venv with the benchmark extra and run the benchmark suite (BENCH_ARGS=--quick: about 6 min).
+# `make gpu-wheels gpu-data`: what scripts/gpu_check.sh needs on a GPU machine without network (.whl/, .gpu/);
+# `make gpu-dry-run`: that script at toy sizes on the CPU (GPU_CHECK_QUICK=1 for gpu-data: the dry run's data).
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_RUN ?= runs/demo
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-fast lint setup bench
+.PHONY: demo test test-fast lint setup bench gpu-wheels gpu-data gpu-dry-run
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -39,3 +41,12 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 lint: setup
 	$(BIN)/ruff check .
+
+gpu-wheels: setup
+	$(BIN)/python -m scripts.gpu.wheelhouse --check
+
+gpu-data: setup
+	$(BIN)/python -m scripts.gpu.carry $(if $(filter 1,$(GPU_CHECK_QUICK)),--quick)
+
+gpu-dry-run: setup
+	GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1 GPU_CHECK_SECONDS=1800 scripts/gpu_check.sh --out gpu-check-out

@@ -148,6 +148,16 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
+def gpu_peak_mib(device: str, start: bool = False) -> float | None:
+    """The most memory tensors held on the CUDA ``device`` since the last ``start=True`` call
+    (``torch.cuda.max_memory_allocated``, MiB), which resets it; None on the CPU."""
+    if device == "cpu":
+        return None
+    if start:
+        torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
 def steady_batches(log: list[Recorded], warmup: int) -> tuple[list[Recorded], float]:
     """The batches trained after ``warmup`` steps, and the seconds they took: from the request of
     the first one to the request of the batch after the last (the last recorded batch is not

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import datasets
 import numpy as np
 
+from ernie_cpt.data.annotation_record import RECORD, find_recorded, write_record
 from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, paragraph_bounds
 from ernie_cpt.data.options import PARALLEL_MIN_CHARS, AnnotationOptions
 from ernie_cpt.data.read_only import load_read_only
@@ -36,6 +39,7 @@ from ernie_cpt.data.spacy_pipeline import (
     spacy_version,
     warn_if_not_english,
 )
+from ernie_cpt.errors import UserError
 from ernie_cpt.files import check_cache_writable
 from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
@@ -97,8 +101,9 @@ def span_count(documents: datasets.Dataset, kind: str) -> int:
                for batch in documents.select_columns([f"{kind}_starts"]).with_format("arrow").iter(batch_size=10_000))
 
 
-def annotation_fingerprint(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions) -> str:
-    key = {
+def annotation_key(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions) -> dict[str, Any]:
+    """What the annotations of ``corpus`` depend on: its content, the pipeline and spaCy, the settings."""
+    return {
         "schema": ANNOTATION_SCHEMA,
         "corpus": corpus_fingerprint(corpus),
         "pipeline": os.path.basename(os.path.normpath(pipeline)),
@@ -106,6 +111,10 @@ def annotation_fingerprint(corpus: datasets.Dataset, pipeline: str, options: Ann
         "spacy": spacy_version(),
         "max_chunk_chars": options.max_chunk_chars,
     }
+
+
+def annotation_fingerprint(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions) -> str:
+    key = annotation_key(corpus, pipeline, options)
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -196,9 +205,24 @@ def parse_pieces(pieces: datasets.Dataset, pipeline: str, options: AnnotationOpt
 
 
 def annotation_target(corpus: datasets.Dataset, options: AnnotationOptions) -> tuple[str, str, Path]:
-    """The spaCy pipeline to use, the annotations' fingerprint and their cache folder. Raises UserError
-    when the pipeline is not installed."""
-    pipeline = resolve_pipeline_name(options.spacy_model)
+    """The spaCy pipeline to use, the annotations' fingerprint and their cache folder. Where spaCy or
+    the pipeline is not installed, those of annotations of this corpus cached with their record
+    (:mod:`ernie_cpt.data.annotation_record`); without any, raises UserError."""
+    try:
+        pipeline = resolve_pipeline_name(options.spacy_model)
+        spacy_version()  # a pipeline package without spaCy itself is not installed either
+    except (UserError, importlib.metadata.PackageNotFoundError) as e:
+        wanted = {"schema": ANNOTATION_SCHEMA, "corpus": corpus_fingerprint(corpus),
+                  "max_chunk_chars": options.max_chunk_chars,
+                  **({"pipeline": os.path.basename(os.path.normpath(options.spacy_model))}
+                     if options.spacy_model else {})}
+        found = find_recorded(Path(options.cache_dir) / "annotations", wanted)
+        if found is None:
+            problem = str(e) if isinstance(e, UserError) else "spaCy is not installed; run: pip install spacy"
+            raise UserError(f"{problem}; or pass --cache-dir with annotations of this corpus made where spaCy is "
+                            f"installed") from e
+        target, record = found
+        return record["pipeline"], target.name, target
     fingerprint = annotation_fingerprint(corpus, pipeline, options)
     return pipeline, fingerprint, Path(options.cache_dir) / "annotations" / fingerprint
 
@@ -236,6 +260,7 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
     remove_stale(target.parent)  # what a killed prepare left
     if (target / "dataset_info.json").exists():
         log.info("Reusing cached annotations %s (corpus unchanged, pipeline %s)", target, pipeline)
+        _record(corpus, pipeline, options, target)
         return load_annotations(target, options)
     check_cache_writable(target.parent, "the annotations of this corpus")
     n_process = spacy_processes(options, corpus_chars(corpus))
@@ -251,6 +276,7 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
     finally:
         if build_dir is not None:
             shutil.rmtree(build_dir, ignore_errors=True)
+    _record(corpus, pipeline, options, target)
     return load_annotations(target, options)
 
 
@@ -258,3 +284,14 @@ def load_annotations(target: Path, options: AnnotationOptions) -> datasets.Datas
     """The finished cache entry ``target``, read-only: what is derived from it goes to
     ``<cache-dir>/examples/<fingerprint>`` (:mod:`ernie_cpt.data.read_only`)."""
     return load_read_only(target, Path(options.cache_dir) / "examples" / target.name)
+
+
+def _record(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions, target: Path) -> None:
+    """The entry's record, for machines without spaCy: written once, where spaCy is installed; an
+    entry in a cache this process may not write to (read-only, shared) keeps none."""
+    if (target / RECORD).exists() or importlib.util.find_spec("spacy") is None:
+        return
+    try:
+        write_record(target, annotation_key(corpus, pipeline, options))
+    except OSError as e:
+        log.debug("No record written beside %s (%s)", target, e)

@@ -87,14 +87,34 @@ def spacy_version() -> str:
     return importlib.metadata.version("spacy")
 
 
+_recorded_stop_words: frozenset[str] | None = None
+
+
+def use_recorded_stop_words(words: Iterable[str]) -> None:
+    """Use ``words`` as spaCy's English stop words where spaCy is not installed: those recorded with
+    cached annotations (:mod:`ernie_cpt.data.annotation_record`)."""
+    global _recorded_stop_words
+    _recorded_stop_words = frozenset(words)
+    english_stop_words.cache_clear()
+
+
 @functools.cache
 def english_stop_words() -> frozenset[str]:
     """spaCy's English stop words (``spacy.lang.en.stop_words.STOP_WORDS``). The module is a word
-    list; it is read from spaCy's installed files without importing the ``spacy`` package."""
+    list; it is read from spaCy's installed files without importing the ``spacy`` package. Where
+    spaCy is not installed, the words recorded with the cached annotations in use; without those,
+    a UserError."""
     folder = _package_folder("spacy")
     path = folder / "lang" / "en" / "stop_words.py" if folder else None
+    if folder is None and _recorded_stop_words is not None:
+        return _recorded_stop_words
     if path is None or not path.is_file():  # another layout: import it the ordinary way
-        from spacy.lang.en.stop_words import STOP_WORDS
+        try:
+            from spacy.lang.en.stop_words import STOP_WORDS
+        except ImportError as e:
+            raise UserError(f"spaCy's English stop words are needed and spaCy is not installed; install it "
+                            f"(pip install spacy {INSTALL_HINT.removeprefix('pip install ')}), or pass "
+                            f"--cache-dir with annotations of this corpus made where it is") from e
 
         return frozenset(STOP_WORDS)
     words_spec = importlib.util.spec_from_file_location("_spacy_en_stop_words", path)

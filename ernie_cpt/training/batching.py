@@ -129,8 +129,13 @@ class TaskStream:
             raise ValueError(f"batch size {batch_size} is smaller than the {world_size} processes")
         self.task, self.rows, self.batch_size, self.seed, self.workers = task, rows, batch_size, seed, workers
         self.rank, self.world_size = rank, world_size
-        self.epoch, self.position = 0, 0
+        self.epoch, self.position, self.pin_memory = 0, 0, False
         self._batches: Iterator[dict[str, torch.Tensor]] | None = None
+
+    def use_pinned_memory(self, pin: bool) -> None:
+        """Yield batches in pinned (page-locked) host memory, which a CUDA device copies from without
+        waiting (``DataLoader(pin_memory=True)``); takes effect when the stream (re)starts an epoch."""
+        self.pin_memory = pin
 
     def state(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
@@ -146,7 +151,8 @@ class TaskStream:
         remaining = torch.utils.data.Subset(windows, range(first, len(windows)))
         # A window per item, made in the workers if any; a private generator, so that creating an
         # iterator does not draw from the global RNG (dropout).
-        windows_made = DataLoader(remaining, batch_size=None, num_workers=self.workers, generator=torch.Generator())
+        windows_made = DataLoader(remaining, batch_size=None, num_workers=self.workers, generator=torch.Generator(),
+                                  pin_memory=self.pin_memory)
         return islice((batch for window in windows_made for batch in window), skip, None)
 
     def __next__(self) -> dict[str, torch.Tensor]:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture
+from ernie_cpt.training.device import to_device
 
 
 @torch.no_grad()
@@ -28,7 +29,7 @@ def evaluate(model: Architecture, batches: dict[str, DataLoader], device: torch.
         head = model.heads[task]
         loss_sum, count, predictions, labels = 0.0, 0, [], []
         for batch in loader:
-            out = model(task, {k: v.to(device) for k, v in batch.items()})
+            out = model(task, to_device(batch, device))
             loss_sum += out.loss.item() * head.count(out.labels)
             count += head.count(out.labels)
             predictions.append(head.predictions(out.logits).cpu())

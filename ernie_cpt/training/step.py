@@ -29,7 +29,7 @@ import torch
 from ernie_cpt import distributed
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.training.batching import TaskStream
-from ernie_cpt.training.device import autocast
+from ernie_cpt.training.device import autocast, to_device
 from ernie_cpt.training.task_gradients import TaskGradients
 from ernie_cpt.training.task_step import TasksForward, clip_gradients, global_losses, gradient_sync, losses_on
 from ernie_cpt.training.train_state import TrainState
@@ -89,10 +89,10 @@ class TrainStep:
         before = copy.deepcopy(self.weighting.state_dict()) if self.weighting is not None else None
         result = StepResult(tasks, dict.fromkeys(tasks, 0.0), weighting_before=before)
         for micro_batch in range(self.grad_accum_steps):
-            batches = {task: {k: v.to(self.device, non_blocking=True) for k, v in next(streams[task]).items()}
-                       for task in tasks}
+            batches = {task: next(streams[task]) for task in tasks}
+            tokens = sum(int(batch["attention_mask"].sum()) for batch in batches.values())  # on the host
+            batches = {task: to_device(batch, self.device) for task, batch in batches.items()}
             result.micro_batches.append(batches)
-            tokens = sum(int(batch["attention_mask"].sum()) for batch in batches.values())
             losses, tokens = self._backward(batches, tokens, micro_batch == self.grad_accum_steps - 1, state)
             state.window_tokens += tokens
             for task, loss in losses.items():

@@ -48,7 +48,8 @@ class TaskGradients:
         chosen = [i for i, is_shared in enumerate(self.is_shared) if is_shared == shared]
         reached = [any(self.sums[t][i] is not None for t in self.sums) for i in chosen]
         rows = [torch.cat([(self.sums[t][i] if self.sums[t][i] is not None else torch.zeros_like(self.params[i]))
-                           .reshape(-1) for i in chosen]) if chosen else torch.zeros(0) for t in self.sums]
+                           .reshape(-1) for i in chosen]) if chosen else self.params[0].new_zeros(0)
+                for t in self.sums]
         stacked = torch.stack(rows)
         return distributed.all_reduce_sum(stacked) / distributed.world_size(), reached
 

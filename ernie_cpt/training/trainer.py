@@ -39,7 +39,7 @@ from ernie_cpt.modeling.saved_model import describe_model
 from ernie_cpt.progress import progress
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.checkpoint import Checkpoint, latest_name, save_checkpoint
-from ernie_cpt.training.device import pick_device
+from ernie_cpt.training.device import memory_record, pick_device
 from ernie_cpt.training.evaluate import evaluate, score_line
 from ernie_cpt.training.optimization import build_lr_scheduler, build_optimizer
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
@@ -106,6 +106,8 @@ def build_trainer(model: Architecture, streams: dict[str, TaskStream], schedule:
     Raises UserError for a device this machine does not have."""
     device = pick_device(training.device)
     model.to(device)
+    for stream in streams.values():
+        stream.use_pinned_memory(device.type == "cuda")  # batches copied without waiting for the GPU
     if weighting is not None:
         weighting.to(device)
     optimizer = build_optimizer(model, list(weighting.parameters()) if weighting is not None else [], training, device)
@@ -203,7 +205,7 @@ def log_step(trainer: Trainer, state: TrainState, result: StepResult, bar: Any) 
     tokens_per_s, empty_batches = state.close_window()
     record = {"step": state.step, "stage": state.stage, "task": "+".join(result.tasks),
               "loss": sum(result.losses.values()), "lr": trainer.lr_scheduler.get_last_lr()[0],
-              "grad_norm": result.grad_norm, "tokens_per_s": tokens_per_s,
+              "grad_norm": result.grad_norm, "tokens_per_s": tokens_per_s, **memory_record(trainer.device),
               **({"losses": result.losses} if trainer.task_mixing == "all" else {}),
               **({"skipped": True} if result.skipped else {}),
               **({"empty_batches": empty_batches} if empty_batches else {})}

@@ -69,7 +69,7 @@ def test_main_prints_the_table_and_writes_the_same_rows_as_json(monkeypatch, tmp
     rows = [Row("1a. throughput", 3000.0, 1000.0, "tokens/s", 2.0, note="tiny"),
             Row("6b. memory", 800.0, 1000.0, "MiB", higher_is_better=False)]
     monkeypatch.setattr(run, "have_accelerate", lambda: True)
-    monkeypatch.setattr(run, "run", lambda settings: (rows, ""))
+    monkeypatch.setattr(run, "run", lambda settings, *rest: (rows, ""))
     assert run.main(["--quick", "--json", str(tmp_path / "out.json")]) == 0
     out = capsys.readouterr().out
     assert "| 1a. throughput | 3,000 tokens/s | 1,000 tokens/s | 3.00x | ≥ 2x | yes |" in out
@@ -114,7 +114,7 @@ def test_cuda_without_a_gpu_is_a_one_line_error(monkeypatch, capsys):
 
     monkeypatch.setattr(run, "have_accelerate", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(run, "run", lambda settings: pytest.fail("the suite ran without a GPU"))
+    monkeypatch.setattr(run, "run", lambda settings, *rest: pytest.fail("the suite ran without a GPU"))
     assert run.main(["--device", "cuda", "--quick"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m benchmarks.run: error: --device cuda: CUDA is not available here")
@@ -131,7 +131,7 @@ def test_cuda_runs_the_base_model_at_batch_64_with_the_same_dropout_on_both_side
     monkeypatch.setattr(run, "have_accelerate", lambda: True)
     monkeypatch.setattr(run, "check_device", lambda device: None)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Test GPU")
-    monkeypatch.setattr(run, "run", lambda settings: seen.append(settings) or ([], ""))
+    monkeypatch.setattr(run, "run", lambda settings, *rest: seen.append(settings) or ([], ""))
     assert run.main(["--device", "cuda:1"]) == 0
     assert "GPU Test GPU" in capsys.readouterr().out
     settings = seen[0]
@@ -140,6 +140,29 @@ def test_cuda_runs_the_base_model_at_batch_64_with_the_same_dropout_on_both_side
     assert Settings.for_device(False, "cpu") == Settings(quick=False)
     config = encoder_config(Settings(quick=True, dropout=0.0, attention_dropout=0.05).model_options(), 100, 128, 8)
     assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.0, 0.05)
+
+
+def test_the_training_rows_run_on_the_cpu_at_other_sizes_from_a_given_cache(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(run, "have_accelerate", lambda: True)
+    monkeypatch.setattr(run, "run", lambda settings, *rest: seen.append((settings, *rest)) or ([], ""))
+    argv = ["--quick", "--training-rows", "--model-size", "tiny", "--batch-size", "8", "--cache-dir", "C"]
+    assert run.main([*argv, "--json", str(tmp_path / "out.json")]) == 0
+    settings, training_only, cache = seen[0]
+    assert (settings.device, settings.model_size, settings.batch_size, training_only, cache) == (
+        "cpu", "tiny", 8, True, "C")
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert saved["command"] == "python -m benchmarks.run --quick --training-rows --model-size tiny --batch-size 8"
+    assert (saved["model_size"], saved["batch"]) == ("tiny", "8 x 128")
+
+
+def test_a_cache_for_the_whole_suite_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setattr(run, "have_accelerate", lambda: True)
+    monkeypatch.setattr(run, "run", lambda settings, *rest: pytest.fail("the suite ran with a warm cache"))
+    assert run.main(["--quick", "--cache-dir", "C"]) == 2
+    assert capsys.readouterr().err == ("python -m benchmarks.run: error: --cache-dir applies to the training rows only "
+                                       "(the annotation rows measure cache misses); add --training-rows or --device "
+                                       "cuda\n")
 
 
 def test_bert_base_flops_of_a_full_batch_follow_the_formula():
