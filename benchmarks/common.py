@@ -29,7 +29,7 @@ from ernie_cpt.modeling.builder import build_model
 from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.options import EvaluationOptions
-from ernie_cpt.training.trainer import TrainingOptions, train
+from ernie_cpt.training.trainer import TrainingOptions, build_trainer, train
 from ernie_cpt.weighting import WeightingOptions, build_weighting
 from pretasks import TASKS, PreTask, get_task
 from schedules import ScheduleOptions
@@ -233,6 +233,6 @@ class Workload:
         combiner = None if weighting is None else build_weighting(WeightingOptions(loss_weighting=weighting),
                                                                   list(budgets))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
-            train(model, streams, {}, [stage], options, ScheduleOptions(schedule="joint", task_mixing=mixing),
-                  combiner, EvaluationOptions(eval_steps=0), Path(run_dir), None)  # None: not resumed
+            train(build_trainer(model, streams, [stage], Path(run_dir), training=options, weighting=combiner,
+                                mixing=ScheduleOptions(schedule="joint", task_mixing=mixing)))
         return model, log

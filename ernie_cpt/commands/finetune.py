@@ -54,7 +54,7 @@ from ernie_cpt.modeling.saved_model import MODEL_JSON, read_description
 from ernie_cpt.options import check_ranges
 from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.checkpoint import atomic_write_text
-from ernie_cpt.training.trainer import pick_device
+from ernie_cpt.training.device import pick_device
 
 log = logging.getLogger(__name__)
 

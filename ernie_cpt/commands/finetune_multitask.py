@@ -48,12 +48,13 @@ from ernie_cpt.modeling.heads import build_head, ranking_metrics
 from ernie_cpt.options import absent_values, check_ranges, to_dict
 from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.checkpoint import atomic_write_text, read_checkpoint
+from ernie_cpt.training.device import pick_device
 from ernie_cpt.training.labelled_tasks import labelled_stream, test_batches
 from ernie_cpt.training.loading import RUN_MARKER, load_model
-from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
+from ernie_cpt.training.options import TrainingOptions
 from ernie_cpt.training.run_dir import CONFIG, resolve_resume, run_directory
 from ernie_cpt.training.run_environment import environment
-from ernie_cpt.training.trainer import pick_device, train
+from ernie_cpt.training.trainer import build_trainer, train
 from ernie_cpt.weighting import build_weighting
 from ernie_cpt.weighting.options import WeightingOptions
 from schedules import ScheduleOptions, Stage
@@ -145,7 +146,7 @@ def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dic
             with writing(f"the tokenizer and {RUN_MARKER} in {run_dir}", run_dir):
                 model.config.to_json_file(str(run_dir / RUN_MARKER))
                 tokenizer.save_pretrained(str(run_dir / "tokenizer"))
-        train(model, streams, {}, schedule, training, mixing, combine, EvaluationOptions(eval_steps=0), run_dir,
+        train(build_trainer(model, streams, schedule, run_dir, training=training, mixing=mixing, weighting=combine),
               resume_from)
     return model
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader
 
+from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.training.device import to_device
 
@@ -39,3 +40,16 @@ def evaluate(model: Architecture, batches: dict[str, DataLoader], device: torch.
                          "scored": count}
     model.train(was_training)
     return results
+
+
+def score_line(metrics: dict[str, float]) -> str:
+    """``loss 0.2613, accuracy 0.9480 (majority 0.8900), F1 0.7012 (majority 0.0000) over 250 targets``:
+    one task's held-out scores; a head without accuracy (regression) shows its metrics as they are."""
+    if "majority_accuracy" not in metrics:
+        shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if name != "scored")
+        return f"{shown} over {plural(metrics['scored'], 'item')}"
+    line = (f"loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f} "
+            f"(majority {metrics['majority_accuracy']:.4f})")
+    if "f1" in metrics:
+        line += f", F1 {metrics['f1']:.4f} (majority {metrics['majority_f1']:.4f})"
+    return f"{line} over {plural(metrics['scored'], 'target')}"

@@ -25,9 +25,9 @@ from ernie_cpt.modeling.architectures import Architecture, ArchitectureOptions
 from ernie_cpt.modeling.builder import build_model
 from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.training.batching import TaskStream
-from ernie_cpt.training.device import enable_tf32, memory_record, to_device
-from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
-from ernie_cpt.training.trainer import pick_device, train
+from ernie_cpt.training.device import enable_tf32, memory_record, pick_device, to_device
+from ernie_cpt.training.options import TrainingOptions
+from ernie_cpt.training.trainer import build_trainer, train
 from ernie_cpt.weighting import WeightingOptions, build_weighting
 from pretasks import TASKS, get_task
 from schedules import ScheduleOptions
@@ -72,8 +72,8 @@ def _train_on_meta_default(examples, architecture: str, weighting: str | None, t
     options = TrainingOptions(max_steps=stage.optimizer_steps(mixing), batch_size=8, seed=0, save_steps=10**9,
                               logging_steps=1, device="cpu")
     with tempfile.TemporaryDirectory() as run_dir, torch.device("meta"):
-        train(model, streams, {}, [stage], options, ScheduleOptions(schedule="joint", task_mixing=mixing), combiner,
-              EvaluationOptions(eval_steps=0), Path(run_dir), None)
+        train(build_trainer(model, streams, [stage], Path(run_dir), training=options, weighting=combiner,
+                            mixing=ScheduleOptions(schedule="joint", task_mixing=mixing)))
 
 
 @pytest.mark.parametrize(("architecture", "weighting"), [
