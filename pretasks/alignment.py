@@ -104,6 +104,10 @@ def document_segments(tokenizer: PreTrainedTokenizerBase, batch: dict[str, list[
         yield doc_index, tokens, pack_segments(len(tokens), sentence_starts, max_tokens)
 
 
+# The columns add_labelled_segments writes: token ids fit int32, labels (-100, 0, 1) int8.
+LABELLED_SEGMENT_COLUMNS = {"doc_id": "string", "input_ids": ["int32"], "labels": ["int8"], "length": "int32"}
+
+
 def add_labelled_segments(rows: dict[str, list[Any]], doc_id: str, tokens: DocumentTokens, labels: np.ndarray,
                           segments: list[tuple[int, int]], min_labelled: int = 1) -> None:
     """Append to ``rows`` (doc_id, input_ids, labels, length) every segment of a document whose

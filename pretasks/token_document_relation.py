@@ -36,12 +36,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ernie_cpt.data.column_stats import count_runs
 from ernie_cpt.data.sections import paragraph_sections
 from ernie_cpt.data.spacy_pipeline import english_stop_words
 from ernie_cpt.messages import plural
 from ernie_cpt.options import Range, option
-from pretasks.alignment import DocumentTokens, add_labelled_segments, pack_segments, tokenize_documents
-from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
+from pretasks.alignment import (
+    LABELLED_SEGMENT_COLUMNS,
+    DocumentTokens,
+    add_labelled_segments,
+    pack_segments,
+    tokenize_documents,
+)
+from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable, features
 from pretasks.registry import register
 from pretasks.sequences import join_segments
 
@@ -141,11 +148,12 @@ class TokenDocumentRelation(PreTask):
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
         rows = documents.map(self._segments, batched=True, batch_size=32, remove_columns=documents.column_names,
-                             num_proc=num_proc, desc="token_document_relation examples",
+                             features=features(LABELLED_SEGMENT_COLUMNS), num_proc=num_proc,
+                             desc="token_document_relation examples",
                              new_fingerprint=self.fingerprint(documents))
         if len(rows):
             log.info("token_document_relation: %s from %d of %s", plural(len(rows), "example"),
-                     len(set(rows["doc_id"])), plural(len(documents), "document"))
+                     count_runs(rows, "doc_id"), plural(len(documents), "document"))
             return rows
         multi_segment = sum(max(Counter(sections).values(), default=0) >= 2 for batch in documents.iter(batch_size=32)
                             for *_, sections in self.document_segments(batch))
