@@ -30,6 +30,7 @@ from ernie_cpt.data.annotate import (
     annotate,
     annotation_target,
     cut_pieces,
+    dealt_order,
     parse_pieces,
     save_annotations,
     spacy_processes,
@@ -100,7 +101,7 @@ def combine_shards(corpus: datasets.Dataset, options: AnnotationOptions, size: i
                             f"ERNIE_CPT_CACHE on a shared file system)")
         shards = [datasets.load_from_disk(str(folder)) for folder in folders if not (folder / EMPTY).exists()]
         total = sum(len(shard) for shard in shards)
-        dealt = [i for rank in range(size) for i in range(rank, total, size)]
+        dealt = dealt_order(total, size)
         parsed = datasets.concatenate_datasets(shards).select(np.argsort(dealt))
         build_dir = staging_dir(target.parent, fingerprint)
         try:

@@ -38,10 +38,12 @@ CONTINUATIONS = " ".join(f"0{c}" for c in ASCII_ALPHABET if c.isalnum())
 TOKENIZER_VERSION = 2  # part of the cache key: 2 = printable ASCII covered
 
 
-def _texts(documents: datasets.Dataset, batch_size: int = 256) -> Iterator[list[str]]:
+def _texts(documents: datasets.Dataset, batch_size: int = 64) -> Iterator[str]:
+    """The texts one by one (`tokenizers` buffers 256 items of the iterator: 256 documents, not 256
+    batches of them), then the line of continuation pieces."""
     for batch in documents.select_columns(["text"]).iter(batch_size=batch_size):
-        yield batch["text"]
-    yield [CONTINUATIONS]
+        yield from batch["text"]
+    yield CONTINUATIONS
 
 
 def corpus_vocab_size(documents: datasets.Dataset) -> int:
