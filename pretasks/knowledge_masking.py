@@ -85,11 +85,11 @@ class KnowledgeMasking(PreTask):
                 if not (self.unit_weights[kinds[inside]] > 0).any():  # nothing this task may mask
                     continue
                 out["doc_id"].append(batch["doc_id"][doc_index])
-                out["input_ids"].append(tokens.ids[start:end].tolist())
+                out["input_ids"].append(tokens.ids[start:end].astype(np.int32))  # arrays: smaller than lists
                 out["length"].append(end - start + 2)
-                out["unit_starts"].append((ranges[inside, 0] - start).tolist())
-                out["unit_ends"].append((ranges[inside, 1] - start).tolist())
-                out["unit_kinds"].append(kinds[inside].tolist())
+                out["unit_starts"].append((ranges[inside, 0] - start).astype(np.int32))
+                out["unit_ends"].append((ranges[inside, 1] - start).astype(np.int32))
+                out["unit_kinds"].append(kinds[inside].astype(np.int8))
         return out
 
     @property

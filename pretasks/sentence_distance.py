@@ -82,7 +82,7 @@ COLUMNS = {
 }
 
 Sentence = tuple[str, int, list[int]]  # (doc id, sentence index in the document, token ids)
-STREAM_ROWS = 4096  # sentences read (and example rows made) at a time
+STREAM_ROWS = 1024  # sentences read (and example rows made) at a time
 
 
 def _crc32_of_ids(parts: list[datasets.Dataset]) -> int:
@@ -140,7 +140,7 @@ class SentenceDistance(PreTask):
             out["doc_index"] += [doc_offset + indices[i]] * len(ranges)
             out["doc_id"] += [batch["doc_id"][i]] * len(ranges)
             out["sentence_index"] += range(len(ranges))
-            out["tokens"] += [tokens.ids[start:end].tolist() for start, end in ranges]
+            out["tokens"] += [tokens.ids[start:end].astype(np.int32) for start, end in ranges]
         return out
 
     def _sentence_pool(self, documents: datasets.Dataset, doc_offset: int, num_proc: int | None) -> datasets.Dataset:

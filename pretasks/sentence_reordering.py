@@ -117,8 +117,8 @@ class SentenceReordering(PreTask):
                         continue
                     lengths = inside[:, 1] - inside[:, 0]
                     out["doc_id"].append(batch["doc_id"][doc_index])
-                    out["sentence_ids"].append(np.concatenate([tokens.ids[s:e] for s, e in inside]).tolist())
-                    out["sentence_lengths"].append(lengths.tolist())
+                    out["sentence_ids"].append(np.concatenate([tokens.ids[s:e] for s, e in inside]).astype(np.int32))
+                    out["sentence_lengths"].append(lengths.astype(np.int32))
                     out["length"].append(int(lengths.sum()) + 1 + min(m, len(inside)))
         return out
 
