@@ -258,7 +258,7 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
 
 
 def log_throughput(corpus: datasets.Dataset, seconds: float, n_process: int) -> None:
-    """Log the words/s of an annotation (the pipeline's loading left out), for sizing a larger job."""
+    """Log the words/s of an annotation by ``n_process`` spaCy processes in all, for sizing a larger job."""
     words = corpus_words(corpus)
     log.info("Annotated %s words in %.1f s: %s words/s with %s", f"{words:,}", seconds,
              f"{words / max(seconds, 1e-9):,.0f}", plural(n_process, "spaCy process", "spaCy processes"))

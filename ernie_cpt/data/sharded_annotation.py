@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import datasets
@@ -31,6 +32,7 @@ from ernie_cpt.data.annotate import (
     annotation_target,
     cut_pieces,
     dealt_order,
+    log_throughput,
     parse_pieces,
     save_annotations,
     spacy_processes,
@@ -141,7 +143,11 @@ def annotate_on_all_ranks(corpus: datasets.Dataset, options: AnnotationOptions) 
     if distributed.main_result(cached):  # one decision for all ranks
         log.info("Reusing cached annotations %s", target)
     else:
+        start = time.perf_counter()
         distributed.every_rank(lambda: annotate_shard(corpus, options, distributed.rank(), size,
                                                       distributed.local_world_size()))
         distributed.main_result(lambda: combine_shards(corpus, options, size))
+        if distributed.is_main():
+            log_throughput(corpus, time.perf_counter() - start, spacy_processes(options, corpus_chars(corpus) // size,
+                                                                               distributed.local_world_size()) * size)
     return datasets.load_from_disk(str(target))
