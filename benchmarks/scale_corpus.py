@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+VERSION = 1  # of what the sources give: part of the name of a cached corpus
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 MAN_ROOT = Path("/usr/share/man")
 SHARES = {"austen": 0.25, "jargon": 0.08, "pydoc": 0.03, "docstrings": 0.11, "man": 0.53}
