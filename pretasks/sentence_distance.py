@@ -204,51 +204,59 @@ class SentenceDistance(PreTask):
         seed = _crc32_of_ids([documents] + ([background] if background is not None and len(background) else []))
         same_rng, other_rng = np.random.default_rng(seed), np.random.default_rng(seed)
         other_rng.bit_generator.advance(int(sentence_counts[anchor_docs].sum()) * k)
-        chunk: list[int] = []
+        chunk: list[tuple[int, int, int]] = []  # (document, first anchor, last anchor + 1)
         for d in anchor_docs.tolist():
-            chunk.append(d)
-            if sentence_counts[d] + first_sentence[d] - first_sentence[chunk[0]] >= STREAM_ROWS or d == anchor_docs[-1]:
-                yield self._chunk_rows(pool, chunk, sentence_counts, first_sentence, same_rng, other_rng)
-                chunk = []
+            size = int(sentence_counts[d])
+            for low in range(0, size, STREAM_ROWS):  # a long document a slice of anchors at a time
+                chunk.append((d, low, min(size, low + STREAM_ROWS)))
+                if sum(high - low for _, low, high in chunk) >= STREAM_ROWS:
+                    yield self._chunk_rows(pool, chunk, sentence_counts, first_sentence, same_rng, other_rng)
+                    chunk = []
+        if chunk:
+            yield self._chunk_rows(pool, chunk, sentence_counts, first_sentence, same_rng, other_rng)
 
-    def _chunk_rows(self, pool: datasets.Dataset, docs: list[int], sentence_counts: np.ndarray,
+    def _draw(self, low: int, high: int, size: int, start: int, pool_size: int, same_rng: np.random.Generator,
+              other_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates of anchors ``low``..``high - 1`` of a document of ``size`` sentences from pool row
+        ``start``: same-document ones (sentence numbers), other-document ones (pool rows)."""
+        k = self.options.distance_candidates
+        position = np.arange(low, high)
+        # Same document, |i - j| >= 2: j < i - 1 (there are max(i - 1, 0) such j) or j > i + 1.
+        left = np.maximum(position - 1, 0)
+        n_far = left + np.maximum(size - position - 2, 0)
+        draw = (same_rng.random((high - low, k)) * n_far[:, None]).astype(np.int64)
+        same = np.where(draw < left[:, None], draw, draw - left[:, None] + position[:, None] + 2)
+        # Other documents: uniform over the pool with the anchor's own document left out.
+        other = (other_rng.random((high - low, k)) * (pool_size - size)).astype(np.int64)
+        return same, other + np.where(other >= start, size, 0)
+
+    def _chunk_rows(self, pool: datasets.Dataset, chunk: list[tuple[int, int, int]], sentence_counts: np.ndarray,
                     first_sentence: np.ndarray, same_rng: np.random.Generator,
                     other_rng: np.random.Generator) -> dict[str, list[Any]]:
-        """The rows of the anchors of consecutive documents ``docs``: every sentence of each is an anchor."""
+        """The rows of the anchors of ``chunk``'s slices of documents (every sentence is an anchor)."""
         k, out = self.options.distance_candidates, {name: [] for name in COLUMNS}
-        sentences = pool[int(first_sentence[docs[0]]):int(first_sentence[docs[-1]] + sentence_counts[docs[-1]])]
-        base = int(first_sentence[docs[0]])
-        planned = []
-        for d in docs:
-            size, start = int(sentence_counts[d]), int(first_sentence[d])
-            position = np.arange(size)
-            # Same document, |i - j| >= 2: j < i - 1 (there are max(i - 1, 0) such j) or j > i + 1.
-            left = np.maximum(position - 1, 0)
-            n_far = left + np.maximum(size - position - 2, 0)
-            draw = (same_rng.random((size, k)) * n_far[:, None]).astype(np.int64)
-            same = np.where(draw < left[:, None], draw, draw - left[:, None] + position[:, None] + 2)
-            # Other documents: uniform over the pool with the anchor's own document left out.
-            other = (other_rng.random((size, k)) * (len(pool) - size)).astype(np.int64)
-            other += np.where(other >= start, size, 0)
-            planned.append((d, same, other))
+        drawn = [self._draw(low, high, int(sentence_counts[d]), int(first_sentence[d]), len(pool), same_rng,
+                            other_rng) for d, low, high in chunk]
         fetched = pool.select_columns(["doc_id", "sentence_index", "tokens"])[
-            np.concatenate([other.ravel() for _, _, other in planned]).tolist()]
+            np.concatenate([other.ravel() for _, other in drawn]).tolist()]
         other_keys = [hash(tuple(tokens)) for tokens in fetched["tokens"]]
         offset = 0
-        for d, same, _ in planned:
-            size, start = int(sentence_counts[d]), int(first_sentence[d]) - base
-            tokens = sentences["tokens"][start:start + size]
+        for (d, low, high), (same, _) in zip(chunk, drawn):
+            start = int(first_sentence[d])
+            sentences = pool.select_columns(["doc_id", "tokens"])[start:start + int(sentence_counts[d])]
+            tokens = sentences["tokens"]
             keys = [hash(tuple(t)) for t in tokens]
             own = set(keys)
-            for i in range(size):
-                neighbours = {keys[j] for j in (i - 1, i + 1) if 0 <= j < size}
-                good_same = [int(j) for j in same[i] if keys[j] not in neighbours]
-                good_other = [offset + i * k + c for c in range(k) if other_keys[offset + i * k + c] not in own]
+            for row, i in enumerate(range(low, high)):
+                neighbours = {keys[j] for j in (i - 1, i + 1) if 0 <= j < len(keys)}
+                good_same = [int(j) for j in same[row] if keys[j] not in neighbours]
+                candidates = range(offset + row * k, offset + row * k + k)
+                good_other = [c for c in candidates if other_keys[c] not in own]
                 if not (good_same and good_other):
                     continue
                 good_same, good_other = np.resize(good_same, k).tolist(), np.resize(good_other, k).tolist()
-                adjacent = i + 1 if i + 1 < size else i - 1
-                out["doc_id"].append(sentences["doc_id"][start + i])
+                adjacent = i + 1 if i + 1 < len(keys) else i - 1
+                out["doc_id"].append(sentences["doc_id"][i])
                 out["sentence_index"].append(i)
                 out["anchor_tokens"].append(tokens[i])
                 out["adjacent_index"].append(adjacent)
@@ -259,7 +267,7 @@ class SentenceDistance(PreTask):
                 out["other_doc_indices"].append([fetched["sentence_index"][c] for c in good_other])
                 out["other_doc_tokens"].append([fetched["tokens"][c] for c in good_other])
                 out["length"].append(min(self.max_seq_length, 3 + len(tokens[i]) + len(tokens[adjacent])))
-            offset += size * k
+            offset += (high - low) * k
         return out
 
     def choose_pair(self, row: dict[str, Any], rng: np.random.Generator) -> tuple[int, Sentence, Sentence]:
