@@ -5,9 +5,11 @@ Measures (each a ratio to a baseline run beside it in the same run; the modules 
 1. training throughput against the Hugging Face ``run_mlm`` recipe (:mod:`benchmarks.throughput`);
 2. hardware efficiency, model FLOP/s over matmul FLOP/s (:mod:`benchmarks.efficiency`);
 3. multi-task overhead (:mod:`benchmarks.multitask`);
-4. annotation throughput and the cache hit (:mod:`benchmarks.annotation`);
+4. annotation throughput and the cache hit (:mod:`benchmarks.annotation`), the fast annotator against
+   the full one (:mod:`benchmarks.annotators`);
 5. generation headroom per task (:mod:`benchmarks.generation`);
-6. peak memory of prepare and of training (:mod:`benchmarks.memory`);
+6. peak memory of training (:mod:`benchmarks.memory`), and of prepare and training as the corpus
+   grows 4 and 16 times, on distinct documents, with prepare's words/s (:mod:`benchmarks.scale`);
 7. training under CPU contention with the default settings (:mod:`benchmarks.contention`);
 8. start-up of the command line (:mod:`benchmarks.startup`);
 9. what each gradient-level loss weighting costs (:mod:`benchmarks.weighting`);
@@ -135,12 +137,13 @@ def run(settings: Settings, training_only: bool = False, cache: str | None = Non
         os.environ["ERNIE_CPT_CACHE"] = cache_dir
         if settings.device != "cpu" or training_only:
             return sorted(training_rows(Workload.load(name, corpus, cache_dir, settings)), key=row_order), remark
-        from benchmarks import annotation, contention, generation, memory, scaleout, weighting
+        from benchmarks import annotation, annotators, contention, generation, memory, scale, scaleout, weighting
 
-        once, first = memory.prepare(corpus, cache_dir)
+        first = memory.prepare(corpus, cache_dir)[1]
         rows = annotation.measure(name, corpus, cache_dir, first)
+        rows.append(annotators.measure(name, corpus, settings))
         workload = Workload.load(name, corpus, cache_dir, settings)
-        rows += memory.measure(workload, corpus, once)
+        rows += memory.measure(workload, corpus)
         throughput_rows, km_log = throughput.measure(workload)
         rows += throughput_rows
         rows.append(efficiency.measure(workload, km_log))
@@ -151,6 +154,7 @@ def run(settings: Settings, training_only: bool = False, cache: str | None = Non
         rows.append(dropout.measure(workload))
         rows += contention.measure(workload, corpus)
         rows.append(scaleout.measure(name, corpus, settings))
+        rows += scale.measure(settings)
     rows += startup.measure()
     return sorted(rows, key=row_order), remark
 
