@@ -148,6 +148,7 @@ def fill_mask(export: Path, device: str) -> dict[str, Any]:
 
     if not is_saved_model(export):
         fill = pipeline("fill-mask", model=str(export), device=device)
+        assert fill.tokenizer is not None  # the export carries its tokenizer
         predictions = fill(FILL_MASK.format(fill.tokenizer.mask_token))
         top = [(p["token_str"], p["score"]) for p in predictions]
         where = str(fill.model.device)

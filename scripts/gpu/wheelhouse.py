@@ -28,7 +28,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import tomllib
+import tomllib  # type: ignore[import-not-found]  # Python 3.11+ (mypy checks for 3.10): a GPU-check tool, not the package
 
 from scripts.gpu.image import IMAGE_PYTHON, image_versions, stub_wheels
 
