@@ -1,14 +1,17 @@
 # `make demo`: set up .venv (torch first, then the project) and pre-train + export on the bundled corpus.
-# `make test`: set up .venv and run the test suite; `make test-fast`: without the end-to-end runs (-m "not slow").
+# `make test`: set up .venv, run `make lint` (ruff, mypy), build the docs and run the test suite; `make test-fast`: the suite without
+# the end-to-end runs (-m "not slow") and without lint.
 # `make bench`: set up .venv with the benchmark extra and run the benchmark suite (BENCH_ARGS=--quick: about 6 min).
 # `make docs`: build the documentation site into site/ with `mkdocs build --strict` (part of `make test`).
+# `make gpu-wheels gpu-data`: what scripts/gpu_check.sh needs on a GPU machine without network (.whl/, .gpu/);
+# `make gpu-dry-run`: that script at toy sizes on the CPU (GPU_CHECK_QUICK=1 for gpu-data: the dry run's data).
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_RUN ?= runs/demo
 export HF_HUB_OFFLINE := 1
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test test-fast lint setup bench docs
+.PHONY: demo test test-fast lint setup bench docs gpu-wheels gpu-data gpu-dry-run
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -28,7 +31,7 @@ demo: setup
 	@echo "The demo model is tiny (0.9M parameters, 38,000 words of text): it fills a blank with a frequent word"
 	@echo "such as 'the'. For a useful model see docs/tutorials (make docs builds the site into site/)."
 
-test: setup docs
+test: setup lint docs
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
@@ -46,3 +49,13 @@ docs: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+gpu-wheels: setup
+	$(BIN)/python -m scripts.gpu.wheelhouse --check
+
+gpu-data: setup
+	$(BIN)/python -m scripts.gpu.carry $(if $(filter 1,$(GPU_CHECK_QUICK)),--quick)
+
+gpu-dry-run: setup
+	GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1 GPU_CHECK_SECONDS=1800 scripts/gpu_check.sh --out gpu-check-out

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import datasets
 import torch
@@ -29,7 +29,7 @@ from ernie_cpt.modeling.builder import build_model
 from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.options import EvaluationOptions
-from ernie_cpt.training.trainer import TrainingOptions, train
+from ernie_cpt.training.trainer import TrainingOptions, build_trainer, train
 from ernie_cpt.weighting import WeightingOptions, build_weighting
 from pretasks import TASKS, PreTask, get_task
 from schedules import ScheduleOptions
@@ -148,6 +148,16 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
+def gpu_peak_mib(device: str, start: bool = False) -> float | None:
+    """The most memory tensors held on the CUDA ``device`` since the last ``start=True`` call
+    (``torch.cuda.max_memory_allocated``, MiB), which resets it; None on the CPU."""
+    if device == "cpu":
+        return None
+    if start:
+        torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
 def steady_batches(log: list[Recorded], warmup: int) -> tuple[list[Recorded], float]:
     """The batches trained after ``warmup`` steps, and the seconds they took: from the request of
     the first one to the request of the batch after the last (the last recorded batch is not
@@ -223,6 +233,7 @@ class Workload:
         combiner = None if weighting is None else build_weighting(WeightingOptions(loss_weighting=weighting),
                                                                   list(budgets))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
-            train(model, streams, {}, [stage], options, ScheduleOptions(schedule="joint", task_mixing=mixing),
-                  combiner, EvaluationOptions(eval_steps=0), Path(run_dir), None)  # None: not resumed
+            proxies = cast("dict[str, TaskStream]", streams)  # a RecordingStream passes every call on to its stream
+            train(build_trainer(model, proxies, [stage], Path(run_dir), training=options, weighting=combiner,
+                                mixing=ScheduleOptions(schedule="joint", task_mixing=mixing)))
         return model, log

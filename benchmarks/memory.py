@@ -1,10 +1,9 @@
-"""Measure 6: peak resident memory, each figure from a fresh subprocess.
+"""Measure 6b: peak resident memory of ``pretrain`` against the Trainer, each from a fresh subprocess.
 
-* ``prepare`` on the corpus against ``prepare`` on four copies of it (a temporary folder of
-  ``copy-N/`` subfolders), each into an empty cache: streaming annotation keeps the peak flat
-  however large the corpus. The first run also gives measure 4 the time of a first ``prepare``.
 * ``pretrain`` on knowledge masking against the ``run_mlm`` group_texts baseline
   (:mod:`benchmarks.hf_mlm`), same steps and sizes, both from annotations already cached.
+* :func:`prepare` gives measure 4 the time of a first ``prepare`` of the corpus (and its peak).
+  How memory grows with the corpus, on distinct documents, is :mod:`benchmarks.scale` (6a, 6c, 6d).
 
 The peak is the largest sum of the proportional set sizes (PSS: resident memory, with each page
 shared by n processes counted 1/n in each) of the process and all its descendants (spaCy worker
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,6 @@ from pathlib import Path
 from benchmarks.common import SEED, Row, Workload
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIES = 4
 TRAINING_STEPS = 10  # the peak is reached in the first steps
 SAMPLE_SECONDS = 1.0
 
@@ -82,14 +79,9 @@ def prepare(corpus: Path, cache_dir: str) -> tuple[float, float]:
                         "--output-dir", cache_dir], _environment(cache_dir))
 
 
-def measure(workload: Workload, corpus: Path, once: float) -> list[Row]:
-    """Both rows; ``once`` is the peak of ``prepare`` on ``corpus`` into an empty cache."""
+def measure(workload: Workload, corpus: Path) -> list[Row]:
+    """Row 6b (the annotations of ``corpus``, the workload's, are cached)."""
     settings = workload.settings
-    with tempfile.TemporaryDirectory(prefix="bench-copies-") as folder:
-        copies = Path(folder) / "corpus"
-        for i in range(COPIES):
-            shutil.copytree(corpus, copies / f"copy-{i}")
-        repeated = prepare(copies, str(Path(folder) / "cache"))[0]
     steps = str(TRAINING_STEPS)
     env = _environment(workload.cache_dir)
     with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
@@ -100,9 +92,5 @@ def measure(workload: Workload, corpus: Path, once: float) -> list[Row]:
     baseline = peak_memory([sys.executable, "-m", "benchmarks.hf_mlm", "--corpus", str(corpus), "--cache-dir",
                          workload.cache_dir, "--style", "grouped", "--steps", steps,
                          *(["--quick"] if settings.quick else [])], env)[0]
-    return [
-        Row(f"6a. peak memory of prepare: corpus x{COPIES} vs corpus", repeated, once, "MiB", 1.3,
-            higher_is_better=False, note=f"{workload.name}; PSS of each subprocess tree (spaCy workers included)"),
-        Row("6b. peak memory of pretrain vs run_mlm group_texts (Trainer)", ours, baseline, "MiB",
-            higher_is_better=False, note=f"{workload.name}, {steps} steps of knowledge masking"),
-    ]
+    return [Row("6b. peak memory of pretrain vs run_mlm group_texts (Trainer)", ours, baseline, "MiB",
+                higher_is_better=False, note=f"{workload.name}, {steps} steps of knowledge masking")]

@@ -5,9 +5,11 @@ Measures (each a ratio to a baseline run beside it in the same run; the modules 
 1. training throughput against the Hugging Face ``run_mlm`` recipe (:mod:`benchmarks.throughput`);
 2. hardware efficiency, model FLOP/s over matmul FLOP/s (:mod:`benchmarks.efficiency`);
 3. multi-task overhead (:mod:`benchmarks.multitask`);
-4. annotation throughput and the cache hit (:mod:`benchmarks.annotation`);
+4. annotation throughput and the cache hit (:mod:`benchmarks.annotation`), the fast annotator against
+   the full one (:mod:`benchmarks.annotators`);
 5. generation headroom per task (:mod:`benchmarks.generation`);
-6. peak memory of prepare and of training (:mod:`benchmarks.memory`);
+6. peak memory of training (:mod:`benchmarks.memory`), and of prepare and training as the corpus
+   grows 4 and 16 times, on distinct documents, with prepare's words/s (:mod:`benchmarks.scale`);
 7. training under CPU contention with the default settings (:mod:`benchmarks.contention`);
 8. start-up of the command line (:mod:`benchmarks.startup`);
 9. what each gradient-level loss weighting costs (:mod:`benchmarks.weighting`);
@@ -17,7 +19,12 @@ Measures (each a ratio to a baseline run beside it in the same run; the modules 
 ``--device cuda`` runs only the training rows (1, 2, 3 and 11) on the GPU, with bf16 autocast, the
 ``sdpa`` attention and the ``base`` model size at batch 64 x 128, beside the same Trainer baselines
 (bf16 too); row 2 is then the model FLOP utilisation against the GPU's bf16 matmul peak, measured
-in the same run. Without a usable GPU it stops with a one-line error.
+in the same run, and row 1 notes each side's peak GPU memory. Without a usable GPU it stops with a
+one-line error. ``--training-rows`` runs the same rows on the CPU; ``--model-size`` and
+``--batch-size`` change the sizes (``scripts/gpu_check.sh``'s dry run: tiny at batch 8), and
+``--cache-dir DIR`` reads the annotations from DIR instead of a new temporary cache (with the
+training rows only: the annotation rows measure cache misses), which lets a machine without spaCy
+run them on annotations made elsewhere.
 
 ``--quick`` uses the bundled sample and short runs (about 6 minutes on 2 cores); the full run
 uses the Austen novels of ``../shared/corpora/austen`` (the bundled sample, with a note, when
@@ -50,19 +57,9 @@ threads.configure_process()  # before torch loads: the product's defaults are wh
 import datasets
 import torch
 
-from benchmarks import (
-    annotation,
-    contention,
-    dropout,
-    efficiency,
-    generation,
-    memory,
-    multitask,
-    scaleout,
-    startup,
-    throughput,
-    weighting,
-)
+# The training rows' modules; the CPU rows' load when they run (benchmarks.annotation imports spaCy, which a
+# GPU machine given annotations made elsewhere need not have: python -m benchmarks.run --device cuda --cache-dir).
+from benchmarks import dropout, efficiency, multitask, startup, throughput
 from benchmarks.common import AUSTEN, Row, Settings, Workload
 from ernie_cpt.data.corpus import bundled_corpus
 from ernie_cpt.errors import UserError
@@ -118,15 +115,17 @@ def check_device(device: str) -> str | None:
     return None
 
 
-def gpu_rows(workload: Workload) -> list[Row]:
-    """The training rows on the GPU: throughput against the Trainer baselines, MFU, multi-task, dropout."""
+def training_rows(workload: Workload) -> list[Row]:
+    """The training rows (those ``--device cuda`` runs): throughput against the Trainer baselines,
+    MFU, multi-task, dropout."""
     throughput_rows, km_log = throughput.measure(workload)
     return [*throughput_rows, efficiency.measure(workload, km_log), multitask.measure(workload)[0],
             dropout.measure(workload)]
 
 
-def run(settings: Settings) -> tuple[list[Row], str]:
-    """Every measure, in an order that lets later ones reuse the annotations of the first."""
+def run(settings: Settings, training_only: bool = False, cache: str | None = None) -> tuple[list[Row], str]:
+    """Every measure, in an order that lets later ones reuse the annotations of the first; only the
+    training rows on a GPU or with ``training_only``, then with the annotations of ``cache`` if given."""
     corpus, name, remark = bundled_corpus(), "bundled sample", ""
     if not settings.quick:
         if AUSTEN.is_dir():
@@ -134,13 +133,17 @@ def run(settings: Settings) -> tuple[list[Row], str]:
         else:
             remark = f"{AUSTEN} is absent: the full run used the bundled sample"
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_dir:
+        cache_dir = cache or cache_dir
         os.environ["ERNIE_CPT_CACHE"] = cache_dir
-        if settings.device != "cpu":
-            return sorted(gpu_rows(Workload.load(name, corpus, cache_dir, settings)), key=row_order), remark
-        once, first = memory.prepare(corpus, cache_dir)
+        if settings.device != "cpu" or training_only:
+            return sorted(training_rows(Workload.load(name, corpus, cache_dir, settings)), key=row_order), remark
+        from benchmarks import annotation, annotators, contention, generation, memory, scale, scaleout, weighting
+
+        first = memory.prepare(corpus, cache_dir)[1]
         rows = annotation.measure(name, corpus, cache_dir, first)
+        rows.append(annotators.measure(name, corpus, settings))
         workload = Workload.load(name, corpus, cache_dir, settings)
-        rows += memory.measure(workload, corpus, once)
+        rows += memory.measure(workload, corpus)
         throughput_rows, km_log = throughput.measure(workload)
         rows += throughput_rows
         rows.append(efficiency.measure(workload, km_log))
@@ -151,6 +154,7 @@ def run(settings: Settings) -> tuple[list[Row], str]:
         rows.append(dropout.measure(workload))
         rows += contention.measure(workload, corpus)
         rows.append(scaleout.measure(name, corpus, settings))
+        rows += scale.measure(settings)
     rows += startup.measure()
     return sorted(rows, key=row_order), remark
 
@@ -161,7 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     parser.add_argument("--device", default="cpu", help="cpu (default), or cuda / cuda:N: the training rows only, "
                         "on the GPU with bf16 autocast and the base model at batch 64 x 128")
+    parser.add_argument("--training-rows", action="store_true", help="only the training rows (1, 2, 3, 11), as "
+                        "--device cuda runs them")
+    parser.add_argument("--model-size", help="model size of the training rows (default: mini; base on CUDA)")
+    parser.add_argument("--batch-size", type=int, help="batch size of the training rows (default: 32; 64 on CUDA)")
+    parser.add_argument("--cache-dir", metavar="DIR", help="read the annotations from DIR (with the training rows "
+                        "only); a corpus annotated there needs no spaCy")
     args = parser.parse_args(argv)
+    training_only = args.training_rows or args.device != "cpu"
+    if args.cache_dir and not training_only:
+        print("python -m benchmarks.run: error: --cache-dir applies to the training rows only (the annotation "
+              "rows measure cache misses); add --training-rows or --device cuda", file=sys.stderr)
+        return 2
     if args.json:  # before the 6 to 60 minutes of measuring, not after
         try:
             check_output_path(args.json, "--json")
@@ -177,9 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     datasets.disable_progress_bars()
     start, load_before = time.perf_counter(), os.getloadavg()[0]
     settings = Settings.for_device(args.quick, args.device)
-    rows, remark = run(settings)
+    settings = dataclasses.replace(settings, model_size=args.model_size or settings.model_size,
+                                   batch_size=args.batch_size or settings.batch_size)
+    rows, remark = run(settings, training_only, args.cache_dir)
     command = " ".join(["python -m benchmarks.run", *(["--quick"] if args.quick else []),
-                        *(["--device", args.device] if args.device != "cpu" else [])])
+                        *(["--device", args.device] if args.device != "cpu" else []),
+                        *(["--training-rows"] if args.training_rows else []),
+                        *(["--model-size", args.model_size] if args.model_size else []),
+                        *(["--batch-size", str(args.batch_size)] if args.batch_size else [])])
     header = {"date": datetime.date.today().isoformat(), "mode": "quick" if args.quick else "full",
               "command": command, **machine(), "device": args.device, "model_size": settings.model_size,
               "batch": f"{settings.batch_size} x {settings.seq_length}",

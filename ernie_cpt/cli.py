@@ -39,7 +39,8 @@ Every pretrain option can also come from a YAML file (--config FILE); flags over
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from ernie_cpt.data.annotate import annotate, span_count
+    from ernie_cpt.data.annotate import annotate
+    from ernie_cpt.data.column_stats import total_length
     from ernie_cpt.data.corpus import read_corpus
     from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
     from ernie_cpt.data.read_only import saved_folder
@@ -47,8 +48,21 @@ def _prepare(args: argparse.Namespace) -> int:
     from ernie_cpt.options import resolve_options
 
     options = resolve_options(args, [CorpusOptions, AnnotationOptions])
-    documents = annotate(read_corpus(options[CorpusOptions]), options[AnnotationOptions])
-    counts = {kind: span_count(documents, kind) for kind in ("paragraph", "sentence", "entity", "noun_chunk")}
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: every rank parses a shard (gloo)
+        import torch
+
+        from ernie_cpt import distributed
+        from ernie_cpt.data.sharded_annotation import annotate_on_all_ranks
+
+        distributed.init(torch.device("cpu"))
+        corpus = distributed.every_rank(lambda: read_corpus(options[CorpusOptions]))
+        documents = annotate_on_all_ranks(corpus, options[AnnotationOptions])
+        if not distributed.is_main():
+            return 0
+    else:
+        documents = annotate(read_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    counts = {kind: total_length(documents, f"{kind}_starts")
+              for kind in ("paragraph", "sentence", "entity", "noun_chunk")}
     print(f"{plural(len(documents), 'document')}: {plural(counts['paragraph'], 'paragraph')}, "
           f"{plural(counts['sentence'], 'sentence')}, {plural(counts['entity'], 'entity', 'entities')}, "
           f"{plural(counts['noun_chunk'], 'noun chunk')}")
@@ -173,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare = commands.add_parser("prepare", help="Load and annotate a corpus (cached; reused by pretrain)",
                                   description="Load a corpus and annotate it with spaCy: paragraphs, sentences, "
-                                  "entities, noun chunks. The result is cached and reused by pretrain.")
+                                  "entities, noun chunks. The result is cached and reused by pretrain. Under torchrun "
+                                  "(several machines: --nnodes) every process parses a share of the paragraphs into "
+                                  "the shared --cache-dir.")
     prepare.add_argument("--config", help="YAML file with options (flags override it)")
     prepare.add_argument("--output-dir", dest="cache_dir", default=argparse.SUPPRESS, metavar="DIR",
                          help="Same as --cache-dir: where the annotations are stored")

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pretasks.base import IGNORE_INDEX
+
+TOKENIZE_CHARS = 65_536  # paragraph characters per tokenizer call
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -37,7 +40,7 @@ class DocumentTokens:
         last = int(np.searchsorted(self.starts, char_end, side="left"))
         return first, max(first, last)
 
-    def token_ranges(self, char_starts: list[int], char_ends: list[int]) -> np.ndarray:
+    def token_ranges(self, char_starts: npt.ArrayLike, char_ends: npt.ArrayLike) -> np.ndarray:
         """Vectorised :meth:`token_range`: an (n, 2) array of token ranges, empty ones dropped."""
         first = np.searchsorted(self.ends, np.asarray(char_starts, dtype=np.int64), side="right")
         last = np.searchsorted(self.starts, np.asarray(char_ends, dtype=np.int64), side="left")
@@ -52,24 +55,36 @@ class DocumentTokens:
         return np.stack([starts, np.append(starts[1:], len(self))], axis=1)
 
 
-def tokenize_documents(tokenizer: PreTrainedTokenizerBase, batch: dict[str, list[Any]]) -> list[DocumentTokens]:
-    """Tokenize every paragraph of a batch of annotated documents in one tokenizer call."""
-    texts, owners = [], []
+def _paragraph_chunks(batch: dict[str, list[Any]]) -> Iterator[list[tuple[int, int, str]]]:
+    """(document index, paragraph start, paragraph text) of a batch, about ``TOKENIZE_CHARS`` at a time."""
+    chunk, size = [], 0
     for doc, (text, starts, ends) in enumerate(zip(batch["text"], batch["paragraph_starts"],
                                                    batch["paragraph_ends"])):
         for start, end in zip(starts, ends):
-            texts.append(text[start:end])
-            owners.append((doc, start))
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
-                        return_attention_mask=False, return_token_type_ids=False)
+            chunk.append((doc, start, text[start:end]))
+            size += end - start
+            if size >= TOKENIZE_CHARS:
+                yield chunk
+                chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def tokenize_documents(tokenizer: PreTrainedTokenizerBase, batch: dict[str, list[Any]]) -> list[DocumentTokens]:
+    """Tokenize every paragraph of a batch of annotated documents, ``TOKENIZE_CHARS`` characters per
+    tokenizer call: each call's Python lists become numpy arrays at once, so a long document costs
+    its arrays (32 bytes a token), not its lists (about 150)."""
     parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in batch["text"]]
     word_base = [0] * len(batch["text"])
-    for i, (doc, start) in enumerate(owners):
-        offsets = np.asarray(encoded["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
-        words = np.asarray([w if w is not None else -1 for w in encoded.word_ids(i)], dtype=np.int64)
-        parts[doc].append((np.asarray(encoded["input_ids"][i], dtype=np.int64),
-                           offsets[:, 0] + start, offsets[:, 1] + start, words + word_base[doc]))
-        word_base[doc] += int(words.max()) + 1 if len(words) else 0
+    for chunk in _paragraph_chunks(batch):
+        encoded = tokenizer([text for *_, text in chunk], add_special_tokens=False, return_offsets_mapping=True,
+                            return_attention_mask=False, return_token_type_ids=False)
+        for i, (doc, start, _) in enumerate(chunk):
+            offsets = np.asarray(encoded["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
+            words = np.asarray([w if w is not None else -1 for w in encoded.word_ids(i)], dtype=np.int64)
+            parts[doc].append((np.asarray(encoded["input_ids"][i], dtype=np.int64),
+                               offsets[:, 0] + start, offsets[:, 1] + start, words + word_base[doc]))
+            word_base[doc] += int(words.max()) + 1 if len(words) else 0
     documents = []
     for doc_parts in parts:
         if doc_parts:
@@ -104,6 +119,10 @@ def document_segments(tokenizer: PreTrainedTokenizerBase, batch: dict[str, list[
         yield doc_index, tokens, pack_segments(len(tokens), sentence_starts, max_tokens)
 
 
+# The columns add_labelled_segments writes: token ids fit int32, labels (-100, 0, 1) int8.
+LABELLED_SEGMENT_COLUMNS = {"doc_id": "string", "input_ids": ["int32"], "labels": ["int8"], "length": "int32"}
+
+
 def add_labelled_segments(rows: dict[str, list[Any]], doc_id: str, tokens: DocumentTokens, labels: np.ndarray,
                           segments: list[tuple[int, int]], min_labelled: int = 1) -> None:
     """Append to ``rows`` (doc_id, input_ids, labels, length) every segment of a document whose
@@ -112,6 +131,6 @@ def add_labelled_segments(rows: dict[str, list[Any]], doc_id: str, tokens: Docum
         if (labels[start:end] != IGNORE_INDEX).sum() < min_labelled:
             continue
         rows["doc_id"].append(doc_id)
-        rows["input_ids"].append(tokens.ids[start:end].tolist())
-        rows["labels"].append(labels[start:end].tolist())
+        rows["input_ids"].append(tokens.ids[start:end].astype(np.int32))  # arrays: 4 bytes a token, not 36
+        rows["labels"].append(labels[start:end].astype(np.int8))
         rows["length"].append(end - start + 2)

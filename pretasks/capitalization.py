@@ -27,8 +27,8 @@ import numpy as np
 from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
 from ernie_cpt.options import option
-from pretasks.alignment import DocumentTokens, add_labelled_segments, document_segments
-from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
+from pretasks.alignment import LABELLED_SEGMENT_COLUMNS, DocumentTokens, add_labelled_segments, document_segments
+from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable, features
 from pretasks.registry import register
 from pretasks.sequences import join_segments
 
@@ -86,7 +86,8 @@ class Capitalization(PreTask):
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
         rows = documents.map(self._segments, batched=True, batch_size=32, remove_columns=documents.column_names,
-                             num_proc=num_proc, desc="capitalization examples",
+                             features=features(LABELLED_SEGMENT_COLUMNS), num_proc=num_proc,
+                             desc="capitalization examples",
                              new_fingerprint=self.fingerprint(documents))
         if len(rows) == 0 and not held_out:
             raise TaskUnavailable(f"capitalization found no word starting with a letter in "

@@ -48,7 +48,9 @@ import numpy as np
 
 from ernie_cpt.compression import format_suffix, open_binary
 from ernie_cpt.data.cells import describe, text_cell
+from ernie_cpt.data.column_stats import label_counts
 from ernie_cpt.data.delimiters import sniff_delimiter
+from ernie_cpt.data.scratch import write_dataset
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, option
 from ernie_cpt.text_encoding import read_bytes, text_encoding
@@ -83,6 +85,7 @@ MARKERS = tuple(marker for markers in MARKER_CLASSES.values() for marker in mark
 MARKER_CLASS_IDS = np.array([RELATION_CLASSES.index(name) for name, markers in MARKER_CLASSES.items()
                              for _ in markers])
 HELD_OUT_PERCENT = 5
+FILE_BATCH = 1000  # records of a --discourse-pairs file tokenized at a time
 ROW_COLUMNS = {
     "source": "string",  # doc_id of a mined pair, "path:line" of a file record
     "sentence_index": "int64",  # index of the second sentence in its document; -1 for a file record
@@ -175,7 +178,7 @@ def _fields(record: dict[str, Any], path: str, line_number: int) -> tuple[int, s
     name = "marker" if record.get("marker") is not None else "label"
     where = f"{path} line {line_number}"
     first, second, value = (text_cell(record.get(field), where, field) for field in ("sentence1", "sentence2", name))
-    if not all(field and field.strip() for field in (first, second, value)):
+    if not (first and first.strip() and second and second.strip() and value and value.strip()):
         raise UserError(f"{where}: a pair record needs non-empty sentence1, sentence2 and "
                         "marker (or label) fields (TSV with that header, or JSON lines)")
     return line_number, first, second, value
@@ -239,11 +242,15 @@ class DiscourseRelation(PreTask):
                            " (--label-by marker needs markers, not classes)")
                         + f"; known markers: {', '.join(MARKERS)}; leave out or relabel other records")
 
-    def _file_rows(self, held_out: bool, num_proc: int | None) -> datasets.Dataset:
-        import datasets
-
+    def _file_rows(self, held_out: bool) -> Iterator[dict[str, list[Any]]]:
+        """Batches of the rows of the ``--discourse-pairs`` records of the split, tokenized."""
         path = self.options.discourse_pairs
         columns: dict[str, list[Any]] = {k: [] for k in ("first", "second", "marker", "label", "source")}
+
+        def rows() -> dict[str, list[Any]]:
+            return self._rows(columns["first"], columns["second"], columns["marker"], columns["label"],
+                              columns["source"], [-1] * len(columns["first"]))
+
         for line_number, first, second, value in read_pair_file(path):
             marker, label = self._resolve(value, f"{path} line {line_number}")  # every record, in either split
             if (zlib.crc32(f"{first}\t{second}".encode()) % 100 < HELD_OUT_PERCENT) != held_out:
@@ -253,12 +260,10 @@ class DiscourseRelation(PreTask):
                 second = stripped[1]
             for key, item in zip(columns, (first, second, marker, label, f"{path}:{line_number}")):
                 columns[key].append(item)
-        records = datasets.Dataset.from_dict(columns)
-        return records.map(lambda b: self._rows(b["first"], b["second"], b["marker"], b["label"], b["source"],
-                                                [-1] * len(b["first"])),
-                           batched=True, remove_columns=records.column_names, features=features(ROW_COLUMNS),
-                           num_proc=num_proc if len(records) > 10_000 else None, desc="discourse_relation file pairs",
-                           new_fingerprint=self.fingerprint(records, "file pairs"))
+            if len(columns["first"]) == FILE_BATCH:
+                yield rows()
+                columns = {k: [] for k in columns}
+        yield rows()
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
@@ -269,7 +274,8 @@ class DiscourseRelation(PreTask):
                               new_fingerprint=self.fingerprint(documents, "mined pairs"))
         rows = mined
         if self.options.discourse_pairs:
-            rows = datasets.concatenate_datasets([mined, self._file_rows(held_out, num_proc)])
+            from_file = write_dataset(self._file_rows(held_out), features(ROW_COLUMNS), documents, "discourse_pairs")
+            rows = datasets.concatenate_datasets([mined, from_file])
         self._report(documents, mined, rows, held_out)
         return rows
 
@@ -283,8 +289,7 @@ class DiscourseRelation(PreTask):
             raise TaskUnavailable(f"discourse_relation: 0 of {n_adjacent:,} adjacent sentence pairs (same paragraph) "
                                   "open with a known discourse marker (however, but, therefore, for example, ...); "
                                   "it needs prose with such markers, or a --discourse-pairs file")
-        mined_counts, counts = (np.bincount(np.asarray(part["label"], dtype=np.int64), minlength=self.num_labels)
-                                for part in (mined, rows))
+        mined_counts, counts = (label_counts(part, "label", self.num_labels) for part in (mined, rows))
         by_count = np.argsort(-mined_counts, kind="stable")
         from_file = f"; plus {len(rows) - len(mined)} pairs from {self.options.discourse_pairs}"
         log.info("discourse_relation (%s): %d of %d adjacent sentence pairs open with a marker: %s%s",

@@ -53,7 +53,9 @@ import json
 import logging
 import re
 import zlib
+from array import array
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -62,6 +64,7 @@ import numpy as np
 from ernie_cpt.compression import format_suffix
 from ernie_cpt.data.cells import describe, text_cell
 from ernie_cpt.data.delimiters import sniff_delimiter
+from ernie_cpt.data.scratch import write_dataset
 from ernie_cpt.data.sections import is_generic_heading, paragraph_sections
 from ernie_cpt.data.spacy_pipeline import english_stop_words
 from ernie_cpt.errors import UserError
@@ -69,6 +72,14 @@ from ernie_cpt.messages import plural
 from ernie_cpt.options import Range, option
 from ernie_cpt.text_encoding import read_text
 from pretasks.base import PreTask, TaskUnavailable, features
+from pretasks.passage_index import (
+    INDEX_PASSAGES,
+    MIN_PASSAGE_WORDS,
+    PassageIndex,
+    content_terms,
+    sample_units,
+    unit_passages,
+)
 from pretasks.registry import register
 from pretasks.sequences import join_segments
 
@@ -77,13 +88,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-K1, B = 1.2, 0.75  # BM25 constants (Robertson & Zaragoza 2009)
-MIN_PASSAGE_WORDS = 8
 MAX_HEADING_WORDS = 8
 HELD_OUT_PERCENT = 5
+DOCUMENT_BATCH = 16  # annotated documents read at a time
 CLASSES = ("strong", "weak", "irrelevant")
 NUMERIC_ENTITIES = {"CARDINAL", "ORDINAL", "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY"}
-TERM = re.compile(r"[^\W_]+")
 TRUE, FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
 TEXT_COLUMNS = [f"{c}_texts" for c in CLASSES]
 PLAN_COLUMNS = {
@@ -92,8 +101,9 @@ PLAN_COLUMNS = {
        for field, kind in (("texts", "string"), ("doc_ids", "string"), ("paragraphs", "int64"))}}
 ROW_COLUMNS = {
     **{k: v for k, v in PLAN_COLUMNS.items() if k not in TEXT_COLUMNS}, "length": "int64",
-    "query_ids": ["int64"],
-    **{f"{c}_ids": [["int64"]] for c in CLASSES}}
+    "query_ids": ["int32"],
+    **{f"{c}_ids": [["int32"]] for c in CLASSES}}
+PLAN_BATCH_ROWS = 500  # planned rows written, and tokenized, at a time
 
 
 @dataclass
@@ -105,11 +115,6 @@ class IrRelevanceOptions:
     ir_candidates: int = option(4, "Weak and irrelevant candidate passages stored per row (K)", valid=Range(1, 64))
     ir_click_log: str | None = option(None, "Click log (TSV with header or JSONL: query, title, clicked[, shown]) "
                                       "whose rows are added to the corpus rows")
-
-
-def content_terms(text: str) -> list[str]:
-    """The case-folded words of ``text`` that carry content: no stop words, numbers, single letters or underscores."""
-    return [w for w in TERM.findall(text.lower()) if w not in english_stop_words() and len(w) > 1 and not w.isdigit()]
 
 
 def is_heading(paragraph: str) -> bool:
@@ -204,52 +209,23 @@ def query_units(doc: dict[str, Any], document: int) -> list[dict[str, Any]]:
     return units
 
 
-class PassageIndex:
-    """The paragraphs (passages) of a set of query units (see :func:`query_units`) with an inverted
-    index of their content terms, for BM25 scoring, and which units contain each term (title included)."""
+def _annotated(parts: list[datasets.Dataset]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, annotated document) of every document of ``parts`` in turn, read a few at a time."""
+    d = 0
+    for part in parts:
+        for batch in part.iter(batch_size=DOCUMENT_BATCH):
+            for values in zip(*batch.values()):
+                yield d, dict(zip(batch, values))
+                d += 1
 
-    def __init__(self, units: list[dict[str, Any]]) -> None:
-        self.texts: list[str] = []
-        unit_of, paragraph_of, lengths = [], [], []
-        postings: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
-        self.term_units: dict[str, list[int]] = defaultdict(list)
-        for u, unit in enumerate(units):
-            unit_terms = set(content_terms(unit["title"] or ""))
-            for p, (start, end) in enumerate(zip(unit["paragraph_starts"], unit["paragraph_ends"])):
-                text = unit["text"][start:end]
-                terms = content_terms(text)
-                unit_terms.update(terms)
-                if len(text.split()) < MIN_PASSAGE_WORDS:
-                    continue
-                for term, tf in Counter(terms).items():
-                    postings[term][0].append(len(self.texts))
-                    postings[term][1].append(tf)
-                self.texts.append(text)
-                unit_of.append(u)
-                paragraph_of.append(unit["first_paragraph"] + p)
-                lengths.append(len(terms))
-            for term in unit_terms:
-                self.term_units[term].append(u)
-        self.n_units = len(units)
-        self.unit_of, self.paragraph_of = np.array(unit_of, dtype=np.int64), np.array(paragraph_of, dtype=np.int64)
-        self.document_of = np.array([units[u]["document"] for u in unit_of], dtype=np.int64)
-        self.lengths = np.array(lengths, dtype=np.float64)
-        self.avg_length = max(float(self.lengths.mean()), 1.0) if len(self.lengths) else 1.0
-        self.postings = {t: (np.array(ids), np.array(tfs, dtype=np.float64)) for t, (ids, tfs) in postings.items()}
 
-    def bm25(self, terms: list[str]) -> np.ndarray:
-        """The BM25 score of every passage for a query of ``terms`` (Lucene's non-negative idf)."""
-        scores = np.zeros(len(self.texts))
-        for term in set(terms) & self.postings.keys():
-            ids, tf = self.postings[term]
-            idf = np.log(1 + (len(self.texts) - len(ids) + 0.5) / (len(ids) + 0.5))
-            scores[ids] += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * self.lengths[ids] / self.avg_length))
-        return scores
-
-    def ranked(self, scores: np.ndarray, exclude_document: int) -> np.ndarray:
-        """Passages of other documents with a positive score, best first (index order breaks ties)."""
-        found = np.flatnonzero((scores > 0) & (self.document_of != exclude_document))
-        return found[np.lexsort((found, -scores[found]))]
+def _units(parts: list[datasets.Dataset]) -> Iterator[dict[str, Any]]:
+    """The query units of every document of ``parts``, each with its number among them (``unit``)."""
+    u = 0
+    for d, doc in _annotated(parts):
+        for unit in query_units(doc, d):
+            yield {**unit, "unit": u}
+            u += 1
 
 
 def _flag(value: Any, where: str, field: str) -> bool:
@@ -321,77 +297,103 @@ class IrRelevance(PreTask):
         minimum = next(n for n in itertools.count(8) if n - 3 - n // 4 >= MIN_PASSAGE_WORDS)
         return minimum, f"a query of up to a quarter of the tokens and a passage of {MIN_PASSAGE_WORDS} words"
 
-    def _unit_rows(self, index: PassageIndex, u: int, unit: dict[str, Any], query: str,
-                   kind: str, doc_ids: list[str]) -> list[dict[str, Any]] | None:
+    def _unit_rows(self, index: PassageIndex, unit: dict[str, Any], query: str,
+                   kind: str) -> list[dict[str, Any]] | None:
         """The rows of one query unit: its strong passages, each with weak and irrelevant candidates;
         None when no passage of another document shares a query term (the query is dropped)."""
         k, remover, terms = self.options.ir_candidates, query_remover(query), content_terms(query)
         rng = np.random.default_rng(zlib.crc32(f"{unit['doc_id']}\x1f{unit['first_paragraph']}".encode()))
         d = unit["document"]
 
-        def passages(ids: Any, limit: int | None = None, without_query: bool = False,
-                     keep: set[str] | None = None) -> list[tuple[int, str]]:
-            """(passage, its text, without the query if asked, around a term of ``keep`` if given) of the
-            first ``limit`` of ``ids`` that keep enough words."""
-            found: list[tuple[int, str]] = []
-            for i in ids:
-                if len(found) == limit:
+        def passages(found: Any, limit: int | None = None, remove: bool = False,
+                     keep: set[str] | None = None) -> list[tuple[str, int, str]]:
+            """(doc id, paragraph, text) of the first ``limit`` of ``found`` (passages of the index, or (paragraph,
+            text) pairs) that keep enough words, without the query if asked, around a term of ``keep`` if given."""
+            chosen: list[tuple[str, int, str]] = []
+            for item in found:
+                if len(chosen) == limit:
                     break
-                if (text := clean_passage(remover if without_query else None, index.texts[i],
-                                          self.max_seq_length, keep)) is not None:
-                    found.append((int(i), text))
-            return found
+                doc_id, paragraph, text = ((unit["doc_id"], *item) if isinstance(item, tuple) else
+                                           (index.doc_ids[index.document_of[item]], index.paragraph_of[item],
+                                            index.texts[item]))
+                if (text := clean_passage(remover if remove else None, text, self.max_seq_length, keep)) is not None:
+                    chosen.append((doc_id, int(paragraph), text))
+            return chosen
 
         query_scores = index.bm25(terms)
         ranking = index.ranked(query_scores, d)
         if not len(ranking):  # no passage of another document shares a query term: no weak passage
             return None
-        own = passages(np.flatnonzero(index.unit_of == u), without_query=True)
+        own = passages(unit_passages(unit), remove=True)
         n_rows = min(len(own), self.options.ir_passages_per_query)
         strong = sorted(rng.choice(len(own), size=n_rows, replace=False).tolist())
         weak = passages(ranking, k * n_rows, keep=set(terms))
-        related = np.zeros(index.n_units, dtype=bool)
-        related[[x for t in terms for x in index.term_units.get(t, [])]] = True
-        pool = np.flatnonzero(~related[index.unit_of] & (index.document_of != d))  # the unit's document excluded
+        pool = np.flatnonzero(~np.isin(index.unit_of, index.units_with(terms)) & (index.document_of != d))
         if not len(pool):  # every other document shares a query term: passages that share none
             pool = np.flatnonzero((query_scores == 0) & (index.document_of != d))
         rows = []
         for j, passage in enumerate(strong):
             drawn = rng.choice(pool, size=min(len(pool), 2 * k), replace=False) if len(pool) else []
-            irrelevant = passages(drawn, k)
             row = {"query_doc_id": unit["doc_id"], "query": query, "query_kind": kind}
             dealt = list(dict.fromkeys(weak[j::n_rows] + weak))[:k]  # its share of the ranking, then the best
-            for name, chosen in (("strong", [own[passage]]), ("weak", dealt), ("irrelevant", irrelevant)):
-                row[f"{name}_texts"] = [text for _, text in chosen]
-                row[f"{name}_doc_ids"] = [doc_ids[index.document_of[i]] for i, _ in chosen]
-                row[f"{name}_paragraphs"] = [int(index.paragraph_of[i]) for i, _ in chosen]
+            for name, chosen in (("strong", [own[passage]]), ("weak", dealt), ("irrelevant", passages(drawn, k))):
+                row[f"{name}_doc_ids"], row[f"{name}_paragraphs"], row[f"{name}_texts"] = \
+                    ([list(column) for column in zip(*chosen)] if chosen else ([], [], []))
             rows.append(row)
         return rows
 
-    def _corpus_plan(self, documents: datasets.Dataset, background: datasets.Dataset | None) -> list[dict[str, Any]]:
-        docs = list(documents) + (list(background) if background is not None else [])
-        if len(docs) < 2:
-            return []
-        units = [unit for d, doc in enumerate(docs) for unit in query_units(doc, d)]
-        index = PassageIndex(units)
-        doc_ids = [doc["doc_id"] for doc in docs]
-        kinds: Counter[str] = Counter()
-        rows, dropped = [], 0
-        for u, unit in enumerate(units):
-            if unit["document"] < len(documents) and (chosen := choose_query(unit)) is not None:
-                kinds[chosen[1]] += 1
-                unit_rows = self._unit_rows(index, u, unit, *chosen, doc_ids)
-                dropped += unit_rows is None
-                rows += unit_rows or []
-        if dropped:
-            self.notes.append(f"ir_relevance dropped {dropped} of {sum(kinds.values())} queries: no passage of another "
-                              f"document shares a term with them, so a 'weak' passage could not be told from an "
-                              f"irrelevant one")
-        log.info("ir_relevance: %d documents (%d background) in %d query units, %d passages, queries by kind %s "
-                 "-> %d rows, %d without a weak candidate; %d queries dropped (no other document shares a term)",
-                 len(docs), len(docs) - len(documents), len(units), len(index.texts), dict(kinds), len(rows),
-                 sum(not row["weak_texts"] for row in rows), dropped)
-        return rows
+    def _corpus_plan(self, documents: datasets.Dataset, background: datasets.Dataset | None,
+                     stats: Counter[str]) -> Iterator[dict[str, list[Any]]]:
+        """Batches of planned rows (texts, not yet tokenized) of the query units of ``documents``, with
+        partners from them and ``background``; counts what it does in ``stats``. Three passes over the
+        documents, a batch at a time: count each unit's passages, index a bounded sample of the units
+        (:func:`pretasks.passage_index.sample_units`), plan the rows of each query."""
+        parts = [documents] + ([background] if background is not None else [])
+        if sum(len(part) for part in parts) < 2:
+            return
+        counts, seed = array("q"), 0
+        for _, doc in _annotated(parts):
+            counts.extend(len(unit_passages(unit)) for unit in query_units(doc, 0))
+            seed = zlib.crc32(doc["doc_id"].encode(), seed)
+        stats.update(documents=sum(len(part) for part in parts), units=len(counts), passages=sum(counts))
+        chosen = sample_units(np.array(counts, dtype=np.int64), seed)
+        index = PassageIndex(unit for unit in _units(parts) if chosen is None or chosen[unit["unit"]])
+        stats.update(indexed_units=len(counts) if chosen is None else int(chosen.sum()),
+                     indexed_passages=len(index.texts))
+        batch: dict[str, list[Any]] = {name: [] for name in PLAN_COLUMNS}
+        for unit in _units([documents]):
+            if (query := choose_query(unit)) is None:
+                continue
+            stats["query:" + query[1]] += 1
+            rows = self._unit_rows(index, unit, *query)
+            stats["dropped"] += rows is None
+            for row in rows or []:
+                if sum(bool(row[c]) for c in TEXT_COLUMNS) >= 2:
+                    stats["rows"] += 1
+                    stats["without_weak"] += not row["weak_texts"]
+                    for name in PLAN_COLUMNS:
+                        batch[name].append(row[name])
+            if len(batch["query"]) >= PLAN_BATCH_ROWS:
+                yield batch
+                batch = {name: [] for name in PLAN_COLUMNS}
+        yield batch
+
+    def _report_plan(self, documents: datasets.Dataset, stats: Counter[str]) -> None:
+        kinds = {key.split(":", 1)[1]: n for key, n in stats.items() if key.startswith("query:")}
+        if stats["dropped"]:
+            self.notes.append(f"ir_relevance dropped {stats['dropped']} of {sum(kinds.values())} queries: no "
+                              f"passage of another document shares a term with them, so a 'weak' passage could not be "
+                              f"told from an irrelevant one")
+        if stats["indexed_passages"] < stats["passages"]:
+            self.notes.append(f"ir_relevance drew weak and irrelevant passages from a sample of "
+                              f"{stats['indexed_units']:,} of {stats['units']:,} query units "
+                              f"({stats['indexed_passages']:,} of {stats['passages']:,} passages; the index holds "
+                              f"about {INDEX_PASSAGES:,})")
+        log.info("ir_relevance: %d documents (%d background) in %d query units, %d passages (%d indexed), queries "
+                 "by kind %s -> %d rows, %d without a weak candidate; %d queries dropped (no other document shares "
+                 "a term)", stats["documents"], stats["documents"] - len(documents), stats["units"],
+                 stats["passages"], stats["indexed_passages"], kinds, stats["rows"], stats["without_weak"],
+                 stats["dropped"])
 
     def _click_log_plan(self, held_out: bool) -> list[dict[str, Any]]:
         records = read_click_log(self.options.ir_click_log)
@@ -409,9 +411,9 @@ class IrRelevance(PreTask):
             drawn = [int(r) for r in rng.integers(len(records), size=20 * self.options.ir_candidates)]
             irrelevant = {records[r].title.lower(): r for r in drawn if records[r].query.lower() != key
                           and records[r].title.lower() not in strong.keys() | weak.keys()}
-            for clicked in list(strong.values()) or [None]:
-                row = {"query_doc_id": records[members[0]].where, "query": records[members[0]].query,
-                       "query_kind": "click_log"}
+            for clicked in list[int | None](strong.values()) or [None]:
+                row: dict[str, Any] = {"query_doc_id": records[members[0]].where,
+                                       "query": records[members[0]].query, "query_kind": "click_log"}
                 weak_chosen = sorted(rng.permutation(list(weak.values()))[:self.options.ir_candidates].tolist())
                 for name, chosen in (("strong", [] if clicked is None else [clicked]), ("weak", weak_chosen),
                                      ("irrelevant", list(irrelevant.values())[:self.options.ir_candidates])):
@@ -445,7 +447,7 @@ class IrRelevance(PreTask):
         distinct = sorted({term for found in terms.values() for term in found})
         term_ids = dict(zip(distinct, self.tokenizer(distinct, add_special_tokens=False)["input_ids"])) if distinct \
             else {}
-        columns = {name: [] for name in ("weak_ids", "weak_doc_ids", "weak_paragraphs")}
+        columns: dict[str, list[Any]] = {name: [] for name in ("weak_ids", "weak_doc_ids", "weak_paragraphs")}
         for row, (query, kind) in enumerate(zip(batch["query"], batch["query_kind"])):
             needles = [term_ids[term] for term in terms[query]]
             keep = [kind == "click_log" or any(_contains(ids, needle) for needle in needles)
@@ -457,23 +459,24 @@ class IrRelevance(PreTask):
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
-        import datasets
-
         self.notes = []
-        plan = self._corpus_plan(documents, background)
+        stats: Counter[str] = Counter()
+        batches = self._corpus_plan(documents, background, stats)
         if self.options.ir_click_log:
-            plan += self._click_log_plan(held_out)
-        plan = [row for row in plan if sum(bool(row[c]) for c in TEXT_COLUMNS) >= 2]
-        if not plan:
+            click_rows = [row for row in self._click_log_plan(held_out) if sum(bool(row[c]) for c in TEXT_COLUMNS) >= 2]
+            batches = itertools.chain(batches, [{name: [row[name] for row in click_rows] for name in PLAN_COLUMNS}])
+        plan = write_dataset(batches, features(PLAN_COLUMNS), documents, "ir_relevance_plan")
+        self._report_plan(documents, stats)
+        if not len(plan):
             n_background = len(background) if background is not None else 0
             raise TaskUnavailable(
                 f"ir_relevance formed no query-passage pair from {plural(len(documents), 'document')} ({n_background} "
                 f"background); it needs >= 2 documents and a query (title, heading, entity or noun chunk) whose "
                 f"document has a passage of >= {MIN_PASSAGE_WORDS} words besides the query, or a click log")
-        rows = datasets.Dataset.from_list(plan, features=features(PLAN_COLUMNS))
-        # Large batches: a passage paired with many queries is tokenized once per batch.
-        rows = rows.map(self._tokenize, batched=True, batch_size=4000, remove_columns=TEXT_COLUMNS,
-                        features=features(ROW_COLUMNS), num_proc=num_proc if num_proc and len(rows) > 4000 else None,
+        # Batches of some hundred rows: a passage paired with several queries is tokenized once per batch.
+        rows = plan.map(self._tokenize, batched=True, batch_size=PLAN_BATCH_ROWS, writer_batch_size=PLAN_BATCH_ROWS,
+                        remove_columns=TEXT_COLUMNS, features=features(ROW_COLUMNS),
+                        num_proc=num_proc if num_proc and len(plan) > 4 * PLAN_BATCH_ROWS else None,
                         desc="ir_relevance examples")
         kept = rows.filter(lambda batch: [sum(bool(batch[f"{c}_ids"][i]) for c in CLASSES) >= 2
                                           for i in range(len(batch["query"]))], batched=True)

@@ -26,7 +26,7 @@ import numpy as np
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, option
 from pretasks.alignment import document_segments
-from pretasks.base import IGNORE_INDEX, PreTask
+from pretasks.base import IGNORE_INDEX, PreTask, features
 from pretasks.registry import register
 from pretasks.sequences import join_segments
 
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 WORD, PHRASE, ENTITY = 0, 1, 2
 UNIT_KINDS = ("word", "phrase", "entity")
+COLUMNS = {"doc_id": "string", "input_ids": ["int32"], "length": "int32", "unit_starts": ["int32"],
+           "unit_ends": ["int32"], "unit_kinds": ["int8"]}
 
 
 @dataclass
@@ -71,8 +73,7 @@ class KnowledgeMasking(PreTask):
         self.random_token_ids = np.array([i for i in range(len(tokenizer)) if i not in special])
 
     def _segments(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {k: [] for k in
-                                     ("doc_id", "input_ids", "length", "unit_starts", "unit_ends", "unit_kinds")}
+        out: dict[str, list[Any]] = {k: [] for k in COLUMNS}
         for doc_index, tokens, segments in document_segments(self.tokenizer, batch, self.max_seq_length - 2):
             units = [tokens.word_ranges(),
                      tokens.token_ranges(batch["noun_chunk_starts"][doc_index], batch["noun_chunk_ends"][doc_index]),
@@ -84,11 +85,11 @@ class KnowledgeMasking(PreTask):
                 if not (self.unit_weights[kinds[inside]] > 0).any():  # nothing this task may mask
                     continue
                 out["doc_id"].append(batch["doc_id"][doc_index])
-                out["input_ids"].append(tokens.ids[start:end].tolist())
+                out["input_ids"].append(tokens.ids[start:end].astype(np.int32))  # arrays: smaller than lists
                 out["length"].append(end - start + 2)
-                out["unit_starts"].append((ranges[inside, 0] - start).tolist())
-                out["unit_ends"].append((ranges[inside, 1] - start).tolist())
-                out["unit_kinds"].append(kinds[inside].tolist())
+                out["unit_starts"].append((ranges[inside, 0] - start).astype(np.int32))
+                out["unit_ends"].append((ranges[inside, 1] - start).astype(np.int32))
+                out["unit_kinds"].append(kinds[inside].astype(np.int8))
         return out
 
     @property
@@ -96,12 +97,12 @@ class KnowledgeMasking(PreTask):
         return len(self.tokenizer)
 
     def label_name(self, label: int) -> str:
-        return self.tokenizer.convert_ids_to_tokens(label)
+        return self.tokenizer.convert_ids_to_tokens([label])[0]
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
         return documents.map(self._segments, batched=True, batch_size=32, remove_columns=documents.column_names,
-                             num_proc=num_proc, desc="knowledge_masking examples",
+                             features=features(COLUMNS), num_proc=num_proc, desc="knowledge_masking examples",
                              new_fingerprint=self.fingerprint(documents))
 
     def choose_units(self, row: dict[str, Any], rng: np.random.Generator) -> list[tuple[int, int]]:

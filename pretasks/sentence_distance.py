@@ -38,11 +38,13 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ernie_cpt.data.scratch import write_dataset
 from ernie_cpt.messages import plural
 from ernie_cpt.options import Range, option
 from pretasks.alignment import pack_segments, tokenize_documents
@@ -80,6 +82,18 @@ COLUMNS = {
 }
 
 Sentence = tuple[str, int, list[int]]  # (doc id, sentence index in the document, token ids)
+STREAM_ROWS = 1024  # sentences read (and example rows made) at a time
+
+
+def _crc32_of_ids(parts: list[datasets.Dataset]) -> int:
+    """``zlib.crc32`` of the doc ids of ``parts`` joined by newlines, read in batches."""
+    crc, first = 0, True
+    for part in parts:
+        for batch in part.select_columns(["doc_id"]).iter(batch_size=STREAM_ROWS):
+            for doc_id in batch["doc_id"]:
+                crc = zlib.crc32((doc_id if first else "\n" + doc_id).encode(), crc)
+                first = False
+    return crc
 
 
 @dataclass
@@ -120,13 +134,13 @@ class SentenceDistance(PreTask):
         """One row per segment (or non-empty sentence), numbered through its document."""
         out: dict[str, list[Any]] = {name: [] for name in POOL_COLUMNS}
         for i, tokens in enumerate(tokenize_documents(self.tokenizer, batch)):
-            ranges = tokens.token_ranges(batch["sentence_starts"][i], batch["sentence_ends"][i])
-            if self.segment_tokens:
-                ranges = pack_segments(len(tokens), ranges[:, 0], self.segment_tokens)
+            sentences = tokens.token_ranges(batch["sentence_starts"][i], batch["sentence_ends"][i])
+            ranges: np.ndarray | list[tuple[int, int]] = (
+                pack_segments(len(tokens), sentences[:, 0], self.segment_tokens) if self.segment_tokens else sentences)
             out["doc_index"] += [doc_offset + indices[i]] * len(ranges)
             out["doc_id"] += [batch["doc_id"][i]] * len(ranges)
             out["sentence_index"] += range(len(ranges))
-            out["tokens"] += [tokens.ids[start:end].tolist() for start, end in ranges]
+            out["tokens"] += [tokens.ids[start:end].astype(np.int32) for start, end in ranges]
         return out
 
     def _sentence_pool(self, documents: datasets.Dataset, doc_offset: int, num_proc: int | None) -> datasets.Dataset:
@@ -134,32 +148,6 @@ class SentenceDistance(PreTask):
                              fn_kwargs={"doc_offset": doc_offset}, remove_columns=documents.column_names,
                              features=features(POOL_COLUMNS), num_proc=num_proc, desc="sentence_distance sentences",
                              new_fingerprint=self.fingerprint(documents, "sentences", doc_offset))
-
-    def _rows(self, batch: dict[str, list[Any]], pool: datasets.Dataset) -> dict[str, list[Any]]:
-        """Fetch the anchor and candidate sentences of a batch of anchors in one ``pool`` lookup."""
-        n, k = len(batch["anchor"]), self.options.distance_candidates
-        columns = [np.asarray(batch[name]).reshape(n, -1) for name in ("anchor", "adjacent", "same", "other")]
-        fetched = pool[np.concatenate(columns, axis=1).ravel().tolist()]
-        width = 2 + 2 * k
-
-        def field(name: str, first: int, count: int) -> list[list[Any]]:
-            return [fetched[name][row * width + first:row * width + first + count] for row in range(n)]
-
-        anchor_tokens, adjacent_tokens = field("tokens", 0, 1), field("tokens", 1, 1)
-        return {
-            "doc_id": [ids[0] for ids in field("doc_id", 0, 1)],
-            "sentence_index": [index[0] for index in field("sentence_index", 0, 1)],
-            "anchor_tokens": [tokens[0] for tokens in anchor_tokens],
-            "adjacent_index": [index[0] for index in field("sentence_index", 1, 1)],
-            "adjacent_tokens": [tokens[0] for tokens in adjacent_tokens],
-            "same_doc_indices": field("sentence_index", 2, k),
-            "same_doc_tokens": field("tokens", 2, k),
-            "other_doc_ids": field("doc_id", 2 + k, k),
-            "other_doc_indices": field("sentence_index", 2 + k, k),
-            "other_doc_tokens": field("tokens", 2 + k, k),
-            "length": [min(self.max_seq_length, 3 + len(a[0]) + len(b[0]))
-                       for a, b in zip(anchor_tokens, adjacent_tokens)],
-        }
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
@@ -170,18 +158,18 @@ class SentenceDistance(PreTask):
         if background is not None and len(background):
             pools.append(self._sentence_pool(background, len(documents), num_proc))
         pool = datasets.concatenate_datasets(pools)
-        doc_of_sentence = np.asarray(pool["doc_index"], dtype=np.int64)  # ascending: pools are in document order
-        n_docs = len(documents) + (len(background) if len(pools) > 1 else 0)
-        sentence_counts = np.bincount(doc_of_sentence, minlength=n_docs)
-        first_sentence = np.cumsum(sentence_counts) - sentence_counts
+        n_docs = len(documents) + (len(background) if background is not None and len(pools) > 1 else 0)
+        sentence_counts = np.zeros(n_docs, dtype=np.int64)
+        for batch in pool.select_columns(["doc_index"]).with_format("numpy").iter(batch_size=STREAM_ROWS):
+            sentence_counts += np.bincount(batch["doc_index"], minlength=n_docs)
 
         unit = "segment" if self.segment_tokens else "sentence"
         own_counts = sentence_counts[:len(documents)]
         counts = (f"{plural(len(documents), 'document')}: {np.sum(own_counts == 0)} without {unit}s, "
                   f"{np.sum(own_counts == 1)} with 1 {unit}, {np.sum((own_counts >= 2) & (own_counts < 4))} "
                   f"with 2-3, {np.sum(own_counts >= MIN_ANCHOR_SENTENCES)} with 4 or more")
-        anchors = np.flatnonzero(sentence_counts[doc_of_sentence[:len(pools[0])]] >= MIN_ANCHOR_SENTENCES)
-        if len(anchors) == 0:
+        anchor_docs = np.flatnonzero(own_counts >= MIN_ANCHOR_SENTENCES)
+        if len(anchor_docs) == 0:
             message = f"sentence_distance needs documents with at least {MIN_ANCHOR_SENTENCES} {unit}s; {counts}"
             if self.segment_tokens:
                 message += f" of up to {self.segment_tokens} tokens (--distance-segment-tokens 0: single sentences)"
@@ -189,61 +177,100 @@ class SentenceDistance(PreTask):
                 raise TaskUnavailable(message)
             log.warning("%s (held-out split: no evaluation for this task)", message)
             return datasets.Dataset.from_dict({name: [] for name in COLUMNS}, features=features(COLUMNS))
-        docs = doc_of_sentence[anchors]
-        if np.any(sentence_counts[docs] == len(pool)):
+        if np.any(sentence_counts[anchor_docs] == len(pool)):
             raise TaskUnavailable(f"sentence_distance needs a second document for its 'other document' pairs; "
                                   f"{counts} and {len(pool) - len(pools[0])} background {unit}s")
+        rows = write_dataset(self._anchor_rows(pool, sentence_counts, anchor_docs, documents, background),
+                             features(COLUMNS), documents, "sentence_distance")
+        n_anchors = int(own_counts[anchor_docs].sum())
+        if len(rows) < n_anchors:
+            self.notes.append(f"sentence_distance dropped {n_anchors - len(rows)} of {n_anchors} anchors: every "
+                              f"candidate partner repeats the text of a sentence the label rules out")
+        log.info("sentence_distance: %s (only those give anchors; the others give 'other document' partners), "
+                 "%d anchors, %d %ss in the partner pool (%d from background documents)",
+                 counts, len(rows), len(pool), unit, len(pool) - len(pools[0]))
+        return rows
 
-        doc_ids = list(documents["doc_id"]) + (list(background["doc_id"]) if len(pools) > 1 else [])
-        rng = np.random.default_rng(zlib.crc32("\n".join(doc_ids).encode()))
+    def _anchor_rows(self, pool: datasets.Dataset, sentence_counts: np.ndarray, anchor_docs: np.ndarray,
+                     documents: datasets.Dataset,
+                     background: datasets.Dataset | None) -> Iterator[dict[str, list[Any]]]:
+        """The rows of the anchors of ``anchor_docs``, a few documents at a time (see the module docstring).
+
+        The candidates are drawn as if by one ``rng.random((anchors, k))`` for the same-document ones,
+        then another for the other-document ones, from a Generator seeded by the crc32 of every
+        document id joined by newlines: the second stream starts where the first would end."""
         k = self.options.distance_candidates
-        position, size, start = anchors - first_sentence[docs], sentence_counts[docs], first_sentence[docs]
-        adjacent = np.where(position + 1 < size, anchors + 1, anchors - 1)
+        first_sentence = np.cumsum(sentence_counts) - sentence_counts
+        seed = _crc32_of_ids([documents] + ([background] if background is not None and len(background) else []))
+        other_bits = np.random.PCG64(seed)  # what default_rng(seed) uses
+        same_rng, other_rng = np.random.default_rng(seed), np.random.Generator(other_bits)
+        other_bits.advance(int(sentence_counts[anchor_docs].sum()) * k)
+        chunk: list[tuple[int, int, int]] = []  # (document, first anchor, last anchor + 1)
+        for d in anchor_docs.tolist():
+            size = int(sentence_counts[d])
+            for low in range(0, size, STREAM_ROWS):  # a long document a slice of anchors at a time
+                chunk.append((d, low, min(size, low + STREAM_ROWS)))
+                if sum(high - low for _, low, high in chunk) >= STREAM_ROWS:
+                    yield self._chunk_rows(pool, chunk, sentence_counts, first_sentence, same_rng, other_rng)
+                    chunk = []
+        if chunk:
+            yield self._chunk_rows(pool, chunk, sentence_counts, first_sentence, same_rng, other_rng)
+
+    def _draw(self, low: int, high: int, size: int, start: int, pool_size: int, same_rng: np.random.Generator,
+              other_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates of anchors ``low``..``high - 1`` of a document of ``size`` sentences from pool row
+        ``start``: same-document ones (sentence numbers), other-document ones (pool rows)."""
+        k = self.options.distance_candidates
+        position = np.arange(low, high)
         # Same document, |i - j| >= 2: j < i - 1 (there are max(i - 1, 0) such j) or j > i + 1.
         left = np.maximum(position - 1, 0)
         n_far = left + np.maximum(size - position - 2, 0)
-        draw = (rng.random((len(anchors), k)) * n_far[:, None]).astype(np.int64)
-        same = start[:, None] + np.where(draw < left[:, None], draw, draw - left[:, None] + position[:, None] + 2)
+        draw = (same_rng.random((high - low, k)) * n_far[:, None]).astype(np.int64)
+        same = np.where(draw < left[:, None], draw, draw - left[:, None] + position[:, None] + 2)
         # Other documents: uniform over the pool with the anchor's own document left out.
-        other = (rng.random((len(anchors), k)) * (len(pool) - size)[:, None]).astype(np.int64)
-        other += np.where(other >= start[:, None], size[:, None], 0)
+        other = (other_rng.random((high - low, k)) * (pool_size - size)).astype(np.int64)
+        return same, other + np.where(other >= start, size, 0)
 
-        kept, same, other = self._decidable(anchors, same, other, doc_of_sentence, pool)
-        if not kept.all():
-            self.notes.append(f"sentence_distance dropped {int((~kept).sum())} of {len(anchors)} anchors: every "
-                              f"candidate partner repeats the text of a sentence the label rules out")
-        anchors, adjacent = anchors[kept], adjacent[kept]
-        log.info("sentence_distance: %s (only those give anchors; the others give 'other document' partners), "
-                 "%d anchors, %d %ss in the partner pool (%d from background documents)",
-                 counts, len(anchors), len(pool), unit, len(pool) - len(pools[0]))
-        candidates = datasets.Dataset.from_dict({"anchor": anchors, "adjacent": adjacent, "same": same,
-                                                 "other": other})
-        return candidates.map(self._rows, batched=True, batch_size=256, fn_kwargs={"pool": pool},
-                              remove_columns=candidates.column_names, features=features(COLUMNS), num_proc=num_proc,
-                              desc="sentence_distance examples", new_fingerprint=self.fingerprint(candidates, pool))
-
-    @staticmethod
-    def _decidable(anchors: np.ndarray, same: np.ndarray, other: np.ndarray, doc_of_sentence: np.ndarray,
-                   pool: datasets.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Which anchors keep a same-document and an other-document candidate that no pair of another
-        label could show (see the module docstring), and their candidates with the others replaced."""
-        keys = np.array([hash(tuple(tokens)) for tokens in pool["tokens"]], dtype=np.int64)
-        own: dict[int, set[int]] = {}
-        for d, key in zip(doc_of_sentence.tolist(), keys.tolist()):
-            own.setdefault(d, set()).add(key)
-        kept = np.ones(len(anchors), dtype=bool)
-        same, other = same.copy(), other.copy()
-        for row, anchor in enumerate(anchors.tolist()):
-            d = int(doc_of_sentence[anchor])
-            neighbours = {int(keys[j]) for j in (anchor - 1, anchor + 1)
-                          if 0 <= j < len(keys) and doc_of_sentence[j] == d}
-            good_same = [j for j in same[row].tolist() if keys[j] not in neighbours]
-            good_other = [j for j in other[row].tolist() if keys[j] not in own[d]]
-            kept[row] = bool(good_same and good_other)
-            if kept[row]:
-                same[row] = np.resize(good_same, same.shape[1])
-                other[row] = np.resize(good_other, other.shape[1])
-        return kept, same[kept], other[kept]
+    def _chunk_rows(self, pool: datasets.Dataset, chunk: list[tuple[int, int, int]], sentence_counts: np.ndarray,
+                    first_sentence: np.ndarray, same_rng: np.random.Generator,
+                    other_rng: np.random.Generator) -> dict[str, list[Any]]:
+        """The rows of the anchors of ``chunk``'s slices of documents (every sentence is an anchor)."""
+        k = self.options.distance_candidates
+        out: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        drawn = [self._draw(low, high, int(sentence_counts[d]), int(first_sentence[d]), len(pool), same_rng,
+                            other_rng) for d, low, high in chunk]
+        fetched = pool.select_columns(["doc_id", "sentence_index", "tokens"])[
+            np.concatenate([other.ravel() for _, other in drawn]).tolist()]
+        other_keys = [hash(tuple(tokens)) for tokens in fetched["tokens"]]
+        offset = 0
+        for (d, low, high), (same, _) in zip(chunk, drawn):
+            start = int(first_sentence[d])
+            sentences = pool.select_columns(["doc_id", "tokens"])[start:start + int(sentence_counts[d])]
+            tokens = sentences["tokens"]
+            keys = [hash(tuple(t)) for t in tokens]
+            own = set(keys)
+            for row, i in enumerate(range(low, high)):
+                neighbours = {keys[j] for j in (i - 1, i + 1) if 0 <= j < len(keys)}
+                good_same = [int(j) for j in same[row] if keys[j] not in neighbours]
+                candidates = range(offset + row * k, offset + row * k + k)
+                good_other = [c for c in candidates if other_keys[c] not in own]
+                if not (good_same and good_other):
+                    continue
+                good_same, good_other = np.resize(good_same, k).tolist(), np.resize(good_other, k).tolist()
+                adjacent = i + 1 if i + 1 < len(keys) else i - 1
+                out["doc_id"].append(sentences["doc_id"][i])
+                out["sentence_index"].append(i)
+                out["anchor_tokens"].append(tokens[i])
+                out["adjacent_index"].append(adjacent)
+                out["adjacent_tokens"].append(tokens[adjacent])
+                out["same_doc_indices"].append(good_same)
+                out["same_doc_tokens"].append([tokens[j] for j in good_same])
+                out["other_doc_ids"].append([fetched["doc_id"][c] for c in good_other])
+                out["other_doc_indices"].append([fetched["sentence_index"][c] for c in good_other])
+                out["other_doc_tokens"].append([fetched["tokens"][c] for c in good_other])
+                out["length"].append(min(self.max_seq_length, 3 + len(tokens[i]) + len(tokens[adjacent])))
+            offset += (high - low) * k
+        return out
 
     def choose_pair(self, row: dict[str, Any], rng: np.random.Generator) -> tuple[int, Sentence, Sentence]:
         """The label (uniform over the three classes) and the two sentences, in input order."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ernie_cpt.data.column_stats import total_length
 from ernie_cpt.messages import plural
 from ernie_cpt.options import Range, option
 from pretasks.alignment import pack_segments, tokenize_documents
@@ -116,8 +117,8 @@ class SentenceReordering(PreTask):
                         continue
                     lengths = inside[:, 1] - inside[:, 0]
                     out["doc_id"].append(batch["doc_id"][doc_index])
-                    out["sentence_ids"].append(np.concatenate([tokens.ids[s:e] for s, e in inside]).tolist())
-                    out["sentence_lengths"].append(lengths.tolist())
+                    out["sentence_ids"].append(np.concatenate([tokens.ids[s:e] for s, e in inside]).astype(np.int32))
+                    out["sentence_lengths"].append(lengths.astype(np.int32))
                     out["length"].append(int(lengths.sum()) + 1 + min(m, len(inside)))
         return out
 
@@ -126,9 +127,8 @@ class SentenceReordering(PreTask):
         rows = documents.map(self._windows, batched=True, batch_size=32, remove_columns=documents.column_names,
                              features=features(COLUMNS), num_proc=num_proc, desc="sentence_reordering examples",
                              new_fingerprint=self.fingerprint(documents))
-        columns = documents.select_columns(["paragraph_starts", "sentence_starts"])
-        n_paragraphs = sum(len(p) for p in columns["paragraph_starts"])
-        n_sentences = sum(len(s) for s in columns["sentence_starts"])
+        n_paragraphs = total_length(documents, "paragraph_starts")
+        n_sentences = total_length(documents, "sentence_starts")
         counts = (f"{plural(len(documents), 'document')}, {plural(n_paragraphs, 'paragraph')}, "
                   f"{plural(n_sentences, 'sentence')}")
         if len(rows) == 0:
@@ -138,7 +138,7 @@ class SentenceReordering(PreTask):
                 raise TaskUnavailable(message)
             log.warning("%s (held-out split: no evaluation for this task)", message)
             return rows
-        n_window_sentences = sum(len(s) for s in rows["sentence_lengths"])
+        n_window_sentences = total_length(rows, "sentence_lengths")
         log.info("sentence_reordering: %s -> %d windows of %.1f sentences on average (%d sentences in windows)",
                  counts, len(rows), n_window_sentences / len(rows), n_window_sentences)
         return rows

@@ -29,19 +29,26 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ernie_cpt.data.column_stats import count_runs
 from ernie_cpt.data.sections import paragraph_sections
 from ernie_cpt.data.spacy_pipeline import english_stop_words
 from ernie_cpt.messages import plural
 from ernie_cpt.options import Range, option
-from pretasks.alignment import DocumentTokens, add_labelled_segments, pack_segments, tokenize_documents
-from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable
+from pretasks.alignment import (
+    LABELLED_SEGMENT_COLUMNS,
+    DocumentTokens,
+    add_labelled_segments,
+    pack_segments,
+    tokenize_documents,
+)
+from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable, features
 from pretasks.registry import register
 from pretasks.sequences import join_segments
 
@@ -112,18 +119,24 @@ class TokenDocumentRelation(PreTask):
 
     def word_labels(self, text: str, tokens: DocumentTokens, segments: list[tuple[int, int]],
                     sections: list[int]) -> np.ndarray:
-        """A label per token of a document: 1/0 on each labelled word's first sub-token, -100 elsewhere."""
+        """A label per token of a document: 1/0 on each labelled word's first sub-token, -100 elsewhere.
+        A word is keyed by a 64-bit hash of (section, case-folded text), so a long document costs
+        arrays, not a Python object per word."""
         words = tokens.word_ranges()
-        raw = [text[tokens.starts[first]:tokens.ends[last - 1]] for first, last in words]
-        segment_of_word = np.searchsorted([start for start, _ in segments], words[:, 0], side="right") - 1
-        keys = [(sections[segment], word.casefold()) for word, segment in zip(raw, segment_of_word.tolist())]
-        segments_of: defaultdict[tuple[int, str], set[int]] = defaultdict(set)
-        for key, segment in zip(keys, segment_of_word.tolist()):
-            segments_of[key].add(segment)
         labels = np.full(len(tokens), IGNORE_INDEX, dtype=np.int64)
-        for word, key, first in zip(raw, keys, words[:, 0]):
-            if self.is_labelled(word):
-                labels[first] = int(len(segments_of[key]) > 1)
+        if not len(words):
+            return labels
+        segment_of_word = np.searchsorted([start for start, _ in segments], words[:, 0], side="right") - 1
+        keys = np.empty(len(words), dtype=np.int64)
+        labelled = np.empty(len(words), dtype=bool)
+        for w, (first, last, segment) in enumerate(zip(words[:, 0].tolist(), words[:, 1].tolist(),
+                                                      segment_of_word.tolist())):
+            word = text[tokens.starts[first]:tokens.ends[last - 1]]
+            keys[w] = hash((sections[segment], word.casefold()))
+            labelled[w] = self.is_labelled(word)
+        pairs = np.unique(np.stack([keys, segment_of_word]), axis=1)  # (key, segment) once each
+        found, n_segments = np.unique(pairs[0], return_counts=True)
+        labels[words[labelled, 0]] = np.isin(keys[labelled], found[n_segments > 1]).astype(np.int64)
         return labels
 
     def _segments(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -141,11 +154,12 @@ class TokenDocumentRelation(PreTask):
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:
         rows = documents.map(self._segments, batched=True, batch_size=32, remove_columns=documents.column_names,
-                             num_proc=num_proc, desc="token_document_relation examples",
+                             features=features(LABELLED_SEGMENT_COLUMNS), num_proc=num_proc,
+                             desc="token_document_relation examples",
                              new_fingerprint=self.fingerprint(documents))
         if len(rows):
             log.info("token_document_relation: %s from %d of %s", plural(len(rows), "example"),
-                     len(set(rows["doc_id"])), plural(len(documents), "document"))
+                     count_runs(rows, "doc_id"), plural(len(documents), "document"))
             return rows
         multi_segment = sum(max(Counter(sections).values(), default=0) >= 2 for batch in documents.iter(batch_size=32)
                             for *_, sections in self.document_segments(batch))

@@ -119,14 +119,14 @@ def cli_reference(parser: argparse.ArgumentParser | None = None) -> str:
     lines += [*_option_rows("global", [a for a in parser._actions if a.option_strings], parser.prog), ""]
     for name, sub in _subcommands(parser).items():
         positionals = [a for a in sub._actions if not a.option_strings]
-        synopsis = " ".join([parser.prog, name, *(a.metavar or a.dest.upper() for a in positionals), "[OPTIONS]"])
+        synopsis = " ".join([parser.prog, name, *(str(a.metavar or a.dest.upper()) for a in positionals), "[OPTIONS]"])
         lines += [f"## `{parser.prog} {name}`", "", cell(sub.description or ""), "", f"`{synopsis}`", ""]
         if positionals:
             lines += ["**Arguments**", "", *_option_rows(name, positionals, sub.prog), ""]
         for group in sub._action_groups:
             actions = [a for a in group._group_actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
             if actions:
-                title = "Options" if group.title in ("options", "optional arguments") else group.title
+                title = "Options" if group.title in (None, "options", "optional arguments") else group.title
                 lines += [f"**{cell(title)}**", "", *_option_rows(name, actions, sub.prog), ""]
     return "\n".join(lines)
 

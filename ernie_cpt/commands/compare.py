@@ -13,7 +13,7 @@ fails before anything is written). Then, for each seed (``--seed``, ``--seed`` +
   every seed (``--split-seed``). Its metrics are computed, its encoder exported, fine-tuned on the
   downstream set and probed (:mod:`ernie_cpt.commands.compare_runs`);
 * each task alone (``single-<task>-seed<k>``): the reference of forward transfer, evaluated at the
-  step counts at which the variants first finish training that task;
+  step counts at which the variants first finish training that task (not with ``--no-forward-transfer``);
 * the baselines: ``mlm-seed<k>`` (knowledge masking alone for the variants' total steps) and
   ``none-seed<k>`` (no pre-training); and once, ``tfidf`` (TF-IDF + logistic regression).
 
@@ -311,6 +311,8 @@ def _setup(options: dict[type, Any], variants: list[Variant]) -> dict[str, Any]:
         "held-out split": f"--eval-fraction {options[EvaluationOptions].eval_fraction}, --split-seed "
                           f"{options[EvaluationOptions].split_seed} (the same for every seed)",
         "metric": settings.metric,
+        "forward transfer": ("against each task trained alone" if settings.forward_transfer
+                             else "not measured (--no-forward-transfer)"),
         "downstream": (f"train {settings.downstream_train}, test {settings.downstream_test}, "
                        f"{settings.downstream_epochs} epoch{'s' * (settings.downstream_epochs != 1)}, learning rate "
                        f"{settings.downstream_learning_rate}" if settings.downstream_train else "none"),
@@ -339,7 +341,8 @@ def _compare(options: dict[type, Any], variants: list[Variant], data: LabelledDa
         held_out = split_documents(documents, options[EvaluationOptions].eval_fraction,
                                    options[EvaluationOptions].split_seed)["test"]
         probes = probe_sets(held_out, options[EvaluationOptions].split_seed) or None
-    references = {task: _reference_file(options, variants, task, root) for task in settings.tasks}
+    references = ({task: _reference_file(options, variants, task, root) for task in settings.tasks}
+                  if settings.forward_transfer else {})
     results = []
     try:
         for seed in range(training.seed, training.seed + settings.seeds):

@@ -29,7 +29,7 @@ import logging
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -44,16 +44,17 @@ from ernie_cpt.evaluation.multitask_report import METRICS, markdown, summarise
 from ernie_cpt.files import check_output_path
 from ernie_cpt.full_disk import advice_on_full_disk, writing
 from ernie_cpt.modeling.architectures import Architecture
-from ernie_cpt.modeling.heads import build_head, ranking_metrics
+from ernie_cpt.modeling.heads import Head, build_head, ranking_metrics
 from ernie_cpt.options import absent_values, check_ranges, to_dict
 from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.checkpoint import atomic_write_text, read_checkpoint
+from ernie_cpt.training.device import pick_device
 from ernie_cpt.training.labelled_tasks import labelled_stream, test_batches
 from ernie_cpt.training.loading import RUN_MARKER, load_model
-from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
+from ernie_cpt.training.options import TrainingOptions
 from ernie_cpt.training.run_dir import CONFIG, resolve_resume, run_directory
 from ernie_cpt.training.run_environment import environment
-from ernie_cpt.training.trainer import pick_device, train
+from ernie_cpt.training.trainer import build_trainer, train
 from ernie_cpt.weighting import build_weighting
 from ernie_cpt.weighting.options import WeightingOptions
 from schedules import ScheduleOptions, Stage
@@ -145,7 +146,7 @@ def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dic
             with writing(f"the tokenizer and {RUN_MARKER} in {run_dir}", run_dir):
                 model.config.to_json_file(str(run_dir / RUN_MARKER))
                 tokenizer.save_pretrained(str(run_dir / "tokenizer"))
-        train(model, streams, {}, schedule, training, mixing, combine, EvaluationOptions(eval_steps=0), run_dir,
+        train(build_trainer(model, streams, schedule, run_dir, training=training, mixing=mixing, weighting=combine),
               resume_from)
     return model
 
@@ -157,7 +158,7 @@ def _score(model: Architecture, labelled: LabelledSet, tokenizer: Any, batch_siz
     from sklearn.metrics import f1_score
 
     model.eval()
-    name, head = labelled.spec.name, model.heads[labelled.spec.name]
+    name, head = labelled.spec.name, cast(Head, model.heads[labelled.spec.name])
     predictions, labels = [], []
     for batch in test_batches(labelled, tokenizer, batch_size):
         out = model(name, {k: v.to(device) for k, v in batch.items()})
@@ -196,6 +197,7 @@ def finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: M
     returns the report (also written to ``DIR/report.json`` and ``DIR/report.md``). Raises UserError for bad input,
     before anything is written, and for a DIR another command is writing (it is claimed: :mod:`ernie_cpt.claims`)."""
     _validate(model_dir, options, multi, weighting)
+    assert multi.multitask_dir, "checked by _validate"
     distributed.init(pick_device(options.device))
     with claim_on_main(multi.multitask_dir, "--multitask-dir", "finetune"):
         return _finetune_multitask(model_dir, options, multi, weighting)
@@ -222,6 +224,7 @@ def _finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: 
                         f"lower it")
     sets = [load_set(spec, tokenizer, options.max_seq_length) for spec in specs]
     _with_sets(source.model, sets, 0)  # a name the model has is an error before anything is written
+    assert multi.multitask_dir, "checked by _validate"
     out = Path(multi.multitask_dir)
     first = {s.spec.name: _steps(s, options.epochs, options.batch_size) for s in sets}
     second = {s.spec.name: _steps(s, multi.single_task_epochs, options.batch_size) if multi.then_single_task else 0

@@ -14,6 +14,7 @@ import numpy as np
 
 from ernie_cpt.commands.options import InspectOptions
 from ernie_cpt.data.annotate import annotate
+from ernie_cpt.data.column_stats import column_mean
 from ernie_cpt.data.corpus import corpus_words, read_corpus
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
 from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
@@ -55,7 +56,7 @@ def inspect_task(name: str, options: dict[type, Any]) -> str:
         f"{name} (task id {task.task_id}, {task.level}-level, {task.num_labels} classes)",
         f"{plural(len(documents), 'document')}, {words:,} words -> {len(rows):,} examples "
         f"({1000 * len(rows) / max(words, 1):.1f} per 1,000 words), "
-        f"mean length {np.mean(rows['length']):.1f} tokens",
+        f"mean length {column_mean(rows, 'length'):.1f} tokens",
         f"label distribution {scope}:",
         *_label_distribution(task, counts),
         *([f"skipped by pretrain: {no_signal}"] if no_signal else []),

@@ -129,6 +129,9 @@ class CompareOptions:
                         "report gives means with 95%% intervals over them and compares curricula paired by seed",
                         valid=Range(1, 1000))
     metric: str = option("accuracy", "Score of the accuracy matrix, forgetting and BWT", choices=tuple(SCORE_METRICS))
+    forward_transfer: bool = option(True, "Train each task alone from the same start (single-<task>-seed<k>), the "
+                                    "reference of forward transfer (FWT); --no-forward-transfer leaves those runs "
+                                    "out (a quarter of the pre-training of joint and sequential) and FWT unmeasured")
     probes: bool = option(False, "Also score the linear probes on the held-out documents when a downstream set is "
                           "given (without one they always run: they are then the transfer score)")
     downstream_train: str | None = option(None, "Labelled training file (.jsonl/.csv/.parquet) to fine-tune each "

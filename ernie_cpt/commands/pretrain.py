@@ -45,11 +45,12 @@ from ernie_cpt.options import absent_values, to_dict
 from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.batching import TaskStream, eval_batches
 from ernie_cpt.training.checkpoint import Checkpoint, atomic_write_text, read_checkpoint
+from ernie_cpt.training.device import pick_device
 from ernie_cpt.training.loading import SavedModel, is_saved_model, load_model
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directory, write_config
 from ernie_cpt.training.run_environment import check_corpus, check_split, environment, held_out_fingerprint
-from ernie_cpt.training.trainer import pick_device, train
+from ernie_cpt.training.trainer import build_trainer, train
 from ernie_cpt.weighting import build_weighting
 from ernie_cpt.weighting.options import WeightingOptions
 from pretasks import TASKS, PreTask, TaskUnavailable, get_task
@@ -263,8 +264,9 @@ def _pretrain(options: dict[type, Any], device: torch.device) -> Path:
     source = _init_source(model_options, run)
     if not (run.resume or run.resume_from_checkpoint):
         _check_given_tokenizer(options, task_classes, run.max_seq_length, source)
-    if preset_layers(model_options) is not None:  # else checked when the --init-from encoder is built
-        check_expert_layers(options[ArchitectureOptions], preset_layers(model_options))
+    layers = preset_layers(model_options)
+    if layers is not None:  # else checked when the --init-from encoder is built
+        check_expert_layers(options[ArchitectureOptions], layers)
     run_dir = Path(run.output_dir)
     config = {**_config(options, schedule),
               "environment": environment(device, training.amp, options[AnnotationOptions].spacy_model)}
@@ -315,8 +317,9 @@ def _pretrain(options: dict[type, Any], device: torch.device) -> Path:
                  plural(model.config.num_hidden_layers, "layer"), model.config.hidden_size, model.name, n_params / 1e6,
                  plural(sum(s.optimizer_steps(schedule_options.task_mixing) for s in schedule), "step"),
                  plural(len(schedule), "stage"))
-        train(model, streams, evals, schedule, training, schedule_options, weighting, evaluation, run_dir,
-              resume_from)
+        trainer = build_trainer(model, streams, schedule, run_dir, training=training, mixing=schedule_options,
+                                evaluation=evaluation, weighting=weighting, eval_batches=evals)
+        train(trainer, resume_from)
         if evals and distributed.is_main():
             metrics = continual_metrics(run_dir)
             log.info("Accuracy matrix, forgetting and BWT: %s (mean drop from best to final %s, BWT %s, average "

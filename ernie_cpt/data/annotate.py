@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,16 +29,19 @@ from typing import TYPE_CHECKING, Any
 import datasets
 import numpy as np
 
-from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, paragraph_bounds
+from ernie_cpt.data.annotation_record import RECORD, find_recorded, write_record
+from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, corpus_words, paragraph_bounds
 from ernie_cpt.data.options import PARALLEL_MIN_CHARS, AnnotationOptions
 from ernie_cpt.data.read_only import load_read_only
 from ernie_cpt.data.spacy_pipeline import (
     load_pipeline,
+    noun_chunks,
     pipeline_version,
     resolve_pipeline_name,
     spacy_version,
     warn_if_not_english,
 )
+from ernie_cpt.errors import UserError
 from ernie_cpt.files import check_cache_writable
 from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
@@ -47,7 +53,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_SCHEMA = 1
+ANNOTATION_SCHEMA = 2  # 2: offsets as int32 (half the bytes of int64); the --annotator in the key
+WRITER_BATCH_DOCUMENTS = 64  # annotated documents held in memory before they are written
+CUT_BATCH_DOCUMENTS = 64  # documents cut into paragraph pieces at a time
 SPAN_COLUMNS = ["paragraph", "sentence", "entity", "noun_chunk"]
 # What spaCy finds in a paragraph piece (paragraph spans come from the text itself).
 PARSED_COLUMNS = [*(f"{kind}_{edge}" for kind in SPAN_COLUMNS[1:] for edge in ("starts", "ends")), "entity_labels"]
@@ -56,7 +64,7 @@ FEATURES = datasets.Features(
         "doc_id": datasets.Value("string"),
         "title": datasets.Value("string"),
         "text": datasets.Value("string"),
-        **{f"{kind}_{edge}": datasets.Sequence(datasets.Value("int64"))
+        **{f"{kind}_{edge}": datasets.Sequence(datasets.Value("int32"))
            for kind in SPAN_COLUMNS for edge in ("starts", "ends")},
         "entity_labels": datasets.Sequence(datasets.Value("string")),
     }
@@ -89,23 +97,21 @@ def chunk_spans(text: str, start: int, end: int, max_chars: int) -> list[tuple[i
     return pieces
 
 
-def span_count(documents: datasets.Dataset, kind: str) -> int:
-    """How many spans of ``kind`` ("sentence", ...) the annotated documents hold, counted in Arrow."""
-    import pyarrow.compute as pc
-
-    return sum(pc.sum(pc.list_value_length(batch.column(f"{kind}_starts"))).as_py() or 0
-               for batch in documents.select_columns([f"{kind}_starts"]).with_format("arrow").iter(batch_size=10_000))
-
-
-def annotation_fingerprint(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions) -> str:
-    key = {
+def annotation_key(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions) -> dict[str, Any]:
+    """What the annotations of ``corpus`` depend on: its content, the pipeline and spaCy, the settings."""
+    return {
         "schema": ANNOTATION_SCHEMA,
         "corpus": corpus_fingerprint(corpus),
         "pipeline": os.path.basename(os.path.normpath(pipeline)),
         "pipeline_version": pipeline_version(pipeline),
         "spacy": spacy_version(),
         "max_chunk_chars": options.max_chunk_chars,
+        "annotator": options.annotator,
     }
+
+
+def annotation_fingerprint(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions) -> str:
+    key = annotation_key(corpus, pipeline, options)
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -132,28 +138,31 @@ def _pieces(batch: dict[str, list], indices: list[int], max_chunk_chars: int) ->
 
 
 @functools.cache
-def _cached_pipeline(name: str) -> Language:
+def _cached_pipeline(name: str, annotator: str) -> Language:
     """One pipeline per process (``datasets.map`` workers call the parser many times)."""
-    return load_pipeline(name)
+    return load_pipeline(name, annotator)
 
 
-def _parse(batch: dict[str, list], pipeline: str, spacy_batch_size: int) -> dict[str, list]:
+def _parse(batch: dict[str, list], pipeline: str, annotator: str, spacy_batch_size: int) -> dict[str, list]:
     """``datasets.map`` function: the sentence, entity and noun chunk spans of each piece, as
-    offsets into its document (surrounding whitespace trimmed; blank spans dropped)."""
+    offsets into its document (surrounding whitespace trimmed; blank spans dropped). The Docs live
+    in a spaCy memory zone, so the strings of new words are freed with them: a worker's vocabulary
+    does not grow with the corpus."""
     columns: dict[str, list] = {column: [] for column in PARSED_COLUMNS}
-    docs = _cached_pipeline(pipeline).pipe(batch["piece"], batch_size=spacy_batch_size)
-    for doc, offset in zip(docs, batch["offset"]):
-        for kind, spans in (("sentence", doc.sents), ("entity", doc.ents), ("noun_chunk", doc.noun_chunks)):
-            starts, ends = [], []
-            for span in spans:
-                text_span = span.text.strip()
-                if text_span:
-                    left = offset + span.start_char + span.text.find(text_span)
-                    starts.append(left)
-                    ends.append(left + len(text_span))
-            columns[f"{kind}_starts"].append(starts)
-            columns[f"{kind}_ends"].append(ends)
-        columns["entity_labels"].append([e.label_ for e in doc.ents if e.text.strip()])
+    nlp = _cached_pipeline(pipeline, annotator)
+    with nlp.memory_zone():
+        for doc, offset in zip(nlp.pipe(batch["piece"], batch_size=spacy_batch_size), batch["offset"]):
+            for kind, spans in (("sentence", doc.sents), ("entity", doc.ents), ("noun_chunk", noun_chunks(doc))):
+                starts, ends = [], []
+                for span in spans:
+                    text_span = span.text.strip()
+                    if text_span:
+                        left = offset + span.start_char + span.text.find(text_span)
+                        starts.append(left)
+                        ends.append(left + len(text_span))
+                columns[f"{kind}_starts"].append(starts)
+                columns[f"{kind}_ends"].append(ends)
+            columns["entity_labels"].append([e.label_ for e in doc.ents if e.text.strip()])
     return columns
 
 
@@ -172,7 +181,8 @@ def _annotation_records(corpus: datasets.Dataset, parsed: datasets.Dataset) -> I
 
 def cut_pieces(corpus: datasets.Dataset, options: AnnotationOptions, build_dir: Path) -> datasets.Dataset:
     """Every paragraph piece of the corpus (columns doc_index, offset, piece), in corpus order (on disk)."""
-    return corpus.map(_pieces, batched=True, with_indices=True, remove_columns=corpus.column_names,
+    return corpus.map(_pieces, batched=True, batch_size=CUT_BATCH_DOCUMENTS, with_indices=True,
+                      remove_columns=corpus.column_names,
                       fn_kwargs={"max_chunk_chars": options.max_chunk_chars},
                       cache_file_name=str(build_dir / "pieces.arrow"), new_fingerprint="pieces",
                       desc="Cutting paragraphs")
@@ -183,22 +193,43 @@ def parse_pieces(pieces: datasets.Dataset, pipeline: str, options: AnnotationOpt
     """``pieces`` parsed by spaCy in ``n_process`` processes, in their order (on disk): columns doc_index,
     offset and the span columns (:data:`PARSED_COLUMNS`)."""
     n_process = max(1, min(n_process, len(pieces)))
-    _cached_pipeline(pipeline)  # loaded once here: forked workers inherit it
+    _cached_pipeline(pipeline, options.annotator)  # loaded once here: forked workers inherit it
     # map gives each process a contiguous shard; dealing the pieces round-robin balances the text
     # per process (contiguous halves of the Austen novels differ by 12%), and the order is restored.
-    dealt = [i for first in range(n_process) for i in range(first, len(pieces), n_process)]
+    dealt = dealt_order(len(pieces), n_process)
     parsed = pieces.select(dealt).map(
         _parse, batched=True, batch_size=4 * options.spacy_batch_size, remove_columns=["piece"],
         num_proc=n_process if n_process > 1 else None, features=PARSED_FEATURES,
-        fn_kwargs={"pipeline": pipeline, "spacy_batch_size": options.spacy_batch_size},
+        fn_kwargs={"pipeline": pipeline, "annotator": options.annotator, "spacy_batch_size": options.spacy_batch_size},
         cache_file_name=str(build_dir / "parsed.arrow"), new_fingerprint="parsed", desc="Annotating with spaCy")
     return parsed.select(np.argsort(dealt))
 
 
+def dealt_order(n: int, shares: int) -> np.ndarray:
+    """Items 0..n-1 dealt round-robin to ``shares`` takers, taker by taker: 0, s, 2s, ..., 1, s+1, ...
+    (``numpy.argsort`` of it puts them back)."""
+    return np.concatenate([np.arange(first, n, shares) for first in range(shares)]) if n else np.zeros(0, np.int64)
+
+
 def annotation_target(corpus: datasets.Dataset, options: AnnotationOptions) -> tuple[str, str, Path]:
-    """The spaCy pipeline to use, the annotations' fingerprint and their cache folder. Raises UserError
-    when the pipeline is not installed."""
-    pipeline = resolve_pipeline_name(options.spacy_model)
+    """The spaCy pipeline to use, the annotations' fingerprint and their cache folder. Where spaCy or
+    the pipeline is not installed, those of annotations of this corpus cached with their record
+    (:mod:`ernie_cpt.data.annotation_record`); without any, raises UserError."""
+    try:
+        pipeline = resolve_pipeline_name(options.spacy_model)
+        spacy_version()  # a pipeline package without spaCy itself is not installed either
+    except (UserError, importlib.metadata.PackageNotFoundError) as e:
+        wanted = {"schema": ANNOTATION_SCHEMA, "corpus": corpus_fingerprint(corpus),
+                  "max_chunk_chars": options.max_chunk_chars, "annotator": options.annotator,
+                  **({"pipeline": os.path.basename(os.path.normpath(options.spacy_model))}
+                     if options.spacy_model else {})}
+        found = find_recorded(Path(options.cache_dir) / "annotations", wanted)
+        if found is None:
+            problem = str(e) if isinstance(e, UserError) else "spaCy is not installed; run: pip install spacy"
+            raise UserError(f"{problem}; or pass --cache-dir with annotations of this corpus made where spaCy is "
+                            f"installed") from e
+        target, record = found
+        return record["pipeline"], target.name, target
     fingerprint = annotation_fingerprint(corpus, pipeline, options)
     return pipeline, fingerprint, Path(options.cache_dir) / "annotations" / fingerprint
 
@@ -215,7 +246,7 @@ def save_annotations(corpus: datasets.Dataset, parsed: datasets.Dataset, target:
     written in ``build_dir`` and renamed to ``target`` (kept when another process wrote it first)."""
     annotated = datasets.Dataset.from_generator(
         _annotation_records, features=FEATURES, cache_dir=str(build_dir / "build"),
-        gen_kwargs={"corpus": corpus, "parsed": parsed})
+        gen_kwargs={"corpus": corpus, "parsed": parsed}, writer_batch_size=WRITER_BATCH_DOCUMENTS)
     annotated.save_to_disk(str(build_dir / "final"))
     del annotated
     try:
@@ -236,11 +267,14 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
     remove_stale(target.parent)  # what a killed prepare left
     if (target / "dataset_info.json").exists():
         log.info("Reusing cached annotations %s (corpus unchanged, pipeline %s)", target, pipeline)
+        _record(corpus, pipeline, options, target)
         return load_annotations(target, options)
     check_cache_writable(target.parent, "the annotations of this corpus")
     n_process = spacy_processes(options, corpus_chars(corpus))
-    log.info("Annotating %s with %s (%s); cache: %s", plural(len(corpus), "document"), pipeline,
-             plural(n_process, "process", "processes"), target)
+    log.info("Annotating %s with %s (%s, --annotator %s); cache: %s", plural(len(corpus), "document"), pipeline,
+             plural(n_process, "process", "processes"), options.annotator, target)
+    _cached_pipeline(pipeline, options.annotator)  # loaded before the clock starts
+    start = time.perf_counter()
     build_dir = None
     try:
         with writing(f"the annotations in {target.parent}", target.parent):
@@ -251,10 +285,30 @@ def annotate(corpus: datasets.Dataset, options: AnnotationOptions) -> datasets.D
     finally:
         if build_dir is not None:
             shutil.rmtree(build_dir, ignore_errors=True)
+    log_throughput(corpus, time.perf_counter() - start, n_process)
+    _record(corpus, pipeline, options, target)
     return load_annotations(target, options)
+
+
+def log_throughput(corpus: datasets.Dataset, seconds: float, n_process: int) -> None:
+    """Log the words/s of an annotation by ``n_process`` spaCy processes in all, for sizing a larger job."""
+    words = corpus_words(corpus)
+    log.info("Annotated %s words in %.1f s: %s words/s with %s", f"{words:,}", seconds,
+             f"{words / max(seconds, 1e-9):,.0f}", plural(n_process, "spaCy process", "spaCy processes"))
 
 
 def load_annotations(target: Path, options: AnnotationOptions) -> datasets.Dataset:
     """The finished cache entry ``target``, read-only: what is derived from it goes to
     ``<cache-dir>/examples/<fingerprint>`` (:mod:`ernie_cpt.data.read_only`)."""
     return load_read_only(target, Path(options.cache_dir) / "examples" / target.name)
+
+
+def _record(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions, target: Path) -> None:
+    """The entry's record, for machines without spaCy: written once, where spaCy is installed; an
+    entry in a cache this process may not write to (read-only, shared) keeps none."""
+    if (target / RECORD).exists() or importlib.util.find_spec("spacy") is None:
+        return
+    try:
+        write_record(target, annotation_key(corpus, pipeline, options))
+    except OSError as e:
+        log.debug("No record written beside %s (%s)", target, e)

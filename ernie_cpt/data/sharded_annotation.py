@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import datasets
@@ -30,7 +31,9 @@ from ernie_cpt.data.annotate import (
     annotate,
     annotation_target,
     cut_pieces,
+    dealt_order,
     load_annotations,
+    log_throughput,
     parse_pieces,
     save_annotations,
     spacy_processes,
@@ -110,7 +113,7 @@ def combine_shards(corpus: datasets.Dataset, options: AnnotationOptions, size: i
                             f"ERNIE_CPT_CACHE on a shared file system)")
         shards = [datasets.load_from_disk(str(folder)) for folder in folders if not (folder / EMPTY).exists()]
         total = sum(len(shard) for shard in shards)
-        dealt = [i for rank in range(size) for i in range(rank, total, size)]
+        dealt = dealt_order(total, size)
         parsed = datasets.concatenate_datasets(shards).select(np.argsort(dealt))
         with writing(f"the annotations in {target.parent}", target.parent):
             build_dir = staging_dir(target.parent, fingerprint)
@@ -151,7 +154,11 @@ def annotate_on_all_ranks(corpus: datasets.Dataset, options: AnnotationOptions) 
     if distributed.main_result(cached):  # one decision for all ranks
         log.info("Reusing cached annotations %s", target)
     else:
+        start = time.perf_counter()
         distributed.every_rank(lambda: annotate_shard(corpus, options, distributed.rank(), size,
                                                       distributed.local_world_size()))
         distributed.main_result(lambda: combine_shards(corpus, options, size))
+        if distributed.is_main():
+            log_throughput(corpus, time.perf_counter() - start, spacy_processes(options, corpus_chars(corpus) // size,
+                                                                               distributed.local_world_size()) * size)
     return load_annotations(target, options)

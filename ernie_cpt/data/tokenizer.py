@@ -22,7 +22,7 @@ from pathlib import Path
 import datasets
 from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
-from ernie_cpt.data.corpus import corpus_fingerprint, corpus_words
+from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, corpus_words
 from ernie_cpt.errors import UserError
 from ernie_cpt.files import apply_umask, check_cache_writable
 from ernie_cpt.full_disk import writing
@@ -37,12 +37,26 @@ ASCII_ALPHABET = sorted({c.lower() for c in string.printable if not c.isspace()}
 # "00 01 ... 0z": every letter and digit after the first character of a word, so "##c" is in the vocabulary.
 CONTINUATIONS = " ".join(f"0{c}" for c in ASCII_ALPHABET if c.isalnum())
 TOKENIZER_VERSION = 2  # part of the cache key: 2 = printable ASCII covered
+# The trainer's memory grows with the distinct words it reads (126 MiB for 16 MB of mixed English text,
+# 18 MiB for 1 MB), so it reads at most this many characters, spread over the corpus. Trained on 4.1M
+# of 13.5M characters, a 30,522-piece vocabulary cuts held-out text into 0.6% more pieces (1.559
+# against 1.549 tokens per word); on 1.8M, 2.9% more.
+TRAINING_CHARS = 4_000_000
 
 
-def _texts(documents: datasets.Dataset, batch_size: int = 256) -> Iterator[list[str]]:
-    for batch in documents.select_columns(["text"]).iter(batch_size=batch_size):
-        yield batch["text"]
-    yield [CONTINUATIONS]
+def _texts(documents: datasets.Dataset, budget: int = TRAINING_CHARS, batch_size: int = 64) -> Iterator[str]:
+    """The text the trainer reads: every document up to ``budget`` characters in all; beyond it every
+    k-th document (k = characters / budget, rounded up), cut where the budget ends. Then the line of
+    continuation pieces. One text at a time: `tokenizers` buffers 256 items of the iterator."""
+    step = max(1, -(-corpus_chars(documents) // budget))
+    left = budget
+    for batch in documents.select_columns(["text"]).iter(batch_size=batch_size * step):
+        for text in batch["text"][::step]:
+            if left <= 0:
+                break
+            yield text[:left]
+            left -= len(text)
+    yield CONTINUATIONS
 
 
 def corpus_vocab_size(documents: datasets.Dataset) -> int:
@@ -54,8 +68,9 @@ def corpus_vocab_size(documents: datasets.Dataset) -> int:
 
 
 def train_tokenizer(documents: datasets.Dataset, vocab_size: int) -> PreTrainedTokenizerBase:
-    """An uncased BERT WordPiece tokenizer (lower-casing, accent stripping) trained on ``documents``,
-    covering printable ASCII (see the module docstring)."""
+    """An uncased BERT WordPiece tokenizer (lower-casing, accent stripping) trained on ``documents`` (on
+    ``TRAINING_CHARS`` of their text at most, spread over them), covering printable ASCII (see the
+    module docstring)."""
     log.info("Training a WordPiece tokenizer (vocabulary %d) on %s", vocab_size, plural(len(documents), "document"))
     return BertTokenizer(do_lower_case=True).train_new_from_iterator(
         _texts(documents), vocab_size=vocab_size, length=len(documents) + 1, show_progress=library_progress_shown(),

@@ -58,11 +58,11 @@ def environment(device: torch.device, amp: bool, spacy_model: str | None = None,
     spaCy library and pipeline (``spacy_model``, or the default) only for a run that ``annotates``."""
     versions = {name: importlib.metadata.version(name) for name in LIBRARIES}
     if annotates:
-        versions["spacy"] = spacy_version()
         try:
+            versions["spacy"] = spacy_version()
             pipeline = resolve_pipeline_name(spacy_model)
-        except UserError:  # not installed: the annotation says so, after the checks of the run directory
-            pass
+        except (UserError, importlib.metadata.PackageNotFoundError):
+            pass  # not installed: the annotation says so, or finds annotations made where it is (their record)
         else:
             versions[os.path.basename(os.path.normpath(pipeline))] = pipeline_version(pipeline)
     return {"world_size": distributed.world_size(), "processes_per_machine": distributed.local_world_size(),

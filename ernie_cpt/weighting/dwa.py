@@ -36,7 +36,7 @@ class DynamicWeightAverage(LossWeighting):
 
     def weigh(self, losses: dict[str, torch.Tensor], shared: nn.Parameter,
               kpis: dict[str, float]) -> dict[str, torch.Tensor | float]:
-        rates = torch.tensor([self._rate(task) for task in losses], dtype=torch.float64)
+        rates = torch.tensor([self._rate(task) for task in losses], dtype=torch.float64, device="cpu")  # floats
         weights = len(losses) * torch.softmax(rates / self.options.dwa_temperature, dim=0)
         for task, loss in losses.items():
             self._record(task, loss.item())

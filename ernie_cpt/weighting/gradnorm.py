@@ -62,7 +62,8 @@ class GradNorm(LossWeighting):
         weights = torch.stack(params)
         gradients = [mean_over_ranks(torch.autograd.grad(losses[task], shared, retain_graph=True)[0]) for task in tasks]
         grad_norms = torch.stack([gradient.norm() for gradient in gradients]).to(weights)
-        ratios = torch.tensor([losses[task].item() / self.initial_losses[task] for task in tasks]).to(weights)
+        ratios = torch.tensor([losses[task].item() / self.initial_losses[task] for task in tasks],
+                              dtype=weights.dtype, device=weights.device)
         norms = weights * grad_norms  # G_i
         targets = (norms.mean() * (ratios / ratios.mean()) ** self.options.gradnorm_alpha).detach()
         balance_loss = (norms - targets).abs().sum()

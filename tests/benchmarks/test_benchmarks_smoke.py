@@ -69,7 +69,7 @@ def test_main_prints_the_table_and_writes_the_same_rows_as_json(monkeypatch, tmp
     rows = [Row("1a. throughput", 3000.0, 1000.0, "tokens/s", 2.0, note="tiny"),
             Row("6b. memory", 800.0, 1000.0, "MiB", higher_is_better=False)]
     monkeypatch.setattr(run, "have_accelerate", lambda: True)
-    monkeypatch.setattr(run, "run", lambda settings: (rows, ""))
+    monkeypatch.setattr(run, "run", lambda settings, *rest: (rows, ""))
     assert run.main(["--quick", "--json", str(tmp_path / "out.json")]) == 0
     out = capsys.readouterr().out
     assert "| 1a. throughput | 3,000 tokens/s | 1,000 tokens/s | 3.00x | ≥ 2x | yes |" in out
@@ -114,7 +114,7 @@ def test_cuda_without_a_gpu_is_a_one_line_error(monkeypatch, capsys):
 
     monkeypatch.setattr(run, "have_accelerate", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(run, "run", lambda settings: pytest.fail("the suite ran without a GPU"))
+    monkeypatch.setattr(run, "run", lambda settings, *rest: pytest.fail("the suite ran without a GPU"))
     assert run.main(["--device", "cuda", "--quick"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m benchmarks.run: error: --device cuda: CUDA is not available here")
@@ -131,7 +131,7 @@ def test_cuda_runs_the_base_model_at_batch_64_with_the_same_dropout_on_both_side
     monkeypatch.setattr(run, "have_accelerate", lambda: True)
     monkeypatch.setattr(run, "check_device", lambda device: None)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Test GPU")
-    monkeypatch.setattr(run, "run", lambda settings: seen.append(settings) or ([], ""))
+    monkeypatch.setattr(run, "run", lambda settings, *rest: seen.append(settings) or ([], ""))
     assert run.main(["--device", "cuda:1"]) == 0
     assert "GPU Test GPU" in capsys.readouterr().out
     settings = seen[0]
@@ -140,6 +140,29 @@ def test_cuda_runs_the_base_model_at_batch_64_with_the_same_dropout_on_both_side
     assert Settings.for_device(False, "cpu") == Settings(quick=False)
     config = encoder_config(Settings(quick=True, dropout=0.0, attention_dropout=0.05).model_options(), 100, 128, 8)
     assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.0, 0.05)
+
+
+def test_the_training_rows_run_on_the_cpu_at_other_sizes_from_a_given_cache(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(run, "have_accelerate", lambda: True)
+    monkeypatch.setattr(run, "run", lambda settings, *rest: seen.append((settings, *rest)) or ([], ""))
+    argv = ["--quick", "--training-rows", "--model-size", "tiny", "--batch-size", "8", "--cache-dir", "C"]
+    assert run.main([*argv, "--json", str(tmp_path / "out.json")]) == 0
+    settings, training_only, cache = seen[0]
+    assert (settings.device, settings.model_size, settings.batch_size, training_only, cache) == (
+        "cpu", "tiny", 8, True, "C")
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert saved["command"] == "python -m benchmarks.run --quick --training-rows --model-size tiny --batch-size 8"
+    assert (saved["model_size"], saved["batch"]) == ("tiny", "8 x 128")
+
+
+def test_a_cache_for_the_whole_suite_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setattr(run, "have_accelerate", lambda: True)
+    monkeypatch.setattr(run, "run", lambda settings, *rest: pytest.fail("the suite ran with a warm cache"))
+    assert run.main(["--quick", "--cache-dir", "C"]) == 2
+    assert capsys.readouterr().err == ("python -m benchmarks.run: error: --cache-dir applies to the training rows only "
+                                       "(the annotation rows measure cache misses); add --training-rows or --device "
+                                       "cuda\n")
 
 
 def test_bert_base_flops_of_a_full_batch_follow_the_formula():
@@ -162,3 +185,78 @@ def test_dropout_row_trains_with_dropout_0_against_the_default(monkeypatch):
     workload = Workload("w", "", None, None, None, Settings(quick=True))
     row = dropout.measure(workload)
     assert row.measure.startswith("11. ") and (row.ours, row.baseline) == (3.0, 2.0)
+
+
+def test_anonymous_memory_is_summed_over_the_process_tree():
+    from benchmarks.anon_memory import peak_anonymous
+
+    # The parent holds 100 MiB, its forked child 200 MiB more (written, so not shared), for 1.5 s each.
+    program = ("import os, time; parent = bytearray(100 * 2**20)\n"
+               "if os.fork() == 0:\n    child = bytearray(200 * 2**20); time.sleep(1.5); os._exit(0)\n"
+               "time.sleep(1.5); os.wait()")
+    peak = peak_anonymous([sys.executable, "-c", program])
+    assert peak.peak_mib > 280 and 95 < peak.main_peak_mib < 150 and peak.processes == 2
+
+
+def test_prepare_words_per_second_is_read_from_its_log():
+    from benchmarks.scale import words_per_second
+
+    log = "ernie-cpt: Annotating 3 documents ...\nernie-cpt: Annotated 12,000 words in 4.0 s: 3,000 words/s with 1\n"
+    assert words_per_second(log) == 3000.0
+    with pytest.raises(RuntimeError, match="no annotation throughput"):
+        words_per_second("ernie-cpt: Reusing cached annotations")
+
+
+def test_scale_corpora_are_distinct_documents_and_a_smaller_one_is_part_of_a_larger_one():
+    from benchmarks import scale_corpus
+
+    small, small_stats = scale_corpus.build(0.1)
+    large, large_stats = scale_corpus.build(0.4)
+    for documents, stats, megabytes in ((small, small_stats, 0.1), (large, large_stats, 0.4)):
+        assert len({text for _, _, text in documents}) == len({doc_id for doc_id, _, _ in documents}) == len(documents)
+        assert stats["distinct"] and megabytes * 1e6 <= stats["bytes"] < megabytes * 1e6 + 60_000
+    by_source = {doc_id.split(":")[0].split("/")[0] for doc_id, _, _ in small}
+    assert {"pydoc", "stdlib"} <= by_source  # Python's own text is on every machine
+    assert {doc_id for doc_id, _, _ in small} <= {doc_id for doc_id, _, _ in large}
+
+
+def test_scale_rows_compare_16_times_the_corpus_with_it(monkeypatch):
+    from benchmarks import scale
+    from benchmarks.common import Settings
+
+    stats = {"distinct": True, "bytes": 10**6, "words": 150_000, "documents": 300}
+    monkeypatch.setattr(scale, "corpus", lambda megabytes: (Path(f"{megabytes}.jsonl"), stats))
+    monkeypatch.setattr(scale, "peak_memory", lambda command, env: (1300.0 if "4.0.jsonl" in command else 1000.0, 1))
+    monkeypatch.setattr(scale, "prepare", lambda path, cache: (1100.0, 9000.0) if "16.0" in str(path) else (1000.0,
+                                                                                                            10000.0))
+    monkeypatch.setattr(scale, "pretrain", lambda path, cache, run: 800.0 if "16.0" in str(path) else 700.0)
+    rows = {row.measure.split(" ")[0]: row for row in scale.measure(Settings(quick=False))}
+    assert (rows["6a."].ratio, rows["6a."].met) == (1.3, True)
+    assert (rows["6c."].ratio, rows["6c."].met) == (1.1, True)
+    assert (rows["4c."].ratio, rows["4c."].met) == (0.9, True)
+    assert rows["6d."].ratio == 800 / 700 and rows["6d."].met
+
+
+def test_annotator_row_is_words_per_second_of_the_fastest_run_of_each_side(monkeypatch):
+    from benchmarks import annotators
+    from benchmarks.common import Settings
+
+    rates = iter([1500.0, 1000.0, 1600.0, 900.0])  # fast, full, fast, full
+    calls = []
+    monkeypatch.setattr(annotators, "annotation_rate", lambda corpus, annotator: calls.append(annotator) or next(rates))
+    row = annotators.measure("sample", Path("corpus"), Settings(quick=False))
+    assert calls == ["fast", "full", "fast", "full"]
+    assert (row.ours, row.baseline, row.ratio, row.target) == (1600.0, 1000.0, 1.6, 1.5)
+
+
+@pytest.mark.slow
+def test_scale_rows_run_on_tiny_corpora(tmp_path, monkeypatch):
+    """Rows 6a, 6c, 4c and 6d for real, on corpora of 4 KB to 64 KB."""
+    from benchmarks import scale
+    from benchmarks.common import Settings
+
+    monkeypatch.setattr(scale, "CORPUS_CACHE", tmp_path)
+    rows = scale.measure(Settings(quick=True), base=0.004)
+    assert [row.measure.split(" ")[0] for row in rows] == ["6a.", "6c.", "4c.", "6d."]
+    assert all(row.ours > 0 and row.baseline > 0 for row in rows)
+    assert 100 < rows[1].baseline < 4000 and 100 < rows[3].baseline < 4000  # MiB: a Python process with torch

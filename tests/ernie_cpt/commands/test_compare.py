@@ -151,6 +151,20 @@ def test_every_curriculum_and_seed_runs_once_into_its_own_folder(fake_training, 
     assert (config["schedule"], config["seed"], config["steps_per_task"]) == ("joint", 8, 4)
 
 
+def test_no_forward_transfer_leaves_out_the_single_task_references(fake_training, tmp_path, monkeypatch):
+    import ernie_cpt.evaluation.report as report_module
+
+    reported = {}
+    monkeypatch.setattr(report_module, "write_report", lambda results, setup, folder, axis: reported.update(
+        setup=setup, results=results) or Path(folder) / "report.md")
+    assert main(compare_args(tmp_path, "--no-forward-transfer")) == 0
+
+    assert [name for name, *_ in fake_training] == ["continual-seed7", "joint-seed7", "mlm-seed7"]
+    assert not (tmp_path / "references").exists()
+    assert reported["setup"]["forward transfer"] == "not measured (--no-forward-transfer)"
+    assert [r["variant"] for r in reported["results"]] == ["continual", "joint", "mlm", "none"]
+
+
 def test_a_second_compare_skips_finished_runs_resumes_checkpointed_ones_and_restarts_the_rest(
         fake_training, tmp_path):
     assert main(compare_args(tmp_path, "--seeds", "2")) == 0

@@ -5,6 +5,7 @@ each into the shared cache."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -125,6 +126,38 @@ def test_two_gloo_processes_under_torchrun_equal_one_process(sample_dir, tmp_pat
     assert result.returncode == 0, log
     assert "rank 0 of 2: 3 documents" in log and "rank 1 of 2: 3 documents" in log
     assert "Rank 0 of 2: annotating" in log and "Rank 1 of 2: annotating" in log  # each parsed its shard
+    corpus = _corpus(sample_dir)
+    target = annotation_target(corpus, AnnotationOptions(cache_dir=str(cache)))[2]
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]  # no shards or staging left
+    _same(datasets.load_from_disk(str(target)), one_process)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_prepare_on_two_torchrun_nodes_shares_the_parsing_into_one_cache(sample_dir, tmp_path, one_process):
+    """Two torchrun agents (two "machines", --nnodes 2, c10d rendezvous) run ``ernie-cpt prepare``: each
+    rank parses its shard into the shared cache and the entry is the 1-process annotation."""
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{_free_port()}", "--rdzv-id", "prepare-test",
+               "-m", "ernie_cpt", "prepare", "--corpus", *_files(sample_dir), "--cache-dir", str(cache),
+               "--num-proc", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    nodes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    logs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], logs
+    log = "".join(logs)
+    mine, total = map(int, re.search(r"Rank 0 of 2: annotating (\d+) paragraph pieces of (\d+)", log).groups())
+    assert mine == (total + 1) // 2  # rank 0 parsed its half; only rank 0 logs and reports
+    assert log.count("3 documents: ") == 1
     corpus = _corpus(sample_dir)
     target = annotation_target(corpus, AnnotationOptions(cache_dir=str(cache)))[2]
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]  # no shards or staging left

@@ -1,0 +1,1 @@
+"""Developer scripts (not installed with the package): run them from the repository root."""
