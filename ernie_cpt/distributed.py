@@ -10,7 +10,10 @@ Every rank annotates its shard of the corpus (:mod:`ernie_cpt.data.sharded_annot
 cache first (the other ranks wait, then read it), the run directory, logs and checkpoints. Every
 rank trains on its share of each global batch, and ``DistributedDataParallel`` averages the
 gradients. A UserError that rank 0 meets while the others wait is raised on every rank, so all
-exit with code 2 (only rank 0 prints it).
+exit with code 2 (only rank 0 prints it). The others raise it only after a grace of
+:data:`FOLLOWER_GRACE` seconds: torchrun stops every worker as soon as one exits, and a rank that
+exited first would have rank 0 stopped before it printed the message; the grace costs nothing, as
+torchrun stops the waiting ranks once rank 0 has exited.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -45,6 +49,9 @@ def active() -> bool:
 
 def rank() -> int:
     return dist.get_rank() if active() else 0
+
+
+FOLLOWER_GRACE = 30.0  # seconds a rank other than 0 waits before raising rank 0's UserError
 
 
 def world_size() -> int:
@@ -82,6 +89,7 @@ def main_result(compute: Callable[[], T]) -> T:
         return broadcast((result, None))[0]
     result, error = broadcast(None)
     if error is not None:
+        time.sleep(FOLLOWER_GRACE)  # rank 0 prints the message and exits first (see the module's docstring)
         raise UserError(error)
     return result
 
