@@ -83,15 +83,16 @@ def _continue_advice(advice: str | None, run: RunOptions) -> str | None:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from ernie_cpt import distributed
-    from ernie_cpt.commands.options import RunOptions, pretrain_option_classes
+    from ernie_cpt.commands.options import pretrain_option_classes
     from ernie_cpt.commands.pretrain import pretrain
+    from ernie_cpt.config import PretrainConfig
     from ernie_cpt.options import resolve_options
 
-    options = resolve_options(args, pretrain_option_classes())
+    config = PretrainConfig.from_groups(resolve_options(args, pretrain_option_classes()))  # each flag checked
     try:
-        run_dir = pretrain(options)
+        run_dir = pretrain(config)
     except Interrupted as e:
-        e.advice = _continue_advice(e.advice, options[RunOptions])
+        e.advice = _continue_advice(e.advice, config)
         raise
     if distributed.is_main():
         print(f"Run directory: {run_dir}  (export it with: ernie-cpt export {run_dir} OUT_DIR)")
@@ -103,7 +104,7 @@ def _inspect_task(args: argparse.Namespace) -> int:
     from ernie_cpt.commands.options import inspect_option_classes
     from ernie_cpt.options import resolve_options
 
-    print(inspect_task(args.task, resolve_options(args, inspect_option_classes())))
+    print(inspect_task(args.task, resolve_options(args, inspect_option_classes())).report())
     return 0
 
 
