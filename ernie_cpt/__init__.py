@@ -1,7 +1,20 @@
-"""ernie-cpt: ERNIE 2.0-style continual pre-training of language models.
+"""ernie-cpt: ERNIE 2.0-style continual pre-training of language models (Sun et al. 2020).
+
+Everything the ``ernie-cpt`` command line does is a call here (:mod:`ernie_cpt.api`)::
+
+    import ernie_cpt
+
+    config = ernie_cpt.PretrainConfig(corpus=["my_texts/"], output_dir="runs/py", model_size="tiny",
+                                      tasks=["knowledge_masking", "capitalization"], max_steps=50)
+    result = ernie_cpt.pretrain(config)   # ernie_cpt.ConfigError (a ValueError) for a wrong option
+    print(result.metrics)                 # held-out accuracy matrix, forgetting, backward transfer
+    ernie_cpt.export(result.run_dir, "runs/py-export")
 
 The public names load lazily (PEP 562), so ``import ernie_cpt`` (and the command line's ``--help``)
-loads neither torch, transformers, datasets nor spaCy; see :mod:`ernie_cpt.api` for an example.
+loads neither torch, transformers, datasets nor spaCy. Importing it sets up the process's CPU threads
+for a shared machine (:func:`ernie_cpt.threads.configure_process`: the OpenMP spin, pools sized to a
+cgroup quota), which works only before torch loads: import ernie_cpt first, or set ``OMP_WAIT_POLICY``
+or ``GOMP_SPINCOUNT`` yourself to keep OpenMP's defaults.
 """
 
 from __future__ import annotations
@@ -9,7 +22,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ernie_cpt import threads
+
 __version__ = "0.1.0"
+
+threads.configure_process()  # before torch loads (a no-op after): OpenMP threads that yield under contention
 
 # public name -> the module that defines it
 _PUBLIC = {
@@ -18,6 +35,8 @@ _PUBLIC = {
     "UserError": "ernie_cpt.errors",
     "PretrainResult": "ernie_cpt.api",
     "FinetuneResult": "ernie_cpt.api",
+    "CompareResult": "ernie_cpt.api",
+    "TaskInspection": "ernie_cpt.commands.inspect_task",
     "pretrain": "ernie_cpt.api",
     "export": "ernie_cpt.api",
     "finetune": "ernie_cpt.api",
@@ -33,14 +52,25 @@ _PUBLIC = {
 }
 
 __all__ = [
-    "ConfigError", "Corpus", "FinetuneResult", "PretrainConfig", "PretrainResult", "UserError", "__version__",
-    "build_corpus", "build_model", "build_tasks", "build_tokenizer", "build_trainer", "compare", "export",
-    "finetune", "inspect_task", "prepare", "pretrain",
+    "CompareResult", "ConfigError", "Corpus", "FinetuneResult", "PretrainConfig", "PretrainResult", "TaskInspection",
+    "UserError", "__version__", "build_corpus", "build_model", "build_tasks", "build_tokenizer", "build_trainer",
+    "compare", "export", "finetune", "inspect_task", "prepare", "pretrain",
 ]
 
 if TYPE_CHECKING:
-    from ernie_cpt.api import FinetuneResult, PretrainResult, compare, export, finetune, inspect_task, prepare, pretrain
+    from ernie_cpt.api import (
+        CompareResult,
+        FinetuneResult,
+        PretrainResult,
+        compare,
+        export,
+        finetune,
+        inspect_task,
+        prepare,
+        pretrain,
+    )
     from ernie_cpt.builders import Corpus, build_corpus, build_model, build_tasks, build_tokenizer, build_trainer
+    from ernie_cpt.commands.inspect_task import TaskInspection
     from ernie_cpt.config import PretrainConfig
     from ernie_cpt.errors import ConfigError, UserError
 

@@ -9,10 +9,11 @@ torchrun::
     print(result.metrics)                       # accuracy matrix, forgetting and BWT on held-out documents
     ernie_cpt.export(result.run_dir, "runs/py-export")
 
-Each call takes a config dataclass or the options as keyword arguments (the command's flags with
-underscores), checked as the command line checks them (a wrong value raises
-:class:`~ernie_cpt.errors.ConfigError`, a ``ValueError``), and returns a result dataclass. Bad input
-raises :class:`~ernie_cpt.errors.UserError` with the message the command line prints.
+Each call takes the command's options as keyword arguments (its flags with underscores; ``pretrain`` also
+a :class:`~ernie_cpt.config.PretrainConfig`), checked as the command line checks them: a wrong value
+raises :class:`~ernie_cpt.errors.ConfigError` (a ``ValueError``) before anything is read or written. Bad
+input raises :class:`~ernie_cpt.errors.UserError` with the message the command line prints (it exits
+with 2 on it). Each call returns its result (a dataclass, or the folder it wrote).
 
 Process set-up (:func:`session`) happens around each call, so a call works from a fresh interpreter,
 a notebook or torchrun alike.
@@ -28,26 +29,35 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ernie_cpt import threads
+from ernie_cpt import interrupt, threads
 from ernie_cpt.config import PretrainConfig
 from ernie_cpt.errors import ConfigError
 
-LOGGERS = ("ernie_cpt", "pretasks", "schedules")  # the packages' loggers
+if TYPE_CHECKING:
+    import datasets
+
+    from ernie_cpt.commands.inspect_task import TaskInspection
+    from ernie_cpt.modeling.architectures import Architecture
+
+LOGGER = "ernie_cpt"
+CHILD_LOGGERS = ("pretasks", "schedules")  # the plugin packages beside it log under their own names
 QUIET = ("datasets", "transformers", "urllib3", "filelock", "fsspec", "httpx")
 
 
 def _configure_logging() -> None:
-    """INFO from the packages (WARNING on processes other than torchrun's rank 0) to stderr, unless the
-    caller has configured logging (the root logger or these loggers have handlers): a notebook's own set-up
-    is left alone. The libraries log warnings only and show no progress bars unless their environment
-    variables say otherwise."""
+    """The packages' loggers (``ernie_cpt``, ``pretasks``, ``schedules``) at INFO (WARNING on torchrun's
+    other ranks) unless the caller has set their level, with a handler to stderr unless logging is
+    configured already (the root logger or one of them has a handler): the root logger and a notebook's
+    own set-up are left alone. The libraries log warnings only, transformers errors only, and show no
+    progress bars, unless the caller has set their levels or environment variables."""
     from ernie_cpt.progress import show_library_progress
 
     rank = int(os.environ.get("RANK", "0"))
-    configured = logging.getLogger().handlers or any(logging.getLogger(name).handlers for name in LOGGERS)
-    for name in LOGGERS:
+    names = (LOGGER, *CHILD_LOGGERS)
+    configured = logging.getLogger().handlers or any(logging.getLogger(name).handlers for name in names)
+    for name in names:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
@@ -65,16 +75,26 @@ def _configure_logging() -> None:
 
 @contextlib.contextmanager
 def session() -> Iterator[None]:
-    """Process set-up around one call. Threads: before torch loads, OpenMP threads that yield under CPU
-    contention and pools sized to a cgroup quota (:func:`ernie_cpt.threads.configure_process`); once torch is
-    loaded that is too late and is skipped, and each run still sets torch's own thread count
-    (``num_threads``). Logging: see :func:`_configure_logging`. Distributed: under torchrun the call joins
-    the process group and leaves it at the end, unless the caller had joined one already."""
+    """Process set-up around one call (every function here enters it).
+
+    * Threads: before torch loads, OpenMP threads that yield under CPU contention and pools sized to a
+      cgroup quota (:func:`ernie_cpt.threads.configure_process`). Once torch is loaded (a notebook that
+      imported it first) that is too late and is skipped: the OpenMP spin is then the library default,
+      slower on a shared machine. Each run still sets torch's own thread count (``num_threads``).
+    * Logging: see :func:`_configure_logging`.
+    * Signals: in the main thread, SIGTERM (Slurm, Kubernetes, torchrun) stops the call as Ctrl-C does
+      (:func:`ernie_cpt.interrupt.handled`); a training run saves a checkpoint at the end of its step and
+      raises :class:`~ernie_cpt.interrupt.Interrupted` (a ``KeyboardInterrupt``). The caller's handlers
+      are restored after the call.
+    * Distributed: under torchrun a call that trains joins the process group and leaves it at the end,
+      unless the caller had joined one already (then it is used and left open).
+    """
     threads.configure_process()
     _configure_logging()
     joined = _process_group_active()
     try:
-        yield
+        with interrupt.handled():
+            yield
     finally:
         if not joined and _process_group_active():
             from ernie_cpt import distributed
@@ -90,28 +110,26 @@ def _process_group_active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def _config(config: Any, kwargs: dict[str, Any], cls: type) -> Any:
-    if config is not None and kwargs:
-        raise ConfigError(f"give a {cls.__name__} or keyword arguments, not both")
-    if config is None:
-        return cls(**kwargs)
-    if not isinstance(config, cls):
-        raise ConfigError(f"config must be a {cls.__name__}, got {type(config).__name__}")
-    return config
-
-
 @dataclass
 class PretrainResult:
-    """A finished pre-training run: its directory and the held-out scores of ``metrics.json`` (the accuracy
-    matrix, forgetting and backward transfer; empty without held-out documents, and on torchrun's other
-    processes)."""
+    """A finished pre-training run.
+
+    Attributes:
+        run_dir: the run directory (``config.output_dir``): checkpoints, logs, tokenizer, ``metrics.json``.
+        metrics: ``metrics.json`` as a dict: the accuracy matrix on held-out documents (``accuracy_matrix``,
+            one row per stage end, one column per task; accuracy in [0, 1]), ``forgetting``, ``drop_from_best``,
+            ``backward_transfer`` (Lopez-Paz & Ranzato 2017, GEM), ``average_final`` and the ``curves``. Empty
+            when the corpus held no documents out, and on torchrun's other processes.
+    """
 
     run_dir: Path
     metrics: dict[str, Any]
 
-    def model(self, checkpoint: str | None = None, stage: int | None = None) -> Any:
-        """The trained model (an ``Architecture``: encoder, task heads, ``forward(task, **batch)``) of the latest
-        checkpoint, or of ``checkpoint`` (step-N) or the end of ``stage``; loaded on the CPU."""
+    def model(self, checkpoint: str | None = None, stage: int | None = None) -> Architecture:
+        """The trained model of the latest checkpoint, or of ``checkpoint`` (``"step-N"``) or the end of
+        ``stage`` (1-based), on the CPU in eval mode: an ``Architecture`` (the encoder, a head per task,
+        ``forward(task, input_ids=..., attention_mask=..., token_type_ids=...)`` with ``(batch, seq_len)``
+        long tensors). Raises UserError when there is no such checkpoint."""
         from ernie_cpt.training.loading import load_model
 
         return load_model(self.run_dir, checkpoint, stage).model
@@ -124,14 +142,26 @@ class PretrainResult:
 
 
 def pretrain(config: PretrainConfig | None = None, **kwargs: Any) -> PretrainResult:
-    """Pre-train as ``config`` (or ``PretrainConfig(**kwargs)``) says, as ``ernie-cpt pretrain`` does: a new
-    run in ``config.output_dir``, or with ``resume=True`` the continuation of the run there. Raises ConfigError
-    for a wrong option, UserError for bad input (its message says what to do), ``KeyboardInterrupt`` on
-    Ctrl-C or SIGTERM after saving a checkpoint."""
-    from ernie_cpt.commands.pretrain import pretrain as run_pretrain
+    """Pre-train as ``config`` says, or as ``PretrainConfig.from_dict(kwargs)`` (flat names, a task's
+    options too: ``pretrain(output_dir="runs/x", mask_ratio=0.2)``), as ``ernie-cpt pretrain`` does: a new
+    run in ``config.output_dir``, or with ``resume=True`` the continuation of the run there (ERNIE 2.0,
+    Sun et al. 2020, continual multi-task pre-training).
 
-    config = _config(config, kwargs, PretrainConfig)
+    Raises:
+        ConfigError: a wrong option (before anything is read), or both ``config`` and keyword arguments.
+        UserError: bad input (a corpus that cannot be read, an ``output_dir`` holding another run, a full
+            disk, ...); its message says what to do, and nothing half-written is left.
+        Interrupted: Ctrl-C or SIGTERM, after a checkpoint is saved at the end of the step.
+    """
+    if config is not None and kwargs:
+        raise ConfigError("give pretrain a PretrainConfig or keyword arguments, not both")
+    if config is None:
+        config = PretrainConfig.from_dict(kwargs)
+    elif not isinstance(config, PretrainConfig):
+        raise ConfigError(f"config must be a PretrainConfig, got {type(config).__name__}")
     with session():
+        from ernie_cpt.commands.pretrain import pretrain as run_pretrain
+
         run_dir = Path(run_pretrain(config))
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
@@ -140,23 +170,36 @@ def pretrain(config: PretrainConfig | None = None, **kwargs: Any) -> PretrainRes
 
 def export(run_dir: str | Path, out_dir: str | Path, **kwargs: Any) -> Path:
     """Write the latest checkpoint of ``run_dir`` (or ``checkpoint="step-N"``, ``stage=K``) to the new folder
-    ``out_dir`` with ``save_pretrained``, its tokenizer and a model card (``license``, ``language``), as
-    ``ernie-cpt export`` does; returns ``out_dir``. Raises UserError for a folder that is not a run or an
-    ``out_dir`` that is not empty."""
-    from ernie_cpt.commands.export import export as run_export
+    ``out_dir`` with ``save_pretrained``, with its tokenizer and a model card (``license``, ``language``), as
+    ``ernie-cpt export`` does; returns ``out_dir``. A hard-sharing run gives an ``ErnieForMaskedLM``
+    (``pipeline("fill-mask", model=out_dir)``, ``AutoModel.from_pretrained(out_dir)``).
+
+    Raises:
+        ConfigError: a wrong option.
+        UserError: a folder that is not a run, a run without that checkpoint, an ``out_dir`` that is not empty
+            or that another command is writing, a full disk (nothing is left in ``out_dir``'s folder).
+    """
     from ernie_cpt.commands.options import ExportOptions
     from ernie_cpt.options import groups_from_values
 
     options = groups_from_values([ExportOptions], kwargs)[ExportOptions]
     with session():
+        from ernie_cpt.commands.export import export as run_export
+
         return Path(run_export(run_dir, out_dir, options))
 
 
 @dataclass
 class FinetuneResult:
-    """Fine-tuning results: for one labelled set, accuracy and macro-F1 on the test file per seed and their
-    mean ± std beside the majority class (``format_results`` prints them); for several (``task=[...]``), the
-    MT-DNN report of every set, multi-task beside single-task."""
+    """Fine-tuning results.
+
+    Attributes:
+        results: for one labelled set, accuracy and macro-F1 on the test file (in [0, 1]) per seed and their
+            mean ± sample std beside the majority class (``ernie_cpt.commands.finetune.format_results`` prints
+            them as ``ernie-cpt finetune`` does); for several (``task=[...]``), the MT-DNN report (Liu et al.
+            2019) of every set, multi-task beside single-task.
+        multitask: whether ``results`` is the multi-task report.
+    """
 
     results: dict[str, Any]
     multitask: bool = False
@@ -164,9 +207,14 @@ class FinetuneResult:
 
 def finetune(model_dir: str | Path, **kwargs: Any) -> FinetuneResult:
     """Fine-tune ``model_dir`` (an export or a run directory) as ``ernie-cpt finetune`` does: on
-    ``train=``/``test=`` files, or on several labelled sets ``task=["NAME:KIND:TRAIN:TEST", ...]`` with
-    ``multitask_dir=``. Options are the command's flags with underscores. Raises ConfigError for a wrong
-    option, UserError for bad input."""
+    ``train=``/``test=`` files (.jsonl, .csv or .parquet), or on several labelled sets
+    ``task=["NAME:KIND:TRAIN:TEST", ...]`` with ``multitask_dir=``. Options are the command's flags with
+    underscores (``seeds=[1, 2, 3]``, ``learning_rate=[1e-4]``, ``output_dir=``).
+
+    Raises:
+        ConfigError: a wrong option, or options of both modes.
+        UserError: bad input (a model folder or a labelled file that cannot be read, an output folder in use).
+    """
     from ernie_cpt.commands.options import (
         FinetuneOptions,
         MultiTaskFinetuneOptions,
@@ -189,42 +237,77 @@ def finetune(model_dir: str | Path, **kwargs: Any) -> FinetuneResult:
         return FinetuneResult(run_finetune(model_dir, single))
 
 
-def compare(**kwargs: Any) -> Path:
+@dataclass
+class CompareResult:
+    """A comparison of curricula or architectures.
+
+    Attributes:
+        report: ``report.md`` (with its plots beside it, under ``output_dir/report/``).
+        summary: ``summary.json``: the setup, each variant's estimates (mean and spread over seeds of
+            forgetting, backward and forward transfer and the downstream scores) and one row per run.
+    """
+
+    report: Path
+    summary: dict[str, Any]
+
+
+def compare(**kwargs: Any) -> CompareResult:
     """Pre-train several curricula (``schedules=[...]``) or architectures (``architectures=[...]``) on one corpus
-    with the same tasks, data and seeds, and write the report of forgetting and transfer, as ``ernie-cpt
-    compare`` does; returns the report's ``report.md``. Options are the command's flags with underscores
-    (``output_dir``, ``tasks`` and ``corpus`` at least). Raises ConfigError for a wrong option."""
-    from ernie_cpt.commands.compare import compare as run_compare
+    with the same tasks, data and seeds, and report forgetting and transfer, as ``ernie-cpt compare`` does.
+    Options are the command's flags with underscores (``output_dir``, ``tasks`` and ``corpus`` at least).
+    Started again, it keeps the finished runs.
+
+    Raises:
+        ConfigError: a wrong option.
+        UserError: bad input; Interrupted: Ctrl-C or SIGTERM (finished runs are kept).
+    """
     from ernie_cpt.commands.options import compare_option_classes
     from ernie_cpt.options import groups_from_values
 
     groups = groups_from_values(compare_option_classes(), kwargs)
     with session():
-        return Path(run_compare(groups))
+        from ernie_cpt.commands.compare import compare as run_compare
+
+        report = Path(run_compare(groups))
+    return CompareResult(report, json.loads((report.parent / "summary.json").read_text(encoding="utf-8")))
 
 
-def inspect_task(task: str, **kwargs: Any) -> Any:
+def inspect_task(task: str, **kwargs: Any) -> TaskInspection:
     """What the pre-task ``task`` makes of a corpus (``corpus=[...]``; the bundled sample when absent), as
     ``ernie-cpt inspect-task`` shows it: a :class:`~ernie_cpt.commands.inspect_task.TaskInspection` with the
-    statistics and ``examples``, a list of dicts (``input_ids``, ``labels``, ``description``, ...).
-    ``num_examples``, ``seed``, ``max_seq_length`` and the task's own options are keyword arguments."""
-    from ernie_cpt.commands.inspect_task import inspect_task as run_inspect
+    statistics (examples per 1,000 words, the label distribution) and ``examples``, a list of dicts
+    (``input_ids`` and ``labels`` as lists of ints, ``description``, ...; ``report()`` is the printed text).
+    ``num_examples``, ``seed``, ``max_seq_length`` and the task's own options are keyword arguments.
+
+    Raises:
+        ConfigError: a wrong option or an unknown task (the closest name suggested).
+        UserError: a corpus that cannot be read.
+    """
     from ernie_cpt.commands.options import inspect_option_classes
     from ernie_cpt.options import groups_from_values
 
     groups = groups_from_values(inspect_option_classes(), kwargs)
     with session():
+        from ernie_cpt.commands.inspect_task import inspect_task as run_inspect
+
         return run_inspect(task, groups)
 
 
-def prepare(**kwargs: Any) -> Any:
+def prepare(**kwargs: Any) -> datasets.Dataset:
     """Read and annotate a corpus with spaCy (``corpus=[...]``, ``cache_dir=``, ``annotator=``, ...), cached for
-    later runs, as ``ernie-cpt prepare`` does; returns the annotated documents (a ``datasets.Dataset``)."""
-    from ernie_cpt.data.annotate import annotate
-    from ernie_cpt.data.corpus import read_corpus
+    later runs, as ``ernie-cpt prepare`` does (under torchrun every process parses a share); returns the
+    annotated documents, a ``datasets.Dataset`` with one row per document (``text`` and the paragraph,
+    sentence, entity and noun-chunk spans as character offsets).
+
+    Raises:
+        ConfigError: a wrong option.
+        UserError: a corpus that cannot be read, a cache that cannot be written.
+    """
     from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
     from ernie_cpt.options import groups_from_values
 
     groups = groups_from_values([CorpusOptions, AnnotationOptions], kwargs)
     with session():
-        return annotate(read_corpus(groups[CorpusOptions]), groups[AnnotationOptions])
+        from ernie_cpt.commands.prepare import prepare as run_prepare
+
+        return run_prepare(groups)

@@ -35,7 +35,7 @@ from ernie_cpt.options import check_type, check_value, config_values, option_fie
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.weighting.options import WeightingOptions
 from pretasks import TASKS, get_task
-from schedules.options import ScheduleOptions
+from schedules import ScheduleOptions, build_schedule
 
 # The groups, last first: a dataclass orders inherited fields from the last base to the first.
 GROUPS = (RunOptions, CorpusOptions, AnnotationOptions, TokenizerOptions, ModelOptions, ArchitectureOptions,
@@ -93,13 +93,9 @@ class PretrainConfig(EvaluationOptions, WeightingOptions, ScheduleOptions, Train
 
     @classmethod
     def from_groups(cls, groups: Mapping[type, Any]) -> PretrainConfig:
-        """The config of option-group instances keyed by class (as ``resolve_options`` gives them)."""
-        values: dict[str, Any] = {}
-        for group in groups.values():
-            values.update({f.name: getattr(group, f.name) for f in dataclasses.fields(group)})
-        task_classes = {task.options_class: name for name, task in TASKS.items()}
-        options = {task_classes[type(group)]: group for group in groups.values() if type(group) in task_classes}
-        return cls(**{k: v for k, v in values.items() if k in _own_fields()}, task_options=options)
+        """The config of option-group instances keyed by class (as ``resolve_options`` gives them for the
+        command line): the same as :meth:`from_dict` of their fields, so flags and Python give equal configs."""
+        return cls.from_dict(to_dict(*groups.values()))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PretrainConfig:
@@ -171,16 +167,22 @@ def _task_options(task: str, value: Any) -> Any:
 
 
 def _cross_checks(groups: dict[type, Any]) -> None:
-    """The checks across option groups that need no data: every task fits --max-seq-length, and the
-    architecture's --expert-layers fit the encoder's layers (when the preset or --num-layers gives them)."""
+    """The checks across option groups that need no data: every task listed once and fitting
+    --max-seq-length, a curriculum whose budget gives every stage a step (a ``file`` curriculum's stages
+    are read when the run starts), and the architecture's --expert-layers within the encoder's layers
+    (when the preset or --num-layers gives them)."""
     from ernie_cpt.modeling.architectures.base import check_expert_layers
     from ernie_cpt.modeling.encoder import preset_layers
 
-    run = groups[RunOptions]
+    run, schedule = groups[RunOptions], groups[ScheduleOptions]
+    if repeated := [task for i, task in enumerate(run.tasks) if task in run.tasks[:i]]:
+        raise ConfigError(f"tasks lists {repeated[0]} twice ({', '.join(run.tasks)}); list every task once")
     try:
         for name in run.tasks:
             task = get_task(name)
             task.check_seq_length(groups[task.options_class], run.max_seq_length)
+        if schedule.schedule != "file":
+            build_schedule(schedule, run.tasks, groups[TrainingOptions].max_steps, warn=False)
         if (layers := preset_layers(groups[ModelOptions])) is not None:
             check_expert_layers(groups[ArchitectureOptions], layers)
     except ConfigError:

@@ -112,12 +112,9 @@ def add_options(parser: argparse.ArgumentParser, option_classes: list[type]) -> 
             kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
             if kind is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
-            else:
-                kwargs["type"] = str if is_list else kind  # list items are split at commas, then converted
-                kwargs["metavar"] = f.name.upper()
-                if f.metadata.get("choices") and not is_list:
-                    kwargs["choices"] = f.metadata["choices"]
-                    kwargs.pop("metavar")
+            else:  # the text as typed: resolve_options checks and converts it as it does Python's and YAML's values
+                choices = f.metadata.get("choices")
+                kwargs["metavar"] = "{" + ",".join(choices) + "}" if choices and not is_list else f.name.upper()
                 if is_list and f.metadata.get("repeatable"):
                     kwargs["action"] = "append"  # one value per flag: --task A --task B
                 elif is_list:

@@ -50,6 +50,7 @@ from ernie_cpt.data.labelled_data import LabelledData, LabelledSplit, load_label
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.files import check_output_path
+from ernie_cpt.modeling.safe_loading import weight_files
 from ernie_cpt.modeling.saved_model import MODEL_JSON, read_description
 from ernie_cpt.options import check_ranges
 from ernie_cpt.threads import torch_thread_count, torch_threads
@@ -186,6 +187,8 @@ def finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     ``options.output_dir``/metrics.json too if set (claimed from the start: :mod:`ernie_cpt.claims`).
     Raises UserError for bad options or data, an output folder another command is writing, or a full disk.
     """
+    if (Path(model_dir) / "config.json").is_file():  # an exported model: weights that are no pickle, checked first
+        weight_files(Path(model_dir), "MODEL_DIR")
     _validate(options)
     with claim(options.output_dir, "--output-dir", "finetune") if options.output_dir else contextlib.nullcontext():
         return _finetune(model_dir, options)
