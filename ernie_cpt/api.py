@@ -78,36 +78,23 @@ def session() -> Iterator[None]:
     """Process set-up around one call (every function here enters it).
 
     * Threads: before torch loads, OpenMP threads that yield under CPU contention and pools sized to a
-      cgroup quota (:func:`ernie_cpt.threads.configure_process`). Once torch is loaded (a notebook that
-      imported it first) that is too late and is skipped: the OpenMP spin is then the library default,
-      slower on a shared machine. Each run still sets torch's own thread count (``num_threads``).
+      cgroup quota (:func:`ernie_cpt.threads.configure_process`, also run by ``import ernie_cpt``). Once
+      torch is loaded (a notebook that imported it first) that is too late and is skipped: the OpenMP
+      spin is then the library default, slower on a shared machine. Each run still sets torch's own
+      thread count (``num_threads``).
     * Logging: see :func:`_configure_logging`.
     * Signals: in the main thread, SIGTERM (Slurm, Kubernetes, torchrun) stops the call as Ctrl-C does
       (:func:`ernie_cpt.interrupt.handled`); a training run saves a checkpoint at the end of its step and
       raises :class:`~ernie_cpt.interrupt.Interrupted` (a ``KeyboardInterrupt``). The caller's handlers
       are restored after the call.
-    * Distributed: under torchrun a call that trains joins the process group and leaves it at the end,
-      unless the caller had joined one already (then it is used and left open).
+    * Distributed: under torchrun the first call that needs it joins the process group, which later calls
+      use and the process leaves at exit (:func:`ernie_cpt.distributed.init`); a group the caller joined is
+      used as it is.
     """
     threads.configure_process()
     _configure_logging()
-    joined = _process_group_active()
-    try:
-        with interrupt.handled():
-            yield
-    finally:
-        if not joined and _process_group_active():
-            from ernie_cpt import distributed
-
-            distributed.shutdown()
-
-
-def _process_group_active() -> bool:
-    if "torch.distributed" not in sys.modules:  # only a call that trained can have joined a process group
-        return False
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized()
+    with interrupt.handled():
+        yield
 
 
 @dataclass
