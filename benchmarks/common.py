@@ -28,7 +28,7 @@ from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.trainer import train
-from ernie_cpt.weighting import WeightingOptions, build_weighting
+from ernie_cpt.weighting import build_weighting
 from pretasks import PreTask
 from schedules.stage import Stage
 
@@ -232,9 +232,8 @@ class Workload:
         stage = Stage(dict(budgets))
         config = dataclasses.replace(self.config, max_steps=stage.optimizer_steps(mixing), save_steps=10**9,
                                      logging_steps=10**9, save_total_limit=1, amp=True,  # bf16 autocast on CUDA
-                                     schedule="joint", task_mixing=mixing)
-        combiner = None if weighting is None else build_weighting(WeightingOptions(loss_weighting=weighting),
-                                                                  list(budgets))
+                                     schedule="joint", task_mixing=mixing, loss_weighting=weighting or "equal")
+        combiner = None if weighting is None else build_weighting(config, list(budgets))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
             train(build_trainer(model, streams, [stage], Path(run_dir), training=config, weighting=combiner,
                                 mixing=config))
