@@ -1,13 +1,25 @@
 """The pieces of a pre-training run, built from a :class:`~ernie_cpt.config.PretrainConfig` (plain functions,
-as torchtune's builders): ``pretrain`` assembles its run from them, and so do the benchmarks.
+as torchtune's builders): ``pretrain`` assembles its run from them, and so do the benchmarks. A config is
+every option group at once, so it goes wherever a group is asked for::
 
-    corpus = build_corpus(config)                         # annotated documents, training / held-out split
-    tokenizer = build_tokenizer(config, corpus.train)     # trained on the training documents (cached)
-    tasks = build_tasks(config, tokenizer)                # the pre-tasks of config.tasks
-    model = build_model(config, tasks, len(tokenizer))    # the sharing architecture with a head per task
-    trainer = build_trainer(model, streams, schedule, run_dir, training=config, mixing=config)
+    from ernie_cpt import PretrainConfig, build_corpus, build_model, build_tasks, build_tokenizer, build_trainer
+    from ernie_cpt.training.batching import TaskStream
+    from ernie_cpt.training.trainer import train
+    from schedules import build_schedule
 
-A config is every option group at once, so it goes wherever a group is asked for.
+    config = PretrainConfig(corpus=["my_texts/"], tasks=["knowledge_masking", "capitalization"], model_size="tiny")
+    corpus = build_corpus(config)                        # annotated documents, training / held-out split
+    tokenizer = build_tokenizer(config, corpus.train)    # WordPiece trained on the training documents (cached)
+    tasks = build_tasks(config, tokenizer)               # the pre-tasks of config.tasks
+    model = build_model(config, tasks, len(tokenizer))   # the sharing architecture with a head per task
+    streams = {name: TaskStream(task, task.build_examples(corpus.train), config.batch_size, config.seed)
+               for name, task in tasks.items()}          # batches of each task's examples, endlessly
+    schedule = build_schedule(config, config.tasks, config.max_steps)  # the curriculum's stages
+    train(build_trainer(model, streams, schedule, run_dir, training=config, mixing=config))
+
+``ernie_cpt.pretrain`` adds what a run directory needs around these: the held-out evaluation, the
+checkpoints' resume, the tokenizer and configs saved beside them, and the skipping of a task the
+corpus gives no examples for.
 """
 
 from __future__ import annotations

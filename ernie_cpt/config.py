@@ -45,14 +45,26 @@ GROUPS = (RunOptions, CorpusOptions, AnnotationOptions, TokenizerOptions, ModelO
 @dataclass
 class PretrainConfig(EvaluationOptions, WeightingOptions, ScheduleOptions, TrainingOptions, ArchitectureOptions,
                      ModelOptions, TokenizerOptions, AnnotationOptions, CorpusOptions, RunOptions):
-    """The options of one pre-training run (``ernie-cpt pretrain``), flat: ``PretrainConfig(corpus=["texts/"],
-    output_dir="runs/x", tasks=["knowledge_masking", "capitalization"], model_size="tiny", max_steps=50)``.
-    See ``ernie-cpt pretrain --help`` for every option. ``task_options`` maps a task name to its options
-    (``{"knowledge_masking": {"mask_ratio": 0.2}}``); a task not listed uses its defaults.
+    """The options of one pre-training run (``ernie-cpt pretrain``; ERNIE 2.0's continual multi-task
+    pre-training, Sun et al. 2020), flat, as ``transformers.TrainingArguments`` is::
+
+        PretrainConfig(corpus=["texts/"], output_dir="runs/x", tasks=["knowledge_masking", "capitalization"],
+                       model_size="tiny", max_steps=50, task_options={"knowledge_masking": {"mask_ratio": 0.2}})
+
+    Every keyword is a ``pretrain`` flag with underscores, with its default, unit and range as
+    ``ernie-cpt pretrain --help`` shows them (``max_steps``: optimizer steps over all stages;
+    ``batch_size``: examples per step over all processes; ``learning_rate``: AdamW's peak). ``tasks`` are
+    pre-task names in curriculum order; ``task_options`` maps a task's name to its options dataclass or a
+    dict of its fields (a task not listed gets its defaults). A list option also takes a comma-separated
+    string, a number option the text of a number, a path option a ``Path``; values are converted as flags
+    are. :meth:`from_yaml` reads a ``--config`` file, :meth:`to_dict` gives the flat ``run_config.json`` form.
 
     Raises:
-        ConfigError: for a value of the wrong type, outside its choices or range, a name no registry knows
-            (task, architecture, curriculum, loss weighting, ...) or options that cannot work together.
+        ConfigError: (a ``ValueError``) for a value of the wrong type, outside its choices or range, a name no
+            registry knows (task, architecture, curriculum, loss weighting, ...; the closest one suggested) or
+            options that cannot work together (a task longer than ``max_seq_length``, a ``max_steps`` that leaves
+            a stage of the curriculum without a step, ``expert_layers`` beyond the encoder's layers), naming
+            the option, the value and what is allowed.
     """
 
     task_options: dict[str, Any] = field(default_factory=dict, metadata={

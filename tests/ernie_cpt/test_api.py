@@ -149,3 +149,30 @@ def test_under_torchrun_several_calls_share_the_process_group(sample_dir, sample
     outputs = sorted((json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")),
                      key=lambda out: out["rank"])
     assert outputs == [{"rank": rank, "counts": [[4, 2], [4, 2]]} for rank in (0, 1)]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_builders_compose_a_run_as_their_docstring_shows(sample_dir, sample_annotations, tmp_path):
+    """The example of :mod:`ernie_cpt.builders`, at 4 steps: the pieces fit together and train."""
+    from ernie_cpt import PretrainConfig, build_corpus, build_model, build_tasks, build_tokenizer, build_trainer
+    from ernie_cpt.training.batching import TaskStream
+    from ernie_cpt.training.run_log import read_records
+    from ernie_cpt.training.trainer import train
+    from schedules import build_schedule
+
+    config = PretrainConfig(corpus=[str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]], model_size="tiny",
+                            tasks=["knowledge_masking", "capitalization"], max_steps=4, batch_size=8, vocab_size=3000,
+                            logging_steps=1, schedule="continual")
+    corpus = build_corpus(config)
+    tokenizer = build_tokenizer(config, corpus.train)
+    tasks = build_tasks(config, tokenizer)
+    model = build_model(config, tasks, len(tokenizer))
+    streams = {name: TaskStream(task, task.build_examples(corpus.train), config.batch_size, config.seed)
+               for name, task in tasks.items()}
+    schedule = build_schedule(config, config.tasks, config.max_steps)
+    train(build_trainer(model, streams, schedule, tmp_path, training=config, mixing=config))
+
+    assert len(corpus.train) + len(corpus.held_out) == len(corpus.documents) == 4
+    assert len(tokenizer) <= 3000 and list(tasks) == config.tasks and set(model.task_ids) == set(config.tasks)
+    records = read_records(tmp_path, "train")
+    assert [r["task"] for r in records] == ["knowledge_masking"] * 2 + ["capitalization"] * 2  # the 2 stages
