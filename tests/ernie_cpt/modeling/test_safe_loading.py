@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import BertConfig
+from transformers import BertConfig, ErnieConfig
 
 from ernie_cpt.modeling.safe_loading import UnreadableFile, load_state, load_weights
 from ernie_cpt.training.checkpoint import latest_checkpoint, save_checkpoint
@@ -102,13 +102,16 @@ def test_init_from_a_folder_with_only_pytorch_model_bin_is_refused(bert_folder, 
 
 
 @pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
-def test_finetune_model_dir_with_pickled_weights_is_refused(bert_folder, tmp_path, capsys, weights):
+def test_finetune_model_dir_with_pickled_weights_is_refused(tmp_path, capsys, weights):
+    folder = tmp_path / "ernie"  # an ERNIE folder: a BERT one is refused for its model type first
+    ErnieConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                intermediate_size=64).save_pretrained(folder)
     marker = tmp_path / "pwned"
-    (bert_folder / weights).write_bytes(evil_pickle(marker))
+    (folder / weights).write_bytes(evil_pickle(marker))
     data = tmp_path / "train.jsonl"
     data.write_text('{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n', encoding="utf-8")
 
-    expect_error(["finetune", str(bert_folder), "--train", str(data), "--test", str(data)], capsys, None,
+    expect_error(["finetune", str(folder), "--train", str(data), "--test", str(data)], capsys, None,
                  "is not a readable safetensors file (a pickle)" if weights == "model.safetensors"
                  else "has no model.safetensors (only pytorch_model.bin, a pickle, which is never loaded)")
     assert not marker.exists()
