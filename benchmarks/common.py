@@ -24,6 +24,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ernie_cpt.builders import build_corpus, build_model, build_tasks, build_tokenizer, build_trainer
 from ernie_cpt.config import PretrainConfig
+from ernie_cpt.data.options import AnnotationOptions
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.training.batching import TaskStream
@@ -64,7 +65,7 @@ class Settings:
         return PretrainConfig(corpus=[str(corpus)] if corpus else [], model_size=self.model_size,
                               dropout=self.dropout, attention_dropout=self.attention_dropout,
                               max_seq_length=self.seq_length, batch_size=self.batch_size, seed=SEED,
-                              split_seed=SEED, device=self.device, **({"cache_dir": cache_dir} if cache_dir else {}))
+                              split_seed=SEED, device=self.device, cache_dir=cache_dir or AnnotationOptions().cache_dir)
 
     @property
     def train_steps(self) -> int:

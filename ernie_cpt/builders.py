@@ -70,8 +70,8 @@ def build_corpus(config: PretrainConfig,
 def build_tokenizer(config: PretrainConfig, train_documents: datasets.Dataset) -> PreTrainedTokenizerBase:
     """The tokenizer of ``--init-from`` or ``--tokenizer``, else a WordPiece tokenizer trained on the
     training documents (``config.vocab_size``; cached in ``config.cache_dir``)."""
-    if config.init_from or config.tokenizer:
-        return load_tokenizer(config.init_from or config.tokenizer)
+    if given := config.init_from or config.tokenizer:
+        return load_tokenizer(given)
     return cached_corpus_tokenizer(train_documents, config.vocab_size, config.cache_dir)
 
 

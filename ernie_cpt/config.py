@@ -123,7 +123,7 @@ class PretrainConfig(EvaluationOptions, WeightingOptions, ScheduleOptions, Train
                 nested.setdefault(task_fields[key], {})[key] = value
             elif key == "task_options":
                 for task, options in dict(value).items():
-                    given = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
+                    given = dict(options) if isinstance(options, Mapping) else dataclasses.asdict(options)
                     nested.setdefault(task, {}).update(given)
             else:
                 close = difflib.get_close_matches(key, [*own, *task_fields], n=1)
@@ -153,7 +153,7 @@ def _task_fields() -> dict[str, str]:
 def _task_options(task: str, value: Any) -> Any:
     """``task``'s options dataclass from ``value`` (one already, or a dict of its fields), every field checked."""
     options_class = get_task(task).options_class
-    if isinstance(value, options_class):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # the options dataclass (or another's)
         value = dataclasses.asdict(value)
     if not isinstance(value, Mapping):
         raise ConfigError(f"task_options['{task}'] must be a {options_class.__name__} or a dict of its fields, "
