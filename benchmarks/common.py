@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import datasets
 import torch
@@ -236,6 +236,7 @@ class Workload:
                                      schedule="joint", task_mixing=mixing, loss_weighting=weighting or "equal")
         combiner = None if weighting is None else build_weighting(config, list(budgets))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
-            train(build_trainer(model, streams, [stage], Path(run_dir), training=config, weighting=combiner,
+            proxies = cast("dict[str, TaskStream]", streams)  # a RecordingStream passes every call on to its stream
+            train(build_trainer(model, proxies, [stage], Path(run_dir), training=config, weighting=combiner,
                                 mixing=config))
         return model, log

@@ -85,6 +85,7 @@ def from_file(tasks: list[str], budgets: dict[str, int], options: ScheduleOption
     may name no other, and must give every one of them steps. ``budgets`` is not used: the file
     sets every step."""
     path = options.schedule_file
+    assert path, "ScheduleOptions requires --schedule-file with --schedule file"
     stages = [Stage(steps) for steps in _stages_of(_read_yaml(path), path, tasks)]
     missing = [task for task in tasks if not any(task in stage.steps for stage in stages)]
     if missing:

@@ -7,7 +7,11 @@ Every module of this package is imported on first use of the registry or its int
 
 import importlib
 import pkgutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what __getattr__ returns, for type checkers
+    from ernie_cpt.weighting.base import WEIGHTINGS, GradientWeighting, LossWeighting, build_weighting
+    from ernie_cpt.weighting.options import WeightingOptions
 
 __all__ = ["WEIGHTINGS", "GradientWeighting", "LossWeighting", "WeightingOptions", "build_weighting"]
 

@@ -17,7 +17,7 @@ for Multi-Task Learning", JMLR): one short module per method behind one small ba
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ class LossWeighting(nn.Module, ABC):
         weights = self.weigh(losses, shared, kpis)
         self.last_weights = {task: weight.item() if isinstance(weight, torch.Tensor) else float(weight)
                              for task, weight in weights.items()}
-        return sum(weights[task] * loss for task, loss in losses.items())
+        return cast(torch.Tensor, sum(weights[task] * loss for task, loss in losses.items()))  # losses is not empty
 
     @abstractmethod
     def weigh(self, losses: dict[str, torch.Tensor], shared: nn.Parameter,

@@ -35,6 +35,7 @@ class FAMO(LossWeighting):
 
     name = "famo"
     needs_losses_after_step = True
+    logits: torch.Tensor  # a buffer: the task logits xi, one per task
 
     def __init__(self, tasks: list[str], options: WeightingOptions) -> None:
         super().__init__(tasks, options)
