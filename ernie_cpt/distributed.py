@@ -18,6 +18,7 @@ torchrun stops the waiting ranks once rank 0 has exited.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import os
@@ -36,11 +37,16 @@ TIMEOUT = datetime.timedelta(minutes=60)  # ranks wait for the slowest annotatio
 
 
 def init(device: torch.device) -> None:
-    """Join the process group that torchrun's environment describes (once); a no-op without it."""
+    """Join the process group that torchrun's environment describes, once per process, and leave it when
+    the process exits (as accelerate's ``PartialState`` does); a no-op without it or when the caller has
+    joined one. A Python caller's later calls use the same group: leaving it and joining again in the
+    same process is not reliable (under torchrun the new group may read the old one's addresses from
+    the launcher's store and fail to connect)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)  # nccl collectives (barriers, object broadcasts) use the current device
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+        atexit.register(shutdown)
 
 
 def active() -> bool:
