@@ -29,9 +29,10 @@ from ernie_cpt.modeling.builder import build_model
 from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.options import EvaluationOptions
+from ernie_cpt.training.task_ids import assign_task_ids, embedding_size
 from ernie_cpt.training.trainer import TrainingOptions, build_trainer, train
 from ernie_cpt.weighting import WeightingOptions, build_weighting
-from pretasks import TASKS, PreTask, get_task
+from pretasks import PreTask, get_task
 from schedules import ScheduleOptions
 from schedules.stage import Stage
 
@@ -211,9 +212,9 @@ class Workload:
         with the masked-LM bias at zeros, as the Trainer baselines start theirs (speed only)."""
         torch.manual_seed(SEED)
         objects = {name: self.task(name) for name in tasks}
-        return build_model(objects, {name: task.task_id for name, task in objects.items()},
-                           self.settings.model_options(), ArchitectureOptions(),
-                           len(self.tokenizer), self.settings.seq_length, len(TASKS))
+        ids = assign_task_ids(tasks)
+        return build_model(objects, ids, self.settings.model_options(), ArchitectureOptions(),
+                           len(self.tokenizer), self.settings.seq_length, embedding_size(ids))
 
     def train(self, budgets: dict[str, int], weighting: str | None = None,
               record: Callable[[TaskStream, list[Recorded]], RecordingStream] = RecordingStream,

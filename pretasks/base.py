@@ -66,10 +66,11 @@ class TaskUnavailable(UserError):
 class PreTask(ABC):
     """One pre-training task. Subclasses set ``name``, ``options_class``, ``level`` and either
     ``label_names`` (classification tasks) or override ``num_labels`` (masked LM). The registry
-    sets ``task_id``."""
+    sets the class's ``task_id`` (its id in a run of its own); a run sets each instance's to the id the
+    run fixed (:mod:`ernie_cpt.training.task_ids`)."""
 
     name: ClassVar[str]
-    task_id: ClassVar[int]  # row of the task embedding, given by the registry
+    task_id: int  # row of the task embedding and key of the task's random streams, fixed per run
     options_class: ClassVar[type]
     # "token": a label per token; "sequence": one label per example; "pair": one label per
     # segment pair ([CLS] A [SEP] B [SEP])

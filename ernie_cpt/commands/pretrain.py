@@ -4,7 +4,8 @@ The run directory holds everything needed to resume or export:
 
     run_config.json      the resolved options of the run
     encoder_config.json  the ErnieConfig of the encoder
-    tasks.json           task name → task id (row of the task embedding)
+    tasks.json           task name → task id (row of the task embedding) and the embedding's size,
+                         fixed when the run starts (ernie_cpt.training.task_ids)
     architecture.json    the model's ``describe()``: with encoder_config.json and a checkpoint's
                          weights, ``model_from_description`` rebuilds the model exactly
     tokenizer/           the tokenizer (trained on the corpus or copied)
@@ -50,10 +51,11 @@ from ernie_cpt.training.loading import SavedModel, is_saved_model, load_model
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directory, write_config
 from ernie_cpt.training.run_environment import check_corpus, check_split, environment, held_out_fingerprint
+from ernie_cpt.training.task_ids import assign_task_ids, embedding_size, read_task_ids, write_task_ids
 from ernie_cpt.training.trainer import build_trainer, train
 from ernie_cpt.weighting import build_weighting
 from ernie_cpt.weighting.options import WeightingOptions
-from pretasks import TASKS, PreTask, TaskUnavailable, get_task
+from pretasks import PreTask, TaskUnavailable, get_task
 from schedules import ScheduleOptions, Stage, build_schedule
 
 log = logging.getLogger(__name__)
@@ -72,16 +74,25 @@ def _tokenizer(run_dir: Path, resume: bool, tokenizer_options: TokenizerOptions,
     return cached_corpus_tokenizer(train_documents, tokenizer_options.vocab_size, cache_dir)
 
 
+def _task_ids(run_dir: Path, resume: bool, tasks: list[str], source: SavedModel | None) -> dict[str, int]:
+    """Each task's id: as the resumed run fixed them, as the ernie-cpt model ``source`` has them, or new
+    (:mod:`ernie_cpt.training.task_ids`); never from the task modules installed now."""
+    if resume:
+        return read_task_ids(run_dir, tasks)
+    return assign_task_ids(tasks, None if source is None else source.model.task_ids)
+
+
 def _model(run_dir: Path, resume: bool, options: dict[type, Any], tasks: dict[str, PreTask], vocab_size: int,
            max_seq_length: int, source: SavedModel | None, label_counts: dict[str, Counter[int]]) -> Architecture:
     """The architecture over a new, resumed or --init-from encoder (or ernie-cpt ``source``), with each
     task's head (a new masked-LM head's bias from its ``label_counts``); every task uses its own
-    task id, or id 0 with ``--shared-task-id``."""
+    task id, or id 0 with ``--shared-task-id``. A new task embedding has the rows the run's ids need."""
     shared = options[ScheduleOptions].shared_task_id
     config = ErnieConfig.from_json_file(str(run_dir / "encoder_config.json")) if resume else None
-    return build_model(tasks, {name: 0 if shared else task.task_id for name, task in tasks.items()},
-                       options[ModelOptions], options[ArchitectureOptions], vocab_size, max_seq_length, len(TASKS),
-                       config, None if resume or source is None else source.model,
+    ids = {name: task.task_id for name, task in tasks.items()}
+    return build_model(tasks, {name: 0 if shared else task_id for name, task_id in ids.items()},
+                       options[ModelOptions], options[ArchitectureOptions], vocab_size, max_seq_length,
+                       embedding_size(ids), config, None if resume or source is None else source.model,
                        {} if resume else label_counts)
 
 
@@ -290,6 +301,8 @@ def _pretrain(options: dict[type, Any], device: torch.device) -> Path:
                                    split["train"], options[AnnotationOptions].cache_dir)
             tasks = {name: cls(tokenizer, options[cls.options_class], run.max_seq_length)
                      for name, cls in task_classes.items()}
+            for name, task_id in _task_ids(run_dir, resuming, run.tasks, source).items():
+                tasks[name].task_id = task_id
             streams, evals, unavailable, label_counts = _task_data(tasks, split, training, evaluation,
                                                      options[AnnotationOptions].num_proc or None)
         schedule = _without(schedule, unavailable)
@@ -306,7 +319,8 @@ def _pretrain(options: dict[type, Any], device: torch.device) -> Path:
             with writing(f"the tokenizer and encoder_config.json in {run_dir}", run_dir):
                 tokenizer.save_pretrained(str(run_dir / "tokenizer"))
                 model.config.to_json_file(str(run_dir / "encoder_config.json"))
-            atomic_write_text(run_dir / "tasks.json", json.dumps(model.task_ids, indent=2))
+            write_task_ids(run_dir, {name: task.task_id for name, task in tasks.items()},
+                           model.config.task_type_vocab_size)
             atomic_write_text(run_dir / "architecture.json", json.dumps(model.describe(), indent=2))
             write_config(run_dir, config)
         log.info("Schedule %s:\n%s", schedule_options.schedule,
