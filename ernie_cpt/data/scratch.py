@@ -19,11 +19,12 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-
-import datasets
-from datasets.arrow_writer import ArrowWriter
+from typing import TYPE_CHECKING
 
 from ernie_cpt.staging import staging_dir
+
+if TYPE_CHECKING:  # pre-task modules import this one, and --help must not load datasets
+    import datasets
 
 WRITER_BATCH_ROWS = 256  # rows buffered in memory before a record batch is written
 _folders: dict[tuple[int, Path], Path] = {}
@@ -59,6 +60,9 @@ def write_dataset(batches: Iterable[dict[str, list]], features: datasets.Feature
                   name: str) -> datasets.Dataset:
     """The rows of ``batches`` (column name -> values) written to a new Arrow file in the scratch folder
     near ``near``, ``WRITER_BATCH_ROWS`` at a time, and read back memory-mapped."""
+    import datasets
+    from datasets.arrow_writer import ArrowWriter
+
     path = scratch_dir(near) / f"{name}-{next(_names)}.arrow"
     with ArrowWriter(features=features, path=str(path), writer_batch_size=WRITER_BATCH_ROWS) as writer:
         for batch in batches:
