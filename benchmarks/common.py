@@ -31,7 +31,7 @@ from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.options import EvaluationOptions
 from ernie_cpt.training.task_ids import assign_task_ids, embedding_size
 from ernie_cpt.training.trainer import TrainingOptions, build_trainer, train
-from ernie_cpt.weighting import WeightingOptions, build_weighting
+from ernie_cpt.weighting import build_weighting
 from pretasks import PreTask, get_task
 from schedules import ScheduleOptions
 from schedules.stage import Stage
@@ -231,8 +231,7 @@ class Workload:
         options = TrainingOptions(max_steps=stage.optimizer_steps(mixing), batch_size=self.settings.batch_size,
                                   seed=SEED, save_steps=10**9, logging_steps=10**9, save_total_limit=1,
                                   device=self.settings.device, amp=True)  # amp: bf16 autocast on CUDA only
-        combiner = None if weighting is None else build_weighting(WeightingOptions(loss_weighting=weighting),
-                                                                  list(budgets))
+        combiner = None if weighting is None else build_weighting(weighting, list(budgets))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
             train(build_trainer(model, streams, [stage], Path(run_dir), training=options, weighting=combiner,
                                 mixing=ScheduleOptions(schedule="joint", task_mixing=mixing)))

@@ -9,7 +9,8 @@ import importlib
 import pkgutil
 from typing import Any
 
-__all__ = ["WEIGHTINGS", "GradientWeighting", "LossWeighting", "WeightingOptions", "build_weighting"]
+__all__ = ["WEIGHTINGS", "GradientWeighting", "LossWeighting", "StepContext", "WeightingOptions", "build_weighting",
+           "weighting_from"]
 
 
 def __getattr__(name: str) -> Any:
