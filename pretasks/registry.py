@@ -24,7 +24,11 @@ def default_task_id(name: str) -> int:
 
 def register(cls: type[PreTask]) -> type[PreTask]:
     """Class decorator: make a task available under ``cls.name``. Its class-level ``task_id`` is the id it has
-    in a run of its own (:func:`default_task_id`); a run gives each task instance the id the run fixed."""
+    in a run of its own (:func:`default_task_id`); a run gives each task instance the id the run fixed. Its
+    ``summary`` (one line for ``--help``) is its own, else its options' title ("name: summary")."""
+    if not cls.__dict__.get("summary"):
+        title = (cls.options_class.__doc__ or "").strip().split("\n")[0]
+        cls.summary = title.removeprefix(f"{cls.name}:").strip()
     TASKS.register()(cls)
     cls.task_id = default_task_id(cls.name)
     return cls

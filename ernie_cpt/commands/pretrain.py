@@ -38,7 +38,7 @@ from ernie_cpt.evaluation.forgetting import continual_metrics
 from ernie_cpt.files import check_output_path
 from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
-from ernie_cpt.modeling.architectures import Architecture, check_expert_layers
+from ernie_cpt.modeling.architectures import ARCHITECTURES, Architecture, check_expert_layers
 from ernie_cpt.modeling.builder import build_model
 from ernie_cpt.modeling.encoder import check_fits, check_init_from, preset_layers
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
@@ -53,10 +53,9 @@ from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directo
 from ernie_cpt.training.run_environment import check_corpus, check_split, environment, held_out_fingerprint
 from ernie_cpt.training.task_ids import assign_task_ids, embedding_size, read_task_ids, write_task_ids
 from ernie_cpt.training.trainer import build_trainer, train
-from ernie_cpt.weighting import build_weighting
-from ernie_cpt.weighting.options import WeightingOptions
-from pretasks import PreTask, TaskUnavailable, get_task
-from schedules import ScheduleOptions, Stage, build_schedule
+from ernie_cpt.weighting import weighting_from
+from pretasks import TASKS, PreTask, TaskUnavailable, get_task
+from schedules import CURRICULA, ScheduleOptions, Stage, build_schedule, check_schedule
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +89,12 @@ def _model(run_dir: Path, resume: bool, options: dict[type, Any], tasks: dict[st
     shared = options[ScheduleOptions].shared_task_id
     config = ErnieConfig.from_json_file(str(run_dir / "encoder_config.json")) if resume else None
     ids = {name: task.task_id for name, task in tasks.items()}
+    architecture = options[ArchitectureOptions]
     return build_model(tasks, {name: 0 if shared else task_id for name, task_id in ids.items()},
-                       options[ModelOptions], options[ArchitectureOptions], vocab_size, max_seq_length,
+                       options[ModelOptions], architecture, vocab_size, max_seq_length,
                        embedding_size(ids), config, None if resume or source is None else source.model,
-                       {} if resume else label_counts)
+                       {} if resume else label_counts,
+                       architecture_options=ARCHITECTURES.options_for(architecture.architecture, options))
 
 
 def _init_source(model_options: ModelOptions, run: RunOptions) -> SavedModel | None:
@@ -185,8 +186,8 @@ def _validate(run: RunOptions, training: TrainingOptions, options: dict[type, An
         raise UserError("pretrain needs --output-dir DIR (where checkpoints and logs go)")
     check_output_path(run.output_dir, "--output-dir", folder=True)
     for name in run.tasks:
-        task = get_task(name)
-        task.check_seq_length(options.get(task.options_class) or task.options_class(), run.max_seq_length)
+        get_task(name).check_seq_length(TASKS.options_for(name, options), run.max_seq_length)
+    check_schedule(options)
     processes = distributed.world_size()
     if training.batch_size % processes:
         raise UserError(f"--batch-size {training.batch_size} is the batch over all {processes} processes and must "
@@ -269,9 +270,9 @@ def _pretrain(options: dict[type, Any], device: torch.device) -> Path:
     model_options = options[ModelOptions]
     task_classes = {name: get_task(name) for name in run.tasks}
     schedule_options = options[ScheduleOptions]
-    schedule = build_schedule(schedule_options, run.tasks, training.max_steps)
-    weighting = (build_weighting(options[WeightingOptions], run.tasks)
-                 if schedule_options.task_mixing == "all" else None)
+    schedule = build_schedule(schedule_options, run.tasks, training.max_steps,
+                              settings=CURRICULA.options_for(schedule_options.schedule, options))
+    weighting = weighting_from(options, run.tasks) if schedule_options.task_mixing == "all" else None
     source = _init_source(model_options, run)
     if not (run.resume or run.resume_from_checkpoint):
         _check_given_tokenizer(options, task_classes, run.max_seq_length, source)
@@ -299,7 +300,7 @@ def _pretrain(options: dict[type, Any], device: torch.device) -> Path:
         with distributed.main_first():
             tokenizer = _tokenizer(run_dir, resuming, options[TokenizerOptions], model_options, source,
                                    split["train"], options[AnnotationOptions].cache_dir)
-            tasks = {name: cls(tokenizer, options[cls.options_class], run.max_seq_length)
+            tasks = {name: cls(tokenizer, TASKS.options_for(name, options), run.max_seq_length)
                      for name, cls in task_classes.items()}
             for name, task_id in _task_ids(run_dir, resuming, run.tasks, source).items():
                 tasks[name].task_id = task_id
