@@ -284,6 +284,7 @@ def _runs_of_seed(options: dict[type, Any], variants: list[Variant], seed: int, 
                                       export_model=False))
     total = sum(stage.total_steps for stage in _stages(options, variants[0]))
     run_dir = root / "runs" / f"mlm-seed{seed}"
+    # one task for `total` steps: one stage, which joint (the default curriculum) gives
     mlm = dataclasses.replace(options[ScheduleOptions], schedule="joint", steps_per_task=total, replay=0.0)
     make = partial(_run_options, options, run_dir, seed, tasks=[mlm_task(settings.tasks)], schedule=mlm)
     results.append(pretrained_run("mlm", "baseline", seed, run_dir, make, metric, downstream(run_dir), probes))
