@@ -179,16 +179,16 @@ class CompareOptions:
 def plugin_option_classes(registry: Registry[Any], taken: list[type]) -> list[type]:
     """The option groups of ``registry``'s plugins, each once, in registration order. A third-party
     plugin whose option has the name of one of ``taken`` (or of an earlier plugin's) is left out with a
-    warning (:func:`ernie_cpt.plugins.disable`); the built-in ones never clash (a test checks)."""
+    warning (:func:`ernie_cpt.plugins.disable`); a built-in one raises ValueError (a bug of ours)."""
     owners: dict[str, type] = {}
-    for cls in taken:
-        owners.update({f.name: cls for f in dataclasses.fields(cls) if f.name not in owners})
+    for group in taken:
+        owners.update({f.name: group for f in dataclasses.fields(group) if f.name not in owners})
     found: list[type] = []
     for name in registry.names():
-        cls = registry.options_class(name) if name in registry else None
-        if cls is None or cls in found or cls in taken:
+        own = registry.options_class(name) if name in registry else None  # gone: its plugin was left out
+        if own is None or own in found or own in taken:
             continue
-        clash = next((f.name for f in dataclasses.fields(cls) if f.name in owners), None)
+        clash = next((f.name for f in dataclasses.fields(own) if f.name in owners), None)
         origin = registry.origin(name)
         if clash is not None and origin is not None:
             flag = "--" + clash.replace("_", "-")
@@ -196,9 +196,9 @@ def plugin_option_classes(registry: Registry[Any], taken: list[type]) -> list[ty
                                     f"has; rename it")
             continue
         if clash is not None:
-            raise ValueError(f"{cls.__name__} and {owners[clash].__name__} both declare {clash}")
-        owners.update({f.name: cls for f in dataclasses.fields(cls)})
-        found.append(cls)
+            raise ValueError(f"{own.__name__} and {owners[clash].__name__} both declare {clash}")
+        owners.update({f.name: own for f in dataclasses.fields(own)})
+        found.append(own)
     return found
 
 
