@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import datasets
 import torch
@@ -233,6 +233,7 @@ class Workload:
                                   device=self.settings.device, amp=True)  # amp: bf16 autocast on CUDA only
         combiner = None if weighting is None else build_weighting(weighting, list(budgets))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
-            train(build_trainer(model, streams, [stage], Path(run_dir), training=options, weighting=combiner,
+            proxies = cast("dict[str, TaskStream]", streams)  # a RecordingStream passes every call on to its stream
+            train(build_trainer(model, proxies, [stage], Path(run_dir), training=options, weighting=combiner,
                                 mixing=ScheduleOptions(schedule="joint", task_mixing=mixing)))
         return model, log

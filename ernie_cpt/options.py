@@ -55,7 +55,7 @@ class Range:
         """In words, as errors and --help show it: "at least 1", "above 0 and below 1", "0 or at least 8"."""
         low = None if self.low is None else f"{'above' if self.low_open else 'at least'} {_number(self.low)}"
         high = None if self.high is None else f"{'below' if self.high_open else 'at most'} {_number(self.high)}"
-        if low and high and not self.low_open and not self.high_open:
+        if self.low is not None and self.high is not None and not self.low_open and not self.high_open:
             interval = f"between {_number(self.low)} and {_number(self.high)}"
         else:
             interval = " and ".join(part for part in (low, high) if part) or "a finite number"
@@ -295,7 +295,8 @@ def absent_values(*instances: Any) -> dict[str, Any]:
         for f in dataclasses.fields(instance):
             absent = f.metadata.get("absent", dataclasses.MISSING)
             if absent is dataclasses.MISSING:
-                absent = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                factory = f.default_factory  # MISSING when the field has none
+                absent = factory() if callable(factory) else f.default
             values[f.name] = absent
     return values
 

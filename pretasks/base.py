@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # both load in a second or more; task modules are imported fo
 IGNORE_INDEX = -100  # the label of a position (or example) that is not scored
 # --max-seq-length of every command: [CLS], [SEP] and a few tokens of text at the least (each task
 # may need more: PreTask.min_seq_length), and no more positions than any BERT-style encoder has.
-SEQ_LENGTH_RANGE = Range(8, 8192)
+MIN_SEQ_LENGTH = 8
+SEQ_LENGTH_RANGE = Range(MIN_SEQ_LENGTH, 8192)
 SEQ_LENGTH_HELP = "Maximum tokens per example, [CLS] and [SEP] included"
 LABEL_SAMPLE = 2000  # examples made to count a task's labels (inspect-task, the nothing-to-learn check)
 MAX_MAJORITY_SHARE = 0.995  # above this share of one class, a task's labels leave nothing to learn
@@ -106,7 +107,7 @@ class PreTask(ABC):
         """The shortest ``--max-seq-length`` whose examples are well-formed under ``options``, and
         why (shorter inputs would cut a segment to nothing or below what the task's definition
         needs). Tasks with needs beyond ``SEQ_LENGTH_RANGE`` override it."""
-        return SEQ_LENGTH_RANGE.low, "the shortest input of any task"
+        return MIN_SEQ_LENGTH, "the shortest input of any task"
 
     @classmethod
     def check_seq_length(cls, options: Any, max_seq_length: int) -> None:
@@ -207,7 +208,8 @@ class PreTask(ABC):
         if isinstance(example["labels"], list):
             return " ".join(token if label == IGNORE_INDEX else f"{token}/{self.label_name(label)}"
                             for token, label in zip(tokens, example["labels"]))
-        segments, current = [], []
+        segments: list[str] = []
+        current: list[str] = []
         for token, segment in zip(tokens, example["token_type_ids"]):
             if token == self.tokenizer.cls_token:
                 continue

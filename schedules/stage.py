@@ -51,7 +51,8 @@ def with_replay(stages: list[Stage], fraction: float) -> list[Stage]:
     stage 2 trains B 0.95N and A 0.05N steps, stage 3 C 0.95N and A, B 0.025N each: the 5 % replay
     that Ibrahim et al. 2024 ("Simple and Scalable Strategies to Continually Pre-train Large
     Language Models", TMLR) add to continual pre-training."""
-    replayed, seen = [], []
+    replayed: list[Stage] = []
+    seen: list[str] = []
     for stage in stages:
         earlier = [task for task in seen if task not in stage.steps]
         given = round(fraction * stage.total_steps) if earlier else 0

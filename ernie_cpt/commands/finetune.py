@@ -140,6 +140,7 @@ def _finetune_once(folder: Path, seed: int, data: Encoded, options: FinetuneOpti
         history[f"{learning_rate:g}"] = trained.history
         if chosen is None or (trained.history and max(trained.history) > max(chosen.history)):
             chosen = trained
+    assert chosen is not None, "--learning-rate has one value at least"
     best = max(chosen.history) if chosen.history else None
     predictions = predict(chosen.model, data.test, data.collator, options.batch_size, device)
     labels = torch.tensor([example["labels"] for example in data.test])
@@ -147,7 +148,7 @@ def _finetune_once(folder: Path, seed: int, data: Encoded, options: FinetuneOpti
               "macro_f1": macro_f1(predictions, labels, data.num_labels),
               **({"collapsed": True} if len(labels) > 1 and predictions.unique().numel() == 1 else {}),
               "learning_rate": chosen.learning_rate,
-              "best_epoch": chosen.history.index(best) + 1 if chosen.history else chosen.epochs,
+              "best_epoch": chosen.history.index(best) + 1 if best is not None else chosen.epochs,
               "validation_accuracy": best, "validation_history": history, "steps": chosen.steps}
     return result, chosen.model
 
@@ -199,6 +200,7 @@ def _finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch_threads(*torch_thread_count(options.num_threads)))
         folder = _model_folder(Path(model_dir), stack)
+        assert options.train and options.test, "checked by _validate"
         data = load_labelled_data(options.train, options.test, options.text_field, options.text_pair_field,
                                   options.label_field)
         positions = _positions(folder)
@@ -214,6 +216,7 @@ def _finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
                      result["learning_rate"], result["best_epoch"], result["accuracy"], result["macro_f1"])
             if saved is None or (result["validation_accuracy"] or 0) > (saved[0]["validation_accuracy"] or 0):
                 saved = (result, model)
+    assert saved is not None, "--seeds has one value at least"
     results = _results(per_seed, data, encoded)
     results["saved_seed"] = saved[0]["seed"] if out_dir is not None else None
     try:

@@ -30,7 +30,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -45,7 +45,7 @@ from ernie_cpt.evaluation.multitask_report import METRICS, markdown, summarise
 from ernie_cpt.files import check_output_path
 from ernie_cpt.full_disk import advice_on_full_disk, writing
 from ernie_cpt.modeling.architectures import Architecture
-from ernie_cpt.modeling.heads import build_head, ranking_metrics
+from ernie_cpt.modeling.heads import Head, build_head, ranking_metrics
 from ernie_cpt.options import absent_values, check_ranges, to_dict
 from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.checkpoint import atomic_write_text, read_checkpoint
@@ -159,7 +159,7 @@ def _score(model: Architecture, labelled: LabelledSet, tokenizer: Any, batch_siz
     from sklearn.metrics import f1_score
 
     model.eval()
-    name, head = labelled.spec.name, model.heads[labelled.spec.name]
+    name, head = labelled.spec.name, cast(Head, model.heads[labelled.spec.name])
     predictions, labels = [], []
     for batch in test_batches(labelled, tokenizer, batch_size):
         out = model(name, {k: v.to(device) for k, v in batch.items()})
@@ -198,6 +198,7 @@ def finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: M
     returns the report (also written to ``DIR/report.json`` and ``DIR/report.md``). Raises UserError for bad input,
     before anything is written, and for a DIR another command is writing (it is claimed: :mod:`ernie_cpt.claims`)."""
     _validate(model_dir, options, multi, weighting)
+    assert multi.multitask_dir, "checked by _validate"
     distributed.init(pick_device(options.device))
     with claim_on_main(multi.multitask_dir, "--multitask-dir", "finetune"):
         return _finetune_multitask(model_dir, options, multi, weighting)
@@ -225,6 +226,7 @@ def _finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: 
                         f"lower it")
     sets = [load_set(spec, tokenizer, options.max_seq_length) for spec in specs]
     _with_sets(source.model, sets, 0)  # a name the model has is an error before anything is written
+    assert multi.multitask_dir, "checked by _validate"
     out = Path(multi.multitask_dir)
     first = {s.spec.name: _steps(s, options.epochs, options.batch_size) for s in sets}
     second = {s.spec.name: _steps(s, multi.single_task_epochs, options.batch_size) if multi.then_single_task else 0

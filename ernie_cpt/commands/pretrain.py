@@ -276,8 +276,9 @@ def _pretrain(options: dict[type, Any], device: torch.device) -> Path:
     source = _init_source(model_options, run)
     if not (run.resume or run.resume_from_checkpoint):
         _check_given_tokenizer(options, task_classes, run.max_seq_length, source)
-    if preset_layers(model_options) is not None:  # else checked when the --init-from encoder is built
-        check_expert_layers(options[ArchitectureOptions], preset_layers(model_options))
+    layers = preset_layers(model_options)
+    if layers is not None:  # else checked when the --init-from encoder is built
+        check_expert_layers(options[ArchitectureOptions], layers)
     run_dir = Path(run.output_dir)
     config = {**_config(options, schedule),
               "environment": environment(device, training.amp, options[AnnotationOptions].spacy_model)}

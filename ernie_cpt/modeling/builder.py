@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 class TaskSpec(Protocol):
     """What the builder needs of a task: the name of its head and its number of classes."""
 
-    head: str
-    num_labels: int
+    @property
+    def head(self) -> str: ...
+    @property
+    def num_labels(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ def build_model(tasks: Mapping[str, TaskSpec], task_ids: dict[str, int], options
     cls = ARCHITECTURES.get(architecture.architecture)
     own = architecture_options if architecture_options is not None or cls.options_class is None \
         else cls.options_class()
+    mlm_weights: dict[str, torch.Tensor]
     if source is not None:
         encoder, mlm_weights = _source_encoder(source, architecture, own), {}
     else:
@@ -85,10 +88,12 @@ def build_model(tasks: Mapping[str, TaskSpec], task_ids: dict[str, int], options
     if max(task_ids.values(), default=0) >= encoder.config.task_type_vocab_size:
         raise UserError(f"the task embedding of the model has {encoder.config.task_type_vocab_size} rows, fewer than "
                         f"the {max(task_ids.values()) + 1} task ids of the tasks; start a new run for these tasks")
-    model = cls(encoder, task_ids, architecture, own)
+    # a registered architecture is made from the encoder; Architecture.__init__ itself takes the encoder's config
+    model = cls(encoder, task_ids, architecture, own)  # type: ignore[arg-type]
     for name, task in tasks.items():
         head = build_head(task.head, model.config, task.num_labels, model.word_embeddings())
-        if isinstance(head, MaskedLMHead) and options.mlm_bias_init == "prior" and name in (target_counts or {}):
+        if isinstance(head, MaskedLMHead) and options.mlm_bias_init == "prior" and target_counts is not None \
+                and name in target_counts:
             head.init_bias_from_prior(target_counts[name])
             if "bias" not in mlm_weights:
                 log.info("%s: the masked-LM bias starts at the prior of %s (--mlm-bias-init prior)", name,
@@ -106,8 +111,9 @@ def _source_encoder(source: Architecture, architecture: ArchitectureOptions, own
     the one ``source`` is (hard sharing), else a new one of its config, which :func:`_take_weights`
     fills. An architecture that does not fold can only continue as itself, with the same options
     (``architecture`` and ``own``, the new one's own options)."""
-    if source.ernie_model() is not None:
-        return copy.deepcopy(source.ernie_model())
+    folded = source.ernie_model()
+    if folded is not None:
+        return copy.deepcopy(folded)
     theirs, ours = source.describe(), {**dataclasses.asdict(architecture), **_fields(own)}
     differ = [k for k, value in theirs.items() if ours.get(k, value) != value]
     if differ:

@@ -22,19 +22,20 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from ernie_cpt import distributed
 from ernie_cpt.modeling.architectures import Architecture
+from ernie_cpt.modeling.heads import Head
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.device import autocast, to_device
 from ernie_cpt.training.task_gradients import TaskGradients
 from ernie_cpt.training.task_step import TasksForward, clip_gradients, global_losses, gradient_sync, losses_on
 from ernie_cpt.training.train_state import TrainState
-from ernie_cpt.weighting import LossWeighting, StepContext
+from ernie_cpt.weighting import GradientWeighting, LossWeighting, StepContext
 
 WEIGHTING_STREAM = 1  # the RNG key of a weighting's random choices (PCGrad's order)
 
@@ -114,10 +115,10 @@ class TrainStep:
                 outputs = self.forward(batches)
             losses, accuracies, tokens = global_losses(outputs, self.model.heads, tokens)
             for task, out in outputs.items():
-                if self.model.heads[task].count(out.labels) == 0:
+                if cast(Head, self.model.heads[task]).count(out.labels) == 0:
                     state.count_empty(task)
             total = (self.weighting.combine(losses, dataclasses.replace(context, kpis=accuracies))
-                     if self.weighting is not None else sum(losses.values()))
+                     if self.weighting is not None else cast(torch.Tensor, sum(losses.values())))  # not empty
             if self.per_task is not None:
                 self.per_task.add(losses, 1 / self.grad_accum_steps)
             else:
@@ -129,7 +130,7 @@ class TrainStep:
         ``state.nonfinite_steps``, the weighting restored) when a loss or the gradient norm is not finite.
         The caller zeroes the gradients and steps the LR schedule either way."""
         if self.per_task is not None:
-            self.per_task.apply(self.weighting, result.losses, result.context)
+            self.per_task.apply(cast(GradientWeighting, self.weighting), result.losses, result.context)  # "gradient"
         result.grad_norm = clip_gradients(self.model, self.max_grad_norm)
         result.nonfinite = [f"{task} loss {loss}" for task, loss in result.losses.items() if not math.isfinite(loss)]
         result.nonfinite += [] if math.isfinite(result.grad_norm) else [f"gradient norm {result.grad_norm}"]

@@ -39,14 +39,15 @@ class TaskGradients:
             sums = self.sums.setdefault(task, [None] * len(self.params))
             for i, grad in enumerate(grads):
                 if grad is not None:
-                    sums[i] = grad if sums[i] is None else sums[i] + grad
+                    total = sums[i]
+                    sums[i] = grad if total is None else total + grad
 
     def _stacked(self, shared: bool) -> tuple[torch.Tensor, list[bool]]:
         """(tasks, P) gradients of the shared (or the other) parameters, averaged over processes,
         and which parameters any task reached."""
         chosen = [i for i, is_shared in enumerate(self.is_shared) if is_shared == shared]
         reached = [any(self.sums[t][i] is not None for t in self.sums) for i in chosen]
-        rows = [torch.cat([(self.sums[t][i] if self.sums[t][i] is not None else torch.zeros_like(self.params[i]))
+        rows = [torch.cat([(g if (g := self.sums[t][i]) is not None else torch.zeros_like(self.params[i]))
                            .reshape(-1) for i in chosen]) if chosen else self.params[0].new_zeros(0)
                 for t in self.sums]
         stacked = torch.stack(rows)

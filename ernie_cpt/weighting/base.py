@@ -26,7 +26,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -89,7 +89,7 @@ class LossWeighting(nn.Module, ABC):
         weights = self.weigh(losses, context)
         self.last_weights = {task: weight.item() if isinstance(weight, torch.Tensor) else float(weight)
                              for task, weight in weights.items()}
-        return sum(weights[task] * loss for task, loss in losses.items())
+        return cast(torch.Tensor, sum(weights[task] * loss for task, loss in losses.items()))  # losses is not empty
 
     @abstractmethod
     def weigh(self, losses: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor | float]:

@@ -52,6 +52,7 @@ class FAMO(LossWeighting):
     options: FAMOOptions
     summary = "weights that make every task's loss fall at the same rate, at O(1) cost (Liu et al. 2023)"
     needs_losses_after_step = True
+    logits: torch.Tensor  # a buffer: the task logits xi, one per task
 
     def __init__(self, tasks: list[str], options: FAMOOptions | None = None) -> None:
         super().__init__(tasks, options)

@@ -77,6 +77,8 @@ class GradNorm(LossWeighting):
             self.initial_losses.setdefault(task, losses[task].item())
 
         weights = torch.stack(params)
+        if context.shared is None:
+            raise ValueError("gradnorm needs context.shared, the weight of the last layer every task shares")
         gradients = [mean_over_ranks(torch.autograd.grad(losses[task], context.shared, retain_graph=True)[0])
                      for task in tasks]
         grad_norms = torch.stack([gradient.norm() for gradient in gradients]).to(weights)

@@ -48,6 +48,7 @@ def min_norm_weights(gram: np.ndarray) -> np.ndarray:
             norm = gamma**2 * gram[i, i] + 2 * gamma * (1 - gamma) * gram[i, j] + (1 - gamma) ** 2 * gram[j, j]
             if best is None or norm < best[0]:
                 best = (norm, i, j, gamma)
+    assert best is not None  # k >= 2 gives one pair at least
     _, i, j, gamma = best
     weights[i], weights[j] = gamma, 1 - gamma
     for _ in range(MAX_ITERATIONS):

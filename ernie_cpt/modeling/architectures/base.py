@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import torch
 from torch import nn
@@ -79,7 +79,7 @@ class Architecture(nn.Module, ABC):
 
     @property
     def num_labels(self) -> dict[str, int]:
-        return {task: head.num_labels for task, head in self.heads.items()}
+        return {task: cast(Head, head).num_labels for task, head in self.heads.items()}
 
     def task_type_ids(self, task: str, input_ids: torch.Tensor) -> torch.Tensor:
         return torch.full_like(input_ids, self.task_ids[task])
@@ -102,7 +102,7 @@ class Architecture(nn.Module, ABC):
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
         sequence_output, pooled_output = self.encode(task, batch)
-        head = self.heads[task]
+        head = cast(Head, self.heads[task])
         logits, labels = head(sequence_output, pooled_output, batch)
         return TaskOutput(head.loss(logits, labels), logits, labels)
 

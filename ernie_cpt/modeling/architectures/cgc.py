@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -83,20 +85,24 @@ class CGC(TopLayersArchitecture):
 
     def top(self, task: str, hidden: torch.Tensor, mask: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
         tasks, levels = list(self.task_ids), len(self.shared_experts)
+        # torch types a container's items as Module: level -> expert -> its layers, task -> level -> gate
+        shared_experts = cast("Sequence[Sequence[nn.ModuleList]]", self.shared_experts)
+        task_experts = cast("Mapping[str, Sequence[Sequence[nn.ModuleList]]]", self.task_experts)
+        task_gates = cast("Mapping[str, Sequence[nn.Linear]]", self.task_gates)
         shared_in, task_in = hidden, dict.fromkeys(tasks, hidden)
         recorded = []
         for level in range(levels):
             last = level == levels - 1
             experts_of = [task] if last else tasks  # below the top, the shared gate mixes every task's experts
             gated = [task] if level >= levels - 2 else tasks  # the tasks whose input the next level reads
-            shared_out = [run_layers(expert, shared_in, mask) for expert in self.shared_experts[level]]
-            task_out = {owner: [run_layers(expert, task_in[owner], mask) for expert in self.task_experts[owner][level]]
+            shared_out = [run_layers(expert, shared_in, mask) for expert in shared_experts[level]]
+            task_out = {owner: [run_layers(expert, task_in[owner], mask) for expert in task_experts[owner][level]]
                         for owner in experts_of}
-            weights = {owner: gate_weights(self.task_gates[owner][level], task_in[owner]) for owner in gated}
+            weights = {owner: gate_weights(task_gates[owner][level], task_in[owner]) for owner in gated}
             recorded.append(weights[task])
             task_in = {owner: mix(weights[owner], shared_out + task_out[owner]) for owner in gated}
             if not last:
-                shared_weights = gate_weights(self.shared_gates[level], shared_in)
+                shared_weights = gate_weights(cast(nn.Linear, self.shared_gates[level]), shared_in)
                 recorded.append(shared_weights)
                 shared_in = mix(shared_weights, shared_out + [out for owner in tasks for out in task_out[owner]])
         self.record_gates(task, recorded, tokens)
@@ -121,7 +127,7 @@ class CGC(TopLayersArchitecture):
         owned, shared = self.options.task_experts, self.options.shared_experts
         start = shared + list(self.task_ids).index(like) * owned
         rows = slice(start, start + owned)
-        for level, gate in enumerate(self.shared_gates):
+        for level, gate in enumerate(cast("Sequence[nn.Linear]", self.shared_gates)):
             weight, bias = gate.weight.detach().clone(), gate.bias.detach().clone()
             bias[rows] -= math.log(2)
             grown = nn.utils.skip_init(nn.Linear, gate.in_features, gate.out_features + owned,

@@ -8,7 +8,7 @@ folds into one ``ErnieModel`` exactly, so export writes a Hugging Face folder.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from ernie_cpt.modeling.architectures.base import ARCHITECTURES, Architecture
 
 if TYPE_CHECKING:
     from transformers import ErnieModel
+    from transformers.models.ernie.modeling_ernie import ErnieLayer
 
     from ernie_cpt.modeling.architectures import ArchitectureOptions
 
@@ -42,7 +43,8 @@ class HardSharing(Architecture):
         return out.last_hidden_state, out.pooler_output
 
     def shared_layer_weights(self) -> list[nn.Parameter]:
-        return [layer.output.dense.weight for layer in self.encoder.encoder.layer]
+        weights = [cast("ErnieLayer", layer).output.dense.weight for layer in self.encoder.encoder.layer]
+        return cast("list[nn.Parameter]", weights)  # torch types a Linear's weight as a Tensor
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.parameters())

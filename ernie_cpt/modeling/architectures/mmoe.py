@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -69,9 +70,9 @@ class MMoE(TopLayersArchitecture):
         self.gates = nn.ModuleDict({task: new_gate(self.config, self.options.num_experts) for task in self.task_ids})
 
     def top(self, task: str, hidden: torch.Tensor, mask: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
-        weights = gate_weights(self.gates[task], hidden)
+        weights = gate_weights(cast(nn.Linear, self.gates[task]), hidden)
         self.record_gates(task, [weights], tokens)
-        return mix(weights, [run_layers(expert, hidden, mask) for expert in self.experts])
+        return mix(weights, [run_layers(cast(nn.ModuleList, expert), hidden, mask) for expert in self.experts])
 
     def routing_labels(self, task: str) -> list[str]:
         return [f"expert.{e}" for e in range(len(self.experts))]

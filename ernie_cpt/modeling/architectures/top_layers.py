@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ from ernie_cpt.modeling.architectures.base import Architecture, check_expert_lay
 
 if TYPE_CHECKING:
     from transformers import ErnieConfig, ErnieModel
+    from transformers.models.ernie.modeling_ernie import ErnieLayer
 
     from ernie_cpt.modeling.architectures import ArchitectureOptions
 
@@ -91,6 +92,7 @@ class TopLayersArchitecture(Architecture):
             self.trunk = ErnieModel(trunk_config, add_pooling_layer=False)
         self.trunk.embeddings = encoder.embeddings
         self.trunk.encoder.layer = nn.ModuleList(encoder.encoder.layer[:kept])
+        assert encoder.pooler is not None, "the encoder is built with its pooler"
         self.pooler = encoder.pooler
         self._routing_sums: dict[str, torch.Tensor] = {}
         self.build_top(list(encoder.encoder.layer[kept:]))
@@ -130,7 +132,9 @@ class TopLayersArchitecture(Architecture):
     def shared_layer_weights(self) -> list[nn.Parameter]:
         """The output weight of each trunk layer; the word embeddings when K = L (no layer is shared)."""
         layers = self.trunk.encoder.layer
-        return [layer.output.dense.weight for layer in layers] if len(layers) else [self.word_embeddings().weight]
+        weights = [cast("ErnieLayer", layer).output.dense.weight for layer in layers] if len(layers) \
+            else [self.word_embeddings().weight]
+        return cast("list[nn.Parameter]", weights)  # torch types a Linear's weight as a Tensor
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """The trunk (embeddings and bottom layers) and the pooler."""
