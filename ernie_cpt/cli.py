@@ -43,28 +43,16 @@ Every pretrain option can also come from a YAML file (--config FILE); flags over
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from ernie_cpt.data.annotate import annotate
+    from ernie_cpt.commands.prepare import prepare
     from ernie_cpt.data.column_stats import total_length
-    from ernie_cpt.data.corpus import read_corpus
     from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
     from ernie_cpt.data.read_only import saved_folder
     from ernie_cpt.messages import plural
     from ernie_cpt.options import resolve_options
 
-    options = resolve_options(args, [CorpusOptions, AnnotationOptions])
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: every rank parses a shard (gloo)
-        import torch
-
-        from ernie_cpt import distributed
-        from ernie_cpt.data.sharded_annotation import annotate_on_all_ranks
-
-        distributed.init(torch.device("cpu"))
-        corpus = distributed.every_rank(lambda: read_corpus(options[CorpusOptions]))
-        documents = annotate_on_all_ranks(corpus, options[AnnotationOptions])
-        if not distributed.is_main():
-            return 0
-    else:
-        documents = annotate(read_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    documents = prepare(resolve_options(args, [CorpusOptions, AnnotationOptions]))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports
+        return 0
     counts = {kind: total_length(documents, f"{kind}_starts")
               for kind in ("paragraph", "sentence", "entity", "noun_chunk")}
     print(f"{plural(len(documents), 'document')}: {plural(counts['paragraph'], 'paragraph')}, "
@@ -87,15 +75,16 @@ def _continue_advice(advice: str | None, run: RunOptions) -> str | None:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from ernie_cpt import distributed
-    from ernie_cpt.commands.options import RunOptions, pretrain_option_classes
+    from ernie_cpt.commands.options import pretrain_option_classes
     from ernie_cpt.commands.pretrain import pretrain
+    from ernie_cpt.config import PretrainConfig
     from ernie_cpt.options import resolve_options
 
-    options = resolve_options(args, pretrain_option_classes())
+    config = PretrainConfig.from_groups(resolve_options(args, pretrain_option_classes()))  # each flag checked
     try:
-        run_dir = pretrain(options)
+        run_dir = pretrain(config)
     except Interrupted as e:
-        e.advice = _continue_advice(e.advice, options[RunOptions])
+        e.advice = _continue_advice(e.advice, config)
         raise
     if distributed.is_main():
         print(f"Run directory: {run_dir}  (export it with: ernie-cpt export {run_dir} OUT_DIR)")
@@ -107,7 +96,7 @@ def _inspect_task(args: argparse.Namespace) -> int:
     from ernie_cpt.commands.options import inspect_option_classes
     from ernie_cpt.options import resolve_options
 
-    print(inspect_task(args.task, resolve_options(args, inspect_option_classes())))
+    print(inspect_task(args.task, resolve_options(args, inspect_option_classes())).report())
     return 0
 
 
@@ -138,7 +127,6 @@ def _finetune(args: argparse.Namespace) -> int:
         check_finetune_mode,
         finetune_option_classes,
     )
-    from ernie_cpt.modeling.safe_loading import weight_files
     from ernie_cpt.options import resolve_options
 
     resolved = resolve_options(args, finetune_option_classes())
@@ -150,8 +138,6 @@ def _finetune(args: argparse.Namespace) -> int:
 
         print(markdown(finetune_multitask(args.model_dir, single, multi, resolved)))
         return 0
-    if (Path(args.model_dir) / "config.json").is_file():  # an exported model, not a run directory
-        weight_files(Path(args.model_dir), "MODEL_DIR")
     print(format_results(finetune(args.model_dir, single)))
     return 0
 

@@ -50,6 +50,7 @@ from ernie_cpt.data.labelled_data import LabelledData, LabelledSplit, load_label
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.files import check_output_path
+from ernie_cpt.modeling.safe_loading import weight_files
 from ernie_cpt.modeling.saved_model import MODEL_JSON, read_description
 from ernie_cpt.options import check_ranges
 from ernie_cpt.threads import torch_thread_count, torch_threads
@@ -88,19 +89,28 @@ def _validate(options: FinetuneOptions) -> None:
                         "or a --validation-fraction above 0")
 
 
+def _check_export(model_dir: Path) -> None:
+    """Before any work: a Hugging Face folder (``config.json``) must hold an ERNIE model whose weights are
+    safetensors, never a pickle (:func:`~ernie_cpt.modeling.safe_loading.weight_files`)."""
+    if not (model_dir / "config.json").is_file():
+        return
+    try:
+        model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError) as e:
+        raise UserError(f"{model_dir / 'config.json'} is not a model config; export the model again") from e
+    if model_type != "ernie":
+        raise UserError(f"{model_dir} holds a '{model_type}' model; finetune fine-tunes ERNIE encoders "
+                        f"(a folder written by ernie-cpt export, or a pretrain run directory)")
+    weight_files(model_dir, "MODEL_DIR")
+
+
 def _model_folder(model_dir: Path, stack: contextlib.ExitStack) -> Path:
-    """``model_dir`` itself when it is an exported model (a Hugging Face folder, or ernie-cpt's own
-    for an architecture that does not fold); a run's latest checkpoint exported to a temporary
-    folder (removed when ``stack`` closes) when it is a pretrain run directory."""
+    """``model_dir`` itself when it is an exported model (a Hugging Face folder, checked by
+    :func:`_check_export`, or ernie-cpt's own for an architecture that does not fold); a run's latest
+    checkpoint exported to a temporary folder (removed when ``stack`` closes) when it is a pretrain run
+    directory."""
     has_weights = any((model_dir / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
     if (model_dir / "config.json").is_file() and has_weights:
-        try:
-            model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
-        except (ValueError, AttributeError) as e:
-            raise UserError(f"{model_dir / 'config.json'} is not a model config; export the model again") from e
-        if model_type != "ernie":
-            raise UserError(f"{model_dir} holds a '{model_type}' model; finetune fine-tunes ERNIE encoders "
-                            f"(a folder written by ernie-cpt export, or a pretrain run directory)")
         return model_dir
     if (model_dir / MODEL_JSON).is_file() and not (model_dir / "trainer_state.json").is_file():
         return model_dir  # an export of an architecture that does not fold into one ErnieModel
@@ -187,6 +197,7 @@ def finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     ``options.output_dir``/metrics.json too if set (claimed from the start: :mod:`ernie_cpt.claims`).
     Raises UserError for bad options or data, an output folder another command is writing, or a full disk.
     """
+    _check_export(Path(model_dir))
     _validate(options)
     with claim(options.output_dir, "--output-dir", "finetune") if options.output_dir else contextlib.nullcontext():
         return _finetune(model_dir, options)

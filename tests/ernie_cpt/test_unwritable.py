@@ -15,10 +15,10 @@ from pathlib import Path
 
 import datasets
 import pytest
-from test_cli_errors import snapshot
 
 from ernie_cpt.cli import main
 from ernie_cpt.data.read_only import load_read_only, saved_folder
+from tests.helpers import snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 NO_PIPELINE = "no_such_pipeline_xyz"
