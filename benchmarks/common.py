@@ -29,7 +29,7 @@ from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.trainer import train
-from ernie_cpt.weighting import build_weighting
+from ernie_cpt.weighting import weighting_from
 from pretasks import PreTask
 from schedules.stage import Stage
 
@@ -234,7 +234,7 @@ class Workload:
         config = dataclasses.replace(self.config, max_steps=stage.optimizer_steps(mixing), save_steps=10**9,
                                      logging_steps=10**9, save_total_limit=1, amp=True,  # bf16 autocast on CUDA
                                      schedule="joint", task_mixing=mixing, loss_weighting=weighting or "equal")
-        combiner = None if weighting is None else build_weighting(config, list(budgets))
+        combiner = None if weighting is None else weighting_from(config.option_groups(), list(budgets))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
             proxies = cast("dict[str, TaskStream]", streams)  # a RecordingStream passes every call on to its stream
             train(build_trainer(model, proxies, [stage], Path(run_dir), training=config, weighting=combiner,

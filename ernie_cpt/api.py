@@ -209,10 +209,10 @@ def finetune(model_dir: str | Path, **kwargs: Any) -> FinetuneResult:
         finetune_option_classes,
     )
     from ernie_cpt.options import groups_from_values
-    from ernie_cpt.weighting.options import WeightingOptions
 
     groups = groups_from_values(finetune_option_classes(), kwargs)
-    single, multi, weighting = groups[FinetuneOptions], groups[MultiTaskFinetuneOptions], groups[WeightingOptions]
+    single, multi = groups.pop(FinetuneOptions), groups.pop(MultiTaskFinetuneOptions)
+    weighting = groups  # what is left: the loss weighting's groups (its choice and each weighting's own)
     check_finetune_mode(single, multi, weighting)
     with session():
         if multi.task:

@@ -36,9 +36,10 @@ from ernie_cpt.data.corpus import read_corpus, split_documents
 from ernie_cpt.data.sharded_annotation import annotate_on_all_ranks
 from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
 from ernie_cpt.modeling import builder
-from ernie_cpt.modeling.architectures import Architecture
+from ernie_cpt.modeling.architectures import ARCHITECTURES, Architecture
+from ernie_cpt.training.task_ids import assign_task_ids, embedding_size
 from ernie_cpt.training.trainer import build_trainer
-from pretasks import TASKS, PreTask, get_task
+from pretasks import PreTask, get_task
 
 __all__ = ["Corpus", "build_corpus", "build_model", "build_tasks", "build_tokenizer", "build_trainer"]
 
@@ -78,12 +79,17 @@ def build_tokenizer(config: PretrainConfig, train_documents: datasets.Dataset) -
 def build_tasks(config: PretrainConfig, tokenizer: PreTrainedTokenizerBase,
                 names: list[str] | None = None) -> dict[str, PreTask]:
     """The pre-tasks ``names`` (default ``config.tasks``), in order, each with its ``config.task_options``
-    (its defaults when absent) and ``config.max_seq_length``. Raises ConfigError for an unknown name."""
+    (its defaults when absent) and ``config.max_seq_length``, and the task id a new run gives it (the ERNIE
+    2.0 tasks 0-6, the others the next free ids in order: :mod:`ernie_cpt.training.task_ids`; a resumed
+    run sets the ids it recorded). Raises ConfigError for an unknown name."""
+    names = list(names if names is not None else config.tasks)
+    ids = assign_task_ids(names)
     tasks = {}
-    for name in names if names is not None else config.tasks:
+    for name in names:
         cls = get_task(name)
         options = config.task_options.get(name) or cls.options_class()
         tasks[name] = cls(tokenizer, options, config.max_seq_length)
+        tasks[name].task_id = ids[name]
     return tasks
 
 
@@ -93,8 +99,13 @@ def build_model(config: PretrainConfig, tasks: Mapping[str, PreTask], vocab_size
     """The architecture ``config.architecture`` over a new encoder of ``config.model_size`` (or
     ``encoder_config``, or ``--init-from``'s, or the ernie-cpt model ``source``), with a head per task; each
     task on its own row of the task embedding (row 0 for all with ``config.shared_task_id``). A new masked-LM
-    head's bias starts from ``label_counts`` (``config.mlm_bias_init == "prior"``). Raises UserError for a
-    model that cannot hold ``config.max_seq_length`` or the tasks' ids."""
-    ids = {name: 0 if config.shared_task_id else task.task_id for name, task in tasks.items()}
-    return builder.build_model(tasks, ids, config, config, vocab_size, config.max_seq_length, len(TASKS),
-                               encoder_config, source, label_counts or {})
+    head's bias starts from ``label_counts`` (``config.mlm_bias_init == "prior"``); a new task embedding has
+    the rows the tasks' ids need (at least 7). The architecture gets its own options from
+    ``config.architecture_options``. Raises UserError for a model that cannot hold ``config.max_seq_length``
+    or the tasks' ids."""
+    ids = {name: task.task_id for name, task in tasks.items()}
+    return builder.build_model(tasks, {name: 0 if config.shared_task_id else i for name, i in ids.items()}, config,
+                               config, vocab_size, config.max_seq_length, embedding_size(ids), encoder_config,
+                               source, label_counts or {},
+                               architecture_options=ARCHITECTURES.options_for(config.architecture,
+                                                                              config.option_groups()))

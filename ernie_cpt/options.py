@@ -20,6 +20,7 @@ import math
 import os
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ernie_cpt.errors import ConfigError, UserError
@@ -70,16 +71,24 @@ MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes non-negative seeds; torch's m
 SEED_RANGE = Range(0, MAX_SEED)
 
 
-def option(default: Any = None, help: str = "", choices: tuple[str, ...] | None = None, valid: Range | None = None,
-           repeatable: bool = False, absent: Any = dataclasses.MISSING, **kw: Any) -> Any:
+def option(default: Any = None, help: str | Callable[[], str] = "", choices: tuple[str, ...] | None = None,
+           valid: Range | None = None, repeatable: bool = False, absent: Any = dataclasses.MISSING, **kw: Any) -> Any:
     """A dataclass field carrying its command-line help, and its choices (a string option) or its
-    valid range (a numeric one). A ``repeatable`` list option collects every use of its flag
-    (``--task A --task B``) instead of keeping the last. ``absent`` is what a run recorded before
-    the option existed ran with, when that differs from ``default`` (see :func:`absent_values`)."""
+    valid range (a numeric one). ``help`` may be a function that writes it when ``--help`` is built
+    (a list of registered plugins: the registries are read only then, not when the module loads). A
+    ``repeatable`` list option collects every use of its flag (``--task A --task B``) instead of keeping
+    the last. ``absent`` is what a run recorded before the option existed ran with, when that differs
+    from ``default`` (see :func:`absent_values`)."""
     metadata = {"help": help, "choices": choices, "valid": valid, "repeatable": repeatable, "absent": absent}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata, **kw)
     return dataclasses.field(default=default, metadata=metadata, **kw)
+
+
+def help_text(field: dataclasses.Field) -> str:
+    """A field's help text (written now when its ``help`` is a function)."""
+    text = field.metadata.get("help", "")
+    return text() if callable(text) else text
 
 
 def _base_type(annotation: Any) -> tuple[type, bool]:
@@ -108,8 +117,8 @@ def add_options(parser: argparse.ArgumentParser, option_classes: list[type]) -> 
             kind, is_list = _base_type(hints[f.name])
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             valid = f"; valid: {f.metadata['valid']}" if f.metadata.get("valid") else ""
-            help_text = f"{f.metadata.get('help', '')} (default: {default}{valid})"
-            kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+            kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
+                                      "help": f"{help_text(f)} (default: {default}{valid})"}
             if kind is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             else:  # the text as typed: resolve_options checks and converts it as it does Python's and YAML's values

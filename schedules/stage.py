@@ -77,7 +77,7 @@ register_allocation = ALLOCATIONS.register
 get_allocation = ALLOCATIONS.get
 
 
-@register_allocation("even")
+@register_allocation("even", summary="equal shares, the remainder one step each to the earliest stages")
 def even(budget: int, stages: int) -> list[int]:
     """The default: equal shares of the budget, the remainder one step each to the earliest stages
     (1000 steps over 3 stages: 334, 333, 333). ERNIE 2.0 (Sun et al. 2020) only says that the
@@ -86,7 +86,8 @@ def even(budget: int, stages: int) -> list[int]:
     return apportion(budget, [1] * stages)
 
 
-@register_allocation("front")
+@register_allocation("front", summary="shares s:s-1:...:1 over a task's s stages, most in the stage "
+                     "that introduces it")
 def front(budget: int, stages: int) -> list[int]:
     """Linearly decreasing shares s : s-1 : ... : 1 over a task's s stages (1000 steps over 3
     stages: 500, 333, 167): a task is trained most in the stage that introduces it, when it still

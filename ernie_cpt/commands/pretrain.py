@@ -4,7 +4,8 @@ The run directory holds everything needed to resume or export:
 
     run_config.json      the resolved options of the run
     encoder_config.json  the ErnieConfig of the encoder
-    tasks.json           task name → task id (row of the task embedding)
+    tasks.json           task name → task id (row of the task embedding) and the embedding's size,
+                         fixed when the run starts (ernie_cpt.training.task_ids)
     architecture.json    the model's ``describe()``: with encoder_config.json and a checkpoint's
                          weights, ``model_from_description`` rebuilds the model exactly
     tokenizer/           the tokenizer (trained on the corpus or copied)
@@ -49,11 +50,11 @@ from ernie_cpt.training.loading import SavedModel, is_saved_model, load_model
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directory, write_config
 from ernie_cpt.training.run_environment import check_corpus, check_split, environment, held_out_fingerprint
+from ernie_cpt.training.task_ids import assign_task_ids, read_task_ids, write_task_ids
 from ernie_cpt.training.trainer import build_trainer, train
-from ernie_cpt.weighting import build_weighting
-from ernie_cpt.weighting.options import WeightingOptions
-from pretasks import PreTask, TaskUnavailable, get_task
-from schedules import ScheduleOptions, Stage, build_schedule
+from ernie_cpt.weighting import weighting_from
+from pretasks import TASKS, PreTask, TaskUnavailable, get_task
+from schedules import CURRICULA, ScheduleOptions, Stage, build_schedule, check_schedule
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,14 @@ def _tokenizer(config: PretrainConfig, run_dir: Path, resume: bool, source: Save
     if source is not None:
         return load_tokenizer(source.tokenizer_dir)
     return build_tokenizer(config, train_documents)
+
+
+def _task_ids(run_dir: Path, resume: bool, tasks: list[str], source: SavedModel | None) -> dict[str, int]:
+    """Each task's id: as the resumed run fixed them, as the ernie-cpt model ``source`` has them, or new
+    (:mod:`ernie_cpt.training.task_ids`); never from the task modules installed now."""
+    if resume:
+        return read_task_ids(run_dir, tasks)
+    return assign_task_ids(tasks, None if source is None else source.model.task_ids)
 
 
 def _init_source(model_options: ModelOptions, run: RunOptions) -> SavedModel | None:
@@ -157,8 +166,8 @@ def _validate(run: RunOptions, training: TrainingOptions, options: dict[type, An
         raise ConfigError("pretrain needs --output-dir DIR (output_dir: where checkpoints and logs go)")
     check_output_path(run.output_dir, "--output-dir", folder=True)
     for name in run.tasks:
-        task = get_task(name)
-        task.check_seq_length(options.get(task.options_class) or task.options_class(), run.max_seq_length)
+        get_task(name).check_seq_length(TASKS.options_for(name, options), run.max_seq_length)
+    check_schedule(options)
     processes = distributed.world_size()
     if training.batch_size % processes:
         raise UserError(f"--batch-size {training.batch_size} is the batch over all {processes} processes and must "
@@ -244,9 +253,9 @@ def _pretrain(pretrain_config: PretrainConfig, options: dict[type, Any], device:
     model_options = options[ModelOptions]
     task_classes = {name: get_task(name) for name in run.tasks}
     schedule_options = options[ScheduleOptions]
-    schedule = build_schedule(schedule_options, run.tasks, training.max_steps)
-    weighting = (build_weighting(options[WeightingOptions], run.tasks)
-                 if schedule_options.task_mixing == "all" else None)
+    schedule = build_schedule(schedule_options, run.tasks, training.max_steps,
+                              settings=CURRICULA.options_for(schedule_options.schedule, options))
+    weighting = weighting_from(options, run.tasks) if schedule_options.task_mixing == "all" else None
     source = _init_source(model_options, run)
     if not (run.resume or run.resume_from_checkpoint):
         _check_given_tokenizer(options, task_classes, run.max_seq_length, source)
@@ -272,6 +281,8 @@ def _pretrain(pretrain_config: PretrainConfig, options: dict[type, Any], device:
         with distributed.main_first():
             tokenizer = _tokenizer(pretrain_config, run_dir, resuming, source, corpus.train)
             tasks = build_tasks(pretrain_config, tokenizer)
+            for name, task_id in _task_ids(run_dir, resuming, run.tasks, source).items():
+                tasks[name].task_id = task_id
             streams, evals, unavailable, label_counts = _task_data(tasks, corpus, training, evaluation,
                                                      options[AnnotationOptions].num_proc or None)
         schedule = _without(schedule, unavailable)
@@ -289,7 +300,8 @@ def _pretrain(pretrain_config: PretrainConfig, options: dict[type, Any], device:
             with writing(f"the tokenizer and encoder_config.json in {run_dir}", run_dir):
                 tokenizer.save_pretrained(str(run_dir / "tokenizer"))
                 model.config.to_json_file(str(run_dir / "encoder_config.json"))
-            atomic_write_text(run_dir / "tasks.json", json.dumps(model.task_ids, indent=2))
+            write_task_ids(run_dir, {name: task.task_id for name, task in tasks.items()},
+                           model.config.task_type_vocab_size)
             atomic_write_text(run_dir / "architecture.json", json.dumps(model.describe(), indent=2))
             write_config(run_dir, config)
         log.info("Schedule %s:\n%s", schedule_options.schedule,

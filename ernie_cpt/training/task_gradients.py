@@ -13,12 +13,11 @@ of each task's mean loss over the global batch.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from ernie_cpt import distributed
-from ernie_cpt.weighting import GradientWeighting
+from ernie_cpt.weighting import GradientWeighting, StepContext
 
 
 class TaskGradients:
@@ -54,12 +53,12 @@ class TaskGradients:
         stacked = torch.stack(rows)
         return distributed.all_reduce_sum(stacked) / distributed.world_size(), reached
 
-    def apply(self, weighting: GradientWeighting, losses: dict[str, float], rng: np.random.Generator) -> None:
+    def apply(self, weighting: GradientWeighting, losses: dict[str, float], context: StepContext) -> None:
         """Set every parameter's ``.grad``: the shared ones to the weighting's direction, the others to
         the weighted sum of their task gradients; parameters no task reached keep no gradient."""
         tasks = list(self.sums)
         shared, shared_reached = self._stacked(shared=True)
-        direction, weights = weighting.combine_gradients(shared, {t: losses[t] for t in tasks}, rng)
+        direction, weights = weighting.combine_gradients(shared, {t: losses[t] for t in tasks}, context)
         others, others_reached = self._stacked(shared=False)
         specific = torch.as_tensor([weights[t] for t in tasks], dtype=others.dtype, device=others.device) @ others
         for flat, is_shared, reached in ((direction, True, shared_reached), (specific, False, others_reached)):

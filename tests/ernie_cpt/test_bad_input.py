@@ -362,7 +362,8 @@ def test_one_sentence_documents_skip_the_tasks_that_need_more(one_sentence_docum
     assert config["tasks"] == ["knowledge_masking"] and config["requested_tasks"] == ["knowledge_masking",
                                                                                         "sentence_reordering"]
     assert list(config["skipped_tasks"]) == ["sentence_reordering"] and config["stages"] == [{"knowledge_masking": 3}]
-    assert json.loads((run_dir / "tasks.json").read_text()) == {"knowledge_masking": 0}
+    assert json.loads((run_dir / "tasks.json").read_text()) == {"task_ids": {"knowledge_masking": 0},
+                                                                "task_embedding_size": 7}
     assert [r["task"] for r in read_records(run_dir, "train")] == ["knowledge_masking"] * 3
 
 

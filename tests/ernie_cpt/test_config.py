@@ -26,8 +26,11 @@ from ernie_cpt.commands.options import (
 )
 from ernie_cpt.config import GROUPS
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
+from ernie_cpt.modeling.architectures import ARCHITECTURES
 from ernie_cpt.options import Range, _base_type, option_fields
+from ernie_cpt.weighting import WEIGHTINGS
 from pretasks import TASKS
+from schedules import CURRICULA
 
 # each command's own option groups (compare and inspect-task read pretrain's groups too, walked there)
 COMMANDS = {
@@ -45,7 +48,14 @@ SAFE_COMMANDS = {"pretrain", "prepare", "inspect-task", "compare"}
 # string options whose allowed values are the names of a registry, not declared choices: "unknown loss
 # weighting 'x'; did you mean 'y'? available: ..." names the option in words whatever the way it was given
 REGISTRY_NAMES = {"architecture", "loss_weighting", "schedule", "stage_allocation", "task_sampling", "task_mixing"}
-TASK_FIELDS = {f.name: name for name, task in TASKS.items() for f in dataclasses.fields(task.options_class)}
+# a plugin's own option -> (the config's field of its kind, the first plugin that has it): set there from Python
+PLUGIN_FIELDS: dict[str, tuple[str, str]] = {}
+for _kind, _registry in (("task_options", TASKS), ("architecture_options", ARCHITECTURES),
+                         ("weighting_options", WEIGHTINGS), ("schedule_options", CURRICULA)):
+    for _name in _registry:
+        if (_own := _registry.options_class(_name)) is not None:
+            for _f in dataclasses.fields(_own):
+                PLUGIN_FIELDS.setdefault(_f.name, (_kind, _name))
 
 
 def wrong_type(annotation: typing.Any) -> typing.Any:
@@ -87,7 +97,7 @@ for command, classes in COMMANDS.items():
 
 def test_the_walk_covers_every_field_of_every_group():
     walked = {name for _, name, _, _ in CASES}
-    groups = {*GROUPS, *(t.options_class for t in TASKS.values()), *(c for cs in COMMANDS.values() for c in cs)}
+    groups = {*GROUPS, *pretrain_option_classes(), *(c for cs in COMMANDS.values() for c in cs)}
     assert walked == {f.name for cls in groups for f in dataclasses.fields(cls)}
     ranged = {f.name for cls in groups for f in dataclasses.fields(cls)
               if f.metadata.get("valid") or f.metadata.get("choices") or f.name in REGISTRY_NAMES}
@@ -96,10 +106,12 @@ def test_the_walk_covers_every_field_of_every_group():
 
 
 def test_an_option_name_means_one_thing_in_every_group_of_a_config():
-    """PretrainConfig and its flat ``to_dict`` merge the groups' fields: a name in two groups would be one
-    option for two purposes."""
-    names = [f.name for cls in (*GROUPS, *(t.options_class for t in TASKS.values())) for f in dataclasses.fields(cls)]
+    """PretrainConfig and its flat ``to_dict`` merge the groups' fields (every plugin's too): a name in two
+    groups would be one option for two purposes."""
+    names = [f.name for cls in pretrain_option_classes() for f in dataclasses.fields(cls)]
     assert len(names) == len(set(names))
+    assert {kind for kind, _ in PLUGIN_FIELDS.values()} == {"task_options", "architecture_options",
+                                                            "weighting_options", "schedule_options"}
 
 
 def _safety(command: str, name: str) -> dict[str, str]:
@@ -110,8 +122,8 @@ def python_error(command: str, name: str, value: typing.Any) -> str:
     """The ConfigError of the option from Python: the config's constructor, or the command's API call."""
     kwargs = {name: value, **_safety(command, name)}
     calls = {
-        "pretrain": lambda: PretrainConfig(task_options={TASK_FIELDS[name]: {name: value}}) if name in TASK_FIELDS
-        else PretrainConfig(**kwargs),
+        "pretrain": lambda: PretrainConfig(**{PLUGIN_FIELDS[name][0]: {PLUGIN_FIELDS[name][1]: {name: value}}})
+        if name in PLUGIN_FIELDS else PretrainConfig(**kwargs),
         "prepare": lambda: ernie_cpt.prepare(**kwargs),
         "inspect-task": lambda: ernie_cpt.inspect_task("knowledge_masking", **kwargs),
         "finetune": lambda: ernie_cpt.finetune("MODEL", **kwargs),
@@ -160,7 +172,8 @@ def test_python_yaml_and_the_command_line_refuse_it_alike(command, name, kind, v
     argv = [command, *POSITIONAL.get(command, [])]
 
     from_python = python_error(command, name, value)
-    where = f"task_options['{TASK_FIELDS[name]}'].{name}" if command == "pretrain" and name in TASK_FIELDS else name
+    where = f"{PLUGIN_FIELDS[name][0]}['{PLUGIN_FIELDS[name][1]}'].{name}" \
+        if command == "pretrain" and name in PLUGIN_FIELDS else name
     assert registry or from_python.startswith(f"{where} "), from_python
     shown = value[0] if isinstance(value, list) and len(value) == 1 else value  # a list's errors name the item
     assert repr(shown) in from_python or str(shown) in from_python, from_python
@@ -207,6 +220,13 @@ def test_python_yaml_and_the_command_line_refuse_it_alike(command, name, kind, v
     ({"task_options": {"knowledge_masking": {"mask_rato": 0.2}}}, "did you mean 'mask_ratio'?"),
     ({"task_options": {"knowledge_masking": 0.2}}, "task_options['knowledge_masking'] must be a "
                                                    "KnowledgeMaskingOptions or a dict of its fields, got float"),
+    ({"architecture": "mmoe", "architecture_options": {"mmoe": {"num_experts": 0}}},
+     "architecture_options['mmoe'].num_experts must be between 1 and 64, got 0"),
+    ({"architecture_options": {"cgc": {"shared_experts": 0, "task_experts": 0}}}, "a gate needs at least one expert"),
+    ({"architecture_options": {"hard": {}}}, "architecture_options['hard']: architecture hard has no options of its "
+                                             "own; remove the entry"),
+    ({"schedule": "file"}, "--schedule file needs --schedule-file FILE"),
+    ({"schedule_options": {"file": {"schedule_file": "s.yaml"}}}, "--schedule-file is read only by --schedule file"),
 ])
 def test_the_issue_examples_and_the_checks_across_options(options, expected):
     with pytest.raises(ValueError) as error:
@@ -230,14 +250,19 @@ def test_the_api_refuses_a_wrong_option_before_anything_is_read_or_written(tmp_p
 def test_values_are_converted_as_flags_are_and_round_trip_through_a_flat_dict(tmp_path):
     config = PretrainConfig(corpus=[tmp_path], learning_rate=1, max_steps=50.0,
                             tasks="knowledge_masking,capitalization",
-                            task_options={"knowledge_masking": {"mask_ratio": "0.2"}})
+                            task_options={"knowledge_masking": {"mask_ratio": "0.2"}}, architecture="ple",
+                            architecture_options={"ple": {"shared_experts": 3}}, loss_weighting="dwa",
+                            weighting_options={"dwa": {"dwa_window": "5"}})
     assert config.corpus == [str(tmp_path)] and config.learning_rate == 1.0 and isinstance(config.max_steps, int)
     assert config.tasks == ["knowledge_masking", "capitalization"]
     assert config.task_options["knowledge_masking"].mask_ratio == 0.2
     assert config.task_options["capitalization"] == TASKS.get("capitalization").options_class()
 
+    assert config.architecture_options["ple"].shared_experts == 3 and config.weighting_options["dwa"].dwa_window == 5
+
     flat = config.to_dict()
     assert flat["mask_ratio"] == 0.2 and "task_options" not in flat  # run_config.json's flat format
+    assert flat["shared_experts"] == 3 and flat["dwa_window"] == 5 and flat["num_experts"] == 4
     assert set(flat) == set(option_fields(pretrain_option_classes()))
     assert PretrainConfig.from_dict(flat) == config
     path = tmp_path / "config.yaml"

@@ -58,7 +58,6 @@ class CrossStitch(TopLayersArchitecture):
     name = "cross_stitch"
     summary = "a column per task, each a copy of the top --expert-layers layers, mixed after every layer by " \
               "learned cross-stitch units initialised near identity (Misra et al. 2016)"
-    options_used = ("expert_layers",)
 
     def build_top(self, layers: list[nn.Module]) -> None:
         tasks = list(self.task_ids)

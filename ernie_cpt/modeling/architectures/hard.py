@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
-from transformers import ErnieModel
 
 from ernie_cpt.modeling.architectures.base import ARCHITECTURES, Architecture
 
 if TYPE_CHECKING:
+    from transformers import ErnieModel
     from transformers.models.ernie.modeling_ernie import ErnieLayer
 
     from ernie_cpt.modeling.architectures import ArchitectureOptions
@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 class HardSharing(Architecture):
     name = "hard"
     summary = "every layer shared by all tasks, a head per task (ERNIE 2.0 as published; exports as one ErnieModel)"
+    folds = True
 
-    def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
-        super().__init__(encoder.config, task_ids, options)
+    def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], sharing: ArchitectureOptions,
+                 options: None = None) -> None:
+        super().__init__(encoder.config, task_ids, sharing, options)
         self.encoder = encoder
 
     def word_embeddings(self) -> nn.Embedding:

@@ -26,19 +26,17 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
-from transformers import ErnieModel
-from transformers.masking_utils import create_bidirectional_mask
 
 from ernie_cpt import distributed
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.architectures.base import Architecture, check_expert_layers
 
 if TYPE_CHECKING:
-    from transformers import ErnieConfig
+    from transformers import ErnieConfig, ErnieModel
     from transformers.models.ernie.modeling_ernie import ErnieLayer
 
     from ernie_cpt.modeling.architectures import ArchitectureOptions
@@ -79,10 +77,15 @@ class TopLayersArchitecture(Architecture):
     the top K layers become (:meth:`build_top`) and how a task's states flow through them
     (:meth:`top`). Raises UserError when K is outside 1..L."""
 
-    def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
-        super().__init__(encoder.config, task_ids, options)
-        check_expert_layers(options, encoder.config.num_hidden_layers)
-        kept = encoder.config.num_hidden_layers - options.expert_layers
+    options_used = ("expert_layers",)
+
+    def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], sharing: ArchitectureOptions,
+                 options: Any = None) -> None:
+        from transformers import ErnieModel
+
+        super().__init__(encoder.config, task_ids, sharing, options)
+        check_expert_layers(sharing, encoder.config.num_hidden_layers)
+        kept = encoder.config.num_hidden_layers - sharing.expert_layers
         trunk_config = copy.deepcopy(encoder.config)
         trunk_config.num_hidden_layers = kept
         with torch.random.fork_rng(devices=[]):  # its random weights are replaced next: the run's RNG is untouched
@@ -113,6 +116,8 @@ class TopLayersArchitecture(Architecture):
         """Give the newly added ``task`` (already in ``task_ids``, last) the routing of ``like``."""
 
     def encode(self, task: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        from transformers.masking_utils import create_bidirectional_mask
+
         hidden = self.trunk(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             token_type_ids=batch["token_type_ids"],
                             task_type_ids=self.task_type_ids(task, batch["input_ids"])).last_hidden_state
