@@ -196,7 +196,8 @@ def choose_tasks(trainer: Trainer, state: TrainState, stage: Stage) -> list[str]
 
 def log_step(trainer: Trainer, state: TrainState, result: StepResult, bar: Any) -> None:
     """The weighting's task weights after every applied step; a ``train`` record (loss, LR, gradient
-    norm, tokens/s) every ``logging_steps``, at the last step and for a skipped step."""
+    norm, the architecture's ``aux_loss`` where it has one, tokens/s) every ``logging_steps``, at the
+    last step and for a skipped step. ``loss`` is the sum of the tasks' losses, without the penalty."""
     if trainer.weighting is not None and not result.skipped:
         trainer.run_log.write("weights", {"step": state.step, "stage": state.stage,
                                           "weights": trainer.weighting.last_weights})
@@ -205,7 +206,8 @@ def log_step(trainer: Trainer, state: TrainState, result: StepResult, bar: Any) 
     tokens_per_s, empty_batches = state.close_window()
     record = {"step": state.step, "stage": state.stage, "task": "+".join(result.tasks),
               "loss": sum(result.losses.values()), "lr": trainer.lr_scheduler.get_last_lr()[0],
-              "grad_norm": result.grad_norm, "tokens_per_s": tokens_per_s, **memory_record(trainer.device),
+              "grad_norm": result.grad_norm, **({"aux_loss": result.aux_loss} if result.aux_loss is not None else {}),
+              "tokens_per_s": tokens_per_s, **memory_record(trainer.device),
               **({"losses": result.losses} if trainer.task_mixing == "all" else {}),
               **({"skipped": True} if result.skipped else {}),
               **({"empty_batches": empty_batches} if empty_batches else {})}

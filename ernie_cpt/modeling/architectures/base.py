@@ -18,7 +18,10 @@ seam options it reads: ``("expert_layers",)``) and ``folds`` (it is one ``ErnieM
 * ``add_task(name, task_id, like)``: routing for a task the architecture was not built with
   (a downstream task in fine-tuning), initialised from the task ``like``;
 * ``ernie_model()``: the one ``ErnieModel`` the architecture is, where it folds exactly
-  (hard sharing), else None: export then writes the architecture's own folder.
+  (hard sharing), else None: export then writes the architecture's own folder;
+* optionally ``aux_loss()``: a penalty of the architecture's own (sluice's subspace orthogonality,
+  soft sharing's tie between the task columns), a scalar that the trainer adds to every optimizer
+  step's loss, once and unweighted; None (the default) where there is none.
 
 The trainer sees only this interface and never names an architecture.
 """
@@ -114,6 +117,19 @@ class Architecture(nn.Module, ABC):
         """Route a new task (fine-tuning): it gets ``task_id`` and, where the architecture has
         task-specific routing, a copy of task ``like``'s (or the documented default)."""
         self.task_ids[task] = task_id
+
+    def aux_loss(self) -> torch.Tensor | None:
+        """A penalty the architecture adds to the training loss (a scalar with its graph), or None.
+
+        It must be a function of the parameters alone, so that every process computes the same value
+        (under DDP its gradient, averaged over the processes, is its own). The trainer calls it in the
+        forward pass of every micro-batch (inside DistributedDataParallel, which then sees the
+        parameters it reaches), outside autocast, and adds it, divided by the micro-batches of the
+        step, to the combined loss: once per optimizer step, not weighted by a loss weighting. With a
+        gradient-level weighting its gradient is added to the combined update of every parameter it
+        reaches. It is logged as ``aux_loss`` (``train/aux_loss`` in TensorBoard); the logged ``loss``
+        stays the tasks' own. Fine-tuning a single downstream task (``finetune --train``) does not add it."""
+        return None
 
     def ernie_model(self) -> ErnieModel | None:
         """The single ErnieModel this architecture equals exactly, or None when it does not fold."""

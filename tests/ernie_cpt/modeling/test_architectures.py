@@ -201,12 +201,14 @@ def test_at_initialisation_every_architecture_computes_the_encoder_it_was_built_
     encoder = new_encoder()
     reference = copy.deepcopy(encoder)
     model = build(name, encoder=encoder, expert_layers=2)
-    out = reference(**BATCH, task_type_ids=torch.full_like(INPUT_IDS, 1))
+    out = reference(**BATCH, task_type_ids=torch.full_like(INPUT_IDS, 1), output_hidden_states=True)
+    # sluice's beta starts uniform: the mean of the top K = 2 layers' outputs
+    expected = (out.hidden_states[-2] + out.hidden_states[-1]) / 2 if name == "sluice" else out.last_hidden_state
 
     states, pooled = model.encode("b", BATCH)
 
-    assert torch.allclose(states, out.last_hidden_state, atol=1e-5)
-    assert torch.allclose(pooled, out.pooler_output, atol=1e-5)
+    assert torch.allclose(states, expected, atol=1e-5)
+    assert torch.allclose(pooled, reference.pooler(expected), atol=1e-5)
     assert len(model.trunk.encoder.layer) == 1 and model.trunk.encoder.layer[0] is encoder.encoder.layer[0]
 
 
@@ -224,9 +226,14 @@ def test_shared_parameters_are_the_trunk_and_the_pooler(name):
 
 @pytest.mark.parametrize("name", ROUTED)
 def test_routing_gives_the_mean_weights_since_the_last_call_over_training_tokens_only(name):
-    model = build(name, expert_layers=1, num_experts=2, shared_experts=1, task_experts=1)
+    model = build(name, expert_layers=1, num_experts=2, shared_experts=1, task_experts=1, subspaces=2)
     if name == "cross_stitch":
         expected = {"layer3/a": 0.9, "layer3/b": 0.1}
+    elif name == "sluice":  # alpha rows of a's two subspaces, then beta
+        expected = {"layer3/0/a.0": 0.9, "layer3/0/a.1": 0, "layer3/0/b.0": 0.1, "layer3/0/b.1": 0,
+                    "layer3/1/a.0": 0, "layer3/1/a.1": 0.9, "layer3/1/b.0": 0, "layer3/1/b.1": 0.1, "beta/layer3": 1}
+    elif name == "soft_sharing":  # the columns are copies: no distance, no penalty
+        expected = {"distance": pytest.approx(0, abs=1e-10), "penalty": pytest.approx(0, abs=1e-10)}
     else:
         gate = model.gates["a"] if name == "mmoe" else model.task_gates["a"][0]
         set_gate(gate, [0.25, 0.75])
@@ -320,9 +327,9 @@ def test_help_lists_every_registered_architecture_and_who_reads_each_option():
     assert list(fields) == ["architecture", "expert_layers"]  # the seam's; the rest are the architectures' own
     assert all(f"{name}: {cls.summary}" in fields["architecture"] for name, cls in ARCHITECTURES.items())
     assert fields["architecture"].index("hard:") < fields["architecture"].index("cgc:")  # the default first
-    assert fields["expert_layers"].startswith("cgc/cross_stitch/mmoe/ple:")
+    assert fields["expert_layers"].startswith("cgc/cross_stitch/mmoe/ple/sluice/soft_sharing:")
     own = {f.name: (cls, help_text(f)) for cls in ARCHITECTURES.option_classes() for f in dataclasses.fields(cls)}
     assert own["num_experts"][0] is MMoEOptions and own["num_experts"][1].startswith("mmoe:")
     assert own["task_experts"][0] is CGCOptions and own["task_experts"][1].startswith("cgc/ple:")
     assert ARCHITECTURES.options_class("ple") is CGCOptions  # PLE is CGC stacked, with the same options
-    assert ROUTED == ["cgc", "cross_stitch", "mmoe", "ple"]
+    assert ROUTED == ["cgc", "cross_stitch", "mmoe", "ple", "sluice", "soft_sharing"]
