@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slow
 TOLERANCE = 1e-5
 TASKS = ["knowledge_masking", "capitalization", "sentence_reordering"]
 NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0"]
-ARCHITECTURES = ["hard", "mmoe", "cgc", "ple", "cross_stitch"]
+ARCHITECTURES = ["hard", "mmoe", "cgc", "ple", "cross_stitch", "sluice", "soft_sharing"]
 
 
 def _args(sample_dir: Path, run_dir: Path, *extra: str, weighting: str = "gradnorm") -> list[str]:
@@ -130,8 +130,12 @@ def test_two_processes_match_one_with_the_same_global_batch(sample_dir, tmp_path
     # in both runs. Weights therefore agree to a tenth of one step (lr 1e-3), not to float precision:
     # measured 1.6e-6 at most. Training on half the batch, as a rank without the all-reduce does,
     # moves them 6e-3 apart.
+    # soft_sharing's tie gives the attention key biases (which no task loss moves) a gradient of
+    # lambda x the columns' noise-driven differences, larger than AdamW's epsilon: they move by a
+    # fraction of the learning rate in directions set by that noise (measured 2.0e-4 at most).
+    noise_only = (".attention.self.key.bias",) if architecture == "soft_sharing" else ()
     far = {k: (final_one[k] - final_two[k]).abs().max().item() for k in final_one
-           if not torch.allclose(final_one[k], final_two[k], rtol=0, atol=1e-4)}
+           if not torch.allclose(final_one[k], final_two[k], rtol=0, atol=1e-3 if k.endswith(noise_only) else 1e-4)}
     assert not far, far
     # Rank 0 alone wrote the run directory: the same files as the single process.
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())

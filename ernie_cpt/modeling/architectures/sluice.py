@@ -155,7 +155,8 @@ class Sluice(TopLayersArchitecture):
         """lambda * L_c (see the class); None with one subspace or lambda 0."""
         if self.options.subspaces == 1 or self.options.orthogonality_weight == 0:
             return None
-        layers = [cast("ErnieLayer", layer) for column in self.columns.values() for layer in cast(nn.ModuleList, column)]
+        layers = [cast("ErnieLayer", layer) for column in self.columns.values()
+                  for layer in cast(nn.ModuleList, column)]
         weights = [weight for layer in layers for weight in (layer.attention.output.dense.weight,
                                                              layer.output.dense.weight)]
         penalty = sum(orthogonality(weight, self.options.subspaces) for weight in weights)
