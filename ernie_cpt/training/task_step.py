@@ -3,8 +3,8 @@
 ``TasksForward`` runs a batch of each task of the step in one forward pass, with the
 architecture's own penalty (``aux_loss``): that is what ``DistributedDataParallel`` wraps.
 ``global_losses`` makes the losses of a rank's share of the batches add up to those of the whole
-batch. ``gradient_sync`` lets DDP average the gradients
-only after the last micro-batch of a step (gradient accumulation).
+batch. ``gradient_sync`` lets DDP average the gradients only after the last micro-batch of a
+step (gradient accumulation).
 """
 
 from __future__ import annotations
