@@ -3,8 +3,8 @@
 ``ErnieForSequenceClassification`` (dropout and a linear classifier on the pooled [CLS]
 state, as BERT's; Devlin et al. 2019) starts from an exported model folder, or from the
 latest checkpoint of a pretrain run (exported to a temporary folder first); only the
-classifier is new. A model whose architecture does not fold into one ErnieModel (mmoe, cgc,
-ple, cross_stitch) is fine-tuned whole, with the downstream task added as a new routed task
+classifier is new. A model whose architecture does not fold into one ErnieModel (every one but
+hard) is fine-tuned whole, with the downstream task added as a new routed task
 (``ernie_cpt.modeling.sequence_classifier``): its gate, experts or column start as copies of
 the model's first task's, and its classifier is the same one on the pooled [CLS] state.
 Every seed fine-tunes from the same weights: the seed sets the
