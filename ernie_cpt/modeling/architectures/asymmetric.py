@@ -19,8 +19,13 @@ from torch import nn
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.architectures.base import ARCHITECTURES
-from ernie_cpt.modeling.architectures.customized import block_shares, reading_first
-from ernie_cpt.modeling.architectures.top_layers import TopLayersArchitecture, copies, run_layers
+from ernie_cpt.modeling.architectures.top_layers import (
+    TopLayersArchitecture,
+    block_shares,
+    copies,
+    reading_first,
+    run_layers,
+)
 from ernie_cpt.modeling.options import ArchitectureOptions
 from ernie_cpt.options import check_ranges, option
 

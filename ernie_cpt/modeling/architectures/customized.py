@@ -14,29 +14,16 @@ import torch
 from torch import nn
 
 from ernie_cpt.modeling.architectures.base import ARCHITECTURES
-from ernie_cpt.modeling.architectures.top_layers import TopLayersArchitecture, copies, run_layers
+from ernie_cpt.modeling.architectures.top_layers import (
+    TopLayersArchitecture,
+    block_shares,
+    copies,
+    reading_first,
+    run_layers,
+)
 
 if TYPE_CHECKING:
-    from transformers import ErnieConfig
     from transformers.models.ernie.modeling_ernie import ErnieLayer
-
-
-def reading_first(config: ErnieConfig, blocks: int) -> nn.Linear:
-    """A projection of ``blocks`` concatenated states (blocks x hidden -> hidden) that starts as the
-    first block alone: W = [I, 0, ...], bias 0."""
-    hidden = config.hidden_size
-    projection = nn.Linear(blocks * hidden, hidden)
-    with torch.no_grad():
-        projection.weight.zero_()
-        projection.weight[:, :hidden].copy_(torch.eye(hidden))
-        projection.bias.zero_()
-    return projection
-
-
-def block_shares(projection: nn.Linear, blocks: int) -> torch.Tensor:
-    """The share of each input block in ``projection``'s weight, ||W_b||_F / sum_b' ||W_b'||_F, (blocks,)."""
-    norms = torch.stack([block.norm() for block in projection.weight.detach().chunk(blocks, dim=1)])
-    return norms / norms.sum()
 
 
 @ARCHITECTURES.register()
