@@ -8,7 +8,8 @@ on its own batch, and a weighting turns them into one update. It acts at one of 
 * **gradient level** (``GradientWeighting``): the trainer computes each task's gradient of the
   shared parameters (which the architecture names), all-reduced over processes, and
   ``direction(gradients, losses, context)`` combines them into the update of the shared
-  parameters (PCGrad, CAGrad, MGDA, Nash-MTL).
+  parameters (PCGrad, CAGrad, MGDA, Nash-MTL, and torchjd's aggregators: UPGrad, DualProj,
+  Aligned-MTL, ConFIG, IMTL-G, GradDrop, GradVac; see ``torchjd_aggregator``).
 
 The :class:`StepContext` holds what a step offers besides the losses. A weighting declares, next to
 its code, ``name``, a one-line ``summary``, its own ``options_class`` (a dataclass of ``option``

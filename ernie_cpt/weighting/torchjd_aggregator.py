@@ -42,9 +42,10 @@ def combine(weights: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
 @contextmanager
 def seeded(rng: np.random.Generator, device: torch.device) -> Iterator[None]:
     """Within the block, torch's global generators (the CPU's, and ``device``'s when it is a CUDA device)
-    are seeded from ``rng`` (one draw); they are restored afterwards."""
+    are seeded from ``rng`` (one draw); they are restored afterwards. The default device is the CPU there:
+    torchjd draws its orders with ``torch.randperm(K)`` for a loop on the host."""
     seed = int(rng.integers(2**63 - 1))
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.device("cpu"):
         torch.default_generator.manual_seed(seed)
         if device.type == "cuda":
             with torch.cuda.device(device):
