@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchjd.aggregation import AlignedMTLWeighting
 
 from ernie_cpt.options import option
 from ernie_cpt.weighting.base import GradientWeighting, StepContext, register
@@ -46,5 +45,8 @@ class AlignedMTL(GradientWeighting):
 
     def direction(self, gradients: torch.Tensor, losses: dict[str, float],
                   context: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        # torchjd loads scipy (and cvxpy where installed): when a step needs it
+        from torchjd.aggregation import AlignedMTLWeighting
+
         weighting = AlignedMTLWeighting(scale_mode=self.options.aligned_mtl_scale)  # type: ignore[arg-type]
         return combine(len(gradients) * weighting(gramian(gradients)), gradients), dict.fromkeys(losses, 1.0)

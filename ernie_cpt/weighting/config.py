@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torchjd.aggregation import ConFIG as ConFIGAggregator
 
 from ernie_cpt.weighting.base import GradientWeighting, StepContext, register
 
@@ -29,4 +28,7 @@ class ConFIG(GradientWeighting):
 
     def direction(self, gradients: torch.Tensor, losses: dict[str, float],
                   context: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        # torchjd loads scipy (and cvxpy where installed): when a step needs it
+        from torchjd.aggregation import ConFIG as ConFIGAggregator
+
         return ConFIGAggregator()(gradients), dict.fromkeys(losses, 1.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torchjd.aggregation import DualProjWeighting
 
 from ernie_cpt.weighting.base import GradientWeighting, StepContext, register
 from ernie_cpt.weighting.torchjd_aggregator import combine, gramian
@@ -30,5 +29,8 @@ class DualProj(GradientWeighting):
 
     def direction(self, gradients: torch.Tensor, losses: dict[str, float],
                   context: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        # torchjd loads scipy (and cvxpy where installed): when a step needs it
+        from torchjd.aggregation import DualProjWeighting
+
         weights = len(gradients) * DualProjWeighting()(gramian(gradients))
         return combine(weights, gradients), dict.fromkeys(losses, 1.0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchjd.aggregation import GradDrop as GradDropAggregator
 
 from ernie_cpt.options import Range, check_ranges, option
 from ernie_cpt.weighting.base import GradientWeighting, StepContext, register
@@ -51,6 +50,9 @@ class GradDrop(GradientWeighting):
 
     def direction(self, gradients: torch.Tensor, losses: dict[str, float],
                   context: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        # torchjd loads scipy (and cvxpy where installed): when a step needs it
+        from torchjd.aggregation import GradDrop as GradDropAggregator
+
         leak = torch.full((len(gradients),), self.options.graddrop_leak, dtype=gradients.dtype,
                           device=gradients.device)
         with seeded(context.rng, gradients.device):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchjd.aggregation import GradVacWeighting
 
 from ernie_cpt.options import Range, check_ranges, option
 from ernie_cpt.weighting.base import GradientWeighting, StepContext, register
@@ -56,6 +55,9 @@ class GradVac(GradientWeighting):
 
     def direction(self, gradients: torch.Tensor, losses: dict[str, float],
                   context: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        # torchjd loads scipy (and cvxpy where installed): when a step needs it
+        from torchjd.aggregation import GradVacWeighting
+
         targets = self.get_buffer("similarity_targets")
         index = torch.tensor([self.tasks.index(task) for task in losses], device=targets.device)
         weighting = GradVacWeighting(beta=self.options.gradvac_beta)

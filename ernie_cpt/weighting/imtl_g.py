@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torchjd.aggregation import IMTLGWeighting
 
 from ernie_cpt.weighting.base import GradientWeighting, StepContext, register
 from ernie_cpt.weighting.torchjd_aggregator import combine, gramian
@@ -28,4 +27,7 @@ class IMTLG(GradientWeighting):
 
     def direction(self, gradients: torch.Tensor, losses: dict[str, float],
                   context: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        # torchjd loads scipy (and cvxpy where installed): when a step needs it
+        from torchjd.aggregation import IMTLGWeighting
+
         return combine(len(gradients) * IMTLGWeighting()(gramian(gradients)), gradients), dict.fromkeys(losses, 1.0)
