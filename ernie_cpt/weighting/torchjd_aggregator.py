@@ -4,7 +4,7 @@ Multi-Objective Optimization", https://torchjd.org).
 An aggregator maps the (K, P) matrix of the tasks' gradients of the shared parameters (the Jacobian)
 to one (P,) update, which is exactly ``GradientWeighting.direction``. Most of torchjd's aggregators
 only need the K x K Gramian G = J J^T: a torchjd ``Weighting`` of G gives the K weights of the
-rows, so the (K, P) matrix is read twice (G, then weights @ J) and never copied.
+rows, so the (K, P) matrix is read twice (G, then weights @ J) and never copied whole.
 
 The trainer gives every process the same all-reduced gradients and the same ``context.rng``, so the
 update is the same on every process (DDP equals one process). An aggregator that draws random
@@ -21,15 +21,20 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+CHUNK = 2**22  # parameters per block of the Gramian's sum: K x 32 MiB of float64
+
 
 def gramian(gradients: torch.Tensor) -> torch.Tensor:
     """The (K, K) float64 Gramian of ``gradients`` (K, P) divided by its trace (zero when every gradient
     is zero). Every torchjd weighting used here is invariant to the gradients' scale; dividing first
     makes the absolute epsilons torchjd adds (1e-4 in its QP's normalisation and regularisation,
     1e-8 in GradVac's denominators) relative to the gradients, so small gradients are not mistaken
-    for zero ones."""
-    matrix = gradients.double()
-    gram = matrix @ matrix.T
+    for zero ones. It is summed over column blocks of CHUNK parameters, each cast to float64 on its own,
+    so no float64 copy of the whole matrix is made."""
+    gram = torch.zeros(len(gradients), len(gradients), dtype=torch.float64, device=gradients.device)
+    for block in gradients.split(CHUNK, dim=1):
+        block = block.double()
+        gram += block @ block.T
     trace = gram.trace()
     return gram / trace if trace > 0 else gram
 
