@@ -28,7 +28,7 @@ demo: setup
 	@echo "Load it with: pipeline(\"fill-mask\", model=\"$(DEMO_RUN)-export\") or AutoModel.from_pretrained(...); see its README.md"
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

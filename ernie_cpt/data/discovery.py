@@ -7,7 +7,8 @@ any of them compressed as a whole (``.gz``, ``.bz2``, ``.xz``, ``.zst``), and th
 
 * hidden files and folders (``.DS_Store``, ``.ipynb_checkpoints/``, ``.git/``, ``._doc.txt``, the
   AppleDouble files macOS leaves beside every file on a foreign disk);
-* editor backups and tool files (``doc.txt~``, ``#doc.txt#``, ``.swp``, ``.bak``, ``__MACOSX/``,
+* editor backups and tool files (``doc.txt~``, ``#doc.txt#``, ``.swp``, ``.bak``, ``~$doc.txt``, the lock
+  file an office suite keeps beside an open document, ``__MACOSX/``, ``__pycache__/``, ``node_modules/``,
   ``Thumbs.db``);
 * files of any other format (``report.pdf``, ``notes.md``);
 * a link to a folder or file read already (a loop, or the same folder twice), and a link to nothing.
@@ -31,7 +32,7 @@ from ernie_cpt.messages import plural
 TEXT_SUFFIXES = (".txt",)
 TABLE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 READ = f".txt, {', '.join(list(TABLE_FORMATS)[:-1])} or {list(TABLE_FORMATS)[-1]}, compressed or not"
-TOOL_FOLDERS = {"__MACOSX", "__pycache__"}
+TOOL_FOLDERS = {"__MACOSX", "__pycache__", "node_modules"}
 TOOL_FILES = {"Thumbs.db", "desktop.ini", "Icon\r"}
 BACKUP_SUFFIXES = (".swp", ".swo", ".swn", ".bak", ".orig", ".tmp", ".part", ".crdownload")
 # reason -> (one, several), for the warning; a reason not here is a file's content: "file that is empty"
@@ -98,7 +99,7 @@ def _artefact(name: str) -> str | None:
     if name.startswith("."):
         return "hidden"
     if name in TOOL_FOLDERS or name in TOOL_FILES or name.endswith("~") or name.lower().endswith(BACKUP_SUFFIXES) \
-            or (name.startswith("#") and name.endswith("#")):
+            or (name.startswith("#") and name.endswith("#")) or name.startswith("~$"):
         return "tool"
     return None
 

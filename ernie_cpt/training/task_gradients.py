@@ -1,4 +1,4 @@
-"""Per-task gradients for the gradient-level weightings (PCGrad, CAGrad, MGDA, Nash-MTL), also under DDP.
+"""Per-task gradients for the gradient-level weightings (PCGrad, MGDA, UPGrad, ...), also under DDP.
 
 A gradient-level method needs each task's gradient of the shared parameters, not their sum, so
 DistributedDataParallel's one all-reduce of the summed gradient (in its backward hooks) cannot

@@ -69,7 +69,8 @@ def test_plugins_are_listed_with_their_options_and_a_broken_one_is_one_warning(t
     assert "gls: the geometric mean of the task losses (Chennupati et al. 2019)" in help_text  # --loss-weighting
     assert "Architecture tied_towers: --tied-towers-weight TIED_TOWERS_WEIGHT" in help_text  # its own group
     assert "--truecasing-min-upper TRUECASING_MIN_UPPER" in help_text
-    assert "cgc/cross_stitch/mmoe/ple/sluice/soft_sharing/tied_towers: how many of the top encoder layers" in help_text
+    assert ("asymmetric/cgc/cross_stitch/customized/ml_mmoe/mmoe/ple/sluice/soft_sharing/tied_towers: how many of "
+            "the top encoder layers") in help_text
 
 
 PLUGIN = """

@@ -17,6 +17,8 @@ seam options it reads: ``("expert_layers",)``) and ``folds`` (it is one ``ErnieM
   for the logs (empty for hard sharing);
 * ``add_task(name, task_id, like)``: routing for a task the architecture was not built with
   (a downstream task in fine-tuning), initialised from the task ``like``;
+* ``check_options(sharing, options, tasks)``: the checks of its options against the run's tasks and
+  the seam's options (a classmethod, run before any data is read);
 * ``ernie_model()``: the one ``ErnieModel`` the architecture is, where it folds exactly
   (hard sharing), else None: export then writes the architecture's own folder;
 * optionally ``aux_loss()``: a penalty of the architecture's own (sluice's subspace orthogonality,
@@ -73,6 +75,13 @@ class Architecture(nn.Module, ABC):
         self.task_ids = dict(task_ids)
         self.sharing = sharing
         self.options = options if options is not None or self.options_class is None else self.options_class()
+        self.check_options(sharing, self.options, list(task_ids))
+
+    @classmethod
+    def check_options(cls, sharing: ArchitectureOptions, options: Any, tasks: list[str]) -> None:
+        """Raise UserError where the architecture's ``options`` (an ``options_class`` instance, or None)
+        cannot work with the seam's ``sharing`` or the run's ``tasks`` (a task graph naming an unknown task,
+        more levels than layers); the config checks it before anything is read, the constructor again."""
 
     def add_head(self, task: str, head: Head) -> None:
         """Give ``task`` its head (the builder calls this after the architecture is made)."""

@@ -69,6 +69,17 @@ def test_the_skipped_names_are_all_kept_for_the_summary(tmp_path):
     assert skipped_summary({"empty": ["a.txt"]}) == "1 file that is empty: a.txt"
 
 
+def test_office_lock_files_and_package_folders_are_tool_files(tmp_path):
+    write(tmp_path / "doc.txt", f"Document. {TEXT}")
+    write(tmp_path / "~$doc.txt", b"\x05owner\x00\x00")  # what an office suite keeps beside an open document
+    write(tmp_path / "node_modules" / "pkg" / "README.txt", "a package's readme")
+
+    found = discover([str(tmp_path)])
+
+    assert [f.name for f in found.files] == ["doc.txt"]
+    assert sorted(found.skipped["tool"]) == ["node_modules/", "~$doc.txt"]
+
+
 def test_a_hidden_file_named_itself_is_read(tmp_path):
     hidden = write(tmp_path / ".notes.txt")
     assert load_corpus(CorpusOptions(corpus=[str(hidden)]))["doc_id"] == [".notes.txt"]
