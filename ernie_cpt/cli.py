@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -268,6 +269,18 @@ def _compare_options(compare: argparse.ArgumentParser) -> None:
                          help="Same as --loss-weighting")
 
 
+# command -> its usage line: the arguments a first run needs; --help lists the rest, grouped, below it
+USAGE = {
+    "prepare": "[--corpus PATH ...] [--cache-dir DIR] [options]",
+    "inspect-task": "TASK [--corpus PATH ...] [-n N] [options]",
+    "plan": "[--schedule NAME] [--tasks TASK ...] [--max-steps N | --steps-per-task N] [options]",
+    "pretrain": "--output-dir DIR [--corpus PATH ...] [--tasks TASK ...] [--schedule NAME] [--config FILE] [options]",
+    "export": "RUN_DIR OUT_DIR [--checkpoint step-N | --stage K] [--license ID] [options]",
+    "finetune": "MODEL_DIR (--train FILE --test FILE | --task NAME:KIND:TRAIN:TEST ...) [--output-dir DIR] [options]",
+    "compare": "--output-dir DIR --tasks TASK TASK ... [--corpus PATH ...] [--schedules NAME ... | --architectures "
+               "NAME ...] [options]",
+}
+
 # command -> (help, description, what adds its options, what runs it)
 COMMANDS: dict[str, tuple[tuple[str, str], Callable[[argparse.ArgumentParser], None],
                           Callable[[argparse.Namespace], int]]] = {
@@ -279,6 +292,18 @@ COMMANDS: dict[str, tuple[tuple[str, str], Callable[[argparse.ArgumentParser], N
     "finetune": (FINETUNE, _finetune_options, _finetune),
     "compare": (COMPARE, _compare_options, _compare),
 }
+
+
+def _usage(command: str, width: int = 80) -> str:
+    """The command's usage line (USAGE), wrapped between its bracketed groups to ``width`` columns."""
+    prog, lines = f"ernie-cpt {command}", []
+    line = prog
+    for group in re.findall(r"\[[^\]]*\]|\([^)]*\)|\S+", USAGE[command]):
+        if len("usage: ") + len(line) + 1 + len(group) > width and line.strip():
+            lines.append(line)
+            line = " " * len(prog)
+        line += " " + group
+    return "\n       ".join([*lines, line])
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -294,7 +319,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "(tokenizer training, datasets maps, transformers' Writing model shards), silent by default")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, ((summary, description), add, handler) in COMMANDS.items():
-        sub = commands.add_parser(name, help=summary, description=description,
+        sub = commands.add_parser(name, help=summary, description=description, usage=_usage(name),
                                   conflict_handler="resolve" if name == "compare" else "error")
         if command is None or command == name:
             add(sub)
