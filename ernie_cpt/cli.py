@@ -121,7 +121,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from ernie_cpt.commands.finetune import finetune, format_results
+    from ernie_cpt.commands.finetune import finetune, format_results, saved_model_line
     from ernie_cpt.commands.options import (
         FinetuneOptions,
         MultiTaskFinetuneOptions,
@@ -139,7 +139,9 @@ def _finetune(args: argparse.Namespace) -> int:
 
         print(markdown(finetune_multitask(args.model_dir, single, multi, resolved)))
         return 0
-    print(format_results(finetune(args.model_dir, single)))
+    results = finetune(args.model_dir, single)
+    print(format_results(results))
+    print(saved_model_line(results, single.output_dir))
     return 0
 
 

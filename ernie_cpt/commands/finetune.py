@@ -244,6 +244,17 @@ def _finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     return results
 
 
+def saved_model_line(results: dict[str, Any], output_dir: str | None) -> str:
+    """Where finetune put the model, and how to load it; or that it kept none, and how to keep one."""
+    if output_dir is None:
+        return "The fine-tuned model was not saved: add --output-dir DIR to keep it (with its tokenizer and labels)."
+    routed = (Path(output_dir) / MODEL_JSON).is_file()  # ernie-cpt's own folder, not one ErnieModel
+    loader = ("ernie_cpt.modeling.sequence_classifier.ArchitectureForSequenceClassification" if routed else
+              "AutoModelForSequenceClassification")
+    return (f"Fine-tuned model (seed {results['saved_seed']}, the best validation accuracy): "
+            f"{Path(output_dir).resolve()}; load it with {loader}.from_pretrained(...)")
+
+
 def _results(per_seed: list[dict[str, Any]], data: LabelledData, encoded: Encoded) -> dict[str, Any]:
     test_labels = torch.tensor(data.test.labels)
     majority = torch.full_like(test_labels, int(torch.bincount(torch.tensor(encoded.train_split.labels)).argmax()))
