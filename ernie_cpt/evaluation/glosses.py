@@ -1,5 +1,6 @@
 """Plain words for the terms the console prints with scores, given the first time a process prints each
-(issue 27: "drop from best to final", "BWT undefined" and "(collapsed)" were printed unexplained).
+(issue 27: "drop from best to final", "BWT undefined" and "(collapsed)" were printed unexplained; so was
+"majority" beside the held-out scores).
 The definitions are those of :mod:`ernie_cpt.evaluation.forgetting` and ``ernie_cpt.commands.finetune``."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ GLOSSES = {
     "bwt_undefined": "backward transfer needs a task that the last stage does not train; in this curriculum every "
                      "task trains in the last stage",
     "collapsed": "the model predicted one class for the whole test set, a constant guess",
+    "majority": "the score of always predicting the most frequent label, which a task that learnt something beats",
 }
 _said: set[str] = set()
 

@@ -14,6 +14,7 @@ from typing import cast
 import torch
 from torch.utils.data import DataLoader
 
+from ernie_cpt.evaluation.glosses import gloss
 from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.heads import Head
@@ -43,6 +44,16 @@ def evaluate(model: Architecture, batches: dict[str, DataLoader], device: torch.
                          "scored": count}
     model.train(was_training)
     return results
+
+
+def evaluation_line(step: int, stage_end: int | None, results: dict[str, dict]) -> str:
+    """The console's line of an evaluation at ``step`` (the end of stage ``stage_end``, from 1, or None), every
+    task's :func:`score_line`; "majority" explained the first time a process prints it."""
+    line = (f"Evaluation at step {step}{f' (end of stage {stage_end})' if stage_end else ''}: "
+            + "; ".join(f"{task} {score_line(metrics)}" for task, metrics in results.items()))
+    if any("majority_accuracy" in metrics for metrics in results.values()) and (text := gloss("majority")):
+        line += f" (majority: {text})"
+    return line
 
 
 def score_line(metrics: dict[str, float]) -> str:

@@ -40,7 +40,7 @@ from ernie_cpt.progress import progress
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.checkpoint import Checkpoint, latest_name, save_checkpoint
 from ernie_cpt.training.device import memory_record, pick_device
-from ernie_cpt.training.evaluate import evaluate, rising_loss_note, score_line
+from ernie_cpt.training.evaluate import evaluate, evaluation_line, rising_loss_note
 from ernie_cpt.training.optimization import build_lr_scheduler, build_optimizer
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_log import RunLog
@@ -255,8 +255,7 @@ def evaluate_now(trainer: Trainer, state: TrainState, stage_end: bool) -> dict[s
         trainer.run_log.write("eval", {"step": state.step, "stage": state.stage, "task": task,
                                        "stage_end": stage_end, "trained": task in trained, **metrics})
     if results and distributed.is_main():
-        log.info("Evaluation at step %d%s: %s", state.step, f" (end of stage {state.stage + 1})" if stage_end else "",
-                 "; ".join(f"{task} {score_line(metrics)}" for task, metrics in results.items()))
+        log.info(evaluation_line(state.step, state.stage + 1 if stage_end else None, results))
         explain_rising_loss(trainer, state, results)
     return results
 

@@ -9,6 +9,7 @@ import pytest
 from ernie_cpt.commands.finetune import format_results
 from ernie_cpt.commands.pretrain import continual_summary
 from ernie_cpt.evaluation import glosses
+from ernie_cpt.training.evaluate import evaluation_line
 
 
 @pytest.fixture(autouse=True)
@@ -40,3 +41,13 @@ def test_a_collapsed_fine_tuning_run_is_explained_under_the_table():
     text = format_results({**results, "per_seed": [{**seed, "collapsed": True}]})
     assert "| 0.5000 (collapsed) |" in text
     assert text.endswith("\n\ncollapsed: the model predicted one class for the whole test set, a constant guess.")
+
+
+def test_majority_beside_the_held_out_scores_is_explained_the_first_time():
+    scores = {"knowledge_masking": {"loss": 6.5051, "accuracy": 0.0804, "majority_accuracy": 0.0457, "scored": 547}}
+    first, second = (evaluation_line(200, None, scores) for _ in range(2))
+
+    assert second == ("Evaluation at step 200: knowledge_masking loss 6.5051, accuracy 0.0804 (majority 0.0457) over "
+                      "547 targets")
+    assert first == f"{second} (majority: {glosses.GLOSSES['majority']})"
+    assert evaluation_line(1200, 1, scores).startswith("Evaluation at step 1200 (end of stage 1): knowledge_masking")
