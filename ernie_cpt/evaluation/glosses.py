@@ -7,7 +7,7 @@ from __future__ import annotations
 
 GLOSSES = {
     "drop": "how far each task's held-out score fell from its best evaluation to its last, averaged over the "
-            "tasks (0: every task ended at its best)",
+            "tasks; 0 when every task ended at its best",
     "bwt": "backward transfer, how much training the later stages changed the final score of the tasks trained "
            "before them (negative: they were forgotten)",
     "bwt_undefined": "backward transfer needs a task that the last stage does not train; in this curriculum every "
