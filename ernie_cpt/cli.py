@@ -138,6 +138,9 @@ def _finetune(args: argparse.Namespace) -> int:
         from ernie_cpt.evaluation.multitask_report import markdown
 
         print(markdown(finetune_multitask(args.model_dir, single, multi, resolved)))
+        out = Path(multi.multitask_dir or "").resolve()
+        print(f"Report: {out / 'report.md'} (and report.json); each run's model: {out / 'runs'}/<variant>-seed<k> "
+              f"(export it with: ernie-cpt export RUN OUT_DIR)")
         return 0
     results = finetune(args.model_dir, single)
     print(format_results(results))
