@@ -115,8 +115,10 @@ def _export(args: argparse.Namespace) -> int:
     from ernie_cpt.commands.options import ExportOptions
     from ernie_cpt.options import resolve_options
 
-    out = export(args.run_dir, args.out_dir, resolve_options(args, [ExportOptions])[ExportOptions])
-    print(f"Exported model: {Path(out).resolve()}")
+    options = resolve_options(args, [ExportOptions])[ExportOptions]
+    out = export(args.run_dir, args.out_dir, options)
+    print(f"Exported model: {Path(out).resolve()}" + ("" if options.license else " (its model card names no license: "
+                                                      "export with --license ID, e.g. apache-2.0, to give one)"))
     return 0
 
 
