@@ -78,8 +78,8 @@ def rising_loss_note(task: str, metrics: dict[str, float], lowest: tuple[int, di
     """Why ``task``'s held-out loss rose above its ``lowest`` (step, metrics) while its accuracy did not fall,
     after ``passes`` over its ``examples`` training examples, in plain words; None when it did not. Measured on
     ``make demo`` (issue 27: 86 passes over 445 examples): the model grows surer of its guesses, the right ones'
-    loss falls and the wrong ones' rises (the held-out targets given under 1e-4 went from 0 to 16 %), so the
-    mean loss of a task can rise while more of its targets are right."""
+    loss falls and the wrong ones' rises (held-out targets given a probability under 5e-5, a loss above 10: 0 %
+    at the start, 16 % at the end), so the mean loss of a task can rise while more of its targets are right."""
     step, best = lowest
     if "accuracy" not in metrics or metrics["loss"] <= best["loss"] + RISE or metrics["accuracy"] < best["accuracy"]:
         return None
