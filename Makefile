@@ -32,7 +32,7 @@ demo: setup
 	@echo "such as 'the'. For a useful model see docs/tutorials (make docs builds the site into site/)."
 
 test: setup lint docs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -114,13 +115,15 @@ def _export(args: argparse.Namespace) -> int:
     from ernie_cpt.commands.options import ExportOptions
     from ernie_cpt.options import resolve_options
 
-    out = export(args.run_dir, args.out_dir, resolve_options(args, [ExportOptions])[ExportOptions])
-    print(f"Exported model: {Path(out).resolve()}")
+    options = resolve_options(args, [ExportOptions])[ExportOptions]
+    out = export(args.run_dir, args.out_dir, options)
+    print(f"Exported model: {Path(out).resolve()}" + ("" if options.license else " (its model card names no license: "
+                                                      "export with --license ID, e.g. apache-2.0, to give one)"))
     return 0
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from ernie_cpt.commands.finetune import finetune, format_results
+    from ernie_cpt.commands.finetune import finetune, format_results, saved_model_line
     from ernie_cpt.commands.options import (
         FinetuneOptions,
         MultiTaskFinetuneOptions,
@@ -137,8 +140,13 @@ def _finetune(args: argparse.Namespace) -> int:
         from ernie_cpt.evaluation.multitask_report import markdown
 
         print(markdown(finetune_multitask(args.model_dir, single, multi, resolved)))
+        out = Path(multi.multitask_dir or "").resolve()
+        print(f"Report: {out / 'report.md'} (and report.json); each run's model: {out / 'runs'}/<variant>-seed<k> "
+              f"(export it with: ernie-cpt export RUN OUT_DIR)")
         return 0
-    print(format_results(finetune(args.model_dir, single)))
+    results = finetune(args.model_dir, single)
+    print(format_results(results))
+    print(saved_model_line(results, single.output_dir))
     return 0
 
 
@@ -268,6 +276,18 @@ def _compare_options(compare: argparse.ArgumentParser) -> None:
                          help="Same as --loss-weighting")
 
 
+# command -> its usage line: the arguments a first run needs; --help lists the rest, grouped, below it
+USAGE = {
+    "prepare": "[--corpus PATH ...] [--cache-dir DIR] [options]",
+    "inspect-task": "TASK [--corpus PATH ...] [-n N] [options]",
+    "plan": "[--schedule NAME] [--tasks TASK ...] [--max-steps N | --steps-per-task N] [options]",
+    "pretrain": "--output-dir DIR [--corpus PATH ...] [--tasks TASK ...] [--schedule NAME] [--config FILE] [options]",
+    "export": "RUN_DIR OUT_DIR [--checkpoint step-N | --stage K] [--license ID] [options]",
+    "finetune": "MODEL_DIR (--train FILE --test FILE | --task NAME:KIND:TRAIN:TEST ...) [--output-dir DIR] [options]",
+    "compare": "--output-dir DIR --tasks TASK TASK ... [--corpus PATH ...] [--schedules NAME ... | --architectures "
+               "NAME ...] [options]",
+}
+
 # command -> (help, description, what adds its options, what runs it)
 COMMANDS: dict[str, tuple[tuple[str, str], Callable[[argparse.ArgumentParser], None],
                           Callable[[argparse.Namespace], int]]] = {
@@ -279,6 +299,18 @@ COMMANDS: dict[str, tuple[tuple[str, str], Callable[[argparse.ArgumentParser], N
     "finetune": (FINETUNE, _finetune_options, _finetune),
     "compare": (COMPARE, _compare_options, _compare),
 }
+
+
+def _usage(command: str, width: int = 80) -> str:
+    """The command's usage line (USAGE), wrapped between its bracketed groups to ``width`` columns."""
+    prog, lines = f"ernie-cpt {command}", []
+    line = prog
+    for group in re.findall(r"\[[^\]]*\]|\([^)]*\)|\S+", USAGE[command]):
+        if len("usage: ") + len(line) + 1 + len(group) > width and line.strip():
+            lines.append(line)
+            line = " " * len(prog)
+        line += " " + group
+    return "\n       ".join([*lines, line])
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -294,7 +326,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "(tokenizer training, datasets maps, transformers' Writing model shards), silent by default")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, ((summary, description), add, handler) in COMMANDS.items():
-        sub = commands.add_parser(name, help=summary, description=description,
+        sub = commands.add_parser(name, help=summary, description=description, usage=_usage(name),
                                   conflict_handler="resolve" if name == "compare" else "error")
         if command is None or command == name:
             add(sub)

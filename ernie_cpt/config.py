@@ -256,9 +256,10 @@ def _plugin_options(kind: str, registry: Registry[Any], name: str, value: Any) -
 def _cross_checks(groups: dict[type, Any]) -> None:
     """The checks across option groups that need no data: every task listed once and fitting
     --max-seq-length, the curriculum's own options given for it only, a curriculum whose budget gives every
-    stage a step (one that sets its own steps, as ``file``, is read when the run starts), and the
-    architecture's --expert-layers within the encoder's layers (when the preset or --num-layers gives them)."""
-    from ernie_cpt.modeling.architectures.base import check_expert_layers
+    stage a step (one that sets its own steps, as ``file``, is read when the run starts), the
+    architecture's --expert-layers within the encoder's layers (when the preset or --num-layers gives them)
+    and its own options' checks against the tasks (``Architecture.check_options``)."""
+    from ernie_cpt.modeling.architectures.base import ARCHITECTURES, check_expert_layers
     from ernie_cpt.modeling.encoder import preset_layers
 
     run, schedule = groups[RunOptions], groups[ScheduleOptions]
@@ -273,3 +274,6 @@ def _cross_checks(groups: dict[type, Any]) -> None:
                            settings=CURRICULA.options_for(schedule.schedule, groups))
         if (layers := preset_layers(groups[ModelOptions])) is not None:
             check_expert_layers(groups[ArchitectureOptions], layers)
+        sharing = groups[ArchitectureOptions]
+        ARCHITECTURES.get(sharing.architecture).check_options(
+            sharing, ARCHITECTURES.options_for(sharing.architecture, groups), run.tasks)

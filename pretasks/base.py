@@ -61,6 +61,11 @@ def _outside_source_hash(cls: type) -> str:
     return digest.hexdigest() if any(paths) else ""
 
 
+def split_name(held_out: bool) -> str:
+    """The split a task's statistics are of, for its log lines: ``sentence_reordering (held-out): ...``."""
+    return "held-out" if held_out else "training"
+
+
 def features(columns: dict[str, Any]) -> datasets.Features:
     """The ``datasets.Features`` of a column schema written without `datasets`: a dtype name is a
     ``Value``, a one-item list a ``Sequence`` of that item (nested lists nest), e.g.

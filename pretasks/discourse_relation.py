@@ -54,7 +54,7 @@ from ernie_cpt.data.scratch import write_dataset
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, option
 from ernie_cpt.text_encoding import read_bytes, text_encoding
-from pretasks.base import PreTask, TaskUnavailable, features
+from pretasks.base import PreTask, TaskUnavailable, features, split_name
 from pretasks.registry import register
 from pretasks.sequences import join_segments
 
@@ -293,7 +293,7 @@ class DiscourseRelation(PreTask):
         by_count = np.argsort(-mined_counts, kind="stable")
         from_file = f"; plus {len(rows) - len(mined)} pairs from {self.options.discourse_pairs}"
         log.info("discourse_relation (%s): %d of %d adjacent sentence pairs open with a marker: %s%s",
-                 "held-out" if held_out else "training", len(mined), n_adjacent,
+                 split_name(held_out), len(mined), n_adjacent,
                  ", ".join(f"{self.label_names[i]} {mined_counts[i]}" for i in by_count if mined_counts[i]) or "none",
                  from_file if len(rows) > len(mined) else "")
         rare = [f"{name} {count}" for name, count in zip(self.label_names, counts)

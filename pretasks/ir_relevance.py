@@ -71,7 +71,7 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.messages import plural
 from ernie_cpt.options import Range, option
 from ernie_cpt.text_encoding import read_text
-from pretasks.base import PreTask, TaskUnavailable, features
+from pretasks.base import PreTask, TaskUnavailable, features, split_name
 from pretasks.passage_index import (
     INDEX_PASSAGES,
     MIN_PASSAGE_WORDS,
@@ -378,7 +378,7 @@ class IrRelevance(PreTask):
                 batch = {name: [] for name in PLAN_COLUMNS}
         yield batch
 
-    def _report_plan(self, documents: datasets.Dataset, stats: Counter[str]) -> None:
+    def _report_plan(self, documents: datasets.Dataset, stats: Counter[str], held_out: bool) -> None:
         kinds = {key.split(":", 1)[1]: n for key, n in stats.items() if key.startswith("query:")}
         if stats["dropped"]:
             self.notes.append(f"ir_relevance dropped {stats['dropped']} of {sum(kinds.values())} queries: no "
@@ -389,11 +389,11 @@ class IrRelevance(PreTask):
                               f"{stats['indexed_units']:,} of {stats['units']:,} query units "
                               f"({stats['indexed_passages']:,} of {stats['passages']:,} passages; the index holds "
                               f"about {INDEX_PASSAGES:,})")
-        log.info("ir_relevance: %d documents (%d background) in %d query units, %d passages (%d indexed), queries "
-                 "by kind %s -> %d rows, %d without a weak candidate; %d queries dropped (no other document shares "
-                 "a term)", stats["documents"], stats["documents"] - len(documents), stats["units"],
-                 stats["passages"], stats["indexed_passages"], kinds, stats["rows"], stats["without_weak"],
-                 stats["dropped"])
+        log.info("ir_relevance (%s): %d documents (%d background) in %d query units, %d passages (%d indexed), "
+                 "queries by kind %s -> %d rows, %d without a weak candidate; %d queries dropped (no other document "
+                 "shares a term)", split_name(held_out), stats["documents"], stats["documents"] - len(documents),
+                 stats["units"], stats["passages"], stats["indexed_passages"], kinds, stats["rows"],
+                 stats["without_weak"], stats["dropped"])
 
     def _click_log_plan(self, held_out: bool) -> list[dict[str, Any]]:
         records = read_click_log(self.options.ir_click_log)
@@ -421,8 +421,8 @@ class IrRelevance(PreTask):
                     row[f"{name}_doc_ids"] = [records[r].where for r in chosen]
                     row[f"{name}_paragraphs"] = [-1] * len(chosen)
                 rows.append(row)
-        log.info("ir_relevance: %d click-log records, %d queries -> %d %s rows", len(records), len(by_query),
-                 len(rows), "held-out" if held_out else "training")
+        log.info("ir_relevance (%s): %d click-log records, %d queries -> %d rows", split_name(held_out), len(records),
+                 len(by_query), len(rows))
         return rows
 
     def _tokenize(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -466,7 +466,7 @@ class IrRelevance(PreTask):
             click_rows = [row for row in self._click_log_plan(held_out) if sum(bool(row[c]) for c in TEXT_COLUMNS) >= 2]
             batches = itertools.chain(batches, [{name: [row[name] for row in click_rows] for name in PLAN_COLUMNS}])
         plan = write_dataset(batches, features(PLAN_COLUMNS), documents, "ir_relevance_plan")
-        self._report_plan(documents, stats)
+        self._report_plan(documents, stats, held_out)
         if not len(plan):
             n_background = len(background) if background is not None else 0
             raise TaskUnavailable(

@@ -48,7 +48,7 @@ from ernie_cpt.data.scratch import write_dataset
 from ernie_cpt.messages import plural
 from ernie_cpt.options import Range, option
 from pretasks.alignment import pack_segments, tokenize_documents
-from pretasks.base import PreTask, TaskUnavailable, features
+from pretasks.base import PreTask, TaskUnavailable, features, split_name
 from pretasks.registry import register
 from pretasks.sequences import join_segments
 
@@ -186,8 +186,8 @@ class SentenceDistance(PreTask):
         if len(rows) < n_anchors:
             self.notes.append(f"sentence_distance dropped {n_anchors - len(rows)} of {n_anchors} anchors: every "
                               f"candidate partner repeats the text of a sentence the label rules out")
-        log.info("sentence_distance: %s (only those give anchors; the others give 'other document' partners), "
-                 "%d anchors, %d %ss in the partner pool (%d from background documents)",
+        log.info("sentence_distance (%s): %s (only those give anchors; the others give 'other document' partners), "
+                 "%d anchors, %d %ss in the partner pool (%d from background documents)", split_name(held_out),
                  counts, len(rows), len(pool), unit, len(pool) - len(pools[0]))
         return rows
 

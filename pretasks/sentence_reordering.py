@@ -37,7 +37,7 @@ from ernie_cpt.data.column_stats import total_length
 from ernie_cpt.messages import plural
 from ernie_cpt.options import Range, option
 from pretasks.alignment import pack_segments, tokenize_documents
-from pretasks.base import PreTask, TaskUnavailable, features
+from pretasks.base import PreTask, TaskUnavailable, features, split_name
 from pretasks.registry import register
 from pretasks.sequences import join_segments
 
@@ -139,8 +139,9 @@ class SentenceReordering(PreTask):
             log.warning("%s (held-out split: no evaluation for this task)", message)
             return rows
         n_window_sentences = total_length(rows, "sentence_lengths")
-        log.info("sentence_reordering: %s -> %d windows of %.1f sentences on average (%d sentences in windows)",
-                 counts, len(rows), n_window_sentences / len(rows), n_window_sentences)
+        log.info("sentence_reordering (%s): %s -> %d windows of %.1f sentences on average (%d sentences in "
+                 "windows)", split_name(held_out), counts, len(rows), n_window_sentences / len(rows),
+                 n_window_sentences)
         return rows
 
     def shuffle(self, row: dict[str, Any], rng: np.random.Generator) -> tuple[list[list[int]], tuple[int, ...]]:

@@ -48,7 +48,7 @@ from pretasks.alignment import (
     pack_segments,
     tokenize_documents,
 )
-from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable, features
+from pretasks.base import IGNORE_INDEX, PreTask, TaskUnavailable, features, split_name
 from pretasks.registry import register
 from pretasks.sequences import join_segments
 
@@ -158,8 +158,8 @@ class TokenDocumentRelation(PreTask):
                              desc="token_document_relation examples",
                              new_fingerprint=self.fingerprint(documents))
         if len(rows):
-            log.info("token_document_relation: %s from %d of %s", plural(len(rows), "example"),
-                     count_runs(rows, "doc_id"), plural(len(documents), "document"))
+            log.info("token_document_relation (%s): %s from %d of %s", split_name(held_out),
+                     plural(len(rows), "example"), count_runs(rows, "doc_id"), plural(len(documents), "document"))
             return rows
         multi_segment = sum(max(Counter(sections).values(), default=0) >= 2 for batch in documents.iter(batch_size=32)
                             for *_, sections in self.document_segments(batch))

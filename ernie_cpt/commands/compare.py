@@ -122,8 +122,11 @@ def _variants(options: dict[type, Any]) -> list[Variant]:
                         f"{len(names)} ({', '.join(names)}); give one, e.g. --schedules sequential")
     layers = preset_layers(options[ModelOptions])
     for architecture in architectures or [options[ArchitectureOptions].architecture]:
+        sharing = dataclasses.replace(options[ArchitectureOptions], architecture=architecture)
         if layers is not None:  # else checked when the --init-from encoder is built
-            check_expert_layers(dataclasses.replace(options[ArchitectureOptions], architecture=architecture), layers)
+            check_expert_layers(sharing, layers)
+        ARCHITECTURES.get(architecture).check_options(sharing, ARCHITECTURES.options_for(architecture, options),
+                                                      settings.tasks)
     variants = []
     for name in names:
         schedule = name.removesuffix(REPLAY)

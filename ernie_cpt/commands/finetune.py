@@ -3,8 +3,8 @@
 ``ErnieForSequenceClassification`` (dropout and a linear classifier on the pooled [CLS]
 state, as BERT's; Devlin et al. 2019) starts from an exported model folder, or from the
 latest checkpoint of a pretrain run (exported to a temporary folder first); only the
-classifier is new. A model whose architecture does not fold into one ErnieModel (mmoe, cgc,
-ple, cross_stitch) is fine-tuned whole, with the downstream task added as a new routed task
+classifier is new. A model whose architecture does not fold into one ErnieModel (every one but
+hard) is fine-tuned whole, with the downstream task added as a new routed task
 (``ernie_cpt.modeling.sequence_classifier``): its gate, experts or column start as copies of
 the model's first task's, and its classifier is the same one on the pooled [CLS] state.
 Every seed fine-tunes from the same weights: the seed sets the
@@ -49,6 +49,7 @@ from ernie_cpt.commands.options import FinetuneOptions
 from ernie_cpt.data.labelled_data import LabelledData, LabelledSplit, load_labelled_data, validation_split
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
+from ernie_cpt.evaluation.glosses import GLOSSES
 from ernie_cpt.files import check_output_path
 from ernie_cpt.modeling.safe_loading import weight_files
 from ernie_cpt.modeling.saved_model import MODEL_JSON, read_description
@@ -243,6 +244,17 @@ def _finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     return results
 
 
+def saved_model_line(results: dict[str, Any], output_dir: str | None) -> str:
+    """Where finetune put the model, and how to load it; or that it kept none, and how to keep one."""
+    if output_dir is None:
+        return "The fine-tuned model was not saved: add --output-dir DIR to keep it (with its tokenizer and labels)."
+    routed = (Path(output_dir) / MODEL_JSON).is_file()  # ernie-cpt's own folder, not one ErnieModel
+    loader = ("ernie_cpt.modeling.sequence_classifier.ArchitectureForSequenceClassification" if routed else
+              "AutoModelForSequenceClassification")
+    return (f"Fine-tuned model (seed {results['saved_seed']}, the best validation accuracy): "
+            f"{Path(output_dir).resolve()}; load it with {loader}.from_pretrained(...)")
+
+
 def _results(per_seed: list[dict[str, Any]], data: LabelledData, encoded: Encoded) -> dict[str, Any]:
     test_labels = torch.tensor(data.test.labels)
     majority = torch.full_like(test_labels, int(torch.bincount(torch.tensor(encoded.train_split.labels)).argmax()))
@@ -262,7 +274,7 @@ def _results(per_seed: list[dict[str, Any]], data: LabelledData, encoded: Encode
 def format_results(results: dict) -> str:
     """The per-seed scores (with the chosen learning rate and epoch) as a Markdown table, their
     mean ± std over several seeds, and the majority baseline. A run that predicted one class for
-    the whole test set is marked "collapsed"."""
+    the whole test set is marked "collapsed", which a line under the table explains."""
     rows = [f"| {r['seed']} | {r.get('learning_rate', '')} | {r.get('best_epoch', '')} | "
             f"{'' if r.get('validation_accuracy') is None else format(r['validation_accuracy'], '.4f')} | "
             f"{r['accuracy']:.4f}{' (collapsed)' if r.get('collapsed') else ''} | {r['macro_f1']:.4f} |"
@@ -278,4 +290,5 @@ def format_results(results: dict) -> str:
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows, *summary,
         f"| majority class of train | | | | {results['majority_accuracy']:.4f} | {results['majority_macro_f1']:.4f} |",
+        *([f"\ncollapsed: {GLOSSES['collapsed']}."] if any(r.get("collapsed") for r in results["per_seed"]) else []),
     ])

@@ -38,7 +38,7 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _metadata(description: dict[str, Any], scores: dict[str, dict[str, Any]], name: str, license_id: str,
+def _metadata(description: dict[str, Any], scores: dict[str, dict[str, Any]], name: str, license_id: str | None,
               languages: list[str]) -> ModelCardData:
     fill_mask = description.get("masked_lm_task") is not None
     folds = description.get("layout") == "transformers"
@@ -138,9 +138,10 @@ def _model_section(config: dict[str, Any], description: dict[str, Any], tokenize
 
 
 def model_card(run_dir: Path, description: dict[str, Any], tokenizer: Any, parameters: int, out_dir: Path,
-               license_id: str, languages: list[str]) -> str:
+               license_id: str | None, languages: list[str]) -> str:
     """The README.md of the export ``out_dir`` of run ``run_dir``, whose ``ernie_cpt_model.json`` is
-    ``description`` and whose model has ``parameters`` parameters (heads included)."""
+    ``description`` and whose model has ``parameters`` parameters (heads included); its metadata names
+    ``license_id`` (none when None: only the user knows what their corpus allows)."""
     name = out_dir.name
     config = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8"))
     step = description["step"]

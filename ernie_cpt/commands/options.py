@@ -129,7 +129,9 @@ class ExportOptions:
                                     "RUN/checkpoints) instead of the latest")
     stage: int | None = option(None, "Export the model as it was at the end of stage K (1 = the first): the "
                                "checkpoint written then, which --save-total-limit never removes", valid=Range(1))
-    license: str = option("other", "License of the model card's metadata (a Hub license id, e.g. apache-2.0)")
+    license: str | None = option(None, "License of the model, for the model card's metadata: a Hub license id "
+                                 "(e.g. apache-2.0, mit, cc-by-4.0), the one your corpus and any model you started "
+                                 "from allow. Unset: the card names no license")
     language: list[str] = option(["en"], "Language(s) of the corpus, for the model card's metadata")
 
 

@@ -35,6 +35,7 @@ from ernie_cpt.data.options import AnnotationOptions, TokenizerOptions
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import ConfigError, UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
+from ernie_cpt.evaluation.glosses import gloss
 from ernie_cpt.files import check_output_path
 from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
@@ -315,8 +316,17 @@ def _pretrain(pretrain_config: PretrainConfig, options: dict[type, Any], device:
                                 evaluation=evaluation, weighting=weighting, eval_batches=evals)
         train(trainer, resume_from)
         if evals and distributed.is_main():
-            metrics = continual_metrics(run_dir)
-            log.info("Accuracy matrix, forgetting and BWT: %s (mean drop from best to final %s, BWT %s, average "
-                     "final score %s)", run_dir / "metrics.json",
-                     *(_optional(metrics[key]) for key in ("mean_drop", "backward_transfer", "average_final")))
+            log.info(continual_summary(run_dir / "metrics.json", continual_metrics(run_dir)))
     return run_dir
+
+
+def continual_summary(path: Path, metrics: dict[str, Any]) -> str:
+    """The console's line of a run's continual metrics, its terms glossed the first time (:mod:`glosses`)."""
+    drop, bwt = metrics["mean_drop"], metrics["backward_transfer"]
+    terms = [f"mean drop from best to final {_optional(drop)}", f"BWT {_optional(bwt)}",
+             f"average final score {_optional(metrics['average_final'])}"]
+    glossed = [gloss("drop") if drop is not None else "", gloss("bwt_undefined" if bwt is None else "bwt"), ""]
+    if not any(glossed):
+        return f"Accuracy matrix, forgetting and BWT: {path} ({', '.join(terms)})"
+    explained = "; ".join(f"{term} ({text})" if text else term for term, text in zip(terms, glossed))
+    return f"Accuracy matrix, forgetting and BWT: {path}. {explained[0].upper()}{explained[1:]}"

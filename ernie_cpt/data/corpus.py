@@ -33,7 +33,7 @@ from ernie_cpt.data.corpus_tables import COLUMNS, FEATURES, load_saved, load_tab
 from ernie_cpt.data.discovery import CorpusFile, discover, skipped_summary
 from ernie_cpt.data.options import MAX_PARAGRAPH_CHARS, CorpusOptions
 from ernie_cpt.data.text_files import file_chunks, file_encoding, rows_per_batch, scan_text_file, text_parts
-from ernie_cpt.data.units import as_units
+from ernie_cpt.data.units import as_units, can_divide, few_as_units
 from ernie_cpt.errors import UserError
 from ernie_cpt.files import existing_folder, unwritable
 from ernie_cpt.full_disk import writing
@@ -45,6 +45,8 @@ __all__ = ["MAX_PARAGRAPH_CHARS", "CorpusOptions", "bundled_corpus", "corpus_cha
 log = logging.getLogger(__name__)
 
 PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+# Held-out documents above this share of the text (and above --eval-fraction): the documents are read as units
+MAX_HELD_OUT_SHARE = 0.25
 ARROW_BATCH_ROWS = 64  # documents of up to --max-document-chars each: a batch copied from a selection stays small
 
 
@@ -188,14 +190,33 @@ def corpus_words(corpus: datasets.Dataset) -> int:
 def split_documents(documents: datasets.Dataset, eval_fraction: float, seed: int) -> datasets.DatasetDict:
     """Hold out a seeded fraction of whole documents (at least one) for evaluation. A corpus of a single
     annotated document is read as its sections or blocks of paragraphs first (:mod:`ernie_cpt.data.units`),
-    for training as well. Raises UserError when even that leaves one document to hold out."""
+    for training as well; so is a corpus of a few documents whose held-out ones would be more than
+    MAX_HELD_OUT_SHARE of the text (and more than ``eval_fraction``): two novels hold out chapters, not a
+    novel. Where the documents cannot be divided (one paragraph each, not annotated), that is a warning.
+    Raises UserError when even that leaves one document to hold out."""
     documents = as_units(documents, eval_fraction)
     if eval_fraction <= 0:
         return datasets.DatasetDict(train=documents, test=documents.select([]))
     if len(documents) < 2:
         raise UserError("the corpus is a single document of one paragraph, so nothing can be held out for "
                         "evaluation; add text (blank lines separate paragraphs) or pass --eval-fraction 0")
-    return documents.train_test_split(test_size=held_out_count(len(documents), eval_fraction), seed=seed)
+    split = documents.train_test_split(test_size=held_out_count(len(documents), eval_fraction), seed=seed)
+    share = held_out_share(split)
+    if share <= max(MAX_HELD_OUT_SHARE, eval_fraction):
+        return split
+    if can_divide(documents, eval_fraction):
+        documents = few_as_units(documents, eval_fraction, share)
+        return documents.train_test_split(test_size=held_out_count(len(documents), eval_fraction), seed=seed)
+    log.warning("the held-out split is %s of %d, %.0f%% of the text (--eval-fraction %g): add documents, or "
+                "divide them into paragraphs (blank lines) so that parts of them can be held out",
+                plural(len(split["test"]), "document"), len(documents), 100 * share, eval_fraction)
+    return split
+
+
+def held_out_share(split: datasets.DatasetDict) -> float:
+    """The held-out documents' share of the characters of ``split`` (0 where it has no text)."""
+    held_out, total = corpus_chars(split["test"]), corpus_chars(split["train"]) + corpus_chars(split["test"])
+    return held_out / total if total else 0.0
 
 
 def held_out_count(documents: int, eval_fraction: float) -> int:

@@ -13,7 +13,9 @@ one document is one document too, each part read as its share of the units. Ever
 document of its own: ``doc_id`` ``<id>#section-<k>`` or ``<id>#paragraphs-<first>-<last>``
 (1-based, inclusive), its text the source from its first paragraph to its last, and every
 annotated span (paragraphs, sentences, entities, noun chunks) of the source that lies inside
-it, shifted to the unit's text. A single paragraph cannot be divided.
+it, shifted to the unit's text. A single paragraph cannot be divided. A corpus of a few documents (two
+novels) whose held-out split would take more than a quarter of the text is read as units the same way
+(:func:`few_as_units`, called by :func:`ernie_cpt.data.corpus.split_documents`).
 """
 
 from __future__ import annotations
@@ -86,6 +88,33 @@ def as_units(documents: datasets.Dataset, eval_fraction: float) -> datasets.Data
     source = _single_source(documents, needed)
     if source is None or sum(len(starts) for starts in documents["paragraph_starts"]) < 2:
         return documents
+    units, how = _read_as_units(documents, needed)
+    parts = f", read as {len(documents)} parts" if len(documents) > 1 else ""
+    log.info("the corpus is a single document (%s%s), so it is read as %d documents, %s: held-out evaluation and "
+             "the tasks that need several documents use them", source, parts, len(units), how)
+    return units
+
+
+def can_divide(documents: datasets.Dataset, eval_fraction: float) -> bool:
+    """Whether :func:`few_as_units` can divide ``documents``: annotated, fewer than a held-out fraction needs
+    (one held out is more than ``eval_fraction`` of them), and some of them of several paragraphs."""
+    return ("paragraph_starts" in documents.column_names and len(documents) < units_needed(eval_fraction)
+            and sum(len(starts) for starts in documents["paragraph_starts"]) > len(documents))
+
+
+def few_as_units(documents: datasets.Dataset, eval_fraction: float, share: float) -> datasets.Dataset:
+    """A corpus of a few documents (two novels) whose held-out split would take ``share`` of the text, every
+    document read as its units as a single one is (:func:`as_units`), so that about ``eval_fraction`` of
+    the text is held out instead of a whole document (logged)."""
+    units, how = _read_as_units(documents, units_needed(eval_fraction))
+    log.info("the corpus has only %d documents, so holding out whole ones would hold out %.0f%% of its text: they "
+             "are read as %d documents, %s; held-out evaluation and the tasks use them", len(documents), 100 * share,
+             len(units), how)
+    return units
+
+
+def _read_as_units(documents: datasets.Dataset, needed: int) -> tuple[datasets.Dataset, str]:
+    """Every document of several paragraphs as its units, ``needed`` in all at least, and how they were cut."""
     units, kinds, sizes = [], set(), []
     for doc in documents:
         if len(doc["paragraph_starts"]) < 2:
@@ -106,7 +135,4 @@ def as_units(documents: datasets.Dataset, eval_fraction: float) -> datasets.Data
               f"paragraphs"
     else:
         how = "sections where it has generic headings, else blocks of consecutive paragraphs"
-    parts = f", read as {len(documents)} parts" if len(documents) > 1 else ""
-    log.info("the corpus is a single document (%s%s), so it is read as %d documents, %s: held-out evaluation and "
-             "the tasks that need several documents use them", source, parts, len(units), how)
-    return datasets.Dataset.from_list(units, features=documents.features)
+    return datasets.Dataset.from_list(units, features=documents.features), how

@@ -18,7 +18,7 @@ The probe is scikit-learn's logistic regression on standardised features (``max_
 fitted on the training part and scored by accuracy on the rest, beside the majority class of the
 training part. Examples are drawn with a fixed seed, and the features of every encoder are of the
 same examples, so every variant and baseline is probed on the same data. An architecture that does
-not fold into one ErnieModel (mmoe, cgc, ple, cross_stitch) is probed through its first task's
+not fold into one ErnieModel (every one but hard) is probed through its first task's
 route (its gates, experts or column), the route ``finetune`` gives a new downstream task.
 """
 

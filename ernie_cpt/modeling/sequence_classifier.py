@@ -1,5 +1,5 @@
 """A sequence classifier on any architecture: what ``finetune --train`` fine-tunes when the model
-does not fold into one ErnieModel (mmoe, cgc, ple, cross_stitch).
+does not fold into one ErnieModel (every architecture but hard).
 
 The downstream task is added to the pre-trained architecture as a new task with
 ``Architecture.add_task``: it is routed as the model's first task is (a copy of that task's gate

@@ -14,6 +14,7 @@ from typing import cast
 import torch
 from torch.utils.data import DataLoader
 
+from ernie_cpt.evaluation.glosses import gloss
 from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.heads import Head
@@ -45,6 +46,16 @@ def evaluate(model: Architecture, batches: dict[str, DataLoader], device: torch.
     return results
 
 
+def evaluation_line(step: int, stage_end: int | None, results: dict[str, dict]) -> str:
+    """The console's line of an evaluation at ``step`` (the end of stage ``stage_end``, from 1, or None), every
+    task's :func:`score_line`; "majority" explained the first time a process prints it."""
+    line = (f"Evaluation at step {step}{f' (end of stage {stage_end})' if stage_end else ''}: "
+            + "; ".join(f"{task} {score_line(metrics)}" for task, metrics in results.items()))
+    if any("majority_accuracy" in metrics for metrics in results.values()) and (text := gloss("majority")):
+        line += f" (majority: {text})"
+    return line
+
+
 def score_line(metrics: dict[str, float]) -> str:
     """``loss 0.2613, accuracy 0.9480 (majority 0.8900), F1 0.7012 (majority 0.0000) over 250 targets``:
     one task's held-out scores; a head without accuracy (regression) shows its metrics as they are."""
@@ -56,3 +67,24 @@ def score_line(metrics: dict[str, float]) -> str:
     if "f1" in metrics:
         line += f", F1 {metrics['f1']:.4f} (majority {metrics['majority_f1']:.4f})"
     return f"{line} over {plural(int(metrics['scored']), 'target')}"
+
+
+# A held-out loss this far (nats) above its lowest, with accuracy at least as high as then: over-fitting, explained
+RISE = 0.01
+
+
+def rising_loss_note(task: str, metrics: dict[str, float], lowest: tuple[int, dict[str, float]], passes: int,
+                     examples: int) -> str | None:
+    """Why ``task``'s held-out loss rose above its ``lowest`` (step, metrics) while its accuracy did not fall,
+    after ``passes`` over its ``examples`` training examples, in plain words; None when it did not. Measured on
+    ``make demo`` (issue 27: 86 passes over 445 examples): the model grows surer of its guesses, the right ones'
+    loss falls and the wrong ones' rises (held-out targets given a probability under 5e-5, a loss above 10: 0 %
+    at the start, 16 % at the end), so the mean loss of a task can rise while more of its targets are right."""
+    step, best = lowest
+    if "accuracy" not in metrics or metrics["loss"] <= best["loss"] + RISE or metrics["accuracy"] < best["accuracy"]:
+        return None
+    return (f"{task}: held-out loss {metrics['loss']:.4f} is above its lowest ({best['loss']:.4f} at step {step:,}) "
+            f"while accuracy rose ({best['accuracy']:.4f} -> {metrics['accuracy']:.4f}): after {passes:,} passes "
+            f"over its {examples:,} training examples the model is over-fitting them. It grows surer of its "
+            f"guesses, so more are right (accuracy) and the wrong ones cost more (loss). More text, or fewer steps "
+            f"per example, avoids it")

@@ -1,8 +1,10 @@
 """Run logs: JSONL files (``logs/train.jsonl``, ``logs/eval.jsonl``) and TensorBoard scalars.
 
 TensorBoard tags are those ``transformers.Trainer`` users know: ``train/loss``,
-``train/learning_rate``, ``train/grad_norm`` and, per task, ``train/<task>/loss`` (several tasks
-in a step), ``eval/<task>/accuracy`` (and every other held-out score), ``weights/<task>``.
+``train/learning_rate``, ``train/grad_norm``, ``train/aux_loss`` (an architecture's own penalty,
+named as Hugging Face's mixture-of-experts models name their router loss) and, per task,
+``train/<task>/loss`` (several tasks in a step), ``eval/<task>/accuracy`` (and every other
+held-out score), ``weights/<task>``.
 Only the main process writes them (with several processes, the others' ``RunLog`` does nothing).
 """
 

@@ -5,7 +5,10 @@ state; ``grad_accum_steps`` micro-batches of every task are drawn from their str
 one forward pass (``TasksForward``, under DistributedDataParallel with several processes, which
 averages the gradients after the last micro-batch only). The tasks' losses are summed or
 combined by the loss weighting (``combine``); a gradient-level weighting (PCGrad, CAGrad, MGDA,
-Nash-MTL) gets each task's gradient instead (``TaskGradients``).
+Nash-MTL) gets each task's gradient instead (``TaskGradients``). The architecture's own penalty
+(``Architecture.aux_loss``, a function of the parameters) is added to that loss, divided by the
+micro-batches, so once per step and outside the weighting; with a gradient-level weighting its
+gradient is added to the combined update.
 
 Apply or skip: the gradients are clipped and AdamW steps, then a weighting that asks for it
 (FAMO) sees the losses of the same batches, with the same dropout masks, after the update. A
@@ -50,12 +53,13 @@ def dropout_seed(seed: int, step: int) -> int:
 @dataclass
 class StepResult:
     """One optimizer step: the ``tasks`` it trained, each task's loss (the mean over the micro-batches;
-    over all processes), the gradient norm before clipping, and what was NaN or infinite (the step
-    was then skipped)."""
+    over all processes), the architecture's ``aux_loss`` (None without one), the gradient norm
+    before clipping, and what was NaN or infinite (the step was then skipped)."""
 
     tasks: list[str]
     losses: dict[str, float]
     grad_norm: float = math.nan
+    aux_loss: float | None = None  # the architecture's penalty (mean over the micro-batches), where it has one
     nonfinite: list[str] = field(default_factory=list)  # e.g. "capitalization loss nan", "gradient norm inf"
     micro_batches: list[Batches] = field(default_factory=list, repr=False)  # until the step is applied
     weighting_before: dict[str, Any] | None = field(default=None, repr=False)  # restored if it is skipped
@@ -98,21 +102,24 @@ class TrainStep:
             tokens = sum(int(batch["attention_mask"].sum()) for batch in batches.values())  # on the host
             batches = {task: to_device(batch, self.device) for task, batch in batches.items()}
             result.micro_batches.append(batches)
-            losses, tokens = self._backward(batches, tokens, micro_batch == self.grad_accum_steps - 1, state,
-                                            context)
+            losses, aux_loss, tokens = self._backward(batches, tokens, micro_batch == self.grad_accum_steps - 1,
+                                                      state, context)
             state.window_tokens += tokens
             for task, loss in losses.items():
                 result.losses[task] += loss.item() / self.grad_accum_steps
+            if aux_loss is not None:
+                result.aux_loss = (result.aux_loss or 0.0) + aux_loss.item() / self.grad_accum_steps
         return result
 
     def _backward(self, batches: Batches, tokens: int, last: bool, state: TrainState,
-                  context: StepContext) -> tuple[dict[str, torch.Tensor], int]:
+                  context: StepContext) -> tuple[dict[str, torch.Tensor], torch.Tensor | None, int]:
         """One micro-batch: forward, each task's loss (over all processes), and the gradients of their
-        combination (``context`` with this micro-batch's accuracies) added to ``.grad`` (or to each
-        task's own); the tokens of all processes."""
+        combination (``context`` with this micro-batch's accuracies) plus the architecture's penalty
+        added to ``.grad`` (or to each task's own, the penalty's apart); the losses, the penalty and
+        the tokens of all processes."""
         with gradient_sync(self.forward, last and self.per_task is None):
             with self.autocast():
-                outputs = self.forward(batches)
+                outputs, aux_loss = self.forward(batches)
             losses, accuracies, tokens = global_losses(outputs, self.model.heads, tokens)
             for task, out in outputs.items():
                 if cast(Head, self.model.heads[task]).count(out.labels) == 0:
@@ -120,10 +127,11 @@ class TrainStep:
             total = (self.weighting.combine(losses, dataclasses.replace(context, kpis=accuracies))
                      if self.weighting is not None else cast(torch.Tensor, sum(losses.values())))  # not empty
             if self.per_task is not None:
-                self.per_task.add(losses, 1 / self.grad_accum_steps)
+                self.per_task.add(losses, 1 / self.grad_accum_steps, aux_loss)
             else:
+                total = total if aux_loss is None else total + aux_loss
                 (total / self.grad_accum_steps).backward()
-        return losses, tokens
+        return losses, aux_loss, tokens
 
     def apply_or_skip(self, result: StepResult, state: TrainState) -> None:
         """Clip the accumulated gradients and step the optimizer, or skip the step (counted in
@@ -133,6 +141,8 @@ class TrainStep:
             self.per_task.apply(cast(GradientWeighting, self.weighting), result.losses, result.context)  # "gradient"
         result.grad_norm = clip_gradients(self.model, self.max_grad_norm)
         result.nonfinite = [f"{task} loss {loss}" for task, loss in result.losses.items() if not math.isfinite(loss)]
+        aux_loss = result.aux_loss
+        result.nonfinite += [] if aux_loss is None or math.isfinite(aux_loss) else [f"aux_loss {aux_loss}"]
         result.nonfinite += [] if math.isfinite(result.grad_norm) else [f"gradient norm {result.grad_norm}"]
         if result.skipped:
             state.nonfinite_steps += 1

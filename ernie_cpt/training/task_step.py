@@ -1,9 +1,10 @@
 """The pieces of one optimizer step that differ between one process and several.
 
-``TasksForward`` runs a batch of each task of the step in one forward pass: that is what
-``DistributedDataParallel`` wraps. ``global_losses`` makes the losses of a rank's share of the
-batches add up to those of the whole batch. ``gradient_sync`` lets DDP average the gradients
-only after the last micro-batch of a step (gradient accumulation).
+``TasksForward`` runs a batch of each task of the step in one forward pass, with the
+architecture's own penalty (``aux_loss``): that is what ``DistributedDataParallel`` wraps.
+``global_losses`` makes the losses of a rank's share of the batches add up to those of the whole
+batch. ``gradient_sync`` lets DDP average the gradients only after the last micro-batch of a
+step (gradient accumulation).
 """
 
 from __future__ import annotations
@@ -21,14 +22,20 @@ from ernie_cpt.modeling.heads import Head
 
 
 class TasksForward(nn.Module):
-    """One forward pass over a batch of each task of a step."""
+    """One forward pass over a batch of each task of a step: each task's output and the architecture's
+    ``aux_loss()`` (None without one). The penalty is computed here, inside the module DDP wraps, so
+    that DDP (``find_unused_parameters``) counts the parameters it reaches as used even where no task
+    of the step reaches them (another task's column); it is computed outside ``autocast``."""
 
     def __init__(self, model: Architecture) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, TaskOutput]:
-        return {task: self.model(task, batch) for task, batch in batches.items()}
+    def forward(self, batches: dict[str, dict[str, torch.Tensor]]) -> tuple[dict[str, TaskOutput],
+                                                                             torch.Tensor | None]:
+        outputs = {task: self.model(task, batch) for task, batch in batches.items()}
+        with torch.autocast("cuda", enabled=False):  # the trainer autocasts on CUDA only
+            return outputs, self.model.aux_loss()
 
 
 def gradient_sync(forward: nn.Module, last_micro_batch: bool) -> contextlib.AbstractContextManager:
@@ -86,7 +93,7 @@ def losses_on(forward: nn.Module, heads: nn.ModuleDict, micro_batches: list[dict
     losses: dict[str, float] = {}
     for batches in micro_batches:
         with autocast():
-            outputs = forward(batches)
+            outputs, _ = forward(batches)
         for task, loss in global_losses(outputs, heads, 0)[0].items():
             losses[task] = losses.get(task, 0.0) + loss.item() / len(micro_batches)
     return losses

@@ -40,7 +40,7 @@ from ernie_cpt.progress import progress
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.checkpoint import Checkpoint, latest_name, save_checkpoint
 from ernie_cpt.training.device import memory_record, pick_device
-from ernie_cpt.training.evaluate import evaluate, score_line
+from ernie_cpt.training.evaluate import evaluate, evaluation_line, rising_loss_note
 from ernie_cpt.training.optimization import build_lr_scheduler, build_optimizer
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_log import RunLog
@@ -84,6 +84,8 @@ class Trainer:
     reset_optimizer: bool = False
     model_description: dict[str, Any] | None = None
     train_step: TrainStep = field(init=False)
+    # task -> (step, metrics) of its lowest held-out loss; None once its rising loss was explained
+    lowest_eval: dict[str, tuple[int, dict] | None] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.weighting is not None and self.task_mixing != "all":
@@ -196,7 +198,8 @@ def choose_tasks(trainer: Trainer, state: TrainState, stage: Stage) -> list[str]
 
 def log_step(trainer: Trainer, state: TrainState, result: StepResult, bar: Any) -> None:
     """The weighting's task weights after every applied step; a ``train`` record (loss, LR, gradient
-    norm, tokens/s) every ``logging_steps``, at the last step and for a skipped step."""
+    norm, the architecture's ``aux_loss`` where it has one, tokens/s) every ``logging_steps``, at the
+    last step and for a skipped step. ``loss`` is the sum of the tasks' losses, without the penalty."""
     if trainer.weighting is not None and not result.skipped:
         trainer.run_log.write("weights", {"step": state.step, "stage": state.stage,
                                           "weights": trainer.weighting.last_weights})
@@ -205,7 +208,8 @@ def log_step(trainer: Trainer, state: TrainState, result: StepResult, bar: Any) 
     tokens_per_s, empty_batches = state.close_window()
     record = {"step": state.step, "stage": state.stage, "task": "+".join(result.tasks),
               "loss": sum(result.losses.values()), "lr": trainer.lr_scheduler.get_last_lr()[0],
-              "grad_norm": result.grad_norm, "tokens_per_s": tokens_per_s, **memory_record(trainer.device),
+              "grad_norm": result.grad_norm, **({"aux_loss": result.aux_loss} if result.aux_loss is not None else {}),
+              "tokens_per_s": tokens_per_s, **memory_record(trainer.device),
               **({"losses": result.losses} if trainer.task_mixing == "all" else {}),
               **({"skipped": True} if result.skipped else {}),
               **({"empty_batches": empty_batches} if empty_batches else {})}
@@ -253,9 +257,26 @@ def evaluate_now(trainer: Trainer, state: TrainState, stage_end: bool) -> dict[s
         trainer.run_log.write("eval", {"step": state.step, "stage": state.stage, "task": task,
                                        "stage_end": stage_end, "trained": task in trained, **metrics})
     if results and distributed.is_main():
-        log.info("Evaluation at step %d%s: %s", state.step, f" (end of stage {state.stage + 1})" if stage_end else "",
-                 "; ".join(f"{task} {score_line(metrics)}" for task, metrics in results.items()))
+        log.info(evaluation_line(state.step, state.stage + 1 if stage_end else None, results))
+        explain_rising_loss(trainer, state, results)
     return results
+
+
+def explain_rising_loss(trainer: Trainer, state: TrainState, results: dict[str, dict]) -> None:
+    """Say once per task why its held-out loss rises while its accuracy rises (:func:`rising_loss_note`), for the
+    tasks the current stage trains (a task left out of it may be forgetting instead)."""
+    training = {task for task, n in trainer.schedule[min(state.stage, len(trainer.schedule) - 1)].steps.items() if n}
+    for task, metrics in results.items():
+        if task in trainer.lowest_eval and trainer.lowest_eval[task] is None:
+            continue
+        lowest = trainer.lowest_eval.get(task)
+        stream = trainer.streams.get(task)
+        if lowest is not None and stream is not None and task in training and (
+                note := rising_loss_note(task, metrics, lowest, stream.epoch, len(stream.rows))):
+            log.info(note)
+            trainer.lowest_eval[task] = None  # said once a run
+        elif lowest is None or metrics["loss"] < lowest[1]["loss"]:
+            trainer.lowest_eval[task] = (state.step, metrics)
 
 
 def end_stage(trainer: Trainer, state: TrainState) -> int:

@@ -8,7 +8,8 @@ on its own batch, and a weighting turns them into one update. It acts at one of 
 * **gradient level** (``GradientWeighting``): the trainer computes each task's gradient of the
   shared parameters (which the architecture names), all-reduced over processes, and
   ``direction(gradients, losses, context)`` combines them into the update of the shared
-  parameters (PCGrad, CAGrad, MGDA, Nash-MTL).
+  parameters (PCGrad, CAGrad, MGDA, Nash-MTL, and torchjd's aggregators: UPGrad, DualProj,
+  Aligned-MTL, ConFIG, IMTL-G, GradDrop, GradVac; see ``torchjd_aggregator``).
 
 The :class:`StepContext` holds what a step offers besides the losses. A weighting declares, next to
 its code, ``name``, a one-line ``summary``, its own ``options_class`` (a dataclass of ``option``
@@ -118,8 +119,13 @@ class GradientWeighting(LossWeighting):
 
     def combine_gradients(self, gradients: torch.Tensor, losses: dict[str, float],
                           context: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
-        """``direction`` with its task weights recorded in ``last_weights``."""
-        update, weights = self.direction(gradients, losses, context)
+        """``direction`` with its task weights recorded in ``last_weights``. Gradients that are not all finite
+        (an overflow) are summed instead, with weight 1: the update is not finite either, so the trainer skips
+        the step, and no solver sees them (some raise on them: IMTL-G's SVD, Nash-MTL's bounds)."""
+        if not bool(torch.isfinite(gradients).all()):
+            update, weights = gradients.sum(0), dict.fromkeys(losses, 1.0)
+        else:
+            update, weights = self.direction(gradients, losses, context)
         self.last_weights = dict(weights)
         return update, weights
 

@@ -39,6 +39,12 @@ class CAGrad(GradientWeighting):
     rescaled by 1/(1 + c^2) as the authors' code does, and by K to match the sum of the losses
     that the other weightings (and the task-specific parameters, weight 1) use. c = 0 gives the
     sum of the gradients.
+
+    torchjd's ``CAGradWeighting`` solves the same dual with cvxpy (Clarabel) on the Gramian divided by its
+    trace and returns g_0 + sqrt(phi) / ||g_w|| g_w: on 200 random float64 matrices (2-4 tasks) the
+    directions agree to a cosine of 1 - 6.2e-9 and ours is K / (1 + c^2) times as long, to 3.5e-5
+    (tests/ernie_cpt/weighting/test_torchjd_agreement.py). Ours is kept: it solves with scipy, as the
+    authors' code does, with no cvxpy, and its 1 / (1 + c^2) is the authors' code's.
     """
 
     name = "cagrad"

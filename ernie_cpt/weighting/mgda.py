@@ -83,6 +83,12 @@ class MGDA(GradientWeighting):
     ``mgda_normalization`` optionally normalises each gradient before the weights are solved (by
     its l2 norm, its loss, or both: the paper's code's "l2", "loss", "loss+"); the weights then
     apply to the raw gradients, as in the authors' code.
+
+    torchjd's ``MGDAWeighting`` runs the same Frank-Wolfe from uniform weights and stops at a step of
+    1e-3; on 200 random float64 matrices (2-4 tasks) its direction agrees with ours to a cosine of
+    1 - 2.9e-3 at worst, and ours is never farther from the minimum-norm point the paper defines (nearer
+    in 133; tests/ernie_cpt/weighting/test_torchjd_agreement.py). Ours is kept: it starts, as the
+    authors' solver does, from the best pair and runs to a step of 1e-6, and it has their normalisations.
     """
 
     name = "mgda"

@@ -31,14 +31,24 @@ class NashMTL(GradientWeighting):
 
     The update d = sum_i alpha_i g_i is the Nash bargaining solution of the tasks, whose utilities
     are their directional derivatives g_i . d in a ball: it maximises sum_i log(g_i . d), and its
-    weights solve G^T G alpha = 1 / alpha (Theorem 5.1). As in the authors' code, the Gram matrix
-    is first divided by its Frobenius norm (so the weights do not depend on the gradients' scale)
-    and the same weights alpha_i scale each task's loss for its task-specific parameters. The
+    weights solve G^T G alpha = 1 / alpha (Theorem 5.1). Here the Gram matrix is first divided by its
+    Frobenius norm, so the weights do not depend on the gradients' scale, and the same weights alpha_i
+    scale each task's loss for its task-specific parameters. The
     paper solves the equation by a sequence of convex problems (CCP, cvxpy); here scipy's bounded
     least squares solves it directly, warm-started from the previous step's weights (kept in the
     state, so a resumed run solves from the same start). Without a solution (gradients that
     exactly oppose each other: no direction improves every task) it returns the least-squares
     best fit.
+
+    torchjd's ``NashMTL`` follows the authors' code (the CCP with cvxpy's ECOS, then the update's norm
+    clipped to 1): it divides the Gramian by its norm too but compensates in its constraint, so its
+    alpha solves Theorem 5.1 on the raw Gramian, as the paper states it (||d||^2 = K whatever the
+    gradients' size). On 200 random float64 matrices (2-4 tasks, no clipping) the directions agree to
+    a cosine of 1 - 3.3e-16, and ours are ||G||_F^(1/2) times theirs, to 5.5e-8
+    (tests/ernie_cpt/weighting/test_torchjd_agreement.py). So the paper's (and torchjd's) step has a
+    fixed length and ours grows with the gradients, as every other weighting's does; the trainer's
+    gradient clipping (``--max-grad-norm``) bounds both. Ours is kept: it needs no cvxpy and solves the
+    equation exactly (a residual of 5e-13, against the CCP's 1e-5).
     """
 
     name = "nash_mtl"

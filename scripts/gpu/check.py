@@ -26,6 +26,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -234,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     check = Check(args.out, args.device, args.quick, args.start, args.budget)
+    for earlier in ("work", "results"):  # a check never reports, or resumes, runs of an earlier check
+        shutil.rmtree(RUN / earlier, ignore_errors=True)
     RUN.mkdir(exist_ok=True)
     install_result = RUN / "install.json"
     install_result.unlink(missing_ok=True)

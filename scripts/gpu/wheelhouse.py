@@ -49,6 +49,9 @@ WHEELS = (
     "fsspec==2026.9.0",  # datasets 5.2.0: <=2026.9.0, should the image's be newer
     "fsspec==2026.4.0",  # datasets 5.0.0: <=2026.4.0
     "zstandard==0.25.0",  # the project: .zst corpora and labelled files
+    "torchjd==0.18.0",  # the project: the gradient aggregators
+    "qpsolvers==4.13.0",  # torchjd[quadprog-projector]: UPGrad's and DualProj's projections
+    "quadprog==0.1.14",  # qpsolvers' solver there (a py312 wheel)
 )
 OLDEST_PYARROW = "21.0.0"  # the oldest datasets 5.0.0 accepts
 

@@ -22,7 +22,7 @@ from ernie_cpt.training.checkpoint import LATEST, checkpoints
 from ernie_cpt.training.run_log import read_records
 
 PLUGINS = Path(__file__).resolve().parents[1] / "data" / "plugins"
-ALL = {"ernie-cpt-truecasing": "truecasing_task", "ernie-cpt-soft-sharing": "soft_sharing",
+ALL = {"ernie-cpt-truecasing": "truecasing_task", "ernie-cpt-tied-towers": "tied_towers",
        "ernie-cpt-gls": "gls_weighting", "ernie-cpt-broken": "broken_plugin"}
 
 
@@ -65,11 +65,12 @@ def test_plugins_are_listed_with_their_options_and_a_broken_one_is_one_warning(t
                                            "the package 'missing-dependency'; fix or uninstall ernie-cpt-broken")
     help_text = " ".join(cli("pretrain", "--help", env={**env, "COLUMNS": "10000"}).stdout.split())  # unwrapped
     assert "truecasing: each word's case: lower, Title or UPPER (Lita et al. 2003)" in help_text  # --tasks
-    assert "soft_sharing: a tower of the top --expert-layers layers per task" in help_text  # --architecture
+    assert "tied_towers: a tower of the top --expert-layers layers per task" in help_text  # --architecture
     assert "gls: the geometric mean of the task losses (Chennupati et al. 2019)" in help_text  # --loss-weighting
-    assert "Architecture soft_sharing: --soft-sharing-weight SOFT_SHARING_WEIGHT" in help_text  # its own group
+    assert "Architecture tied_towers: --tied-towers-weight TIED_TOWERS_WEIGHT" in help_text  # its own group
     assert "--truecasing-min-upper TRUECASING_MIN_UPPER" in help_text
-    assert "cgc/cross_stitch/mmoe/ple/soft_sharing: how many of the top encoder layers" in help_text
+    assert ("asymmetric/cgc/cross_stitch/customized/ml_mmoe/mmoe/ple/sluice/soft_sharing/tied_towers: how many of "
+            "the top encoder layers") in help_text
 
 
 PLUGIN = """
@@ -125,14 +126,14 @@ def test_a_plugin_that_takes_a_name_or_an_option_is_left_out_with_one_warning(tm
 def test_a_plugin_task_architecture_and_weighting_train_end_to_end(sample_dir, tmp_path):
     env, run_dir = install(tmp_path / "site", ALL), tmp_path / "run"
     cli(*pretrain_args(sample_dir, run_dir, "--tasks", "knowledge_masking", "truecasing", "--architecture",
-                       "soft_sharing", "--expert-layers", "1", "--soft-sharing-weight", "0.5", "--task-mixing", "all",
+                       "tied_towers", "--expert-layers", "1", "--tied-towers-weight", "0.5", "--task-mixing", "all",
                        "--loss-weighting", "gls", "--max-steps", "4", "--truecasing-min-upper", "3"), env=env)
     assert json.loads((run_dir / "tasks.json").read_text()) == {
         "task_ids": {"knowledge_masking": 0, "truecasing": 7}, "task_embedding_size": 8}
     config = json.loads((run_dir / "run_config.json").read_text())
-    assert (config["architecture"], config["soft_sharing_weight"], config["truecasing_min_upper"]) == (
-        "soft_sharing", 0.5, 3)
-    assert json.loads((run_dir / "architecture.json").read_text())["soft_sharing_weight"] == 0.5  # the model's own
+    assert (config["architecture"], config["tied_towers_weight"], config["truecasing_min_upper"]) == (
+        "tied_towers", 0.5, 3)
+    assert json.loads((run_dir / "architecture.json").read_text())["tied_towers_weight"] == 0.5  # the model's own
     losses = {r["step"]: r["losses"] for r in read_records(run_dir, "train")}
     assert len(losses) == 2 and all(set(step) == {"knowledge_masking", "truecasing"} for step in losses.values())
     # GLS: w_i = G / (n L_i), so every task adds G / n, half the geometric mean of the two losses
@@ -142,7 +143,7 @@ def test_a_plugin_task_architecture_and_weighting_train_end_to_end(sample_dir, t
         assert [record["weights"][task] * step[task] for task in step] == pytest.approx([half_mean] * 2, rel=1e-5)
     cli("export", str(run_dir), str(tmp_path / "export"), env=env)
     described = json.loads((tmp_path / "export" / "ernie_cpt_model.json").read_text())
-    assert described["architecture"]["architecture"] == "soft_sharing"
+    assert described["architecture"]["architecture"] == "tied_towers"
     assert described["task_ids"] == {"knowledge_masking": 0, "truecasing": 7}
 
 

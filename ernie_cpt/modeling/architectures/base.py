@@ -17,8 +17,13 @@ seam options it reads: ``("expert_layers",)``) and ``folds`` (it is one ``ErnieM
   for the logs (empty for hard sharing);
 * ``add_task(name, task_id, like)``: routing for a task the architecture was not built with
   (a downstream task in fine-tuning), initialised from the task ``like``;
+* ``check_options(sharing, options, tasks)``: the checks of its options against the run's tasks and
+  the seam's options (a classmethod, run before any data is read);
 * ``ernie_model()``: the one ``ErnieModel`` the architecture is, where it folds exactly
-  (hard sharing), else None: export then writes the architecture's own folder.
+  (hard sharing), else None: export then writes the architecture's own folder;
+* optionally ``aux_loss()``: a penalty of the architecture's own (sluice's subspace orthogonality,
+  soft sharing's tie between the task columns), a scalar that the trainer adds to every optimizer
+  step's loss, once and unweighted; None (the default) where there is none.
 
 The trainer sees only this interface and never names an architecture.
 """
@@ -70,6 +75,13 @@ class Architecture(nn.Module, ABC):
         self.task_ids = dict(task_ids)
         self.sharing = sharing
         self.options = options if options is not None or self.options_class is None else self.options_class()
+        self.check_options(sharing, self.options, list(task_ids))
+
+    @classmethod
+    def check_options(cls, sharing: ArchitectureOptions, options: Any, tasks: list[str]) -> None:
+        """Raise UserError where the architecture's ``options`` (an ``options_class`` instance, or None)
+        cannot work with the seam's ``sharing`` or the run's ``tasks`` (a task graph naming an unknown task,
+        more levels than layers); the config checks it before anything is read, the constructor again."""
 
     def add_head(self, task: str, head: Head) -> None:
         """Give ``task`` its head (the builder calls this after the architecture is made)."""
@@ -114,6 +126,19 @@ class Architecture(nn.Module, ABC):
         """Route a new task (fine-tuning): it gets ``task_id`` and, where the architecture has
         task-specific routing, a copy of task ``like``'s (or the documented default)."""
         self.task_ids[task] = task_id
+
+    def aux_loss(self) -> torch.Tensor | None:
+        """A penalty the architecture adds to the training loss (a scalar with its graph), or None.
+
+        It must be a function of the parameters alone, so that every process computes the same value
+        (under DDP its gradient, averaged over the processes, is its own). The trainer calls it in the
+        forward pass of every micro-batch (inside DistributedDataParallel, which then sees the
+        parameters it reaches), outside autocast, and adds it, divided by the micro-batches of the
+        step, to the combined loss: once per optimizer step, not weighted by a loss weighting. With a
+        gradient-level weighting its gradient is added to the combined update of every parameter it
+        reaches. It is logged as ``aux_loss`` (``train/aux_loss`` in TensorBoard); the logged ``loss``
+        stays the tasks' own. Fine-tuning a single downstream task (``finetune --train``) does not add it."""
+        return None
 
     def ernie_model(self) -> ErnieModel | None:
         """The single ErnieModel this architecture equals exactly, or None when it does not fold."""

@@ -27,9 +27,13 @@ from ernie_cpt.options import Range, check_ranges, option
 
 @dataclass
 class MMoEOptions:
-    """Architecture mmoe: its experts"""
+    """Architectures mmoe and ml_mmoe: their experts (ml_mmoe: per level) and ml_mmoe's levels"""
 
-    num_experts: int = option(4, "mmoe: experts, each a copy of the top --expert-layers layers", valid=Range(1, 64))
+    num_experts: int = option(4, "mmoe/ml_mmoe: experts, each a copy of the top --expert-layers layers (ml_mmoe: "
+                              "of its level's share of them)", valid=Range(1, 64))
+    levels: int = option(2, "ml_mmoe: levels of experts stacked over the top --expert-layers layers (at most that "
+                         "many; each level's experts hold an equal share of the layers, the lower levels one more "
+                         "where they do not divide); 1 is MMoE", valid=Range(1, 96))
 
     def __post_init__(self) -> None:
         check_ranges(self)

@@ -19,7 +19,8 @@ Gates (MMoE, CGC, PLE) are linear maps of a token state to one logit per expert,
 (the papers' ``softmax(W x)``, with a bias as LibMTL's gates have), initialised as the encoder
 initialises a linear layer: W ~ N(0, initializer_range), bias 0. Routing weights are summed per
 task over the real (not padding) tokens of every training forward pass and averaged in
-:meth:`TopLayersArchitecture.routing` over every process.
+:meth:`TopLayersArchitecture.routing` over every process. The projections that fuse columns
+(customized, asymmetric's concat) start as their first block alone (:func:`reading_first`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,24 @@ def gate_weights(gate: nn.Linear, selector: torch.Tensor) -> torch.Tensor:
 def mix(weights: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tensor:
     """sum_e weights[..., e] * outputs[e]: weights (batch, tokens, E), E outputs (batch, tokens, hidden)."""
     return torch.einsum("bte,ebth->bth", weights, torch.stack(outputs))
+
+
+def reading_first(config: ErnieConfig, blocks: int) -> nn.Linear:
+    """A projection of ``blocks`` concatenated states (blocks x hidden -> hidden) that starts as the
+    first block alone: W = [I, 0, ...], bias 0 (no random draw: the run's RNG is untouched)."""
+    hidden = config.hidden_size
+    projection = nn.utils.skip_init(nn.Linear, blocks * hidden, hidden)
+    with torch.no_grad():
+        projection.weight.zero_()
+        projection.weight[:, :hidden].copy_(torch.eye(hidden))
+        projection.bias.zero_()
+    return projection
+
+
+def block_shares(projection: nn.Linear, blocks: int) -> torch.Tensor:
+    """The share of each input block in ``projection``'s weight, ||W_b||_F / sum_b' ||W_b'||_F, (blocks,)."""
+    norms = torch.stack([block.norm() for block in projection.weight.detach().chunk(blocks, dim=1)])
+    return norms / norms.sum()
 
 
 class TopLayersArchitecture(Architecture):

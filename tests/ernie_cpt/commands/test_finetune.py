@@ -302,3 +302,5 @@ def test_cli_on_the_run_directory_repeats_the_seed_exactly(tiny_run, fortunes, t
     assert written["saved_seed"] is None
     out = capsys.readouterr().out
     assert f"| {written['per_seed'][0]['accuracy']:.4f} |" in out and "±" not in out
+    assert out.rstrip().endswith("The fine-tuned model was not saved: add --output-dir DIR to keep it (with its "
+                                 "tokenizer and labels).")

@@ -227,6 +227,9 @@ def test_a_gated_model_with_then_single_task_and_resume(sample_dir, sets, tmp_pa
             "--multitask-dir", str(tmp_path / "out"), "--seeds", "1", "2", "--batch-size", "64",
             "--max-seq-length", "32", "--then-single-task", "--epochs", "1", "--learning-rate", "3e-4"]
     assert main(argv) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        f"Report: {tmp_path / 'out' / 'report.md'} (and report.json); each run's model: {tmp_path / 'out' / 'runs'}/"
+        "<variant>-seed<k> (export it with: ernie-cpt export RUN OUT_DIR)")
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["architecture"] == "mmoe"
     for result in report["sets"].values():

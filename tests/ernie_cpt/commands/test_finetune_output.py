@@ -10,8 +10,10 @@ from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, ErnieConfig, ErnieForSequenceClassification
 
+from ernie_cpt.commands.finetune import saved_model_line
 from ernie_cpt.commands.finetune_output import save_output
 from ernie_cpt.data.tokenizer import load_tokenizer
+from ernie_cpt.modeling.saved_model import MODEL_JSON
 
 TOKENIZER = Path(__file__).resolve().parents[2] / "data" / "sample-tokenizer"
 
@@ -36,3 +38,17 @@ def test_save_output_replaces_the_folder_with_labels_and_umask_modes(tmp_path):
     assert json.loads((out / "metrics.json").read_text()) == {"accuracy_mean": 0.5}
     assert stat.S_IMODE(out.stat().st_mode) == 0o750
     assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o640}
+
+
+def test_finetune_says_where_the_model_went_or_that_it_kept_none(tmp_path):
+    """Issue 27: without --output-dir, finetune saved nothing and said nothing."""
+    assert saved_model_line({"saved_seed": None}, None) == ("The fine-tuned model was not saved: add --output-dir DIR "
+                                                            "to keep it (with its tokenizer and labels).")
+    hard, routed = tmp_path / "hard", tmp_path / "routed"
+    for folder, written in ((hard, "config.json"), (routed, MODEL_JSON)):  # what each save_pretrained writes
+        folder.mkdir()
+        (folder / written).write_text("{}")
+    assert saved_model_line({"saved_seed": 3}, str(hard)) == (
+        f"Fine-tuned model (seed 3, the best validation accuracy): {hard}; load it with "
+        "AutoModelForSequenceClassification.from_pretrained(...)")
+    assert "ArchitectureForSequenceClassification.from_pretrained" in saved_model_line({"saved_seed": 1}, str(routed))

@@ -4,11 +4,21 @@ held out and the tasks that need several documents have them."""
 from __future__ import annotations
 
 import logging
+import re
 
+import datasets
 import pytest
 
 from ernie_cpt.data.annotate import AnnotationOptions, annotate
-from ernie_cpt.data.corpus import CorpusOptions, bundled_corpus, load_corpus, split_documents
+from ernie_cpt.data.corpus import (
+    CorpusOptions,
+    bundled_corpus,
+    held_out_count,
+    held_out_share,
+    load_corpus,
+    paragraph_bounds,
+    split_documents,
+)
 from ernie_cpt.errors import UserError
 
 
@@ -92,3 +102,42 @@ def test_a_book_read_as_parts_is_still_one_document_read_as_its_chapters(book, t
     assert sorted(unit["text"] for unit in units) == sorted(chapters)
     assert f"the corpus is a single document (book.txt, read as {len(documents)} parts), so it is read as 12 " \
            f"documents, one per section" in caplog.text
+
+
+def _paragraph_documents(paths):
+    """Documents with their blank-line paragraphs as the only annotation (no spaCy pass: the split reads no more)."""
+    rows = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        bounds = [(start, end) for start, end in paragraph_bounds(text) if text[start:end].strip()]
+        rows.append({"doc_id": path.name, "title": None, "text": text,
+                     "paragraph_starts": [start for start, _ in bounds], "paragraph_ends": [end for _, end in bounds]})
+    return datasets.Dataset.from_list(rows)
+
+
+def test_two_novels_hold_out_chapters_not_a_novel(austen_dir, caplog):
+    """Issue 27: a corpus of two novels held one of them out, half the text, without a word."""
+    novels = _paragraph_documents([austen_dir / "persuasion.txt", austen_dir / "northanger-abbey.txt"])
+
+    with caplog.at_level(logging.INFO):
+        split = split_documents(novels, 0.05, seed=0)
+
+    units = [*split["train"]["doc_id"], *split["test"]["doc_id"]]
+    assert all("#section-" in unit for unit in units) and len(units) == len(set(units)) >= 40
+    assert {unit.split("#")[0] for unit in split["train"]["doc_id"]} == {"persuasion.txt", "northanger-abbey.txt"}
+    assert len(split["test"]) == held_out_count(len(units), 0.05) >= 2
+    assert held_out_share(split) < 0.1  # a few chapters, not 40-50 % of the text
+    assert re.search(r"the corpus has only 2 documents, so holding out whole ones would hold out \d+% of its text: "
+                     rf"they are read as {len(units)} documents, one per section", caplog.text)
+
+
+def test_a_large_held_out_share_that_cannot_be_divided_is_a_warning(caplog):
+    """Documents without paragraphs to divide them by: the split stays, and says how much it holds out."""
+    documents = datasets.Dataset.from_list([{"doc_id": name, "title": None, "text": "word " * size}
+                                            for name, size in (("a", 100), ("b", 100))])
+
+    with caplog.at_level(logging.WARNING):
+        split = split_documents(documents, 0.05, seed=0)
+
+    assert len(split["test"]) == 1 and held_out_share(split) == 0.5
+    assert "the held-out split is 1 document of 2, 50% of the text (--eval-fraction 0.05): add documents" in caplog.text

@@ -71,6 +71,8 @@ def split_options(name: str, **flags) -> tuple[ArchitectureOptions, object]:
 def build(name: str, layers: int = 3, tasks: tuple[str, ...] = ("a", "b"), encoder: ErnieModel | None = None,
           **options) -> nn.Module:
     encoder = encoder or new_encoder(layers)
+    if name == "ml_mmoe":  # its default 2 levels need 2 layers: one level of a single expert layer
+        options.setdefault("levels", min(2, options.get("expert_layers", 2)))
     sharing, own = split_options(name, **options)
     return ARCHITECTURES.get(name)(encoder, {task: i for i, task in enumerate(tasks)}, sharing, own).eval()
 
@@ -201,36 +203,52 @@ def test_at_initialisation_every_architecture_computes_the_encoder_it_was_built_
     encoder = new_encoder()
     reference = copy.deepcopy(encoder)
     model = build(name, encoder=encoder, expert_layers=2)
-    out = reference(**BATCH, task_type_ids=torch.full_like(INPUT_IDS, 1))
+    out = reference(**BATCH, task_type_ids=torch.full_like(INPUT_IDS, 1), output_hidden_states=True)
+    # sluice's beta starts uniform: the mean of the top K = 2 layers' outputs
+    expected = (out.hidden_states[-2] + out.hidden_states[-1]) / 2 if name == "sluice" else out.last_hidden_state
 
     states, pooled = model.encode("b", BATCH)
 
-    assert torch.allclose(states, out.last_hidden_state, atol=1e-5)
-    assert torch.allclose(pooled, out.pooler_output, atol=1e-5)
+    assert torch.allclose(states, expected, atol=1e-5)
+    assert torch.allclose(pooled, reference.pooler(expected), atol=1e-5)
     assert len(model.trunk.encoder.layer) == 1 and model.trunk.encoder.layer[0] is encoder.encoder.layer[0]
 
 
 @pytest.mark.parametrize("name", ROUTED)
 def test_shared_parameters_are_the_trunk_and_the_pooler(name):
+    """... and customized's shared column, which every task's loss reaches (its last layer is GradNorm's W)."""
     model = build(name, expert_layers=2)
     shared = {id(p) for p in model.shared_parameters()}
-    trunk = [*model.trunk.parameters(), *model.pooler.parameters()]
+    column = list(model.shared_column) if name == "customized" else []
+    trunk = [*model.trunk.parameters(), *model.pooler.parameters(), *(p for c in column for p in c.parameters())]
 
     assert shared == {id(p) for p in trunk}
-    assert model.shared_layer_weights() == [model.trunk.encoder.layer[0].output.dense.weight]
-    everything = build(name, expert_layers=3)  # K = L: no layer left to share
-    assert everything.shared_layer_weights() == [everything.word_embeddings().weight]
+    assert model.shared_layer_weights() == [layer.output.dense.weight for layer in [model.trunk.encoder.layer[0],
+                                                                                      *column]]
+    everything = build(name, expert_layers=3)  # K = L: no layer of the trunk left to share
+    last = everything.shared_column[-1].output.dense.weight if name == "customized" else None
+    assert everything.shared_layer_weights()[-1] is (last if last is not None else everything.word_embeddings().weight)
 
 
 @pytest.mark.parametrize("name", ROUTED)
 def test_routing_gives_the_mean_weights_since_the_last_call_over_training_tokens_only(name):
-    model = build(name, expert_layers=1, num_experts=2, shared_experts=1, task_experts=1)
+    model = build(name, expert_layers=1, num_experts=2, shared_experts=1, task_experts=1, levels=1,
+                  asymmetric_sources=["a:b"], subspaces=2)
     if name == "cross_stitch":
         expected = {"layer3/a": 0.9, "layer3/b": 0.1}
+    elif name == "customized":
+        expected = {"shared": 1.0, "a": 0.0}  # W_a = [I, 0]: all its weight on the shared column
+    elif name == "asymmetric":
+        expected = {"a": 0.5, "b": 0.5}  # the mean of its own column and b's
+    elif name == "sluice":  # alpha rows of a's two subspaces, then beta
+        expected = {"layer3/0/a.0": 0.9, "layer3/0/a.1": 0, "layer3/0/b.0": 0.1, "layer3/0/b.1": 0,
+                    "layer3/1/a.0": 0, "layer3/1/a.1": 0.9, "layer3/1/b.0": 0, "layer3/1/b.1": 0.1, "beta/layer3": 1}
+    elif name == "soft_sharing":  # the columns are copies: no distance, no penalty
+        expected = {"distance": pytest.approx(0, abs=1e-10), "penalty": pytest.approx(0, abs=1e-10)}
     else:
-        gate = model.gates["a"] if name == "mmoe" else model.task_gates["a"][0]
+        gate = model.gates["a"] if "mmoe" in name else model.task_gates["a"][0]
         set_gate(gate, [0.25, 0.75])
-        expected = {"expert.0": 0.25, "expert.1": 0.75} if name == "mmoe" else {"shared.0": 0.25, "a.0": 0.75}
+        expected = {"expert.0": 0.25, "expert.1": 0.75} if "mmoe" in name else {"shared.0": 0.25, "a.0": 0.75}
 
     model.encode("a", BATCH)  # evaluation: not counted
     assert model.routing() == {}
@@ -268,7 +286,8 @@ def test_a_task_added_like_another_starts_with_its_outputs_and_leaves_the_others
 def test_state_dict_and_describe_rebuild_the_model_exactly(name):
     tasks = {"a": HeadSpec("token_classification", 2), "b": HeadSpec("sentence_pair", 3),
              "m": HeadSpec("masked_lm", 60)}
-    sharing, own = split_options(name, expert_layers=1, num_experts=3, shared_experts=1, task_experts=2)
+    sharing, own = split_options(name, expert_layers=1, num_experts=3, shared_experts=1, task_experts=2, levels=1,
+                                 asymmetric_sources=["b:a", "m:b"], asymmetric_fusion="concat")
     torch.manual_seed(0)
     model = build_model(tasks, {"a": 1, "b": 4, "m": 0}, ModelOptions(model_size="tiny"), sharing, 60, 64,
                         len(TASKS), architecture_options=own)
@@ -320,9 +339,13 @@ def test_help_lists_every_registered_architecture_and_who_reads_each_option():
     assert list(fields) == ["architecture", "expert_layers"]  # the seam's; the rest are the architectures' own
     assert all(f"{name}: {cls.summary}" in fields["architecture"] for name, cls in ARCHITECTURES.items())
     assert fields["architecture"].index("hard:") < fields["architecture"].index("cgc:")  # the default first
-    assert fields["expert_layers"].startswith("cgc/cross_stitch/mmoe/ple:")
+    assert fields["expert_layers"].startswith(
+        "asymmetric/cgc/cross_stitch/customized/ml_mmoe/mmoe/ple/sluice/soft_sharing:")
     own = {f.name: (cls, help_text(f)) for cls in ARCHITECTURES.option_classes() for f in dataclasses.fields(cls)}
-    assert own["num_experts"][0] is MMoEOptions and own["num_experts"][1].startswith("mmoe:")
+    assert own["num_experts"][0] is MMoEOptions and own["num_experts"][1].startswith("mmoe/ml_mmoe:")
     assert own["task_experts"][0] is CGCOptions and own["task_experts"][1].startswith("cgc/ple:")
     assert ARCHITECTURES.options_class("ple") is CGCOptions  # PLE is CGC stacked, with the same options
-    assert ROUTED == ["cgc", "cross_stitch", "mmoe", "ple"]
+    assert ARCHITECTURES.options_class("ml_mmoe") is MMoEOptions  # ML-MMoE is MMoE stacked: --num-experts, --levels
+    # ml_mmoe imports mmoe, which registers first
+    assert ROUTED == ["asymmetric", "cgc", "cross_stitch", "customized", "mmoe", "ml_mmoe", "ple", "sluice",
+                      "soft_sharing"]

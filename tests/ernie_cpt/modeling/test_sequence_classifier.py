@@ -61,8 +61,10 @@ def test_a_model_fine_tuned_before_gets_the_next_free_task_name():
     torch.testing.assert_close(model.encode("downstream_4", BATCH)[0], model.encode("downstream_2", BATCH)[0])
 
 
-def test_save_pretrained_is_read_back_by_load_model_with_its_labels(tmp_path):
-    model = _with_heads(build("cgc", expert_layers=1, shared_experts=1, task_experts=1))
+@pytest.mark.parametrize("name", ["cgc", "sluice", "soft_sharing"])
+def test_save_pretrained_is_read_back_by_load_model_with_its_labels(tmp_path, name):
+    model = _with_heads(build(name, expert_layers=1, shared_experts=1, task_experts=1, subspaces=2,
+                              soft_sharing_norm="trace"))
     classifier = ArchitectureForSequenceClassification.for_new_task(model, num_labels=3).eval()
     classifier.config.id2label = {0: "x", 1: "y", 2: "z"}
     classifier.save_pretrained(tmp_path)

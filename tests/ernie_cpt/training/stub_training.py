@@ -2,7 +2,8 @@
 
 ``StubModel`` has the part of the ``Architecture`` interface the trainer uses: ``heads`` (real
 classification heads, ``ernie_cpt.modeling.heads.Head``), ``forward(task, batch) -> TaskOutput``,
-``shared_layer_weights()``, ``shared_parameters()`` and ``routing()``. Its encoder is a mean of
+``shared_layer_weights()``, ``shared_parameters()``, ``routing()`` and ``aux_loss()`` (a penalty with
+``penalty`` > 0). Its encoder is a mean of
 token embeddings through one dense layer with dropout, so dropout, weight decay and clipping act as
 they do on a real model. ``StubStream`` has the part of ``TaskStream`` it uses: ``next``,
 ``state()``/``load_state()`` and ``rows``. Example ``i`` of a stream is made from (seed, task, i),
@@ -54,7 +55,8 @@ class StubModel(nn.Module):
     """Tasks on a tiny shared encoder, each with its own head; ``routing()`` gives each task's training
     forward passes since the last call (a stand-in for an architecture's mean routing weights)."""
 
-    def __init__(self, tasks: list[str], hidden: int = 8, dropout: float = 0.1, seed: int = 0) -> None:
+    def __init__(self, tasks: list[str], hidden: int = 8, dropout: float = 0.1, seed: int = 0,
+                 penalty: float = 0.0) -> None:
         super().__init__()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -63,6 +65,9 @@ class StubModel(nn.Module):
             self.heads = nn.ModuleDict({task: PooledHead(hidden) for task in tasks})
         self.dropout = nn.Dropout(dropout)
         self.passes: dict[str, int] = {}
+        self.penalty = penalty
+        if penalty:  # a parameter that only the penalty reaches, as another task's column
+            self.tie = nn.Parameter(torch.arange(1.0, 4.0))
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
         mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -81,6 +86,12 @@ class StubModel(nn.Module):
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [self.embeddings.weight, self.layer.weight, self.layer.bias]
+
+    def aux_loss(self) -> torch.Tensor | None:
+        """``penalty`` * (||layer.weight||^2 + ||tie||^2), None without a penalty."""
+        if not self.penalty:
+            return None
+        return self.penalty * (self.layer.weight.pow(2).sum() + self.tie.pow(2).sum())
 
     def routing(self) -> dict[str, dict[str, float]]:
         passes, self.passes = self.passes, {}

@@ -79,6 +79,7 @@ def _train_on_meta_default(examples, architecture: str, weighting: str | None, t
 @pytest.mark.parametrize(("architecture", "weighting"), [
     ("hard", None), ("mmoe", "pcgrad"), ("ple", "cagrad"), ("cgc", "mgda"), ("cross_stitch", "nash_mtl"),
     ("hard", "gradnorm"), ("hard", "dwa"), ("hard", "famo"), ("mmoe", "uncertainty"), ("hard", "dtp"),
+    ("sluice", None), ("soft_sharing", "gradnorm"),
 ])
 def test_a_training_step_makes_no_tensor_off_the_training_device(examples, sample_tokenizer, architecture, weighting):
     _train_on_meta_default(examples, architecture, weighting, sample_tokenizer)

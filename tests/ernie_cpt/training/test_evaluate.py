@@ -1,7 +1,13 @@
+import logging
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from ernie_cpt.modeling.heads import classification_metrics
+from ernie_cpt.training.evaluate import rising_loss_note
+from ernie_cpt.training.trainer import explain_rising_loss
+from schedules.stage import Stage
 
 
 def test_binary_metrics_by_hand():
@@ -30,3 +36,32 @@ def test_no_f1_for_a_vocabulary_sized_label_space():
     metrics = classification_metrics(torch.tensor([5, 7]), torch.tensor([5, 9]), 30000)
     assert "f1" not in metrics and "majority_f1" not in metrics
     assert metrics["accuracy"] == 0.5 and metrics["majority_accuracy"] == 0.5
+
+
+def _metrics(loss, accuracy):
+    return {"loss": loss, "accuracy": accuracy, "majority_accuracy": 0.05, "scored": 547}
+
+
+def test_a_rising_held_out_loss_with_rising_accuracy_is_explained_once_and_only_for_a_task_in_training(caplog):
+    """Issue 27: make demo's held-out loss rose (6.50 -> 6.77) while its accuracy rose (0.080 -> 0.100), unexplained.
+    The demo's numbers: evaluations every 200 steps of 32 examples over 445 training examples."""
+    stream = SimpleNamespace(epoch=0, rows=range(445))
+    trainer = SimpleNamespace(schedule=[Stage({"knowledge_masking": 1200})], streams={"knowledge_masking": stream},
+                              lowest_eval={})
+    history = [(200, 6.5051, 0.0804), (400, 6.5361, 0.0841), (600, 6.5896, 0.0932), (800, 6.6872, 0.0987)]
+    with caplog.at_level(logging.INFO, logger="ernie_cpt.training.trainer"):
+        for step, loss, accuracy in history:
+            stream.epoch = step * 32 // 445
+            explain_rising_loss(trainer, SimpleNamespace(step=step, stage=0),
+                                {"knowledge_masking": _metrics(loss, accuracy)})
+
+    assert caplog.messages == [
+        "knowledge_masking: held-out loss 6.5361 is above its lowest (6.5051 at step 200) while accuracy rose "
+        "(0.0804 -> 0.0841): after 28 passes over its 445 training examples the model is over-fitting them. It grows "
+        "surer of its guesses, so more are right (accuracy) and the wrong ones cost more (loss). More text, or fewer "
+        "steps per example, avoids it"]
+
+
+@pytest.mark.parametrize(("loss", "accuracy"), [(6.50, 0.09), (6.505, 0.09), (6.60, 0.07)])
+def test_a_falling_loss_a_rise_within_noise_or_a_falling_accuracy_is_not_explained_as_over_fitting(loss, accuracy):
+    assert rising_loss_note("t", _metrics(loss, accuracy), (200, _metrics(6.50, 0.08)), 3, 445) is None

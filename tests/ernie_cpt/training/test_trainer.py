@@ -138,6 +138,38 @@ def test_accumulated_micro_batches_give_the_update_of_their_union(tmp_path):
     assert runs["one"].streams["a"].position == 3 and runs["two"].streams["a"].position == 6
 
 
+@pytest.mark.parametrize("weighting", [None, "dwa", "pcgrad"])
+def test_the_architectures_penalty_is_added_once_per_step_outside_the_weighting_and_logged(tmp_path, weighting):
+    """aux_loss over 2 micro-batches: its gradient is added once (not per micro-batch, not weighted),
+    also to a gradient-level weighting's combined update and to a parameter that no task reaches;
+    the train record logs it beside the tasks' own loss."""
+    grads, logged = {}, {}
+    for penalty in (0.0, 0.25):
+        model = StubModel(["a", "b"], dropout=0.0, penalty=penalty)
+        trainer = stub_trainer(tmp_path / str(penalty), [Stage({"a": 1, "b": 1})], model=model, task_mixing="all",
+                               weighting=build_weighting(weighting, ["a", "b"]) if weighting else None,
+                               args={"grad_accum_steps": 2, "max_grad_norm": 0.0})
+        state = TrainState()
+        result = trainer.train_step.accumulate(trainer.streams, ["a", "b"], state)
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = 0.0  # the step leaves the gradients to look at
+        trainer.train_step.apply_or_skip(result, state)
+        grads[penalty] = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        logged[penalty] = result
+
+    weight, tie = StubModel(["a"]).layer.weight, torch.arange(1.0, 4.0)
+    assert torch.allclose(grads[0.25]["tie"], 0.25 * 2 * tie)  # once: d/dtie of 0.25 ||tie||^2
+    assert torch.allclose(grads[0.25]["layer.weight"] - grads[0.0]["layer.weight"], 0.25 * 2 * weight, atol=1e-6)
+    assert logged[0.0].aux_loss is None
+    assert logged[0.25].aux_loss == pytest.approx(0.25 * (weight.pow(2).sum().item() + 14.0))
+    assert logged[0.25].losses == logged[0.0].losses
+
+    trainer = stub_trainer(tmp_path / "run", [Stage({"a": 2})], model=StubModel(["a"], penalty=0.25))
+    train(trainer)
+    assert [sorted(r) for r in records(tmp_path / "run")] == [
+        ["aux_loss", "grad_norm", "loss", "lr", "stage", "step", "task"]] * 2
+
+
 @pytest.mark.parametrize("weighting", [None, "dwa"])
 def test_a_run_resumed_from_a_checkpoint_continues_as_the_uninterrupted_run(tmp_path, weighting):
     """Dropout on, tasks drawn by the sampler (or all with DWA, which keeps a loss history): resumed from

@@ -145,3 +145,33 @@ def test_nash_mtl_restored_from_its_state_solves_from_the_same_start():
     first, second = (w.combine_gradients(later, losses, StepContext(rng=np.random.default_rng(1)))[0]
                      for w in (original, restored))
     assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("name", sorted(name for name, cls in WEIGHTINGS.items() if cls.level == "gradient"))
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_gradients_that_are_not_finite_give_an_update_that_is_not_finite_and_change_no_state(name, bad):
+    # An overflowed task gradient: the trainer sees a non-finite norm and skips the step (restoring the
+    # weighting's state), so the method must neither raise (IMTL-G's SVD and Nash-MTL's bounds did) nor hide it.
+    weighting = build_weighting(name, ["a", "b"])
+    before = {k: v.clone() for k, v in weighting.state_dict().items() if isinstance(v, torch.Tensor)}
+    gradients = torch.tensor([[1.0, bad], [-1.0, 1.0]], dtype=torch.float64)
+    direction, weights = weighting.combine_gradients(gradients, LOSSES, StepContext(rng=np.random.default_rng(0)))
+    assert not torch.isfinite(direction).all()
+    assert weights == {"a": 1.0, "b": 1.0}
+    assert all(torch.equal(weighting.state_dict()[k], v) for k, v in before.items())
+
+
+DEGENERATE = {"equal": [[1.0, 2.0], [1.0, 2.0]], "opposite": [[1.0, 2.0], [-1.0, -2.0]],
+              "one zero": [[0.0, 0.0], [1.0, 2.0]], "all zero": [[0.0, 0.0], [0.0, 0.0]],
+              "huge": [[1e30, 0.0], [-1e30, 1e30]], "tiny": [[1e-30, 0.0], [-1e-30, 1e-30]]}
+
+
+@pytest.mark.parametrize("name", sorted(name for name, cls in WEIGHTINGS.items() if cls.level == "gradient"))
+def test_degenerate_finite_gradients_give_a_finite_update(name):
+    # Rank-deficient Gramians (equal, opposite, zero gradients) and float32 gradients whose squares overflow
+    # float32 or underflow it: every solver answers, and finitely.
+    for case, rows in DEGENERATE.items():
+        gradients = torch.tensor(rows, dtype=torch.float32)
+        direction, weights = build_weighting(name, ["a", "b"]).combine_gradients(
+            gradients, LOSSES, StepContext(rng=np.random.default_rng(0)))
+        assert torch.isfinite(direction).all() and all(math.isfinite(w) for w in weights.values()), case

@@ -56,7 +56,8 @@ SOME = {"manual": {"task_weights": ["b=0.5"]}, "dwa": {"dwa_window": 2}}
 
 def test_every_method_is_registered_and_named_in_the_help():
     assert set(WEIGHTINGS) == {"equal", "manual", "uncertainty", "gradnorm", "dwa", "dtp", "famo", "pcgrad", "cagrad",
-                               "mgda", "nash_mtl"}
+                               "mgda", "nash_mtl", "upgrad", "dualproj", "aligned_mtl", "config", "imtl_g",
+                               "graddrop", "gradvac"}
     field = next(f for f in dataclasses.fields(WeightingOptions) if f.name == "loss_weighting")
     assert all(f"{name}: {WEIGHTINGS.summary(name)}" in help_text(field) for name in WEIGHTINGS)
     assert all(isinstance(build_weighting(name, TASKS), WEIGHTINGS[name]) for name in WEIGHTINGS)
@@ -68,7 +69,8 @@ def test_each_weighting_declares_its_options_next_to_its_code():
               for f in dataclasses.fields(WEIGHTINGS.options_class(name))}
     assert owners == {"task_weights": "manual", "gradnorm_alpha": "gradnorm", "gradnorm_lr": "gradnorm",
                       "dwa_temperature": "dwa", "dwa_window": "dwa", "dtp_gamma": "dtp", "dtp_momentum": "dtp",
-                      "cagrad_c": "cagrad", "mgda_normalization": "mgda", "famo_lr": "famo", "famo_gamma": "famo"}
+                      "cagrad_c": "cagrad", "mgda_normalization": "mgda", "famo_lr": "famo", "famo_gamma": "famo",
+                      "aligned_mtl_scale": "aligned_mtl", "graddrop_leak": "graddrop", "gradvac_beta": "gradvac"}
     for name in WEIGHTINGS:
         cls = WEIGHTINGS.options_class(name)
         assert cls is None or cls.__module__ == WEIGHTINGS[name].__module__, name

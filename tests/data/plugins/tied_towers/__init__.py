@@ -1,10 +1,13 @@
-"""A plugin architecture: soft parameter sharing of the top layers.
+"""A plugin architecture: towers of the top layers tied by an l2 penalty in each task's loss.
+
+A test fixture (ernie-cpt's own ``soft_sharing`` is the full method, with its penalty on the seam's
+``aux_loss``); this one adds its penalty to each task's loss, as a third-party package could.
 
 Duong, Cohn, Bird & Cook 2015, "Low Resource Dependency Parsing: Cross-lingual Parameter Sharing in a
 Neural Network Parser" (ACL): each task has its own parameters, and an l2 penalty on their distance
 keeps them close (soft sharing, as opposed to hard sharing). Here each task's tower is a copy of the
 encoder's top --expert-layers layers over a shared trunk, and a task's loss gains lambda times the
-squared l2 distance of its tower from the towers' mean, lambda = --soft-sharing-weight.
+squared l2 distance of its tower from the towers' mean, lambda = --tied-towers-weight.
 """
 
 from __future__ import annotations
@@ -21,18 +24,18 @@ from ernie_cpt.options import Range, option
 
 
 @dataclass
-class SoftSharingOptions:
-    """Architecture soft_sharing"""
+class TiedTowersOptions:
+    """Architecture tied_towers"""
 
-    soft_sharing_weight: float = option(0.01, "soft_sharing: lambda, the weight of the squared l2 distance of a "
-                                        "task's tower from the towers' mean in its loss", valid=Range(0, 100))
+    tied_towers_weight: float = option(0.01, "tied_towers: lambda, the weight of the squared l2 distance of a "
+                                       "task's tower from the towers' mean in its loss", valid=Range(0, 100))
 
 
 @ARCHITECTURES.register()
-class SoftSharing(TopLayersArchitecture):
-    name = "soft_sharing"
+class TiedTowers(TopLayersArchitecture):
+    name = "tied_towers"
     summary = "a tower of the top --expert-layers layers per task, kept close by an l2 penalty (Duong et al. 2015)"
-    options_class = SoftSharingOptions
+    options_class = TiedTowersOptions
 
     def build_top(self, layers: list[nn.Module]) -> None:
         self.towers = nn.ModuleDict({task: copies(layers) for task in self.task_ids})
@@ -48,7 +51,7 @@ class SoftSharing(TopLayersArchitecture):
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
         out = super().forward(task, batch)
-        return out._replace(loss=out.loss + self.options.soft_sharing_weight * self.distance(task))
+        return out._replace(loss=out.loss + self.options.tied_towers_weight * self.distance(task))
 
     def routing_labels(self, task: str) -> list[str]:
         return []
