@@ -194,10 +194,8 @@ DEVELOPER_PAGES = ("results/",)  # dated results pages may say what machine and 
 
 
 def front_pages() -> list[Path]:
-    """The site's pages, the proposed README and, once it is the short front door, the README itself."""
-    readme = ROOT / "README.md"
-    short = len(readme.read_text(encoding="utf-8").splitlines()) <= 200
-    return [*nav_pages(), DOCS / "_proposed_README.md", *([readme] if short else [])]
+    """The site's pages and the README, the front door."""
+    return [*nav_pages(), ROOT / "README.md"]
 
 
 @pytest.mark.parametrize("page", front_pages(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -278,11 +276,12 @@ def test_the_error_check_fails_on_a_message_the_code_does_not_write():
     assert not any(in_code(c, code) for c in made_up)
 
 
-def test_the_proposed_readme_is_a_front_door():
-    """docs/_proposed_README.md, the README once the open branches are merged: at most 200 lines, the two
-    commands, an install recipe, a Python and a CLI example, and links that resolve from the repository root."""
-    text = (DOCS / "_proposed_README.md").read_text(encoding="utf-8")
+def test_the_readme_is_a_front_door():
+    """The README: at most 200 lines, the two commands first, an install recipe, a Python and a CLI example,
+    and links that resolve from the repository root."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 200
+    assert text.index("make demo") < text.index("## Install")
     for needed in ("make demo", "make test", "pip install torch", "```python", "ernie-cpt pretrain --corpus",
                    "LICENSE", "CITATION.cff", "CONTRIBUTING.md"):
         assert needed in text, needed
