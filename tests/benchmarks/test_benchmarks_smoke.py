@@ -285,3 +285,26 @@ def test_scale_rows_run_on_tiny_corpora(tmp_path, monkeypatch):
     assert [row.measure.split(" ")[0] for row in rows] == ["6a.", "6c.", "4c.", "6d.", "6e.", "6f."]
     assert all(row.ours > 0 and row.baseline > 0 for row in rows)
     assert all(100 < row.baseline < 4000 for row in rows if row.unit == "MiB")  # a Python process with spaCy or torch
+
+
+def test_annotator_statistics_put_fast_beside_full():
+    from benchmarks.annotators import statistics_table
+
+    task = {"examples": 100, "labels": {"adjacent": 0.5, "same document": 0.3, "other document": 0.2}}
+    stats = {"full": {"sentence": 1000, "entity": 50, "noun_chunk": 400, "sentence_distance": task},
+             "fast": {"sentence": 1100, "entity": 50, "noun_chunk": 380,
+                      "sentence_distance": {**task, "examples": 110}}}
+    table = statistics_table(stats)
+    assert "| sentences | 1,000 | 1,100 | 1.10 |" in table and "| noun chunks | 400 | 380 | 0.95 |" in table
+    assert "| sentence_distance examples | 100 | 110 | 1.10 |" in table
+    assert "| sentence_distance | adjacent 50%, same document 30%, other document 20% |" in table
+
+
+def test_the_fast_pipeline_runs_the_senter_instead_of_the_parser(sample_dir):
+    from benchmarks.annotators import component_seconds
+
+    paragraphs = (sample_dir / "chapter-01.txt").read_text(encoding="utf-8").split("\n\n")[:8]
+    full, fast = component_seconds(paragraphs, "full"), component_seconds(paragraphs, "fast")
+    assert {"tok2vec", "tagger", "parser", "ner"} <= set(full) and "senter" not in full
+    assert {"tok2vec", "tagger", "senter", "ner"} <= set(fast) and not {"parser", "attribute_ruler"} & set(fast)
+    assert all(seconds >= 0 for seconds in [*full.values(), *fast.values()])
