@@ -83,9 +83,11 @@ def prepare(path: Path, cache_dir: str) -> tuple[float, float]:
     return peak.peak_mib, words_per_second(peak.stderr)
 
 
-def pretrain(path: Path, cache_dir: str, run_dir: str, vocab_size: int | None = None) -> float:
-    """A seven-task ``pretrain`` of ``path`` (annotations in ``cache_dir``): peak anonymous MiB."""
-    command = _ernie_cpt("pretrain", "--corpus", str(path), "--cache-dir", cache_dir, "--output-dir", run_dir,
+def pretrain(path: Path | list[Path], cache_dir: str, run_dir: str, vocab_size: int | None = None) -> float:
+    """A seven-task ``pretrain`` of ``path`` (or of several read together; annotations in ``cache_dir``): peak
+    anonymous MiB."""
+    paths = [str(p) for p in (path if isinstance(path, list) else [path])]
+    command = _ernie_cpt("pretrain", "--corpus", *paths, "--cache-dir", cache_dir, "--output-dir", run_dir,
                          "--overwrite", "--model-size", "tiny", "--max-steps", str(PRETRAIN_STEPS), "--tasks",
                          *ERNIE_TASKS, "--seed", str(SEED), "--report-to", "none",
                          *(["--vocab-size", str(vocab_size)] if vocab_size else []))

@@ -308,3 +308,30 @@ def test_the_fast_pipeline_runs_the_senter_instead_of_the_parser(sample_dir):
     assert {"tok2vec", "tagger", "parser", "ner"} <= set(full) and "senter" not in full
     assert {"tok2vec", "tagger", "senter", "ner"} <= set(fast) and not {"parser", "attribute_ruler"} & set(fast)
     assert all(seconds >= 0 for seconds in [*full.values(), *fast.values()])
+
+
+def test_the_annotations_of_two_corpora_put_together_are_those_of_the_pair(tmp_path, caplog):
+    import logging
+
+    import datasets
+
+    from benchmarks.scale_cap import combine
+    from ernie_cpt.data.annotate import AnnotationOptions, annotate
+    from ernie_cpt.data.corpus import CorpusOptions, read_corpus
+
+    first, second = tmp_path / "first.jsonl", tmp_path / "second"
+    first.write_text("\n".join(json.dumps({"id": f"a{k}", "text": f"Anne Elliot walked to Uppercross {k} times.\n\n"
+                                                                    f"Mary was unwell."}) for k in range(3)) + "\n")
+    second.mkdir()
+    (second / "b.txt").write_text("Captain Wentworth came back from the sea.\n\nHe was rich.\n", encoding="utf-8")
+    cache = str(tmp_path / "cache")
+    for part in (first, second):
+        annotate(read_corpus(CorpusOptions(corpus=[str(part)])), AnnotationOptions(cache_dir=cache, num_proc=1))
+    combined = datasets.load_from_disk(str(combine([first, second], cache)))
+    pair = annotate(read_corpus(CorpusOptions(corpus=[str(first), str(second)])),
+                    AnnotationOptions(cache_dir=str(tmp_path / "real"), num_proc=1))
+    assert combined.to_dict() == pair.to_dict() and len(combined) == 4
+    with caplog.at_level(logging.INFO):
+        again = annotate(read_corpus(CorpusOptions(corpus=[str(first), str(second)])),
+                         AnnotationOptions(cache_dir=cache, num_proc=1))
+    assert "Reusing cached annotations" in caplog.text and again["doc_id"] == ["a0", "a1", "a2", "b.txt"]
