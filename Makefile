@@ -1,5 +1,6 @@
 # `make demo`: set up .venv (torch first, then the project) and pre-train + export on the bundled corpus.
-# `make test`: set up .venv and run the test suite; `make test-fast`: without the end-to-end runs (-m "not slow").
+# `make test`: set up .venv, run `make lint` (ruff, mypy) and the test suite; `make test-fast`: the suite without
+# the end-to-end runs (-m "not slow") and without lint.
 # `make bench`: set up .venv with the benchmark extra and run the benchmark suite (BENCH_ARGS=--quick: about 6 min).
 # `make gpu-wheels gpu-data`: what scripts/gpu_check.sh needs on a GPU machine without network (.whl/, .gpu/);
 # `make gpu-dry-run`: that script at toy sizes on the CPU (GPU_CHECK_QUICK=1 for gpu-data: the dry run's data).
@@ -26,7 +27,7 @@ demo: setup
 	$(BIN)/ernie-cpt export $(DEMO_RUN) $(DEMO_RUN)-export
 	@echo "Load it with: pipeline(\"fill-mask\", model=\"$(DEMO_RUN)-export\") or AutoModel.from_pretrained(...); see its README.md"
 
-test: setup
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
@@ -41,6 +42,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 gpu-wheels: setup
 	$(BIN)/python -m scripts.gpu.wheelhouse --check

@@ -71,7 +71,8 @@ def component_seconds(paragraphs: list[str], annotator: str) -> dict[str, float]
         seconds["tokenizer"] = time.perf_counter() - start
         for name, component in nlp.pipeline:
             start = time.perf_counter()
-            docs = list(component.pipe(docs, batch_size=64))
+            pipe = getattr(component, "pipe", None)  # a plain function component has none
+            docs = list(pipe(docs, batch_size=64)) if pipe else [component(doc) for doc in docs]
             seconds[name] = time.perf_counter() - start
         start = time.perf_counter()
         spans = [(list(doc.sents), list(doc.ents), noun_chunks(doc)) for doc in docs]

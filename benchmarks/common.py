@@ -10,29 +10,27 @@ once the first steps (warm-up) are over.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import datasets
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ernie_cpt.data.annotate import AnnotationOptions, annotate
-from ernie_cpt.data.corpus import CorpusOptions, load_corpus, split_documents
-from ernie_cpt.data.tokenizer import cached_corpus_tokenizer
-from ernie_cpt.modeling.architectures import Architecture, ArchitectureOptions
-from ernie_cpt.modeling.builder import build_model
+from ernie_cpt.builders import build_corpus, build_model, build_tasks, build_tokenizer, build_trainer
+from ernie_cpt.config import PretrainConfig
+from ernie_cpt.data.options import AnnotationOptions
+from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.encoder import ModelOptions
 from ernie_cpt.training.batching import TaskStream
-from ernie_cpt.training.options import EvaluationOptions
-from ernie_cpt.training.trainer import TrainingOptions, build_trainer, train
-from ernie_cpt.weighting import WeightingOptions, build_weighting
-from pretasks import TASKS, PreTask, get_task
-from schedules import ScheduleOptions
+from ernie_cpt.training.trainer import train
+from ernie_cpt.weighting import weighting_from
+from pretasks import PreTask
 from schedules.stage import Stage
 
 SEED = 42
@@ -61,6 +59,13 @@ class Settings:
     def model_options(self) -> ModelOptions:
         """The encoder of ours and of the baselines: the same size and the same dropout."""
         return ModelOptions(model_size=self.model_size, dropout=self.dropout, attention_dropout=self.attention_dropout)
+
+    def config(self, corpus: Path | None = None, cache_dir: str | None = None) -> PretrainConfig:
+        """The pretrain options of these settings, as ``ernie-cpt pretrain`` would be given them."""
+        return PretrainConfig(corpus=[str(corpus)] if corpus else [], model_size=self.model_size,
+                              dropout=self.dropout, attention_dropout=self.attention_dropout,
+                              max_seq_length=self.seq_length, batch_size=self.batch_size, seed=SEED,
+                              split_seed=SEED, device=self.device, cache_dir=cache_dir or AnnotationOptions().cache_dir)
 
     @property
     def train_steps(self) -> int:
@@ -186,14 +191,16 @@ class Workload:
 
     @classmethod
     def load(cls, name: str, corpus: Path, cache_dir: str, settings: Settings) -> Workload:
-        documents = annotate(load_corpus(CorpusOptions(corpus=[str(corpus)])), AnnotationOptions(cache_dir=cache_dir))
-        train_documents = split_documents(documents, EvaluationOptions().eval_fraction, SEED)["train"]
-        tokenizer = cached_corpus_tokenizer(train_documents, None, cache_dir)
-        return cls(name, cache_dir, documents, train_documents, tokenizer, settings)
+        config = settings.config(corpus, cache_dir)
+        split = build_corpus(config)
+        return cls(name, cache_dir, split.documents, split.train, build_tokenizer(config, split.train), settings)
+
+    @property
+    def config(self) -> PretrainConfig:
+        return self.settings.config(cache_dir=self.cache_dir)
 
     def task(self, name: str) -> PreTask:
-        cls = get_task(name)
-        return cls(self.tokenizer, cls.options_class(), self.settings.seq_length)
+        return build_tasks(self.config, self.tokenizer, [name])[name]
 
     def rows(self, name: str) -> datasets.Dataset:
         """The static training examples of a task, built once (the build time is kept)."""
@@ -210,10 +217,7 @@ class Workload:
         """A new encoder of the settings' size with each task's head, as ``pretrain`` builds it, but
         with the masked-LM bias at zeros, as the Trainer baselines start theirs (speed only)."""
         torch.manual_seed(SEED)
-        objects = {name: self.task(name) for name in tasks}
-        return build_model(objects, {name: task.task_id for name, task in objects.items()},
-                           self.settings.model_options(), ArchitectureOptions(),
-                           len(self.tokenizer), self.settings.seq_length, len(TASKS))
+        return build_model(self.config, build_tasks(self.config, self.tokenizer, tasks), len(self.tokenizer))
 
     def train(self, budgets: dict[str, int], weighting: str | None = None,
               record: Callable[[TaskStream, list[Recorded]], RecordingStream] = RecordingStream,
@@ -227,12 +231,12 @@ class Workload:
         model = self.model(list(budgets))
         mixing = "sample" if weighting is None else "all"
         stage = Stage(dict(budgets))
-        options = TrainingOptions(max_steps=stage.optimizer_steps(mixing), batch_size=self.settings.batch_size,
-                                  seed=SEED, save_steps=10**9, logging_steps=10**9, save_total_limit=1,
-                                  device=self.settings.device, amp=True)  # amp: bf16 autocast on CUDA only
-        combiner = None if weighting is None else build_weighting(WeightingOptions(loss_weighting=weighting),
-                                                                  list(budgets))
+        config = dataclasses.replace(self.config, max_steps=stage.optimizer_steps(mixing), save_steps=10**9,
+                                     logging_steps=10**9, save_total_limit=1, amp=True,  # bf16 autocast on CUDA
+                                     schedule="joint", task_mixing=mixing, loss_weighting=weighting or "equal")
+        combiner = None if weighting is None else weighting_from(config.option_groups(), list(budgets))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as run_dir:
-            train(build_trainer(model, streams, [stage], Path(run_dir), training=options, weighting=combiner,
-                                mixing=ScheduleOptions(schedule="joint", task_mixing=mixing)))
+            proxies = cast("dict[str, TaskStream]", streams)  # a RecordingStream passes every call on to its stream
+            train(build_trainer(model, proxies, [stage], Path(run_dir), training=config, weighting=combiner,
+                                mixing=config))
         return model, log

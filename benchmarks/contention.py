@@ -66,6 +66,7 @@ def run_child(corpus: Path, cache_dir: str, steps: int, warmup: int, phases: int
     clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     child = subprocess.Popen(command, env={**clean, **env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                              cwd=Path(__file__).resolve().parents[1])
+    assert child.stdin is not None and child.stdout is not None  # PIPE
     try:
         with busy_processes() as busy:
             for phase in range(phases + 1):

@@ -18,20 +18,22 @@ import sys
 from pathlib import Path
 
 import datasets
+import torch
 
 from benchmarks.common import Recorded, RecordingStream, Settings, Workload
 from benchmarks.contention import TASK, phase_rates
+from ernie_cpt.training.batching import TaskStream
 
 
 class PhasedStream(RecordingStream):
     """A recording stream that, before each phase boundary (a batch count), tells the parent on stdout
     and waits for its go-ahead on stdin."""
 
-    def __init__(self, stream, log: list[Recorded], boundaries: list[int]) -> None:
+    def __init__(self, stream: TaskStream, log: list[Recorded], boundaries: list[int]) -> None:
         super().__init__(stream, log)
         self.boundaries = set(boundaries)
 
-    def __next__(self):
+    def __next__(self) -> dict[str, torch.Tensor]:
         if len(self.log) in self.boundaries:
             print("phase", flush=True)
             sys.stdin.readline()

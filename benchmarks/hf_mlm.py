@@ -38,7 +38,7 @@ from transformers import (
 
 from benchmarks.common import SEED, Recorded, Settings, Workload, synchronize
 from ernie_cpt.modeling.encoder import encoder_config
-from pretasks import TASKS
+from pretasks import ERNIE_TASKS
 
 STYLES = ("grouped", "line_by_line")
 
@@ -86,7 +86,7 @@ def train_baseline(workload: Workload, style: str, steps: int) -> list[Recorded]
     settings = workload.settings
     torch.manual_seed(SEED)
     model = ErnieForMaskedLM(encoder_config(settings.model_options(), len(workload.tokenizer), settings.seq_length,
-                                            len(TASKS)))  # our size and dropout
+                                            len(ERNIE_TASKS)))  # our size and dropout
     collator = DataCollatorForLanguageModeling(workload.tokenizer, mlm_probability=0.15)
     lengths: list[list[int]] = []
 

@@ -1,8 +1,11 @@
 """The ``ernie-cpt`` command line: prepare, inspect-task, plan, pretrain, export, finetune, compare.
 
-Building the parser loads only the option dataclasses (``*/options.py``), never torch,
-transformers, datasets or spaCy: ``--help``, ``--version``, ``COMMAND --help`` and ``plan``
-answer at once, and each command loads what it uses when it runs.
+The parser is built with the options of the one command named (:func:`build_parser`): ``--help``,
+``--version``, ``plan`` and the ``--help`` of prepare, inspect-task, plan and export load only option
+dataclasses and the light plugins (tasks, curricula), never torch, transformers, datasets or spaCy.
+The training commands' options include their architectures' and weightings' own, declared next to
+their code, so their parser imports those modules (torch; about 1-2 s on a quiet machine), not
+transformers, datasets or spaCy. Each command loads what else it uses when it runs.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,28 +43,16 @@ Every pretrain option can also come from a YAML file (--config FILE); flags over
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from ernie_cpt.data.annotate import annotate
+    from ernie_cpt.commands.prepare import prepare
     from ernie_cpt.data.column_stats import total_length
-    from ernie_cpt.data.corpus import read_corpus
     from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
     from ernie_cpt.data.read_only import saved_folder
     from ernie_cpt.messages import plural
     from ernie_cpt.options import resolve_options
 
-    options = resolve_options(args, [CorpusOptions, AnnotationOptions])
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: every rank parses a shard (gloo)
-        import torch
-
-        from ernie_cpt import distributed
-        from ernie_cpt.data.sharded_annotation import annotate_on_all_ranks
-
-        distributed.init(torch.device("cpu"))
-        corpus = distributed.every_rank(lambda: read_corpus(options[CorpusOptions]))
-        documents = annotate_on_all_ranks(corpus, options[AnnotationOptions])
-        if not distributed.is_main():
-            return 0
-    else:
-        documents = annotate(read_corpus(options[CorpusOptions]), options[AnnotationOptions])
+    documents = prepare(resolve_options(args, [CorpusOptions, AnnotationOptions]))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports
+        return 0
     counts = {kind: total_length(documents, f"{kind}_starts")
               for kind in ("paragraph", "sentence", "entity", "noun_chunk")}
     print(f"{plural(len(documents), 'document')}: {plural(counts['paragraph'], 'paragraph')}, "
@@ -83,15 +75,16 @@ def _continue_advice(advice: str | None, run: RunOptions) -> str | None:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from ernie_cpt import distributed
-    from ernie_cpt.commands.options import RunOptions, pretrain_option_classes
+    from ernie_cpt.commands.options import pretrain_option_classes
     from ernie_cpt.commands.pretrain import pretrain
+    from ernie_cpt.config import PretrainConfig
     from ernie_cpt.options import resolve_options
 
-    options = resolve_options(args, pretrain_option_classes())
+    config = PretrainConfig.from_groups(resolve_options(args, pretrain_option_classes()))  # each flag checked
     try:
-        run_dir = pretrain(options)
+        run_dir = pretrain(config)
     except Interrupted as e:
-        e.advice = _continue_advice(e.advice, options[RunOptions])
+        e.advice = _continue_advice(e.advice, config)
         raise
     if distributed.is_main():
         print(f"Run directory: {run_dir}  (export it with: ernie-cpt export {run_dir} OUT_DIR)")
@@ -103,16 +96,16 @@ def _inspect_task(args: argparse.Namespace) -> int:
     from ernie_cpt.commands.options import inspect_option_classes
     from ernie_cpt.options import resolve_options
 
-    print(inspect_task(args.task, resolve_options(args, inspect_option_classes())))
+    print(inspect_task(args.task, resolve_options(args, inspect_option_classes())).report())
     return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from ernie_cpt.commands.options import schedule_option_classes
     from ernie_cpt.commands.plan import plan
     from ernie_cpt.options import resolve_options
-    from schedules.options import ScheduleOptions
 
-    print(plan(resolve_options(args, [ScheduleOptions])[ScheduleOptions], args.tasks, args.max_steps))
+    print(plan(resolve_options(args, schedule_option_classes()), args.tasks, args.max_steps))
     return 0
 
 
@@ -134,22 +127,18 @@ def _finetune(args: argparse.Namespace) -> int:
         check_finetune_mode,
         finetune_option_classes,
     )
-    from ernie_cpt.modeling.safe_loading import weight_files
     from ernie_cpt.options import resolve_options
-    from ernie_cpt.weighting.options import WeightingOptions
 
     resolved = resolve_options(args, finetune_option_classes())
-    check_finetune_mode(resolved[FinetuneOptions], resolved[MultiTaskFinetuneOptions], resolved[WeightingOptions])
-    if resolved[MultiTaskFinetuneOptions].task:  # several labelled sets: MT-DNN multi-task fine-tuning
+    single, multi = resolved.pop(FinetuneOptions), resolved.pop(MultiTaskFinetuneOptions)
+    check_finetune_mode(single, multi, resolved)  # what is left: the loss weighting's groups
+    if multi.task:  # several labelled sets: MT-DNN multi-task fine-tuning
         from ernie_cpt.commands.finetune_multitask import finetune_multitask
         from ernie_cpt.evaluation.multitask_report import markdown
 
-        print(markdown(finetune_multitask(args.model_dir, resolved[FinetuneOptions], resolved[MultiTaskFinetuneOptions],
-                                          resolved[WeightingOptions])))
+        print(markdown(finetune_multitask(args.model_dir, single, multi, resolved)))
         return 0
-    if (Path(args.model_dir) / "config.json").is_file():  # an exported model, not a run directory
-        weight_files(Path(args.model_dir), "MODEL_DIR")
-    print(format_results(finetune(args.model_dir, resolve_options(args, [FinetuneOptions])[FinetuneOptions])))
+    print(format_results(finetune(args.model_dir, single)))
     return 0
 
 
@@ -162,64 +151,80 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ernie_cpt.commands.options import (
-        ExportOptions,
-        RunOptions,
-        compare_option_classes,
-        finetune_option_classes,
-        inspect_option_classes,
-        pretrain_option_classes,
-    )
+PREPARE = ("Load and annotate a corpus (cached; reused by pretrain)",
+           "Load a corpus and annotate it with spaCy: paragraphs, sentences, entities, noun chunks. The result is "
+           "cached and reused by pretrain. Under torchrun (several machines: --nnodes) every process parses a share "
+           "of the paragraphs into the shared --cache-dir.")
+PRETRAIN = ("Pre-train an ERNIE encoder on a corpus",
+            "Pre-train an ERNIE encoder (ErnieModel with the ERNIE 2.0 task embedding) on a corpus with the chosen "
+            "pre-training tasks.")
+INSPECT = ("Show what a pre-task generator makes of a corpus",
+           "Print decoded examples of a pre-task (tokens with their labels, or segments with the class name) and "
+           "statistics: examples per 1,000 words and the label distribution. See what a generator makes before "
+           "training on it.")
+PLAN = ("Print the stages of a curriculum, with each task's steps",
+        "Print a curriculum as a table: one row per stage with the steps of each task and the stage's optimizer "
+        "steps, then the totals. Nothing is loaded or trained, so a schedule can be checked before pretrain runs "
+        "it with the same flags.")
+EXPORT = ("Export a run as a Hugging Face model folder with a model card",
+          "Write a checkpoint of a run (the latest, --checkpoint step-N, or the end of --stage K) with "
+          "save_pretrained: an ErnieForMaskedLM with the trained knowledge-masking head (pipeline('fill-mask')), "
+          "which AutoModel and ErnieForSequenceClassification load too, its tokenizer, the other task heads and "
+          "ernie_cpt_model.json (for pretrain --init-from), and a model card (README.md).")
+FINETUNE = ("Fine-tune an exported model or a run on a labelled set",
+            "Fine-tune MODEL_DIR (any architecture) on a labelled training file (--train/--test), once per seed, "
+            "and report accuracy and macro-F1 on the test file (mean ± std over the seeds) next to the majority "
+            "class; or, with --task NAME:KIND:TRAIN:TEST repeated, on several labelled sets at once (MT-DNN "
+            "multi-task fine-tuning) beside single-task fine-tuning of each.")
+COMPARE = ("Run several curricula (or architectures) on one corpus and report which forgets least and transfers best",
+           "Pre-train every curriculum of --schedules (or, with --architectures, every sharing architecture at one "
+           "curriculum) with the same tasks, per-task budget, data, initialisation and seeds; score forgetting and "
+           "transfer, fine-tune each on a downstream set if given, probe it with --probes, and write "
+           "DIR/report/report.md with plots. Started again, it skips finished runs.")
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file with options (flags override it)")
+
+
+def _prepare_options(prepare: argparse.ArgumentParser) -> None:
     from ernie_cpt.data.options import AnnotationOptions, CorpusOptions
     from ernie_cpt.options import add_options
-    from ernie_cpt.training.options import TrainingOptions
-    from pretasks import TASKS
-    from schedules.options import ScheduleOptions
 
-    parser = argparse.ArgumentParser(prog="ernie-cpt", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true", help="Show tracebacks and debug logs")
-    parser.add_argument("--verbose", action="store_true", help="Also show the progress bars of the libraries "
-                        "(tokenizer training, datasets maps, transformers' Writing model shards), silent by default")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    prepare = commands.add_parser("prepare", help="Load and annotate a corpus (cached; reused by pretrain)",
-                                  description="Load a corpus and annotate it with spaCy: paragraphs, sentences, "
-                                  "entities, noun chunks. The result is cached and reused by pretrain. Under torchrun "
-                                  "(several machines: --nnodes) every process parses a share of the paragraphs into "
-                                  "the shared --cache-dir.")
-    prepare.add_argument("--config", help="YAML file with options (flags override it)")
+    _config_option(prepare)
     prepare.add_argument("--output-dir", dest="cache_dir", default=argparse.SUPPRESS, metavar="DIR",
                          help="Same as --cache-dir: where the annotations are stored")
     add_options(prepare, [CorpusOptions, AnnotationOptions])
-    prepare.set_defaults(handler=_prepare)
 
-    pretrain = commands.add_parser("pretrain", help="Pre-train an ERNIE encoder on a corpus",
-                                   description="Pre-train an ERNIE encoder (ErnieModel with the ERNIE 2.0 task "
-                                   "embedding) on a corpus with the chosen pre-training tasks.")
-    pretrain.add_argument("--config", help="YAML file with options (flags override it)")
+
+def _pretrain_options(pretrain: argparse.ArgumentParser) -> None:
+    from ernie_cpt.commands.options import pretrain_option_classes
+    from ernie_cpt.options import add_options
+
+    _config_option(pretrain)
     add_options(pretrain, pretrain_option_classes())
     pretrain.add_argument("--weighting", dest="loss_weighting", default=argparse.SUPPRESS, metavar="NAME",
                           help="Same as --loss-weighting")
-    pretrain.set_defaults(handler=_pretrain)
 
-    inspect = commands.add_parser("inspect-task", help="Show what a pre-task generator makes of a corpus",
-                                  description="Print decoded examples of a pre-task (tokens with their labels, "
-                                  "or segments with the class name) and statistics: examples per 1,000 words and "
-                                  "the label distribution. See what a generator makes before training on it.")
+
+def _inspect_options(inspect: argparse.ArgumentParser) -> None:
+    from ernie_cpt.commands.options import inspect_option_classes
+    from ernie_cpt.options import add_options
+    from pretasks import TASKS
+
     inspect.add_argument("task", metavar="TASK", help="A pre-task name: " + ", ".join(sorted(TASKS)))
-    inspect.add_argument("--config", help="YAML file with options (flags override it)")
+    _config_option(inspect)
     inspect.add_argument("-n", dest="num_examples", type=int, default=argparse.SUPPRESS, metavar="N",
                          help="Same as --num-examples")
     add_options(inspect, inspect_option_classes())
-    inspect.set_defaults(handler=_inspect_task)
 
-    plan = commands.add_parser("plan", help="Print the stages of a curriculum, with each task's steps",
-                               description="Print a curriculum as a table: one row per stage with the steps of "
-                               "each task and the stage's optimizer steps, then the totals. Nothing is loaded or "
-                               "trained, so a schedule can be checked before pretrain runs it with the same flags.")
+
+def _plan_options(plan: argparse.ArgumentParser) -> None:
+    from ernie_cpt.commands.options import RunOptions, schedule_option_classes
+    from ernie_cpt.options import add_options
+    from ernie_cpt.training.options import TrainingOptions
+    from pretasks import TASKS
+
     budget = plan.add_argument_group("Tasks and budget (as for pretrain)")
     budget.add_argument("--tasks", nargs="+", default=RunOptions().tasks, metavar="TASK",
                         help=f"Pre-training tasks, in curriculum order: {', '.join(sorted(TASKS))} "
@@ -227,64 +232,96 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--max-steps", type=int, default=TrainingOptions().max_steps, metavar="MAX_STEPS",
                         help="Steps shared evenly by the tasks when --steps-per-task is not given "
                         f"(default: {TrainingOptions().max_steps})")
-    add_options(plan, [ScheduleOptions])
-    plan.set_defaults(handler=_plan, uses_libraries=False)
+    add_options(plan, schedule_option_classes())
 
-    export = commands.add_parser("export", help="Export a run as a Hugging Face model folder with a model card",
-                                 description="Write a checkpoint of a run (the latest, --checkpoint step-N, or the "
-                                 "end of --stage K) with save_pretrained: an ErnieForMaskedLM with the trained "
-                                 "knowledge-masking head (pipeline('fill-mask')), which AutoModel and "
-                                 "ErnieForSequenceClassification load too, its tokenizer, the other task heads and "
-                                 "ernie_cpt_model.json (for pretrain --init-from), and a model card (README.md).")
+
+def _export_options(export: argparse.ArgumentParser) -> None:
+    from ernie_cpt.commands.options import ExportOptions
+    from ernie_cpt.options import add_options
+
     export.add_argument("run_dir", metavar="RUN_DIR", help="The --output-dir of a pretrain run")
     export.add_argument("out_dir", metavar="OUT_DIR", help="New folder for the exported model")
-    export.add_argument("--config", help="YAML file with options (flags override it)")
+    _config_option(export)
     add_options(export, [ExportOptions])
-    export.set_defaults(handler=_export)
 
-    finetune = commands.add_parser("finetune", help="Fine-tune an exported model or a run on a labelled set",
-                                   description="Fine-tune MODEL_DIR (any architecture) on a labelled training "
-                                   "file (--train/--test), once per seed, and report accuracy and macro-F1 on the "
-                                   "test file (mean ± std over the seeds) next to the majority class; or, with "
-                                   "--task NAME:KIND:TRAIN:TEST repeated, on several labelled sets at once "
-                                   "(MT-DNN multi-task fine-tuning) beside single-task fine-tuning of each.")
+
+def _finetune_options(finetune: argparse.ArgumentParser) -> None:
+    from ernie_cpt.commands.options import finetune_option_classes
+    from ernie_cpt.options import add_options
+
     finetune.add_argument("model_dir", metavar="MODEL_DIR",
                           help="A folder written by ernie-cpt export, or a pretrain run directory (its latest "
                           "checkpoint is used)")
-    finetune.add_argument("--config", help="YAML file with options (flags override it)")
+    _config_option(finetune)
     add_options(finetune, finetune_option_classes())
-    finetune.set_defaults(handler=_finetune)
 
-    compare = commands.add_parser("compare", help="Run several curricula (or architectures) on one corpus and "
-                                  "report which forgets least and transfers best", conflict_handler="resolve",
-                                  description="Pre-train every curriculum of --schedules (or, with "
-                                  "--architectures, every sharing architecture at one curriculum) with the same "
-                                  "tasks, per-task budget, data, initialisation and seeds; score forgetting and "
-                                  "transfer, fine-tune each on a downstream set if given, probe it with --probes, "
-                                  "and write DIR/report/report.md with plots. Started again, it skips finished "
-                                  "runs.")
-    compare.add_argument("--config", help="YAML file with options (flags override it)")
+
+def _compare_options(compare: argparse.ArgumentParser) -> None:
+    from ernie_cpt.commands.options import compare_option_classes
+    from ernie_cpt.options import add_options
+
+    _config_option(compare)
     add_options(compare, compare_option_classes())
     compare.add_argument("--schedule", dest="schedules", nargs="+", default=argparse.SUPPRESS, metavar="SCHEDULES",
                          help="Same as --schedules")
     compare.add_argument("--weighting", dest="loss_weighting", default=argparse.SUPPRESS, metavar="NAME",
                          help="Same as --loss-weighting")
-    compare.set_defaults(handler=_compare)
+
+
+# command -> (help, description, what adds its options, what runs it)
+COMMANDS: dict[str, tuple[tuple[str, str], Callable[[argparse.ArgumentParser], None],
+                          Callable[[argparse.Namespace], int]]] = {
+    "prepare": (PREPARE, _prepare_options, _prepare),
+    "inspect-task": (INSPECT, _inspect_options, _inspect_task),
+    "plan": (PLAN, _plan_options, _plan),
+    "pretrain": (PRETRAIN, _pretrain_options, _pretrain),
+    "export": (EXPORT, _export_options, _export),
+    "finetune": (FINETUNE, _finetune_options, _finetune),
+    "compare": (COMPARE, _compare_options, _compare),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser: with ``command``, only that command's options are added ("": none, the
+    top-level parser), which is all that parsing its arguments needs; the others' option groups would import
+    their plugins (the training commands' architectures and weightings load torch), so ``--help`` and
+    ``plan`` stay light. None: every command's (for documentation and tests)."""
+    parser = argparse.ArgumentParser(prog="ernie-cpt", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="Show tracebacks and debug logs")
+    parser.add_argument("--verbose", action="store_true", help="Also show the progress bars of the libraries "
+                        "(tokenizer training, datasets maps, transformers' Writing model shards), silent by default")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, ((summary, description), add, handler) in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=description,
+                                  conflict_handler="resolve" if name == "compare" else "error")
+        if command is None or command == name:
+            add(sub)
+        sub.set_defaults(handler=handler, uses_libraries=name != "plan")
     return parser
 
 
-def _configure_logging(debug: bool, verbose: bool, uses_libraries: bool) -> None:
-    """Log to stderr; under torchrun, processes other than rank 0 log only warnings, marked with their rank.
-    The libraries log warnings only (transformers errors only) and show no progress bars unless ``verbose``:
-    set through their environment variables, so that none of them is loaded here."""
+def _command(argv: list[str]) -> tuple[str | None, list[str]]:
+    """The command ``argv`` names (its first word that is no option; the top-level options take no value)
+    and the top-level options before it."""
+    index = next((i for i, word in enumerate(argv) if not word.startswith("-")), len(argv))
+    return (argv[index] if index < len(argv) else None), argv[:index]
+
+
+def _configure_logging(debug: bool) -> None:
+    """Log to stderr; under torchrun, processes other than rank 0 log only warnings, marked with their rank."""
     rank = int(os.environ.get("RANK", "0"))
     level = logging.DEBUG if debug else logging.INFO if rank == 0 else logging.WARNING
     prefix = "ernie-cpt" if rank == 0 else f"ernie-cpt[{rank}]"
     logging.basicConfig(level=level, format=f"{prefix}: %(message)s", stream=sys.stderr)
     for noisy in ("datasets", "transformers", "urllib3", "filelock", "fsspec", "httpx"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
-    if not uses_libraries:
-        return
+
+
+def _configure_libraries(debug: bool, verbose: bool) -> None:
+    """The libraries log warnings only (transformers errors only) and show no progress bars unless ``verbose``:
+    set through their environment variables, so that none of them is loaded here."""
     from ernie_cpt.progress import show_library_progress
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "debug" if debug else "error")  # read when transformers loads
@@ -297,11 +334,15 @@ def _configure_logging(debug: bool, verbose: bool, uses_libraries: bool) -> None
 
 def main(argv: list[str] | None = None) -> int:
     threads.configure_process()  # before torch loads: OpenMP threads that yield under CPU contention
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command, top_level = _command(argv)
+    _configure_logging("--debug" in top_level)  # before the parser: building it loads the plugins, which may warn
+    args = build_parser(command or "").parse_args(argv)
     if not args.debug:
         quiet_threads()
     try:
-        _configure_logging(args.debug, args.verbose, getattr(args, "uses_libraries", True))
+        if args.uses_libraries:
+            _configure_libraries(args.debug, args.verbose)
         with interrupt.handled():  # SIGTERM (Slurm, Kubernetes, torchrun) ends a command as Ctrl-C does
             return args.handler(args)
     except Exception as e:

@@ -10,14 +10,19 @@ Every rank annotates its shard of the corpus (:mod:`ernie_cpt.data.sharded_annot
 cache first (the other ranks wait, then read it), the run directory, logs and checkpoints. Every
 rank trains on its share of each global batch, and ``DistributedDataParallel`` averages the
 gradients. A UserError that rank 0 meets while the others wait is raised on every rank, so all
-exit with code 2 (only rank 0 prints it).
+exit with code 2 (only rank 0 prints it). The others raise it only after a grace of
+:data:`FOLLOWER_GRACE` seconds: torchrun stops every worker as soon as one exits, and a rank that
+exited first would have rank 0 stopped before it printed the message; the grace costs nothing, as
+torchrun stops the waiting ranks once rank 0 has exited.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -32,11 +37,16 @@ TIMEOUT = datetime.timedelta(minutes=60)  # ranks wait for the slowest annotatio
 
 
 def init(device: torch.device) -> None:
-    """Join the process group that torchrun's environment describes (once); a no-op without it."""
+    """Join the process group that torchrun's environment describes, once per process, and leave it when
+    the process exits (as accelerate's ``PartialState`` does); a no-op without it or when the caller has
+    joined one. A Python caller's later calls use the same group: leaving it and joining again in the
+    same process is not reliable (under torchrun the new group may read the old one's addresses from
+    the launcher's store and fail to connect)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)  # nccl collectives (barriers, object broadcasts) use the current device
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+        atexit.register(shutdown)
 
 
 def active() -> bool:
@@ -45,6 +55,9 @@ def active() -> bool:
 
 def rank() -> int:
     return dist.get_rank() if active() else 0
+
+
+FOLLOWER_GRACE = 30.0  # seconds a rank other than 0 waits before raising rank 0's UserError
 
 
 def world_size() -> int:
@@ -82,6 +95,7 @@ def main_result(compute: Callable[[], T]) -> T:
         return broadcast((result, None))[0]
     result, error = broadcast(None)
     if error is not None:
+        time.sleep(FOLLOWER_GRACE)  # rank 0 prints the message and exits first (see the module's docstring)
         raise UserError(error)
     return result
 

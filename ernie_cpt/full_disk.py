@@ -54,7 +54,7 @@ class DiskFull(UserError):
         return DiskFull(self.problem, self.what, advice)
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
     """``error`` and every exception in its cause/context chain (each once)."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:

@@ -6,7 +6,7 @@ file (``--config``) < flags given on the command line.
 
 Every numeric option declares its valid values (``option(..., valid=Range(...))``), shown in
 ``--help`` and checked when the options are resolved, from flags and config files alike: a
-value outside is a one-line :class:`UserError` naming the option, its range and the value.
+value outside is a one-line :class:`~ernie_cpt.errors.ConfigError` naming the option, its range and the value.
 A list option takes its items space-separated (``--tasks a b``), comma-separated
 (``--tasks a,b``) or both; in a config file, as a YAML list or a comma-separated string.
 """
@@ -20,9 +20,10 @@ import math
 import os
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ernie_cpt.errors import UserError
+from ernie_cpt.errors import ConfigError, UserError
 from ernie_cpt.messages import describe
 from ernie_cpt.yaml_files import read_yaml
 
@@ -54,7 +55,7 @@ class Range:
         """In words, as errors and --help show it: "at least 1", "above 0 and below 1", "0 or at least 8"."""
         low = None if self.low is None else f"{'above' if self.low_open else 'at least'} {_number(self.low)}"
         high = None if self.high is None else f"{'below' if self.high_open else 'at most'} {_number(self.high)}"
-        if low and high and not self.low_open and not self.high_open:
+        if self.low is not None and self.high is not None and not self.low_open and not self.high_open:
             interval = f"between {_number(self.low)} and {_number(self.high)}"
         else:
             interval = " and ".join(part for part in (low, high) if part) or "a finite number"
@@ -70,16 +71,24 @@ MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes non-negative seeds; torch's m
 SEED_RANGE = Range(0, MAX_SEED)
 
 
-def option(default: Any = None, help: str = "", choices: tuple[str, ...] | None = None, valid: Range | None = None,
-           repeatable: bool = False, absent: Any = dataclasses.MISSING, **kw: Any) -> Any:
+def option(default: Any = None, help: str | Callable[[], str] = "", choices: tuple[str, ...] | None = None,
+           valid: Range | None = None, repeatable: bool = False, absent: Any = dataclasses.MISSING, **kw: Any) -> Any:
     """A dataclass field carrying its command-line help, and its choices (a string option) or its
-    valid range (a numeric one). A ``repeatable`` list option collects every use of its flag
-    (``--task A --task B``) instead of keeping the last. ``absent`` is what a run recorded before
-    the option existed ran with, when that differs from ``default`` (see :func:`absent_values`)."""
+    valid range (a numeric one). ``help`` may be a function that writes it when ``--help`` is built
+    (a list of registered plugins: the registries are read only then, not when the module loads). A
+    ``repeatable`` list option collects every use of its flag (``--task A --task B``) instead of keeping
+    the last. ``absent`` is what a run recorded before the option existed ran with, when that differs
+    from ``default`` (see :func:`absent_values`)."""
     metadata = {"help": help, "choices": choices, "valid": valid, "repeatable": repeatable, "absent": absent}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata, **kw)
     return dataclasses.field(default=default, metadata=metadata, **kw)
+
+
+def help_text(field: dataclasses.Field) -> str:
+    """A field's help text (written now when its ``help`` is a function)."""
+    text = field.metadata.get("help", "")
+    return text() if callable(text) else text
 
 
 def _base_type(annotation: Any) -> tuple[type, bool]:
@@ -108,16 +117,13 @@ def add_options(parser: argparse.ArgumentParser, option_classes: list[type]) -> 
             kind, is_list = _base_type(hints[f.name])
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             valid = f"; valid: {f.metadata['valid']}" if f.metadata.get("valid") else ""
-            help_text = f"{f.metadata.get('help', '')} (default: {default}{valid})"
-            kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+            kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
+                                      "help": f"{help_text(f)} (default: {default}{valid})"}
             if kind is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
-            else:
-                kwargs["type"] = str if is_list else kind  # list items are split at commas, then converted
-                kwargs["metavar"] = f.name.upper()
-                if f.metadata.get("choices") and not is_list:
-                    kwargs["choices"] = f.metadata["choices"]
-                    kwargs.pop("metavar")
+            else:  # the text as typed: resolve_options checks and converts it as it does Python's and YAML's values
+                choices = f.metadata.get("choices")
+                kwargs["metavar"] = "{" + ",".join(choices) + "}" if choices and not is_list else f.name.upper()
                 if is_list and f.metadata.get("repeatable"):
                     kwargs["action"] = "append"  # one value per flag: --task A --task B
                 elif is_list:
@@ -136,7 +142,7 @@ def _read_config(path: str) -> tuple[dict[str, Any], dict[str, int]]:
     if data is None:
         return {}, {}
     if not isinstance(data, dict):
-        raise UserError(f"config file {path} must be a mapping of option names to values, not {type(data).__name__}")
+        raise ConfigError(f"config file {path} must be a mapping of option names to values, not {type(data).__name__}")
     return {_config_key(k): v for k, v in data.items()}, lines
 
 
@@ -161,20 +167,20 @@ def check_type(value: Any, annotation: Any, choices: tuple[str, ...] | None = No
     a boolean or a number to a string. Used for flags, config files and Python callers alike.
 
     Raises:
-        UserError: naming ``where``, the type given and the type expected; a YAML boolean or number where a
+        ConfigError: naming ``where``, the type given and the type expected; a YAML boolean or number where a
             string is expected gets the hint to quote it (``language: [en, no]`` reads ``no`` as false).
     """
     kind, is_list = _base_type(annotation)
     if value is None:
         if type(None) in typing.get_args(annotation):  # `X | None`: null means unset
             return None
-        raise UserError(f"{where} has no value; give it one or delete the line")
+        raise ConfigError(f"{where} has no value; give it one or delete the line")
     if not is_list:
         return _check_scalar(value, kind, choices, where)
     if isinstance(value, str):
         value = split_items([value])
     elif not isinstance(value, (list, tuple)):
-        raise UserError(f"{where} must be a list of {EXPECTED_ITEMS.get(kind, kind.__name__)}, got "
+        raise ConfigError(f"{where} must be a list of {EXPECTED_ITEMS.get(kind, kind.__name__)}, got "
                         f"{_given(value)}")
     return [_check_scalar(item, kind, choices, f"{where} item {i + 1}") for i, item in enumerate(value)]
 
@@ -188,56 +194,56 @@ def _given(value: Any) -> str:
 
 def _check_scalar(value: Any, kind: type, choices: tuple[str, ...] | None, where: str) -> Any:
     if value is None:
-        raise UserError(f"{where} has no value; give it one or delete it")
+        raise ConfigError(f"{where} has no value; give it one or delete it")
     expected = f"one of {', '.join(choices)}" if choices else EXPECTED.get(kind, kind.__name__)
     wrong = f"{where} must be {expected}, got {_given(value)}"
     if isinstance(value, (list, tuple, dict)):
-        raise UserError(f"{wrong}; give one value{', not a list' if not isinstance(value, dict) else ''}")
+        raise ConfigError(f"{wrong}; give one value{', not a list' if not isinstance(value, dict) else ''}")
     if kind is bool:
         if not isinstance(value, bool):
-            raise UserError(wrong)
+            raise ConfigError(wrong)
         return value
     if kind in (int, float):
         return _check_number(value, kind, wrong)
     if kind is str:
         value = os.fspath(value) if isinstance(value, os.PathLike) else value
         if isinstance(value, bool):
-            raise UserError(f"{wrong}; YAML reads an unquoted yes, no, on, off, true or false as a boolean: quote "
+            raise ConfigError(f"{wrong}; YAML reads an unquoted yes, no, on, off, true or false as a boolean: quote "
                             f"it, e.g. '{'yes' if value else 'no'}'")
         if isinstance(value, (int, float)):
-            raise UserError(f"{wrong}; YAML reads an unquoted number as a number (007 as 7): quote it as you mean "
+            raise ConfigError(f"{wrong}; YAML reads an unquoted number as a number (007 as 7): quote it as you mean "
                             f"it, e.g. '{value}'")
     if not isinstance(value, kind):
-        raise UserError(wrong)
+        raise ConfigError(wrong)
     if choices and value not in choices:
-        raise UserError(wrong)
+        raise ConfigError(wrong)
     return value
 
 
 def _check_number(value: Any, kind: type, wrong: str) -> int | float:
     """An int or float option's value: a number of that kind, or the text of one."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise UserError(wrong)
+        raise ConfigError(wrong)
     if isinstance(value, str):
         try:
             value = int(value) if kind is int else float(value)
         except ValueError as e:
-            raise UserError(wrong) from e
+            raise ConfigError(wrong) from e
     if kind is int and isinstance(value, float):
         if not value.is_integer():
-            raise UserError(wrong)
+            raise ConfigError(wrong)
         return int(value)
     return kind(value)
 
 
 def check_value(field: dataclasses.Field, value: Any, where: str | None = None) -> None:
-    """Raise a UserError when ``value`` (a list's every item) is outside the field's declared range."""
+    """Raise a ConfigError when ``value`` (a list's every item) is outside the field's declared range."""
     valid = field.metadata.get("valid")
     if valid is None or value is None:
         return
     for item in value if isinstance(value, list) else [value]:
         if item not in valid:
-            raise UserError(f"{where or _flag(field.name)} must be {valid}, got {item!r}")
+            raise ConfigError(f"{where or _flag(field.name)} must be {valid}, got {item!r}")
 
 
 def check_ranges(instance: Any) -> None:
@@ -246,28 +252,41 @@ def check_ranges(instance: Any) -> None:
         check_value(f, getattr(instance, f.name))
 
 
-def resolve_options(args: argparse.Namespace, option_classes: list[type]) -> dict[type, Any]:
-    """Instances of ``option_classes`` from defaults, the ``--config`` file, then the CLI flags."""
+def option_fields(option_classes: list[type]) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Every field of ``option_classes`` by name, with its resolved type annotation."""
     fields_by_name = {}
     for cls in option_classes:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            fields_by_name[f.name] = (cls, f, hints[f.name])
-    config_path = getattr(args, "config", None)
-    values, lines = _read_config(config_path) if config_path else ({}, {})
+            fields_by_name[f.name] = (f, hints[f.name])
+    return fields_by_name
+
+
+def config_values(path: str, fields_by_name: dict[str, tuple[dataclasses.Field, Any]]) -> dict[str, Any]:
+    """The options of the YAML config file ``path``, each checked against its field (type, choices,
+    range); an unknown key, a duplicate key or a wrong value is a ConfigError naming its line."""
+    values, lines = _read_config(path)
     for key in values:
         if key not in fields_by_name:
             close = difflib.get_close_matches(key, list(fields_by_name), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else "; see --help for the options"
-            raise UserError(f"unknown key '{key}' in config file {config_path}{hint}")
+            raise ConfigError(f"unknown key '{key}' in config file {path}{hint}")
     for key, value in values.items():
-        _, f, annotation = fields_by_name[key]
+        f, annotation = fields_by_name[key]
         values[key] = check_type(value, annotation, f.metadata.get("choices"),
-                                 f"config key '{key}' (line {lines.get(key, '?')} of {config_path})")
+                                 f"config key '{key}' (line {lines.get(key, '?')} of {path})")
         check_value(f, values[key], f"config key '{key}' ({_flag(key)})")
+    return values
+
+
+def resolve_options(args: argparse.Namespace, option_classes: list[type]) -> dict[type, Any]:
+    """Instances of ``option_classes`` from defaults, the ``--config`` file, then the CLI flags."""
+    fields_by_name = option_fields(option_classes)
+    config_path = getattr(args, "config", None)
+    values = config_values(config_path, fields_by_name) if config_path else {}
     for key, value in vars(args).items():
         if key in fields_by_name:
-            _, f, annotation = fields_by_name[key]
+            f, annotation = fields_by_name[key]
             values[key] = check_type(split_items(value) if isinstance(value, list) else value, annotation,
                                      f.metadata.get("choices"), _flag(key))
             check_value(f, values[key])
@@ -286,7 +305,8 @@ def absent_values(*instances: Any) -> dict[str, Any]:
         for f in dataclasses.fields(instance):
             absent = f.metadata.get("absent", dataclasses.MISSING)
             if absent is dataclasses.MISSING:
-                absent = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                factory = f.default_factory  # MISSING when the field has none
+                absent = factory() if callable(factory) else f.default
             values[f.name] = absent
     return values
 
@@ -297,3 +317,26 @@ def to_dict(*instances: Any) -> dict[str, Any]:
     for instance in instances:
         merged.update(dataclasses.asdict(instance))
     return merged
+
+
+def groups_from_values(option_classes: list[type], values: dict[str, Any]) -> dict[type, Any]:
+    """Instances of ``option_classes`` from flat option names (``learning_rate=1e-3``), as a Python caller
+    gives them: every value checked as a flag's would be (type, choices, range), each group's own checks
+    run, and an unknown name refused with the closest one suggested. Raises ConfigError naming the option,
+    the value and what is allowed."""
+    fields_by_name = option_fields(option_classes)
+    checked = {}
+    for key, value in values.items():
+        if key not in fields_by_name:
+            close = difflib.get_close_matches(key, list(fields_by_name), n=1)
+            raise ConfigError(f"unknown option '{key}'" + (f"; did you mean '{close[0]}'?" if close else ""))
+        f, annotation = fields_by_name[key]
+        checked[key] = check_type(value, annotation, f.metadata.get("choices"), key)
+        check_value(f, checked[key], key)
+    try:
+        return {cls: cls(**{f.name: checked[f.name] for f in dataclasses.fields(cls) if f.name in checked})
+                for cls in option_classes}
+    except ConfigError:
+        raise
+    except UserError as e:  # a group's check across its fields
+        raise ConfigError(str(e)) from e

@@ -41,7 +41,7 @@ def process_alive(pid: int) -> bool:
 def remove_stale(parent: Path) -> list[Path]:
     """Remove the staging folders under ``parent`` left by processes of this host that no longer run;
     returns them."""
-    removed = []
+    removed: list[Path] = []
     if not parent.is_dir():
         return removed
     host = _host()

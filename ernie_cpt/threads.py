@@ -69,8 +69,8 @@ def _quota_in(folder: Path, name: str) -> float | None:
     if name == "cpu.max":  # "max 100000" or "150000 100000"
         quota, _, period = file.read_text().strip().partition(" ")
         return None if quota == "max" else int(quota) / int(period or 100_000)
-    quota = int(file.read_text())
-    return None if quota <= 0 else quota / int((folder / "cpu.cfs_period_us").read_text())
+    cfs_quota = int(file.read_text())
+    return None if cfs_quota <= 0 else cfs_quota / int((folder / "cpu.cfs_period_us").read_text())
 
 
 def allowed_cpus() -> list[int]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pretasks.base import IGNORE_INDEX
 
@@ -39,7 +40,7 @@ class DocumentTokens:
         last = int(np.searchsorted(self.starts, char_end, side="left"))
         return first, max(first, last)
 
-    def token_ranges(self, char_starts: list[int], char_ends: list[int]) -> np.ndarray:
+    def token_ranges(self, char_starts: npt.ArrayLike, char_ends: npt.ArrayLike) -> np.ndarray:
         """Vectorised :meth:`token_range`: an (n, 2) array of token ranges, empty ones dropped."""
         first = np.searchsorted(self.ends, np.asarray(char_starts, dtype=np.int64), side="right")
         last = np.searchsorted(self.starts, np.asarray(char_ends, dtype=np.int64), side="left")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 from abc import ABC, abstractmethod
 from collections import Counter
 from pathlib import Path
@@ -29,7 +30,8 @@ if TYPE_CHECKING:  # both load in a second or more; task modules are imported fo
 IGNORE_INDEX = -100  # the label of a position (or example) that is not scored
 # --max-seq-length of every command: [CLS], [SEP] and a few tokens of text at the least (each task
 # may need more: PreTask.min_seq_length), and no more positions than any BERT-style encoder has.
-SEQ_LENGTH_RANGE = Range(8, 8192)
+MIN_SEQ_LENGTH = 8
+SEQ_LENGTH_RANGE = Range(MIN_SEQ_LENGTH, 8192)
 SEQ_LENGTH_HELP = "Maximum tokens per example, [CLS] and [SEP] included"
 LABEL_SAMPLE = 2000  # examples made to count a task's labels (inspect-task, the nothing-to-learn check)
 MAX_MAJORITY_SHARE = 0.995  # above this share of one class, a task's labels leave nothing to learn
@@ -45,6 +47,18 @@ def _package_source_hash() -> str:
     for path in [*sorted(Path(__file__).parent.glob("*.py")), Path(sections.__file__), Path(cells.__file__)]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+@functools.cache
+def _outside_source_hash(cls: type) -> str:
+    """A hash of the source files of ``cls`` and its bases that live outside ``pretasks`` (a plugin task's own
+    modules), "" when there are none: a change to a plugin's generator changes its examples' fingerprint too."""
+    paths = {getattr(sys.modules.get(klass.__module__), "__file__", None) for klass in cls.__mro__
+             if klass.__module__.split(".")[0] not in ("pretasks", "builtins", "abc")}
+    digest = hashlib.sha256()
+    for path in sorted(path for path in paths if path):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest() if any(paths) else ""
 
 
 def features(columns: dict[str, Any]) -> datasets.Features:
@@ -66,10 +80,12 @@ class TaskUnavailable(UserError):
 class PreTask(ABC):
     """One pre-training task. Subclasses set ``name``, ``options_class``, ``level`` and either
     ``label_names`` (classification tasks) or override ``num_labels`` (masked LM). The registry
-    sets ``task_id``."""
+    sets the class's ``task_id`` (its id in a run of its own); a run sets each instance's to the id the
+    run fixed (:mod:`ernie_cpt.training.task_ids`)."""
 
     name: ClassVar[str]
-    task_id: ClassVar[int]  # row of the task embedding, given by the registry
+    summary: ClassVar[str]  # one line for --help; by default the title of its options: "name: summary"
+    task_id: int  # row of the task embedding and key of the task's random streams, fixed per run
     options_class: ClassVar[type]
     # "token": a label per token; "sequence": one label per example; "pair": one label per
     # segment pair ([CLS] A [SEP] B [SEP])
@@ -91,7 +107,7 @@ class PreTask(ABC):
         """The shortest ``--max-seq-length`` whose examples are well-formed under ``options``, and
         why (shorter inputs would cut a segment to nothing or below what the task's definition
         needs). Tasks with needs beyond ``SEQ_LENGTH_RANGE`` override it."""
-        return SEQ_LENGTH_RANGE.low, "the shortest input of any task"
+        return MIN_SEQ_LENGTH, "the shortest input of any task"
 
     @classmethod
     def check_seq_length(cls, options: Any, max_seq_length: int) -> None:
@@ -145,13 +161,16 @@ class PreTask(ABC):
     def fingerprint(self, *parts: Any) -> str:
         """A `datasets` fingerprint (``new_fingerprint=``) for a map that builds this task's
         examples: it covers the generator code, the task, its options, the tokenizer and
-        ``parts`` (datasets by their fingerprint, anything else by ``repr``). `datasets`' own
-        fingerprint misses changes to module-level code that the mapped function calls."""
+        ``parts`` (datasets by their fingerprint, anything else by ``repr``), and a plugin task's own
+        modules. `datasets`' own fingerprint misses changes to module-level code that the mapped function
+        calls."""
         import datasets
 
         digest = hashlib.sha256()
         tokenizer = self.tokenizer.backend_tokenizer.to_str() if self.tokenizer.is_fast else repr(self.tokenizer)
-        for part in (_package_source_hash(), self.name, repr(self.options), self.max_seq_length, tokenizer, *parts):
+        plugin = _outside_source_hash(type(self))  # "" for the built-in tasks
+        for part in (_package_source_hash() + plugin, self.name, repr(self.options), self.max_seq_length, tokenizer,
+                     *parts):
             digest.update((part._fingerprint if isinstance(part, datasets.Dataset) else repr(part)).encode())
             digest.update(b"\x1f")
         return digest.hexdigest()[:32]
@@ -173,10 +192,15 @@ class PreTask(ABC):
         """A training example: ``input_ids``, ``token_type_ids`` and ``labels`` (a list, -100 = unscored,
         for token-level tasks; an int for sequence- and pair-level tasks)."""
 
+    @classmethod
+    def head_of(cls) -> str:
+        """The name of the head that scores this task (``ernie_cpt.modeling.heads.HEADS``)."""
+        return cls.head_name or LEVEL_HEADS[cls.level]
+
     @property
     def head(self) -> str:
-        """The name of the head that scores this task (``ernie_cpt.modeling.heads.HEADS``)."""
-        return self.head_name or LEVEL_HEADS[self.level]
+        """The name of the head that scores this task (:meth:`head_of`)."""
+        return self.head_of()
 
     def describe(self, example: dict[str, Any]) -> str:
         """A person-readable rendering of a training example, for ``ernie-cpt inspect-task``."""
@@ -184,7 +208,8 @@ class PreTask(ABC):
         if isinstance(example["labels"], list):
             return " ".join(token if label == IGNORE_INDEX else f"{token}/{self.label_name(label)}"
                             for token, label in zip(tokens, example["labels"]))
-        segments, current = [], []
+        segments: list[str] = []
+        current: list[str] = []
         for token, segment in zip(tokens, example["token_type_ids"]):
             if token == self.tokenizer.cls_token:
                 continue

@@ -178,7 +178,7 @@ def _fields(record: dict[str, Any], path: str, line_number: int) -> tuple[int, s
     name = "marker" if record.get("marker") is not None else "label"
     where = f"{path} line {line_number}"
     first, second, value = (text_cell(record.get(field), where, field) for field in ("sentence1", "sentence2", name))
-    if not all(field and field.strip() for field in (first, second, value)):
+    if not (first and first.strip() and second and second.strip() and value and value.strip()):
         raise UserError(f"{where}: a pair record needs non-empty sentence1, sentence2 and "
                         "marker (or label) fields (TSV with that header, or JSON lines)")
     return line_number, first, second, value
@@ -246,6 +246,11 @@ class DiscourseRelation(PreTask):
         """Batches of the rows of the ``--discourse-pairs`` records of the split, tokenized."""
         path = self.options.discourse_pairs
         columns: dict[str, list[Any]] = {k: [] for k in ("first", "second", "marker", "label", "source")}
+
+        def rows() -> dict[str, list[Any]]:
+            return self._rows(columns["first"], columns["second"], columns["marker"], columns["label"],
+                              columns["source"], [-1] * len(columns["first"]))
+
         for line_number, first, second, value in read_pair_file(path):
             marker, label = self._resolve(value, f"{path} line {line_number}")  # every record, in either split
             if (zlib.crc32(f"{first}\t{second}".encode()) % 100 < HELD_OUT_PERCENT) != held_out:
@@ -256,9 +261,9 @@ class DiscourseRelation(PreTask):
             for key, item in zip(columns, (first, second, marker, label, f"{path}:{line_number}")):
                 columns[key].append(item)
             if len(columns["first"]) == FILE_BATCH:
-                yield self._rows(*columns.values(), [-1] * FILE_BATCH)
+                yield rows()
                 columns = {k: [] for k in columns}
-        yield self._rows(*columns.values(), [-1] * len(columns["first"]))
+        yield rows()
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:

@@ -411,9 +411,9 @@ class IrRelevance(PreTask):
             drawn = [int(r) for r in rng.integers(len(records), size=20 * self.options.ir_candidates)]
             irrelevant = {records[r].title.lower(): r for r in drawn if records[r].query.lower() != key
                           and records[r].title.lower() not in strong.keys() | weak.keys()}
-            for clicked in list(strong.values()) or [None]:
-                row = {"query_doc_id": records[members[0]].where, "query": records[members[0]].query,
-                       "query_kind": "click_log"}
+            for clicked in list[int | None](strong.values()) or [None]:
+                row: dict[str, Any] = {"query_doc_id": records[members[0]].where,
+                                       "query": records[members[0]].query, "query_kind": "click_log"}
                 weak_chosen = sorted(rng.permutation(list(weak.values()))[:self.options.ir_candidates].tolist())
                 for name, chosen in (("strong", [] if clicked is None else [clicked]), ("weak", weak_chosen),
                                      ("irrelevant", list(irrelevant.values())[:self.options.ir_candidates])):
@@ -447,7 +447,7 @@ class IrRelevance(PreTask):
         distinct = sorted({term for found in terms.values() for term in found})
         term_ids = dict(zip(distinct, self.tokenizer(distinct, add_special_tokens=False)["input_ids"])) if distinct \
             else {}
-        columns = {name: [] for name in ("weak_ids", "weak_doc_ids", "weak_paragraphs")}
+        columns: dict[str, list[Any]] = {name: [] for name in ("weak_ids", "weak_doc_ids", "weak_paragraphs")}
         for row, (query, kind) in enumerate(zip(batch["query"], batch["query_kind"])):
             needles = [term_ids[term] for term in terms[query]]
             keep = [kind == "click_log" or any(_contains(ids, needle) for needle in needles)

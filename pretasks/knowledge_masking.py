@@ -97,7 +97,7 @@ class KnowledgeMasking(PreTask):
         return len(self.tokenizer)
 
     def label_name(self, label: int) -> str:
-        return self.tokenizer.convert_ids_to_tokens(label)
+        return self.tokenizer.convert_ids_to_tokens([label])[0]
 
     def build_examples(self, documents: datasets.Dataset, num_proc: int | None = None,
                        background: datasets.Dataset | None = None, held_out: bool = False) -> datasets.Dataset:

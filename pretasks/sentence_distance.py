@@ -134,9 +134,9 @@ class SentenceDistance(PreTask):
         """One row per segment (or non-empty sentence), numbered through its document."""
         out: dict[str, list[Any]] = {name: [] for name in POOL_COLUMNS}
         for i, tokens in enumerate(tokenize_documents(self.tokenizer, batch)):
-            ranges = tokens.token_ranges(batch["sentence_starts"][i], batch["sentence_ends"][i])
-            if self.segment_tokens:
-                ranges = pack_segments(len(tokens), ranges[:, 0], self.segment_tokens)
+            sentences = tokens.token_ranges(batch["sentence_starts"][i], batch["sentence_ends"][i])
+            ranges: np.ndarray | list[tuple[int, int]] = (
+                pack_segments(len(tokens), sentences[:, 0], self.segment_tokens) if self.segment_tokens else sentences)
             out["doc_index"] += [doc_offset + indices[i]] * len(ranges)
             out["doc_id"] += [batch["doc_id"][i]] * len(ranges)
             out["sentence_index"] += range(len(ranges))
@@ -158,7 +158,7 @@ class SentenceDistance(PreTask):
         if background is not None and len(background):
             pools.append(self._sentence_pool(background, len(documents), num_proc))
         pool = datasets.concatenate_datasets(pools)
-        n_docs = len(documents) + (len(background) if len(pools) > 1 else 0)
+        n_docs = len(documents) + (len(background) if background is not None and len(pools) > 1 else 0)
         sentence_counts = np.zeros(n_docs, dtype=np.int64)
         for batch in pool.select_columns(["doc_index"]).with_format("numpy").iter(batch_size=STREAM_ROWS):
             sentence_counts += np.bincount(batch["doc_index"], minlength=n_docs)
@@ -203,8 +203,9 @@ class SentenceDistance(PreTask):
         k = self.options.distance_candidates
         first_sentence = np.cumsum(sentence_counts) - sentence_counts
         seed = _crc32_of_ids([documents] + ([background] if background is not None and len(background) else []))
-        same_rng, other_rng = np.random.default_rng(seed), np.random.default_rng(seed)
-        other_rng.bit_generator.advance(int(sentence_counts[anchor_docs].sum()) * k)
+        other_bits = np.random.PCG64(seed)  # what default_rng(seed) uses
+        same_rng, other_rng = np.random.default_rng(seed), np.random.Generator(other_bits)
+        other_bits.advance(int(sentence_counts[anchor_docs].sum()) * k)
         chunk: list[tuple[int, int, int]] = []  # (document, first anchor, last anchor + 1)
         for d in anchor_docs.tolist():
             size = int(sentence_counts[d])
@@ -235,7 +236,8 @@ class SentenceDistance(PreTask):
                     first_sentence: np.ndarray, same_rng: np.random.Generator,
                     other_rng: np.random.Generator) -> dict[str, list[Any]]:
         """The rows of the anchors of ``chunk``'s slices of documents (every sentence is an anchor)."""
-        k, out = self.options.distance_candidates, {name: [] for name in COLUMNS}
+        k = self.options.distance_candidates
+        out: dict[str, list[Any]] = {name: [] for name in COLUMNS}
         drawn = [self._draw(low, high, int(sentence_counts[d]), int(first_sentence[d]), len(pool), same_rng,
                             other_rng) for d, low, high in chunk]
         fetched = pool.select_columns(["doc_id", "sentence_index", "tokens"])[

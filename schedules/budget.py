@@ -74,8 +74,8 @@ def _advice(total: int | None, per_task: int | None) -> str:
 def check_budget(build: Build, name: str, tasks: list[str], budgets: dict[str, int], given: str,
                  same_as: list[set[str]] | None = None, warn: bool = True) -> list[Stage]:
     """The stages ``build(budgets)`` of curriculum ``name``, checked. ``given`` names the budget as the
-    user gave it (``--max-steps 4``); ``same_as`` is the stages' tasks of the curriculum to name when
-    this one is no different (continual).
+    user gave it (``--max-steps 4``); ``same_as`` is the stages' tasks of continual, to name when this
+    curriculum comes to the same with these tasks (None: it cannot, or it is continual itself).
 
     Raises BudgetTooSmall (a UserError) when a stage gets no step or a task none at all, naming the
     smallest budget that fills the curriculum. With ``warn``, logs a warning when some task is left
@@ -100,7 +100,7 @@ def check_budget(build: Build, name: str, tasks: list[str], budgets: dict[str, i
         log.warning("--schedule %s: %s leaves %s%s; every task trains in each of its stages with %s", name, given,
                     "; ".join(f"{task} out of {_numbers(numbers)}" for task, numbers in missing.items()), alone,
                     _advice(*smallest_budgets(build, tasks)))
-    elif same_as is not None and design == same_as and name != "continual":
+    elif same_as is not None and design == same_as:
         log.warning("--schedule %s with %s is the same as --schedule continual: every stage trains one task",
                     name, plural(len(tasks), "task"))
     return stages

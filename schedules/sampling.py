@@ -1,10 +1,11 @@
 """Task sampling: which task an optimizer step trains when a stage takes one task per step.
 
-Samplers are registered by name. Each is called as ``sampler(remaining, sizes, temperature, rng)``
-with the steps each task of the stage has left, each task's number of training examples, the
-temperature of ``size``, and a random generator, and draws among the tasks with steps left only.
-An exhausted task is never drawn, so drawing until nothing is left meets every budget exactly,
-whatever the policy: the policy decides the order of a stage's steps, never their number.
+Samplers are registered by name, with a one-line summary for ``--help``. Each is called as
+``sampler(remaining, sizes, temperature, rng)`` with the steps each task of the stage has left, each
+task's number of training examples, the temperature of ``size``, and a random generator, and draws
+among the tasks with steps left only. An exhausted task is never drawn, so drawing until nothing is
+left meets every budget exactly, whatever the policy: the policy decides the order of a stage's
+steps, never their number.
 
 A sampler keeps no state: the same ``remaining`` and the same generator state give the same
 task, so with a generator seeded per (seed, stage, step) a resumed run draws what it would have.
@@ -35,7 +36,7 @@ def _draw(tasks: list[str], weights: np.ndarray, rng: np.random.Generator) -> st
     return tasks[rng.choice(len(tasks), p=weights / weights.sum())]
 
 
-@register("uniform")
+@register("uniform", summary="every task with steps left equally likely")
 def uniform(remaining: dict[str, int], sizes: dict[str, int], temperature: float, rng: np.random.Generator) -> str:
     """Every task with steps left is equally likely. Tasks with small budgets run out first, and
     the end of the stage trains the largest budgets alone."""
@@ -43,7 +44,7 @@ def uniform(remaining: dict[str, int], sizes: dict[str, int], temperature: float
     return _draw(tasks, np.ones(len(tasks)), rng)
 
 
-@register("remaining")
+@register("remaining", summary="in proportion to the steps a task has left")
 def by_remaining(remaining: dict[str, int], sizes: dict[str, int], temperature: float,
                  rng: np.random.Generator) -> str:
     """Probability proportional to the steps a task has left: drawing from an urn without
@@ -53,7 +54,8 @@ def by_remaining(remaining: dict[str, int], sizes: dict[str, int], temperature: 
     return _draw(tasks, np.array([remaining[t] for t in tasks], dtype=np.float64), rng)
 
 
-@register("size")
+@register("size", summary="in proportion to n_i^(1/T), n_i the task's training examples, T = "
+          "--sampling-temperature (T5; MT-DNN at T = 1)")
 def by_size(remaining: dict[str, int], sizes: dict[str, int], temperature: float, rng: np.random.Generator) -> str:
     """Probability proportional to n_i^(1/T), n_i the task's number of training examples: the
     temperature-scaled mixing of T5 (Raffel et al. 2020, "Exploring the Limits of Transfer Learning

@@ -51,7 +51,8 @@ def with_replay(stages: list[Stage], fraction: float) -> list[Stage]:
     stage 2 trains B 0.95N and A 0.05N steps, stage 3 C 0.95N and A, B 0.025N each: the 5 % replay
     that Ibrahim et al. 2024 ("Simple and Scalable Strategies to Continually Pre-train Large
     Language Models", TMLR) add to continual pre-training."""
-    replayed, seen = [], []
+    replayed: list[Stage] = []
+    seen: list[str] = []
     for stage in stages:
         earlier = [task for task in seen if task not in stage.steps]
         given = round(fraction * stage.total_steps) if earlier else 0
@@ -76,7 +77,7 @@ register_allocation = ALLOCATIONS.register
 get_allocation = ALLOCATIONS.get
 
 
-@register_allocation("even")
+@register_allocation("even", summary="equal shares, the remainder one step each to the earliest stages")
 def even(budget: int, stages: int) -> list[int]:
     """The default: equal shares of the budget, the remainder one step each to the earliest stages
     (1000 steps over 3 stages: 334, 333, 333). ERNIE 2.0 (Sun et al. 2020) only says that the
@@ -85,7 +86,8 @@ def even(budget: int, stages: int) -> list[int]:
     return apportion(budget, [1] * stages)
 
 
-@register_allocation("front")
+@register_allocation("front", summary="shares s:s-1:...:1 over a task's s stages, most in the stage "
+                     "that introduces it")
 def front(budget: int, stages: int) -> list[int]:
     """Linearly decreasing shares s : s-1 : ... : 1 over a task's s stages (1000 steps over 3
     stages: 500, 333, 167): a task is trained most in the stage that introduces it, when it still

@@ -90,8 +90,9 @@ class ColumnPerTask(Architecture):
 
     name = "test_column_per_task"
 
-    def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
-        super().__init__(encoder.config, task_ids, options)
+    def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], sharing: ArchitectureOptions,
+                 options: None = None) -> None:
+        super().__init__(encoder.config, task_ids, sharing, options)
         self.encoder = encoder
         top = encoder.encoder.layer[-1]
         self.columns = nn.ModuleDict({task: type(top)(encoder.config) for task in task_ids})

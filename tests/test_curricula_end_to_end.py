@@ -75,9 +75,11 @@ def test_shared_task_id_puts_every_task_on_id_0(sample_dir, tmp_path):
     own, shared = tmp_path / "own", tmp_path / "shared"
     assert main(_args(sample_dir, own, "--steps-per-task", "2")) == 0
     assert main(_args(sample_dir, shared, "--steps-per-task", "2", "--shared-task-id")) == 0
-    assert json.loads((own / "tasks.json").read_text()) == {
-        "knowledge_masking": 0, "capitalization": 1, "sentence_reordering": 3}
-    assert json.loads((shared / "tasks.json").read_text()) == dict.fromkeys(TASKS, 0)
+    ids = {"knowledge_masking": 0, "capitalization": 1, "sentence_reordering": 3}
+    for run in (own, shared):  # the run's task ids (and its random streams) are the same; the rows differ
+        assert json.loads((run / "tasks.json").read_text()) == {"task_ids": ids, "task_embedding_size": 7}
+    assert json.loads((own / "architecture.json").read_text())["task_ids"] == ids
+    assert json.loads((shared / "architecture.json").read_text())["task_ids"] == dict.fromkeys(TASKS, 0)
     # The task embedding is what differs: the first knowledge_masking steps are identical.
     assert read_records(own, "train")[0]["loss"] == read_records(shared, "train")[0]["loss"]
     assert read_records(own, "train")[1:] != read_records(shared, "train")[1:]

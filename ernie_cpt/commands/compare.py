@@ -14,7 +14,8 @@ fails before anything is written). Then, for each seed (``--seed``, ``--seed`` +
   downstream set and probed (:mod:`ernie_cpt.commands.compare_runs`);
 * each task alone (``single-<task>-seed<k>``): the reference of forward transfer, evaluated at the
   step counts at which the variants first finish training that task (not with ``--no-forward-transfer``);
-* the baselines: ``mlm-seed<k>`` (knowledge masking alone for the variants' total steps) and
+* the baselines: ``mlm-seed<k>`` (the masked-LM task alone for the variants' total steps: the first of
+  ``--tasks`` scored by a masked-LM head, else the first registered one, knowledge masking) and
   ``none-seed<k>`` (no pre-training); and once, ``tfidf`` (TF-IDF + logistic regression).
 
 ``result.json``, written last and atomically, marks a run done. Started again with the same
@@ -58,20 +59,24 @@ from ernie_cpt.full_disk import advice_on_full_disk
 from ernie_cpt.interrupt import Interrupted
 from ernie_cpt.modeling.architectures import ARCHITECTURES, check_expert_layers
 from ernie_cpt.modeling.encoder import preset_layers
+from ernie_cpt.modeling.heads import HEADS, MaskedLMHead
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.training.checkpoint import atomic_write_text
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.weighting.options import WeightingOptions
-from pretasks import get_task
-from schedules import ScheduleOptions, Stage, build_schedule, get_curriculum
+from pretasks import TASKS, get_task
+from schedules import CURRICULA, ScheduleOptions, Stage, build_schedule, check_schedule, get_curriculum, uses_budget
 from schedules.budget import BudgetTooSmall
+from schedules.curricula.file import ScheduleFileOptions
 
 log = logging.getLogger(__name__)
 
 REPLAY = "+replay"
 RERUN = ("free space, then run the same command again: it keeps the finished runs and resumes the others from "
          "their last checkpoint")
-MLM = "knowledge_masking"
+# The single-task references are cut at the step counts where variants first finish a task: a schedule file,
+# which compare writes itself, gives the cuts (a curriculum of the framework used as a tool, not a compared one).
+CUT_SCHEDULE = "file"
 
 
 @dataclass(frozen=True)
@@ -123,9 +128,9 @@ def _variants(options: dict[type, Any]) -> list[Variant]:
     for name in names:
         schedule = name.removesuffix(REPLAY)
         get_curriculum(schedule)
-        if schedule == "file":
-            raise UserError("compare builds every curriculum from --tasks and one per-task budget; a 'file' "
-                            "schedule sets its own budgets: run it with ernie-cpt pretrain")
+        if not uses_budget(schedule):
+            raise UserError(f"compare builds every curriculum from --tasks and one per-task budget; --schedule "
+                            f"{schedule} sets its own steps: run it with ernie-cpt pretrain")
         if name.endswith(REPLAY) and replay <= 0:
             raise UserError(f"{name} replays a fraction --replay of every stage's steps; give it, e.g. --replay 0.05")
         fraction = replay if name.endswith(REPLAY) else 0.0
@@ -148,8 +153,8 @@ def _validate(options: dict[type, Any]) -> tuple[list[Variant], LabelledData | N
     if len(settings.tasks) < 2:
         raise UserError("compare needs at least 2 --tasks: with one task every curriculum is the same")
     for name in settings.tasks:
-        task = get_task(name)
-        task.check_seq_length(options.get(task.options_class) or task.options_class(), settings.max_seq_length)
+        get_task(name).check_seq_length(TASKS.options_for(name, options), settings.max_seq_length)
+    check_schedule(options)
     variants = _variants(options)
     if options[EvaluationOptions].eval_fraction <= 0:
         raise UserError("compare scores every task on held-out documents; --eval-fraction must be above 0")
@@ -188,17 +193,32 @@ def _schedule_options(options: dict[type, Any], variant: Variant) -> ScheduleOpt
 
 
 def _stages(options: dict[type, Any], variant: Variant, warn: bool = False) -> list[Stage]:
-    return build_schedule(_schedule_options(options, variant), options[CompareOptions].tasks,
-                          options[TrainingOptions].max_steps, warn)
+    schedule = _schedule_options(options, variant)
+    return build_schedule(schedule, options[CompareOptions].tasks, options[TrainingOptions].max_steps, warn,
+                          CURRICULA.options_for(schedule.schedule, options))
+
+
+def mlm_task(tasks: list[str]) -> str:
+    """The task of the masked-LM baseline: the first of ``tasks`` that a masked-LM head scores, else the first
+    registered one (knowledge masking). Raises UserError when no task has a masked-LM head."""
+    def masked_lm(name: str) -> bool:
+        head = HEADS.get(get_task(name).head_of())
+        return isinstance(head, type) and issubclass(head, MaskedLMHead)
+
+    found = next((name for name in [*tasks, *TASKS] if masked_lm(name)), None)
+    if found is None:
+        raise UserError("compare's mlm baseline needs a task with a masked-LM head, and none is installed")
+    return found
 
 
 def _run_options(options: dict[type, Any], run_dir: Path, seed: int, resume: bool, tasks: list[str],
                  schedule: ScheduleOptions, training: TrainingOptions | None = None,
-                 architecture: str | None = None) -> dict[type, Any]:
+                 architecture: str | None = None, schedule_file: Path | None = None) -> dict[type, Any]:
     """The options of pretrain for one run (with ``architecture``, that one instead of
-    --architecture); the others are compare's, unchanged."""
+    --architecture; with ``schedule_file``, the stages of that file); the others are compare's, unchanged."""
     settings = options[CompareOptions]
     replaced = {
+        ScheduleFileOptions: ScheduleFileOptions(schedule_file=None if schedule_file is None else str(schedule_file)),
         RunOptions: RunOptions(output_dir=str(run_dir), tasks=list(tasks), max_seq_length=settings.max_seq_length,
                                resume=resume, overwrite=not resume,
                                allow_changed_world_size=settings.allow_changed_world_size),
@@ -256,15 +276,17 @@ def _runs_of_seed(options: dict[type, Any], variants: list[Variant], seed: int, 
             log.info("%s: no single-task reference, as no run could train it", task)
             continue
         run_dir = root / "runs" / f"single-{task}-seed{seed}"
-        schedule = dataclasses.replace(options[ScheduleOptions], schedule="file", schedule_file=str(schedule_file),
-                                       steps_per_task=None, replay=0.0, reset_optimizer=False)
-        make = partial(_run_options, options, run_dir, seed, tasks=[task], schedule=schedule, training=single)
+        schedule = dataclasses.replace(options[ScheduleOptions], schedule=CUT_SCHEDULE, steps_per_task=None,
+                                       replay=0.0, reset_optimizer=False)
+        make = partial(_run_options, options, run_dir, seed, tasks=[task], schedule=schedule, training=single,
+                       schedule_file=schedule_file)
         results.append(pretrained_run(f"single-{task}", "reference", seed, run_dir, make, metric, None, None,
                                       export_model=False))
     total = sum(stage.total_steps for stage in _stages(options, variants[0]))
     run_dir = root / "runs" / f"mlm-seed{seed}"
+    # one task for `total` steps: one stage, which joint (the default curriculum) gives
     mlm = dataclasses.replace(options[ScheduleOptions], schedule="joint", steps_per_task=total, replay=0.0)
-    make = partial(_run_options, options, run_dir, seed, tasks=[MLM], schedule=mlm)
+    make = partial(_run_options, options, run_dir, seed, tasks=[mlm_task(settings.tasks)], schedule=mlm)
     results.append(pretrained_run("mlm", "baseline", seed, run_dir, make, metric, downstream(run_dir), probes))
     source = root / "runs" / f"{variants[0].folder}-seed{seed}"
     results.append(initial_run(seed, root / "runs" / f"none-seed{seed}", source, options[ModelOptions],
@@ -300,8 +322,9 @@ def _setup(options: dict[type, Any], variants: list[Variant]) -> dict[str, Any]:
                                         for v in variants)),
         "architectures": list(dict.fromkeys(v.architecture for v in variants)),
         **({"expert layers (K)": options[ArchitectureOptions].expert_layers}
-           if any(v.architecture != "hard" for v in variants) else {}),
+           if any("expert_layers" in ARCHITECTURES.get(v.architecture).options_used for v in variants) else {}),
         "tasks": settings.tasks,
+        "mlm baseline": mlm_task(settings.tasks),
         "steps per task": "-".join(map(str, budgets)),
         "model": model.init_from or f"{model.model_size} (new)",
         "task mixing": mixing,

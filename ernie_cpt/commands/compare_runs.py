@@ -46,7 +46,6 @@ from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.options import absent_values, to_dict
 from ernie_cpt.training.checkpoint import atomic_write_text, checkpoints
 from ernie_cpt.training.run_dir import option_differences
-from pretasks import TASKS
 from schedules import ScheduleOptions
 
 log = logging.getLogger(__name__)
@@ -139,12 +138,13 @@ def _write_initial_encoder(source_run: Path, model: ModelOptions, seed: int, out
     with ``save_pretrained`` to ``out_dir``. The builder makes the encoder first after seeding torch
     (ernie_cpt.modeling.builder), so the same seed and config give the same weights."""
     torch.manual_seed(seed)
+    config = ErnieConfig.from_json_file(str(source_run / "encoder_config.json"))
     if model.init_from:
-        encoder, _ = encoder_from_checkpoint(model.init_from, len(TASKS))
+        encoder, _ = encoder_from_checkpoint(model.init_from, config.task_type_vocab_size)
         with torch.no_grad():
             encoder.embeddings.task_type_embeddings.weight.zero_()  # adds nothing: the checkpoint's function
     else:
-        encoder = ErnieModel(ErnieConfig.from_json_file(str(source_run / "encoder_config.json")))
+        encoder = ErnieModel(config)
     staging = None
     try:
         with writing(f"the initial encoder {out_dir}", out_dir.parent):

@@ -50,6 +50,7 @@ from ernie_cpt.data.labelled_data import LabelledData, LabelledSplit, load_label
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
 from ernie_cpt.files import check_output_path
+from ernie_cpt.modeling.safe_loading import weight_files
 from ernie_cpt.modeling.saved_model import MODEL_JSON, read_description
 from ernie_cpt.options import check_ranges
 from ernie_cpt.threads import torch_thread_count, torch_threads
@@ -88,19 +89,28 @@ def _validate(options: FinetuneOptions) -> None:
                         "or a --validation-fraction above 0")
 
 
+def _check_export(model_dir: Path) -> None:
+    """Before any work: a Hugging Face folder (``config.json``) must hold an ERNIE model whose weights are
+    safetensors, never a pickle (:func:`~ernie_cpt.modeling.safe_loading.weight_files`)."""
+    if not (model_dir / "config.json").is_file():
+        return
+    try:
+        model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError) as e:
+        raise UserError(f"{model_dir / 'config.json'} is not a model config; export the model again") from e
+    if model_type != "ernie":
+        raise UserError(f"{model_dir} holds a '{model_type}' model; finetune fine-tunes ERNIE encoders "
+                        f"(a folder written by ernie-cpt export, or a pretrain run directory)")
+    weight_files(model_dir, "MODEL_DIR")
+
+
 def _model_folder(model_dir: Path, stack: contextlib.ExitStack) -> Path:
-    """``model_dir`` itself when it is an exported model (a Hugging Face folder, or ernie-cpt's own
-    for an architecture that does not fold); a run's latest checkpoint exported to a temporary
-    folder (removed when ``stack`` closes) when it is a pretrain run directory."""
+    """``model_dir`` itself when it is an exported model (a Hugging Face folder, checked by
+    :func:`_check_export`, or ernie-cpt's own for an architecture that does not fold); a run's latest
+    checkpoint exported to a temporary folder (removed when ``stack`` closes) when it is a pretrain run
+    directory."""
     has_weights = any((model_dir / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
     if (model_dir / "config.json").is_file() and has_weights:
-        try:
-            model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
-        except (ValueError, AttributeError) as e:
-            raise UserError(f"{model_dir / 'config.json'} is not a model config; export the model again") from e
-        if model_type != "ernie":
-            raise UserError(f"{model_dir} holds a '{model_type}' model; finetune fine-tunes ERNIE encoders "
-                            f"(a folder written by ernie-cpt export, or a pretrain run directory)")
         return model_dir
     if (model_dir / MODEL_JSON).is_file() and not (model_dir / "trainer_state.json").is_file():
         return model_dir  # an export of an architecture that does not fold into one ErnieModel
@@ -140,6 +150,7 @@ def _finetune_once(folder: Path, seed: int, data: Encoded, options: FinetuneOpti
         history[f"{learning_rate:g}"] = trained.history
         if chosen is None or (trained.history and max(trained.history) > max(chosen.history)):
             chosen = trained
+    assert chosen is not None, "--learning-rate has one value at least"
     best = max(chosen.history) if chosen.history else None
     predictions = predict(chosen.model, data.test, data.collator, options.batch_size, device)
     labels = torch.tensor([example["labels"] for example in data.test])
@@ -147,7 +158,7 @@ def _finetune_once(folder: Path, seed: int, data: Encoded, options: FinetuneOpti
               "macro_f1": macro_f1(predictions, labels, data.num_labels),
               **({"collapsed": True} if len(labels) > 1 and predictions.unique().numel() == 1 else {}),
               "learning_rate": chosen.learning_rate,
-              "best_epoch": chosen.history.index(best) + 1 if chosen.history else chosen.epochs,
+              "best_epoch": chosen.history.index(best) + 1 if best is not None else chosen.epochs,
               "validation_accuracy": best, "validation_history": history, "steps": chosen.steps}
     return result, chosen.model
 
@@ -186,6 +197,7 @@ def finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     ``options.output_dir``/metrics.json too if set (claimed from the start: :mod:`ernie_cpt.claims`).
     Raises UserError for bad options or data, an output folder another command is writing, or a full disk.
     """
+    _check_export(Path(model_dir))
     _validate(options)
     with claim(options.output_dir, "--output-dir", "finetune") if options.output_dir else contextlib.nullcontext():
         return _finetune(model_dir, options)
@@ -199,6 +211,7 @@ def _finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch_threads(*torch_thread_count(options.num_threads)))
         folder = _model_folder(Path(model_dir), stack)
+        assert options.train and options.test, "checked by _validate"
         data = load_labelled_data(options.train, options.test, options.text_field, options.text_pair_field,
                                   options.label_field)
         positions = _positions(folder)
@@ -214,6 +227,7 @@ def _finetune(model_dir: str | Path, options: FinetuneOptions) -> dict:
                      result["learning_rate"], result["best_epoch"], result["accuracy"], result["macro_f1"])
             if saved is None or (result["validation_accuracy"] or 0) > (saved[0]["validation_accuracy"] or 0):
                 saved = (result, model)
+    assert saved is not None, "--seeds has one value at least"
     results = _results(per_seed, data, encoded)
     results["saved_seed"] = saved[0]["seed"] if out_dir is not None else None
     try:

@@ -15,7 +15,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader
@@ -79,13 +79,16 @@ def load_classifier(folder: Path, num_labels: int, device: torch.device) -> Clas
         saved = load_model(folder)  # a model fine-tuned before: the new task starts as that one
         like = saved.description.get("finetuned_task")
         return ArchitectureForSequenceClassification.for_new_task(saved.model, num_labels, like).to(device)
-    model, info = ErnieForSequenceClassification.from_pretrained(str(folder), num_labels=num_labels,
-                                                                 dtype=torch.float32, output_loading_info=True)
+    loaded = ErnieForSequenceClassification.from_pretrained(str(folder), num_labels=num_labels, dtype=torch.float32,
+                                                            output_loading_info=True)
+    # transformers types from_pretrained as returning the model alone, also with output_loading_info=True
+    model, info = cast("tuple[ErnieForSequenceClassification, dict[str, list[str]]]", loaded)
     missing = sorted(k for k in info["missing_keys"] if not k.startswith("classifier."))
     if missing:
         raise UserError(f"the weights in {folder} do not fit an ERNIE encoder (missing {', '.join(missing[:3])}"
                         f"{', ...' if len(missing) > 3 else ''}); export the model again with ernie-cpt export")
-    return model.to(device)
+    # transformers wraps PreTrainedModel.to with functools.wraps(nn.Module.to), which mypy binds wrongly
+    return model.to(device)  # type: ignore[arg-type]
 
 
 def predict(model: Classifier, examples: list[dict[str, Any]],
@@ -94,7 +97,8 @@ def predict(model: Classifier, examples: list[dict[str, Any]],
     model.eval()
     predictions = []
     with torch.no_grad():
-        for batch in DataLoader(examples, batch_size=batch_size, collate_fn=collator):
+        # torch types DataLoader's dataset as a Dataset; a list is a map-style one (len and indexing)
+        for batch in DataLoader(examples, batch_size=batch_size, collate_fn=collator):  # type: ignore[arg-type]
             inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
             predictions.append(model(**inputs).logits.argmax(-1).cpu())
     model.train()
@@ -114,8 +118,10 @@ def train(folder: Path, seed: int, learning_rate: float, data: Encoded, options:
     ``load_best_model_at_end``; without validation rows, the last epoch's."""
     set_seed(seed)
     model = load_classifier(folder, data.num_labels, device)
-    loader = DataLoader(data.train, batch_size=options.batch_size, shuffle=True, collate_fn=data.collator,
-                        generator=torch.Generator().manual_seed(seed))
+    loader: DataLoader[dict[str, Any]] = DataLoader(
+        data.train,  # type: ignore[arg-type]  # a list, as in predict()
+        batch_size=options.batch_size, shuffle=True, collate_fn=data.collator,
+        generator=torch.Generator().manual_seed(seed))
     total_steps = options.max_steps if options.max_steps > 0 else options.epochs * len(loader)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(WARMUP_FRACTION * total_steps), total_steps)

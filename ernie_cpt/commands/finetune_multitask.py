@@ -28,8 +28,9 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -44,7 +45,7 @@ from ernie_cpt.evaluation.multitask_report import METRICS, markdown, summarise
 from ernie_cpt.files import check_output_path
 from ernie_cpt.full_disk import advice_on_full_disk, writing
 from ernie_cpt.modeling.architectures import Architecture
-from ernie_cpt.modeling.heads import build_head, ranking_metrics
+from ernie_cpt.modeling.heads import Head, build_head, ranking_metrics
 from ernie_cpt.options import absent_values, check_ranges, to_dict
 from ernie_cpt.threads import torch_thread_count, torch_threads
 from ernie_cpt.training.checkpoint import atomic_write_text, read_checkpoint
@@ -55,7 +56,7 @@ from ernie_cpt.training.options import TrainingOptions
 from ernie_cpt.training.run_dir import CONFIG, resolve_resume, run_directory
 from ernie_cpt.training.run_environment import environment
 from ernie_cpt.training.trainer import build_trainer, train
-from ernie_cpt.weighting import build_weighting
+from ernie_cpt.weighting import WEIGHTINGS, weighting_from
 from ernie_cpt.weighting.options import WeightingOptions
 from schedules import ScheduleOptions, Stage
 
@@ -68,8 +69,8 @@ DOWNSTREAM_TASK_ID = 0  # the task-embedding row of every set: knowledge masking
 
 
 def _validate(model_dir: str | Path, options: FinetuneOptions, multi: MultiTaskFinetuneOptions,
-              weighting: WeightingOptions) -> None:
-    for instance in (options, multi, weighting):
+              weighting: Mapping[type, Any]) -> None:
+    for instance in (options, multi, *weighting.values()):
         check_ranges(instance)
     if not multi.multitask_dir:
         raise UserError("finetune --task needs --multitask-dir DIR (where the runs and the report go)")
@@ -115,7 +116,7 @@ def _with_sets(model: Architecture, sets: list[LabelledSet], seed: int) -> Archi
 
 
 def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dict[str, int], seed: int,
-         options: FinetuneOptions, multi: MultiTaskFinetuneOptions, weighting: WeightingOptions,
+         options: FinetuneOptions, multi: MultiTaskFinetuneOptions, weighting: Mapping[type, Any],
          tokenizer: Any) -> Architecture:
     """Train ``model`` (in place) on ``sets`` for ``steps`` each in ``run_dir`` with the trainer; resumes a run there
     with --resume (a finished one is only read back)."""
@@ -123,7 +124,7 @@ def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dic
                              task_sampling="size", sampling_temperature=1.0)
     training = _training(options, multi, seed, sum(steps.values()))
     schedule = [Stage(dict(steps))]
-    config = {key: value for key, value in to_dict(options, multi, weighting, training, mixing).items()
+    config = {key: value for key, value in to_dict(options, multi, *weighting.values(), training, mixing).items()
               if key not in NOT_OF_A_RUN}
     config.update(stages=[schedule[0].steps], tasks=list(steps), sets=[dataclasses.asdict(s.spec) for s in sets],
                   environment=environment(pick_device(training.device), training.amp, annotates=False))
@@ -133,14 +134,14 @@ def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dic
     def choose() -> Path | None:  # the main process decides; the others read the checkpoint it names
         nonlocal found
         found = resolve_resume(run_dir, config, resume, False,
-                               absent=absent_values(options, multi, weighting, training, mixing))
+                               absent=absent_values(options, multi, *weighting.values(), training, mixing))
         return found[0] if found else None
 
     path = distributed.main_result(choose)
     resume_from = found if distributed.is_main() or path is None else (path, read_checkpoint(path))
     streams = {s.spec.name: labelled_stream(s, i, tokenizer, options.batch_size, seed, distributed.rank(),
                                             distributed.world_size()) for i, s in enumerate(sets)}
-    combine = build_weighting(weighting, list(steps)) if mixing.task_mixing == "all" else None
+    combine = weighting_from(weighting, list(steps)) if mixing.task_mixing == "all" else None
     with run_directory(run_dir, config, resume_from):
         if resume_from is None and distributed.is_main():  # a run directory load_model and export read
             with writing(f"the tokenizer and {RUN_MARKER} in {run_dir}", run_dir):
@@ -158,7 +159,7 @@ def _score(model: Architecture, labelled: LabelledSet, tokenizer: Any, batch_siz
     from sklearn.metrics import f1_score
 
     model.eval()
-    name, head = labelled.spec.name, model.heads[labelled.spec.name]
+    name, head = labelled.spec.name, cast(Head, model.heads[labelled.spec.name])
     predictions, labels = [], []
     for batch in test_batches(labelled, tokenizer, batch_size):
         out = model(name, {k: v.to(device) for k, v in batch.items()})
@@ -192,27 +193,29 @@ def _baseline(labelled: LabelledSet) -> dict[str, float]:
 
 
 def finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: MultiTaskFinetuneOptions,
-                       weighting: WeightingOptions) -> dict[str, Any]:
+                       weighting: Mapping[type, Any]) -> dict[str, Any]:
     """Multi-task fine-tuning of ``model_dir`` on ``multi.task``'s sets, per seed, beside single-task fine-tuning;
     returns the report (also written to ``DIR/report.json`` and ``DIR/report.md``). Raises UserError for bad input,
     before anything is written, and for a DIR another command is writing (it is claimed: :mod:`ernie_cpt.claims`)."""
     _validate(model_dir, options, multi, weighting)
+    assert multi.multitask_dir, "checked by _validate"
     distributed.init(pick_device(options.device))
     with claim_on_main(multi.multitask_dir, "--multitask-dir", "finetune"):
         return _finetune_multitask(model_dir, options, multi, weighting)
 
 
 def _finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: MultiTaskFinetuneOptions,
-                        weighting: WeightingOptions) -> dict[str, Any]:
+                        weighting: Mapping[type, Any]) -> dict[str, Any]:
     specs = parse_specs(multi.task)
     if not specs:
         raise UserError("finetune --task needs at least one NAME:KIND:TRAIN:TEST")
     if len(options.learning_rate) != 1:
         raise UserError(f"finetune --task trains every run at one learning rate (it has no validation split to "
                         f"choose among {len(options.learning_rate)}): pass one, e.g. --learning-rate 3e-4")
-    if weighting.loss_weighting == "dtp" and any(s.kind == "regression" for s in specs):
-        raise UserError("--loss-weighting dtp weighs tasks by their accuracy, which a regression set has not; choose "
-                        "another --loss-weighting")
+    name = (weighting.get(WeightingOptions) or WeightingOptions()).loss_weighting
+    if WEIGHTINGS.get(name).needs_kpis and any(s.kind == "regression" for s in specs):
+        raise UserError(f"--loss-weighting {name} weighs tasks by their accuracy, which a regression set has not; "
+                        f"choose another --loss-weighting")
     device = pick_device(options.device)
     distributed.init(device)
     source = load_model(model_dir)
@@ -223,6 +226,7 @@ def _finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: 
                         f"lower it")
     sets = [load_set(spec, tokenizer, options.max_seq_length) for spec in specs]
     _with_sets(source.model, sets, 0)  # a name the model has is an error before anything is written
+    assert multi.multitask_dir, "checked by _validate"
     out = Path(multi.multitask_dir)
     first = {s.spec.name: _steps(s, options.epochs, options.batch_size) for s in sets}
     second = {s.spec.name: _steps(s, multi.single_task_epochs, options.batch_size) if multi.then_single_task else 0

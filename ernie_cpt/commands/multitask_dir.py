@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from ernie_cpt.commands.options import SINGLE_SET_ONLY, FinetuneOptions, MultiTa
 from ernie_cpt.errors import UserError
 from ernie_cpt.options import to_dict
 from ernie_cpt.training.checkpoint import atomic_write_text
-from ernie_cpt.weighting.options import WeightingOptions
 
 SETTINGS = "finetune_config.json"
 WRITTEN = ("runs", "report.json", "report.md", SETTINGS)  # what --overwrite removes
@@ -30,9 +30,10 @@ NOT_SETTINGS = {"seeds", "resume", "allow_changed_world_size", "overwrite", "out
 
 
 def multitask_settings(model_dir: str | Path, options: FinetuneOptions, multi: MultiTaskFinetuneOptions,
-                       weighting: WeightingOptions) -> dict[str, Any]:
-    """The options that change the results of ``finetune --task``, and ``model`` (MODEL_DIR, absolute)."""
-    settings = {k: v for k, v in to_dict(options, multi, weighting).items() if k not in NOT_SETTINGS}
+                       weighting: Mapping[type, Any]) -> dict[str, Any]:
+    """The options that change the results of ``finetune --task``, and ``model`` (MODEL_DIR, absolute);
+    ``weighting``: the loss weighting's option groups by class."""
+    settings = {k: v for k, v in to_dict(options, multi, *weighting.values()).items() if k not in NOT_SETTINGS}
     return {"model": str(Path(model_dir).resolve()), **settings}
 
 

@@ -1,27 +1,57 @@
 """The options of each command, and the option groups each command reads.
 
-Every group is a dataclass of ``option(default, help)`` fields (``ernie_cpt.options``) and lives
-in a module that loads neither torch, transformers, datasets nor spaCy, so that ``--help``,
-``plan`` and option errors answer at once.
+Every group is a dataclass of ``option(default, help)`` fields (``ernie_cpt.options``). The
+framework's groups live in modules that load neither torch, transformers, datasets nor spaCy; each
+plugin's own group (a task's, an architecture's, a weighting's, a curriculum's) is declared next to
+its code, and the groups of the registered plugins are gathered from the registries here: the
+training commands' groups therefore import the architectures and weightings (torch), ``plan``'s and
+``inspect-task``'s only the light curricula and tasks. Flags and config keys stay flat (one
+namespace): a third-party plugin whose option repeats another's flag is left out with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from ernie_cpt import plugins
 from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.options import SEED_RANGE, Range, option
+from ernie_cpt.registry import Registry
 from ernie_cpt.training.options import SCORE_METRICS, EvaluationOptions, TrainingOptions
 from ernie_cpt.weighting.options import WeightingOptions
 from pretasks import TASKS
 from pretasks.base import LABEL_SAMPLE, SEQ_LENGTH_HELP, SEQ_LENGTH_RANGE
-from schedules import CURRICULA, ScheduleOptions
+from schedules import CURRICULA, ScheduleOptions, uses_budget
+from schedules.sampling import SAMPLERS
+from schedules.stage import ALLOCATIONS
 
 # compare's curricula when --schedules is not given
 DEFAULT_SCHEDULES = ["continual", "joint", "sequential", "pairwise"]
+
+
+def _tasks_help() -> str:
+    return (f"Pre-training tasks, in curriculum order: {TASKS.listing()}. A task the corpus cannot give examples "
+            f"for is skipped with a warning")
+
+
+def _compared_schedules_help() -> str:
+    names = ", ".join(name for name in CURRICULA if uses_budget(name))
+    return (f"Curricula to compare, comma- or space-separated: {names}; a name followed by +replay (e.g. "
+            f"continual+replay) runs that curriculum with --replay. Unset: {', '.join(DEFAULT_SCHEDULES)}; with "
+            f"--architectures, the one curriculum to compare them at, {ScheduleOptions().schedule} if unset")
+
+
+def _compared_architectures_help() -> str:
+    from ernie_cpt.modeling.architectures import ARCHITECTURES
+
+    return (f"Sharing architectures to compare at one curriculum, comma- or space-separated "
+            f"({', '.join(ARCHITECTURES)}; see --architecture); the report adds each one's parameters and tokens/s. "
+            f"Unset: compare curricula, each with --architecture")
 
 
 @dataclass
@@ -29,8 +59,7 @@ class RunOptions:
     """Run: what to train and where"""
 
     output_dir: str | None = option(None, "Run directory for checkpoints, logs and the tokenizer (required)")
-    tasks: list[str] = option(["knowledge_masking"], "Pre-training tasks, in curriculum order; a task the corpus "
-                              "cannot give examples for is skipped with a warning")
+    tasks: list[str] = option(["knowledge_masking"], _tasks_help)
     max_seq_length: int = option(128, SEQ_LENGTH_HELP, valid=SEQ_LENGTH_RANGE)
     resume: bool = option(False, "Continue the run in --output-dir from its latest checkpoint")
     resume_from_checkpoint: str | None = option(None, "Continue the run in --output-dir from this checkpoint of it "
@@ -116,15 +145,8 @@ class CompareOptions:
                                     "<architecture>-<schedule>-seed<k>) and the report (DIR/report) (required)")
     tasks: list[str] = option([], "Pre-training tasks, at least 2, in curriculum order (required)")
     max_seq_length: int = option(RunOptions().max_seq_length, SEQ_LENGTH_HELP, valid=SEQ_LENGTH_RANGE)
-    schedules: list[str] | None = option(None, f"Curricula to compare, comma- or space-separated: "
-                                         f"{', '.join(c for c in CURRICULA if c != 'file')}; a name followed by "
-                                         f"+replay (e.g. continual+replay) runs that curriculum with --replay. Unset: "
-                                         f"{', '.join(DEFAULT_SCHEDULES)}; with --architectures, the one curriculum "
-                                         f"to compare them at, {ScheduleOptions().schedule} if unset")
-    architectures: list[str] | None = option(None, "Sharing architectures to compare at one curriculum, comma- or "
-                                             "space-separated (see --architecture); the report adds each one's "
-                                             "parameters and tokens/s. Unset: compare curricula, each with "
-                                             "--architecture")
+    schedules: list[str] | None = option(None, _compared_schedules_help)
+    architectures: list[str] | None = option(None, _compared_architectures_help)
     seeds: int = option(1, "Number of seeds: every curriculum and baseline runs with --seed, --seed + 1, ...; the "
                         "report gives means with 95%% intervals over them and compares curricula paired by seed",
                         valid=Range(1, 1000))
@@ -154,15 +176,81 @@ class CompareOptions:
                                             "resume is refused")
 
 
+def plugin_option_classes(registry: Registry[Any], taken: list[type]) -> list[type]:
+    """The option groups of ``registry``'s plugins, each once, in registration order. A third-party
+    plugin whose option has the name of one of ``taken`` (or of an earlier plugin's) is left out with a
+    warning (:func:`ernie_cpt.plugins.disable`); a built-in one raises ValueError (a bug of ours)."""
+    owners: dict[str, type] = {}
+    for group in taken:
+        owners.update({f.name: group for f in dataclasses.fields(group) if f.name not in owners})
+    found: list[type] = []
+    for name in registry.names():
+        own = registry.options_class(name) if name in registry else None  # gone: its plugin was left out
+        if own is None or own in found or own in taken:
+            continue
+        clash = next((f.name for f in dataclasses.fields(own) if f.name in owners), None)
+        origin = registry.origin(name)
+        if clash is not None and origin is not None:
+            flag = "--" + clash.replace("_", "-")
+            plugins.disable(origin, f"its {registry.kind} {name} declares {flag}, an option {owners[clash].__name__} "
+                                    f"has; rename it")
+            continue
+        if clash is not None:
+            raise ValueError(f"{own.__name__} and {owners[clash].__name__} both declare {clash}")
+        owners.update({f.name: own for f in dataclasses.fields(own)})
+        found.append(own)
+    return found
+
+
 def task_option_classes() -> list[type]:
-    """The options group of every registered pre-task, in task-id order."""
-    return [task.options_class for task in TASKS.values()]
+    """The options group of every registered pre-task, in registration order."""
+    return plugin_option_classes(TASKS, framework_option_classes())
+
+
+def architecture_option_classes() -> list[type]:
+    """ArchitectureOptions and every registered architecture's own group (imports the architectures: torch)."""
+    from ernie_cpt.modeling.architectures import ARCHITECTURES
+
+    return [ArchitectureOptions, *plugin_option_classes(ARCHITECTURES, framework_option_classes())]
+
+
+def weighting_option_classes() -> list[type]:
+    """WeightingOptions and every registered loss weighting's own group (imports the weightings: torch)."""
+    from ernie_cpt.weighting import WEIGHTINGS
+
+    return [WeightingOptions, *plugin_option_classes(WEIGHTINGS, framework_option_classes())]
+
+
+def schedule_option_classes() -> list[type]:
+    """ScheduleOptions and every registered curriculum's, stage allocation's and task sampler's own group."""
+    return [ScheduleOptions, *(cls for registry in (CURRICULA, ALLOCATIONS, SAMPLERS)
+                               for cls in plugin_option_classes(registry, framework_option_classes()))]
+
+
+def _own_groups(registries: list[Registry[Any]]) -> list[list[type]]:
+    """Each registry's plugin groups (:func:`plugin_option_classes`), none repeating a name of the framework's
+    or of an earlier one's."""
+    taken, groups = framework_option_classes(), []
+    for registry in registries:
+        groups.append(plugin_option_classes(registry, taken))
+        taken += groups[-1]
+    return groups
 
 
 def pretrain_option_classes() -> list[type]:
-    """Every option group of ``pretrain``: the framework's and each registered task's."""
-    return [RunOptions, CorpusOptions, AnnotationOptions, TokenizerOptions, ModelOptions, ArchitectureOptions,
-            TrainingOptions, ScheduleOptions, WeightingOptions, EvaluationOptions, *task_option_classes()]
+    """Every option group of ``pretrain``: the framework's, each followed by its registered plugins' own, and
+    each registered task's (imports the architectures and weightings: torch)."""
+    from ernie_cpt.modeling.architectures import ARCHITECTURES
+    from ernie_cpt.weighting import WEIGHTINGS
+
+    while True:  # again when a plugin is left out: it may have brought groups of other kinds
+        left_out = len(plugins.disabled())
+        architectures, curricula, allocations, samplers, weightings, tasks = _own_groups(
+            [ARCHITECTURES, CURRICULA, ALLOCATIONS, SAMPLERS, WEIGHTINGS, TASKS])
+        if len(plugins.disabled()) == left_out:
+            return [RunOptions, CorpusOptions, AnnotationOptions, TokenizerOptions, ModelOptions, ArchitectureOptions,
+                    *architectures, TrainingOptions, ScheduleOptions, *curricula, *allocations, *samplers,
+                    WeightingOptions, *weightings, EvaluationOptions, *tasks]
 
 
 def inspect_option_classes() -> list[type]:
@@ -209,30 +297,43 @@ SINGLE_SET_ONLY = ("train", "test", "text_field", "text_pair_field", "label_fiel
                    "validation_fraction", "validation_seed", "output_dir")
 
 
-def check_finetune_mode(single: FinetuneOptions, multi: MultiTaskFinetuneOptions, weighting: WeightingOptions) -> None:
+def _changed(instance: Any) -> list[str]:
+    """The fields of an options instance that differ from their defaults."""
+    default = type(instance)()
+    return [f.name for f in dataclasses.fields(instance) if getattr(instance, f.name) != getattr(default, f.name)]
+
+
+def check_finetune_mode(single: FinetuneOptions, multi: MultiTaskFinetuneOptions,
+                        weighting: Mapping[type, Any]) -> None:
     """Refuse an option that the chosen mode (``--task``: several sets; otherwise ``--train``/``--test``)
-    would ignore; raises UserError naming it and the mode it belongs to."""
+    would ignore; raises UserError naming it and the mode it belongs to. ``weighting``: the loss
+    weighting's option groups by class (``WeightingOptions`` and the weightings' own)."""
+    seam = weighting.get(WeightingOptions) or WeightingOptions()
     if multi.task:
         given = [name for name in SINGLE_SET_ONLY if getattr(single, name) != getattr(_FINETUNE, name)]
         where = "a single set (--train/--test)"
     else:
-        default, weighting_default = MultiTaskFinetuneOptions(), WeightingOptions()
-        given = [f.name for f in dataclasses.fields(MultiTaskFinetuneOptions)
-                 if getattr(multi, f.name) != getattr(default, f.name)]
-        given += [f.name for f in dataclasses.fields(weighting) if getattr(weighting, f.name) !=
-                  getattr(weighting_default, f.name)]
+        given = [name for group in (multi, *weighting.values()) for name in _changed(group)]
         where = "multi-task fine-tuning (--task)"
     if given:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
         raise UserError(f"{flags} {'applies' if len(given) == 1 else 'apply'} only to {where}; remove "
                         f"{'it' if len(given) == 1 else 'them'}, or use {where.split('(')[1].rstrip(')')}")
-    if multi.task and multi.multitask_mixing != "all" and weighting.loss_weighting != WeightingOptions().loss_weighting:
-        raise UserError(f"--loss-weighting {weighting.loss_weighting} combines the sets' losses only with "
+    if multi.task and multi.multitask_mixing != "all" and seam.loss_weighting != WeightingOptions().loss_weighting:
+        raise UserError(f"--loss-weighting {seam.loss_weighting} combines the sets' losses only with "
                         f"--multitask-mixing all (with sample, each batch holds one set); add it, or remove "
                         f"--loss-weighting")
 
 
 def finetune_option_classes() -> list[type]:
     """finetune's option groups: one set (FinetuneOptions), several (MultiTaskFinetuneOptions, with a loss
-    weighting for --multitask-mixing all)."""
-    return [FinetuneOptions, MultiTaskFinetuneOptions, WeightingOptions]
+    weighting and its own options for --multitask-mixing all)."""
+    return [FinetuneOptions, MultiTaskFinetuneOptions, *weighting_option_classes()]
+
+
+
+def framework_option_classes() -> list[type]:
+    """Every framework group of every command: a plugin's option may have none of their names."""
+    return [RunOptions, CorpusOptions, AnnotationOptions, TokenizerOptions, ModelOptions, ArchitectureOptions,
+            TrainingOptions, ScheduleOptions, WeightingOptions, EvaluationOptions, InspectOptions, FinetuneOptions,
+            ExportOptions, CompareOptions, MultiTaskFinetuneOptions]

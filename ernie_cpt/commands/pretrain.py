@@ -4,7 +4,8 @@ The run directory holds everything needed to resume or export:
 
     run_config.json      the resolved options of the run
     encoder_config.json  the ErnieConfig of the encoder
-    tasks.json           task name → task id (row of the task embedding)
+    tasks.json           task name → task id (row of the task embedding) and the embedding's size,
+                         fixed when the run starts (ernie_cpt.training.task_ids)
     architecture.json    the model's ``describe()``: with encoder_config.json and a checkpoint's
                          weights, ``model_from_description`` rebuilds the model exactly
     tokenizer/           the tokenizer (trained on the corpus or copied)
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +25,20 @@ import torch
 from transformers import ErnieConfig
 
 from ernie_cpt import distributed
+from ernie_cpt.builders import Corpus, build_corpus, build_model, build_tasks, build_tokenizer
 from ernie_cpt.claims import claim_on_main
 from ernie_cpt.commands.options import RunOptions
 from ernie_cpt.commands.plan import plan_table
-from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, corpus_words, read_corpus, split_documents
-from ernie_cpt.data.options import AnnotationOptions, CorpusOptions, TokenizerOptions
-from ernie_cpt.data.sharded_annotation import annotate_on_all_ranks
-from ernie_cpt.data.tokenizer import cached_corpus_tokenizer, load_tokenizer
-from ernie_cpt.errors import UserError
+from ernie_cpt.config import PretrainConfig
+from ernie_cpt.data.corpus import corpus_chars, corpus_fingerprint, corpus_words
+from ernie_cpt.data.options import AnnotationOptions, TokenizerOptions
+from ernie_cpt.data.tokenizer import load_tokenizer
+from ernie_cpt.errors import ConfigError, UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
 from ernie_cpt.files import check_output_path
 from ernie_cpt.full_disk import writing
 from ernie_cpt.messages import plural
-from ernie_cpt.modeling.architectures import Architecture, check_expert_layers
-from ernie_cpt.modeling.builder import build_model
+from ernie_cpt.modeling.architectures import check_expert_layers
 from ernie_cpt.modeling.encoder import check_fits, check_init_from, preset_layers
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
 from ernie_cpt.options import absent_values, to_dict
@@ -50,39 +50,30 @@ from ernie_cpt.training.loading import SavedModel, is_saved_model, load_model
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_dir import check_stages, resolve_resume, run_directory, write_config
 from ernie_cpt.training.run_environment import check_corpus, check_split, environment, held_out_fingerprint
+from ernie_cpt.training.task_ids import assign_task_ids, read_task_ids, write_task_ids
 from ernie_cpt.training.trainer import build_trainer, train
-from ernie_cpt.weighting import build_weighting
-from ernie_cpt.weighting.options import WeightingOptions
+from ernie_cpt.weighting import weighting_from
 from pretasks import TASKS, PreTask, TaskUnavailable, get_task
-from schedules import ScheduleOptions, Stage, build_schedule
+from schedules import CURRICULA, ScheduleOptions, Stage, build_schedule, check_schedule
 
 log = logging.getLogger(__name__)
 
 
-def _tokenizer(run_dir: Path, resume: bool, tokenizer_options: TokenizerOptions, model_options: ModelOptions,
-               source: SavedModel | None, train_documents: datasets.Dataset, cache_dir: str) -> Any:
+def _tokenizer(config: PretrainConfig, run_dir: Path, resume: bool, source: SavedModel | None,
+               train_documents: datasets.Dataset) -> Any:
     if resume:
         return load_tokenizer(run_dir / "tokenizer")
     if source is not None:
         return load_tokenizer(source.tokenizer_dir)
-    if model_options.init_from:
-        return load_tokenizer(model_options.init_from)
-    if tokenizer_options.tokenizer:
-        return load_tokenizer(tokenizer_options.tokenizer)
-    return cached_corpus_tokenizer(train_documents, tokenizer_options.vocab_size, cache_dir)
+    return build_tokenizer(config, train_documents)
 
 
-def _model(run_dir: Path, resume: bool, options: dict[type, Any], tasks: dict[str, PreTask], vocab_size: int,
-           max_seq_length: int, source: SavedModel | None, label_counts: dict[str, Counter[int]]) -> Architecture:
-    """The architecture over a new, resumed or --init-from encoder (or ernie-cpt ``source``), with each
-    task's head (a new masked-LM head's bias from its ``label_counts``); every task uses its own
-    task id, or id 0 with ``--shared-task-id``."""
-    shared = options[ScheduleOptions].shared_task_id
-    config = ErnieConfig.from_json_file(str(run_dir / "encoder_config.json")) if resume else None
-    return build_model(tasks, {name: 0 if shared else task.task_id for name, task in tasks.items()},
-                       options[ModelOptions], options[ArchitectureOptions], vocab_size, max_seq_length, len(TASKS),
-                       config, None if resume or source is None else source.model,
-                       {} if resume else label_counts)
+def _task_ids(run_dir: Path, resume: bool, tasks: list[str], source: SavedModel | None) -> dict[str, int]:
+    """Each task's id: as the resumed run fixed them, as the ernie-cpt model ``source`` has them, or new
+    (:mod:`ernie_cpt.training.task_ids`); never from the task modules installed now."""
+    if resume:
+        return read_task_ids(run_dir, tasks)
+    return assign_task_ids(tasks, None if source is None else source.model.task_ids)
 
 
 def _init_source(model_options: ModelOptions, run: RunOptions) -> SavedModel | None:
@@ -98,15 +89,16 @@ def _init_source(model_options: ModelOptions, run: RunOptions) -> SavedModel | N
     return source
 
 
-def _corpus_record(documents: datasets.Dataset, split: datasets.DatasetDict) -> dict[str, Any]:
+def _corpus_record(corpus: Corpus) -> dict[str, Any]:
     """The corpus's size and content hash, for run_config.json (and the model card)."""
-    return {"documents": len(documents), "training_documents": len(split["train"]),
-            "held_out_documents": len(split["test"]), "words": corpus_words(documents),
+    documents = corpus.documents
+    return {"documents": len(documents), "training_documents": len(corpus.train),
+            "held_out_documents": len(corpus.held_out), "words": corpus_words(documents),
             "characters": corpus_chars(documents), "fingerprint": corpus_fingerprint(documents),
-            "held_out_fingerprint": held_out_fingerprint(split["test"])}
+            "held_out_fingerprint": held_out_fingerprint(corpus.held_out)}
 
 
-def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training: TrainingOptions,
+def _task_data(tasks: dict[str, PreTask], corpus: Corpus, training: TrainingOptions,
                evaluation: EvaluationOptions, num_proc: int | None) -> tuple[dict[str, TaskStream], dict, dict, dict]:
     """Each task's training stream and held-out batches, the tasks the training documents give no
     example for (name -> why), and the label counts of each trained task's sample of training
@@ -116,7 +108,7 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
     streams, evals, unavailable, label_counts = {}, {}, {}, {}
     for name, task in tasks.items():
         try:
-            rows = task.build_examples(split["train"], num_proc=num_proc)
+            rows = task.build_examples(corpus.train, num_proc=num_proc)
         except TaskUnavailable as e:
             unavailable[name] = str(e)
             continue
@@ -138,10 +130,10 @@ def _task_data(tasks: dict[str, PreTask], split: datasets.DatasetDict, training:
         label_counts[name] = counts
         streams[name] = TaskStream(task, rows, training.batch_size, training.seed, training.dataloader_workers,
                                    distributed.rank(), distributed.world_size())
-        if not len(split["test"]):
+        if not len(corpus.held_out):
             continue
         try:
-            held_out = task.build_examples(split["test"], num_proc=num_proc, background=split["train"],
+            held_out = task.build_examples(corpus.held_out, num_proc=num_proc, background=corpus.train,
                                            held_out=True)
         except TaskUnavailable as e:
             log.warning("task %s is not evaluated: the held-out documents give no examples (%s)", name, e)
@@ -171,11 +163,11 @@ def _without(schedule: list[Stage], unavailable: dict[str, str]) -> list[Stage]:
 def _validate(run: RunOptions, training: TrainingOptions, options: dict[type, Any]) -> None:
     """The checks across options (each option's own range is checked when the options are read)."""
     if not run.output_dir:
-        raise UserError("pretrain needs --output-dir DIR (where checkpoints and logs go)")
+        raise ConfigError("pretrain needs --output-dir DIR (output_dir: where checkpoints and logs go)")
     check_output_path(run.output_dir, "--output-dir", folder=True)
     for name in run.tasks:
-        task = get_task(name)
-        task.check_seq_length(options.get(task.options_class) or task.options_class(), run.max_seq_length)
+        get_task(name).check_seq_length(TASKS.options_for(name, options), run.max_seq_length)
+    check_schedule(options)
     processes = distributed.world_size()
     if training.batch_size % processes:
         raise UserError(f"--batch-size {training.batch_size} is the batch over all {processes} processes and must "
@@ -242,30 +234,34 @@ def _optional(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.4f}"
 
 
-def pretrain(options: dict[type, Any]) -> Path:
-    """Pre-train as ``options`` say; returns the run directory. The run directory is claimed for the
-    whole run (:mod:`ernie_cpt.claims`): a second command that would write it is refused."""
+def pretrain(config: PretrainConfig | dict[type, Any]) -> Path:
+    """Pre-train as ``config`` says (or its option groups, keyed by class); returns the run directory. The
+    run directory is claimed for the whole run (:mod:`ernie_cpt.claims`): a second command that would write
+    it is refused."""
+    config = config if isinstance(config, PretrainConfig) else PretrainConfig.from_groups(config)
+    options = config.option_groups()
     run, training = options[RunOptions], options[TrainingOptions]
     device = pick_device(training.device)
     distributed.init(device)
     _validate(run, training, options)
     with claim_on_main(run.output_dir, "--output-dir", "pretrain"):
-        return _pretrain(options, device)
+        return _pretrain(config, options, device)
 
 
-def _pretrain(options: dict[type, Any], device: torch.device) -> Path:
+def _pretrain(pretrain_config: PretrainConfig, options: dict[type, Any], device: torch.device) -> Path:
     run, training, evaluation = options[RunOptions], options[TrainingOptions], options[EvaluationOptions]
     model_options = options[ModelOptions]
     task_classes = {name: get_task(name) for name in run.tasks}
     schedule_options = options[ScheduleOptions]
-    schedule = build_schedule(schedule_options, run.tasks, training.max_steps)
-    weighting = (build_weighting(options[WeightingOptions], run.tasks)
-                 if schedule_options.task_mixing == "all" else None)
+    schedule = build_schedule(schedule_options, run.tasks, training.max_steps,
+                              settings=CURRICULA.options_for(schedule_options.schedule, options))
+    weighting = weighting_from(options, run.tasks) if schedule_options.task_mixing == "all" else None
     source = _init_source(model_options, run)
     if not (run.resume or run.resume_from_checkpoint):
         _check_given_tokenizer(options, task_classes, run.max_seq_length, source)
-    if preset_layers(model_options) is not None:  # else checked when the --init-from encoder is built
-        check_expert_layers(options[ArchitectureOptions], preset_layers(model_options))
+    layers = preset_layers(model_options)
+    if layers is not None:  # else checked when the --init-from encoder is built
+        check_expert_layers(options[ArchitectureOptions], layers)
     run_dir = Path(run.output_dir)
     config = {**_config(options, schedule),
               "environment": environment(device, training.amp, options[AnnotationOptions].spacy_model)}
@@ -274,39 +270,38 @@ def _pretrain(options: dict[type, Any], device: torch.device) -> Path:
     config["torch_threads"], threads_why = _torch_threads(run_dir, resuming, training)
 
     # every process annotates its shard of the corpus, the main process combines them
-    corpus = distributed.every_rank(lambda: read_corpus(options[CorpusOptions]))  # each machine reads its path
+    recorded = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8")).get("corpus") \
+        if resuming else None
+    corpus = build_corpus(pretrain_config, before_annotation=(lambda read: distributed.main_result(
+        lambda: check_corpus(run_dir, recorded, read))) if resuming else None)
     if resuming:
-        distributed.main_result(lambda: check_corpus(run_dir, json.loads(
-            (run_dir / "run_config.json").read_text(encoding="utf-8")).get("corpus"), corpus))
-    documents = annotate_on_all_ranks(corpus, options[AnnotationOptions])
-    split = split_documents(documents, evaluation.eval_fraction, evaluation.split_seed)
-    if resuming:
-        distributed.main_result(lambda: check_split(run_dir, json.loads(
-            (run_dir / "run_config.json").read_text(encoding="utf-8")).get("corpus"), split["test"]))
-    log.info("%s and %d held-out", plural(len(split["train"]), "training document"), len(split["test"]))
+        distributed.main_result(lambda: check_split(run_dir, recorded, corpus.held_out))
+    log.info("%s and %d held-out", plural(len(corpus.train), "training document"), len(corpus.held_out))
     with run_directory(run_dir, config, resume_from), torch_threads(config["torch_threads"], threads_why):
         with distributed.main_first():
-            tokenizer = _tokenizer(run_dir, resuming, options[TokenizerOptions], model_options, source,
-                                   split["train"], options[AnnotationOptions].cache_dir)
-            tasks = {name: cls(tokenizer, options[cls.options_class], run.max_seq_length)
-                     for name, cls in task_classes.items()}
-            streams, evals, unavailable, label_counts = _task_data(tasks, split, training, evaluation,
+            tokenizer = _tokenizer(pretrain_config, run_dir, resuming, source, corpus.train)
+            tasks = build_tasks(pretrain_config, tokenizer)
+            for name, task_id in _task_ids(run_dir, resuming, run.tasks, source).items():
+                tasks[name].task_id = task_id
+            streams, evals, unavailable, label_counts = _task_data(tasks, corpus, training, evaluation,
                                                      options[AnnotationOptions].num_proc or None)
         schedule = _without(schedule, unavailable)
         tasks = {name: task for name, task in tasks.items() if name in streams}
         config = {**_config(options, schedule), "tasks": list(tasks), "requested_tasks": run.tasks,
-                  "skipped_tasks": unavailable, "corpus": _corpus_record(documents, split),
+                  "skipped_tasks": unavailable, "corpus": _corpus_record(corpus),
                   "torch_threads": config["torch_threads"], "environment": config["environment"]}
         if resuming:
             check_stages(run_dir, config["stages"])
         torch.manual_seed(training.seed)
-        model = _model(run_dir, resuming, options, tasks, len(tokenizer), run.max_seq_length, source,
-                       label_counts)
+        model = build_model(pretrain_config, tasks, len(tokenizer),
+                            ErnieConfig.from_json_file(str(run_dir / "encoder_config.json")) if resuming else None,
+                            None if resuming or source is None else source.model, {} if resuming else label_counts)
         if not resuming and distributed.is_main():
             with writing(f"the tokenizer and encoder_config.json in {run_dir}", run_dir):
                 tokenizer.save_pretrained(str(run_dir / "tokenizer"))
                 model.config.to_json_file(str(run_dir / "encoder_config.json"))
-            atomic_write_text(run_dir / "tasks.json", json.dumps(model.task_ids, indent=2))
+            write_task_ids(run_dir, {name: task.task_id for name, task in tasks.items()},
+                           model.config.task_type_vocab_size)
             atomic_write_text(run_dir / "architecture.json", json.dumps(model.describe(), indent=2))
             write_config(run_dir, config)
         log.info("Schedule %s:\n%s", schedule_options.schedule,

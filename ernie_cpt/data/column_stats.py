@@ -8,11 +8,14 @@ column), which grows with the corpus. These read ``STATS_ROWS`` rows at a time w
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:  # pre-task modules import this one, and --help must not load datasets
+    import datasets
 
 STATS_ROWS = 65_536
 

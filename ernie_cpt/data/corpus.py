@@ -22,10 +22,12 @@ import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
+from datasets.exceptions import DatasetGenerationError
 
 from ernie_cpt.data.corpus_tables import COLUMNS, FEATURES, load_saved, load_table
 from ernie_cpt.data.discovery import CorpusFile, discover, skipped_summary
@@ -57,11 +59,13 @@ def paragraph_bounds(text: str) -> list[tuple[int, int]]:
     return list(zip([0, *(match.end() for match in breaks)], [*(match.start() for match in breaks), len(text)]))
 
 
-def _text_documents(files: list[tuple[str, str, int, int, int, int]]):
+def _text_documents(files: list[tuple[str, str, int, int, int, int]]) -> Iterator[dict[str, Any]]:
     """Generator for `Dataset.from_generator`: each file's parts. A file is (doc_id, path, size, mtime, parts,
     max_chars): its stamp and the limit make the generator's cache key."""
     for doc_id, path, _size, _mtime, parts, max_chars in files:
-        encoding = file_encoding(path)[0]
+        encoding, problem = file_encoding(path)
+        if encoding is None:  # it was text when it was scanned
+            raise UserError(f"{path} changed while the corpus was read (now {problem}); run again")
         for number, part in enumerate(text_parts(file_chunks(path, encoding), max_chars if parts > 1 else 0, path),
                                       1):
             yield {"doc_id": doc_id if parts == 1 else f"{doc_id}#part-{number}", "title": None,
@@ -85,8 +89,13 @@ def _load_text_files(files: list[CorpusFile], max_chars: int, skipped: dict[str,
         longest = max(longest, scan.longest)
     if not usable:
         return None
-    return datasets.Dataset.from_generator(_text_documents, gen_kwargs={"files": usable}, features=FEATURES,
-                                           writer_batch_size=rows_per_batch(longest))
+    try:
+        return datasets.Dataset.from_generator(_text_documents, gen_kwargs={"files": usable}, features=FEATURES,
+                                               writer_batch_size=rows_per_batch(longest))
+    except DatasetGenerationError as e:  # datasets wraps what the generator raised
+        if isinstance(e.__cause__, UserError):  # a file that changed after its scan
+            raise e.__cause__ from None
+        raise
 
 
 def _check_ids(corpus: datasets.Dataset) -> None:
@@ -117,7 +126,8 @@ def load_corpus(options: CorpusOptions) -> datasets.Dataset:
     """
     sources = _sources(options)
     found = discover(sources)
-    skipped, long_docs, parts = found.skipped, [], []
+    skipped, parts = found.skipped, []
+    long_docs: list[str] = []
     texts: list[CorpusFile] = []
     for file in [*found.files, None]:
         if file is not None and file.kind == "text":

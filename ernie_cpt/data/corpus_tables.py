@@ -119,11 +119,10 @@ def _read_options(path: Path, builder: str) -> dict[str, Any]:
         return {"encoding": encoding, "chunksize": 1 << 20}
     head = read_bytes(path, 65536).decode(encoding, errors="replace")
     own = DELIMITED[format_suffix(path)]
-    options = {"encoding": encoding, "sep": sniff_delimiter(head, own),
-               "chunksize": rows_per_batch(len(head) // max(1, head.count("\n")))}
-    if options["sep"] != own:
-        log.info("%s is read with %s between fields: its header splits on it", path, delimiter_name(options["sep"]))
-    return options
+    sep = sniff_delimiter(head, own)
+    if sep != own:
+        log.info("%s is read with %s between fields: its header splits on it", path, delimiter_name(sep))
+    return {"encoding": encoding, "sep": sep, "chunksize": rows_per_batch(len(head) // max(1, head.count("\n")))}
 
 
 def load_table(file: CorpusFile, options: CorpusOptions, long_docs: list[str]) -> datasets.Dataset:

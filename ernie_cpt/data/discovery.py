@@ -143,8 +143,8 @@ def _walk(top: Path, prefix: Path, seen: set[tuple[int, int]]) -> Found:
         kept = []
         for name in sorted(dirs):
             full, shown = os.path.join(folder, name), str(rel / name) + "/"
-            if _artefact(name):
-                found.skip(_artefact(name), shown)
+            if why := _artefact(name):
+                found.skip(why, shown)
             elif read_already(full):
                 found.skip("again", f"{shown} -> {os.path.realpath(full)}")
             elif is_saved_dataset(Path(full)):
@@ -155,8 +155,8 @@ def _walk(top: Path, prefix: Path, seen: set[tuple[int, int]]) -> Found:
         for name in sorted(files):
             full, shown = os.path.join(folder, name), str(rel / name)
             kind = kind_of(Path(name))
-            if _artefact(name):
-                found.skip(_artefact(name), shown)
+            if why := _artefact(name):
+                found.skip(why, shown)
             elif not os.path.exists(full):
                 found.skip("dangling", f"{shown} -> {os.readlink(full)}")
             elif kind is None:
@@ -179,7 +179,7 @@ def discover(sources: list[str]) -> Found:
     """The files the ``--corpus`` paths stand for, in order, and what their folders hold that is not read.
     Raises UserError for a path that does not exist, a glob that matches nothing, a link to nothing, or a
     folder without a file to read."""
-    found, seen = Found(), set()
+    found, seen = Found(), set[tuple[int, int]]()
     for source in sources:
         path = Path(source)
         if path.is_symlink() and not path.exists():

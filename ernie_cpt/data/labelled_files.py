@@ -103,7 +103,8 @@ def _csv_rows(text: str, where: str, own: str) -> tuple[list[dict[str, Any]], li
         log.info("%s is read with %s between fields: its header splits on it", where, delimiter_name(delimiter))
     separator = delimiter_name(delimiter)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter)
-    rows, line = [], 1  # line: the last line of the record read last
+    rows: list[dict[str, str | None]] = []
+    line = 1  # line: the last line of the record read last
     try:
         header = next(reader)
         for record in reader:

@@ -22,12 +22,12 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-import datasets
-from datasets.arrow_writer import ArrowWriter
+from typing import TYPE_CHECKING, Any
 
 from ernie_cpt.staging import staging_dir
+
+if TYPE_CHECKING:  # pre-task modules import this one, and --help must not load datasets
+    import datasets
 
 WRITER_BATCH_ROWS = 256  # rows buffered in memory before a record batch is written
 _folders: dict[tuple[int, Path], Path] = {}
@@ -63,6 +63,9 @@ def write_dataset(batches: Iterable[dict[str, list]], features: datasets.Feature
                   name: str) -> datasets.Dataset:
     """The rows of ``batches`` (column name -> values) written to a new Arrow file in the scratch folder
     near ``near``, ``WRITER_BATCH_ROWS`` at a time, and read back memory-mapped."""
+    import datasets
+    from datasets.arrow_writer import ArrowWriter
+
     path = scratch_dir(near) / f"{name}-{next(_names)}.arrow"
     with ArrowWriter(features=features, path=str(path), writer_batch_size=WRITER_BATCH_ROWS) as writer:
         for batch in batches:
@@ -88,6 +91,8 @@ def cached_dataset(batches: Iterable[dict[str, list]], features: datasets.Featur
     ``info`` (what was counted while ``batches`` ran; JSON) beside it: a later call with the same ``key``
     reads both back instead of running ``batches``. The table is renamed into place last, so a killed
     process leaves none. Without a cache folder (documents not from the cache), it is :func:`write_dataset`."""
+    import datasets
+
     folder = cache_folder(near)
     if folder is None:
         return write_dataset(batches, features, near, name)

@@ -48,7 +48,7 @@ _DETERMINERS = {"TAG": {"IN": ["DT", "PDT", "PRP$", "WDT", "WP$"]}, "OP": "*"}
 _MODIFIERS = {"TAG": {"IN": ["JJ", "JJR", "JJS", "CD", "NN", "NNS", "NNP", "NNPS"]}, "OP": "*"}
 _JOINER = {"TAG": {"IN": ["POS", "HYPH"]}, "OP": "?"}
 _HEAD = {"TAG": {"IN": ["NN", "NNS", "NNP", "NNPS"]}}
-NOUN_CHUNK_PATTERNS = [
+NOUN_CHUNK_PATTERNS: list[list[dict[str, Any]]] = [
     [_DETERMINERS, _MODIFIERS, _JOINER, _MODIFIERS, _HEAD],
     [_DETERMINERS, {"TAG": {"IN": ["RB", "RBR", "RBS"]}, "OP": "+"}, {"TAG": {"IN": ["JJ", "JJR", "JJS"]}},
      _MODIFIERS, _JOINER, _MODIFIERS, _HEAD],
@@ -139,6 +139,7 @@ def english_stop_words() -> frozenset[str]:
 
         return frozenset(STOP_WORDS)
     words_spec = importlib.util.spec_from_file_location("_spacy_en_stop_words", path)
+    assert words_spec is not None and words_spec.loader is not None  # a .py file has a source loader
     module = importlib.util.module_from_spec(words_spec)
     words_spec.loader.exec_module(module)
     return frozenset(module.STOP_WORDS)

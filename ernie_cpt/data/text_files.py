@@ -142,7 +142,7 @@ def scan_text_file(path: str | Path, max_chars: int) -> Scan:
         return Scan(_damaged(path, e.__cause__))
     except OSError as e:
         return Scan(f"unreadable ({e.strerror or type(e).__name__})")
-    if problem:
+    if encoding is None:  # then ``problem`` says why
         return Scan(problem)
     chars, parts, longest, words = 0, 0, 0, False
     try:

@@ -121,7 +121,7 @@ def drop_from_best(task_curves: dict[str, list[tuple[int, float]]], stages: list
         after = [value for step, value in points if start is not None and step > start]
         final = points[-1] if points else None
         ended = final is not None and boundaries and final[0] == boundaries[-1]
-        result[task] = float(max(after) - final[1]) if after and ended else None
+        result[task] = float(max(after) - final[1]) if after and ended and final is not None else None
     return result
 
 

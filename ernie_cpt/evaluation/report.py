@@ -61,7 +61,8 @@ Ranzato 2017 compare with an untrained model; a new task head makes that chance 
 is the reference here.)
 - **Average final {metric}**: the mean over tasks of the scores at the end of the last stage.
 {downstream}{probes}- **Baselines**: `none`, the initialised encoder (or the `--init-from` checkpoint) with no \
-pre-training; `mlm`, knowledge masking alone for as many steps as each {axis} takes in all; `tfidf`, TF-IDF + \
+pre-training; `mlm`, the masked-LM task alone (the run setup's "mlm baseline"; knowledge masking in \
+ERNIE 2.0) for as many steps as each {axis} takes in all; `tfidf`, TF-IDF + \
 logistic regression (scikit-learn) on the downstream set. Same model size, tokenizer, seeds and protocol.
 - **Intervals**: "mean [low, high]" is the mean over seeds and its 95 % Student-t interval; the answer \
 compares {axes} paired by seed (same seed: same initialisation and data order) and names a winner only where \

@@ -21,6 +21,7 @@ Power Analysis for the Behavioral Sciences", ch. 2) and statsmodels' ``TTestPowe
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,7 @@ class Estimate:
     std: float | None
 
     def excludes_zero(self) -> bool:
-        return self.low is not None and (self.low > 0 or self.high < 0)
+        return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
 
 
 def estimate(values: list[float]) -> Estimate | None:
@@ -62,18 +63,18 @@ def estimate(values: list[float]) -> Estimate | None:
     return Estimate(mean, float(interval.low), float(interval.high), len(data), float(data.std(ddof=1)))
 
 
-def paired_difference(first: dict[int, float | None], second: dict[int, float | None]) -> Estimate | None:
+def paired_difference(first: Mapping[int | None, float | None],
+                      second: Mapping[int | None, float | None]) -> Estimate | None:
     """``first`` - ``second`` (each seed -> value) over the seeds both have a value for: the mean
     per-seed difference and its 95 % interval (``scipy.stats.ttest_rel``); None when no seed is shared."""
-    seeds = sorted(seed for seed in first if seed in second and first[seed] is not None
-                   and second[seed] is not None)
-    if not seeds:
+    pairs = [(a, b) for seed, a in sorted(first.items()) if a is not None and (b := second.get(seed)) is not None]
+    if not pairs:
         return None
-    differences = [first[seed] - second[seed] for seed in seeds]
-    if len(seeds) < 2 or np.allclose(differences, differences[0], rtol=0.0, atol=TIE):
+    differences = [a - b for a, b in pairs]
+    if len(pairs) < 2 or np.allclose(differences, differences[0], rtol=0.0, atol=TIE):
         return estimate(differences)
-    interval = stats.ttest_rel([first[s] for s in seeds], [second[s] for s in seeds]).confidence_interval(LEVEL)
-    return Estimate(float(np.mean(differences)), float(interval.low), float(interval.high), len(seeds),
+    interval = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).confidence_interval(LEVEL)
+    return Estimate(float(np.mean(differences)), float(interval.low), float(interval.high), len(pairs),
                     float(np.std(differences, ddof=1)))
 
 

@@ -18,6 +18,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ernie_cpt.evaluation.significance import TIE, Estimate, estimate, paired_difference, seeds_needed
 
 BASELINES = ("none", "mlm", "tfidf")
@@ -74,7 +76,7 @@ def by_seed(rows: list[dict[str, Any]], key: str) -> dict[int | None, float | No
             for row in rows}
 
 
-def _values(rows: list[dict[str, Any]], key: str, seeds: list[int]) -> dict[int, float | None]:
+def _values(rows: list[dict[str, Any]], key: str, seeds: list[int]) -> dict[int | None, float | None]:
     """By seed; a run without a seed (deterministic, such as TF-IDF) stands for every seed."""
     values = by_seed(rows, key)
     return {seed: values[None] for seed in seeds} if list(values) == [None] else values
@@ -102,19 +104,18 @@ def _interval(value: Estimate) -> str:
     return f"[{value.low:.3f}, {value.high:.3f}]"
 
 
-def _decide(values: dict[str, dict[int, float | None]], measure: Measure, axis: tuple[str, str]) -> str:
+def _decide(values: dict[str, dict[int | None, float | None]], measure: Measure, axis: tuple[str, str]) -> str:
     """One sentence on ``measure`` over the variants of ``values`` (variant -> seed -> value)."""
     scored = {name: v for name, v in values.items() if any(x is not None for x in v.values())}
     label = measure.heading
     if len(scored) < 2:
         return f"Fewer than two {axis[1]} have a {label}, so none is compared."
     sign = -1 if measure.lower_is_better else 1
-    means = {name: estimate([x for x in v.values() if x is not None]).mean for name, v in scored.items()}
+    means = {name: float(np.mean([x for x in v.values() if x is not None])) for name, v in scored.items()}
     best = max(means, key=lambda name: sign * means[name])
     others = [name for name in scored if name != best]
-    differences = {name: paired_difference(scored[best], scored[name]) for name in others}
-    ahead = [name for name in others if differences[name] is not None and differences[name].excludes_zero()
-             and sign * differences[name].mean > 0]
+    differences = {name: d for name in others if (d := paired_difference(scored[best], scored[name])) is not None}
+    ahead = [name for name, d in differences.items() if d.excludes_zero() and sign * d.mean > 0]
     n_seeds = max(len([x for x in v.values() if x is not None]) for v in scored.values())
     if len(ahead) == len(others):
         closest = min(others, key=lambda name: abs(differences[name].mean))
@@ -145,7 +146,9 @@ def _decide(values: dict[str, dict[int, float | None]], measure: Measure, axis: 
 
 
 def _oriented(d: Estimate) -> Estimate:
-    return d if d.mean >= 0 else Estimate(-d.mean, -d.high, -d.low, d.n, d.std)
+    if d.mean >= 0 or d.low is None or d.high is None:
+        return d
+    return Estimate(-d.mean, -d.high, -d.low, d.n, d.std)
 
 
 def _join(names: list[str]) -> str:
@@ -156,9 +159,9 @@ def _against_baselines(rows: list[dict[str, Any]], variants: list[str], measure:
     """The best variant on ``measure`` against each baseline that has it, paired by seed."""
     groups = group(rows)
     seeds = sorted({row["seed"] for row in rows if row["seed"] is not None})
-    means = {name: estimate([v for v in by_seed(groups[name], measure.key).values() if v is not None])
-             for name in variants}
-    scored = [name for name in variants if means[name] is not None]
+    means = {name: e for name in variants
+             if (e := estimate([v for v in by_seed(groups[name], measure.key).values() if v is not None])) is not None}
+    scored = list(means)
     present = [name for name in BASELINES if name in groups and any(
         v is not None for v in _values(groups[name], measure.key, seeds).values())]
     if not scored or not present:

@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 class TaskSpec(Protocol):
     """What the builder needs of a task: the name of its head and its number of classes."""
 
-    head: str
-    num_labels: int
+    @property
+    def head(self) -> str: ...
+    @property
+    def num_labels(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -63,15 +65,21 @@ def new_encoder(options: ModelOptions, vocab_size: int, max_seq_length: int, num
 def build_model(tasks: Mapping[str, TaskSpec], task_ids: dict[str, int], options: ModelOptions,
                 architecture: ArchitectureOptions, vocab_size: int, max_seq_length: int, num_task_ids: int,
                 config: ErnieConfig | None = None, source: Architecture | None = None,
-                target_counts: Mapping[str, Mapping[int, int]] | None = None) -> Architecture:
-    """The architecture ``architecture.architecture`` over a new encoder (see :func:`new_encoder`),
-    or over ``source``'s, with one head per task of ``tasks`` (in order) and each task on its row
-    ``task_ids[task]`` of the task embedding. A masked-LM head starts from the ``--init-from``
+                target_counts: Mapping[str, Mapping[int, int]] | None = None,
+                architecture_options: Any = None) -> Architecture:
+    """The architecture ``architecture.architecture`` (with ``architecture_options``, its own options:
+    an instance of its ``options_class``, its defaults when None) over a new encoder (see
+    :func:`new_encoder`), or over ``source``'s, with one head per task of ``tasks`` (in order) and each
+    task on its row ``task_ids[task]`` of the task embedding. A masked-LM head starts from the ``--init-from``
     checkpoint's MLM head when it has one; with ``source``, see :func:`_take_weights`. Else, with
     ``options.mlm_bias_init == "prior"``, its bias starts from the prior of the task's targets
     counted in ``target_counts[task]`` (see :meth:`MaskedLMHead.init_bias_from_prior`)."""
+    cls = ARCHITECTURES.get(architecture.architecture)
+    own = architecture_options if architecture_options is not None or cls.options_class is None \
+        else cls.options_class()
+    mlm_weights: dict[str, torch.Tensor]
     if source is not None:
-        encoder, mlm_weights = _source_encoder(source, architecture), {}
+        encoder, mlm_weights = _source_encoder(source, architecture, own), {}
     else:
         encoder, mlm_weights = new_encoder(options, vocab_size, max_seq_length, num_task_ids, config)
     if encoder.config.max_position_embeddings < max_seq_length:
@@ -79,12 +87,13 @@ def build_model(tasks: Mapping[str, TaskSpec], task_ids: dict[str, int], options
                         f"{encoder.config.max_position_embeddings} positions; lower it")
     if max(task_ids.values(), default=0) >= encoder.config.task_type_vocab_size:
         raise UserError(f"the task embedding of the model has {encoder.config.task_type_vocab_size} rows, fewer than "
-                        f"the {max(task_ids.values()) + 1} task ids of the tasks; start from a model made with the "
-                        f"same pre-task modules")
-    model = ARCHITECTURES.get(architecture.architecture)(encoder, task_ids, architecture)
+                        f"the {max(task_ids.values()) + 1} task ids of the tasks; start a new run for these tasks")
+    # a registered architecture is made from the encoder; Architecture.__init__ itself takes the encoder's config
+    model = cls(encoder, task_ids, architecture, own)  # type: ignore[arg-type]
     for name, task in tasks.items():
         head = build_head(task.head, model.config, task.num_labels, model.word_embeddings())
-        if isinstance(head, MaskedLMHead) and options.mlm_bias_init == "prior" and name in (target_counts or {}):
+        if isinstance(head, MaskedLMHead) and options.mlm_bias_init == "prior" and target_counts is not None \
+                and name in target_counts:
             head.init_bias_from_prior(target_counts[name])
             if "bias" not in mlm_weights:
                 log.info("%s: the masked-LM bias starts at the prior of %s (--mlm-bias-init prior)", name,
@@ -97,14 +106,16 @@ def build_model(tasks: Mapping[str, TaskSpec], task_ids: dict[str, int], options
     return model
 
 
-def _source_encoder(source: Architecture, architecture: ArchitectureOptions) -> ErnieModel:
+def _source_encoder(source: Architecture, architecture: ArchitectureOptions, own: Any) -> ErnieModel:
     """The ErnieModel a new architecture is built from when it starts from ``source``: a copy of
     the one ``source`` is (hard sharing), else a new one of its config, which :func:`_take_weights`
-    fills. An architecture that does not fold can only continue as itself, with the same options."""
-    if source.ernie_model() is not None:
-        return copy.deepcopy(source.ernie_model())
-    theirs = source.describe()
-    differ = [k for k, value in theirs.items() if getattr(architecture, k, value) != value]
+    fills. An architecture that does not fold can only continue as itself, with the same options
+    (``architecture`` and ``own``, the new one's own options)."""
+    folded = source.ernie_model()
+    if folded is not None:
+        return copy.deepcopy(folded)
+    theirs, ours = source.describe(), {**dataclasses.asdict(architecture), **_fields(own)}
+    differ = [k for k, value in theirs.items() if ours.get(k, value) != value]
     if differ:
         flags = " ".join(f"--{k.replace('_', '-')} {theirs[k]}" for k in differ)
         raise UserError(f"--init-from is a {source.name} model, which does not fold into one encoder, so it starts "
@@ -124,12 +135,24 @@ def _take_weights(model: Architecture, source: Architecture) -> None:
              ", ".join(kept) or "no task", f"; new heads: {', '.join(new_heads)}" if new_heads else "")
 
 
+def _fields(options: Any) -> dict[str, Any]:
+    return dataclasses.asdict(options) if options is not None else {}
+
+
+def _from(cls: type, values: Mapping[str, Any]) -> Any:
+    """An instance of the options dataclass ``cls`` from the values of its fields in ``values`` (others ignored)."""
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+
+
 def model_from_description(description: dict[str, Any], config: ErnieConfig) -> Architecture:
     """The model ``Architecture.describe()`` described, over a new encoder of ``config`` (its
     ``encoder_config.json``), with new weights: load the saved ``state_dict()`` into it (strictly)
-    to get the saved model back. Tasks added with ``add_task`` are built like the others."""
-    fields = {field.name for field in dataclasses.fields(ArchitectureOptions)}
-    options = ArchitectureOptions(**{key: value for key, value in description.items() if key in fields})
+    to get the saved model back. Tasks added with ``add_task`` are built like the others. The
+    description's options fields that the architecture does not read are ignored (a model exported
+    before the options moved into the architectures recorded every architecture's)."""
+    sharing = _from(ArchitectureOptions, description)
+    own_class = ARCHITECTURES.get(sharing.architecture).options_class
     tasks = {task: HeadSpec(**spec) for task, spec in description["heads"].items()}
-    return build_model(tasks, description["task_ids"], ModelOptions(), options, config.vocab_size,
-                       config.max_position_embeddings, config.task_type_vocab_size, config)
+    return build_model(tasks, description["task_ids"], ModelOptions(), sharing, config.vocab_size,
+                       config.max_position_embeddings, config.task_type_vocab_size, config,
+                       architecture_options=None if own_class is None else _from(own_class, description))

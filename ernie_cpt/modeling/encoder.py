@@ -7,9 +7,9 @@ type vocabulary, a casing the tasks accept. A tokenizer larger than the embeddin
 tokens) gets the standard Hugging Face remedy, ``resize_token_embeddings`` (new rows at the mean
 of the old ones), with a warning; a smaller one leaves some rows unused, as in many BERTs.
 
-The task embedding has one row per registered task (``task_type_vocab_size``, given by the
-caller from the task registry). An architecture (``ernie_cpt.modeling.architectures``) decides
-how the tasks share the encoder's layers.
+The task embedding has as many rows as the run's task ids need (``task_type_vocab_size``, given
+by the caller: :mod:`ernie_cpt.training.task_ids`), not one per installed task. An architecture
+(``ernie_cpt.modeling.architectures``) decides how the tasks share the encoder's layers.
 """
 
 from __future__ import annotations

@@ -18,19 +18,21 @@ when it beats them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import ErnieConfig
-from transformers.models.ernie.modeling_ernie import ErniePredictionHeadTransform
 
 from ernie_cpt.registry import Registry
 from pretasks.base import IGNORE_INDEX
 
+if TYPE_CHECKING:  # transformers loads in seconds; --help imports the architectures, which import the heads
+    from transformers import ErnieConfig
+
 MAX_CLASSES_FOR_F1 = 64
 
-HeadBuilder = Callable[[ErnieConfig, int, nn.Embedding], "Head"]
+HeadBuilder = Callable[["ErnieConfig", int, nn.Embedding], "Head"]
 HEADS: Registry[HeadBuilder] = Registry("head")
 
 
@@ -105,6 +107,8 @@ class MaskedLMHead(Head):
 
     def __init__(self, config: ErnieConfig, num_labels: int, word_embeddings: nn.Embedding) -> None:
         super().__init__(num_labels)
+        from transformers.models.ernie.modeling_ernie import ErniePredictionHeadTransform
+
         self.transform = ErniePredictionHeadTransform(config)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         # A tuple keeps the tied embedding out of this module's parameters and state dict.

@@ -1,14 +1,16 @@
 """The options of the modeling layer: the encoder's size or source, and the sharing architecture.
 
-They live apart from the models so that ``--help`` can list them without loading torch or
-transformers; an architecture name is checked against the registry when the options are read.
+The model's options load no torch (``plan`` and ``COMMAND --help`` read this module). The
+architecture's are the seam's only: the name, checked against the registry when the options are made,
+and ``--expert-layers``, which every architecture that splits the encoder reads. Their help lists the
+registered architectures when ``--help`` is built (which imports them: torch), and each architecture
+declares its own options next to its code (``--num-experts``: ``architectures.mmoe.MMoEOptions``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ernie_cpt.errors import UserError
 from ernie_cpt.options import Range, check_ranges, option
 
 # (layers, hidden size, attention heads, feed-forward size); `base` has BERT-base dimensions.
@@ -52,39 +54,30 @@ class ModelOptions:
 
 DEFAULT_ARCHITECTURE = "hard"
 
-# The built-in sharing architectures (ernie_cpt.modeling.architectures), the default first, with each
-# class's ``summary``: written out here so that --help names them without importing torch (a test
-# checks this text against the registered classes).
-ARCHITECTURES_HELP = (
-    "How the tasks share the encoder: "
-    "hard: every layer shared by all tasks, a head per task (ERNIE 2.0 as published; exports as one ErnieModel); "
-    "cgc: --shared-experts experts shared by all tasks and --task-experts owned by each, each a copy of the top "
-    "--expert-layers layers; a task's gate mixes its own and the shared (Tang et al. 2020); "
-    "cross_stitch: a column per task, each a copy of the top --expert-layers layers, mixed after every layer by "
-    "learned cross-stitch units initialised near identity (Misra et al. 2016); "
-    "mmoe: the top --expert-layers layers become --num-experts experts; each task mixes them with its own "
-    "softmax gate, per token (Ma et al. 2018); "
-    "ple: CGC stacked over the top --expert-layers layers, one level per layer, a shared gate feeding each next "
-    "level (Tang et al. 2020)"
-)
+
+def _architectures_help() -> str:
+    from ernie_cpt.modeling.architectures import ARCHITECTURES
+
+    return f"How the tasks share the encoder: {ARCHITECTURES.listing(first=DEFAULT_ARCHITECTURE)}"
+
+
+def _expert_layers_help() -> str:
+    from ernie_cpt.modeling.architectures import ARCHITECTURES
+
+    readers = [name for name, cls in ARCHITECTURES.items() if "expert_layers" in cls.options_used]
+    return (f"{'/'.join(sorted(readers))}: how many of the top encoder layers become experts or task columns (K); "
+            f"the layers below stay shared")
 
 
 @dataclass
 class ArchitectureOptions:
-    """Architecture: how the tasks share the encoder"""
+    """Architecture: how the tasks share the encoder (each architecture's own options follow)"""
 
-    architecture: str = option(DEFAULT_ARCHITECTURE, ARCHITECTURES_HELP)
-    expert_layers: int = option(2, "cgc/cross_stitch/mmoe/ple: how many of the top encoder layers become experts "
-                                "or task columns (K); the layers below stay shared", valid=Range(1, 96))
-    num_experts: int = option(4, "mmoe: experts, each a copy of the top --expert-layers layers", valid=Range(1, 64))
-    shared_experts: int = option(2, "cgc/ple: experts shared by all tasks (per level)", valid=Range(0, 64))
-    task_experts: int = option(1, "cgc/ple: experts owned by each task (per level)", valid=Range(0, 64))
+    architecture: str = option(DEFAULT_ARCHITECTURE, _architectures_help)
+    expert_layers: int = option(2, _expert_layers_help, valid=Range(1, 96))
 
     def __post_init__(self) -> None:
         from ernie_cpt.modeling.architectures import ARCHITECTURES
 
         check_ranges(self)  # options made in code as well as on the command line
         ARCHITECTURES.get(self.architecture)  # checked when the options are read, before anything trains
-        if self.shared_experts + self.task_experts < 1:
-            raise UserError("--shared-experts and --task-experts are both 0: a gate needs at least one expert; "
-                            "raise either")

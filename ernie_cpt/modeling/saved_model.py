@@ -132,7 +132,11 @@ def read_description(folder: Path) -> dict[str, Any]:
 
 def _transformers_weights(folder: Path, model: Architecture, description: Mapping[str, Any]) -> dict[str, Any]:
     """The tensors of a ``transformers``-layout folder under ``model``'s state-dict names."""
-    prefix = _module_prefix(model, model.ernie_model())
+    encoder = model.ernie_model()
+    if encoder is None:  # a hand-edited description: only a model that folds into one encoder has this layout
+        raise UserError(f"{folder / MODEL_JSON} says layout \"transformers\" for a {model.name} model, which is "
+                        f"saved in ernie-cpt's own layout; export the model again")
+    prefix = _module_prefix(model, encoder)
     mlm_task = description.get("masked_lm_task")
     weights = {}
     for file in weight_files(folder, "model folder"):

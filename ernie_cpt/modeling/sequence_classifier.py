@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.architectures import Architecture
-from ernie_cpt.modeling.heads import build_head
+from ernie_cpt.modeling.heads import Head, build_head
 from ernie_cpt.modeling.saved_model import MODEL_JSON, read_model_folder, save_model_folder
 
 DOWNSTREAM_TASK = "downstream"
@@ -69,12 +69,13 @@ class ArchitectureForSequenceClassification(nn.Module):
                 labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         """Logits (batch, num_labels) for token ids (batch, tokens); with ``labels`` (batch,) also
         the mean cross-entropy ``loss``."""
-        batch = {"input_ids": input_ids,
-                 "attention_mask": torch.ones_like(input_ids) if attention_mask is None else attention_mask,
-                 "token_type_ids": torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids,
-                 "labels": labels}
+        batch: dict[str, Any] = {  # labels may be None: the head then returns None labels
+            "input_ids": input_ids,
+            "attention_mask": torch.ones_like(input_ids) if attention_mask is None else attention_mask,
+            "token_type_ids": torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids,
+            "labels": labels}
         sequence_output, pooled_output = self.architecture.encode(self.task, batch)
-        head = self.architecture.heads[self.task]
+        head = cast(Head, self.architecture.heads[self.task])
         logits, _ = head(sequence_output, pooled_output, batch)
         return SequenceClassifierOutput(loss=None if labels is None else head.loss(logits, labels), logits=logits)
 

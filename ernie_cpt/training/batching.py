@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from functools import partial
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 import datasets
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from pretasks.base import IGNORE_INDEX, PreTask
+from pretasks.base import IGNORE_INDEX
 
 BUCKET_BATCHES = 50  # batches per sorting window of length bucketing
 EVAL_EPOCH = 2**31  # RNG key of evaluation examples: fixed, never a training epoch
@@ -52,7 +52,19 @@ def collate(examples: list[dict[str, Any]], pad_token_id: int) -> dict[str, torc
     return batch
 
 
-def collate_for(task: PreTask) -> Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]:
+class StreamTask(Protocol):
+    """What the streams read of a task: a ``PreTask``, or a labelled set's ``LabelledTask`` (fine-tuning)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def task_id(self) -> int: ...
+    @property
+    def tokenizer(self) -> Any: ...
+    def make_example(self, row: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]: ...
+
+
+def collate_for(task: StreamTask) -> Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]:
     """The task's own ``collate(examples)`` where it has one (labelled sets of fine-tuning), else
     :func:`collate` with the tokenizer's padding id."""
     return getattr(task, "collate", None) or partial(collate, pad_token_id=task.tokenizer.pad_token_id)
@@ -61,7 +73,7 @@ def collate_for(task: PreTask) -> Callable[[list[dict[str, Any]]], dict[str, tor
 class EpochExamples(torch.utils.data.Dataset):
     """The training examples of one epoch: static rows made into examples with per-example RNGs."""
 
-    def __init__(self, task: PreTask, rows: datasets.Dataset, seed: int, epoch: int) -> None:
+    def __init__(self, task: StreamTask, rows: datasets.Dataset, seed: int, epoch: int) -> None:
         self.task, self.rows, self.seed, self.epoch = task, rows, seed, epoch
 
     def __len__(self) -> int:
@@ -83,7 +95,7 @@ class EpochWindows(torch.utils.data.Dataset):
     window's examples are made, sorted by length, cut into (this rank's share of) batches, shuffled
     and collated. Every window but the last holds exactly ``BUCKET_BATCHES`` batches."""
 
-    def __init__(self, task: PreTask, rows: datasets.Dataset, batch_size: int, seed: int, epoch: int,
+    def __init__(self, task: StreamTask, rows: datasets.Dataset, batch_size: int, seed: int, epoch: int,
                  rank: int, world_size: int) -> None:
         self.examples = EpochExamples(task, rows, seed, epoch)
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
@@ -121,7 +133,7 @@ class TaskStream:
     """Endless batches of one task; ``state()``/``load_state()`` make it resumable. ``batch_size``
     is the global batch: with ``world_size`` processes each yields its share of every batch."""
 
-    def __init__(self, task: PreTask, rows: datasets.Dataset, batch_size: int, seed: int, workers: int = 0,
+    def __init__(self, task: StreamTask, rows: datasets.Dataset, batch_size: int, seed: int, workers: int = 0,
                  rank: int = 0, world_size: int = 1) -> None:
         if len(rows) == 0:
             raise ValueError(f"task {task.name} has no training examples")
@@ -167,7 +179,7 @@ class TaskStream:
         return batch
 
 
-def eval_batches(task: PreTask, rows: datasets.Dataset, batch_size: int, seed: int) -> DataLoader:
+def eval_batches(task: StreamTask, rows: datasets.Dataset, batch_size: int, seed: int) -> DataLoader:
     """The held-out batches of a task, with examples fixed across evaluations (same masks)."""
     order = np.argsort(np.asarray(rows["length"]), kind="stable")
     batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]

@@ -9,11 +9,14 @@ the metrics (``ernie_cpt.modeling.heads``): for classification, accuracy, F1 (of
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch.utils.data import DataLoader
 
 from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture
+from ernie_cpt.modeling.heads import Head
 from ernie_cpt.training.device import to_device
 
 
@@ -26,7 +29,7 @@ def evaluate(model: Architecture, batches: dict[str, DataLoader], device: torch.
     model.eval()
     results = {}
     for task, loader in batches.items():
-        head = model.heads[task]
+        head = cast(Head, model.heads[task])
         loss_sum, count, predictions, labels = 0.0, 0, [], []
         for batch in loader:
             out = model(task, to_device(batch, device))
@@ -47,9 +50,9 @@ def score_line(metrics: dict[str, float]) -> str:
     one task's held-out scores; a head without accuracy (regression) shows its metrics as they are."""
     if "majority_accuracy" not in metrics:
         shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if name != "scored")
-        return f"{shown} over {plural(metrics['scored'], 'item')}"
+        return f"{shown} over {plural(int(metrics['scored']), 'item')}"
     line = (f"loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f} "
             f"(majority {metrics['majority_accuracy']:.4f})")
     if "f1" in metrics:
         line += f", F1 {metrics['f1']:.4f} (majority {metrics['majority_f1']:.4f})"
-    return f"{line} over {plural(metrics['scored'], 'target')}"
+    return f"{line} over {plural(int(metrics['scored']), 'target')}"

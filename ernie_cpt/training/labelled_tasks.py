@@ -66,4 +66,5 @@ def labelled_stream(labelled: LabelledSet, stream_key: int, tokenizer: Any, batc
 def test_batches(labelled: LabelledSet, tokenizer: Any, batch_size: int) -> DataLoader:
     """The test examples in file order, ``batch_size`` per batch (queries, for ranking)."""
     task = LabelledTask(labelled, 0, tokenizer)
-    return DataLoader(labelled.test, batch_size=batch_size, collate_fn=task.collate)
+    # torch types DataLoader's dataset as a Dataset; any sized, indexable sequence is one (map-style)
+    return DataLoader(labelled.test, batch_size=batch_size, collate_fn=task.collate)  # type: ignore[arg-type]

@@ -19,23 +19,25 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from ernie_cpt import distributed
 from ernie_cpt.modeling.architectures import Architecture
+from ernie_cpt.modeling.heads import Head
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.device import autocast, to_device
 from ernie_cpt.training.task_gradients import TaskGradients
 from ernie_cpt.training.task_step import TasksForward, clip_gradients, global_losses, gradient_sync, losses_on
 from ernie_cpt.training.train_state import TrainState
-from ernie_cpt.weighting import LossWeighting
+from ernie_cpt.weighting import GradientWeighting, LossWeighting, StepContext
 
-WEIGHTING_STREAM = 1  # the RNG key of a gradient-level weighting's random choices (PCGrad's order)
+WEIGHTING_STREAM = 1  # the RNG key of a weighting's random choices (PCGrad's order)
 
 Batches = dict[str, dict[str, torch.Tensor]]  # a batch of each task of the step
 
@@ -57,6 +59,7 @@ class StepResult:
     nonfinite: list[str] = field(default_factory=list)  # e.g. "capitalization loss nan", "gradient norm inf"
     micro_batches: list[Batches] = field(default_factory=list, repr=False)  # until the step is applied
     weighting_before: dict[str, Any] | None = field(default=None, repr=False)  # restored if it is skipped
+    context: StepContext = field(default_factory=StepContext, repr=False)  # what the weighting is offered
 
     @property
     def skipped(self) -> bool:
@@ -87,31 +90,35 @@ class TrainStep:
         (combined) losses; the step's tokens and empty batches are counted in ``state``."""
         torch.manual_seed(dropout_seed(self.seed, state.step))
         before = copy.deepcopy(self.weighting.state_dict()) if self.weighting is not None else None
-        result = StepResult(tasks, dict.fromkeys(tasks, 0.0), weighting_before=before)
+        context = StepContext(step=state.step, shared=self.shared,
+                              rng=np.random.default_rng([self.seed, state.step, WEIGHTING_STREAM]))
+        result = StepResult(tasks, dict.fromkeys(tasks, 0.0), weighting_before=before, context=context)
         for micro_batch in range(self.grad_accum_steps):
             batches = {task: next(streams[task]) for task in tasks}
             tokens = sum(int(batch["attention_mask"].sum()) for batch in batches.values())  # on the host
             batches = {task: to_device(batch, self.device) for task, batch in batches.items()}
             result.micro_batches.append(batches)
-            losses, tokens = self._backward(batches, tokens, micro_batch == self.grad_accum_steps - 1, state)
+            losses, tokens = self._backward(batches, tokens, micro_batch == self.grad_accum_steps - 1, state,
+                                            context)
             state.window_tokens += tokens
             for task, loss in losses.items():
                 result.losses[task] += loss.item() / self.grad_accum_steps
         return result
 
-    def _backward(self, batches: Batches, tokens: int, last: bool,
-                  state: TrainState) -> tuple[dict[str, torch.Tensor], int]:
+    def _backward(self, batches: Batches, tokens: int, last: bool, state: TrainState,
+                  context: StepContext) -> tuple[dict[str, torch.Tensor], int]:
         """One micro-batch: forward, each task's loss (over all processes), and the gradients of their
-        combination added to ``.grad`` (or to each task's own); the tokens of all processes."""
+        combination (``context`` with this micro-batch's accuracies) added to ``.grad`` (or to each
+        task's own); the tokens of all processes."""
         with gradient_sync(self.forward, last and self.per_task is None):
             with self.autocast():
                 outputs = self.forward(batches)
             losses, accuracies, tokens = global_losses(outputs, self.model.heads, tokens)
             for task, out in outputs.items():
-                if self.model.heads[task].count(out.labels) == 0:
+                if cast(Head, self.model.heads[task]).count(out.labels) == 0:
                     state.count_empty(task)
-            total = (self.weighting.combine(losses, self.shared, accuracies) if self.weighting is not None
-                     else sum(losses.values()))
+            total = (self.weighting.combine(losses, dataclasses.replace(context, kpis=accuracies))
+                     if self.weighting is not None else cast(torch.Tensor, sum(losses.values())))  # not empty
             if self.per_task is not None:
                 self.per_task.add(losses, 1 / self.grad_accum_steps)
             else:
@@ -123,8 +130,7 @@ class TrainStep:
         ``state.nonfinite_steps``, the weighting restored) when a loss or the gradient norm is not finite.
         The caller zeroes the gradients and steps the LR schedule either way."""
         if self.per_task is not None:
-            rng = np.random.default_rng([self.seed, state.step, WEIGHTING_STREAM])
-            self.per_task.apply(self.weighting, result.losses, rng)
+            self.per_task.apply(cast(GradientWeighting, self.weighting), result.losses, result.context)  # "gradient"
         result.grad_norm = clip_gradients(self.model, self.max_grad_norm)
         result.nonfinite = [f"{task} loss {loss}" for task, loss in result.losses.items() if not math.isfinite(loss)]
         result.nonfinite += [] if math.isfinite(result.grad_norm) else [f"gradient norm {result.grad_norm}"]
@@ -139,3 +145,4 @@ class TrainStep:
                 self.weighting.after_step(losses_on(self.forward, self.model.heads, result.micro_batches,
                                                     self.autocast))
         result.micro_batches, result.weighting_before = [], None  # not kept past the step
+        result.context = StepContext()

@@ -13,12 +13,11 @@ of each task's mean loss over the global batch.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from ernie_cpt import distributed
-from ernie_cpt.weighting import GradientWeighting
+from ernie_cpt.weighting import GradientWeighting, StepContext
 
 
 class TaskGradients:
@@ -40,25 +39,26 @@ class TaskGradients:
             sums = self.sums.setdefault(task, [None] * len(self.params))
             for i, grad in enumerate(grads):
                 if grad is not None:
-                    sums[i] = grad if sums[i] is None else sums[i] + grad
+                    total = sums[i]
+                    sums[i] = grad if total is None else total + grad
 
     def _stacked(self, shared: bool) -> tuple[torch.Tensor, list[bool]]:
         """(tasks, P) gradients of the shared (or the other) parameters, averaged over processes,
         and which parameters any task reached."""
         chosen = [i for i, is_shared in enumerate(self.is_shared) if is_shared == shared]
         reached = [any(self.sums[t][i] is not None for t in self.sums) for i in chosen]
-        rows = [torch.cat([(self.sums[t][i] if self.sums[t][i] is not None else torch.zeros_like(self.params[i]))
+        rows = [torch.cat([(g if (g := self.sums[t][i]) is not None else torch.zeros_like(self.params[i]))
                            .reshape(-1) for i in chosen]) if chosen else self.params[0].new_zeros(0)
                 for t in self.sums]
         stacked = torch.stack(rows)
         return distributed.all_reduce_sum(stacked) / distributed.world_size(), reached
 
-    def apply(self, weighting: GradientWeighting, losses: dict[str, float], rng: np.random.Generator) -> None:
+    def apply(self, weighting: GradientWeighting, losses: dict[str, float], context: StepContext) -> None:
         """Set every parameter's ``.grad``: the shared ones to the weighting's direction, the others to
         the weighted sum of their task gradients; parameters no task reached keep no gradient."""
         tasks = list(self.sums)
         shared, shared_reached = self._stacked(shared=True)
-        direction, weights = weighting.combine_gradients(shared, {t: losses[t] for t in tasks}, rng)
+        direction, weights = weighting.combine_gradients(shared, {t: losses[t] for t in tasks}, context)
         others, others_reached = self._stacked(shared=False)
         specific = torch.as_tensor([weights[t] for t in tasks], dtype=others.dtype, device=others.device) @ others
         for flat, is_shared, reached in ((direction, True, shared_reached), (specific, False, others_reached)):

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
 
 from ernie_cpt import distributed
 from ernie_cpt.modeling.architectures import Architecture, TaskOutput
+from ernie_cpt.modeling.heads import Head
 
 
 class TasksForward(nn.Module):
@@ -36,7 +38,7 @@ def gradient_sync(forward: nn.Module, last_micro_batch: bool) -> contextlib.Abst
     return forward.no_sync()
 
 
-def _accuracy(head: nn.Module, out: TaskOutput) -> float:
+def _accuracy(head: Head, out: TaskOutput) -> float:
     count = head.count(out.labels)
     return head.correct(out.logits, out.labels) / count if count else 0.0
 
@@ -50,13 +52,14 @@ def global_losses(outputs: dict[str, TaskOutput], heads: nn.ModuleDict,
     gradients is the gradient of the whole batch's mean loss (token-level tasks have different
     numbers of targets on different ranks); its value is replaced by that mean, so every rank,
     and a loss weighting on it, sees the same numbers."""
+    task_heads = {task: cast(Head, heads[task]) for task in outputs}  # a ModuleDict's items are typed Module
     if distributed.world_size() == 1:
         return ({task: out.loss for task, out in outputs.items()},
-                {task: _accuracy(heads[task], out) for task, out in outputs.items()}, tokens)
-    summed = {task: heads[task].loss(out.logits, out.labels, reduction="sum") for task, out in outputs.items()}
+                {task: _accuracy(task_heads[task], out) for task, out in outputs.items()}, tokens)
+    summed = {task: task_heads[task].loss(out.logits, out.labels, reduction="sum") for task, out in outputs.items()}
     device = next(iter(summed.values())).device
-    stats = torch.tensor([[summed[task].item(), heads[task].count(out.labels),
-                           heads[task].correct(out.logits, out.labels)]
+    stats = torch.tensor([[summed[task].item(), task_heads[task].count(out.labels),
+                           task_heads[task].correct(out.logits, out.labels)]
                           for task, out in outputs.items()] + [[tokens, 0, 0]], dtype=torch.float64, device=device)
     distributed.all_reduce_sum(stats)
     losses, accuracies = {}, {}

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
-from scipy.optimize import minimize
 
-from ernie_cpt.weighting.base import GradientWeighting, register
+from ernie_cpt.options import Range, check_ranges, option
+from ernie_cpt.weighting.base import GradientWeighting, StepContext, register
+
+
+@dataclass
+class CAGradOptions:
+    """Loss weighting cagrad"""
+
+    cagrad_c: float = option(0.4, "cagrad: c, how far the update may move from the average gradient to raise the "
+                             "worst task's improvement (0 = the average gradient)", valid=Range(0, 10))
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @register
@@ -29,9 +42,14 @@ class CAGrad(GradientWeighting):
     """
 
     name = "cagrad"
+    options_class = CAGradOptions
+    options: CAGradOptions
+    summary = "the update near the average gradient that raises the worst task's improvement (Liu et al. 2021)"
 
     def direction(self, gradients: torch.Tensor, losses: dict[str, float],
-                  rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+                  context: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        from scipy.optimize import minimize  # scipy loads in a second: when a step needs it
+
         k, c = len(gradients), self.options.cagrad_c
         gram = (gradients.double() @ gradients.double().T).cpu().numpy()
         mean_norm = float(np.sqrt(max(gram.mean(), 0.0)))  # ||g_0||

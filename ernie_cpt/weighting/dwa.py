@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from ernie_cpt.weighting.base import LossWeighting, WeightingOptions, register
+from ernie_cpt.options import Range, check_ranges, option
+from ernie_cpt.weighting.base import LossWeighting, StepContext, register
+
+
+@dataclass
+class DWAOptions:
+    """Loss weighting dwa"""
+
+    dwa_temperature: float = option(2.0, "dwa: softmax temperature T (larger = weights closer to equal)",
+                                    valid=Range(0, 100, low_open=True))
+    dwa_window: int = option(20, "dwa: steps per window; loss ratios of the last two windows replace epochs",
+                             valid=Range(1))
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @register
@@ -25,8 +39,11 @@ class DynamicWeightAverage(LossWeighting):
     """
 
     name = "dwa"
+    options_class = DWAOptions
+    options: DWAOptions
+    summary = "weights from how fast each task's loss falls (Liu et al. 2019)"
 
-    def __init__(self, tasks: list[str], options: WeightingOptions) -> None:
+    def __init__(self, tasks: list[str], options: DWAOptions | None = None) -> None:
         super().__init__(tasks, options)
         # Per task: the sum and count of the losses of the window in progress, and the averages
         # of its complete windows, the latest two only.
@@ -34,8 +51,7 @@ class DynamicWeightAverage(LossWeighting):
         self.window_steps = dict.fromkeys(self.tasks, 0)
         self.window_averages: dict[str, list[float]] = {task: [] for task in self.tasks}
 
-    def weigh(self, losses: dict[str, torch.Tensor], shared: nn.Parameter,
-              kpis: dict[str, float]) -> dict[str, torch.Tensor | float]:
+    def weigh(self, losses: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor | float]:
         rates = torch.tensor([self._rate(task) for task in losses], dtype=torch.float64, device="cpu")  # floats
         weights = len(losses) * torch.softmax(rates / self.options.dwa_temperature, dim=0)
         for task, loss in losses.items():

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ernie_cpt.weighting.base import LossWeighting, register
+from ernie_cpt.weighting.base import LossWeighting, StepContext, register
 
 
 @register
@@ -14,7 +13,7 @@ class Equal(LossWeighting):
     (Caruana 1997, "Multitask Learning", Machine Learning 28)."""
 
     name = "equal"
+    summary = "the plain sum of the losses (Caruana 1997)"
 
-    def weigh(self, losses: dict[str, torch.Tensor], shared: nn.Parameter,
-              kpis: dict[str, float]) -> dict[str, torch.Tensor | float]:
+    def weigh(self, losses: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor | float]:
         return dict.fromkeys(losses, 1.0)

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from ernie_cpt.weighting.base import LossWeighting, WeightingOptions, register
+from ernie_cpt.options import Range, check_ranges, option
+from ernie_cpt.weighting.base import LossWeighting, StepContext, register
 
 EPSILON = 1e-8  # keeps log(loss) finite at a zero loss, as in the authors' code
+
+
+@dataclass
+class FAMOOptions:
+    """Loss weighting famo"""
+
+    famo_lr: float = option(0.025, "famo: learning rate of the Adam optimizer of the task logits",
+                            valid=Range(0, 1, low_open=True))
+    famo_gamma: float = option(0.01, "famo: weight decay gamma of the task logits (regularises toward equal weights)",
+                               valid=Range(0, 1))
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @register
@@ -34,19 +48,23 @@ class FAMO(LossWeighting):
     """
 
     name = "famo"
+    options_class = FAMOOptions
+    options: FAMOOptions
+    summary = "weights that make every task's loss fall at the same rate, at O(1) cost (Liu et al. 2023)"
     needs_losses_after_step = True
+    logits: torch.Tensor  # a buffer: the task logits xi, one per task
 
-    def __init__(self, tasks: list[str], options: WeightingOptions) -> None:
+    def __init__(self, tasks: list[str], options: FAMOOptions | None = None) -> None:
         super().__init__(tasks, options)
         self.register_buffer("logits", torch.zeros(len(self.tasks)))
-        self.optimizer = torch.optim.Adam([self.logits], lr=options.famo_lr, weight_decay=options.famo_gamma)
+        self.optimizer = torch.optim.Adam([self.logits], lr=self.options.famo_lr,
+                                          weight_decay=self.options.famo_gamma)
         self.losses_before: dict[str, float] = {}
 
     def _softmax(self, tasks: list[str]) -> torch.Tensor:
         return torch.softmax(self.logits[[self.tasks.index(task) for task in tasks]], dim=0)
 
-    def weigh(self, losses: dict[str, torch.Tensor], shared: nn.Parameter,
-              kpis: dict[str, float]) -> dict[str, torch.Tensor | float]:
+    def weigh(self, losses: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor | float]:
         """w_i = z_i / (c (L_i + eps)): sum_i w_i L_i has the gradient of sum_i z_i log(L_i + eps) / c."""
         z = self._softmax(list(losses)).tolist()
         shifted = [loss.item() + EPSILON for loss in losses.values()]

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from ernie_cpt.distributed import mean_over_ranks
-from ernie_cpt.weighting.base import LossWeighting, WeightingOptions, register
+from ernie_cpt.options import Range, check_ranges, option
+from ernie_cpt.weighting.base import LossWeighting, StepContext, register
 
 # Weights are kept positive: at w_i <= 0 the norm |w_i| * ||grad L_i|| would pull w_i further down.
 MIN_WEIGHT = 1e-3
+
+
+@dataclass
+class GradNormOptions:
+    """Loss weighting gradnorm"""
+
+    gradnorm_alpha: float = option(1.5, "gradnorm: asymmetry alpha, how strongly tasks that train slower are favoured",
+                                   valid=Range(0, 10))
+    gradnorm_lr: float = option(0.025, "gradnorm: learning rate of the Adam optimizer of the task weights",
+                                valid=Range(0, 1, low_open=True))
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @register
@@ -39,15 +54,17 @@ class GradNorm(LossWeighting):
     """
 
     name = "gradnorm"
+    options_class = GradNormOptions
+    options: GradNormOptions
+    summary = "weights trained so that the tasks' gradient norms follow their training rates (Chen et al. 2018)"
 
-    def __init__(self, tasks: list[str], options: WeightingOptions) -> None:
+    def __init__(self, tasks: list[str], options: GradNormOptions | None = None) -> None:
         super().__init__(tasks, options)
         self.loss_weights = nn.ParameterDict({task: nn.Parameter(torch.ones(())) for task in self.tasks})
-        self.optimizer = torch.optim.Adam(list(self.loss_weights.values()), lr=options.gradnorm_lr)
+        self.optimizer = torch.optim.Adam(list(self.loss_weights.values()), lr=self.options.gradnorm_lr)
         self.initial_losses: dict[str, float] = {}
 
-    def weigh(self, losses: dict[str, torch.Tensor], shared: nn.Parameter,
-              kpis: dict[str, float]) -> dict[str, torch.Tensor | float]:
+    def weigh(self, losses: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor | float]:
         tasks = list(losses)
         params = [self.loss_weights[task] for task in tasks]
         with torch.no_grad():
@@ -60,7 +77,10 @@ class GradNorm(LossWeighting):
             self.initial_losses.setdefault(task, losses[task].item())
 
         weights = torch.stack(params)
-        gradients = [mean_over_ranks(torch.autograd.grad(losses[task], shared, retain_graph=True)[0]) for task in tasks]
+        if context.shared is None:
+            raise ValueError("gradnorm needs context.shared, the weight of the last layer every task shares")
+        gradients = [mean_over_ranks(torch.autograd.grad(losses[task], context.shared, retain_graph=True)[0])
+                     for task in tasks]
         grad_norms = torch.stack([gradient.norm() for gradient in gradients]).to(weights)
         ratios = torch.tensor([losses[task].item() / self.initial_losses[task] for task in tasks],
                               dtype=weights.dtype, device=weights.device)

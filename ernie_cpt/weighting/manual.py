@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import difflib
 import math
+from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from ernie_cpt.errors import UserError
-from ernie_cpt.weighting.base import LossWeighting, WeightingOptions, register
+from ernie_cpt.options import option
+from ernie_cpt.weighting.base import LossWeighting, StepContext, register
+
+
+@dataclass
+class ManualOptions:
+    """Loss weighting manual"""
+
+    task_weights: list[str] = option([], "manual: TASK=WEIGHT for each task (pre-task or --task set) to weigh, e.g. "
+                                         "capitalization=0.5; tasks not listed get 1.0")
 
 
 def parse_task_weights(items: list[str], tasks: list[str]) -> dict[str, float]:
@@ -45,11 +54,13 @@ class Manual(LossWeighting):
     the hand-tuned weighted sum that adaptive methods such as Kendall et al. 2018 replace."""
 
     name = "manual"
+    options_class = ManualOptions
+    options: ManualOptions
+    summary = "fixed weights, --task-weights TASK=WEIGHT (1.0 where not given)"
 
-    def __init__(self, tasks: list[str], options: WeightingOptions) -> None:
+    def __init__(self, tasks: list[str], options: ManualOptions | None = None) -> None:
         super().__init__(tasks, options)
-        self.task_weights = parse_task_weights(options.task_weights, self.tasks)
+        self.task_weights = parse_task_weights(self.options.task_weights, self.tasks)
 
-    def weigh(self, losses: dict[str, torch.Tensor], shared: nn.Parameter,
-              kpis: dict[str, float]) -> dict[str, torch.Tensor | float]:
+    def weigh(self, losses: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor | float]:
         return {task: self.task_weights[task] for task in losses}

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from ernie_cpt.weighting.base import GradientWeighting, register
+from ernie_cpt.options import option
+from ernie_cpt.weighting.base import GradientWeighting, StepContext, register
 
 MAX_ITERATIONS = 250
 TOLERANCE = 1e-6
+
+
+@dataclass
+class MGDAOptions:
+    """Loss weighting mgda"""
+
+    mgda_normalization: str = option("none", "mgda: how each task's gradient is normalised before the min-norm "
+                                     "weights are solved: none (the paper), l2, loss, loss+ (loss times l2 norm)",
+                                     choices=("none", "l2", "loss", "loss+"))
 
 
 def min_norm_on_segment(aa: float, ab: float, bb: float) -> float:
@@ -36,6 +48,7 @@ def min_norm_weights(gram: np.ndarray) -> np.ndarray:
             norm = gamma**2 * gram[i, i] + 2 * gamma * (1 - gamma) * gram[i, j] + (1 - gamma) ** 2 * gram[j, j]
             if best is None or norm < best[0]:
                 best = (norm, i, j, gamma)
+    assert best is not None  # k >= 2 gives one pair at least
     _, i, j, gamma = best
     weights[i], weights[j] = gamma, 1 - gamma
     for _ in range(MAX_ITERATIONS):
@@ -73,9 +86,12 @@ class MGDA(GradientWeighting):
     """
 
     name = "mgda"
+    options_class = MGDAOptions
+    options: MGDAOptions
+    summary = "the minimum-norm convex combination of the gradients (Sener & Koltun 2018)"
 
     def direction(self, gradients: torch.Tensor, losses: dict[str, float],
-                  rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+                  context: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         scales = self._normalizers(gradients, list(losses.values()))
         normalised = gradients.double() / torch.as_tensor(scales, dtype=torch.float64, device=gradients.device)[:, None]
         gram = (normalised @ normalised.T).cpu().numpy()

@@ -6,9 +6,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import least_squares
 
-from ernie_cpt.weighting.base import GradientWeighting, WeightingOptions, register
+from ernie_cpt.weighting.base import GradientWeighting, StepContext, register
 
 
 def bargaining_weights(gram: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
@@ -16,6 +15,8 @@ def bargaining_weights(gram: np.ndarray, start: np.ndarray | None = None) -> np.
     gradients: the Nash bargaining solution's weights (Navon et al. 2022, Theorem 5.1), found by
     scipy's bounded least squares from ``start`` (default 1 / sqrt(diag G), the answer when the
     gradients are orthogonal)."""
+    from scipy.optimize import least_squares  # scipy loads in a second: when a step needs it
+
     diagonal = np.clip(np.diag(gram), 1e-20, None)
     x0 = 1.0 / np.sqrt(diagonal) if start is None else np.clip(start, 1e-12, None)
     solution = least_squares(lambda alpha: alpha * (gram @ alpha) - 1.0, x0, bounds=(1e-12, np.inf),
@@ -41,13 +42,14 @@ class NashMTL(GradientWeighting):
     """
 
     name = "nash_mtl"
+    summary = "the Nash bargaining solution among the gradients (Navon et al. 2022)"
 
-    def __init__(self, tasks: list[str], options: WeightingOptions) -> None:
+    def __init__(self, tasks: list[str], options: None = None) -> None:
         super().__init__(tasks, options)
         self.previous: dict[str, float] = {}
 
     def direction(self, gradients: torch.Tensor, losses: dict[str, float],
-                  rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+                  context: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         gram = (gradients.double() @ gradients.double().T).cpu().numpy()
         scale = np.linalg.norm(gram)
         if scale == 0:  # no gradient at all: nothing to bargain over

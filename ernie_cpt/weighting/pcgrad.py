@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ernie_cpt.weighting.base import GradientWeighting, register
+from ernie_cpt.weighting.base import GradientWeighting, StepContext, register
 
 
 @register
@@ -25,13 +24,14 @@ class PCGrad(GradientWeighting):
     """
 
     name = "pcgrad"
+    summary = "each task's gradient projected off those it conflicts with (Yu et al. 2020)"
 
     def direction(self, gradients: torch.Tensor, losses: dict[str, float],
-                  rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+                  context: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         projected = gradients.clone()
         squared_norms = (gradients * gradients).sum(1)
         for i in range(len(gradients)):
-            for j in rng.permutation(len(gradients)).tolist():
+            for j in context.rng.permutation(len(gradients)).tolist():
                 if j == i or squared_norms[j] == 0:
                     continue
                 dot = projected[i] @ gradients[j]

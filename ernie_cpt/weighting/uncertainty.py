@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ernie_cpt.weighting.base import LossWeighting, WeightingOptions, register
+from ernie_cpt.weighting.base import LossWeighting, StepContext, register
 
 
 @register
@@ -25,15 +25,15 @@ class Uncertainty(LossWeighting):
     """
 
     name = "uncertainty"
+    summary = "a learned log-variance per task (Kendall et al. 2018)"
 
-    def __init__(self, tasks: list[str], options: WeightingOptions) -> None:
+    def __init__(self, tasks: list[str], options: None = None) -> None:
         super().__init__(tasks, options)
         self.log_variances = nn.ParameterDict({task: nn.Parameter(torch.zeros(())) for task in self.tasks})
 
-    def combine(self, losses: dict[str, torch.Tensor], shared: nn.Parameter, kpis: dict[str, float]) -> torch.Tensor:
-        weighted = super().combine(losses, shared, kpis)
+    def combine(self, losses: dict[str, torch.Tensor], context: StepContext) -> torch.Tensor:
+        weighted = super().combine(losses, context)
         return weighted + sum(self.log_variances[task] for task in losses)
 
-    def weigh(self, losses: dict[str, torch.Tensor], shared: nn.Parameter,
-              kpis: dict[str, float]) -> dict[str, torch.Tensor | float]:
+    def weigh(self, losses: dict[str, torch.Tensor], context: StepContext) -> dict[str, torch.Tensor | float]:
         return {task: torch.exp(-self.log_variances[task]) for task in losses}

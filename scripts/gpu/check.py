@@ -235,11 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     check = Check(args.out, args.device, args.quick, args.start, args.budget)
     RUN.mkdir(exist_ok=True)
-    result = RUN / "install.json"
-    result.unlink(missing_ok=True)
+    install_result = RUN / "install.json"
+    install_result.unlink(missing_ok=True)
     installed = check.phase("install", [sys.executable, "-m", "scripts.gpu.check", "install", "--device",
-                                        args.device, "--result", str(result)],
-                            (QUICK_BUDGETS if args.quick else BUDGETS)["install"], result)
+                                        args.device, "--result", str(install_result)],
+                            (QUICK_BUDGETS if args.quick else BUDGETS)["install"], install_result)
     if installed["status"] == "ok":
         check.python, check.pythonpath = installed["python"], installed.get("pythonpath", str(ROOT))
         run_phases(check, set(args.phases.split(",")))

@@ -19,7 +19,7 @@ import re
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 IMAGE_PYTHON = "3.12"
@@ -94,7 +94,7 @@ def overlay_wheels(folder: Path) -> list[Path]:
     """Wheels for this machine of the image's versions of :data:`PINNED_HERE`, downloaded into ``folder``
     once (pip's cache keeps them too)."""
     folder.mkdir(parents=True, exist_ok=True)
-    wheels = []
+    wheels: list[Path] = []
     for name in PINNED_HERE:
         pattern = f"{name.replace('-', '_')}-{IMAGE_VERSIONS[name]}-*.whl"
         if not list(folder.glob(pattern)):
@@ -104,7 +104,7 @@ def overlay_wheels(folder: Path) -> list[Path]:
     return wheels
 
 
-def filtered_python(folder: Path, keep: Callable[[str], bool], overlay: list[Path] = ()) -> Path:
+def filtered_python(folder: Path, keep: Callable[[str], bool], overlay: Sequence[Path] = ()) -> Path:
     """A virtual environment in ``folder`` (rebuilt) with this machine's ``.venv`` distributions whose
     name ``keep`` accepts (symlinked) and the wheels of ``overlay`` installed; returns its python."""
     subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(folder)], check=True)

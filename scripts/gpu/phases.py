@@ -108,9 +108,9 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def pretrain_args(run_dir: Path, device: str, quick: bool, cache: Path, corpus: list[str]) -> list[str]:
-    size = (["--model-size", "tiny", "--steps-per-task", "12", "--batch-size", "8", "--max-seq-length", "64"] if quick
+    size = (["--model-size", "tiny", "--steps-per-task", "4", "--batch-size", "8", "--max-seq-length", "64"] if quick
             else ["--model-size", "small", "--steps-per-task", "100", "--batch-size", "32", "--max-seq-length", "128"])
-    save = "6" if quick else "50"
+    save = "2" if quick else "50"
     return ["pretrain", "--output-dir", str(run_dir), "--overwrite", *(["--corpus", *corpus] if corpus else []),
             "--cache-dir", str(cache), "--device", device,
             "--tasks", *TASKS, "--task-mixing", "all", "--loss-weighting", "pcgrad", "--architecture", "mmoe",
@@ -148,6 +148,7 @@ def fill_mask(export: Path, device: str) -> dict[str, Any]:
 
     if not is_saved_model(export):
         fill = pipeline("fill-mask", model=str(export), device=device)
+        assert fill.tokenizer is not None  # the export carries its tokenizer
         predictions = fill(FILL_MASK.format(fill.tokenizer.mask_token))
         top = [(p["token_str"], p["score"]) for p in predictions]
         where = str(fill.model.device)
@@ -209,7 +210,7 @@ def smoke(device: str, quick: bool, cache: Path, work: Path, log: Path, corpus: 
     """The smoke test (see the module's docstring), its result saved to ``out`` after each part (a
     part that overruns the phase's time leaves the earlier ones); "ok" says whether it passed."""
     argv = pretrain_args(work / "smoke", device, quick, cache, corpus)
-    steps, save = (12, 6) if quick else (100, 50)
+    steps, save = (4, 2) if quick else (100, 50)
     start = time.perf_counter()
     _finish(argv, log)
     result: dict[str, Any] = {"command": "ernie-cpt " + " ".join(argv), "train_seconds": time.perf_counter() - start}

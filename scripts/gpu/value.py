@@ -46,6 +46,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 TASKS = ["knowledge_masking", "capitalization", "token_document_relation", "sentence_reordering"]
 ARMS = ("joint", "sequential", "mlm", "none")
@@ -145,7 +146,8 @@ class LineTimes(threading.Thread):
 
     def __init__(self, path: Path) -> None:
         super().__init__(daemon=True)
-        self.path, self.times, self.done = path, [], threading.Event()
+        self.path, self.done = path, threading.Event()
+        self.times: list[float] = []
 
     def run(self) -> None:
         while not self.done.wait(0.005):
@@ -195,7 +197,7 @@ def run(paths: Paths, device: str, deadline: float, quick: bool) -> dict:
     shutil.rmtree(paths.work / "compare", ignore_errors=True)  # an earlier check's runs, maybe of another size
     (paths.work / "value-run.json").unlink(missing_ok=True)
     calibration, export = calibrate(plan, paths, device)
-    result = {"calibration": asdict(calibration), "fill_mask_pipeline": fill_mask(export, device)}
+    result: dict[str, Any] = {"calibration": asdict(calibration), "fill_mask_pipeline": fill_mask(export, device)}
     sized = size(deadline - time.time() - RESERVE, calibration, plan)
     plan = Plan(**{**asdict(sized), "steps_per_task": plan.steps_per_task}) if quick else sized
     result.update(plan=asdict(plan), command="ernie-cpt " + " ".join(compare_args(plan, paths, device)))

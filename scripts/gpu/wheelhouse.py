@@ -28,7 +28,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import tomllib
+import tomllib  # type: ignore[import-not-found]  # Python 3.11+ (mypy checks for 3.10): a GPU-check tool, not the package
 
 from scripts.gpu.image import IMAGE_PYTHON, image_versions, stub_wheels
 
@@ -48,6 +48,7 @@ WHEELS = (
     "multiprocess==0.70.19",  # datasets: <0.70.20 (a py312 wheel)
     "fsspec==2026.9.0",  # datasets 5.2.0: <=2026.9.0, should the image's be newer
     "fsspec==2026.4.0",  # datasets 5.0.0: <=2026.4.0
+    "zstandard==0.25.0",  # the project: .zst corpora and labelled files
 )
 OLDEST_PYARROW = "21.0.0"  # the oldest datasets 5.0.0 accepts
 

@@ -11,34 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ernie_cpt.cli import main
 from ernie_cpt.data.corpus import bundled_corpus
+from tests.helpers import expect_error
 
 NO_PIPELINE = "no_such_pipeline_xyz"
 
 
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every file (with its bytes) and folder (None) under ``root``."""
-    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
-            for p in sorted(root.rglob("*"))}
 
 
-def run_and_check(argv: list[str], capsys, root: Path, *expected: str) -> str:
-    """Run the CLI; check the exit code, the single error line and that nothing under ``root`` changed."""
-    capsys.readouterr()
-    before = snapshot(root)
-
-    code = main(argv)
-
-    stderr = capsys.readouterr().err
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert code == 2, stderr
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("ernie-cpt: error: "), stderr
-    for text in expected:
-        assert text in lines[0]
-    assert snapshot(root) == before  # no run folder, cache, staging folder or edited file left behind
-    return lines[0]
 
 
 @pytest.fixture
@@ -63,14 +43,14 @@ def pretrain(tmp_path: Path, corpus: Path | str, *flags: str) -> list[str]:
 def test_missing_corpus_path(tmp_path, capsys):
     missing = tmp_path / "no-such-corpus"
 
-    run_and_check(pretrain(tmp_path, missing), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, missing), capsys, tmp_path,
                   f"corpus path {missing} does not exist", "pass existing files or folders to --corpus")
 
 
 def test_empty_corpus_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
 
-    run_and_check(pretrain(tmp_path, tmp_path / "empty"), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, tmp_path / "empty"), capsys, tmp_path,
                   "contains no .txt files", "add text files")
 
 
@@ -85,7 +65,7 @@ def test_corpus_folder_without_usable_text(tmp_path, capsys, kind, contents):
     for i, data in enumerate(contents):
         (folder / f"{kind}-{i}.txt").write_bytes(data)
 
-    run_and_check(pretrain(tmp_path, folder), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, folder), capsys, tmp_path,
                   "no text found", "the corpus needs non-empty UTF-8 text")
 
 
@@ -93,11 +73,11 @@ def test_table_without_the_text_field(tmp_path, capsys):
     table = tmp_path / "entries.jsonl"
     table.write_text('{"title": "Kellynch Hall", "body": "Sir Walter Elliot was vain."}\n', encoding="utf-8")
 
-    run_and_check(pretrain(tmp_path, table), capsys, tmp_path, "no 'text' field", "body", "--text-field")
+    expect_error(pretrain(tmp_path, table), capsys, tmp_path, "no 'text' field", "body", "--text-field")
 
 
 def test_missing_spacy_pipeline(tmp_path, capsys, corpus):
-    run_and_check(pretrain(tmp_path, corpus), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus), capsys, tmp_path,
                   f"spaCy pipeline '{NO_PIPELINE}' is not installed", "pip install", "--spacy-model")
 
 
@@ -105,12 +85,12 @@ def test_missing_spacy_pipeline(tmp_path, capsys, corpus):
 
 
 def test_unknown_task_suggests_the_closest(tmp_path, capsys, corpus):
-    run_and_check(pretrain(tmp_path, corpus, "--tasks", "knowledge_maskng"), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus, "--tasks", "knowledge_maskng"), capsys, tmp_path,
                   "unknown task 'knowledge_maskng'", "did you mean 'knowledge_masking'?")
 
 
 def test_unknown_schedule_suggests_the_closest(tmp_path, capsys, corpus):
-    run_and_check(pretrain(tmp_path, corpus, "--schedule", "jiont"), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus, "--schedule", "jiont"), capsys, tmp_path,
                   "unknown schedule 'jiont'", "did you mean 'joint'?", "available:")
 
 
@@ -118,7 +98,7 @@ def test_unreadable_config(tmp_path, capsys, corpus):
     config = tmp_path / "run.yaml"
     config.write_text("max_steps: 10\ntasks: [knowledge_masking\n", encoding="utf-8")
 
-    run_and_check(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path,
                   f"config file {config} is not valid YAML", "fix the syntax")
 
 
@@ -126,12 +106,12 @@ def test_config_with_a_typo(tmp_path, capsys, corpus):
     config = tmp_path / "run.yaml"
     config.write_text("max_steps: 10\nlearning_rat: 0.001\n", encoding="utf-8")
 
-    run_and_check(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path,
                   "unknown key 'learning_rat'", "did you mean 'learning_rate'?")
 
 
 def test_missing_config_file(tmp_path, capsys, corpus):
-    run_and_check(pretrain(tmp_path, corpus, "--config", str(tmp_path / "nowhere.yaml")), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus, "--config", str(tmp_path / "nowhere.yaml")), capsys, tmp_path,
                   "cannot read config file", "check the path given to --config")
 
 
@@ -141,7 +121,7 @@ def test_config_with_a_list_for_the_output_dir(tmp_path, capsys, corpus, monkeyp
     config = tmp_path / "run.yaml"
     config.write_text(f"corpus: {corpus}\nspacy_model: {NO_PIPELINE}\noutput_dir: [runs/x]\n", encoding="utf-8")
 
-    run_and_check(["pretrain", "--config", str(config)], capsys, tmp_path,
+    expect_error(["pretrain", "--config", str(config)], capsys, tmp_path,
                   f"config key 'output_dir' (line 3 of {config}) must be a string (str), got a list of strings "
                   f"(['runs/x']); give one value, not a list")
 
@@ -151,7 +131,7 @@ def test_export_config_with_an_unquoted_no(tmp_path, capsys, corpus):
     config = tmp_path / "export.yaml"
     config.write_text("license: apache-2.0\nlanguage: [en, no]\n", encoding="utf-8")
 
-    run_and_check(["export", str(corpus), str(tmp_path / "exported"), "--config", str(config)], capsys, tmp_path,
+    expect_error(["export", str(corpus), str(tmp_path / "exported"), "--config", str(config)], capsys, tmp_path,
                   "config key 'language' (line 2 of", "item 2 must be a string (str), got a boolean (false)",
                   "quote it, e.g. 'no'")
 
@@ -161,7 +141,7 @@ def test_config_that_sets_an_option_twice(tmp_path, capsys, corpus):
     config = tmp_path / "run.yaml"
     config.write_text("max_steps: 2\nbatch_size: 4\nmax_steps: 30\n", encoding="utf-8")
 
-    run_and_check(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path,
                   f"config file {config} gives the key 'max_steps' twice, on lines 1 and 3", "keep one")
 
 
@@ -169,14 +149,14 @@ def test_config_that_sets_an_option_twice(tmp_path, capsys, corpus):
 
 
 def test_resume_without_a_run(tmp_path, capsys, corpus):
-    run_and_check(pretrain(tmp_path, corpus, "--resume"), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus, "--resume"), capsys, tmp_path,
                   "--resume:", "holds no checkpoint", "run without --resume")
 
 
 def test_resume_in_an_empty_folder(tmp_path, capsys, corpus):
     (tmp_path / "run").mkdir()
 
-    run_and_check(pretrain(tmp_path, corpus, "--resume"), capsys, tmp_path, "holds no checkpoint")
+    expect_error(pretrain(tmp_path, corpus, "--resume"), capsys, tmp_path, "holds no checkpoint")
     assert list((tmp_path / "run").iterdir()) == []
 
 
@@ -185,11 +165,11 @@ def test_output_dir_with_files_is_left_alone(tmp_path, capsys, corpus):
     (run_dir / "notes").mkdir(parents=True)
     (run_dir / "notes" / "todo.txt").write_text("keep me\n", encoding="utf-8")
 
-    line = run_and_check(pretrain(tmp_path, corpus), capsys, tmp_path,
+    line = expect_error(pretrain(tmp_path, corpus), capsys, tmp_path,
                          f"{run_dir} is not empty and holds no ernie-cpt run", "--overwrite", "another --output-dir")
     assert "--resume" not in line  # there is no run to resume: the advice must not lead to the next error
     # and --resume (which an older message advised) says the same instead of "run without --resume"
-    run_and_check(pretrain(tmp_path, corpus, "--resume"), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus, "--resume"), capsys, tmp_path,
                   f"--resume: {run_dir} holds no ernie-cpt run", "pass --overwrite instead of --resume")
     assert (run_dir / "notes" / "todo.txt").read_text(encoding="utf-8") == "keep me\n"
 
@@ -197,22 +177,22 @@ def test_output_dir_with_files_is_left_alone(tmp_path, capsys, corpus):
 @pytest.mark.parametrize("budget", [["--max-steps", "4"], ["--steps-per-task", "1"]])
 def test_a_budget_that_leaves_a_stage_without_a_step(tmp_path, capsys, corpus, budget):
     tasks = ["--tasks", "knowledge_masking", "capitalization", "sentence_reordering"]
-    run_and_check(pretrain(tmp_path, corpus, "--schedule", "pairwise", *tasks, *budget), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus, "--schedule", "pairwise", *tasks, *budget), capsys, tmp_path,
                   "--schedule pairwise with 3 tasks has 7 stages and needs at least 12 steps (--max-steps 12 or "
                   "--steps-per-task 4)", f"{' '.join(budget)} leaves stages")
     compare = ["compare", "--corpus", str(corpus), "--output-dir", str(tmp_path / "compare"), "--cache-dir",
                str(tmp_path / "cache"), "--spacy-model", NO_PIPELINE, *tasks, *budget]
-    run_and_check([*compare, "--schedules", "continual", "pairwise"], capsys, tmp_path,
+    expect_error([*compare, "--schedules", "continual", "pairwise"], capsys, tmp_path,
                   "--schedule pairwise with 3 tasks has 7 stages and needs at least 12 steps")
     # compare's default curricula: the one that needs the largest budget is named
-    run_and_check(compare, capsys, tmp_path, "--schedule pairwise with 3 tasks")
+    expect_error(compare, capsys, tmp_path, "--schedule pairwise with 3 tasks")
 
 
 def test_missing_output_dir_flag(tmp_path, capsys, corpus):
     argv = ["pretrain", "--corpus", str(corpus), "--cache-dir", str(tmp_path / "cache"),
             "--spacy-model", NO_PIPELINE]
 
-    run_and_check(argv, capsys, tmp_path, "pretrain needs --output-dir DIR")
+    expect_error(argv, capsys, tmp_path, "pretrain needs --output-dir DIR")
 
 
 # --- prepare -----------------------------------------------------------------------------------------------
@@ -222,14 +202,14 @@ def test_prepare_with_a_missing_pipeline(tmp_path, capsys, corpus):
     argv = ["prepare", "--corpus", str(corpus), "--output-dir", str(tmp_path / "cache"),
             "--spacy-model", NO_PIPELINE]
 
-    run_and_check(argv, capsys, tmp_path, f"spaCy pipeline '{NO_PIPELINE}' is not installed")
+    expect_error(argv, capsys, tmp_path, f"spaCy pipeline '{NO_PIPELINE}' is not installed")
 
 
 # --- export ------------------------------------------------------------------------------------------------
 
 
 def test_export_of_a_folder_that_is_not_a_run(tmp_path, capsys, corpus):
-    run_and_check(["export", str(corpus), str(tmp_path / "exported")], capsys, tmp_path,
+    expect_error(["export", str(corpus), str(tmp_path / "exported")], capsys, tmp_path,
                   "is not an ernie-cpt run directory", "pass the --output-dir of a pretrain run")
 
 
@@ -238,7 +218,7 @@ def test_export_of_a_run_without_a_checkpoint(tmp_path, capsys):
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "encoder_config.json").write_text('{"model_type": "ernie"}\n', encoding="utf-8")
 
-    run_and_check(["export", str(run_dir), str(tmp_path / "exported")], capsys, tmp_path,
+    expect_error(["export", str(run_dir), str(tmp_path / "exported")], capsys, tmp_path,
                   "has no readable checkpoint yet", "--save-steps")
 
 
@@ -251,7 +231,7 @@ def test_export_of_a_run_whose_only_checkpoint_is_damaged(tmp_path, capsys):
     (run_dir / "checkpoints" / "latest").write_text("step-00000010\n", encoding="utf-8")
     (run_dir / "encoder_config.json").write_text('{"model_type": "ernie"}\n', encoding="utf-8")
 
-    run_and_check(["export", str(run_dir), str(tmp_path / "exported")], capsys, tmp_path,
+    expect_error(["export", str(run_dir), str(tmp_path / "exported")], capsys, tmp_path,
                   "has no readable checkpoint yet")
 
 
@@ -262,7 +242,7 @@ def test_export_into_a_folder_that_is_not_empty(tmp_path, capsys):
     (tmp_path / "exported").mkdir()
     (tmp_path / "exported" / "model.bin").write_bytes(b"an earlier export")
 
-    run_and_check(["export", str(run_dir), str(tmp_path / "exported")], capsys, tmp_path,
+    expect_error(["export", str(run_dir), str(tmp_path / "exported")], capsys, tmp_path,
                   "exists and is not empty", "choose a new folder")
 
 
@@ -270,7 +250,7 @@ def test_export_into_a_folder_that_is_not_empty(tmp_path, capsys):
 
 
 def test_a_device_torch_does_not_know(tmp_path, capsys, corpus):
-    run_and_check(pretrain(tmp_path, corpus, "--device", "gpu"), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus, "--device", "gpu"), capsys, tmp_path,
                   "--device gpu is not a device torch knows; pass cpu, cuda, cuda:N or auto")
 
 
@@ -279,10 +259,10 @@ def test_a_gpu_this_machine_lacks(tmp_path, capsys, corpus):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    run_and_check(pretrain(tmp_path, corpus, "--device", "cuda"), capsys, tmp_path,
+    expect_error(pretrain(tmp_path, corpus, "--device", "cuda"), capsys, tmp_path,
                   "--device cuda is not available on this machine (no usable GPU); pass --device cpu or auto")
 
 
 def test_tokenizer_and_init_from_together(tmp_path, capsys, corpus):
-    run_and_check(pretrain(tmp_path, corpus, "--init-from", str(tmp_path), "--tokenizer", str(tmp_path)), capsys,
+    expect_error(pretrain(tmp_path, corpus, "--init-from", str(tmp_path), "--tokenizer", str(tmp_path)), capsys,
                   tmp_path, f"--init-from {tmp_path} brings its own tokenizer", f"drop --tokenizer {tmp_path}")

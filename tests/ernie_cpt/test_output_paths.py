@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_cli_errors import run_and_check
 
 from benchmarks.run import main as benchmarks_main
 from ernie_cpt.errors import UserError
 from ernie_cpt.files import check_output_path
+from tests.helpers import expect_error
 
 SETS = Path(__file__).resolve().parents[1] / "data"
 
@@ -45,25 +45,25 @@ def test_check_output_path(tmp_path, files):
 
 def test_finetune_output_json_and_repeated_seeds_fail_before_the_model_is_read(tmp_path, files, capsys):
     finetune = ["finetune", str(tmp_path / "no-model"), "--train", str(files["train"]), "--test", str(files["test"])]
-    run_and_check([*finetune, "--output-json", str(files["dir"])], capsys, tmp_path,
+    expect_error([*finetune, "--output-json", str(files["dir"])], capsys, tmp_path,
                   f"--output-json {files['dir']} is a directory; pass a file path")
-    run_and_check([*finetune, "--output-json", str(files["file"] / "r.json")], capsys, tmp_path,
+    expect_error([*finetune, "--output-json", str(files["file"] / "r.json")], capsys, tmp_path,
                   f"{files['file']} is a file, not a folder; choose another path")
-    run_and_check([*finetune, "--output-dir", str(files["file"])], capsys, tmp_path,
+    expect_error([*finetune, "--output-dir", str(files["file"])], capsys, tmp_path,
                   f"--output-dir {files['file']} is a file; choose a folder")
-    assert run_and_check([*finetune, "--seeds", "1", "2", "1"], capsys, tmp_path) == (
-        "ernie-cpt: error: --seeds 1 2 1 repeats a seed (the same run twice would report a std of 0); give each "
+    assert expect_error([*finetune, "--seeds", "1", "2", "1"], capsys, tmp_path) == (
+        "--seeds 1 2 1 repeats a seed (the same run twice would report a std of 0); give each "
         "seed once")
 
 
 def test_folder_outputs_that_are_files(tmp_path, files, capsys):
     file = str(files["file"])
-    run_and_check(["export", str(files["run"]), file], capsys, tmp_path, f"OUT_DIR {file} is a file; choose a folder")
-    run_and_check(["pretrain", "--output-dir", file], capsys, tmp_path,
+    expect_error(["export", str(files["run"]), file], capsys, tmp_path, f"OUT_DIR {file} is a file; choose a folder")
+    expect_error(["pretrain", "--output-dir", file], capsys, tmp_path,
                   f"--output-dir {file} is a file; choose a folder")
-    run_and_check(["compare", "--tasks", "knowledge_masking", "capitalization", "--output-dir", file], capsys,
+    expect_error(["compare", "--tasks", "knowledge_masking", "capitalization", "--output-dir", file], capsys,
                   tmp_path, f"--output-dir {file} is a file; choose a folder")
-    run_and_check(["finetune", str(tmp_path / "no-model"), "--task", f"a:classification:{files['train']}:"
+    expect_error(["finetune", str(tmp_path / "no-model"), "--task", f"a:classification:{files['train']}:"
                    f"{files['test']}", "--multitask-dir", file, "--learning-rate", "1e-3"], capsys, tmp_path,
                   f"--multitask-dir {file} is a file; choose a folder")
 

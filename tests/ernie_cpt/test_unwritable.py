@@ -15,10 +15,10 @@ from pathlib import Path
 
 import datasets
 import pytest
-from test_cli_errors import snapshot
 
 from ernie_cpt.cli import main
 from ernie_cpt.data.read_only import load_read_only, saved_folder
+from tests.helpers import snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 NO_PIPELINE = "no_such_pipeline_xyz"
@@ -128,8 +128,9 @@ def test_pretrain_reads_a_filled_read_only_cache_and_writes_nothing_there(unpriv
             "knowledge_masking", "sentence_reordering"]
     assert main([*args, "--output-dir", str(tmp_path / "first")]) == 0
     entry = next((cache / "annotations").iterdir())
-    assert sorted(p.name for p in entry.iterdir()) == ["data-00000-of-00001.arrow", "dataset_info.json",
-                                                       "state.json"]  # the run derived its examples elsewhere
+    # the annotations and their record (written by the annotation step); the run derived its examples elsewhere
+    assert sorted(p.name for p in entry.iterdir()) == ["annotation.json", "data-00000-of-00001.arrow",
+                                                       "dataset_info.json", "state.json"]
     shutil.rmtree(cache / "examples")  # the second run must derive its examples again, and cannot write them there
     for path in [cache, *cache.rglob("*")]:
         path.chmod(0o555 if path.is_dir() else 0o444)

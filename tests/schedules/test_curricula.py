@@ -15,8 +15,10 @@ import re
 import pytest
 
 from ernie_cpt.errors import UserError
-from schedules.curricula import CURRICULA, build_schedule, spread
-from schedules.options import ScheduleOptions
+from ernie_cpt.options import help_text
+from schedules.curricula import CURRICULA, build_schedule, spread, uses_budget
+from schedules.curricula.file import ScheduleFileOptions
+from schedules.options import ScheduleOptions, check_schedule
 from schedules.stage import ALLOCATIONS, Stage, apportion, split_budget
 
 SEVEN = list("ABCDEFG")
@@ -230,9 +232,7 @@ def test_build_schedule_errors(tasks, total, message):
     ({"task_mixing": "al"}, "unknown task mixing 'al'; did you mean 'all'?"),
     ({"steps_per_task": 0}, "--steps-per-task must be at least 1, got 0"),
     ({"sampling_temperature": 0.0}, "--sampling-temperature must be above 0"),
-    ({"schedule": "file"}, "--schedule file needs --schedule-file FILE"),
-    ({"schedule": "file", "schedule_file": "s.yaml", "steps_per_task": 5}, "--steps-per-task does not apply"),
-    ({"schedule_file": "s.yaml"}, "--schedule-file is read only by --schedule file, not --schedule joint"),
+    ({"schedule": "file", "steps_per_task": 5}, "--steps-per-task does not apply to --schedule file"),
 ])
 def test_bad_options_are_one_line_errors(fields, message):
     with pytest.raises(UserError, match=re.escape(message)) as error:
@@ -240,12 +240,36 @@ def test_bad_options_are_one_line_errors(fields, message):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize(("schedule", "file", "message"), [
+    ("file", None, "--schedule file needs --schedule-file FILE"),
+    ("joint", "s.yaml", "--schedule-file is read only by --schedule file, not --schedule joint; add --schedule "
+                        "file or drop --schedule-file"),
+])
+def test_a_curriculum_s_own_options_are_checked_against_the_chosen_one(schedule, file, message):
+    groups = {ScheduleOptions: ScheduleOptions(schedule=schedule), ScheduleFileOptions: ScheduleFileOptions(file)}
+    with pytest.raises(UserError, match=re.escape(message)):
+        check_schedule(groups)
+    check_schedule({ScheduleOptions: ScheduleOptions(schedule="file"), ScheduleFileOptions: ScheduleFileOptions("s")})
+    check_schedule({ScheduleOptions: ScheduleOptions(schedule="joint")})
+
+
 def test_defaults():
     options = ScheduleOptions()
     assert dataclasses.asdict(options) == {
-        "schedule": "joint", "steps_per_task": None, "schedule_file": None, "stage_allocation": "even",
+        "schedule": "joint", "steps_per_task": None, "stage_allocation": "even",
         "task_mixing": "sample", "task_sampling": "remaining", "sampling_temperature": 2.0,
         "replay": 0.0, "reset_optimizer": False, "shared_task_id": False}
+
+
+def test_every_curriculum_is_a_module_of_its_own_with_its_summary_and_options():
+    assert CURRICULA.names() == ["continual", "joint", "sequential", "pairwise", "file"]
+    for name, curriculum in CURRICULA.items():
+        assert curriculum.__module__ == f"schedules.curricula.{name}", name
+        assert CURRICULA.summary(name) and "\n" not in CURRICULA.summary(name)
+    assert CURRICULA.option_classes() == [ScheduleFileOptions]
+    assert [name for name in CURRICULA if not uses_budget(name)] == ["file"]
+    assert "file: the stages and steps written in --schedule-file" in help_text(
+        next(f for f in dataclasses.fields(ScheduleOptions) if f.name == "schedule"))
 
 
 # --- replay -------------------------------------------------------------------------------------------------
@@ -288,8 +312,8 @@ def test_replay_out_of_range_is_a_one_line_error(fraction):
 def from_file(tmp_path, text: str, tasks: list[str]) -> list[dict]:
     path = tmp_path / "stages.yaml"
     path.write_text(text, encoding="utf-8")
-    options = ScheduleOptions(schedule="file", schedule_file=str(path))
-    return [stage.steps for stage in build_schedule(options, tasks, total_steps=1)]
+    settings = ScheduleFileOptions(schedule_file=str(path))
+    return [stage.steps for stage in build_schedule(ScheduleOptions(schedule="file"), tasks, 1, settings=settings)]
 
 
 def test_file_gives_the_stages_as_written(tmp_path):
@@ -324,7 +348,7 @@ def test_bad_schedule_files_are_one_line_errors(tmp_path, text, message):
 
 
 def test_missing_schedule_file(tmp_path):
-    options = ScheduleOptions(schedule="file", schedule_file=str(tmp_path / "nowhere.yaml"))
+    settings = ScheduleFileOptions(schedule_file=str(tmp_path / "nowhere.yaml"))
     with pytest.raises(UserError, match=r"cannot read schedule file .*nowhere\.yaml: No such file or directory; "
                                         r"check the path given to --schedule-file"):
-        build_schedule(options, ["A"], total_steps=1)
+        build_schedule(ScheduleOptions(schedule="file"), ["A"], total_steps=1, settings=settings)

@@ -1,8 +1,9 @@
 """Multi-task sharing architectures, one module each, registered by name (see ``base``).
 
 Every module of this package is imported here, so a new architecture module registers itself
-just by existing. ``ArchitectureOptions`` lives in ``ernie_cpt.modeling.options`` (no torch, for
-``--help``).
+just by existing (a third-party one through the ``ernie_cpt.plugins`` entry points). The seam's
+``ArchitectureOptions`` live in ``ernie_cpt.modeling.options`` (no torch); each architecture's own
+next to its code. The modules load torch, not transformers (a model being built loads it).
 """
 
 import importlib

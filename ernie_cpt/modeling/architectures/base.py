@@ -1,9 +1,13 @@
 """The architecture seam: how the tasks' inputs flow through shared and task-specific parameters.
 
 An architecture is an ``nn.Module`` registered by name in ``ARCHITECTURES`` (one file each,
-chosen with ``--architecture NAME``). It is built from a full ``ErnieModel`` (new, resumed or
-from ``--init-from``) and decides what the top ``--expert-layers`` layers become; the layers
-below stay shared by every task, as in ERNIE. It owns:
+chosen with ``--architecture NAME``), with a one-line ``summary`` and, where it has options of its
+own, an ``options_class`` (a dataclass of ``option`` fields, e.g. ``mmoe.MMoEOptions``): it is built
+as ``cls(encoder, task_ids, sharing, options)`` from a full ``ErnieModel`` (new, resumed or from
+``--init-from``), the seam's ``ArchitectureOptions`` and an instance of its ``options_class`` (None
+without one), and decides what the top ``--expert-layers`` layers become; the layers below stay
+shared by every task, as in ERNIE. Its capabilities are class attributes: ``options_used`` (the
+seam options it reads: ``("expert_layers",)``) and ``folds`` (it is one ``ErnieModel``). It owns:
 
 * ``encode(task, batch)``: the token states (batch, tokens, hidden) and pooled [CLS] state
   (batch, hidden) the task's head sees; ``forward(task, batch)`` adds the head and its loss;
@@ -23,16 +27,18 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import torch
 from torch import nn
-from transformers import ErnieConfig, ErnieModel
 
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.heads import Head, head_name
 from ernie_cpt.modeling.options import ArchitectureOptions
 from ernie_cpt.registry import Registry
+
+if TYPE_CHECKING:  # transformers loads in seconds: --help imports this module, building a model loads it
+    from transformers import ErnieConfig, ErnieModel
 
 
 class TaskOutput(NamedTuple):
@@ -46,18 +52,24 @@ class TaskOutput(NamedTuple):
 
 class Architecture(nn.Module, ABC):
     """Tasks on one encoder. ``heads`` maps each task to its head; ``task_ids`` to its row of the
-    task embedding. A subclass sets ``name`` (its registered name), ``summary`` (one line for
-    ``--help``) and ``options_used`` (the ``ArchitectureOptions`` fields it reads, for ``--help``)."""
+    task embedding; ``sharing`` holds the seam's options, ``options`` the architecture's own (an
+    instance of ``options_class``, None without one). A subclass sets ``name`` (its registered
+    name), ``summary`` (one line for ``--help``), ``options_class`` where it has options,
+    ``options_used`` (the ``ArchitectureOptions`` fields it reads besides the name) and ``folds``."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    options_class: ClassVar[type | None] = None
     options_used: ClassVar[tuple[str, ...]] = ()
+    folds: ClassVar[bool] = False  # True: ernie_model() is the whole model (export writes one ErnieModel)
 
-    def __init__(self, config: ErnieConfig, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
+    def __init__(self, config: ErnieConfig, task_ids: dict[str, int], sharing: ArchitectureOptions,
+                 options: Any = None) -> None:
         super().__init__()
         self.config = config
         self.task_ids = dict(task_ids)
-        self.options = options
+        self.sharing = sharing
+        self.options = options if options is not None or self.options_class is None else self.options_class()
 
     def add_head(self, task: str, head: Head) -> None:
         """Give ``task`` its head (the builder calls this after the architecture is made)."""
@@ -67,7 +79,7 @@ class Architecture(nn.Module, ABC):
 
     @property
     def num_labels(self) -> dict[str, int]:
-        return {task: head.num_labels for task, head in self.heads.items()}
+        return {task: cast(Head, head).num_labels for task, head in self.heads.items()}
 
     def task_type_ids(self, task: str, input_ids: torch.Tensor) -> torch.Tensor:
         return torch.full_like(input_ids, self.task_ids[task])
@@ -90,7 +102,7 @@ class Architecture(nn.Module, ABC):
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
         sequence_output, pooled_output = self.encode(task, batch)
-        head = self.heads[task]
+        head = cast(Head, self.heads[task])
         logits, labels = head(sequence_output, pooled_output, batch)
         return TaskOutput(head.loss(logits, labels), logits, labels)
 
@@ -109,13 +121,20 @@ class Architecture(nn.Module, ABC):
 
     def describe(self) -> dict[str, Any]:
         """Everything besides the weights and the encoder config that ``build_model`` needs to rebuild
-        this model (``ernie_cpt.modeling.builder.model_from_description``): the architecture options
-        (``architecture``, ``expert_layers``, ...), ``task_ids`` (task -> row of the task embedding,
-        in the order the tasks were built or added) and ``heads`` (task -> its head's registered name
-        and ``num_labels``). JSON-serialisable; export and the run config record it."""
-        return {**dataclasses.asdict(self.options), "architecture": self.name, "task_ids": dict(self.task_ids),
+        this model (``ernie_cpt.modeling.builder.model_from_description``): the seam's options
+        (``architecture``, ``expert_layers``) and the architecture's own (``num_experts``, ...),
+        ``task_ids`` (task -> row of the task embedding, in the order the tasks were built or added)
+        and ``heads`` (task -> its head's registered name and ``num_labels``). JSON-serialisable;
+        export and the run config record it."""
+        return {**self.option_values(), "architecture": self.name, "task_ids": dict(self.task_ids),
                 "heads": {task: {"head": head_name(head), "num_labels": head.num_labels}
                           for task, head in getattr(self, "heads", {}).items()}}
+
+
+    def option_values(self) -> dict[str, Any]:
+        """The seam's options and the architecture's own, by name (flat, as the flags)."""
+        own = dataclasses.asdict(self.options) if self.options is not None else {}
+        return {**dataclasses.asdict(self.sharing), **own}
 
 
 ARCHITECTURES: Registry[type[Architecture]] = Registry("architecture")

@@ -7,6 +7,8 @@ section 3.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -56,7 +58,6 @@ class CrossStitch(TopLayersArchitecture):
     name = "cross_stitch"
     summary = "a column per task, each a copy of the top --expert-layers layers, mixed after every layer by " \
               "learned cross-stitch units initialised near identity (Misra et al. 2016)"
-    options_used = ("expert_layers",)
 
     def build_top(self, layers: list[nn.Module]) -> None:
         tasks = list(self.task_ids)
@@ -68,13 +69,15 @@ class CrossStitch(TopLayersArchitecture):
     def top(self, task: str, hidden: torch.Tensor, mask: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
         tasks = list(self.task_ids)
         states = dict.fromkeys(tasks, hidden)
-        for index, stitch in enumerate(self.stitches):
-            outputs = torch.stack([self.columns[column][index](states[column], mask) for column in tasks])
-            rows = [task] if index == len(self.stitches) - 1 else tasks  # the top unit: only the task's own row
+        # torch types a container's items as Module: task -> its column's layers; layer -> task -> its row
+        columns = cast("Mapping[str, Sequence[nn.Module]]", self.columns)
+        stitches = cast("Sequence[nn.ParameterDict]", self.stitches)
+        for index, stitch in enumerate(stitches):
+            outputs = torch.stack([columns[column][index](states[column], mask) for column in tasks])
+            rows = [task] if index == len(stitches) - 1 else tasks  # the top unit: only the task's own row
             states = {row: torch.einsum("s,sbth->bth", stitch[row], outputs) for row in rows}
         if self.training:
-            rows = torch.cat([stitch[task] for stitch in self.stitches])
-            self.record(task, rows, torch.ones((), device=hidden.device))
+            self.record(task, torch.cat([stitch[task] for stitch in stitches]), torch.ones((), device=hidden.device))
         return states[task]
 
     def routing_labels(self, task: str) -> list[str]:
@@ -85,7 +88,7 @@ class CrossStitch(TopLayersArchitecture):
         tasks = list(self.task_ids)  # the new task last
         source = tasks.index(like)
         self.columns[task] = copy.deepcopy(self.columns[like])
-        for stitch in self.stitches:
+        for stitch in cast("Sequence[nn.ParameterDict]", self.stitches):
             for row in tasks[:-1]:
                 stitch[row] = nn.Parameter(torch.cat([stitch[row].detach(), stitch[row].new_zeros(1)]))
             new_row = stitch[like].detach().clone()

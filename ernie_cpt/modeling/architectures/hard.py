@@ -8,15 +8,17 @@ folds into one ``ErnieModel`` exactly, so export writes a Hugging Face folder.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
-from transformers import ErnieModel
 
 from ernie_cpt.modeling.architectures.base import ARCHITECTURES, Architecture
 
 if TYPE_CHECKING:
+    from transformers import ErnieModel
+    from transformers.models.ernie.modeling_ernie import ErnieLayer
+
     from ernie_cpt.modeling.architectures import ArchitectureOptions
 
 
@@ -24,9 +26,11 @@ if TYPE_CHECKING:
 class HardSharing(Architecture):
     name = "hard"
     summary = "every layer shared by all tasks, a head per task (ERNIE 2.0 as published; exports as one ErnieModel)"
+    folds = True
 
-    def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
-        super().__init__(encoder.config, task_ids, options)
+    def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], sharing: ArchitectureOptions,
+                 options: None = None) -> None:
+        super().__init__(encoder.config, task_ids, sharing, options)
         self.encoder = encoder
 
     def word_embeddings(self) -> nn.Embedding:
@@ -39,7 +43,8 @@ class HardSharing(Architecture):
         return out.last_hidden_state, out.pooler_output
 
     def shared_layer_weights(self) -> list[nn.Parameter]:
-        return [layer.output.dense.weight for layer in self.encoder.encoder.layer]
+        weights = [cast("ErnieLayer", layer).output.dense.weight for layer in self.encoder.encoder.layer]
+        return cast("list[nn.Parameter]", weights)  # torch types a Linear's weight as a Tensor
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.parameters())

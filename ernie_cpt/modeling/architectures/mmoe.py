@@ -7,6 +7,8 @@ Multi-gate Mixture-of-Experts" (KDD), eq. 5-6.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -20,6 +22,17 @@ from ernie_cpt.modeling.architectures.top_layers import (
     new_gate,
     run_layers,
 )
+from ernie_cpt.options import Range, check_ranges, option
+
+
+@dataclass
+class MMoEOptions:
+    """Architecture mmoe: its experts"""
+
+    num_experts: int = option(4, "mmoe: experts, each a copy of the top --expert-layers layers", valid=Range(1, 64))
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @ARCHITECTURES.register()
@@ -49,16 +62,17 @@ class MMoE(TopLayersArchitecture):
     name = "mmoe"
     summary = "the top --expert-layers layers become --num-experts experts; each task mixes them with its own " \
               "softmax gate, per token (Ma et al. 2018)"
-    options_used = ("expert_layers", "num_experts")
+    options_class = MMoEOptions
+    options: MMoEOptions
 
     def build_top(self, layers: list[nn.Module]) -> None:
         self.experts = nn.ModuleList(copies(layers) for _ in range(self.options.num_experts))
         self.gates = nn.ModuleDict({task: new_gate(self.config, self.options.num_experts) for task in self.task_ids})
 
     def top(self, task: str, hidden: torch.Tensor, mask: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
-        weights = gate_weights(self.gates[task], hidden)
+        weights = gate_weights(cast(nn.Linear, self.gates[task]), hidden)
         self.record_gates(task, [weights], tokens)
-        return mix(weights, [run_layers(expert, hidden, mask) for expert in self.experts])
+        return mix(weights, [run_layers(cast(nn.ModuleList, expert), hidden, mask) for expert in self.experts])
 
     def routing_labels(self, task: str) -> list[str]:
         return [f"expert.{e}" for e in range(len(self.experts))]

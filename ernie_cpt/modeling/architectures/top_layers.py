@@ -26,18 +26,19 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
-from transformers import ErnieModel
-from transformers.masking_utils import create_bidirectional_mask
 
 from ernie_cpt import distributed
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.architectures.base import Architecture, check_expert_layers
 
 if TYPE_CHECKING:
+    from transformers import ErnieConfig, ErnieModel
+    from transformers.models.ernie.modeling_ernie import ErnieLayer
+
     from ernie_cpt.modeling.architectures import ArchitectureOptions
 
 
@@ -53,7 +54,7 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, mask: torch.Tensor |
     return hidden
 
 
-def new_gate(config, experts: int) -> nn.Linear:
+def new_gate(config: ErnieConfig, experts: int) -> nn.Linear:
     """A gate: hidden -> one logit per expert, W ~ N(0, initializer_range), bias 0."""
     gate = nn.Linear(config.hidden_size, experts)
     nn.init.normal_(gate.weight, std=config.initializer_range)
@@ -76,16 +77,22 @@ class TopLayersArchitecture(Architecture):
     the top K layers become (:meth:`build_top`) and how a task's states flow through them
     (:meth:`top`). Raises UserError when K is outside 1..L."""
 
-    def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], options: ArchitectureOptions) -> None:
-        super().__init__(encoder.config, task_ids, options)
-        check_expert_layers(options, encoder.config.num_hidden_layers)
-        kept = encoder.config.num_hidden_layers - options.expert_layers
+    options_used = ("expert_layers",)
+
+    def __init__(self, encoder: ErnieModel, task_ids: dict[str, int], sharing: ArchitectureOptions,
+                 options: Any = None) -> None:
+        from transformers import ErnieModel
+
+        super().__init__(encoder.config, task_ids, sharing, options)
+        check_expert_layers(sharing, encoder.config.num_hidden_layers)
+        kept = encoder.config.num_hidden_layers - sharing.expert_layers
         trunk_config = copy.deepcopy(encoder.config)
         trunk_config.num_hidden_layers = kept
         with torch.random.fork_rng(devices=[]):  # its random weights are replaced next: the run's RNG is untouched
             self.trunk = ErnieModel(trunk_config, add_pooling_layer=False)
         self.trunk.embeddings = encoder.embeddings
         self.trunk.encoder.layer = nn.ModuleList(encoder.encoder.layer[:kept])
+        assert encoder.pooler is not None, "the encoder is built with its pooler"
         self.pooler = encoder.pooler
         self._routing_sums: dict[str, torch.Tensor] = {}
         self.build_top(list(encoder.encoder.layer[kept:]))
@@ -109,6 +116,8 @@ class TopLayersArchitecture(Architecture):
         """Give the newly added ``task`` (already in ``task_ids``, last) the routing of ``like``."""
 
     def encode(self, task: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        from transformers.masking_utils import create_bidirectional_mask
+
         hidden = self.trunk(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             token_type_ids=batch["token_type_ids"],
                             task_type_ids=self.task_type_ids(task, batch["input_ids"])).last_hidden_state
@@ -123,7 +132,9 @@ class TopLayersArchitecture(Architecture):
     def shared_layer_weights(self) -> list[nn.Parameter]:
         """The output weight of each trunk layer; the word embeddings when K = L (no layer is shared)."""
         layers = self.trunk.encoder.layer
-        return [layer.output.dense.weight for layer in layers] if len(layers) else [self.word_embeddings().weight]
+        weights = [cast("ErnieLayer", layer).output.dense.weight for layer in layers] if len(layers) \
+            else [self.word_embeddings().weight]
+        return cast("list[nn.Parameter]", weights)  # torch types a Linear's weight as a Tensor
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """The trunk (embeddings and bottom layers) and the pooler."""

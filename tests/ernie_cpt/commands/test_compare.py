@@ -26,7 +26,7 @@ def test_schedules_may_be_comma_or_space_separated_and_repeat():
     (["--tasks", "knowledge_masking", "capitalization", "--schedules", "continual,jiont"],
      "unknown schedule 'jiont'; did you mean 'joint'?"),
     (["--tasks", "knowledge_masking", "capitalization", "--schedule", "continual", "file"],
-     "a 'file' schedule sets its own budgets"),
+     "--schedule file sets its own steps: run it with ernie-cpt pretrain"),
     (["--tasks", "knowledge_masking"], "compare needs at least 2 --tasks"),
     (["--tasks", "knowledge_masking", "capitalisation"], "unknown task 'capitalisation'"),
     (["--tasks", "knowledge_masking", "capitalization", "--downstream-train", "train.jsonl"],

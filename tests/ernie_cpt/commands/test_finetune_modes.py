@@ -14,6 +14,8 @@ from ernie_cpt.commands.options import FinetuneOptions, MultiTaskFinetuneOptions
 from ernie_cpt.errors import UserError
 from ernie_cpt.weighting.options import WeightingOptions
 
+EQUAL = {WeightingOptions: WeightingOptions()}  # the loss weighting's groups: equal, no options
+
 SPEC = "a:regression:x.jsonl:y.jsonl"
 
 
@@ -44,7 +46,7 @@ def test_an_option_of_the_other_mode_is_refused_by_name(extra, message, tmp_path
 
 def _settings(model, **change) -> dict:
     options = FinetuneOptions(learning_rate=[1e-3], **change)
-    return multitask_settings(model, options, MultiTaskFinetuneOptions(task=[SPEC]), WeightingOptions())
+    return multitask_settings(model, options, MultiTaskFinetuneOptions(task=[SPEC]), EQUAL)
 
 
 def test_the_folder_records_its_settings_and_refuses_others(tmp_path):

@@ -23,6 +23,8 @@ from ernie_cpt.evaluation.multitask_report import markdown, summarise
 from ernie_cpt.training.loading import load_model
 from ernie_cpt.weighting.options import WeightingOptions
 
+EQUAL = {WeightingOptions: WeightingOptions()}  # the loss weighting's groups: equal, no options
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -58,7 +60,7 @@ def test_task_and_train_exclude_each_other(tmp_path):
     with pytest.raises(UserError, match=r"either --train/--test .* or --task"):
         finetune_multitask(tmp_path, FinetuneOptions(train="a.jsonl"),
                            MultiTaskFinetuneOptions(task=["a:regression:x:y"], multitask_dir=str(tmp_path / "o")),
-                           WeightingOptions())
+                           EQUAL)
 
 
 def test_repeated_task_flags_add_up():
@@ -128,7 +130,7 @@ def test_a_set_named_like_a_model_task_is_refused_before_anything_is_written(tin
     spec = f"knowledge_masking:classification:{sets / 'topic' / 'train.jsonl'}:{sets / 'topic' / 'test.jsonl'}"
     with pytest.raises(UserError, match="the model already has a task knowledge_masking"):
         finetune_multitask(tiny_export, FinetuneOptions(max_seq_length=64, learning_rate=[3e-4]),
-                           MultiTaskFinetuneOptions(task=[spec], multitask_dir=str(out)), WeightingOptions())
+                           MultiTaskFinetuneOptions(task=[spec], multitask_dir=str(out)), EQUAL)
     assert not out.exists()
 
 
@@ -156,7 +158,7 @@ def test_each_head_learns_its_set_in_multi_task_training(tiny_export, large_sets
     steps = {s.spec.name: _steps(s, options.epochs, options.batch_size) for s in labelled}
     assert steps == {"topic": 180, "quotation": 90, "similarity": 90, "jargon_source": 90}
     model = _run(tmp_path / "run", _with_sets(source.model, labelled, 1), labelled, steps, 1, options,
-                 MultiTaskFinetuneOptions(), WeightingOptions(), tokenizer)
+                 MultiTaskFinetuneOptions(), EQUAL, tokenizer)
     run = json.loads((tmp_path / "run" / "run_config.json").read_text())
     assert run["stages"] == [steps] and (run["task_sampling"], run["sampling_temperature"]) == ("size", 1.0)
     fit = {s.spec.name: dataclasses.replace(s, test=s.train[:120]) for s in labelled}
@@ -184,7 +186,7 @@ def _held_out_scores(model_dir: Path, sets: Path, seed: int, work: Path) -> dict
         labelled = _first(spec, HELD_OUT_TRAIN[spec.name], tokenizer, work)
         model = _run(work / spec.name, _with_sets(source.model, [labelled], seed), [labelled],
                      {spec.name: _steps(labelled, 1, 8)}, seed, options, MultiTaskFinetuneOptions(),
-                     WeightingOptions(), tokenizer)
+                     EQUAL, tokenizer)
         results[spec.name] = (_score(model, labelled, tokenizer, 32, torch.device("cpu")), _baseline(labelled))
     return results
 

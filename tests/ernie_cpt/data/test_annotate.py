@@ -41,7 +41,8 @@ def test_spacy_batches_hold_at_most_so_many_pieces_and_characters():
 
 
 def test_annotations_do_not_depend_on_how_pieces_are_batched(sample_dir, tmp_path):
-    """Batches of at most 1,000 characters (several short paragraphs each) give the spans of pieces parsed one by one."""
+    """Batches of at most 1,000 characters (several short paragraphs each) give the spans of pieces parsed one
+    by one."""
     corpus = load_corpus(CorpusOptions(corpus=[str(sample_dir / "chapter-08.txt")]))  # 60 paragraphs, 39 short
     alone = annotate(corpus, AnnotationOptions(cache_dir=str(tmp_path / "a"), num_proc=1, max_chunk_chars=1000,
                                                spacy_batch_size=1))

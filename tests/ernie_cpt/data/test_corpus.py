@@ -258,6 +258,29 @@ def test_nothing_usable_left_is_an_error(tmp_path, caplog):
     assert caplog.text == ""
 
 
+@pytest.mark.parametrize(("now", "expected"), [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", r"changed while the corpus was read \(now binary\); run again"),
+    (b"word " * 200_001, r"holds a paragraph of 1,000,00\d characters"),
+], ids=["now binary", "now one long paragraph"])
+def test_a_file_that_changes_after_its_scan_is_a_one_line_error(tmp_path, monkeypatch, now, expected):
+    # The file really changes between the scan that accepted it and the pass that writes it to Arrow.
+    from ernie_cpt.data import corpus as corpus_module
+
+    path = tmp_path / "changing.txt"
+    path.write_text(sample_paragraphs(1)[0], encoding="utf-8")
+    scan = corpus_module.scan_text_file
+
+    def scan_then_change(file: Path, max_chars: int):
+        found = scan(file, max_chars)
+        Path(file).write_bytes(now)
+        return found
+
+    monkeypatch.setattr(corpus_module, "scan_text_file", scan_then_change)
+    with pytest.raises(UserError, match=expected) as error:  # not datasets' DatasetGenerationError around it
+        load(tmp_path)
+    assert "changing.txt" in str(error.value) and "\n" not in str(error.value)
+
+
 def test_a_single_latin1_file_is_an_error(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("caf\xe9".encode("latin-1"))

@@ -162,7 +162,8 @@ def test_summary_table_has_intervals_baselines_and_undefined_cells(results, tmp_
 def test_the_definitions_name_the_compared_axis_in_good_english(results, tmp_path, axis):
     markdown = write_report(results, {"tasks": TASKS}, tmp_path, axis).read_text()
 
-    assert f"`mlm`, knowledge masking alone for as many steps as each {axis[0]} takes in all;" in markdown
+    assert "`mlm`, the masked-LM task alone (the run setup's \"mlm baseline\"" in markdown
+    assert f"for as many steps as each {axis[0]} takes in all;" in markdown
     assert f"Defined for every {axis[0]}," in markdown and f"compares {axis[1]} paired by seed" in markdown
 
 

@@ -5,6 +5,7 @@ add_task, the routing statistics and the rebuild from describe()."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -16,11 +17,15 @@ from transformers.masking_utils import create_bidirectional_mask
 from ernie_cpt.cli import main
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.architectures import ARCHITECTURES, ArchitectureOptions
+from ernie_cpt.modeling.architectures.cgc import CGCOptions
+from ernie_cpt.modeling.architectures.mmoe import MMoEOptions
 from ernie_cpt.modeling.builder import HeadSpec, build_model, model_from_description
 from ernie_cpt.modeling.encoder import ModelOptions, encoder_config
+from ernie_cpt.options import help_text
 from pretasks import TASKS
 
-ROUTED = ["mmoe", "cgc", "ple", "cross_stitch"]
+# The built-in architectures that do not fold into one ErnieModel (from the registry, as --help lists them).
+ROUTED = [name for name, cls in ARCHITECTURES.items() if not cls.folds and ARCHITECTURES.origin(name) is None]
 INPUT_IDS = torch.tensor([[2, 10, 11, 12, 3, 0], [2, 13, 14, 3, 0, 0]])  # the second padded
 BATCH = {"input_ids": INPUT_IDS, "attention_mask": (INPUT_IDS != 0).long(),
          "token_type_ids": torch.zeros_like(INPUT_IDS)}
@@ -51,11 +56,23 @@ def new_encoder(layers: int = 3) -> ErnieModel:
     return ErnieModel(config).eval()
 
 
+def split_options(name: str, **flags) -> tuple[ArchitectureOptions, object]:
+    """Flat options, as flags give them, as architecture ``name`` takes them: the seam's ArchitectureOptions
+    and its own options (of the others' options, those it does not read are dropped)."""
+    seam = {f.name for f in dataclasses.fields(ArchitectureOptions)}
+    known = seam | {f.name for cls in ARCHITECTURES.option_classes() for f in dataclasses.fields(cls)}
+    assert set(flags) <= known, set(flags) - known
+    own_class = ARCHITECTURES.options_class(name)
+    own = {f.name: flags[f.name] for f in dataclasses.fields(own_class) if f.name in flags} if own_class else {}
+    return (ArchitectureOptions(architecture=name, **{k: v for k, v in flags.items() if k in seam}),
+            own_class(**own) if own_class else None)
+
+
 def build(name: str, layers: int = 3, tasks: tuple[str, ...] = ("a", "b"), encoder: ErnieModel | None = None,
           **options) -> nn.Module:
     encoder = encoder or new_encoder(layers)
-    options = ArchitectureOptions(architecture=name, **options)
-    return ARCHITECTURES.get(name)(encoder, {task: i for i, task in enumerate(tasks)}, options).eval()
+    sharing, own = split_options(name, **options)
+    return ARCHITECTURES.get(name)(encoder, {task: i for i, task in enumerate(tasks)}, sharing, own).eval()
 
 
 def trunk_output(model, task: str) -> torch.Tensor:
@@ -251,11 +268,10 @@ def test_a_task_added_like_another_starts_with_its_outputs_and_leaves_the_others
 def test_state_dict_and_describe_rebuild_the_model_exactly(name):
     tasks = {"a": HeadSpec("token_classification", 2), "b": HeadSpec("sentence_pair", 3),
              "m": HeadSpec("masked_lm", 60)}
-    options = ArchitectureOptions(architecture=name, expert_layers=1, num_experts=3, shared_experts=1,
-                                  task_experts=2)
+    sharing, own = split_options(name, expert_layers=1, num_experts=3, shared_experts=1, task_experts=2)
     torch.manual_seed(0)
-    model = build_model(tasks, {"a": 1, "b": 4, "m": 0}, ModelOptions(model_size="tiny"), options, 60, 64,
-                        len(TASKS))
+    model = build_model(tasks, {"a": 1, "b": 4, "m": 0}, ModelOptions(model_size="tiny"), sharing, 60, 64,
+                        len(TASKS), architecture_options=own)
     if name != "hard":
         model.add_task("c", task_id=2, like="a")
         model.add_head("c", model.heads["a"].__class__(model.config, 2))
@@ -283,9 +299,9 @@ def test_expert_layers_beyond_the_encoder_and_empty_gates_are_refused():
     with pytest.raises(UserError, match=r"--expert-layers 4 is outside 1\.\.3"):
         build("mmoe", expert_layers=4)
     with pytest.raises(UserError, match="--num-experts must be between 1 and 64, got 0"):
-        ArchitectureOptions(architecture="mmoe", num_experts=0)
+        MMoEOptions(num_experts=0)
     with pytest.raises(UserError, match="both 0"):
-        ArchitectureOptions(architecture="cgc", shared_experts=0, task_experts=0)
+        CGCOptions(shared_experts=0, task_experts=0)
 
 
 def test_pretrain_refuses_expert_layers_beyond_the_model_before_reading_anything(tmp_path, capsys):
@@ -300,12 +316,13 @@ def test_pretrain_refuses_expert_layers_beyond_the_model_before_reading_anything
 
 
 def test_help_lists_every_registered_architecture_and_who_reads_each_option():
-    import dataclasses
-
-    fields = {f.name: f.metadata["help"] for f in dataclasses.fields(ArchitectureOptions)}
-    # --help names the built-in architectures without importing them: its text must match their classes
-    assert all(f"{name}: {cls.summary}" in fields["architecture"] for name, cls in ARCHITECTURES.items()
-               if cls.__module__.startswith("ernie_cpt."))
-    assert fields["num_experts"].startswith("mmoe:")
-    assert fields["task_experts"].startswith("cgc/ple:")
+    fields = {f.name: help_text(f) for f in dataclasses.fields(ArchitectureOptions)}
+    assert list(fields) == ["architecture", "expert_layers"]  # the seam's; the rest are the architectures' own
+    assert all(f"{name}: {cls.summary}" in fields["architecture"] for name, cls in ARCHITECTURES.items())
+    assert fields["architecture"].index("hard:") < fields["architecture"].index("cgc:")  # the default first
     assert fields["expert_layers"].startswith("cgc/cross_stitch/mmoe/ple:")
+    own = {f.name: (cls, help_text(f)) for cls in ARCHITECTURES.option_classes() for f in dataclasses.fields(cls)}
+    assert own["num_experts"][0] is MMoEOptions and own["num_experts"][1].startswith("mmoe:")
+    assert own["task_experts"][0] is CGCOptions and own["task_experts"][1].startswith("cgc/ple:")
+    assert ARCHITECTURES.options_class("ple") is CGCOptions  # PLE is CGC stacked, with the same options
+    assert ROUTED == ["cgc", "cross_stitch", "mmoe", "ple"]

@@ -16,6 +16,7 @@ from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 from ernie_cpt.cli import main
 from ernie_cpt.modeling.encoder import encoder_from_checkpoint
 from pretasks import TASKS
+from tests.helpers import expect_error
 
 NO_PIPELINE = "no_such_pipeline_xyz"  # no case below may get as far as annotating
 
@@ -64,15 +65,6 @@ def test_pretrain_from_a_checkpoint_with_added_tokens(added_tokens, sample_dir, 
     assert "resize_token_embeddings" in caplog.text
 
 
-def expect_error(argv: list[str], capsys, root: Path, *expected: str) -> None:
-    capsys.readouterr()
-    before = sorted(root.rglob("*"))
-    assert main(argv) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("ernie-cpt: error: "), lines
-    for text in expected:
-        assert text in lines[0], lines[0]
-    assert sorted(root.rglob("*")) == before
 
 
 def pretrain(tmp_path: Path, folder: Path, *flags: str) -> list[str]:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import BertConfig
+from transformers import BertConfig, ErnieConfig
 
-from ernie_cpt.cli import main
 from ernie_cpt.modeling.safe_loading import UnreadableFile, load_state, load_weights
 from ernie_cpt.training.checkpoint import latest_checkpoint, save_checkpoint
+from tests.helpers import expect_error
 
 
 def evil_pickle(marker: Path) -> bytes:
@@ -29,15 +29,6 @@ def test_the_evil_pickle_really_runs_code_when_unpickled(tmp_path):
     assert (tmp_path / "pwned").exists()
 
 
-def expect_error(argv: list[str], capsys, *expected: str) -> str:
-    capsys.readouterr()
-    code = main(argv)
-    stderr = capsys.readouterr().err
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("ernie-cpt: error: "), stderr
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -61,7 +52,7 @@ def test_a_torch_save_pickle_as_checkpoint_weights_is_refused(tmp_path, capsys, 
     torch.save({"weight": torch.ones(2, 2), "bias": torch.ones(2)}, step / "model.safetensors")
 
     with caplog.at_level(logging.WARNING):
-        expect_error(["export", str(tmp_path / "run"), str(tmp_path / "out")], capsys,
+        expect_error(["export", str(tmp_path / "run"), str(tmp_path / "out")], capsys, None,
                      "has no readable checkpoint yet")
     assert "model.safetensors is not a readable safetensors file (a zip archive such as torch.save writes)" \
            in caplog.text
@@ -95,7 +86,7 @@ def test_init_from_a_folder_with_pickled_weights_is_refused(bert_folder, tmp_pat
     torch.save({"bert.embeddings.word_embeddings.weight": torch.zeros(100, 32)}, bert_folder / "model.safetensors")
 
     expect_error(["pretrain", "--corpus", str(tmp_path), "--output-dir", str(tmp_path / "run"),
-                  "--init-from", str(bert_folder)], capsys,
+                  "--init-from", str(bert_folder)], capsys, None,
                  f"{bert_folder / 'model.safetensors'} is not a readable safetensors file (a zip archive such as "
                  f"torch.save writes)", "never unpickled", "safe_serialization=True")
     assert not (tmp_path / "run").exists()
@@ -105,19 +96,22 @@ def test_init_from_a_folder_with_only_pytorch_model_bin_is_refused(bert_folder, 
     torch.save({"bert.embeddings.word_embeddings.weight": torch.zeros(100, 32)}, bert_folder / "pytorch_model.bin")
 
     expect_error(["pretrain", "--corpus", str(tmp_path), "--output-dir", str(tmp_path / "run"),
-                  "--init-from", str(bert_folder)], capsys,
+                  "--init-from", str(bert_folder)], capsys, None,
                  f"--init-from {bert_folder} has no model.safetensors (only pytorch_model.bin, a pickle, which is "
                  f"never loaded)", "safe_serialization=True")
 
 
 @pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
-def test_finetune_model_dir_with_pickled_weights_is_refused(bert_folder, tmp_path, capsys, weights):
+def test_finetune_model_dir_with_pickled_weights_is_refused(tmp_path, capsys, weights):
+    folder = tmp_path / "ernie"  # an ERNIE folder: a BERT one is refused for its model type first
+    ErnieConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                intermediate_size=64).save_pretrained(folder)
     marker = tmp_path / "pwned"
-    (bert_folder / weights).write_bytes(evil_pickle(marker))
+    (folder / weights).write_bytes(evil_pickle(marker))
     data = tmp_path / "train.jsonl"
     data.write_text('{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n', encoding="utf-8")
 
-    expect_error(["finetune", str(bert_folder), "--train", str(data), "--test", str(data)], capsys,
+    expect_error(["finetune", str(folder), "--train", str(data), "--test", str(data)], capsys, None,
                  "is not a readable safetensors file (a pickle)" if weights == "model.safetensors"
                  else "has no model.safetensors (only pytorch_model.bin, a pickle, which is never loaded)")
     assert not marker.exists()

@@ -153,3 +153,12 @@ def test_weights_that_do_not_match_the_description_are_refused(tmp_path):
     (tmp_path / MODEL_JSON).unlink()
     with pytest.raises(UserError, match=f"has no {MODEL_JSON}"):
         read_model_folder(Path(tmp_path))
+
+
+def test_a_non_folding_model_described_as_a_transformers_folder_is_refused(tmp_path):
+    save_model_folder(_model("test_column_per_task"), tmp_path, {})
+    description = json.loads((tmp_path / MODEL_JSON).read_text())
+    (tmp_path / MODEL_JSON).write_text(json.dumps({**description, "layout": "transformers"}))  # edited by hand
+    with pytest.raises(UserError, match=f'says layout "transformers" for a {ColumnPerTask.name} model.*export the '
+                                        f"model again"):
+        read_model_folder(tmp_path)

@@ -28,7 +28,7 @@ from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.device import enable_tf32, memory_record, pick_device, to_device
 from ernie_cpt.training.options import TrainingOptions
 from ernie_cpt.training.trainer import build_trainer, train
-from ernie_cpt.weighting import WeightingOptions, build_weighting
+from ernie_cpt.weighting import build_weighting
 from pretasks import TASKS, get_task
 from schedules import ScheduleOptions
 from schedules.stage import Stage
@@ -68,7 +68,7 @@ def _train_on_meta_default(examples, architecture: str, weighting: str | None, t
                         ArchitectureOptions(architecture=architecture), len(tokenizer), SEQ, len(TASKS))
     mixing = "sample" if weighting is None else "all"
     stage = Stage(dict.fromkeys(tasks, 2))
-    combiner = None if weighting is None else build_weighting(WeightingOptions(loss_weighting=weighting), list(tasks))
+    combiner = None if weighting is None else build_weighting(weighting, list(tasks))
     options = TrainingOptions(max_steps=stage.optimizer_steps(mixing), batch_size=8, seed=0, save_steps=10**9,
                               logging_steps=1, device="cpu")
     with tempfile.TemporaryDirectory() as run_dir, torch.device("meta"):

@@ -20,7 +20,8 @@ from ernie_cpt.errors import UserError
 from ernie_cpt.training.checkpoint import LATEST, checkpoints, read_checkpoint
 from ernie_cpt.training.run_log import read_records
 from ernie_cpt.training.trainer import train
-from ernie_cpt.weighting import WeightingOptions, build_weighting
+from ernie_cpt.weighting import build_weighting
+from ernie_cpt.weighting.dwa import DWAOptions
 from schedules.stage import Stage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -101,7 +102,7 @@ def test_a_run_with_skipped_steps_resumes_bit_exactly(tmp_path):
 
 def test_a_skipped_step_leaves_the_loss_weighting_as_it_was(tmp_path):
     """DWA records every step's losses in ``combine``: a skipped step's NaN would stay in its history."""
-    weighting = build_weighting(WeightingOptions(loss_weighting="dwa", dwa_window=1), ["a", "b"])
+    weighting = build_weighting("dwa", ["a", "b"], DWAOptions(dwa_window=1))
     streams = {"a": StubStream("a"), "b": StubStream("b", bad={1: NAN})}
 
     train(stub_trainer(tmp_path, [Stage({"a": 4, "b": 4})], streams=streams, weighting=weighting, task_mixing="all",

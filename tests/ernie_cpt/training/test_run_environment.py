@@ -6,6 +6,7 @@ where another machine or install would be needed, run_config.json records it as 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -15,24 +16,12 @@ import pytest
 
 from ernie_cpt.cli import main
 from ernie_cpt.training.run_log import read_records
+from tests.helpers import expect_error as _expect_error
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
-
-
-def expect_error(argv: list[str], capsys, root: Path) -> str:
-    """Run the CLI: exit code 2, one error line, nothing under ``root`` changed; returns the line."""
-    capsys.readouterr()
-    before = snapshot(root)
-    code = main(argv)
-    stderr = capsys.readouterr().err
-    errors = [line for line in stderr.splitlines() if line.startswith("ernie-cpt: error: ")]
-    assert code == 2 and len(errors) == 1 and "Traceback" not in stderr, stderr
-    assert snapshot(root) == before
-    return errors[0].removeprefix("ernie-cpt: error: ")
+# these commands may log warnings before their error line
+expect_error = functools.partial(_expect_error, warnings=True)
 
 
 def train_records(run_dir: Path) -> list[dict]:

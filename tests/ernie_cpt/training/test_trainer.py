@@ -20,7 +20,8 @@ from ernie_cpt.training.checkpoint import checkpoints, read_checkpoint, stage_en
 from ernie_cpt.training.run_log import read_records
 from ernie_cpt.training.train_state import TrainState
 from ernie_cpt.training.trainer import train
-from ernie_cpt.weighting import WeightingOptions, build_weighting
+from ernie_cpt.weighting import build_weighting
+from ernie_cpt.weighting.dwa import DWAOptions
 from schedules.sampling import get_sampler
 from schedules.stage import Stage
 
@@ -93,7 +94,7 @@ def test_sample_mixing_trains_the_task_the_sampler_draws_and_meets_every_budget(
 
 @pytest.mark.parametrize("weighting", [None, "uncertainty"])
 def test_all_mixing_trains_every_task_with_steps_left_in_every_step(tmp_path, weighting):
-    combine = build_weighting(WeightingOptions(loss_weighting=weighting), ["a", "b"]) if weighting else None
+    combine = build_weighting(weighting, ["a", "b"]) if weighting else None
     trainer = stub_trainer(tmp_path, [Stage({"a": 3, "b": 1})], task_mixing="all", weighting=combine)
 
     train(trainer)
@@ -114,7 +115,7 @@ def test_all_mixing_trains_every_task_with_steps_left_in_every_step(tmp_path, we
 def test_a_weighting_needs_every_task_in_the_step(tmp_path):
     with pytest.raises(ValueError, match="task_mixing 'all'"):
         stub_trainer(tmp_path, [Stage({"a": 1, "b": 1})], task_mixing="sample",
-                     weighting=build_weighting(WeightingOptions(loss_weighting="dwa"), ["a", "b"]))
+                     weighting=build_weighting("dwa", ["a", "b"]))
 
 
 def test_accumulated_micro_batches_give_the_update_of_their_union(tmp_path):
@@ -145,8 +146,7 @@ def test_a_run_resumed_from_a_checkpoint_continues_as_the_uninterrupted_run(tmp_
     mixing = "sample" if weighting is None else "all"
 
     def trainer(run_dir):
-        combine = build_weighting(WeightingOptions(loss_weighting=weighting, dwa_window=1), ["a", "b", "c"]) \
-            if weighting else None
+        combine = build_weighting(weighting, ["a", "b", "c"], DWAOptions(dwa_window=1)) if weighting else None
         return stub_trainer(run_dir, schedule, task_mixing=mixing, weighting=combine,
                             args={"save_steps": 2, "save_total_limit": 10}, eval_batches=held_out("a", "b", "c"))
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ernie_cpt.training.task_gradients import TaskGradients
-from ernie_cpt.weighting import WeightingOptions, build_weighting
+from ernie_cpt.weighting import WEIGHTINGS, StepContext, build_weighting
 from ernie_cpt.weighting.mgda import min_norm_weights
 
 CONFLICTING = torch.tensor([[1.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)  # g1 . g2 = -1 < 0
@@ -19,8 +19,9 @@ LOSSES = {"a": 1.0, "b": 1.0}
 
 
 def _direction(name: str, gradients: torch.Tensor, losses=LOSSES, **options) -> tuple[torch.Tensor, dict]:
-    weighting = build_weighting(WeightingOptions(loss_weighting=name, **options), list(losses))
-    return weighting.combine_gradients(gradients, losses, np.random.default_rng(0))
+    options_class = WEIGHTINGS.options_class(name)
+    weighting = build_weighting(name, list(losses), options_class(**options) if options_class else None)
+    return weighting.combine_gradients(gradients, losses, StepContext(rng=np.random.default_rng(0)))
 
 
 def test_pcgrad_projects_each_gradient_off_the_other():
@@ -85,21 +86,21 @@ def test_nash_mtl_weights_solve_the_bargaining_equation():
 
 
 def test_famo_weights_follow_its_formula_and_move_toward_the_slowest_task():
-    famo = build_weighting(WeightingOptions(loss_weighting="famo"), ["a", "b"])
+    famo = build_weighting("famo", ["a", "b"])
     losses = {"a": torch.tensor(2.0), "b": torch.tensor(1.0)}
-    famo.combine(losses, nn.Parameter(torch.zeros(1)), dict.fromkeys(losses, 0.5))
+    famo.combine(losses, StepContext(shared=nn.Parameter(torch.zeros(1)), kpis=dict.fromkeys(losses, 0.5)))
     # z = (1/2, 1/2), c = 0.5/2 + 0.5/1 = 0.75: w = z / (c L) = (1/3, 2/3)
     assert famo.last_weights["a"] == pytest.approx(1 / 3) and famo.last_weights["b"] == pytest.approx(2 / 3)
     famo.after_step({"a": 1.0, "b": 0.9})  # a's loss halved, b's fell by a tenth: b is the slow one
     z = torch.softmax(famo.logits, 0)
     assert z[1] > 0.5 > z[0]
-    restored = build_weighting(WeightingOptions(loss_weighting="famo"), ["a", "b"])
+    restored = build_weighting("famo", ["a", "b"])
     saved = io.BytesIO()
     torch.save(famo.state_dict(), saved)  # as a checkpoint holds it
     saved.seek(0)
     restored.load_state_dict(torch.load(saved, weights_only=True))
     for weighting in (famo, restored):
-        weighting.combine(losses, nn.Parameter(torch.zeros(1)), dict.fromkeys(losses, 0.5))
+        weighting.combine(losses, StepContext(shared=nn.Parameter(torch.zeros(1)), kpis=dict.fromkeys(losses, 0.5)))
         weighting.after_step({"a": 1.5, "b": 0.95})
     assert torch.equal(famo.logits, restored.logits)
 
@@ -117,13 +118,14 @@ def test_task_gradients_give_the_shared_parameters_the_direction_and_the_heads_t
     per_task = {t: torch.autograd.grad(loss, list(model.parameters()), allow_unused=True, retain_graph=True)
                 for t, loss in losses().items()}
     flat = torch.stack([torch.cat([per_task[t][0].reshape(-1), per_task[t][1].reshape(-1)]) for t in "ab"])
-    weighting = build_weighting(WeightingOptions(loss_weighting="mgda"), ["a", "b"])
-    expected_direction, weights = weighting.direction(flat, {"a": 1.0, "b": 1.0}, np.random.default_rng(0))
+    weighting = build_weighting("mgda", ["a", "b"])
+    expected_direction, weights = weighting.direction(flat, {"a": 1.0, "b": 1.0},
+                                                      StepContext(rng=np.random.default_rng(0)))
 
     gradients = TaskGradients(model, list(shared.parameters()))
     gradients.add(losses(), 0.5)
     gradients.add(losses(), 0.5)  # two micro-batches of the same data: the same sum
-    gradients.apply(weighting, {"a": 1.0, "b": 1.0}, np.random.default_rng(0))
+    gradients.apply(weighting, {"a": 1.0, "b": 1.0}, StepContext(rng=np.random.default_rng(0)))
     assert torch.allclose(torch.cat([shared.weight.grad.reshape(-1), shared.bias.grad]), expected_direction)
     assert torch.allclose(head_a.weight.grad, weights["a"] * per_task["a"][2])
     assert torch.allclose(head_b.bias.grad, weights["b"] * per_task["b"][5])
@@ -132,13 +134,14 @@ def test_task_gradients_give_the_shared_parameters_the_direction_and_the_heads_t
 def test_nash_mtl_restored_from_its_state_solves_from_the_same_start():
     gradients = torch.tensor([[1.0, 0.0, 0.2], [0.3, 1.0, 0.0], [0.0, -0.4, 1.0]], dtype=torch.float64)
     losses = {"a": 1.0, "b": 1.0, "c": 1.0}
-    original = build_weighting(WeightingOptions(loss_weighting="nash_mtl"), list(losses))
-    original.combine_gradients(gradients, losses, np.random.default_rng(0))
+    original = build_weighting("nash_mtl", list(losses))
+    original.combine_gradients(gradients, losses, StepContext(rng=np.random.default_rng(0)))
     saved = io.BytesIO()
     torch.save(original.state_dict(), saved)
     saved.seek(0)
-    restored = build_weighting(WeightingOptions(loss_weighting="nash_mtl"), list(losses))
+    restored = build_weighting("nash_mtl", list(losses))
     restored.load_state_dict(torch.load(saved, weights_only=True))
     later = gradients * torch.tensor([1.5, 1.0, 0.5], dtype=torch.float64)[:, None]
-    first, second = (w.combine_gradients(later, losses, np.random.default_rng(1))[0] for w in (original, restored))
+    first, second = (w.combine_gradients(later, losses, StepContext(rng=np.random.default_rng(1)))[0]
+                     for w in (original, restored))
     assert torch.equal(first, second)

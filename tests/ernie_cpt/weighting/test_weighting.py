@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from ernie_cpt.errors import UserError
-from ernie_cpt.weighting import WEIGHTINGS, LossWeighting, WeightingOptions, build_weighting
+from ernie_cpt.options import help_text
+from ernie_cpt.weighting import WEIGHTINGS, LossWeighting, StepContext, WeightingOptions, build_weighting
 
 TASKS = ["a", "b", "c"]
 
@@ -39,17 +40,39 @@ def _constant_losses(values: dict[str, float]) -> dict[str, torch.Tensor]:
 
 def _combine(weighting: LossWeighting, losses: dict[str, torch.Tensor], kpis: dict[str, float] | None = None,
              shared: nn.Parameter | None = None) -> torch.Tensor:
-    return weighting.combine(losses, shared if shared is not None else nn.Parameter(torch.zeros(1)),
-                             kpis if kpis is not None else dict.fromkeys(losses, 0.5))
+    return weighting.combine(losses, StepContext(shared=shared if shared is not None else nn.Parameter(torch.zeros(1)),
+                                                 kpis=kpis if kpis is not None else dict.fromkeys(losses, 0.5)))
+
+
+def make(name: str, tasks: list[str], **fields) -> LossWeighting:
+    """The weighting ``name`` over ``tasks`` with its own options class made of ``fields``."""
+    options_class = WEIGHTINGS.options_class(name)
+    return build_weighting(name, tasks, options_class(**fields) if options_class else None)
+
+
+# Options that make every method do something visible (a manual weight, a short DWA window).
+SOME = {"manual": {"task_weights": ["b=0.5"]}, "dwa": {"dwa_window": 2}}
 
 
 def test_every_method_is_registered_and_named_in_the_help():
     assert set(WEIGHTINGS) == {"equal", "manual", "uncertainty", "gradnorm", "dwa", "dtp", "famo", "pcgrad", "cagrad",
                                "mgda", "nash_mtl"}
     field = next(f for f in dataclasses.fields(WeightingOptions) if f.name == "loss_weighting")
-    assert all(name in field.metadata["help"] for name in WEIGHTINGS)
-    assert all(isinstance(build_weighting(WeightingOptions(loss_weighting=name), TASKS), WEIGHTINGS[name])
-               for name in WEIGHTINGS)
+    assert all(f"{name}: {WEIGHTINGS.summary(name)}" in help_text(field) for name in WEIGHTINGS)
+    assert all(isinstance(build_weighting(name, TASKS), WEIGHTINGS[name]) for name in WEIGHTINGS)
+
+
+def test_each_weighting_declares_its_options_next_to_its_code():
+    # the fields that were one shared WeightingOptions before, now each in its weighting's module
+    owners = {f.name: name for name in WEIGHTINGS if WEIGHTINGS.options_class(name)
+              for f in dataclasses.fields(WEIGHTINGS.options_class(name))}
+    assert owners == {"task_weights": "manual", "gradnorm_alpha": "gradnorm", "gradnorm_lr": "gradnorm",
+                      "dwa_temperature": "dwa", "dwa_window": "dwa", "dtp_gamma": "dtp", "dtp_momentum": "dtp",
+                      "cagrad_c": "cagrad", "mgda_normalization": "mgda", "famo_lr": "famo", "famo_gamma": "famo"}
+    for name in WEIGHTINGS:
+        cls = WEIGHTINGS.options_class(name)
+        assert cls is None or cls.__module__ == WEIGHTINGS[name].__module__, name
+    assert [name for name, cls in WEIGHTINGS.items() if cls.needs_kpis] == ["dtp"]
 
 
 def test_an_unknown_weighting_is_a_user_error_with_a_suggestion():
@@ -58,14 +81,14 @@ def test_an_unknown_weighting_is_a_user_error_with_a_suggestion():
 
 
 def test_equal_is_the_plain_sum():
-    weighting = build_weighting(WeightingOptions(), TASKS)
+    weighting = build_weighting("equal", TASKS)
     total = _combine(weighting, _constant_losses({"a": 1.5, "b": 0.25, "c": 3.0}))
     assert total.item() == 4.75
     assert weighting.last_weights == {"a": 1.0, "b": 1.0, "c": 1.0}
 
 
 def test_manual_weighs_with_the_given_weights_and_one_elsewhere():
-    weighting = build_weighting(WeightingOptions(loss_weighting="manual", task_weights=["b=0.5", " c = 2 "]), TASKS)
+    weighting = make("manual", TASKS, task_weights=["b=0.5", " c = 2 "])
     total = _combine(weighting, _constant_losses({"a": 1.5, "b": 0.25, "c": 3.0}))
     assert total.item() == 1.5 + 0.5 * 0.25 + 2 * 3.0
     assert weighting.last_weights == {"a": 1.0, "b": 0.5, "c": 2.0}
@@ -82,18 +105,18 @@ def test_manual_weighs_with_the_given_weights_and_one_elsewhere():
 ])
 def test_manual_weights_that_cannot_be_read_are_one_line_user_errors(task_weights, message):
     with pytest.raises(UserError, match=message) as raised:
-        build_weighting(WeightingOptions(loss_weighting="manual", task_weights=task_weights), TASKS)
+        make("manual", TASKS, task_weights=task_weights)
     assert "\n" not in str(raised.value)
 
 
 def test_manual_suggests_the_closest_task_name():
-    options = WeightingOptions(loss_weighting="manual", task_weights=["capitalisation=0.5"])
+    options = {"task_weights": ["capitalisation=0.5"]}
     with pytest.raises(UserError, match="did you mean 'capitalization'"):
-        build_weighting(options, ["knowledge_masking", "capitalization"])
+        make("manual", ["knowledge_masking", "capitalization"], **options)
 
 
 def test_uncertainty_total_and_its_gradient_follow_the_formula():
-    weighting = build_weighting(WeightingOptions(loss_weighting="uncertainty"), ["a", "b"])
+    weighting = build_weighting("uncertainty", ["a", "b"])
     s = {"a": 0.3, "b": -0.7}
     with torch.no_grad():
         for task, value in s.items():
@@ -110,7 +133,7 @@ def test_uncertainty_total_and_its_gradient_follow_the_formula():
 
 
 def test_uncertainty_lowers_the_weight_of_the_task_with_the_larger_loss():
-    weighting = build_weighting(WeightingOptions(loss_weighting="uncertainty"), ["a", "b"])
+    weighting = build_weighting("uncertainty", ["a", "b"])
     optimizer = torch.optim.SGD(weighting.parameters(), lr=0.1)
     losses = {"a": 1.0, "b": 4.0}
     for step in range(300):
@@ -130,8 +153,7 @@ def test_gradnorm_takes_the_steps_of_the_paper():
     """The paper's Algorithm 1 written out with a second-order gradient through grad_W(w_i L_i)."""
     alpha, lr = 1.5, 0.025
     model = SharedLayerThreeHeads()
-    weighting = build_weighting(WeightingOptions(loss_weighting="gradnorm", gradnorm_alpha=alpha,
-                                                 gradnorm_lr=lr), ["a", "b"])
+    weighting = make("gradnorm", ["a", "b"], gradnorm_alpha=alpha, gradnorm_lr=lr)
     w = torch.ones(2, requires_grad=True)
     optimizer = torch.optim.Adam([w], lr=lr)
     initial = None
@@ -157,7 +179,7 @@ def test_gradnorm_takes_the_steps_of_the_paper():
 def test_gradnorm_pulls_the_gradient_norms_toward_the_target():
     alpha = 1.5
     model = SharedLayerThreeHeads()
-    weighting = build_weighting(WeightingOptions(loss_weighting="gradnorm", gradnorm_alpha=alpha), ["a", "b"])
+    weighting = make("gradnorm", ["a", "b"], gradnorm_alpha=alpha)
     # Task a's loss halves after its first step, task b's stays: r_a / r_b = 0.5, so the target
     # ratio of the weighted gradient norms G_a / G_b is 0.5 ** alpha.
     target = 0.5 ** alpha
@@ -181,7 +203,7 @@ def test_gradnorm_pulls_the_gradient_norms_toward_the_target():
 
 def test_gradnorm_backpropagates_the_weights_before_the_update_and_only_the_total():
     model = SharedLayerThreeHeads()
-    weighting = build_weighting(WeightingOptions(loss_weighting="gradnorm"), ["a", "b"])
+    weighting = build_weighting("gradnorm", ["a", "b"])
     losses = model.losses(["a", "b"])
     total = _combine(weighting, losses, shared=model.shared.weight)
     assert weighting.last_weights == {"a": 1.0, "b": 1.0}
@@ -208,8 +230,7 @@ def _dwa_expected(rates: dict[str, float], temperature: float) -> dict[str, floa
 
 @pytest.mark.parametrize("temperature", [2.0, 0.5])
 def test_dwa_weights_are_k_softmax_of_the_window_loss_ratios(temperature):
-    options = WeightingOptions(loss_weighting="dwa", dwa_window=3, dwa_temperature=temperature)
-    weighting = build_weighting(options, ["a", "b"])
+    weighting = make("dwa", ["a", "b"], dwa_window=3, dwa_temperature=temperature)
     first_two_windows = _feed_dwa(weighting, {"a": 2.0, "b": 1.0}, 3) + _feed_dwa(weighting, {"a": 1.0, "b": 1.0}, 3)
     assert first_two_windows == [{"a": 1.0, "b": 1.0}] * 6
     third = _feed_dwa(weighting, {"a": 0.5, "b": 2.0}, 3)
@@ -222,7 +243,7 @@ def test_dwa_weights_are_k_softmax_of_the_window_loss_ratios(temperature):
 
 
 def test_dwa_gives_a_task_without_two_windows_a_ratio_of_one():
-    weighting = build_weighting(WeightingOptions(loss_weighting="dwa", dwa_window=2), TASKS)
+    weighting = make("dwa", TASKS, dwa_window=2)
     _feed_dwa(weighting, {"a": 4.0, "b": 1.0}, 2)
     _feed_dwa(weighting, {"a": 1.0, "b": 2.0}, 2)
     [weights] = _feed_dwa(weighting, {"a": 1.0, "b": 1.0, "c": 1.0}, 1)
@@ -235,7 +256,7 @@ def _focal(kappa: float, gamma: float) -> float:
 
 
 def test_dtp_gives_the_task_with_the_lower_kpi_the_higher_focal_weight():
-    weighting = build_weighting(WeightingOptions(loss_weighting="dtp", dtp_gamma=2.0, dtp_momentum=0.9), TASKS)
+    weighting = make("dtp", TASKS, dtp_gamma=2.0, dtp_momentum=0.9)
     _combine(weighting, _constant_losses({"a": 1.0, "b": 1.0, "c": 1.0}), kpis={"a": 0.9, "b": 0.4, "c": 1.0})
     assert weighting.last_weights["a"] == pytest.approx(_focal(0.9, 2.0), rel=1e-12)
     assert weighting.last_weights["b"] == pytest.approx(_focal(0.4, 2.0), rel=1e-12)
@@ -252,7 +273,7 @@ def _step(weighting: LossWeighting, model: SharedLayerThreeHeads, step: int, tas
     """One step with losses and KPIs that change with the step; learned weights take an SGD step."""
     scale = {task: 1.0 / (1 + 0.1 * step * (i + 1)) for i, task in enumerate(tasks)}
     kpis = {task: 0.3 + 0.05 * step + 0.1 * i for i, task in enumerate(tasks)}
-    total = weighting.combine(model.losses(tasks, scale), model.shared.weight, kpis)
+    total = weighting.combine(model.losses(tasks, scale), StepContext(step=step, shared=model.shared.weight, kpis=kpis))
     trained = [p for p in weighting.parameters() if p.requires_grad]
     if trained:
         grads = torch.autograd.grad(total, trained, allow_unused=True, retain_graph=True)
@@ -271,17 +292,16 @@ LOSS_LEVEL = sorted(name for name, cls in WEIGHTINGS.items() if cls.level == "lo
 
 @pytest.mark.parametrize("name", LOSS_LEVEL)  # gradient-level ones: tests/ernie_cpt/weighting/test_gradient_methods.py
 def test_a_weighting_restored_from_its_state_dict_continues_bit_exactly(name):
-    options = WeightingOptions(loss_weighting=name, task_weights=["b=0.5"], dwa_window=2)
     model = SharedLayerThreeHeads()
-    original = build_weighting(options, TASKS)
+    original = make(name, TASKS, **SOME.get(name, {}))
     for step in range(5):
         _step(original, model, step, TASKS)
     buffer = io.BytesIO()
     torch.save(original.state_dict(), buffer)
     buffer.seek(0)
-    restored = build_weighting(options, TASKS)
+    restored = make(name, TASKS, **SOME.get(name, {}))
     restored.load_state_dict(torch.load(buffer, weights_only=True))
-    fresh = build_weighting(options, TASKS)
+    fresh = make(name, TASKS, **SOME.get(name, {}))
     for step in range(5, 10):
         totals = [_step(weighting, model, step, TASKS) for weighting in (original, restored, fresh)]
         assert restored.last_weights == original.last_weights
@@ -293,18 +313,18 @@ def test_a_weighting_restored_from_its_state_dict_continues_bit_exactly(name):
 @pytest.mark.parametrize("name", sorted(WEIGHTINGS))
 def test_every_weighting_works_on_the_tasks_present(name):
     model = SharedLayerThreeHeads()
-    weighting = build_weighting(WeightingOptions(loss_weighting=name, task_weights=["b=0.5"], dwa_window=2), TASKS)
+    weighting = make(name, TASKS, **SOME.get(name, {}))
     for step, tasks in enumerate([TASKS, TASKS, ["a", "b"], ["a", "b"], ["c"], TASKS, ["a", "b"], ["b", "c"]]):
         total = _step(weighting, model, step, tasks)
         assert set(weighting.last_weights) == set(tasks)
         assert math.isfinite(total.item())
         assert all(math.isfinite(w) and w > 0 for w in weighting.last_weights.values())
-        if name in ("equal", "gradnorm", "dwa"):
+        if name in ("equal", "gradnorm", "dwa"):  # the methods whose weights sum to the number of tasks
             assert sum(weighting.last_weights.values()) == pytest.approx(len(tasks), rel=1e-6)
 
 
 def test_losses_of_an_unknown_task_are_refused():
-    weighting = build_weighting(WeightingOptions(), ["a", "b"])
+    weighting = build_weighting("equal", ["a", "b"])
     with pytest.raises(ValueError, match="needs losses of some of"):
         _combine(weighting, _constant_losses({"z": 1.0}))
     with pytest.raises(ValueError, match="needs losses of some of"):
