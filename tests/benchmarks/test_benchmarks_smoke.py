@@ -103,10 +103,28 @@ def test_scaleout_row_is_words_per_second_of_the_fastest_run_of_each_side(monkey
     runs = iter([{"seconds": 50.0, "words": 1000}, {"seconds": 90.0, "words": 1000},   # 2 ranks, 1 rank
                  {"seconds": 40.0, "words": 1000}, {"seconds": 100.0, "words": 1000}])
     calls = []
-    monkeypatch.setattr(scaleout, "annotation_seconds", lambda corpus, ranks: calls.append(ranks) or next(runs))
+    monkeypatch.setattr(scaleout, "annotation_seconds",
+                        lambda corpus, ranks, nodes: calls.append((ranks, nodes)) or next(runs))
     row = scaleout.measure("sample", Path("corpus"), Settings(quick=False))
-    assert calls == [2, 1, 2, 1]
+    assert calls == [(2, 1), (1, 1), (2, 1), (1, 1)]
     assert (row.ours, row.baseline, row.ratio, row.target) == (25.0, 1000 / 90, 90 / 40, 1.8)
+
+
+def test_scaleout_across_two_nodes_starts_two_torchrun_agents_of_one_rank_each(monkeypatch):
+    from benchmarks import scaleout
+    from benchmarks.common import Settings
+
+    one = scaleout._launcher(2, 1)
+    two = scaleout._launcher(2, 2)
+    assert one == ["--standalone", "--nproc_per_node", "2"]
+    assert two[:4] == ["--nnodes", "2", "--nproc_per_node", "1"] and "c10d" in two
+    runs = iter([{"seconds": 50.0, "words": 1000}, {"seconds": 90.0, "words": 1000}])
+    calls = []
+    monkeypatch.setattr(scaleout, "annotation_seconds",
+                        lambda corpus, ranks, nodes: calls.append((ranks, nodes)) or next(runs))
+    row = scaleout.measure("sample", Path("corpus"), Settings(quick=False), nodes=2, rounds=1)
+    assert calls == [(2, 2), (1, 2)]  # a 1-rank side runs in one agent (annotation_seconds caps nodes by ranks)
+    assert "--nnodes 2" in row.measure and row.ratio == 90 / 50
 
 
 def test_cuda_without_a_gpu_is_a_one_line_error(monkeypatch, capsys):
