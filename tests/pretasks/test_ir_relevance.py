@@ -321,6 +321,6 @@ def test_the_plan_is_kept_in_the_cache_with_what_was_counted(task, rows, jargon_
     with caplog.at_level(logging.INFO):
         again = list(task.build_examples(jargon_annotations))
     assert again == rows == built and task.notes == built_notes
-    assert re.search(r"ir_relevance: 300 documents \(0 background\) in \d+ query units", caplog.text)
+    assert re.search(r"ir_relevance \(training\): 300 documents \(0 background\) in \d+ query units", caplog.text)
     assert [line for line in caplog.text.splitlines() if "ir_relevance:" in line] == [
         line for line in built_log.splitlines() if "ir_relevance:" in line]
