@@ -75,13 +75,14 @@ RISE = 0.01
 
 def rising_loss_note(task: str, metrics: dict[str, float], lowest: tuple[int, dict[str, float]], passes: int,
                      examples: int) -> str | None:
-    """Why ``task``'s held-out loss rose above its ``lowest`` (step, metrics) while its accuracy did not fall,
-    after ``passes`` over its ``examples`` training examples, in plain words; None when it did not. Measured on
+    """Why ``task``'s held-out loss rose above its ``lowest`` (step, metrics) while its accuracy rose, after
+    ``passes`` (at least one) over its ``examples`` training examples, in plain words; None otherwise. Measured on
     ``make demo`` (issue 27: 86 passes over 445 examples): the model grows surer of its guesses, the right ones'
     loss falls and the wrong ones' rises (held-out targets given a probability under 5e-5, a loss above 10: 0 %
     at the start, 16 % at the end), so the mean loss of a task can rise while more of its targets are right."""
     step, best = lowest
-    if "accuracy" not in metrics or metrics["loss"] <= best["loss"] + RISE or metrics["accuracy"] < best["accuracy"]:
+    if "accuracy" not in metrics or metrics["loss"] <= best["loss"] + RISE or metrics["accuracy"] <= best["accuracy"] \
+            or passes < 1:  # over-fitting needs a pass over the examples, and the accuracy to have risen
         return None
     return (f"{task}: held-out loss {metrics['loss']:.4f} is above its lowest ({best['loss']:.4f} at step {step:,}) "
             f"while accuracy rose ({best['accuracy']:.4f} -> {metrics['accuracy']:.4f}): after {passes:,} passes "
