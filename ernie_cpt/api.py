@@ -239,8 +239,9 @@ class CompareResult:
 
 
 def compare(**kwargs: Any) -> CompareResult:
-    """Pre-train several curricula (``schedules=[...]``) or architectures (``architectures=[...]``) on one corpus
-    with the same tasks, data and seeds, and report forgetting and transfer, as ``ernie-cpt compare`` does.
+    """Pre-train several curricula (``schedules=[...]``) or architectures (``architectures=[...]``, or
+    ``architectures="all"``: every registered one) on one corpus with the same tasks, data and seeds, and report
+    forgetting and transfer, as ``ernie-cpt compare`` does.
     Options are the command's flags with underscores (``output_dir``, ``tasks`` and ``corpus`` at least).
     Started again, it keeps the finished runs.
 

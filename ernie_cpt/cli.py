@@ -347,7 +347,7 @@ def _configure_logging(debug: bool) -> None:
     level = logging.DEBUG if debug else logging.INFO if rank == 0 else logging.WARNING
     prefix = "ernie-cpt" if rank == 0 else f"ernie-cpt[{rank}]"
     logging.basicConfig(level=level, format=f"{prefix}: %(message)s", stream=sys.stderr)
-    for noisy in ("datasets", "transformers", "urllib3", "filelock", "fsspec", "httpx"):
+    for noisy in ("datasets", "transformers", "torch", "urllib3", "filelock", "fsspec", "httpx"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
@@ -391,9 +391,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ernie-cpt: {e if isinstance(e, Interrupted) else 'interrupted'}", file=sys.stderr)
         return e.exit_code if isinstance(e, Interrupted) else 130
     finally:
-        if "torch.distributed" in sys.modules:  # only a command that trained can have joined a process group
-            from ernie_cpt import distributed
-
+        # only a command that trained can have joined a process group, through this module; never import it
+        # here: a signal that stopped the command in the middle of importing torch leaves torch half-imported
+        distributed = sys.modules.get("ernie_cpt.distributed")
+        if distributed is not None:
             distributed.shutdown()
 
 

@@ -64,7 +64,7 @@ import numpy as np
 from ernie_cpt.compression import format_suffix
 from ernie_cpt.data.cells import describe, text_cell
 from ernie_cpt.data.delimiters import sniff_delimiter
-from ernie_cpt.data.scratch import write_dataset
+from ernie_cpt.data.scratch import cached_dataset, write_dataset
 from ernie_cpt.data.sections import is_generic_heading, paragraph_sections
 from ernie_cpt.data.spacy_pipeline import english_stop_words
 from ernie_cpt.errors import UserError
@@ -465,7 +465,11 @@ class IrRelevance(PreTask):
         if self.options.ir_click_log:
             click_rows = [row for row in self._click_log_plan(held_out) if sum(bool(row[c]) for c in TEXT_COLUMNS) >= 2]
             batches = itertools.chain(batches, [{name: [row[name] for row in click_rows] for name in PLAN_COLUMNS}])
-        plan = write_dataset(batches, features(PLAN_COLUMNS), documents, "ir_relevance_plan")
+        if self.options.ir_click_log:  # the file's content is not in the key: built anew
+            plan, key = write_dataset(batches, features(PLAN_COLUMNS), documents, "ir_relevance_plan"), None
+        else:
+            key = self.fingerprint(documents, background, "plan")
+            plan = cached_dataset(batches, features(PLAN_COLUMNS), documents, "ir_relevance_plan", key, stats)
         self._report_plan(documents, stats, held_out)
         if not len(plan):
             n_background = len(background) if background is not None else 0
@@ -477,7 +481,7 @@ class IrRelevance(PreTask):
         rows = plan.map(self._tokenize, batched=True, batch_size=PLAN_BATCH_ROWS, writer_batch_size=PLAN_BATCH_ROWS,
                         remove_columns=TEXT_COLUMNS, features=features(ROW_COLUMNS),
                         num_proc=num_proc if num_proc and len(plan) > 4 * PLAN_BATCH_ROWS else None,
-                        desc="ir_relevance examples")
+                        desc="ir_relevance examples", new_fingerprint=key and self.fingerprint(key, "rows"))
         kept = rows.filter(lambda batch: [sum(bool(batch[f"{c}_ids"][i]) for c in CLASSES) >= 2
                                           for i in range(len(batch["query"]))], batched=True)
         if len(kept) < len(rows):

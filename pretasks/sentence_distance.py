@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ernie_cpt.data.scratch import write_dataset
+from ernie_cpt.data.scratch import cached_dataset
 from ernie_cpt.messages import plural
 from ernie_cpt.options import Range, option
 from pretasks.alignment import pack_segments, tokenize_documents
@@ -180,8 +180,9 @@ class SentenceDistance(PreTask):
         if np.any(sentence_counts[anchor_docs] == len(pool)):
             raise TaskUnavailable(f"sentence_distance needs a second document for its 'other document' pairs; "
                                   f"{counts} and {len(pool) - len(pools[0])} background {unit}s")
-        rows = write_dataset(self._anchor_rows(pool, sentence_counts, anchor_docs, documents, background),
-                             features(COLUMNS), documents, "sentence_distance")
+        rows = cached_dataset(self._anchor_rows(pool, sentence_counts, anchor_docs, documents, background),
+                              features(COLUMNS), documents, "sentence_distance",
+                              self.fingerprint(documents, background, "anchor rows"), {})
         n_anchors = int(own_counts[anchor_docs].sum())
         if len(rows) < n_anchors:
             self.notes.append(f"sentence_distance dropped {n_anchors - len(rows)} of {n_anchors} anchors: every "

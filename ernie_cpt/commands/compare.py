@@ -77,6 +77,7 @@ RERUN = ("free space, then run the same command again: it keeps the finished run
 # The single-task references are cut at the step counts where variants first finish a task: a schedule file,
 # which compare writes itself, gives the cuts (a curriculum of the framework used as a tool, not a compared one).
 CUT_SCHEDULE = "file"
+ALL_ARCHITECTURES = "all"  # --architectures all: every registered architecture
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,16 @@ def schedule_names(items: list[str]) -> list[str]:
 
 
 def _architectures(settings: CompareOptions) -> list[str] | None:
-    """The architectures of --architectures (None: compare curricula); an unknown one is a UserError."""
+    """The architectures of --architectures (None: compare curricula); ``all`` is every registered one, in
+    registration order (a plugin's included). An unknown one is a UserError."""
     if settings.architectures is None:
         return None
     names = schedule_names(settings.architectures)
+    if ALL_ARCHITECTURES in names:
+        if len(names) > 1:
+            raise UserError(f"--architectures {ALL_ARCHITECTURES} already names every registered architecture; give "
+                            f"{ALL_ARCHITECTURES} alone, or list the ones to compare")
+        names = list(ARCHITECTURES)
     if not names:
         raise UserError(f"--architectures names no architecture; give e.g. --architectures hard,mmoe "
                         f"(registered: {', '.join(ARCHITECTURES)})")

@@ -49,8 +49,8 @@ from ernie_cpt.commands.options import FinetuneOptions
 from ernie_cpt.data.labelled_data import LabelledData, LabelledSplit, load_labelled_data, validation_split
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import UserError
-from ernie_cpt.evaluation.glosses import GLOSSES
 from ernie_cpt.files import check_output_path
+from ernie_cpt.glosses import GLOSSES
 from ernie_cpt.modeling.safe_loading import weight_files
 from ernie_cpt.modeling.saved_model import MODEL_JSON, read_description
 from ernie_cpt.options import check_ranges

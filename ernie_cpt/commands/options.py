@@ -50,8 +50,9 @@ def _compared_architectures_help() -> str:
     from ernie_cpt.modeling.architectures import ARCHITECTURES
 
     return (f"Sharing architectures to compare at one curriculum, comma- or space-separated "
-            f"({', '.join(ARCHITECTURES)}; see --architecture); the report adds each one's parameters and tokens/s. "
-            f"Unset: compare curricula, each with --architecture")
+            f"({', '.join(ARCHITECTURES)}; see --architecture), or all: every registered one, a plugin's included "
+            f"(all in a config file, architectures='all' in Python); the report adds each one's parameters and "
+            f"tokens/s. Unset: compare curricula, each with --architecture")
 
 
 @dataclass

@@ -35,9 +35,9 @@ from ernie_cpt.data.options import AnnotationOptions, TokenizerOptions
 from ernie_cpt.data.tokenizer import load_tokenizer
 from ernie_cpt.errors import ConfigError, UserError
 from ernie_cpt.evaluation.forgetting import continual_metrics
-from ernie_cpt.evaluation.glosses import gloss
 from ernie_cpt.files import check_output_path
 from ernie_cpt.full_disk import writing
+from ernie_cpt.glosses import gloss
 from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import check_expert_layers
 from ernie_cpt.modeling.encoder import check_fits, check_init_from, preset_layers

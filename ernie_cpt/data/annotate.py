@@ -20,6 +20,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ANNOTATION_SCHEMA = 2  # 2: offsets as int32 (half the bytes of int64); the --annotator in the key
+# A sentence end where a long paragraph may be cut: ., ! or ?, closing quotes or brackets, whitespace.
+SENTENCE_END = re.compile(r"[.!?][\"')\]\u201d\u2019]*\s+")
 WRITER_BATCH_DOCUMENTS = 64  # annotated documents held in memory before they are written
 CUT_BATCH_DOCUMENTS = 64  # documents cut into paragraph pieces at a time
 SPAN_COLUMNS = ["paragraph", "sentence", "entity", "noun_chunk"]
@@ -86,15 +89,33 @@ def paragraph_spans(text: str) -> list[tuple[int, int]]:
 
 
 def chunk_spans(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int]]:
-    """Cut ``text[start:end]`` into pieces of at most ``max_chars``, at whitespace where possible."""
+    """Cut ``text[start:end]`` into pieces of at most ``max_chars``: after the last sentence end (``.``, ``!`` or
+    ``?``, closing quotes or brackets, whitespace) in the second half of each piece, else at its last space,
+    else at ``max_chars``."""
     pieces = []
     while end - start > max_chars:
-        cut = text.rfind(" ", start + max_chars // 2, start + max_chars)
-        cut = cut if cut > start else start + max_chars
+        low, high = start + max_chars // 2, start + max_chars
+        ends = [found.end() for found in SENTENCE_END.finditer(text, low, high)]
+        cut = ends[-1] if ends else text.rfind(" ", low, high)
+        cut = cut if cut > start else high
         pieces.append((start, cut))
         start = cut
     pieces.append((start, end))
     return pieces
+
+
+def spacy_batches(pieces: list[str], max_pieces: int, max_chars: int) -> Iterator[range]:
+    """Runs of consecutive ``pieces`` for ``nlp.pipe``: at most ``max_pieces`` of them and ``max_chars``
+    characters in all (a longer piece alone). spaCy's memory grows with the characters it parses at once,
+    about 3.5 KB each (64 paragraphs of 5,000 characters: 0.8 GB), not with their number."""
+    first, chars = 0, 0
+    for i, piece in enumerate(pieces):
+        if i > first and (i - first == max_pieces or chars + len(piece) > max_chars):
+            yield range(first, i)
+            first, chars = i, 0
+        chars += len(piece)
+    if first < len(pieces):
+        yield range(first, len(pieces))
 
 
 def annotation_key(corpus: datasets.Dataset, pipeline: str, options: AnnotationOptions) -> dict[str, Any]:
@@ -143,27 +164,37 @@ def _cached_pipeline(name: str, annotator: str) -> Language:
     return load_pipeline(name, annotator)
 
 
-def _parse(batch: dict[str, list], pipeline: str, annotator: str, spacy_batch_size: int) -> dict[str, list]:
+def _parse(batch: dict[str, list], pipeline: str, annotator: str, spacy_batch_size: int,
+           max_chunk_chars: int) -> dict[str, list]:
     """``datasets.map`` function: the sentence, entity and noun chunk spans of each piece, as
-    offsets into its document (surrounding whitespace trimmed; blank spans dropped). The Docs live
-    in a spaCy memory zone, so the strings of new words are freed with them: a worker's vocabulary
-    does not grow with the corpus."""
+    offsets into its document (surrounding whitespace trimmed; blank spans dropped). spaCy parses
+    at most ``spacy_batch_size`` pieces and ``max_chunk_chars`` characters at once
+    (:func:`spacy_batches`). The Docs live in a spaCy memory zone, so the strings of new words are
+    freed with them: a worker's vocabulary does not grow with the corpus."""
     columns: dict[str, list] = {column: [] for column in PARSED_COLUMNS}
     nlp = _cached_pipeline(pipeline, annotator)
+    pieces, offsets = batch["piece"], batch["offset"]
     with nlp.memory_zone():
-        for doc, offset in zip(nlp.pipe(batch["piece"], batch_size=spacy_batch_size), batch["offset"]):
-            for kind, spans in (("sentence", doc.sents), ("entity", doc.ents), ("noun_chunk", noun_chunks(doc))):
-                starts, ends = [], []
-                for span in spans:
-                    text_span = span.text.strip()
-                    if text_span:
-                        left = offset + span.start_char + span.text.find(text_span)
-                        starts.append(left)
-                        ends.append(left + len(text_span))
-                columns[f"{kind}_starts"].append(starts)
-                columns[f"{kind}_ends"].append(ends)
-            columns["entity_labels"].append([e.label_ for e in doc.ents if e.text.strip()])
+        for run in spacy_batches(pieces, spacy_batch_size, max_chunk_chars):
+            for doc, offset in zip(nlp.pipe(pieces[run.start:run.stop], batch_size=len(run)),
+                                   offsets[run.start:run.stop]):
+                _add_spans(columns, doc, offset)
     return columns
+
+
+def _add_spans(columns: dict[str, list], doc: Any, offset: int) -> None:
+    """Append the sentence, entity and noun chunk spans of ``doc`` (a piece at ``offset`` in its document)."""
+    for kind, spans in (("sentence", doc.sents), ("entity", doc.ents), ("noun_chunk", noun_chunks(doc))):
+        starts, ends = [], []
+        for span in spans:
+            text_span = span.text.strip()
+            if text_span:
+                left = offset + span.start_char + span.text.find(text_span)
+                starts.append(left)
+                ends.append(left + len(text_span))
+        columns[f"{kind}_starts"].append(starts)
+        columns[f"{kind}_ends"].append(ends)
+    columns["entity_labels"].append([e.label_ for e in doc.ents if e.text.strip()])
 
 
 def _annotation_records(corpus: datasets.Dataset, parsed: datasets.Dataset) -> Iterator[dict[str, Any]]:
@@ -200,7 +231,8 @@ def parse_pieces(pieces: datasets.Dataset, pipeline: str, options: AnnotationOpt
     parsed = pieces.select(dealt).map(
         _parse, batched=True, batch_size=4 * options.spacy_batch_size, remove_columns=["piece"],
         num_proc=n_process if n_process > 1 else None, features=PARSED_FEATURES,
-        fn_kwargs={"pipeline": pipeline, "annotator": options.annotator, "spacy_batch_size": options.spacy_batch_size},
+        fn_kwargs={"pipeline": pipeline, "annotator": options.annotator, "spacy_batch_size": options.spacy_batch_size,
+                   "max_chunk_chars": options.max_chunk_chars},
         cache_file_name=str(build_dir / "parsed.arrow"), new_fingerprint="parsed", desc="Annotating with spaCy")
     return parsed.select(np.argsort(dealt))
 

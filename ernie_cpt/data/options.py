@@ -20,6 +20,11 @@ MAX_PARAGRAPH_CHARS = 1_000_000  # spaCy's default nlp.max_length
 # knowledge masking's examples take time quadratic in it (0.5 MB: 6 s/MB, 1 MB: 6.3 s/MB, 2 MB: 23 s/MB).
 # At spaCy's nlp.max_length the cost is still linear, and Austen's longest novel (0.88 MB) stays whole.
 MAX_DOCUMENT_CHARS = 1_000_000
+# What spaCy parses at once, at most: a piece of a paragraph, and a batch of pieces. A spaCy process holds about
+# 3.5 KB per character of a batch (en_core_web_sm, full or fast: 10,000 characters 29 MiB, 100,000 381 MiB), so the
+# batches of a corpus's longest paragraphs, not its size, set a worker's peak (2026-12-07: 64 paragraphs of a
+# 16 MB corpus of manual pages and docstrings held 139,000 characters).
+MAX_CHUNK_CHARS = 20_000
 
 
 def default_cache_dir() -> str:
@@ -55,12 +60,15 @@ class AnnotationOptions:
     cache_dir: str = option(default_cache_dir(), "Cache folder for annotations (env ERNIE_CPT_CACHE)")
     num_proc: int = option(0, f"spaCy processes; 0 = the CPUs this process may use (affinity and cgroup quota) "
                            f"for corpora over {PARALLEL_MIN_CHARS:,} characters, else 1", valid=Range(0, 256))
-    spacy_batch_size: int = option(64, "Paragraphs per spaCy batch", valid=Range(1, 100_000))
+    spacy_batch_size: int = option(64, "Paragraphs per spaCy batch (at most --max-chunk-chars characters in all)",
+                                   valid=Range(1, 100_000))
     annotator: str = option("full", "What spaCy computes. full: sentences and noun chunks from the dependency "
                             "parser, entities from NER. fast: no parser; sentences from the senter, noun chunks from "
                             "part-of-speech patterns, entities from NER (about 1.4x the words/s; see README, Scale)",
                             choices=("full", "fast"))
-    max_chunk_chars: int = option(100_000, "Paragraphs longer than this are cut at whitespace before parsing "
+    max_chunk_chars: int = option(MAX_CHUNK_CHARS, "Paragraphs longer than this are cut before parsing, after a "
+                                  "sentence end where there is one, and a spaCy batch holds at most this many "
+                                  "characters: a spaCy process holds about 3.5 KB per character it parses at once "
                                   "(at least 1,000, so a piece holds whole sentences; at most spaCy's nlp.max_length)",
                                   valid=Range(1_000, MAX_PARAGRAPH_CHARS))
 

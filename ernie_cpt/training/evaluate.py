@@ -9,16 +9,23 @@ the metrics (``ernie_cpt.modeling.heads``): for classification, accuracy, F1 (of
 
 from __future__ import annotations
 
-from typing import cast
+import logging
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch.utils.data import DataLoader
 
-from ernie_cpt.evaluation.glosses import gloss
+from ernie_cpt.glosses import gloss
 from ernie_cpt.messages import plural
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.heads import Head
 from ernie_cpt.training.device import to_device
+
+if TYPE_CHECKING:
+    from ernie_cpt.training.train_state import TrainState
+    from ernie_cpt.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -75,16 +82,34 @@ RISE = 0.01
 
 def rising_loss_note(task: str, metrics: dict[str, float], lowest: tuple[int, dict[str, float]], passes: int,
                      examples: int) -> str | None:
-    """Why ``task``'s held-out loss rose above its ``lowest`` (step, metrics) while its accuracy did not fall,
-    after ``passes`` over its ``examples`` training examples, in plain words; None when it did not. Measured on
+    """Why ``task``'s held-out loss rose above its ``lowest`` (step, metrics) while its accuracy rose, after
+    ``passes`` (at least one) over its ``examples`` training examples, in plain words; None otherwise. Measured on
     ``make demo`` (issue 27: 86 passes over 445 examples): the model grows surer of its guesses, the right ones'
     loss falls and the wrong ones' rises (held-out targets given a probability under 5e-5, a loss above 10: 0 %
     at the start, 16 % at the end), so the mean loss of a task can rise while more of its targets are right."""
     step, best = lowest
-    if "accuracy" not in metrics or metrics["loss"] <= best["loss"] + RISE or metrics["accuracy"] < best["accuracy"]:
+    if "accuracy" not in metrics or metrics["loss"] <= best["loss"] + RISE or metrics["accuracy"] <= best["accuracy"] \
+            or passes < 1:  # over-fitting needs a pass over the examples, and the accuracy to have risen
         return None
     return (f"{task}: held-out loss {metrics['loss']:.4f} is above its lowest ({best['loss']:.4f} at step {step:,}) "
             f"while accuracy rose ({best['accuracy']:.4f} -> {metrics['accuracy']:.4f}): after {passes:,} passes "
             f"over its {examples:,} training examples the model is over-fitting them. It grows surer of its "
             f"guesses, so more are right (accuracy) and the wrong ones cost more (loss). More text, or fewer steps "
             f"per example, avoids it")
+
+
+def explain_rising_loss(trainer: Trainer, state: TrainState, results: dict[str, dict]) -> None:
+    """Say once per task why its held-out loss rises while its accuracy rises (:func:`rising_loss_note`), for the
+    tasks the current stage trains (a task left out of it may be forgetting instead)."""
+    training = {task for task, n in trainer.schedule[min(state.stage, len(trainer.schedule) - 1)].steps.items() if n}
+    for task, metrics in results.items():
+        if task in trainer.lowest_eval and trainer.lowest_eval[task] is None:
+            continue
+        lowest = trainer.lowest_eval.get(task)
+        stream = trainer.streams.get(task)
+        if lowest is not None and stream is not None and task in training and (
+                note := rising_loss_note(task, metrics, lowest, stream.epoch, len(stream.rows))):
+            log.info(note)
+            trainer.lowest_eval[task] = None  # said once a run
+        elif lowest is None or metrics["loss"] < lowest[1]["loss"]:
+            trainer.lowest_eval[task] = (state.step, metrics)

@@ -40,7 +40,7 @@ from ernie_cpt.progress import progress
 from ernie_cpt.training.batching import TaskStream
 from ernie_cpt.training.checkpoint import Checkpoint, latest_name, save_checkpoint
 from ernie_cpt.training.device import memory_record, pick_device
-from ernie_cpt.training.evaluate import evaluate, evaluation_line, rising_loss_note
+from ernie_cpt.training.evaluate import evaluate, evaluation_line, explain_rising_loss
 from ernie_cpt.training.optimization import build_lr_scheduler, build_optimizer
 from ernie_cpt.training.options import EvaluationOptions, TrainingOptions
 from ernie_cpt.training.run_log import RunLog
@@ -260,23 +260,6 @@ def evaluate_now(trainer: Trainer, state: TrainState, stage_end: bool) -> dict[s
         log.info(evaluation_line(state.step, state.stage + 1 if stage_end else None, results))
         explain_rising_loss(trainer, state, results)
     return results
-
-
-def explain_rising_loss(trainer: Trainer, state: TrainState, results: dict[str, dict]) -> None:
-    """Say once per task why its held-out loss rises while its accuracy rises (:func:`rising_loss_note`), for the
-    tasks the current stage trains (a task left out of it may be forgetting instead)."""
-    training = {task for task, n in trainer.schedule[min(state.stage, len(trainer.schedule) - 1)].steps.items() if n}
-    for task, metrics in results.items():
-        if task in trainer.lowest_eval and trainer.lowest_eval[task] is None:
-            continue
-        lowest = trainer.lowest_eval.get(task)
-        stream = trainer.streams.get(task)
-        if lowest is not None and stream is not None and task in training and (
-                note := rising_loss_note(task, metrics, lowest, stream.epoch, len(stream.rows))):
-            log.info(note)
-            trainer.lowest_eval[task] = None  # said once a run
-        elif lowest is None or metrics["loss"] < lowest[1]["loss"]:
-            trainer.lowest_eval[task] = (state.step, metrics)
 
 
 def end_stage(trainer: Trainer, state: TrainState) -> int:

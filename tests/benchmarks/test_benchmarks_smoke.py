@@ -103,10 +103,28 @@ def test_scaleout_row_is_words_per_second_of_the_fastest_run_of_each_side(monkey
     runs = iter([{"seconds": 50.0, "words": 1000}, {"seconds": 90.0, "words": 1000},   # 2 ranks, 1 rank
                  {"seconds": 40.0, "words": 1000}, {"seconds": 100.0, "words": 1000}])
     calls = []
-    monkeypatch.setattr(scaleout, "annotation_seconds", lambda corpus, ranks: calls.append(ranks) or next(runs))
+    monkeypatch.setattr(scaleout, "annotation_seconds",
+                        lambda corpus, ranks, nodes: calls.append((ranks, nodes)) or next(runs))
     row = scaleout.measure("sample", Path("corpus"), Settings(quick=False))
-    assert calls == [2, 1, 2, 1]
+    assert calls == [(2, 1), (1, 1), (2, 1), (1, 1)]
     assert (row.ours, row.baseline, row.ratio, row.target) == (25.0, 1000 / 90, 90 / 40, 1.8)
+
+
+def test_scaleout_across_two_nodes_starts_two_torchrun_agents_of_one_rank_each(monkeypatch):
+    from benchmarks import scaleout
+    from benchmarks.common import Settings
+
+    one = scaleout._launcher(2, 1)
+    two = scaleout._launcher(2, 2)
+    assert one == ["--standalone", "--nproc_per_node", "2"]
+    assert two[:4] == ["--nnodes", "2", "--nproc_per_node", "1"] and "c10d" in two
+    runs = iter([{"seconds": 50.0, "words": 1000}, {"seconds": 90.0, "words": 1000}])
+    calls = []
+    monkeypatch.setattr(scaleout, "annotation_seconds",
+                        lambda corpus, ranks, nodes: calls.append((ranks, nodes)) or next(runs))
+    row = scaleout.measure("sample", Path("corpus"), Settings(quick=False), nodes=2, rounds=1)
+    assert calls == [(2, 2), (1, 2)]  # a 1-rank side runs in one agent (annotation_seconds caps nodes by ranks)
+    assert "--nnodes 2" in row.measure and row.ratio == 90 / 50
 
 
 def test_cuda_without_a_gpu_is_a_one_line_error(monkeypatch, capsys):
@@ -220,21 +238,46 @@ def test_scale_corpora_are_distinct_documents_and_a_smaller_one_is_part_of_a_lar
     assert {doc_id for doc_id, _, _ in small} <= {doc_id for doc_id, _, _ in large}
 
 
+def test_a_corpus_of_another_recipe_is_other_text_in_gzipped_shards_that_prepare_reads(tmp_path):
+    from benchmarks import scale_corpus
+    from ernie_cpt.data.corpus import CorpusOptions, load_corpus
+
+    mixed, _ = scale_corpus.build(0.1)
+    stats = scale_corpus.write(tmp_path / "reference", 0.1, recipe="reference", shards=3)
+    assert sorted(p.name for p in (tmp_path / "reference").iterdir()) == [f"shard-0000{k}.jsonl.gz" for k in range(3)]
+    assert stats["distinct"] and stats["sources"]["libraries"]["documents"] > 0  # the packages of this Python
+    corpus = load_corpus(CorpusOptions(corpus=[str(tmp_path / "reference")]))
+    assert len(corpus) == stats["documents"] and len(set(corpus["doc_id"])) == len(corpus)
+    assert not set(corpus["text"]) & {text for _, _, text in mixed}
+    assert scale_corpus.cached(tmp_path / "reference", 0.1, recipe="reference", shards=3) == json.loads(
+        (tmp_path / "reference.json").read_text())  # kept, not built again
+
+
 def test_scale_rows_compare_16_times_the_corpus_with_it(monkeypatch):
     from benchmarks import scale
     from benchmarks.common import Settings
 
     stats = {"distinct": True, "bytes": 10**6, "words": 150_000, "documents": 300}
-    monkeypatch.setattr(scale, "corpus", lambda megabytes: (Path(f"{megabytes}.jsonl"), stats))
+    monkeypatch.setattr(scale, "corpus", lambda megabytes, recipe="mixed": (Path(f"{megabytes}.jsonl"), stats))
     monkeypatch.setattr(scale, "peak_memory", lambda command, env: (1300.0 if "4.0.jsonl" in command else 1000.0, 1))
     monkeypatch.setattr(scale, "prepare", lambda path, cache: (1100.0, 9000.0) if "16.0" in str(path) else (1000.0,
                                                                                                             10000.0))
-    monkeypatch.setattr(scale, "pretrain", lambda path, cache, run: 800.0 if "16.0" in str(path) else 700.0)
+    vocabularies = []
+    monkeypatch.setattr(scale, "pretrain", lambda path, cache, run, vocab=None: vocabularies.append(vocab) or (
+        (760.0 if vocab else 900.0) if "16.0" in str(path) else 700.0))
+    monkeypatch.setattr(scale, "vocabulary", lambda run: 30_000 if "16x" in run else 7_000)
+    monkeypatch.setattr(scale, "inspect", lambda path, cache: (330.0, "ir_relevance") if "16.0" in str(path) else
+                        (300.0, "sentence_distance"))
     rows = {row.measure.split(" ")[0]: row for row in scale.measure(Settings(quick=False))}
     assert (rows["6a."].ratio, rows["6a."].met) == (1.3, True)
     assert (rows["6c."].ratio, rows["6c."].met) == (1.1, True)
     assert (rows["4c."].ratio, rows["4c."].met) == (0.9, True)
-    assert rows["6d."].ratio == 800 / 700 and rows["6d."].met
+    assert rows["6d."].ratio == 900 / 700 and not rows["6d."].met and "30,000 vs 7,000" in rows["6d."].note
+    assert vocabularies == [None, None, 7_000]  # 6e: 16x at the vocabulary of 1x
+    assert rows["6e."].ratio == 760 / 700 and rows["6e."].met
+    assert rows["6f."].ratio == 1.1 and "ir_relevance at 16x" in rows["6f."].note
+    reference = {row.measure.split(" ")[0] for row in scale.measure(Settings(quick=False), recipe="reference")}
+    assert reference == {"6c.", "4c.", "6d.", "6e.", "6f."}  # no 4x of another recipe
 
 
 def test_annotator_row_is_words_per_second_of_the_fastest_run_of_each_side(monkeypatch):
@@ -251,12 +294,62 @@ def test_annotator_row_is_words_per_second_of_the_fastest_run_of_each_side(monke
 
 @pytest.mark.slow
 def test_scale_rows_run_on_tiny_corpora(tmp_path, monkeypatch):
-    """Rows 6a, 6c, 4c and 6d for real, on corpora of 4 KB to 64 KB."""
+    """Rows 6a, 6c-6f and 4c for real, on corpora of 4 KB to 64 KB."""
     from benchmarks import scale
     from benchmarks.common import Settings
 
     monkeypatch.setattr(scale, "CORPUS_CACHE", tmp_path)
     rows = scale.measure(Settings(quick=True), base=0.004)
-    assert [row.measure.split(" ")[0] for row in rows] == ["6a.", "6c.", "4c.", "6d."]
+    assert [row.measure.split(" ")[0] for row in rows] == ["6a.", "6c.", "4c.", "6d.", "6e.", "6f."]
     assert all(row.ours > 0 and row.baseline > 0 for row in rows)
-    assert 100 < rows[1].baseline < 4000 and 100 < rows[3].baseline < 4000  # MiB: a Python process with torch
+    assert all(100 < row.baseline < 4000 for row in rows if row.unit == "MiB")  # a Python process with spaCy or torch
+
+
+def test_annotator_statistics_put_fast_beside_full():
+    from benchmarks.annotators import statistics_table
+
+    task = {"examples": 100, "labels": {"adjacent": 0.5, "same document": 0.3, "other document": 0.2}}
+    stats = {"full": {"sentence": 1000, "entity": 50, "noun_chunk": 400, "sentence_distance": task},
+             "fast": {"sentence": 1100, "entity": 50, "noun_chunk": 380,
+                      "sentence_distance": {**task, "examples": 110}}}
+    table = statistics_table(stats)
+    assert "| sentences | 1,000 | 1,100 | 1.10 |" in table and "| noun chunks | 400 | 380 | 0.95 |" in table
+    assert "| sentence_distance examples | 100 | 110 | 1.10 |" in table
+    assert "| sentence_distance | adjacent 50%, same document 30%, other document 20% |" in table
+
+
+def test_the_fast_pipeline_runs_the_senter_instead_of_the_parser(sample_dir):
+    from benchmarks.annotators import component_seconds
+
+    paragraphs = (sample_dir / "chapter-01.txt").read_text(encoding="utf-8").split("\n\n")[:8]
+    full, fast = component_seconds(paragraphs, "full"), component_seconds(paragraphs, "fast")
+    assert {"tok2vec", "tagger", "parser", "ner"} <= set(full) and "senter" not in full
+    assert {"tok2vec", "tagger", "senter", "ner"} <= set(fast) and not {"parser", "attribute_ruler"} & set(fast)
+    assert all(seconds >= 0 for seconds in [*full.values(), *fast.values()])
+
+
+def test_the_annotations_of_two_corpora_put_together_are_those_of_the_pair(tmp_path, caplog):
+    import logging
+
+    import datasets
+
+    from benchmarks.scale_cap import combine
+    from ernie_cpt.data.annotate import AnnotationOptions, annotate
+    from ernie_cpt.data.corpus import CorpusOptions, read_corpus
+
+    first, second = tmp_path / "first.jsonl", tmp_path / "second"
+    first.write_text("\n".join(json.dumps({"id": f"a{k}", "text": f"Anne Elliot walked to Uppercross {k} times.\n\n"
+                                                                    f"Mary was unwell."}) for k in range(3)) + "\n")
+    second.mkdir()
+    (second / "b.txt").write_text("Captain Wentworth came back from the sea.\n\nHe was rich.\n", encoding="utf-8")
+    cache = str(tmp_path / "cache")
+    for part in (first, second):
+        annotate(read_corpus(CorpusOptions(corpus=[str(part)])), AnnotationOptions(cache_dir=cache, num_proc=1))
+    combined = datasets.load_from_disk(str(combine([first, second], cache)))
+    pair = annotate(read_corpus(CorpusOptions(corpus=[str(first), str(second)])),
+                    AnnotationOptions(cache_dir=str(tmp_path / "real"), num_proc=1))
+    assert combined.to_dict() == pair.to_dict() and len(combined) == 4
+    with caplog.at_level(logging.INFO):
+        again = annotate(read_corpus(CorpusOptions(corpus=[str(first), str(second)])),
+                         AnnotationOptions(cache_dir=cache, num_proc=1))
+    assert "Reusing cached annotations" in caplog.text and again["doc_id"] == ["a0", "a1", "a2", "b.txt"]

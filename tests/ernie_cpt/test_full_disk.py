@@ -315,3 +315,18 @@ def test_a_compare_report_on_a_full_disk_says_to_run_compare_again(corpus, cache
         f"ernie-cpt: error: {small_disk.problem} while writing evidence.png in {out}/report; free space, then run the "
         f"same command again: it keeps the finished runs and resumes the others from their last checkpoint"]
     assert left_behind(small_disk.root) == [] and left_behind(out) == []
+
+
+def test_the_run_folders_first_files_on_a_full_disk_remove_the_new_run(corpus, cache_dir, small_disk, start_cli):
+    """The run's first writes (its config, tokenizer and encoder config, a few kB each) meet a full disk before any
+    training: one line naming the file, and no run folder left behind."""
+    small_disk.fill(4 << 10)
+    run_dir = small_disk.root / "run"
+    command = start_cli(pretrain_args(corpus, run_dir, cache_dir, "--save-steps", "3"), small_disk.limit)
+
+    assert command.wait() == 2, command.output
+    [line] = command.error_lines
+    assert line.startswith(f"ernie-cpt: error: {small_disk.problem} while writing ") and str(run_dir) in line, line
+    assert line.endswith("free space, then run the same command again"), line
+    assert "Traceback" not in command.output
+    assert sorted(p.name for p in small_disk.root.iterdir()) == (["filler"] if small_disk.mode == "tmpfs" else [])

@@ -302,3 +302,25 @@ def test_a_compressed_click_log_with_semicolons_is_read(tmp_path):
 
     assert [(r.query, r.title, r.clicked) for r in records] == [("persuasion, austen", "Persuasion", True),
                                                                  ("emma", "Emma", False)]
+
+
+def test_the_plan_is_kept_in_the_cache_with_what_was_counted(task, rows, jargon_annotations, monkeypatch, caplog):
+    """A build of documents from the cache reads the plan kept by an earlier one, with its counts (the same rows,
+    log and notes as a build of the same documents held in memory, which keeps nothing), instead of searching
+    the index again."""
+    import logging
+
+    import datasets
+
+    in_memory = datasets.Dataset.from_dict(jargon_annotations.to_dict(), features=jargon_annotations.features)
+    with caplog.at_level(logging.INFO):
+        built = list(task.build_examples(in_memory))
+    built_notes, built_log = list(task.notes), caplog.text
+    caplog.clear()
+    monkeypatch.setattr(IrRelevance, "_unit_rows", lambda *args: pytest.fail("the plan was made again"))
+    with caplog.at_level(logging.INFO):
+        again = list(task.build_examples(jargon_annotations))
+    assert again == rows == built and task.notes == built_notes
+    assert re.search(r"ir_relevance \(training\): 300 documents \(0 background\) in \d+ query units", caplog.text)
+    assert [line for line in caplog.text.splitlines() if "ir_relevance:" in line] == [
+        line for line in built_log.splitlines() if "ir_relevance:" in line]

@@ -214,3 +214,15 @@ def test_partners_that_repeat_a_sentence_the_label_rules_out_are_replaced(sample
     assert [a for a in anchors if a[0] == "doc-1"] == [("doc-1", 0), ("doc-1", 3)] and len(anchors) == 8 + 2 + 6
     assert task.notes == ["sentence_distance dropped 2 of 18 anchors: every candidate partner repeats the text of a "
                           "sentence the label rules out"]
+
+
+def test_rows_are_kept_in_the_cache_and_read_back_by_the_next_build(task, rows, sample_annotations, sample_tokenizer,
+                                                                    monkeypatch):
+    """The anchor rows of annotations from the cache are kept beside them (another run, another rank reads them);
+    other options are another key."""
+    monkeypatch.setattr(SentenceDistance, "_chunk_rows", lambda *args: pytest.fail("the rows were built again"))
+    again = task.build_examples(sample_annotations)
+    assert again.to_dict() == rows.to_dict() and "examples" in again.cache_files[0]["filename"]
+    other = SentenceDistance(sample_tokenizer, SentenceDistanceOptions(distance_candidates=3), max_seq_length=128)
+    with pytest.raises(pytest.fail.Exception, match="built again"):
+        other.build_examples(sample_annotations)

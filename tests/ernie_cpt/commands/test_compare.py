@@ -51,9 +51,12 @@ def test_schedules_may_be_comma_or_space_separated_and_repeat():
       "sequential"], "--architectures compares architectures at one curriculum, but --schedules names 2"),
     (["--tasks", "knowledge_masking", "capitalization", "--architectures", "hard,ple", "--model-size", "tiny",
       "--expert-layers", "3"], "--expert-layers 3 is outside 1..2, the encoder's layers"),
+    (["--tasks", "knowledge_masking", "capitalization", "--architectures", "all", "hard"],
+     "--architectures all already names every registered architecture; give all alone"),
 ], ids=["unknown-schedule", "file-schedule", "one-task", "unknown-task", "train-only", "test-only", "missing-file",
         "no-seeds", "no-held-out", "replay-without-fraction", "fraction-without-replay", "replay-out-of-range",
-        "unknown-replayed-schedule", "unknown-architecture", "architectures-at-two-curricula", "expert-layers"])
+        "unknown-replayed-schedule", "unknown-architecture", "architectures-at-two-curricula", "expert-layers",
+        "all-and-more"])
 def test_bad_input_is_one_line_and_writes_nothing(flags, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ["compare", "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
@@ -241,3 +244,45 @@ def test_architectures_run_at_one_curriculum_each_into_its_own_folder(fake_train
         result = json.loads((run_dir / "result.json").read_text())
         assert (result["variant"], result["architecture"], result["schedule"]) == (architecture, architecture,
                                                                                   "sequential")
+
+
+def test_architectures_all_runs_every_registered_one_in_registry_order_from_cli_yaml_and_python(
+        fake_training, column_per_task, tmp_path, monkeypatch):
+    """``all`` is the registry, a plugin's architecture included (``column_per_task`` registers one), in the
+    order the registry lists them; the flag, a config file's ``architectures: all`` and Python's
+    ``architectures="all"`` give the same runs."""
+    import ernie_cpt
+    import ernie_cpt.evaluation.report as report_module
+    from ernie_cpt.modeling.architectures import ARCHITECTURES
+
+    def write_report(results, setup, folder, axis):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "summary.json").write_text(json.dumps({"setup": setup, "axis": axis}))
+        return Path(folder) / "report.md"
+
+    monkeypatch.setattr(report_module, "write_report", write_report)
+    registered = list(ARCHITECTURES)
+    assert registered[-1] == column_per_task.name  # registered last, after the built-in ones
+    assert set(registered) >= {"hard", "mmoe", "cgc", "ple", "cross_stitch", "customized", "asymmetric", "ml_mmoe",
+                               "sluice", "soft_sharing"}
+    expected = [(f"{name}-sequential-seed7", 7, False, True) for name in registered] + [("mlm-seed7", 7, False, True)]
+    common = ["--tasks", "knowledge_masking", "capitalization", "--schedules", "sequential", "--steps-per-task", "4",
+              "--seed", "7", "--no-forward-transfer"]
+
+    assert main(["compare", "--output-dir", str(tmp_path / "cli"), *common, "--architectures", "all"]) == 0
+    assert fake_training == expected
+    summary = json.loads((tmp_path / "cli" / "report" / "summary.json").read_text())
+    assert (summary["setup"]["architectures"], summary["axis"]) == (registered, ["architecture", "architectures"])
+
+    fake_training.clear()
+    (tmp_path / "compare.yaml").write_text("architectures: all\n")
+    assert main(["compare", "--config", str(tmp_path / "compare.yaml"), "--output-dir", str(tmp_path / "yaml"),
+                 *common]) == 0
+    assert fake_training == expected
+
+    fake_training.clear()
+    result = ernie_cpt.compare(output_dir=str(tmp_path / "python"), tasks=["knowledge_masking", "capitalization"],
+                               schedules=["sequential"], steps_per_task=4, seed=7, forward_transfer=False,
+                               architectures="all")
+    assert fake_training == expected
+    assert result.summary["setup"]["architectures"] == registered

@@ -5,7 +5,7 @@ classification heads, ``ernie_cpt.modeling.heads.Head``), ``forward(task, batch)
 ``shared_layer_weights()``, ``shared_parameters()``, ``routing()`` and ``aux_loss()`` (a penalty with
 ``penalty`` > 0). Its encoder is a mean of
 token embeddings through one dense layer with dropout, so dropout, weight decay and clipping act as
-they do on a real model. ``StubStream`` has the part of ``TaskStream`` it uses: ``next``,
+they do on a real model. ``StubStream`` has the part of ``TaskStream`` it uses: ``epoch``, ``next``,
 ``state()``/``load_state()`` and ``rows``. Example ``i`` of a stream is made from (seed, task, i),
 so a stream resumes exactly from its position, and a batch of 8 is the two batches of 4 it
 replaces. Chosen batches carry a NaN or inf loss factor (the model multiplies its loss by it), have
@@ -111,6 +111,11 @@ class StubStream:
         self.rows = range(size)  # as many training examples (what the "size" sampler weighs)
         self.bad, self.empty_at, self.sigterm_at = bad or {}, empty_at, sigterm_at
         self.position = 0
+
+    @property
+    def epoch(self) -> int:
+        """Whole passes over the ``size`` examples drawn so far (what the trainer's rising-loss note reads)."""
+        return self.position * self.batch_size // len(self.rows)
 
     def state(self) -> dict[str, int]:
         return {"epoch": 0, "position": self.position}

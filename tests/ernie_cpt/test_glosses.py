@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from ernie_cpt import glosses
 from ernie_cpt.commands.finetune import format_results
 from ernie_cpt.commands.pretrain import continual_summary
-from ernie_cpt.evaluation import glosses
 from ernie_cpt.training.evaluate import evaluation_line
 
 
