@@ -4,7 +4,7 @@ what ``fast`` changes in the annotations and in each task's examples.
 Each side of 4d is an ``ernie-cpt prepare --num-proc 1`` subprocess into an empty cache, on the same
 corpus; its words/s is the one ``prepare`` logs (pipeline loaded to cache entry written). The sides
 alternate, ``Settings.rounds`` times, and each keeps its fastest run. One spaCy process each: the
-figure is the per-process throughput of the cost model (README, Scale).
+figure is the per-process throughput of the cost model (docs/results/scale.md).
 
 ``python -m benchmarks.annotators CORPUS [--rounds N]`` also prints where each pipeline spends its time
 (:func:`component_seconds`: the seconds of each spaCy component over the first PROFILE_PARAGRAPHS

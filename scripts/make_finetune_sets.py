@@ -17,7 +17,7 @@ writes OUT/<set>/train.jsonl and OUT/<set>/test.jsonl (the fields of ``ernie_cpt
 * ``position`` (regression): an Austen paragraph (``text``) with its chapter's first paragraph
   (``text_pair``); the label is its position in the chapter, i / (n - 1) in [0, 1] for paragraph i of
   n. Written for completeness: the text barely tells it (a TF-IDF ridge regression on 1,000 of them
-  reaches a test Pearson r of 0.08), so the tests and the README use ``similarity``.
+  reaches a test Pearson r of 0.08), so the tests and the docs use ``similarity``.
 * ``jargon_source`` (ranking: which of 5 Jargon File entries is this quotation from?): 12
   consecutive words of an entry (``text``) and 5 passages (``candidates``: the first 20 words of
   that entry's first paragraph and of 4 other entries drawn at random), in random order; ``label``
@@ -29,7 +29,7 @@ encoder learns in a few hundred steps and carries over to held-out text. A passa
 words (paragraphs and first paragraphs of at least 20 words), so its length tells nothing. Two
 sets that need more than shared words, "are these two paragraphs from the same chapter" and
 "which of 5 definitions does this Jargon title define", stayed at chance on held-out files with
-the tiny encoders of the tests and of the README's table, and are not written.
+the tiny encoders of the tests and of the docs' results table, and are not written.
 
 Paragraphs are those of at least 8 words (headings, "CHAPTER" and "VOLUME" lines are left out);
 chapters have at least 5 such paragraphs. Austen chapters and Jargon entries are split 80/20 into

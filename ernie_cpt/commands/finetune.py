@@ -19,7 +19,7 @@ Model selection uses a validation split carved from the training file only (stra
 epoch picks the epoch whose weights are kept (Trainer's ``load_best_model_at_end``) and, with
 several ``--learning-rate`` values, the learning rate (a small grid search, as Devlin et al. 2019
 chose theirs on the dev set). BERT-base's 5e-5 leaves a tiny encoder predicting one class, so
-the default grid is 1e-4, 3e-4, 1e-3 (see the README for what was measured).
+the default grid is 1e-4, 3e-4, 1e-3 (docs/results/finetuning.md says what was measured).
 
 The test set is scored by accuracy and macro-F1 (the unweighted mean of the per-class F1 over
 every class that occurs in the test labels or the predictions, as scikit-learn's
