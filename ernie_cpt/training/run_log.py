@@ -4,7 +4,8 @@ TensorBoard tags are those ``transformers.Trainer`` users know: ``train/loss``,
 ``train/learning_rate``, ``train/grad_norm``, ``train/aux_loss`` (an architecture's own penalty,
 named as Hugging Face's mixture-of-experts models name their router loss) and, per task,
 ``train/<task>/loss`` (several tasks in a step), ``eval/<task>/accuracy`` (and every other
-held-out score), ``weights/<task>``.
+held-out score), ``weights/<task>`` and ``routing/<task>/<expert>`` (the mean weight a task's
+gates or units gave each expert or column).
 Only the main process writes them (with several processes, the others' ``RunLog`` does nothing).
 """
 
@@ -37,13 +38,16 @@ NOT_LOGGED = {"step", "stage", "task", "stage_end", "trained"}
 
 def tensorboard_scalars(kind: str, record: dict[str, Any]) -> list[tuple[str, float]]:
     """The (tag, value) pairs of ``record`` (see the module for the tags)."""
-    task = record.get("task") if kind == "eval" else None
+    task = record.get("task") if kind in ("eval", "routing") else None
     scalars = []
     for key, value in record.items():
         name = TAG_NAMES.get(key, key)
         if key in NOT_LOGGED:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and kind == "routing":  # routing/<task>/<expert>: each task's own curves
+            scalars += [(f"{kind}/{task}/{sub}", number) for sub, number in value.items()
+                        if isinstance(number, (int, float))]
+        elif isinstance(value, dict):
             scalars += [("/".join(filter(None, (kind, sub, name))), number) for sub, number in value.items()
                         if isinstance(number, (int, float))]
         elif isinstance(value, (int, float)):

@@ -28,3 +28,11 @@ def test_report_to_none_writes_the_jsonl_logs_only(tmp_path):
     log.close()
     assert read_records(tmp_path, "train") == [{"step": 1, "loss": 2.0}]
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["train.jsonl"]
+
+
+def test_routing_weights_are_tagged_per_task():
+    """Every task's routing means have their own curves (they all landed on routing/<expert> before)."""
+    for task in ("capitalization", "knowledge_masking"):
+        record = {"step": 10, "stage": 0, "task": task, "weights": {"expert.0": 0.25, "expert.1": 0.75}}
+        assert tensorboard_scalars("routing", record) == [(f"routing/{task}/expert.0", 0.25),
+                                                          (f"routing/{task}/expert.1", 0.75)]
