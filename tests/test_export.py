@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from ernie_cpt.builders import Corpus
 from ernie_cpt.cli import build_parser, main
 from ernie_cpt.commands.options import RunOptions, pretrain_option_classes
 from ernie_cpt.commands.pretrain import _task_data
@@ -71,7 +72,8 @@ def held_out(run) -> dict:
     tokenizer = load_tokenizer(run_dir / "tokenizer")
     tasks = {name: get_task(name)(tokenizer, options[get_task(name).options_class],
                                   options[RunOptions].max_seq_length) for name in TASKS}
-    return _task_data(tasks, split, options[TrainingOptions], options[EvaluationOptions], None)[1]
+    corpus = Corpus(documents, split["train"], split["test"])
+    return _task_data(tasks, corpus, options[TrainingOptions], options[EvaluationOptions], None)[1]
 
 
 def _metrics(run_dir: Path) -> dict:

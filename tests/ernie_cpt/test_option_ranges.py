@@ -115,7 +115,7 @@ def test_help_shows_the_ranges(capsys):
     with pytest.raises(SystemExit):
         main(["prepare", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "(default: 100000; valid: between 1,000 and 1,000,000)" in help_text
+    assert "(default: 20000; valid: between 1,000 and 1,000,000)" in help_text
     assert "(default: 0; valid: between 0 and 256)" in help_text
 
 
