@@ -44,11 +44,8 @@ def tensorboard_scalars(kind: str, record: dict[str, Any]) -> list[tuple[str, fl
         name = TAG_NAMES.get(key, key)
         if key in NOT_LOGGED:
             continue
-        if isinstance(value, dict) and kind == "routing":  # routing/<task>/<expert>: each task's own curves
-            scalars += [(f"{kind}/{task}/{sub}", number) for sub, number in value.items()
-                        if isinstance(number, (int, float))]
-        elif isinstance(value, dict):
-            scalars += [("/".join(filter(None, (kind, sub, name))), number) for sub, number in value.items()
+        if isinstance(value, dict):  # routing/<task>/<expert>, train/<task>/loss, weights/<task>
+            scalars += [("/".join(filter(None, (kind, task, sub, name))), number) for sub, number in value.items()
                         if isinstance(number, (int, float))]
         elif isinstance(value, (int, float)):
             scalars.append(("/".join(filter(None, (kind, task, name))), value))
