@@ -1,7 +1,7 @@
 """Sluice networks and soft parameter sharing against hand-computed cases: sluice with one subspace and
 beta on the top layer is cross-stitch, its alpha units mix subspaces and its beta units layers as
-written out by hand, and its orthogonality penalty; the soft-sharing penalty for both norms, at the
-start and after a perturbation, computed independently here (torch.linalg.svdvals for the trace norm)."""
+written out by hand, and its orthogonality penalty; the soft-sharing penalty for each norm, at the
+start and after a perturbation, computed independently here (torch.linalg.svdvals for the trace norms)."""
 
 from __future__ import annotations
 
@@ -118,8 +118,36 @@ def test_the_l2_penalty_is_zero_at_the_start_then_the_squared_distances_from_the
     assert model.aux_loss().item() == pytest.approx(0.1 * expected, rel=1e-4)
 
 
-def test_the_trace_norm_penalty_is_the_sum_of_singular_values_of_each_stacked_parameter():
-    model = build("soft_sharing", tasks=("a", "b"), expert_layers=2, soft_sharing_norm="trace",
+def test_the_trace_norm_penalty_is_zero_at_the_start_then_the_singular_values_of_the_deviations():
+    model = build("soft_sharing", tasks=("a", "b", "c"), expert_layers=2, soft_sharing_norm="trace",
+                  soft_sharing_weight=0.1)
+    penalty = model.aux_loss()
+    assert penalty.item() == 0.0  # identical columns: every deviation from the mean is exactly 0
+    penalty.backward()  # all singular values 0: no gradient, and not NaN
+    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in model.columns.parameters())
+
+    with torch.no_grad():  # one bias stack: rows 0, 3 e_0, 0 -> mean e_0, deviations -e_0, 2 e_0, -e_0
+        model.columns["b"][1].output.dense.bias[0] += 3.0
+    # a rank-one deviation matrix: its one singular value is ||(-1, 2, -1)|| = sqrt(6)
+    assert model.aux_loss().item() == pytest.approx(0.1 * 6 ** 0.5, rel=1e-5)
+    with torch.no_grad():  # and along e_1, columns a and c apart: deviations (4, 0, -4) e_1
+        model.columns["a"][1].output.dense.bias[1] += 4.0
+        model.columns["c"][1].output.dense.bias[1] -= 4.0
+    # task vectors (-1, 2, -1) and (4, 0, -4) are orthogonal, as are e_0 and e_1: singular values
+    # sqrt(6) and sqrt(32)
+    assert model.aux_loss().item() == pytest.approx(0.1 * (6 ** 0.5 + 32 ** 0.5), rel=1e-5)
+
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in model.columns.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    expected = sum(torch.linalg.svdvals((stack - stack.mean(0)).double()).sum().item()
+                   for stack in _parameters(model))
+    assert model.aux_loss().item() == pytest.approx(0.1 * expected, rel=1e-5)
+
+
+def test_the_uncentred_trace_norm_penalty_is_the_sum_of_singular_values_of_each_stacked_parameter():
+    model = build("soft_sharing", tasks=("a", "b"), expert_layers=2, soft_sharing_norm="trace_uncentered",
                   soft_sharing_weight=0.1)
     # identical columns: each stack is rank one, its one singular value sqrt(T) ||w||
     at_start = sum(2 ** 0.5 * stack[0].norm().item() for stack in _parameters(model))
