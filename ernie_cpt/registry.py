@@ -39,8 +39,9 @@ class Registry(Generic[T]):
 
     instances: ClassVar[list[Registry[Any]]] = []
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, reserved: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.reserved = reserved  # names a command gives a meaning of its own (compare's --architectures all)
         self._entries: dict[str, T] = {}
         self._origins: dict[str, str | None] = {}
         Registry.instances.append(self)
@@ -48,10 +49,12 @@ class Registry(Generic[T]):
     def register(self, name: str | None = None, **attributes: Any) -> Callable[[T], T]:
         """Decorator: make the decorated object available as ``name`` (default: its ``name``
         attribute), with ``attributes`` (``summary``, ``options_class``, capabilities) set on it.
-        Raises ValueError when another plugin of this kind has the name."""
+        Raises ValueError when another plugin of this kind has the name, or the name is reserved."""
 
         def add(obj: T) -> T:
             key = name if name is not None else obj.name  # type: ignore[attr-defined]
+            if key in self.reserved:
+                raise ValueError(f"{self.kind} name {key!r} is reserved: choose another name")
             for attribute, value in attributes.items():
                 setattr(obj, attribute, value)
             origin = _origin(obj)

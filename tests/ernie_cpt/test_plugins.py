@@ -93,6 +93,16 @@ def reverse(tasks, budgets, options, settings=None):
 def joint(tasks, budgets, options, settings=None):
     return spread([tasks], budgets, options.stage_allocation)
 """,
+    # names an architecture "all", which compare --architectures reads as every architecture
+    "reserved_name": """
+from ernie_cpt.modeling.architectures.base import ARCHITECTURES
+from ernie_cpt.modeling.architectures.hard import HardSharing
+
+
+@ARCHITECTURES.register("all", summary="hard sharing under a name compare reserves")
+class All(HardSharing):
+    pass
+""",
     # declares an option with the name of a framework option: left out when the options are gathered
     "clashing_option": """
 @dataclass
@@ -118,6 +128,9 @@ def test_a_plugin_that_takes_a_name_or_an_option_is_left_out_with_one_warning(tm
     assert sorted(warnings_of(done)) == [
         "ernie-cpt: plugin ernie-cpt-clashing_option is not loaded: its schedule clashing declares --max-steps, an "
         "option TrainingOptions has; rename it; fix or uninstall ernie-cpt-clashing_option",
+        "ernie-cpt: plugin ernie-cpt-reserved_name is not loaded: entry point reserved_name = reserved_name raised "
+        "ValueError: architecture name 'all' is reserved: choose another name; fix or uninstall "
+        "ernie-cpt-reserved_name",
         "ernie-cpt: plugin ernie-cpt-taken_name is not loaded: entry point taken_name = taken_name raised "
         "ValueError: schedule 'joint' is registered twice; fix or uninstall ernie-cpt-taken_name"]
 

@@ -162,7 +162,7 @@ class Architecture(nn.Module, ABC):
         return {**dataclasses.asdict(self.sharing), **own}
 
 
-ARCHITECTURES: Registry[type[Architecture]] = Registry("architecture")
+ARCHITECTURES: Registry[type[Architecture]] = Registry("architecture", reserved=("all",))  # compare's "every one"
 
 
 def check_expert_layers(options: ArchitectureOptions, num_layers: int) -> None:
