@@ -161,17 +161,20 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run(sampl
     assert not _partial_folders(run_dir)
 
 
-# The built-in architectures that do not fold into one ErnieModel, from the registry.
+# The built-in architectures that do not fold into one ErnieModel, from the registry; soft_sharing with each norm.
 ROUTED = [name for name, cls in ARCHITECTURES.items() if not cls.folds and ARCHITECTURES.origin(name) is None]
+ROUTED += ["soft_sharing+trace"]
 # ml_mmoe's two levels need two layers (the tiny encoder's both); two experts each keep it cheap
-OWN_FLAGS = {"ml_mmoe": ["--expert-layers", "2", "--num-experts", "2"]}
+OWN_FLAGS = {"ml_mmoe": ["--expert-layers", "2", "--num-experts", "2"],
+             "soft_sharing+trace": ["--soft-sharing-norm", "trace"]}
 
 
 def _architecture_args(corpus: list[str], run_dir: Path, architecture: str, resume: bool) -> list[str]:
     """8 steps of two tasks over the stages of sequential, the top layer routed (ml_mmoe: both); the routing
     means are logged every 4 steps and at every checkpoint (every 3 steps)."""
     return ["pretrain", "--corpus", *corpus, "--output-dir", str(run_dir), "--model-size", "tiny",
-            "--architecture", architecture, "--expert-layers", "1", "--tasks", "knowledge_masking", "capitalization",
+            "--architecture", architecture.split("+")[0], "--expert-layers", "1",
+            "--tasks", "knowledge_masking", "capitalization",
             "--schedule", "sequential", "--max-steps", "8", "--batch-size", "8", "--learning-rate", "1e-3",
             "--max-seq-length", "64", "--logging-steps", "4", "--eval-steps", "5", "--eval-max-examples", "32",
             "--save-steps", "3", "--vocab-size", "3000", "--seed", "7", *OWN_FLAGS.get(architecture, []),
