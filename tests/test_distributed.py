@@ -83,8 +83,8 @@ def _records(run_dir: Path, kind: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_records(run_dir, kind)]
 
 
-def _close(a: float, b: float) -> bool:
-    return abs(a - b) <= TOLERANCE * max(abs(a), abs(b))
+def _close(a: float, b: float, tolerance: float = TOLERANCE) -> bool:
+    return abs(a - b) <= tolerance * max(abs(a), abs(b))
 
 
 def _flags(architecture: str) -> list[str]:
@@ -194,7 +194,9 @@ def test_the_ple_taxonomy_architectures_with_two_processes_match_one_in_one_laun
             assert a["losses"].keys() == b["losses"].keys(), (name, a, b)
             assert all(_close(a["losses"][task], b["losses"][task]) for task in a["losses"]), (name, a, b)
             assert ("aux_loss" in a) == (name.startswith(("sluice", "soft_sharing"))), (name, a)
-            assert _close(a.get("aux_loss", 0.0), b.get("aux_loss", 0.0)), (name, a, b)
+            # The penalties measure how far columns that were copies a few steps ago have moved apart: their
+            # rounding is the weights' (1e-7) times weights/differences (about 90 for the trace norm at step 4)
+            assert _close(a.get("aux_loss", 0.0), b.get("aux_loss", 0.0), 10 * TOLERANCE), (name, a, b)
         routing_one, routing_two = read_records(single, "routing"), read_records(ddp, "routing")
         assert len(routing_one) == sum(len(r["losses"]) for r in one), name  # every task of every step
         for a, b in zip(routing_one, routing_two, strict=True):
