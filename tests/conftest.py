@@ -133,29 +133,33 @@ FORKSERVER = multiprocessing.get_context("forkserver")
 FORKSERVER.set_forkserver_preload(["ernie_cpt.cli", "ernie_cpt.commands.pretrain", "torch.utils.tensorboard"])
 
 
-def _signal_at_open(marker: str, signum: int) -> None:
-    """Send ``signum`` to this process, for real, the first time it opens a file whose path holds ``marker``
-    (an audit hook: Python reports every ``open``), so that a signal lands at a chosen moment of a write."""
+def _signal_at_open(marker: str, signum: int, nth: int = 1) -> None:
+    """Send ``signum`` to this process, for real, the first time it opens a file in the ``nth`` folder whose files'
+    paths hold ``marker`` (an audit hook: Python reports every ``open``), so that a signal lands at a chosen
+    moment of a write: ``(".tmp-step-", SIGTERM, 2)``, while the second checkpoint is being written."""
     import signal
     import sys
 
-    sent = False
+    folders: list[str] = []
 
     def hook(event: str, args: tuple) -> None:
-        nonlocal sent
-        if event == "open" and not sent and marker in str(args[0]):
-            sent = True
-            os.kill(os.getpid(), signal.Signals(signum))
+        if event != "open" or len(folders) >= nth or marker not in str(args[0]):
+            return
+        folder = os.path.dirname(str(args[0]))
+        if folder not in folders:
+            folders.append(folder)
+            if len(folders) == nth:
+                os.kill(os.getpid(), signal.Signals(signum))
 
     sys.addaudithook(hook)
 
 
 def _cli_child(argv: list[str], log_file: str, file_size_limit: int | None, env: dict[str, str] | None = None,
-               signal_at_open: tuple[str, int] | None = None) -> None:
+               signal_at_open: tuple[str, int, int] | None = None) -> None:
     """The body of a command run by :func:`start_cli`: the CLI, its output in ``log_file``, one torch thread,
     with ``env`` added to the environment (a rank's torchrun variables), and with ``file_size_limit``,
     RLIMIT_FSIZE (a write past it fails with EFBIG: Python ignores SIGXFSZ); ``signal_at_open``: (marker,
-    signal), see :func:`_signal_at_open`."""
+    signal, nth), see :func:`_signal_at_open`."""
     import logging
     import resource
     import sys
@@ -182,7 +186,7 @@ class CliProcess:
     pipe, which a file size limit does not touch."""
 
     def __init__(self, argv: list[str], log_file: Path, file_size_limit: int | None, env: dict[str, str] | None = None,
-                 signal_at_open: tuple[str, int] | None = None) -> None:
+                 signal_at_open: tuple[str, int, int] | None = None) -> None:
         os.mkfifo(log_file)
         self.chunks: list[str] = []
         self.reader = threading.Thread(target=self._read, args=(log_file,), daemon=True)
@@ -227,7 +231,7 @@ def start_cli(tmp_path):
     started: list[CliProcess] = []
 
     def start(argv: list[str], file_size_limit: int | None = None, env: dict[str, str] | None = None,
-              signal_at_open: tuple[str, int] | None = None) -> CliProcess:
+              signal_at_open: tuple[str, int, int] | None = None) -> CliProcess:
         started.append(CliProcess(argv, tmp_path / f"command-{len(started)}.log", file_size_limit, env,
                                   signal_at_open))
         return started[-1]
