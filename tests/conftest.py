@@ -244,20 +244,22 @@ def start_cli(tmp_path):
 
 @pytest.fixture
 def start_ranks(start_cli):
-    """``start_ranks(argv, ranks=2, file_size_limit=None)``: the CLI in ``ranks`` processes that form one process
-    group, each with the variables torchrun gives its workers (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
-    MASTER_ADDR, MASTER_PORT): what ``torchrun --standalone --nproc_per_node N -m ernie_cpt ARGV`` starts, without
-    the launcher's own start-up. Returns the :class:`CliProcess` of each rank."""
+    """``start_ranks(argv, ranks=2, file_size_limit=None, signal_at_open=None)``: the CLI in ``ranks`` processes that
+    form one process group, each with the variables torchrun gives its workers (RANK, WORLD_SIZE, LOCAL_RANK,
+    LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT): what ``torchrun --standalone --nproc_per_node N -m ernie_cpt ARGV``
+    starts, without the launcher's own start-up; ``signal_at_open`` is rank 0's (see :func:`_cli_child`). Returns
+    the :class:`CliProcess` of each rank."""
     import socket
 
-    def start(argv: list[str], ranks: int = 2, file_size_limit: int | None = None) -> list[CliProcess]:
+    def start(argv: list[str], ranks: int = 2, file_size_limit: int | None = None,
+              signal_at_open: tuple[str, int, int] | None = None) -> list[CliProcess]:
         with socket.socket() as probe:  # a free port: other test runs on this machine may use torchrun's default
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         shared = {"WORLD_SIZE": str(ranks), "LOCAL_WORLD_SIZE": str(ranks), "MASTER_ADDR": "127.0.0.1",
                   "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        return [start_cli(argv, file_size_limit, {**shared, "RANK": str(rank), "LOCAL_RANK": str(rank)})
-                for rank in range(ranks)]
+        return [start_cli(argv, file_size_limit, {**shared, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                          None if rank else signal_at_open) for rank in range(ranks)]
 
     return start
 
