@@ -306,3 +306,41 @@ def test_a_run_of_two_processes_resumed_by_one_is_refused_or_continued_with_the_
     assert json.loads((run / "run_config.json").read_text())["world_size_changes"] == [
         {"step": 2, "from": 2, "to": 1}]
     assert json.loads((out / "report.json").read_text())["steps"]["a"]["multi_task"] == 24
+
+
+def test_a_labelled_file_replaced_between_a_kill_and_resume_is_refused(sample_dir, tmp_path, start_cli):
+    """finetune --task killed (SIGKILL, while it writes its first checkpoint), its training file then replaced by
+    one of as many rows (so the step counts agree) but other labels: --resume refuses, naming the file, and changes
+    nothing; with the file it was trained on it resumes."""
+    import shutil
+    import signal
+
+    from tests.helpers import snapshot
+
+    model = _pretrain(sample_dir, tmp_path / "model", steps=2)
+    words = ("sea", "rain", "river", "stone", "hill", "field")
+    for name, labels in (("train.jsonl", "wwwlll"), ("other.jsonl", "lwlwlw"), ("test.jsonl", "wwwlll")):
+        (tmp_path / name).write_text("".join(json.dumps({"text": f"{w} {w} and {w}", "label": label}) + "\n"
+                                             for w, label in zip(words, labels)) * 4)
+    out = tmp_path / "out"
+    argv = ["finetune", str(model), "--task", f"a:classification:{tmp_path / 'train.jsonl'}:{tmp_path / 'test.jsonl'}",
+            "--multitask-dir", str(out), "--seeds", "1", "--batch-size", "4", "--max-seq-length", "32", "--epochs",
+            "2", "--learning-rate", "1e-3", "--save-steps", "2", "--num-threads", "1"]
+    killed = start_cli(argv, signal_at_open=(".tmp-step-", signal.SIGKILL, 2))  # in the checkpoint of step 4
+    assert killed.wait() == -signal.SIGKILL, killed.output
+    shutil.copy(tmp_path / "train.jsonl", tmp_path / "kept.jsonl")
+    shutil.copy(tmp_path / "other.jsonl", tmp_path / "train.jsonl")
+    before = snapshot(out)
+
+    refused = start_cli([*argv, "--resume"])
+    assert refused.wait() == 2, refused.output
+    assert refused.error_lines == [
+        f"ernie-cpt: error: --multitask-dir {out} holds a fine-tuning on other data: the content of a train file "
+        f"{tmp_path / 'train.jsonl'} changed since it started; pass the files it was trained on (with --resume to "
+        f"continue), --overwrite to start over on these, or choose another --multitask-dir"]
+    assert snapshot(out) == before
+
+    shutil.copy(tmp_path / "kept.jsonl", tmp_path / "train.jsonl")
+    resumed = start_cli([*argv, "--resume"])
+    assert resumed.wait() == 0, resumed.output
+    assert "Resumed from" in resumed.output and (out / "report.json").is_file()
