@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import shutil
@@ -13,7 +14,9 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
-os.environ.setdefault("ERNIE_CPT_CACHE", tempfile.mkdtemp(prefix="ernie-cpt-test-cache-"))
+if "ERNIE_CPT_CACHE" not in os.environ:  # a cache of this session's own, removed when it ends (a shared /tmp)
+    os.environ["ERNIE_CPT_CACHE"] = tempfile.mkdtemp(prefix="ernie-cpt-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["ERNIE_CPT_CACHE"], ignore_errors=True)
 
 from ernie_cpt import threads
 
