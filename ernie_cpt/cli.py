@@ -63,15 +63,22 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _continue_advice(advice: str | None, run: RunOptions) -> str | None:
-    """How to continue a pretrain run that was interrupted: with --resume where it has a checkpoint."""
-    from ernie_cpt.training.checkpoint import checkpoints
+def _continue_advice(stopped: Interrupted, run: RunOptions) -> str | None:
+    """How to continue a pretrain run that was interrupted: with --resume where it has a checkpoint (naming it when
+    the run stopped at once, a second signal, say, and not at a checkpoint of its own)."""
+    from ernie_cpt.training.checkpoint import checkpoints, latest_name
 
     if not run.output_dir or not checkpoints(Path(run.output_dir)):
-        return advice or "nothing was saved: run the same command again"
-    if run.resume_from_checkpoint:  # --resume-from-checkpoint would go back to that checkpoint again
-        return "continue with the same command, --resume in place of --resume-from-checkpoint"
-    return "continue with the same command and --resume"
+        if stopped.advice:
+            return stopped.advice
+        # a new run is removed when it stops before its first checkpoint (and so is one --resume started over)
+        return f"nothing was saved: run the same command again{' without --resume' if run.resume else ''}"
+    how = ("continue with the same command, --resume in place of --resume-from-checkpoint"  # it would go back there
+           if run.resume_from_checkpoint else "continue with the same command and --resume")
+    if stopped.step is None:
+        last = latest_name(Path(run.output_dir)) or checkpoints(Path(run.output_dir))[-1].name
+        return f"the last checkpoint, {last}, is intact: {how}"
+    return how
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -85,7 +92,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     try:
         run_dir = pretrain(config)
     except Interrupted as e:
-        e.advice = _continue_advice(e.advice, config)
+        e.advice = _continue_advice(e, config)
         raise
     if distributed.is_main():
         print(f"Run directory: {run_dir}  (export it with: ernie-cpt export {run_dir} OUT_DIR)")

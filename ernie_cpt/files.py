@@ -12,6 +12,7 @@ such a file, would be unreadable to the group and others whatever the umask.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -81,3 +82,16 @@ def check_cache_writable(folder: Path, what: str) -> None:
     if reason := unwritable(where):
         raise UserError(f"the cache folder {where} cannot be written ({reason}), and it does not hold {what} yet: "
                         f"make it writable, or pass --cache-dir (or set ERNIE_CPT_CACHE) to a writable folder")
+
+
+def content_digest(path: str | Path) -> str | None:
+    """The SHA-256 of the bytes of the file ``path`` (hex, first 16 digits): what tells a file replaced or edited
+    under the same name, as a resume must; None when it cannot be read (the reader of the file says why)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()[:16]

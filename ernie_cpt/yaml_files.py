@@ -27,6 +27,15 @@ class _StrictLoader(yaml.SafeLoader):
     same_key: Callable[[Any], Any] = staticmethod(lambda key: key)
 
 
+
+def _where(error: yaml.YAMLError) -> str:
+    """`` at line L, column C (what is wrong)`` for a YAML error: where the parser found it (PyYAML counts from 0)
+    and its problem; the first line of the message when it has no position."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    if mark is None:
+        return f" ({str(error).splitlines()[0]})"
+    return f" at line {mark.line + 1}, column {mark.column + 1} ({problem or str(error).splitlines()[0]})"
+
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
@@ -67,8 +76,7 @@ def read_yaml(path: str | Path, what: str, flag: str,
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
-        first_line = str(e).splitlines()[0]
-        raise UserError(f"{what} {path} is not valid YAML ({first_line}); fix the syntax") from e
+        raise UserError(f"{what} {path} is not valid YAML{_where(e)}; fix the syntax there") from e
     finally:
         loader.dispose()
     lines: dict[Any, int] = {}

@@ -153,6 +153,21 @@ def _variants(options: dict[type, Any]) -> list[Variant]:
     return variants
 
 
+def _refuse_own_step_options(options: dict[type, Any]) -> None:
+    """Refuse an option of a curriculum that sets its own steps (``--schedule-file``): compare never runs one, so
+    the option could only be ignored (and check_schedule's advice, to choose that curriculum, would not help)."""
+    for name in CURRICULA.names():
+        cls = CURRICULA.options_class(name)
+        if cls is None or uses_budget(name) or cls not in options:
+            continue
+        for f in dataclasses.fields(cls):
+            if getattr(options[cls], f.name) != getattr(cls(), f.name):
+                flag = "--" + f.name.replace("_", "-")
+                raise UserError(f"{flag} is read by --schedule {name}, which sets its own steps; compare builds every "
+                                f"curriculum from --tasks and one per-task budget, so it never reads {flag}: drop it, "
+                                f"or run that curriculum with ernie-cpt pretrain --schedule {name} {flag} ...")
+
+
 def _validate(options: dict[type, Any]) -> tuple[list[Variant], LabelledData | None]:
     """Every check that needs no training, so bad input fails before anything is written; returns the
     variants to run and the downstream set (None without one)."""
@@ -164,6 +179,7 @@ def _validate(options: dict[type, Any]) -> tuple[list[Variant], LabelledData | N
         raise UserError("compare needs at least 2 --tasks: with one task every curriculum is the same")
     for name in settings.tasks:
         get_task(name).check_seq_length(TASKS.options_for(name, options), settings.max_seq_length)
+    _refuse_own_step_options(options)
     check_schedule(options)
     variants = _variants(options)
     if options[EvaluationOptions].eval_fraction <= 0:

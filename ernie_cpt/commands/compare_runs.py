@@ -40,6 +40,7 @@ from ernie_cpt.evaluation.bag_of_words import tfidf_baseline
 from ernie_cpt.evaluation.forgetting import continual_metrics
 from ernie_cpt.evaluation.probes import ProbeSet, probe_scores
 from ernie_cpt.evaluation.run_costs import parameter_count, training_tokens_per_s
+from ernie_cpt.files import content_digest
 from ernie_cpt.full_disk import writing
 from ernie_cpt.modeling.encoder import encoder_from_checkpoint
 from ernie_cpt.modeling.options import ArchitectureOptions, ModelOptions
@@ -58,7 +59,9 @@ def finetune_settings(options: FinetuneOptions | None) -> dict[str, Any] | None:
     if options is None:
         return None
     unused = ("output_json", "output_dir", "overwrite", "device", "num_threads")
-    return {k: v for k, v in dataclasses.asdict(options).items() if k not in unused}
+    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in unused}
+    return {**settings, **{f"{split}_sha256": content_digest(path) for split, path in
+                           (("train", options.train), ("test", options.test)) if path}}
 
 
 def _read_finished(run_dir: Path, downstream: FinetuneOptions | None) -> dict[str, Any] | None:
@@ -68,8 +71,13 @@ def _read_finished(run_dir: Path, downstream: FinetuneOptions | None) -> dict[st
         return None
     result = json.loads(result_file.read_text(encoding="utf-8"))
     before, now = result.get("downstream_options") or {}, finetune_settings(downstream) or {}
+    for digest in ("train_sha256", "test_sha256"):  # a run recorded before the files' contents were is not checked
+        if digest not in before:
+            now.pop(digest, None)
     if before != now:
-        changed = [f"fine-tuning {key.replace('_', ' ')} {before.get(key)!r} there, {now.get(key)!r} now"
+        changed = [f"the content of the fine-tuning {key.split('_')[0]} file {now.get(key.split('_')[0])} changed"
+                   if key.endswith("_sha256") else
+                   f"fine-tuning {key.replace('_', ' ')} {before.get(key)!r} there, {now.get(key)!r} now"
                    for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
         raise UserError(f"{run_dir} was run with other downstream options ({'; '.join(changed)}); run compare with "
                         f"the options it was started with, or use a new --output-dir")

@@ -36,7 +36,7 @@ import torch
 
 from ernie_cpt import distributed
 from ernie_cpt.claims import claim_on_main
-from ernie_cpt.commands.multitask_dir import multitask_settings, prepare_multitask_dir
+from ernie_cpt.commands.multitask_dir import DATA, multitask_settings, prepare_multitask_dir
 from ernie_cpt.commands.options import FinetuneOptions, MultiTaskFinetuneOptions
 from ernie_cpt.data.labelled_sets import LabelledSet, load_set, parse_specs
 from ernie_cpt.data.tokenizer import load_tokenizer
@@ -258,7 +258,7 @@ def _finetune_multitask(model_dir: str | Path, options: FinetuneOptions, multi: 
                              {name: first[name] + second[name]}, seed, options, multi, weighting, tokenizer)
                 record("single_task", alone, labelled, seed)
     report = {"model": settings["model"], "architecture": source.model.name, "seeds": list(options.seeds),
-              "settings": {k: v for k, v in settings.items() if k not in ("model", "task")},
+              "settings": {k: v for k, v in settings.items() if k not in ("model", "task", DATA)},
               "steps": {name: {"multi_task": first[name], "single_task_stage": second[name],
                                "single_task": first[name] + second[name]} for name in first},
               "sets": {s.spec.name: {"kind": s.spec.kind, "train_examples": len(s.train),

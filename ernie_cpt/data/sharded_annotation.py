@@ -9,7 +9,8 @@ is done (a ``torch.distributed`` collective), rank 0 puts the pieces back in cor
 the cache entry ``annotations/<fingerprint>`` exactly as a 1-process :func:`annotate` writes it
 (staged, then renamed: the entry is the last thing written), and removes the shards.
 
-A rank killed mid-shard leaves a staging folder, which the next run removes, and no shard; a
+A rank killed mid-shard leaves a staging folder, which the next run removes, and no shard (a rank
+that fails, on a full disk say, removes its own, and rank 0 the shards' folder if it holds none); a
 later run parses what is missing and reuses the completed shards of the same corpus, pipeline,
 settings and number of ranks. Without a process group (a plain ``prepare`` or ``pretrain``)
 :func:`annotate_on_all_ranks` is :func:`annotate`.
@@ -17,6 +18,7 @@ settings and number of ranks. Without a process group (a plain ``prepare`` or ``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -155,8 +157,14 @@ def annotate_on_all_ranks(corpus: datasets.Dataset, options: AnnotationOptions) 
         log.info("Reusing cached annotations %s", target)
     else:
         start = time.perf_counter()
-        distributed.every_rank(lambda: annotate_shard(corpus, options, distributed.rank(), size,
-                                                      distributed.local_world_size()))
+        try:
+            distributed.every_rank(lambda: annotate_shard(corpus, options, distributed.rank(), size,
+                                                          distributed.local_world_size()))
+        except UserError:  # every rank is past its shard now: a folder that holds no finished one goes
+            if distributed.is_main():
+                with contextlib.suppress(OSError):
+                    shard_root(target, size).rmdir()
+            raise
         distributed.main_result(lambda: combine_shards(corpus, options, size))
         if distributed.is_main():
             log_throughput(corpus, time.perf_counter() - start, spacy_processes(options, corpus_chars(corpus) // size,

@@ -98,8 +98,13 @@ def test_unreadable_config(tmp_path, capsys, corpus):
     config = tmp_path / "run.yaml"
     config.write_text("max_steps: 10\ntasks: [knowledge_masking\n", encoding="utf-8")
 
-    expect_error(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path,
-                  f"config file {config} is not valid YAML", "fix the syntax")
+    line = expect_error(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path)
+    assert line == (f"config file {config} is not valid YAML at line 3, column 1 (expected ',' or ']', but got "
+                    f"'<stream end>'); fix the syntax there")  # where the parser found it: the list never closed
+    config.write_text("max_steps: 10\n  batch_size: 4\n", encoding="utf-8")
+    assert expect_error(pretrain(tmp_path, corpus, "--config", str(config)), capsys, tmp_path) == (
+        f"config file {config} is not valid YAML at line 2, column 13 (mapping values are not allowed here); fix the "
+        f"syntax there")
 
 
 def test_config_with_a_typo(tmp_path, capsys, corpus):

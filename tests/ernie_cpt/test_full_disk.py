@@ -293,15 +293,33 @@ def test_a_fine_tuned_model_on_a_full_disk_leaves_nothing(finished_run, small_di
 
 
 @pytest.mark.slow
-def test_a_compare_report_on_a_full_disk_says_to_run_compare_again(corpus, cache_dir, small_disk, start_cli,
-                                                                   tmp_path):
-    """The report of a finished comparison, written again onto a full disk: compare's own advice, not pretrain's."""
+def test_a_compare_rerun_on_a_full_disk_says_to_run_compare_again(corpus, cache_dir, small_disk, start_cli,
+                                                                  tmp_path):
+    """A finished comparison run again onto a full disk: the initial encoder of its ``none`` baseline, written
+    again, and its report, each with compare's own advice, not pretrain's, and nothing staged left behind."""
     out = tmp_path / "compare"
     args = ["compare", "--corpus", *corpus, "--output-dir", str(out), "--cache-dir", cache_dir, "--tasks",
             "knowledge_masking", "capitalization", "--schedules", "continual", "--steps-per-task", "2",
             "--model-size", "tiny", "--batch-size", "8", "--max-seq-length", "64", "--eval-max-examples", "16",
             "--vocab-size", "3000", "--save-steps", "100", "--num-threads", "1"]
     assert main(args) == 0
+    [none] = (out / "runs").glob("none-seed*")
+    os.rename(none, tmp_path / "none")
+    none.symlink_to(small_disk.root)
+    small_disk.fill(64 << 10)
+
+    command = start_cli(args, small_disk.limit)
+
+    assert command.wait() == 2, command.output
+    assert command.error_lines == [
+        f"ernie-cpt: error: {small_disk.problem} while writing the initial encoder {none}/export; free space, then "
+        f"run the same command again: it keeps the finished runs and resumes the others from their last checkpoint"]
+    assert sorted(p.name for p in small_disk.root.iterdir()) == (["filler"] if small_disk.mode == "tmpfs" else [])
+    assert left_behind(out) == []
+    small_disk.release()
+    none.unlink()
+    os.rename(tmp_path / "none", none)
+
     report = small_disk.root / "report"
     report.mkdir()
     os.rename(out / "report", tmp_path / "first-report")
@@ -330,3 +348,106 @@ def test_the_run_folders_first_files_on_a_full_disk_remove_the_new_run(corpus, c
     assert line.endswith("free space, then run the same command again"), line
     assert "Traceback" not in command.output
     assert sorted(p.name for p in small_disk.root.iterdir()) == (["filler"] if small_disk.mode == "tmpfs" else [])
+
+
+def labelled_sets(folder: Path) -> tuple[Path, Path]:
+    """A small labelled set (24 rows of two classes) as train.jsonl and test.jsonl in ``folder``."""
+    rows = [{"text": f"{word} {word} and {word}", "label": label} for word, label in
+            (("sea", "water"), ("rain", "water"), ("river", "water"), ("stone", "land"), ("hill", "land"),
+             ("field", "land"))]
+    for split in ("train", "test"):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 4))
+    return folder / "train.jsonl", folder / "test.jsonl"
+
+
+def test_the_lock_file_of_each_commands_folder_on_a_full_disk(finished_run, small_disk, start_cli, tmp_path):
+    """The first write into an output folder's parent is its lock file (:mod:`ernie_cpt.claims`): on a full disk
+    each command that claims a folder ends with one line naming it, and leaves neither lock nor folder (the
+    folders above it that the claim made included)."""
+    train, test = labelled_sets(tmp_path)
+    small_disk.fill(0)
+    disk = small_disk.root
+    cases = {  # argv -> the folder whose lock file it writes
+        ("pretrain", "--corpus", str(train), "--output-dir", f"{disk}/new/run"): disk / "new" / "run",
+        ("compare", "--tasks", "knowledge_masking", "capitalization", "--output-dir", f"{disk}/compare"):
+            disk / "compare",
+        ("export", str(finished_run), f"{disk}/export"): disk / "export",
+        ("finetune", str(finished_run), "--train", str(train), "--test", str(test), "--output-dir", f"{disk}/ft"):
+            disk / "ft",
+        ("finetune", str(finished_run), "--task", f"a:classification:{train}:{test}", "--multitask-dir",
+         f"{disk}/mt", "--learning-rate", "1e-3"): disk / "mt",
+    }
+    for argv, folder in cases.items():
+        command = start_cli(list(argv), small_disk.limit)
+
+        assert command.wait() == 2, command.output
+        lock = folder.parent / f".{folder.name}.lock"
+        assert command.error_lines == [f"ernie-cpt: error: {small_disk.problem} while writing the lock file {lock}; "
+                                       f"free space, then run the same command again"], command.output
+        assert "Traceback" not in command.output
+        assert sorted(p.name for p in disk.iterdir()) == (["filler"] if small_disk.mode == "tmpfs" else [])
+
+
+def test_the_tokenizer_cache_on_a_full_disk_removes_the_new_run(corpus, cache_dir, small_disk, start_cli, tmp_path):
+    """The tokenizer trained on the corpus is cached (CACHE/tokenizers) before the run uses it: here that folder
+    is on the full disk, the annotations are not."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (Path(cache_dir) / "annotations").mkdir(parents=True, exist_ok=True)
+    (cache / "annotations").symlink_to(Path(cache_dir) / "annotations")  # annotated once per session
+    (cache / "tokenizers").symlink_to(small_disk.root)
+    small_disk.fill(16 << 10)
+    run_dir = tmp_path / "run"
+    command = start_cli(pretrain_args(corpus, run_dir, str(cache)), small_disk.limit)
+
+    assert command.wait() == 2, command.output
+    assert command.error_lines == [f"ernie-cpt: error: {small_disk.problem} while writing the tokenizer cache in "
+                                   f"{cache}/tokenizers; no checkpoint was saved yet: free space, then run the same "
+                                   f"command again"], command.output
+    assert "Traceback" not in command.output
+    assert not run_dir.exists() and left_behind(tmp_path) == []
+    assert sorted(p.name for p in small_disk.root.iterdir()) == (["filler"] if small_disk.mode == "tmpfs" else [])
+
+
+def test_a_multitask_dir_on_a_full_disk_resumes_once_there_is_room(finished_run, small_disk, start_cli, tmp_path):
+    """finetune --task writes its runs' checkpoints into --multitask-dir: the one that meets the full disk is
+    removed, the line says to resume, and --resume after freeing space finishes with the report."""
+    train, test = labelled_sets(tmp_path)
+    out = small_disk.root / "mt"
+    args = ["finetune", str(finished_run) + "-export", "--task", f"a:classification:{train}:{test}",
+            "--multitask-dir", str(out), "--learning-rate", "1e-3", "--seeds", "1", "--epochs", "1",
+            "--batch-size", "8", "--num-threads", "1"]
+    small_disk.fill(1 << 20)
+    command = start_cli(args, small_disk.limit)
+
+    assert command.wait() == 2, command.output
+    [line] = command.error_lines
+    assert line.startswith(f"ernie-cpt: error: {small_disk.problem} while writing checkpoint step-00000003 in "
+                           f"{out}/runs/multi_task-seed1/checkpoints; "), command.output
+    assert line.endswith("; free space, then run the same command with --resume (finished runs are kept)"), line
+    assert "Traceback" not in command.output and left_behind(small_disk.root) == []
+
+    small_disk.release()
+    resumed = start_cli([*args, "--resume"])
+    assert resumed.wait() == 0, resumed.output
+    assert json.loads((out / "report.json").read_text())["sets"]["a"]["variants"].keys() == {"multi_task",
+                                                                                              "single_task"}
+
+
+def test_a_ranks_annotation_shard_on_a_full_disk(corpus, small_disk, start_ranks):
+    """Under torchrun every rank parses a shard of the corpus into the cache (ernie_cpt.data.sharded_annotation):
+    a real group of 2 processes on a full disk both stop with exit 2, rank 0 prints one line naming the shard,
+    and neither a shard nor a staging folder is left."""
+    cache = small_disk.root / "cache"
+    small_disk.fill(16 << 10)
+    ranks = start_ranks(["prepare", "--corpus", *corpus[:2], "--cache-dir", str(cache), "--num-proc", "1"],
+                        file_size_limit=small_disk.limit)
+
+    assert [rank.wait() for rank in ranks] == [2, 2], [rank.output for rank in ranks]
+    [line] = ranks[0].error_lines
+    assert ranks[1].error_lines == []  # every rank has the error; rank 0 prints it
+    assert line.startswith(f"ernie-cpt: error: {small_disk.problem} while writing annotation shard rank-"), line
+    assert line.endswith("; free space, then run the same command again"), line
+    assert not any("Traceback" in rank.output for rank in ranks), ranks[0].output + ranks[1].output
+    assert left_behind(small_disk.root) == [] and not [p for p in cache.rglob("*") if p.is_dir()
+                                                         and ".shards-of-" in p.name], sorted(cache.rglob("*"))

@@ -114,3 +114,101 @@ def test_sigterm_in_the_middle_of_importing_torch_gives_one_line_not_a_traceback
     assert done.returncode == 143, done.stderr
     assert "ernie-cpt: interrupted (SIGTERM)" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and "FakeTensor" not in done.stderr, done.stderr
+
+
+# --- a real signal at a chosen moment of a write, in a command of its own (start_cli) --------------------------
+
+
+def _pretrain(corpus: list[str], run_dir: Path, cache_dir: str, *extra: str) -> list[str]:
+    return ["pretrain", "--corpus", *corpus, "--output-dir", str(run_dir), "--cache-dir", cache_dir, "--model-size",
+            "tiny", "--batch-size", "8", "--max-seq-length", "64", "--eval-steps", "0", "--logging-steps", "1",
+            "--save-steps", "1000", "--vocab-size", "3000", "--seed", "5", "--num-threads", "1", *extra]
+
+
+def _staged(folder: Path) -> list[str]:
+    """What an interrupted command may not leave: staging and temporary folders, locks."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if any(mark in p.name for mark in (".staging-", ".tmp-", ".trash-", ".lock")))
+
+
+@pytest.fixture(scope="module")
+def corpus(sample_dir) -> list[str]:
+    return [str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]]
+
+
+def test_sigterm_while_exporting_leaves_no_export_staging_folder_or_lock(corpus, cache_dir, start_cli, tmp_path):
+    """SIGTERM while export writes the tokenizer into its staging folder (Slurm's time limit, say): exit 143, the
+    one line, and nothing in the export's folder; the same export then succeeds."""
+    run_dir = tmp_path / "run"
+    from ernie_cpt.cli import main
+
+    assert main(_pretrain(corpus, run_dir, cache_dir, "--max-steps", "2")) == 0
+    out = tmp_path / "exports" / "model"
+    command = start_cli(["export", str(run_dir), str(out)], signal_at_open=(".staging-", signal.SIGTERM, 1))
+
+    assert command.wait() == 143, command.output
+    assert command.output.splitlines()[-1] == "ernie-cpt: interrupted (SIGTERM)"
+    assert "Traceback" not in command.output
+    assert not (tmp_path / "exports").exists() or list((tmp_path / "exports").iterdir()) == []
+    assert start_cli(["export", str(run_dir), str(out)]).wait() == 0 and (out / "model.safetensors").is_file()
+
+
+def test_a_second_signal_while_the_final_checkpoint_is_written_keeps_the_last_one(corpus, cache_dir, start_cli,
+                                                                                tmp_path):
+    """The first SIGTERM stops the run at the end of its step, where it writes a checkpoint; a second one arrives
+    while that checkpoint is being written (a real signal, sent when the write opens its first file): the run
+    stops at once, removes the part-written checkpoint, keeps the one before it (the end of stage 1), says so, and
+    --resume from it finishes the run."""
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("stages:\n- knowledge_masking: 2\n- knowledge_masking: 30\n")
+    run_dir = tmp_path / "run"
+    args = _pretrain(corpus, run_dir, cache_dir, "--schedule", "file", "--schedule-file", str(schedule))
+    command = start_cli(args, signal_at_open=(".tmp-step-", signal.SIGTERM, 2))  # the first is stage 1's end
+    train_log = run_dir / "logs" / "train.jsonl"
+    while not train_log.exists() or train_log.read_text().count("\n") < 3:
+        assert command.process.is_alive(), command.output
+        time.sleep(0.01)
+    os.kill(command.pid, signal.SIGTERM)
+
+    assert command.wait() == 143, command.output
+    assert command.output.splitlines()[-1] == ("ernie-cpt: interrupted (SIGTERM); the last checkpoint, step-00000002, "
+                                               "is intact: continue with the same command and --resume")
+    assert "Traceback" not in command.output
+    assert _staged(tmp_path) == []
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest", "step-00000002"]
+
+    resumed = start_cli([*args, "--resume"])
+    assert resumed.wait() == 0, resumed.output
+    assert f"Resumed from {run_dir / 'checkpoints' / 'step-00000002'}" in resumed.output
+
+
+def _stop_after(command, run_dir: Path, steps: int, signum: int = signal.SIGTERM) -> None:
+    train_log = run_dir / "logs" / "train.jsonl"
+    while not train_log.exists() or train_log.read_text().count("\n") < steps:
+        assert command.process.is_alive(), command.output
+        time.sleep(0.01)
+    os.kill(command.pid, signum)
+
+
+def test_a_second_signal_in_the_first_checkpoint_of_a_run_resume_started_over(corpus, cache_dir, start_cli, tmp_path):
+    """A run killed before its first checkpoint is started over by --resume; a second signal in that run's first
+    checkpoint write leaves no run, and the advice is the command that starts it (not --resume, which would
+    find no run to continue)."""
+    run_dir = tmp_path / "run"
+    args = _pretrain(corpus, run_dir, cache_dir, "--max-steps", "12")
+    killed = start_cli(args)
+    _stop_after(killed, run_dir, 1, signal.SIGKILL)
+    killed.wait()
+    assert (run_dir / "run_config.json").is_file() and not (run_dir / "checkpoints").exists()
+
+    command = start_cli([*args, "--resume"], signal_at_open=(".tmp-step-", signal.SIGTERM, 1))
+    while "stopped before its first checkpoint; starting it over" not in command.output:  # the old log is gone
+        assert command.process.is_alive(), command.output
+        time.sleep(0.01)
+    _stop_after(command, run_dir, 1)
+
+    assert command.wait() == 143, command.output
+    assert command.output.splitlines()[-1] == ("ernie-cpt: interrupted (SIGTERM); nothing was saved: run the same "
+                                               "command again without --resume")
+    assert not run_dir.exists() and _staged(tmp_path) == []
+    assert start_cli(args).wait() == 0

@@ -27,6 +27,12 @@ def test_schedules_may_be_comma_or_space_separated_and_repeat():
      "unknown schedule 'jiont'; did you mean 'joint'?"),
     (["--tasks", "knowledge_masking", "capitalization", "--schedule", "continual", "file"],
      "--schedule file sets its own steps: run it with ernie-cpt pretrain"),
+    (["--tasks", "knowledge_masking", "capitalization", "--schedule-file", "s.yaml"],  # its advice looped
+     "--schedule-file is read by --schedule file, which sets its own steps; compare builds every curriculum from "
+     "--tasks and one per-task budget, so it never reads --schedule-file: drop it, or run that curriculum with "
+     "ernie-cpt pretrain --schedule file --schedule-file ..."),
+    (["--tasks", "knowledge_masking", "capitalization", "--schedules", "file", "--schedule-file", "s.yaml"],
+     "compare builds every curriculum from --tasks and one per-task budget, so it never reads --schedule-file"),
     (["--tasks", "knowledge_masking"], "compare needs at least 2 --tasks"),
     (["--tasks", "knowledge_masking", "capitalisation"], "unknown task 'capitalisation'"),
     (["--tasks", "knowledge_masking", "capitalization", "--downstream-train", "train.jsonl"],
@@ -53,7 +59,8 @@ def test_schedules_may_be_comma_or_space_separated_and_repeat():
       "--expert-layers", "3"], "--expert-layers 3 is outside 1..2, the encoder's layers"),
     (["--tasks", "knowledge_masking", "capitalization", "--architectures", "all", "hard"],
      "--architectures all already names every registered architecture; give all alone"),
-], ids=["unknown-schedule", "file-schedule", "one-task", "unknown-task", "train-only", "test-only", "missing-file",
+], ids=["unknown-schedule", "file-schedule", "schedule-file", "file-with-schedule-file", "one-task", "unknown-task",
+        "train-only", "test-only", "missing-file",
         "no-seeds", "no-held-out", "replay-without-fraction", "fraction-without-replay", "replay-out-of-range",
         "unknown-replayed-schedule", "unknown-architecture", "architectures-at-two-curricula", "expert-layers",
         "all-and-more"])

@@ -268,3 +268,79 @@ def test_the_sets_can_come_from_a_config_file(tmp_path, capsys):
     config.write_text("multitask_dir: out\ntask:\n  - a:regression:x.jsonl:y.jsonl\n  - b:sorting:x.jsonl:y.jsonl\n")
     line = _one_line_error(["finetune", str(tmp_path), "--config", str(config)], capsys)
     assert "--task 'b:sorting:x.jsonl:y.jsonl': unknown kind 'sorting'" in line
+
+
+def test_a_run_of_two_processes_resumed_by_one_is_refused_or_continued_with_the_flag(sample_dir, tmp_path,
+                                                                                     start_ranks, start_cli):
+    """finetune --task trained by a real group of 2 processes (torchrun's variables), stopped by a real SIGTERM: resumed
+    by one process it is refused (dropout masks are drawn per process); with the flag that the message names it
+    continues, records the change, and finishes with the report."""
+    import signal
+
+    model = _pretrain(sample_dir, tmp_path / "model", steps=2)
+    rows = [{"text": f"{word} {word} and {word}", "label": label} for word, label in
+            (("sea", "water"), ("rain", "water"), ("river", "water"), ("stone", "land"), ("hill", "land"),
+             ("field", "land"))] * 4
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    argv = ["finetune", str(model), "--task", f"a:classification:{tmp_path / 'train.jsonl'}:{tmp_path / 'test.jsonl'}",
+            "--multitask-dir", str(out), "--seeds", "1", "--batch-size", "4", "--max-seq-length", "32", "--epochs",
+            "4", "--learning-rate", "1e-3", "--save-steps", "2", "--num-threads", "1"]
+    # SIGTERM to rank 0 while it writes the first checkpoint: both processes stop there (they agree on the step)
+    ranks = start_ranks(argv, signal_at_open=(".tmp-step-", signal.SIGTERM, 1))
+    assert [rank.wait() for rank in ranks] == [143, 143], [rank.output for rank in ranks]
+    run = out / "runs" / "multi_task-seed1"
+    assert (run / "checkpoints" / "latest").read_text() == "step-00000002\n"
+
+    refused = start_cli([*argv, "--resume"])
+    assert refused.wait() == 2, refused.output
+    assert refused.error_lines == [
+        f"ernie-cpt: error: --resume: the run in {run} was trained by 2 processes (torchrun --nproc_per_node 2); "
+        f"resume with the same number of processes, or pass --allow-changed-world-size to continue with 1 (the "
+        f"losses will then differ from an uninterrupted run)"]
+
+    continued = start_cli([*argv, "--resume", "--allow-changed-world-size"])
+    assert continued.wait() == 0, continued.output
+    assert "--allow-changed-world-size: the run in" in continued.output
+    assert json.loads((run / "run_config.json").read_text())["world_size_changes"] == [
+        {"step": 2, "from": 2, "to": 1}]
+    assert json.loads((out / "report.json").read_text())["steps"]["a"]["multi_task"] == 24
+
+
+def test_a_labelled_file_replaced_between_a_kill_and_resume_is_refused(sample_dir, tmp_path, start_cli):
+    """finetune --task killed (SIGKILL, while it writes its first checkpoint), its training file then replaced by
+    one of as many rows (so the step counts agree) but other labels: --resume refuses, naming the file, and changes
+    nothing; with the file it was trained on it resumes."""
+    import shutil
+    import signal
+
+    from tests.helpers import snapshot
+
+    model = _pretrain(sample_dir, tmp_path / "model", steps=2)
+    words = ("sea", "rain", "river", "stone", "hill", "field")
+    for name, labels in (("train.jsonl", "wwwlll"), ("other.jsonl", "lwlwlw"), ("test.jsonl", "wwwlll")):
+        (tmp_path / name).write_text("".join(json.dumps({"text": f"{w} {w} and {w}", "label": label}) + "\n"
+                                             for w, label in zip(words, labels)) * 4)
+    out = tmp_path / "out"
+    argv = ["finetune", str(model), "--task", f"a:classification:{tmp_path / 'train.jsonl'}:{tmp_path / 'test.jsonl'}",
+            "--multitask-dir", str(out), "--seeds", "1", "--batch-size", "4", "--max-seq-length", "32", "--epochs",
+            "2", "--learning-rate", "1e-3", "--save-steps", "2", "--num-threads", "1"]
+    killed = start_cli(argv, signal_at_open=(".tmp-step-", signal.SIGKILL, 2))  # in the checkpoint of step 4
+    assert killed.wait() == -signal.SIGKILL, killed.output
+    shutil.copy(tmp_path / "train.jsonl", tmp_path / "kept.jsonl")
+    shutil.copy(tmp_path / "other.jsonl", tmp_path / "train.jsonl")
+    before = snapshot(out)
+
+    refused = start_cli([*argv, "--resume"])
+    assert refused.wait() == 2, refused.output
+    assert refused.error_lines == [
+        f"ernie-cpt: error: --multitask-dir {out} holds a fine-tuning on other data: the content of a train file "
+        f"{tmp_path / 'train.jsonl'} changed since it started; pass the files it was trained on (with --resume to "
+        f"continue), --overwrite to start over on these, or choose another --multitask-dir"]
+    assert snapshot(out) == before
+
+    shutil.copy(tmp_path / "kept.jsonl", tmp_path / "train.jsonl")
+    resumed = start_cli([*argv, "--resume"])
+    assert resumed.wait() == 0, resumed.output
+    assert "Resumed from" in resumed.output and (out / "report.json").is_file()
