@@ -148,7 +148,7 @@ def _run(run_dir: Path, model: Architecture, sets: list[LabelledSet], steps: dic
                 model.config.to_json_file(str(run_dir / RUN_MARKER))
                 tokenizer.save_pretrained(str(run_dir / "tokenizer"))
         train(build_trainer(model, streams, schedule, run_dir, training=training, mixing=mixing, weighting=combine),
-              resume_from)
+              resume_from, description="Multi-task fine-tuning")
     return model
 
 

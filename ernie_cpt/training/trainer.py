@@ -123,8 +123,10 @@ def build_trainer(model: Architecture, streams: dict[str, TaskStream], schedule:
         reset_optimizer=mixing.reset_optimizer, model_description=describe_model(model))
 
 
-def train(trainer: Trainer, resume_from: Checkpoint | None = None) -> dict[str, dict]:
-    """Run every stage of ``trainer.schedule``, from checkpoint ``resume_from`` if given; returns the
+def train(trainer: Trainer, resume_from: Checkpoint | None = None,
+          description: str = "Pre-training") -> dict[str, dict]:
+    """Run every stage of ``trainer.schedule``, from checkpoint ``resume_from`` if given, under a progress
+    bar named ``description``; returns the
     evaluation at the end of the last stage (task -> metrics). Evaluations score the tasks trained so
     far (all tasks with ``eval_untrained_tasks``); those at the end of a stage are marked ``stage_end``:
     they make the accuracy matrix. Raises UserError after too many non-finite steps, and
@@ -132,7 +134,7 @@ def train(trainer: Trainer, resume_from: Checkpoint | None = None) -> dict[str, 
     state = resume(trainer, resume_from) if resume_from is not None else TrainState()
     trainer.model.train()
     results: dict[str, dict] = {}
-    bar = progress(trainer.total_steps, "Pre-training", "step", initial=state.step, disable=not distributed.is_main())
+    bar = progress(trainer.total_steps, description, "step", initial=state.step, disable=not distributed.is_main())
     with bar, trainer.run_log, interrupt.deferred() as stop_signal:  # the log is closed on errors too
         state.start_window()
         while state.stage < len(trainer.schedule):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -219,7 +220,8 @@ def test_each_head_beats_its_trivial_baseline_on_held_out_examples(tiny_export, 
 
 
 @pytest.mark.slow
-def test_a_gated_model_with_then_single_task_and_resume(sample_dir, sets, tmp_path, capsys):
+def test_a_gated_model_with_then_single_task_and_resume(sample_dir, sets, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)
     run_dir = _pretrain(sample_dir, tmp_path / "mmoe", "--architecture", "mmoe", "--num-experts", "2",
                         "--expert-layers", "1")
     small = {"topic": "classification", "jargon_source": "ranking"}
@@ -227,9 +229,12 @@ def test_a_gated_model_with_then_single_task_and_resume(sample_dir, sets, tmp_pa
             "--multitask-dir", str(tmp_path / "out"), "--seeds", "1", "2", "--batch-size", "64",
             "--max-seq-length", "32", "--then-single-task", "--epochs", "1", "--learning-rate", "3e-4"]
     assert main(argv) == 0
-    assert capsys.readouterr().out.rstrip().endswith(
+    captured = capsys.readouterr()
+    assert captured.out.rstrip().endswith(
         f"Report: {tmp_path / 'out' / 'report.md'} (and report.json); each run's model: {tmp_path / 'out' / 'runs'}/"
         "<variant>-seed<k> (export it with: ernie-cpt export RUN OUT_DIR)")
+    bars = {r.getMessage().split(":")[0] for r in caplog.records if " steps (" in r.getMessage()}
+    assert bars == {"Pre-training", "Multi-task fine-tuning"}  # the pre-training above, then this command
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["architecture"] == "mmoe"
     for result in report["sets"].values():
