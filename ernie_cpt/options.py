@@ -225,8 +225,8 @@ def _check_number(value: Any, kind: type, wrong: str) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(wrong)
     if isinstance(value, str):
-        try:
-            value = int(value) if kind is int else float(value)
+        try:  # the text of a whole number in any notation (YAML 1.1 reads 1e3 as a string) is that int
+            value = int(value) if kind is int and value.strip().lstrip("+-").isdigit() else float(value)
         except ValueError as e:
             raise ConfigError(wrong) from e
     if kind is int and isinstance(value, float):

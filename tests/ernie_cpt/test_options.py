@@ -209,6 +209,8 @@ def test_values_that_stand_for_a_number_are_read_as_it(tmp_path):
     ("a, b", list[str], ["a", "b"]),
     (None, str | None, None),
     (3, float, 3.0),
+    ("1e3", int, 1000),  # YAML 1.1 reads `max_steps: 1e3` as a string: a whole number all the same
+    ("1e-4", float, 1e-4),
 ])
 def test_check_type_for_python_callers(value, annotation, expected):
     assert check_type(value, annotation, where="PretrainConfig.x") == expected
@@ -220,6 +222,8 @@ def test_check_type_for_python_callers(value, annotation, expected):
     ([1, 2.5], list[int], "PretrainConfig.x item 2 must be a whole number (int), got a number (2.5)"),
     ("3", bool, "PretrainConfig.x must be true or false (bool), got a string ('3')"),
     ("fast", str, "PretrainConfig.x must be one of slow, full, got a string ('fast')"),
+    ("1.5e0", int, "PretrainConfig.x must be a whole number (int), got a string ('1.5e0')"),
+    ("1e400", int, "PretrainConfig.x must be a whole number (int), got a string ('1e400')"),  # inf, not a number
 ])
 def test_check_type_refuses_what_it_would_have_to_convert(value, annotation, message):
     choices = ("slow", "full") if value == "fast" else None
