@@ -281,6 +281,9 @@ def _compare_options(compare: argparse.ArgumentParser) -> None:
                          help="Same as --schedules")
     compare.add_argument("--weighting", dest="loss_weighting", default=argparse.SUPPRESS, metavar="NAME",
                          help="Same as --loss-weighting")
+    for action in compare._actions:  # compare never runs a schedule file: it refuses the flag, and --help hides it
+        if action.dest == "schedule_file":
+            action.help = argparse.SUPPRESS
 
 
 # command -> its usage line: the arguments a first run needs; --help lists the rest, grouped, below it

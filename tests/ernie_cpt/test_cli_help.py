@@ -40,3 +40,8 @@ def test_pretrain_help_groups_the_options_and_lists_the_task_names():
                           "Annotation: the spaCy pass, cached per corpus"]
     tasks_help = text[text.index("  --tasks "):text.index("  --max-seq-length")]
     assert all(name in " ".join(tasks_help.split()) for name in TASKS.names())
+
+
+def test_compare_help_leaves_out_the_schedule_file_it_refuses():
+    assert "--schedule-file" in _command_parser("pretrain").format_help()
+    assert "--schedule-file" not in _command_parser("compare").format_help()
