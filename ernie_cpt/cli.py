@@ -109,11 +109,15 @@ def _inspect_task(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from ernie_cpt.commands.options import schedule_option_classes
+    from ernie_cpt.commands.options import RunOptions, pretrain_option_classes, schedule_option_classes
     from ernie_cpt.commands.plan import plan
     from ernie_cpt.options import resolve_options
+    from ernie_cpt.training.options import TrainingOptions
 
-    print(plan(resolve_options(args, schedule_option_classes()), args.tasks, args.max_steps))
+    # a pretrain --config gives the tasks, budget and schedule (its other keys are pretrain's); flags override it
+    classes = pretrain_option_classes() if args.config else [RunOptions, TrainingOptions, *schedule_option_classes()]
+    options = resolve_options(args, classes)
+    print(plan(options, options[RunOptions].tasks, options[TrainingOptions].max_steps))
     return 0
 
 
@@ -240,11 +244,13 @@ def _plan_options(plan: argparse.ArgumentParser) -> None:
     from ernie_cpt.training.options import TrainingOptions
     from pretasks import TASKS
 
+    plan.add_argument("--config", help="A pretrain YAML config: plan its tasks, budget and schedule (flags override "
+                      "it; its other keys are checked as pretrain checks them)")
     budget = plan.add_argument_group("Tasks and budget (as for pretrain)")
-    budget.add_argument("--tasks", nargs="+", default=RunOptions().tasks, metavar="TASK",
+    budget.add_argument("--tasks", nargs="+", default=argparse.SUPPRESS, metavar="TASK",
                         help=f"Pre-training tasks, in curriculum order: {', '.join(sorted(TASKS))} "
                         f"(default: {' '.join(RunOptions().tasks)})")
-    budget.add_argument("--max-steps", type=int, default=TrainingOptions().max_steps, metavar="MAX_STEPS",
+    budget.add_argument("--max-steps", default=argparse.SUPPRESS, metavar="MAX_STEPS",
                         help="Steps shared evenly by the tasks when --steps-per-task is not given "
                         f"(default: {TrainingOptions().max_steps})")
     add_options(plan, schedule_option_classes())
@@ -290,7 +296,7 @@ def _compare_options(compare: argparse.ArgumentParser) -> None:
 USAGE = {
     "prepare": "[--corpus PATH ...] [--cache-dir DIR] [options]",
     "inspect-task": "TASK [--corpus PATH ...] [-n N] [options]",
-    "plan": "[--schedule NAME] [--tasks TASK ...] [--max-steps N | --steps-per-task N] [options]",
+    "plan": "[--schedule NAME] [--tasks TASK ...] [--max-steps N | --steps-per-task N] [--config FILE] [options]",
     "pretrain": "--output-dir DIR [--corpus PATH ...] [--tasks TASK ...] [--schedule NAME] [--config FILE] [options]",
     "export": "RUN_DIR OUT_DIR [--checkpoint step-N | --stage K] [--license ID] [options]",
     "finetune": "MODEL_DIR (--train FILE --test FILE | --task NAME:KIND:TRAIN:TEST ...) [--output-dir DIR] [options]",
@@ -387,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
             _configure_libraries(args.debug, args.verbose)
         with interrupt.handled():  # SIGTERM (Slurm, Kubernetes, torchrun) ends a command as Ctrl-C does
             return args.handler(args)
+    except BrokenPipeError:  # `ernie-cpt plan | head -1`: the reader left; say nothing more, as SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 141
     except Exception as e:
         error = e if isinstance(e, UserError) else unnamed_disk_full(e)  # a full disk no command named
         if error is None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from ernie_cpt.cli import main
@@ -119,6 +122,30 @@ def test_schedule_file(capsys, tmp_path):
 
     assert header.startswith(f"Curriculum file: 2 tasks, 300-700 steps per task from {path}; 2 stages")
     assert rows[1:] == [["1", "500", "-", "500"], ["2", "200", "300", "500"], ["total", "700", "300", "1000"]]
+
+
+def test_a_pretrain_config_gives_the_tasks_budget_and_schedule_and_flags_override_it(capsys, tmp_path):
+    config = tmp_path / "run.yaml"  # pretrain's keys besides (output_dir, model_size) are checked, not refused
+    config.write_text("output_dir: runs/x\nmodel_size: tiny\nschedule: sequential\nmax_steps: 1e3\n"
+                      "tasks: [knowledge_masking, capitalization, sentence_reordering]\n", encoding="utf-8")
+
+    header, rows = run(capsys, "--config", str(config))
+    assert header.startswith("Curriculum sequential: 3 tasks, 333-334 steps per task (--max-steps 1000 shared")
+    assert rows[-1] == ["total", "334", "333", "333", "1000"]
+    header, rows = run(capsys, "--config", str(config), "--tasks", "knowledge_masking", "capitalization",
+                       "--max-steps", "30")
+    assert header.startswith("Curriculum sequential: 2 tasks, 15 steps per task (--max-steps 30 shared evenly)")
+    config.write_text("max_stepz: 3\n", encoding="utf-8")
+    assert fails(capsys, "--config", str(config)) == (f"ernie-cpt: error: unknown key 'max_stepz' in config file "
+                                                      f"{config}; did you mean 'max_steps'?")
+
+
+def test_a_reader_that_leaves_early_ends_the_command_without_a_traceback():
+    child = subprocess.Popen([sys.executable, "-m", "ernie_cpt", "plan", "--schedule", "pairwise", "--tasks",
+                              "knowledge_masking", "capitalization", "sentence_reordering"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # `| head -0`: every write to the pipe fails
+    assert child.stderr.read() == b"" and child.wait() == 141
 
 
 def fails(capsys, *argv: str) -> str:
