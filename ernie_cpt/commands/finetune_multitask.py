@@ -163,7 +163,7 @@ def _score(model: Architecture, labelled: LabelledSet, tokenizer: Any, batch_siz
     predictions, labels = [], []
     for batch in test_batches(labelled, tokenizer, batch_size):
         out = model(name, {k: v.to(device) for k, v in batch.items()})
-        predictions.append(head.predictions(out.logits).cpu())
+        predictions.append(out.predictions.cpu())
         labels.append(out.labels.cpu())
     model.train()
     predicted, truth = torch.cat(predictions), torch.cat(labels)

@@ -4,7 +4,9 @@ A head is called as ``head(sequence_output, pooled_output, batch)`` with the tok
 (batch, tokens, hidden), the pooled [CLS] state (batch, hidden) and the batch (its ``labels``,
 and for pair heads its ``token_type_ids`` and ``attention_mask``), and returns
 ``(logits, labels)`` of what it scores only. ``loss`` turns them into the training loss (mean
-or sum over the scored items), ``metrics`` scores a whole held-out set. Heads are registered
+or sum over the scored items), ``metrics`` scores a whole held-out set. ``task_output`` (what
+``Architecture.forward`` calls) gives the loss, the labels and the predictions at once as a
+``TaskOutput``; the masked-LM head computes them a bounded chunk of targets at a time. Heads are registered
 by name in ``HEADS``; a task names its head (``PreTask.head``), and a head builder is called as
 ``builder(config, num_labels, word_embeddings)``.
 
@@ -24,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ernie_cpt.modeling.linear_cross_entropy import linear_cross_entropy
+from ernie_cpt.modeling.task_output import TaskOutput
 from ernie_cpt.registry import Registry
 from pretasks.base import IGNORE_INDEX
 
@@ -72,6 +76,14 @@ class Head(nn.Module):
         super().__init__()
         self.num_labels = num_labels
 
+    def task_output(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor | None,
+              batch: dict[str, torch.Tensor]) -> TaskOutput:
+        """The head's forward pass as a ``TaskOutput``: the mean loss, the labels and the predictions of
+        the scored items; the logits and the summed loss are those of ``forward`` and ``loss``."""
+        logits, labels = self(sequence_output, pooled_output, batch)
+        return TaskOutput(self.loss(logits, labels), labels, self.predictions(logits), lambda: logits,
+                          lambda: self.loss(logits, labels, reduction="sum"))
+
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy in fp32, averaged (``mean``) or summed (``sum``) over the scored items. A batch
         with nothing to score (no target token) costs nothing: 0, with a graph whose gradients are 0,
@@ -90,9 +102,10 @@ class Head(nn.Module):
         step's (600, 16k) logits, and the training accuracy asks for it every step)."""
         return logits.max(-1).indices
 
-    def correct(self, logits: torch.Tensor, labels: torch.Tensor) -> int:
-        """How many items are predicted right (a batch's accuracy, the KPI of DTP weighting)."""
-        return int((self.predictions(logits) == labels).sum())
+    def correct(self, predictions: torch.Tensor, labels: torch.Tensor) -> int:
+        """How many items are predicted right (a batch's accuracy, the KPI of DTP weighting), from
+        ``predictions`` (what ``predictions`` gives)."""
+        return int((predictions == labels).sum())
 
     def metrics(self, predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """The held-out scores of a whole evaluation set (1-D tensors)."""
@@ -103,7 +116,11 @@ class Head(nn.Module):
 class MaskedLMHead(Head):
     """BERT's MLM head (dense + activation + LayerNorm, then the vocabulary projection) with the
     projection tied to the word embeddings (Devlin et al. 2019). Logits (targets, vocabulary) are
-    computed only at target positions, never over the whole sequence."""
+    computed only at target positions, never over the whole sequence; ``task_output`` (training and
+    evaluation) computes them a chunk of targets at a time and never holds them all
+    (:func:`ernie_cpt.modeling.linear_cross_entropy.linear_cross_entropy`, after Wijmans et al. 2024),
+    so its memory does not grow with the vocabulary or the targets of a batch; ``forward`` gives them
+    whole, (targets, vocabulary), for a caller that asks for them."""
 
     def __init__(self, config: ErnieConfig, num_labels: int, word_embeddings: nn.Embedding) -> None:
         super().__init__(num_labels)
@@ -120,6 +137,18 @@ class MaskedLMHead(Head):
         targets = labels != IGNORE_INDEX
         hidden = self.transform(sequence_output[targets])
         return F.linear(hidden, self._tied[0].weight, self.bias), labels[targets]
+
+    def task_output(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor | None,
+              batch: dict[str, torch.Tensor]) -> TaskOutput:
+        """The loss and predictions of ``forward``'s logits, equal up to float rounding, computed a chunk
+        of targets at a time (``linear_cross_entropy``); ``logits`` is made only when read."""
+        labels = batch["labels"]
+        targets = labels != IGNORE_INDEX
+        hidden, labels = self.transform(sequence_output[targets]), labels[targets]
+        weight = self._tied[0].weight
+        loss_sum, predictions = linear_cross_entropy(hidden, weight, self.bias, labels)
+        return TaskOutput(loss_sum / max(len(labels), 1), labels, predictions,
+                          lambda: F.linear(hidden, weight, self.bias), lambda: loss_sum)
 
     def init_bias_from_prior(self, target_counts: Mapping[int, int]) -> None:
         """Set the output bias (vocabulary,) to the log of each token's add-one smoothed frequency
@@ -333,8 +362,8 @@ class RankingHead(Head):
         """The score grid itself (queries, num_labels), -inf at padding: ``metrics`` ranks it."""
         return logits.float()
 
-    def correct(self, logits: torch.Tensor, labels: torch.Tensor) -> int:
-        top = logits.argmax(-1, keepdim=True)
+    def correct(self, predictions: torch.Tensor, labels: torch.Tensor) -> int:
+        top = predictions.argmax(-1, keepdim=True)
         return int((labels.gather(-1, top) == 1).sum())
 
     def metrics(self, predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

@@ -43,7 +43,7 @@ def evaluate(model: Architecture, batches: dict[str, DataLoader], device: torch.
             out = model(task, to_device(batch, device))
             loss_sum += out.loss.item() * head.count(out.labels)
             count += head.count(out.labels)
-            predictions.append(head.predictions(out.logits).cpu())
+            predictions.append(out.predictions.cpu())
             labels.append(out.labels.cpu())
         all_labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
         all_predictions = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long)

@@ -47,15 +47,15 @@ def gradient_sync(forward: nn.Module, last_micro_batch: bool) -> contextlib.Abst
 
 def _accuracy(head: Head, out: TaskOutput) -> float:
     count = head.count(out.labels)
-    return head.correct(out.logits, out.labels) / count if count else 0.0
+    return head.correct(out.predictions, out.labels) / count if count else 0.0
 
 
 def global_losses(outputs: dict[str, TaskOutput], heads: nn.ModuleDict,
                   tokens: int) -> tuple[dict[str, torch.Tensor], dict[str, float], int]:
     """Each task's loss to backpropagate and its accuracy over the whole batch, and the batch's tokens.
 
-    One process: the mean loss of its batch. Several: a rank's summed loss (the head's loss with
-    ``reduction="sum"``) times ranks / scored items of all ranks, so that DDP's average of the
+    One process: the mean loss of its batch. Several: a rank's summed loss (``TaskOutput.loss_sum``, the head's
+    loss with ``reduction="sum"``) times ranks / scored items of all ranks, so that DDP's average of the
     gradients is the gradient of the whole batch's mean loss (token-level tasks have different
     numbers of targets on different ranks); its value is replaced by that mean, so every rank,
     and a loss weighting on it, sees the same numbers."""
@@ -63,10 +63,10 @@ def global_losses(outputs: dict[str, TaskOutput], heads: nn.ModuleDict,
     if distributed.world_size() == 1:
         return ({task: out.loss for task, out in outputs.items()},
                 {task: _accuracy(task_heads[task], out) for task, out in outputs.items()}, tokens)
-    summed = {task: task_heads[task].loss(out.logits, out.labels, reduction="sum") for task, out in outputs.items()}
+    summed = {task: out.loss_sum for task, out in outputs.items()}
     device = next(iter(summed.values())).device
     stats = torch.tensor([[summed[task].item(), task_heads[task].count(out.labels),
-                           task_heads[task].correct(out.logits, out.labels)]
+                           task_heads[task].correct(out.predictions, out.labels)]
                           for task, out in outputs.items()] + [[tokens, 0, 0]], dtype=torch.float64, device=device)
     distributed.all_reduce_sum(stats)
     losses, accuracies = {}, {}

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -40,19 +40,11 @@ from torch import nn
 from ernie_cpt.errors import UserError
 from ernie_cpt.modeling.heads import Head, head_name
 from ernie_cpt.modeling.options import ArchitectureOptions
+from ernie_cpt.modeling.task_output import TaskOutput
 from ernie_cpt.registry import Registry
 
 if TYPE_CHECKING:  # transformers loads in seconds: --help imports this module, building a model loads it
     from transformers import ErnieConfig, ErnieModel
-
-
-class TaskOutput(NamedTuple):
-    """What one task's forward pass gives: the loss (a scalar, mean over the scored items),
-    the logits of the scored items and their labels."""
-
-    loss: torch.Tensor
-    logits: torch.Tensor
-    labels: torch.Tensor
 
 
 class Architecture(nn.Module, ABC):
@@ -114,9 +106,7 @@ class Architecture(nn.Module, ABC):
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
         sequence_output, pooled_output = self.encode(task, batch)
-        head = cast(Head, self.heads[task])
-        logits, labels = head(sequence_output, pooled_output, batch)
-        return TaskOutput(head.loss(logits, labels), logits, labels)
+        return cast(Head, self.heads[task]).task_output(sequence_output, pooled_output, batch)
 
     def routing(self) -> dict[str, dict[str, float]]:
         """Per task, the mean routing weight of each expert or column since the last call (then reset)."""

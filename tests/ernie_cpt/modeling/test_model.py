@@ -140,4 +140,4 @@ def test_predictions_are_the_first_of_equal_maxima_as_argmax_gives():
     assert head.predictions(logits).tolist() == [1, 0, 0, 0, 1]
     ties = torch.randint(0, 3, (300, 2000), generator=torch.Generator().manual_seed(0)).float()
     assert torch.equal(head.predictions(ties), ties.argmax(-1))
-    assert head.correct(ties, ties.argmax(-1)) == 300
+    assert head.correct(head.predictions(ties), ties.argmax(-1)) == 300

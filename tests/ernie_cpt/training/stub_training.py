@@ -14,6 +14,7 @@ nothing to score, or send this process SIGTERM when drawn.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -73,13 +74,12 @@ class StubModel(nn.Module):
         mask = batch["attention_mask"].unsqueeze(-1).float()
         pooled = (self.embeddings(batch["input_ids"]) * mask).sum(1) / mask.sum(1)
         pooled = torch.tanh(self.layer(self.dropout(pooled)))
-        logits, labels = self.heads[task](None, pooled, batch)
-        loss = self.heads[task].loss(logits, labels)
+        out = self.heads[task].task_output(None, pooled, batch)
         if "loss_factor" in batch:
-            loss = loss * batch["loss_factor"]
+            out = dataclasses.replace(out, loss=out.loss * batch["loss_factor"])
         if self.training:
             self.passes[task] = self.passes.get(task, 0) + 1
-        return TaskOutput(loss, logits, labels)
+        return out
 
     def shared_layer_weights(self) -> list[nn.Parameter]:
         return [self.layer.weight]

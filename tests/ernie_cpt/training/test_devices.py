@@ -14,6 +14,7 @@ with ``.item()`` (each a synchronisation, for the log and the non-finite check).
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def test_a_tensor_made_without_its_device_in_the_step_is_caught(examples, sample
 
     def forward_with_a_host_constant(self, task, batch):
         out = forward(self, task, batch)
-        return out._replace(loss=out.loss * torch.ones(()))  # the kind of bug the test is for
+        return dataclasses.replace(out, loss=out.loss * torch.ones(()))  # the kind of bug the test is for
 
     monkeypatch.setattr(Architecture, "forward", forward_with_a_host_constant)
     with pytest.raises(RuntimeError, match="meta"):

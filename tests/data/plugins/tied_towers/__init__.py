@@ -13,6 +13,7 @@ squared l2 distance of its tower from the towers' mean, lambda = --tied-towers-w
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +52,7 @@ class TiedTowers(TopLayersArchitecture):
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> TaskOutput:
         out = super().forward(task, batch)
-        return out._replace(loss=out.loss + self.options.tied_towers_weight * self.distance(task))
+        return dataclasses.replace(out, loss=out.loss + self.options.tied_towers_weight * self.distance(task))
 
     def routing_labels(self, task: str) -> list[str]:
         return []
