@@ -78,6 +78,30 @@ def _accelerate(args: list[str], log_file: Path) -> None:
 
 LAUNCHERS = {"torchrun": _torchrun, "accelerate": _accelerate}
 
+# Several runs in one torchrun launch: the Python API keeps the process group for the next call (the CLI leaves it).
+# The CLI under torchrun is exercised by the accelerate launcher, the SIGTERM resume and MT-DNN fine-tuning below.
+RUN_EACH = """import json, sys
+import ernie_cpt
+from ernie_cpt.cli import build_parser
+from ernie_cpt.commands.options import pretrain_option_classes
+from ernie_cpt.config import PretrainConfig
+from ernie_cpt.options import resolve_options
+for argv in json.loads(sys.argv[1]):
+    args = build_parser("pretrain").parse_args(argv)
+    ernie_cpt.pretrain(PretrainConfig.from_groups(resolve_options(args, pretrain_option_classes())))
+"""
+
+
+def _torchrun_each(runs: list[list[str]], folder: Path) -> None:
+    """Each ``pretrain`` argv of ``runs``, one after the other, in one ``torchrun --nproc_per_node 2`` launch."""
+    (folder / "run_each.py").write_text(RUN_EACH)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(folder / "run_each.py"), json.dumps(runs)]
+    with open(folder / "ddp.log", "w") as log:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=600,
+                                env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, (folder / "ddp.log").read_text()
+
 
 def _records(run_dir: Path, kind: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_records(run_dir, kind)]
@@ -104,11 +128,32 @@ def single(sample_dir, tmp_path_factory, one_torch_thread):  # one thread, as ea
     return run
 
 
+WEIGHTINGS = ["pcgrad", "cagrad", "mgda", "nash_mtl", "famo"]  # the gradient-level methods
+
+
+@pytest.fixture(scope="module")
+def launched(sample_dir, tmp_path_factory) -> dict[str, Path]:
+    """The two-process runs of every architecture (torchrun) and of every gradient-level method, made in one
+    torchrun launch (their processes start once, not ten times): "architecture:NAME" or "weighting:NAME" -> run."""
+    folder = tmp_path_factory.mktemp("ddp")
+    runs = {**{f"architecture:{a}": _args(sample_dir, folder / f"architecture-{a}", *_flags(a))
+               for a in ARCHITECTURES},
+            **{f"weighting:{w}": _args(sample_dir, folder / f"weighting-{w}", *NO_DROPOUT, weighting=w)
+               for w in WEIGHTINGS}}
+    _torchrun_each(list(runs.values()), folder)
+    return {name: Path(argv[argv.index("--output-dir") + 1]) for name, argv in runs.items()}
+
+
 @pytest.mark.parametrize(("launcher", "architecture"),
                          [("torchrun", a) for a in ARCHITECTURES] + [(n, "hard") for n in LAUNCHERS if n != "torchrun"])
-def test_two_processes_match_one_with_the_same_global_batch(sample_dir, tmp_path, single, launcher, architecture):
+def test_two_processes_match_one_with_the_same_global_batch(sample_dir, tmp_path, single, launched, launcher,
+                                                           architecture):
+    """torchrun: the runs of every architecture in one launch (:func:`launched`); accelerate: a launch of its own."""
     single, ddp = single(architecture), tmp_path / "ddp"
-    LAUNCHERS[launcher](_args(sample_dir, ddp, *_flags(architecture)), tmp_path / "ddp.log")
+    if launcher == "torchrun":
+        ddp = launched[f"architecture:{architecture}"]
+    else:
+        LAUNCHERS[launcher](_args(sample_dir, ddp, *_flags(architecture)), tmp_path / "ddp.log")
 
     one, two = _records(single, "train"), _records(ddp, "train")
     assert [r["step"] for r in two] == [r["step"] for r in one] == [1, 2, 3, 4, 5, 6]
@@ -148,17 +193,6 @@ TAXONOMY = {"customized": ["--expert-layers", "1"],
             "soft_sharing": ["--expert-layers", "1"],
             # one task per stage: the penalty reaches the columns of the tasks a step does not train
             "soft_sharing+trace": ["--expert-layers", "1", "--soft-sharing-norm", "trace", "--schedule", "sequential"]}
-# Several runs in one torchrun launch: the Python API keeps the process group for the next call (the CLI leaves it).
-RUN_EACH = """import json, sys
-import ernie_cpt
-from ernie_cpt.cli import build_parser
-from ernie_cpt.commands.options import pretrain_option_classes
-from ernie_cpt.config import PretrainConfig
-from ernie_cpt.options import resolve_options
-for argv in json.loads(sys.argv[1]):
-    args = build_parser("pretrain").parse_args(argv)
-    ernie_cpt.pretrain(PretrainConfig.from_groups(resolve_options(args, pretrain_option_classes())))
-"""
 
 
 @pytest.mark.usefixtures("one_torch_thread")
@@ -176,13 +210,7 @@ def test_the_ple_taxonomy_architectures_with_two_processes_match_one_in_one_laun
     for name, argv in runs.items():
         assert main([*argv[:argv.index("--output-dir") + 1], str(tmp_path / f"one-{name}"),
                      *argv[argv.index("--output-dir") + 2:]]) == 0
-    (tmp_path / "run_each.py").write_text(RUN_EACH)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(tmp_path / "run_each.py"), json.dumps(list(runs.values()))]
-    with open(tmp_path / "ddp.log", "w") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=600,
-                                env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, (tmp_path / "ddp.log").read_text()
+    _torchrun_each(list(runs.values()), tmp_path)
 
     for name in TAXONOMY:
         single, ddp = tmp_path / f"one-{name}", tmp_path / f"ddp-{name}"
@@ -204,14 +232,13 @@ def test_the_ple_taxonomy_architectures_with_two_processes_match_one_in_one_laun
             assert all(abs(a["weights"][k] - b["weights"][k]) <= 1e-3 for k in a["weights"]), (name, a, b)
 
 
-@pytest.mark.parametrize("weighting", ["pcgrad", "cagrad", "mgda", "nash_mtl", "famo"])
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
 @pytest.mark.usefixtures("one_torch_thread")
-def test_gradient_level_methods_with_two_processes_match_one(weighting, sample_dir, tmp_path):
+def test_gradient_level_methods_with_two_processes_match_one(weighting, sample_dir, tmp_path, launched):
     """Each process combines the per-task gradients of the whole global batch (all-reduced per task
     before the method combines them), so the weights and losses are those of one process."""
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    single, ddp = tmp_path / "single", launched[f"weighting:{weighting}"]
     assert main(_args(sample_dir, single, *NO_DROPOUT, weighting=weighting)) == 0
-    _torchrun(_args(sample_dir, ddp, *NO_DROPOUT, weighting=weighting), tmp_path / "ddp.log")
     one, two = _records(single, "train"), _records(ddp, "train")
     assert [r["step"] for r in two] == [r["step"] for r in one] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(one, two):

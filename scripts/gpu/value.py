@@ -33,7 +33,7 @@ at 21 ms (36 x 140 x 128 = 645,000 examples, about 64 M tokens).
 
 If compare overruns, ``finish`` writes the report from the seeds that finished (compare again with
 ``--seeds K``: every finished run is read back, nothing is trained). ``--quick`` (the CPU dry run):
-the first 3 chapters of the bundled sample, S = 2, 2 seeds, one learning rate, one epoch.
+the first 3 chapters of the bundled sample, S = 2, 2 seeds, batches of 4, one learning rate, one epoch.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ CALIBRATION_STEPS = 10  # x 4 steps of knowledge masking, timed step by step
 
 
 def quick_plan() -> Plan:
-    return Plan(steps_per_task=2, seeds=2, batch_size=8, seq_length=48, downstream_learning_rates=(1e-4,),
+    return Plan(steps_per_task=2, seeds=2, batch_size=4, seq_length=48, downstream_learning_rates=(1e-4,),
                 downstream_epochs=1, workers=0, num_proc=1)
 
 
