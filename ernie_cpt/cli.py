@@ -11,6 +11,7 @@ transformers, datasets or spaCy. Each command loads what else it uses when it ru
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -280,6 +281,7 @@ def _finetune_options(finetune: argparse.ArgumentParser) -> None:
 def _compare_options(compare: argparse.ArgumentParser) -> None:
     from ernie_cpt.commands.options import compare_option_classes
     from ernie_cpt.options import add_options
+    from schedules.curricula import own_step_options
 
     _config_option(compare)
     add_options(compare, compare_option_classes())
@@ -287,8 +289,10 @@ def _compare_options(compare: argparse.ArgumentParser) -> None:
                          help="Same as --schedules")
     compare.add_argument("--weighting", dest="loss_weighting", default=argparse.SUPPRESS, metavar="NAME",
                          help="Same as --loss-weighting")
-    for action in compare._actions:  # compare never runs a schedule file: it refuses the flag, and --help hides it
-        if action.dest == "schedule_file":
+    # compare refuses the options of curricula that set their own steps (--schedule-file), and --help hides them
+    hidden = {f.name for _, cls in own_step_options() for f in dataclasses.fields(cls)}
+    for action in compare._actions:
+        if action.dest in hidden:
             action.help = argparse.SUPPRESS
 
 

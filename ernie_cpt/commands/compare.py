@@ -67,6 +67,7 @@ from ernie_cpt.weighting.options import WeightingOptions
 from pretasks import TASKS, get_task
 from schedules import CURRICULA, ScheduleOptions, Stage, build_schedule, check_schedule, get_curriculum, uses_budget
 from schedules.budget import BudgetTooSmall
+from schedules.curricula import own_step_options
 from schedules.curricula.file import ScheduleFileOptions
 
 log = logging.getLogger(__name__)
@@ -156,9 +157,8 @@ def _variants(options: dict[type, Any]) -> list[Variant]:
 def _refuse_own_step_options(options: dict[type, Any]) -> None:
     """Refuse an option of a curriculum that sets its own steps (``--schedule-file``): compare never runs one, so
     the option could only be ignored (and check_schedule's advice, to choose that curriculum, would not help)."""
-    for name in CURRICULA.names():
-        cls = CURRICULA.options_class(name)
-        if cls is None or uses_budget(name) or cls not in options:
+    for name, cls in own_step_options():
+        if cls not in options:
             continue
         for f in dataclasses.fields(cls):
             if getattr(options[cls], f.name) != getattr(cls(), f.name):

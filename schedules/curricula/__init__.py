@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from ernie_cpt.errors import UserError
 from schedules.budget import AMPLE, check_budget
-from schedules.curricula.base import CURRICULA, Curriculum, get_curriculum, register, spread, uses_budget
+from schedules.curricula.base import (
+    CURRICULA,
+    Curriculum,
+    get_curriculum,
+    own_step_options,
+    register,
+    spread,
+    uses_budget,
+)
 from schedules.stage import Stage, split_budget, with_replay
 
 if TYPE_CHECKING:
@@ -63,4 +71,5 @@ def _alone(curriculum: Curriculum, options: ScheduleOptions, settings: Any, task
     return [{task} for task in tasks]
 
 
-__all__ = ["CURRICULA", "Curriculum", "build_schedule", "get_curriculum", "register", "spread", "uses_budget"]
+__all__ = ["CURRICULA", "Curriculum", "build_schedule", "get_curriculum", "own_step_options", "register", "spread",
+           "uses_budget"]

@@ -34,6 +34,13 @@ def uses_budget(name: str) -> bool:
     return getattr(get_curriculum(name), "uses_budget", True)
 
 
+def own_step_options() -> list[tuple[str, type]]:
+    """Each curriculum that sets its own steps (``--schedule file``) with its option group: options that
+    ``compare``, which builds every curriculum from one per-task budget, never reads."""
+    return [(name, cls) for name in CURRICULA.names()
+            if not uses_budget(name) and (cls := CURRICULA.options_class(name)) is not None]
+
+
 def spread(groups: list[list[str]], budgets: dict[str, int], allocation: str) -> list[Stage]:
     """One stage per group of tasks; each task's budget is divided over the groups it is in by
     the allocation policy named ``allocation``."""
