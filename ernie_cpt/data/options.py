@@ -64,7 +64,7 @@ class AnnotationOptions:
                                    valid=Range(1, 100_000))
     annotator: str = option("full", "What spaCy computes. full: sentences and noun chunks from the dependency "
                             "parser, entities from NER. fast: no parser; sentences from the senter, noun chunks from "
-                            "part-of-speech patterns, entities from NER (about 1.4x the words/s; see the docs: "
+                            "part-of-speech patterns, entities from NER (about 1.25x the words/s; see the docs: "
                             "Results, Scale)",
                             choices=("full", "fast"))
     max_chunk_chars: int = option(MAX_CHUNK_CHARS, "Paragraphs longer than this are cut before parsing, after a "
