@@ -81,8 +81,39 @@ def test_the_mean_loss_and_its_gradients_through_the_masked_lm_head_are_those_of
     parameters = [states, embeddings.weight, head.bias, *head.transform.parameters()]
     for ours, theirs in zip(torch.autograd.grad(out.loss, parameters), torch.autograd.grad(expected, parameters)):
         torch.testing.assert_close(ours, theirs)
-    with torch.no_grad():  # evaluation: no checkpointing, the same numbers
+    with torch.no_grad():  # evaluation: no gradients kept, the same numbers
         torch.testing.assert_close(head.task_output(states, states[:, 0], batch).loss, expected)
+
+
+def test_the_gradients_kept_from_the_forward_pass_are_scaled_by_the_loss_s_own_gradient():
+    """A weighting scales a task's loss, and gradient-level methods take one backward pass per task, keeping
+    the graph: the gradients made in the forward pass are those of the scaled loss, every time."""
+    hidden, weight, b, labels = _inputs(41, seed=3)
+    expected = F.cross_entropy(F.linear(hidden, weight, b), labels, reduction="sum")
+    loss, _ = linear_cross_entropy(hidden, weight, b, labels, VOCAB * 5)
+    for scale in (0.3, -2.0):
+        ours = torch.autograd.grad(loss * scale, (hidden, weight, b), retain_graph=True)
+        theirs = torch.autograd.grad(expected * scale, (hidden, weight, b), retain_graph=True)
+        for mine, exact in zip(ours, theirs):
+            torch.testing.assert_close(mine, exact, rtol=1e-5, atol=1e-6)
+
+
+def test_under_autocast_the_products_take_its_precision_and_the_gradients_stay_close():
+    """bfloat16 autocast (on the CPU here, as the trainer's on CUDA): the loss and gradients are autograd's
+    through the same autocast projection, to bfloat16's precision, and have the inputs' dtypes."""
+    g = torch.Generator().manual_seed(5)
+    hidden = torch.randn(37, 16, generator=g, requires_grad=True)
+    weight = (torch.randn(VOCAB, 16, generator=g) / 4).requires_grad_()
+    b = torch.zeros(VOCAB, requires_grad=True)
+    labels = torch.randint(VOCAB, (37,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = linear_cross_entropy(hidden, weight, b, labels, VOCAB * 8)
+        expected = F.cross_entropy(F.linear(hidden, weight, b).float(), labels, reduction="sum")
+    torch.testing.assert_close(loss, expected)
+    ours, theirs = torch.autograd.grad(loss, (hidden, weight, b)), torch.autograd.grad(expected, (hidden, weight, b))
+    for mine, exact in zip(ours, theirs):
+        assert mine.dtype == torch.float32
+        torch.testing.assert_close(mine, exact, rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize("grad", [True, False])
