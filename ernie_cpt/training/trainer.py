@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 
 from ernie_cpt import distributed, interrupt
 from ernie_cpt.errors import UserError
+from ernie_cpt.heap import release_free_memory
 from ernie_cpt.modeling.architectures import Architecture
 from ernie_cpt.modeling.saved_model import describe_model
 from ernie_cpt.progress import progress
@@ -132,6 +133,7 @@ def train(trainer: Trainer, resume_from: Checkpoint | None = None,
     they make the accuracy matrix. Raises UserError after too many non-finite steps, and
     ``interrupt.Interrupted`` (after a checkpoint) on SIGINT/SIGTERM."""
     state = resume(trainer, resume_from) if resume_from is not None else TrainState()
+    release_free_memory()  # what building the examples freed: training starts from what is alive
     trainer.model.train()
     results: dict[str, dict] = {}
     bar = progress(trainer.total_steps, description, "step", initial=state.step, disable=not distributed.is_main())
