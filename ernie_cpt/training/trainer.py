@@ -103,10 +103,9 @@ class Trainer:
 def build_trainer(model: Architecture, streams: dict[str, TaskStream], schedule: list[Stage], run_dir: Path, *,
                   training: TrainingOptions, mixing: ScheduleOptions, evaluation: EvaluationOptions | None = None,
                   weighting: LossWeighting | None = None, eval_batches: dict[str, DataLoader] | None = None) -> Trainer:
-    """A :class:`Trainer` of ``model`` from the option groups: the model (and ``weighting``, used with
-    ``mixing.task_mixing == "all"``) moved to ``training.device``, AdamW over both, the LR schedule
-    over ``schedule``, the task sampler, and the run log (TensorBoard with ``report_to``) in ``run_dir``.
-    Raises UserError for a device this machine does not have."""
+    """A :class:`Trainer` of ``model`` from the option groups: the model (and ``weighting``, used with task_mixing
+    "all") on ``training.device``, AdamW over both, the LR schedule over ``schedule``, the task sampler, the
+    run log (TensorBoard with ``report_to``) in ``run_dir``. Raises UserError for a device this machine lacks."""
     device = pick_device(training.device)
     model.to(device)
     for stream in streams.values():
@@ -127,11 +126,10 @@ def build_trainer(model: Architecture, streams: dict[str, TaskStream], schedule:
 def train(trainer: Trainer, resume_from: Checkpoint | None = None,
           description: str = "Pre-training") -> dict[str, dict]:
     """Run every stage of ``trainer.schedule``, from checkpoint ``resume_from`` if given, under a progress
-    bar named ``description``; returns the
-    evaluation at the end of the last stage (task -> metrics). Evaluations score the tasks trained so
-    far (all tasks with ``eval_untrained_tasks``); those at the end of a stage are marked ``stage_end``:
-    they make the accuracy matrix. Raises UserError after too many non-finite steps, and
-    ``interrupt.Interrupted`` (after a checkpoint) on SIGINT/SIGTERM."""
+    bar named ``description``; returns the evaluation at the end of the last stage (task -> metrics).
+    Evaluations score the tasks trained so far (all tasks with ``eval_untrained_tasks``); those at the
+    end of a stage are marked ``stage_end``: they make the accuracy matrix. Raises UserError after too
+    many non-finite steps, and ``interrupt.Interrupted`` (after a checkpoint) on SIGINT/SIGTERM."""
     state = resume(trainer, resume_from) if resume_from is not None else TrainState()
     release_free_memory()  # what building the examples freed: training starts from what is alive
     trainer.model.train()
