@@ -12,27 +12,37 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from pathlib import Path
 
 FORKSERVER = multiprocessing.get_context("forkserver")
 FORKSERVER.set_forkserver_preload(["ernie_cpt.cli", "ernie_cpt.commands.pretrain", "torch.utils.tensorboard"])
 
 
+def _marked_folder(path: str, marker: str) -> str | None:
+    """The folder that ``path`` lies in whose name holds ``marker``, if any (not ``path`` itself)."""
+    parts = Path(path).parts
+    found = next((i for i, part in enumerate(parts[:-1]) if marker in part), None)
+    return None if found is None else str(Path(*parts[:found + 1]))
+
+
 def _signal_at_open(marker: str, signum: int, nth: int = 1) -> None:
-    """Send ``signum`` to this process, for real, the first time it opens a file in the ``nth`` folder whose path
-    holds ``marker`` (an audit hook: Python reports every ``open``), so that a signal lands at a chosen moment of a
-    write: ``(".tmp-step-", SIGTERM, 2)``, while the second checkpoint is being written. Opening such a folder
-    itself (``shutil.rmtree`` removing one a killed run left) does not count."""
+    """Send ``signum`` to this process, for real, the first time it opens a file in the ``nth`` folder whose name
+    holds ``marker``, so that a signal lands at a chosen moment of a write: ``(".tmp-step-", SIGTERM, 2)``, while
+    the second checkpoint is being written. An audit hook: Python reports every ``open``, but not the writes of
+    libraries' native code, so in a checkpoint the moment is after safetensors and torch.save have written the
+    weights and the optimizer state, as the trainer state is opened. Opening such a folder itself
+    (``shutil.rmtree`` removing one a killed run left) does not count."""
     import signal
     import sys
 
     folders: list[str] = []
 
     def hook(event: str, args: tuple) -> None:
-        if event != "open" or len(folders) >= nth:
+        if event != "open" or len(folders) >= nth or not isinstance(args[0], (str, os.PathLike)):
             return
-        folder = os.path.dirname(str(args[0]))
-        if marker in folder and folder not in folders:
+        folder = _marked_folder(os.fsdecode(args[0]), marker)
+        if folder is not None and folder not in folders:
             folders.append(folder)
             if len(folders) == nth:
                 os.kill(os.getpid(), signal.Signals(signum))
@@ -96,6 +106,14 @@ class CliProcess:
             raise AssertionError(f"the command did not end within {timeout} s:\n{self.output}")
         self.reader.join(10)
         return self.process.exitcode
+
+    def wait_stopped(self, timeout: float = 300) -> None:
+        """Wait until the command has stopped (``signal_at_open`` with SIGSTOP: it stands still at that moment while
+        the test changes its world; SIGCONT lets it go on)."""
+        deadline = time.monotonic() + timeout
+        while Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+            assert self.process.is_alive() and time.monotonic() < deadline, self.output
+            time.sleep(0.01)
 
     def kill(self) -> None:
         self.process.kill()

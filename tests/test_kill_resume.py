@@ -2,12 +2,12 @@
 after each ends with exactly the losses and evaluations of an uninterrupted run, and no
 checkpoint folder left behind is ever unreadable. The moments: 2 during start-up (a random time
 after the start; these come first), 4 during training (a random time into a random step) and 4
-while a checkpoint is being written (the first checkpoint after a random step, as the run opens its
-first file: the run sends itself the SIGKILL, see ``tests.processes``, so the kill lands inside the
-write however busy the machine is), the training ones spread over the run but for its last steps,
-which a run could finish before the kill lands. SIGTERM and Ctrl-C (SIGINT) stop a run at the end of
-a step with a checkpoint there, and resuming it gives the uninterrupted run too; fine-tuning stopped
-by SIGTERM leaves nothing.
+while a checkpoint is being written (the first checkpoint after a random step, once its weights are
+written, as the run opens its trainer state: the run sends itself the SIGKILL, see ``tests.processes``,
+so the kill lands inside the write however busy the machine is), the training ones spread over the
+run but for its last steps, which a run could finish before the kill lands. SIGTERM and Ctrl-C
+(SIGINT) stop a run at the end of a step with a checkpoint there, and resuming it gives the
+uninterrupted run too; fine-tuning stopped by SIGTERM leaves nothing.
 
 Every run is a command of its own (``start_cli``: a child of a forkserver that has imported the CLI,
 one torch thread, so that the runs' losses can match bit for bit), run exactly as the console script
@@ -117,7 +117,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run(sampl
     killed, partial_kills, progress = 0, 0, []
     for kind, step, seconds in moments:
         argv = _args(corpus, run_dir, resume=(run_dir / "run_config.json").exists())
-        if kind == "checkpoint":  # the run kills itself as it opens the first file of that checkpoint
+        if kind == "checkpoint":  # the run kills itself in the middle of writing that checkpoint
             child = start_cli(argv, signal_at_open=(".tmp-step-", signal.SIGKILL, _nth_checkpoint_after(run_dir, step)))
             if child.wait() != -signal.SIGKILL:
                 break
@@ -166,8 +166,7 @@ def test_each_routed_architecture_killed_mid_run_resumes_to_the_uninterrupted_ru
     corpus = [str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]]
     reference, run_dir = tmp_path / "reference", tmp_path / "killed"
     uninterrupted = start_cli(_architecture_args(corpus, reference, architecture, resume=False))
-    # SIGKILL as the run opens the first file of its third checkpoint, step 6 (stage 1 ends at step 2): it resumes
-    # from step 3
+    # SIGKILL in the middle of writing the third checkpoint, step 6 (stage 1 ends at step 2): it resumes from step 3
     child = start_cli(_architecture_args(corpus, run_dir, architecture, resume=False),
                       signal_at_open=(".tmp-step-", signal.SIGKILL, 3))
     assert child.wait() == -signal.SIGKILL, child.output
