@@ -12,7 +12,7 @@ DEMO_RUN ?= runs/demo
 export HF_HUB_OFFLINE := 1
 export NO_MKDOCS_2_WARNING := 1
 PYTEST_WORKERS ?= auto
-PARALLEL = -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile
+PARALLEL = -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 .PHONY: demo test test-fast lint setup bench docs gpu-wheels gpu-data gpu-dry-run
 setup: $(VENV)/.installed
