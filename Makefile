@@ -1,6 +1,7 @@
 # `make demo`: set up .venv (torch first, then the project) and pre-train + export on the bundled corpus.
 # `make test`: set up .venv, run `make lint` (ruff, mypy), build the docs and run the test suite; `make test-fast`: the suite without
-# the end-to-end runs (-m "not slow") and without lint.
+# the end-to-end runs (-m "not slow") and without lint. Both run the suite in parallel processes (pytest-xdist): one a
+# CPU, at most 4; PYTEST_WORKERS=0 runs it in one process.
 # `make bench`: set up .venv with the benchmark extra and run the benchmark suite (BENCH_ARGS=--quick: about 6 min).
 # `make docs`: build the documentation site into site/ with `mkdocs build --strict` (part of `make test`).
 # `make gpu-wheels gpu-data`: what scripts/gpu_check.sh needs on a GPU machine without network (.whl/, .gpu/);
@@ -10,6 +11,8 @@ BIN := $(VENV)/bin
 DEMO_RUN ?= runs/demo
 export HF_HUB_OFFLINE := 1
 export NO_MKDOCS_2_WARNING := 1
+PYTEST_WORKERS ?= auto
+PARALLEL = -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 .PHONY: demo test test-fast lint setup bench docs gpu-wheels gpu-data gpu-dry-run
 setup: $(VENV)/.installed
@@ -32,10 +35,10 @@ demo: setup
 	@echo "such as 'the'. For a useful model see docs/tutorials (make docs builds the site into site/)."
 
 test: setup lint docs
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q --durations=25 $(PARALLEL)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(PARALLEL)
 
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import atexit
-import multiprocessing
+import errno
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -17,6 +16,11 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 if "ERNIE_CPT_CACHE" not in os.environ:  # a cache of this session's own, removed when it ends (a shared /tmp)
     os.environ["ERNIE_CPT_CACHE"] = tempfile.mkdtemp(prefix="ernie-cpt-test-cache-")
     atexit.register(shutil.rmtree, os.environ["ERNIE_CPT_CACHE"], ignore_errors=True)
+# Under pytest-xdist (`make test`: -n) the workers inherit that cache from the controller, which made it, and each
+# worker's torch, and the commands it starts, use one thread: as many workers as cores keep the cores busy, and more
+# threads than cores spin and wait for one another (see ernie_cpt.threads).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from ernie_cpt import threads
 
@@ -32,8 +36,22 @@ from ernie_cpt.data.annotate import AnnotationOptions, annotate
 from ernie_cpt.data.corpus import CorpusOptions, bundled_corpus, load_corpus
 from ernie_cpt.data.tokenizer import train_tokenizer
 from ernie_cpt.modeling.architectures import ARCHITECTURES, Architecture, ArchitectureOptions
+from tests.processes import CliProcess
 
 SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, whose workers take a module at a time (``make test``: --dist loadfile), the modules marked
+    ``minutes`` go first, then those with end-to-end runs (a test marked ``slow``), and the quick ones fill the
+    workers' time at the end: a long module started last would leave the other worker idle. The order within a
+    module is unchanged."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        rank = {}
+        for item in items:
+            mark = 0 if item.get_closest_marker("minutes") else 1 if item.get_closest_marker("slow") else 2
+            rank[item.path] = min(mark, rank.get(item.path, 2))
+        items.sort(key=lambda item: rank[item.path])
 
 
 @pytest.fixture(scope="module")
@@ -132,105 +150,12 @@ def column_per_task():
 
 # --- commands in a process of their own, on a small real file system, without root's override -----------------
 
-FORKSERVER = multiprocessing.get_context("forkserver")
-FORKSERVER.set_forkserver_preload(["ernie_cpt.cli", "ernie_cpt.commands.pretrain", "torch.utils.tensorboard"])
-
-
-def _signal_at_open(marker: str, signum: int, nth: int = 1) -> None:
-    """Send ``signum`` to this process, for real, the first time it opens a file in the ``nth`` folder whose files'
-    paths hold ``marker`` (an audit hook: Python reports every ``open``), so that a signal lands at a chosen
-    moment of a write: ``(".tmp-step-", SIGTERM, 2)``, while the second checkpoint is being written."""
-    import signal
-    import sys
-
-    folders: list[str] = []
-
-    def hook(event: str, args: tuple) -> None:
-        if event != "open" or len(folders) >= nth or marker not in str(args[0]):
-            return
-        folder = os.path.dirname(str(args[0]))
-        if folder not in folders:
-            folders.append(folder)
-            if len(folders) == nth:
-                os.kill(os.getpid(), signal.Signals(signum))
-
-    sys.addaudithook(hook)
-
-
-def _cli_child(argv: list[str], log_file: str, file_size_limit: int | None, env: dict[str, str] | None = None,
-               signal_at_open: tuple[str, int, int] | None = None) -> None:
-    """The body of a command run by :func:`start_cli`: the CLI, its output in ``log_file``, one torch thread,
-    with ``env`` added to the environment (a rank's torchrun variables), and with ``file_size_limit``,
-    RLIMIT_FSIZE (a write past it fails with EFBIG: Python ignores SIGXFSZ); ``signal_at_open``: (marker,
-    signal, nth), see :func:`_signal_at_open`."""
-    import logging
-    import resource
-    import sys
-
-    from ernie_cpt.cli import main
-
-    if file_size_limit is not None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
-    os.environ.update(env or {})
-    torch.set_num_threads(1)
-    out = open(log_file, "w", buffering=1)  # noqa: SIM115  (a named pipe; lives as long as the process)
-    os.dup2(out.fileno(), 1)
-    os.dup2(out.fileno(), 2)
-    sys.stdout = sys.stderr = out
-    logging.getLogger().handlers.clear()  # pytest's capture handlers; the CLI configures its own
-    if signal_at_open is not None:
-        _signal_at_open(*signal_at_open)
-    sys.exit(main(argv))
-
-
-class CliProcess:
-    """A command started by :func:`start_cli`: ``pid``, ``wait()`` -> exit code, ``output`` (its stdout and
-    stderr, so far) and ``error_lines`` (its ``ernie-cpt: error:`` lines). The output comes through a named
-    pipe, which a file size limit does not touch."""
-
-    def __init__(self, argv: list[str], log_file: Path, file_size_limit: int | None, env: dict[str, str] | None = None,
-                 signal_at_open: tuple[str, int, int] | None = None) -> None:
-        os.mkfifo(log_file)
-        self.chunks: list[str] = []
-        self.reader = threading.Thread(target=self._read, args=(log_file,), daemon=True)
-        self.reader.start()
-        self.process = FORKSERVER.Process(target=_cli_child, args=(argv, str(log_file), file_size_limit, env,
-                                                                   signal_at_open))
-        self.process.start()
-        self.pid = self.process.pid
-
-    def _read(self, fifo: Path) -> None:
-        with open(fifo, encoding="utf-8", errors="replace") as f:
-            while chunk := f.read(1024):
-                self.chunks.append(chunk)
-
-    def wait(self, timeout: float = 300) -> int:
-        self.process.join(timeout)
-        if self.process.is_alive():
-            self.process.kill()
-            raise AssertionError(f"the command did not end within {timeout} s:\n{self.output}")
-        self.reader.join(10)
-        return self.process.exitcode
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.join()
-        self.reader.join(10)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.chunks)
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.output.splitlines() if line.startswith("ernie-cpt: error:")]
-
 
 @pytest.fixture
 def start_cli(tmp_path):
     """``start_cli(argv, file_size_limit=None, env=None, signal_at_open=None)``: the CLI in a child of a forkserver
-    that has imported it (a start costs about a second, not ten; see :func:`_cli_child` for the options); a child
-    left running is killed at the end of the test."""
+    that has imported it (a start costs about a second, not ten; see :func:`tests.processes._cli_child` for the
+    options); a child left running is killed at the end of the test."""
     started: list[CliProcess] = []
 
     def start(argv: list[str], file_size_limit: int | None = None, env: dict[str, str] | None = None,
@@ -250,8 +175,8 @@ def start_ranks(start_cli):
     """``start_ranks(argv, ranks=2, file_size_limit=None, signal_at_open=None)``: the CLI in ``ranks`` processes that
     form one process group, each with the variables torchrun gives its workers (RANK, WORLD_SIZE, LOCAL_RANK,
     LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT): what ``torchrun --standalone --nproc_per_node N -m ernie_cpt ARGV``
-    starts, without the launcher's own start-up; ``signal_at_open`` is rank 0's (see :func:`_cli_child`). Returns
-    the :class:`CliProcess` of each rank."""
+    starts, without the launcher's own start-up; ``signal_at_open`` is rank 0's (see
+    :func:`tests.processes._cli_child`). Returns the :class:`CliProcess` of each rank."""
     import socket
 
     def start(argv: list[str], ranks: int = 2, file_size_limit: int | None = None,
@@ -304,10 +229,14 @@ class SmallDisk:
                 resource.prlimit(pid, resource.RLIMIT_FSIZE, (free, free))
             return
         filler = self.root / "filler"
-        with open(filler, "ab") as f:
-            f.write(b"\0" * max(self.free() - free, 0))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(filler, "ab") as f:
+                f.write(b"\0" * max(self.free() - free, 0))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # filling it whole, and a running command wrote the last bytes first: full, as asked
+            if e.errno != errno.ENOSPC or free:
+                raise
 
     def release(self) -> None:
         """Room again: the filler removed, or no limit for later commands."""

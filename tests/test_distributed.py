@@ -35,7 +35,7 @@ from ernie_cpt.cli import main
 from ernie_cpt.training.checkpoint import checkpoints, read_checkpoint
 from ernie_cpt.training.run_log import read_records
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.minutes]
 
 TOLERANCE = 1e-5
 TASKS = ["knowledge_masking", "capitalization", "sentence_reordering"]

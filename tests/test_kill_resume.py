@@ -2,38 +2,34 @@
 after each ends with exactly the losses and evaluations of an uninterrupted run, and no
 checkpoint folder left behind is ever unreadable. The moments: 2 during start-up (a random time
 after the start; these come first), 4 during training (a random time into a random step) and 4
-while a checkpoint is being written (as soon as its temporary folder appears, after a random
-step), the training ones spread over the run but for its last steps, which a run could finish
-before the kill lands. SIGTERM and Ctrl-C (SIGINT) stop a run at the end of a step with a checkpoint
-there, and resuming it gives the uninterrupted run too; fine-tuning stopped by SIGTERM leaves nothing.
+while a checkpoint is being written (the first checkpoint after a random step, once its weights are
+written, as the run opens its trainer state: the run sends itself the SIGKILL, see ``tests.processes``,
+so the kill lands inside the write however busy the machine is), the training ones spread over the
+run but for its last steps, which a run could finish before the kill lands. SIGTERM and Ctrl-C
+(SIGINT) stop a run at the end of a step with a checkpoint there, and resuming it gives the
+uninterrupted run too; fine-tuning stopped by SIGTERM leaves nothing.
 
-Every run is a child process forked from a forkserver that has imported the CLI (torch,
-transformers, spaCy, datasets) already: a start costs about a second instead of ten. Not forked from
-the test process: tqdm's lock is a multiprocessing semaphore, shared by every process forked after
-it was made, and a run killed while drawing its progress bar leaves it held, so every later fork
-hangs at its first bar. The server has drawn no bar, so each run makes a lock of its own. The
-child runs the CLI exactly as the console script does; SIGKILL gives it no chance to clean up.
+Every run is a command of its own (``start_cli``: a child of a forkserver that has imported the CLI,
+one torch thread, so that the runs' losses can match bit for bit), run exactly as the console script
+runs it; SIGKILL gives it no chance to clean up.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import multiprocessing
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ernie_cpt.cli import main
 from ernie_cpt.data.corpus import bundled_corpus
 from ernie_cpt.modeling.architectures import ARCHITECTURES
 from ernie_cpt.training.checkpoint import checkpoints, latest_name, read_checkpoint
 from ernie_cpt.training.run_log import read_records
+from tests.processes import CliProcess
 
 pytestmark = pytest.mark.slow
 
@@ -49,29 +45,6 @@ def _args(corpus: list[str], run_dir: Path, resume: bool) -> list[str]:
             "--seed", "7", *(["--resume"] if resume else [])]
 
 
-def _child(argv: list[str], log_file: str) -> None:
-    """The body of a forked run: the CLI with its output in ``log_file``, one torch thread."""
-    import torch
-
-    torch.set_num_threads(1)  # every run alike, so their losses can match bit for bit
-    out = open(log_file, "a", buffering=1)  # noqa: SIM115  (lives as long as the process)
-    os.dup2(out.fileno(), 1)
-    os.dup2(out.fileno(), 2)
-    sys.stdout = sys.stderr = out
-    logging.getLogger().handlers.clear()  # pytest's capture handlers; the CLI configures its own
-    sys.exit(main(argv))
-
-
-FORKSERVER = multiprocessing.get_context("forkserver")
-FORKSERVER.set_forkserver_preload(["ernie_cpt.cli", "ernie_cpt.commands.pretrain", "torch.utils.tensorboard"])
-
-
-def _start(argv: list[str], log_file: Path) -> multiprocessing.Process:
-    process = FORKSERVER.Process(target=_child, args=(argv, str(log_file)))
-    process.start()
-    return process
-
-
 def _partial_folders(run_dir: Path) -> set[str]:
     folder = run_dir / "checkpoints"
     return {p.name for p in folder.iterdir() if p.name.startswith(".tmp-step-")} if folder.is_dir() else set()
@@ -82,29 +55,34 @@ def _steps_logged(run_dir: Path) -> int:
     return path.read_text(encoding="utf-8").count("\n") if path.exists() else 0
 
 
-def _kill_when(process: multiprocessing.Process, run_dir: Path, kind: str, step: int, seconds: float) -> bool:
-    """SIGKILL ``process`` ``seconds`` after its start ("start-up"), ``seconds`` after step ``step`` is
-    logged ("step"), or as soon as a checkpoint folder starts being written after that step
-    ("checkpoint"). False if the run ended first."""
-    start, before, reached = time.monotonic(), _partial_folders(run_dir), None
-    while process.is_alive():
+def _kill_when(command: CliProcess, run_dir: Path, kind: str, step: int, seconds: float) -> bool:
+    """SIGKILL ``command`` ``seconds`` after its start ("start-up") or ``seconds`` after step ``step`` is
+    logged ("step"). False if the run ended first."""
+    start, reached = time.monotonic(), None
+    while command.process.is_alive():
         now = time.monotonic()
         if reached is None and kind != "start-up" and _steps_logged(run_dir) >= step:
-            reached, before = now, _partial_folders(run_dir)
+            reached = now
         started_up = kind == "start-up" and now - start >= seconds
         into_step = kind == "step" and reached is not None and now - reached >= seconds
-        writing = kind == "checkpoint" and reached is not None and _partial_folders(run_dir) - before
-        if started_up or into_step or writing:
+        if started_up or into_step:
             break
         if now - start > 120:
-            process.kill()  # else pytest waits for it at exit
+            command.kill()  # else pytest waits for it at exit
             raise AssertionError(f"the run neither reached the {kind} moment after step {step} nor ended")
         time.sleep(0.001)
-    if not process.is_alive():
+    if not command.process.is_alive():
         return False
-    process.kill()
-    process.join()
+    command.kill()
     return True
+
+
+def _nth_checkpoint_after(run_dir: Path, step: int) -> int:
+    """Which of the checkpoints that a run started in ``run_dir`` writes (counted from 1) is the first one after
+    step ``step``: one every --save-steps 2 steps, from the checkpoint it resumes from (or step 0)."""
+    latest = latest_name(run_dir)
+    start = int(latest.split("-")[1]) if latest else 0
+    return (max(step + 2 - step % 2, start + 2) - start) // 2
 
 
 def _all_checkpoints_readable(run_dir: Path) -> list[int]:
@@ -122,12 +100,11 @@ def _comparable(run_dir: Path, kind: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_records(run_dir, kind)]
 
 
-def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run(sample_dir, tmp_path):
+def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run(sample_dir, tmp_path, start_cli):
     corpus = [str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]]
     reference, run_dir = tmp_path / "reference", tmp_path / "killed"
-    child = _start(_args(corpus, reference, resume=False), tmp_path / "reference.log")
-    child.join()
-    assert child.exitcode == 0, (tmp_path / "reference.log").read_text()
+    child = start_cli(_args(corpus, reference, resume=False))
+    assert child.wait() == 0, child.output
 
     rng = np.random.default_rng(SEED)
     # Start-up kills first (a late one could meet a run that finishes within its delay), then the
@@ -138,10 +115,13 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run(sampl
     moments = [(kind, 0 if kind == "start-up" else int(next(steps)), float(rng.uniform(0.0, 0.3 if kind == "step"
                                                                                         else 2.0))) for kind in kinds]
     killed, partial_kills, progress = 0, 0, []
-    for i, (kind, step, seconds) in enumerate(moments):
-        resume = (run_dir / "run_config.json").exists()
-        child = _start(_args(corpus, run_dir, resume), tmp_path / f"run-{i}.log")
-        if not _kill_when(child, run_dir, kind, step, seconds):
+    for kind, step, seconds in moments:
+        argv = _args(corpus, run_dir, resume=(run_dir / "run_config.json").exists())
+        if kind == "checkpoint":  # the run kills itself in the middle of writing that checkpoint
+            child = start_cli(argv, signal_at_open=(".tmp-step-", signal.SIGKILL, _nth_checkpoint_after(run_dir, step)))
+            if child.wait() != -signal.SIGKILL:
+                break
+        elif not _kill_when(start_cli(argv), run_dir, kind, step, seconds):
             break
         killed += 1
         partial_kills += kind == "checkpoint" and bool(_partial_folders(run_dir))
@@ -149,11 +129,10 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run(sampl
 
     summary = json.dumps({"kills": killed, "inside a checkpoint write": partial_kills, "after each": progress})
     assert killed == len(KINDS), summary
-    child = _start(_args(corpus, run_dir, resume=True), tmp_path / "last.log")  # resume once more, to the end
-    child.join()
-    assert child.exitcode == 0, (tmp_path / "last.log").read_text()
+    child = start_cli(_args(corpus, run_dir, resume=True))  # resume once more, to the end
+    assert child.wait() == 0, child.output
     print(summary)
-    assert partial_kills >= 1, summary  # at least one kill really landed inside a checkpoint write
+    assert partial_kills == KINDS.count("checkpoint"), summary  # each left its checkpoint half-written
     assert _comparable(run_dir, "train") == _comparable(reference, "train"), summary
     assert [r["step"] for r in read_records(run_dir, "train")] == list(range(1, STEPS + 1))
     assert _comparable(run_dir, "eval") == _comparable(reference, "eval"), summary
@@ -182,21 +161,21 @@ def _architecture_args(corpus: list[str], run_dir: Path, architecture: str, resu
 
 
 @pytest.mark.parametrize("architecture", ROUTED)
-def test_each_routed_architecture_killed_mid_run_resumes_to_the_uninterrupted_run(architecture, sample_dir, tmp_path):
+def test_each_routed_architecture_killed_mid_run_resumes_to_the_uninterrupted_run(architecture, sample_dir, tmp_path,
+                                                                                start_cli):
     corpus = [str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]]
     reference, run_dir = tmp_path / "reference", tmp_path / "killed"
-    uninterrupted = _start(_architecture_args(corpus, reference, architecture, resume=False),
-                           tmp_path / "reference.log")
-    child = _start(_architecture_args(corpus, run_dir, architecture, resume=False), tmp_path / "killed.log")
-    assert _kill_when(child, run_dir, "step", 1, 0.0)  # SIGKILL as soon as step 4 is logged: it resumes from step 3
-    assert _all_checkpoints_readable(run_dir)[-1] < 8
-    child = _start(_architecture_args(corpus, run_dir, architecture, resume=True), tmp_path / "resumed.log")
-    child.join()
-    uninterrupted.join()
-    assert uninterrupted.exitcode == 0, (tmp_path / "reference.log").read_text()
-    assert child.exitcode == 0, (tmp_path / "resumed.log").read_text()
+    uninterrupted = start_cli(_architecture_args(corpus, reference, architecture, resume=False))
+    # SIGKILL in the middle of writing the third checkpoint, step 6 (stage 1 ends at step 2): it resumes from step 3
+    child = start_cli(_architecture_args(corpus, run_dir, architecture, resume=False),
+                      signal_at_open=(".tmp-step-", signal.SIGKILL, 3))
+    assert child.wait() == -signal.SIGKILL, child.output
+    assert _all_checkpoints_readable(run_dir) == [2, 3] and _partial_folders(run_dir), child.output
+    child = start_cli(_architecture_args(corpus, run_dir, architecture, resume=True))
+    assert child.wait() == 0, child.output
+    assert uninterrupted.wait() == 0, uninterrupted.output
 
-    assert "Resumed from" in (tmp_path / "resumed.log").read_text()
+    assert "Resumed from" in child.output
     routing = read_records(reference, "routing")
     assert sorted({r["step"] for r in routing}) == [3, 4, 6, 8]
     assert {r["task"] for r in routing} == {"knowledge_masking", "capitalization"}
@@ -216,26 +195,24 @@ def _term_args(corpus: list[str], run_dir: Path, resume: bool) -> list[str]:
 def term_reference(sample_dir, tmp_path_factory) -> tuple[list[str], Path]:
     corpus = [str(p) for p in sorted(sample_dir.glob("*.txt"))[:4]]
     reference = tmp_path_factory.mktemp("term") / "reference"
-    child = _start(_term_args(corpus, reference, resume=False), reference.with_suffix(".log"))
-    child.join()
-    assert child.exitcode == 0, reference.with_suffix(".log").read_text()
+    child = CliProcess(_term_args(corpus, reference, resume=False), reference.with_suffix(".log"), None)
+    assert child.wait() == 0, child.output
     return corpus, reference
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_resume_is_bit_exact(term_reference, tmp_path,
-                                                                                           signum, code):
+                                                                                           start_cli, signum, code):
     """Slurm and Kubernetes stop a job with SIGTERM: the run ends the step it is in, saves it, and says so."""
     corpus, reference = term_reference
     run_dir = tmp_path / "run"
-    child = _start(_term_args(corpus, run_dir, resume=False), tmp_path / "stopped.log")
-    while child.is_alive() and _steps_logged(run_dir) < 4:
+    child = start_cli(_term_args(corpus, run_dir, resume=False))
+    while child.process.is_alive() and _steps_logged(run_dir) < 4:
         time.sleep(0.001)
     os.kill(child.pid, signum)
-    child.join()
 
-    log = (tmp_path / "stopped.log").read_text()
-    assert child.exitcode == code, log
+    assert child.wait() == code, child.output
+    log = child.output
     step = _steps_logged(run_dir)  # the run stopped at the end of a step: its last record is that step's
     assert 4 <= step < 16
     assert log.splitlines()[-1] == (f"ernie-cpt: interrupted at step {step} ({signal.Signals(signum).name}); saved "
@@ -243,15 +220,14 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_resume_is
     assert _all_checkpoints_readable(run_dir) == [step] and latest_name(run_dir) == f"step-{step:08d}"
     assert not _partial_folders(run_dir)
 
-    child = _start(_term_args(corpus, run_dir, resume=True), tmp_path / "resumed.log")
-    child.join()
-    assert child.exitcode == 0, (tmp_path / "resumed.log").read_text()
-    assert f"Resumed from {run_dir / 'checkpoints' / f'step-{step:08d}'}" in (tmp_path / "resumed.log").read_text()
+    child = start_cli(_term_args(corpus, run_dir, resume=True))
+    assert child.wait() == 0, child.output
+    assert f"Resumed from {run_dir / 'checkpoints' / f'step-{step:08d}'}" in child.output
     for kind in ("train", "eval"):
         assert _comparable(run_dir, kind) == _comparable(reference, kind), kind
 
 
-def test_finetune_stopped_by_sigterm_leaves_nothing_half_written(term_reference, tmp_path):
+def test_finetune_stopped_by_sigterm_leaves_nothing_half_written(term_reference, tmp_path, start_cli):
     """Fine-tuning stops at once (it has no checkpoints to continue from): no --output-dir, no --output-json,
     no staging folder; only the message."""
     _, run_dir = term_reference
@@ -262,21 +238,20 @@ def test_finetune_stopped_by_sigterm_leaves_nothing_half_written(term_reference,
     (tmp_path / "train.jsonl").write_text("\n".join(rows[:160]) + "\n", encoding="utf-8")
     (tmp_path / "test.jsonl").write_text("\n".join(rows[160:200]) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    child = _start(["finetune", str(run_dir), "--train", str(tmp_path / "train.jsonl"), "--test",
-                    str(tmp_path / "test.jsonl"), "--epochs", "200", "--learning-rate", "1e-3", "--batch-size", "16",
-                    "--max-seq-length", "32", "--output-dir", str(out / "model"), "--output-json",
-                    str(out / "results.json")], tmp_path / "finetune.log")
-    started, log_file = time.monotonic(), tmp_path / "finetune.log"
+    child = start_cli(["finetune", str(run_dir), "--train", str(tmp_path / "train.jsonl"), "--test",
+                       str(tmp_path / "test.jsonl"), "--epochs", "200", "--learning-rate", "1e-3", "--batch-size", "16",
+                       "--max-seq-length", "32", "--output-dir", str(out / "model"), "--output-json",
+                       str(out / "results.json")])
+    started = time.monotonic()
     # the first epoch's line, not the progress bar: a bar on a non-terminal may be drawn only when it closes
-    while child.is_alive() and (not log_file.exists() or "epoch 1: validation accuracy" not in log_file.read_text()):
-        assert time.monotonic() - started < 120, (tmp_path / "finetune.log").read_text()
+    while child.process.is_alive() and "epoch 1: validation accuracy" not in child.output:
+        assert time.monotonic() - started < 120, child.output
         time.sleep(0.05)
-    assert child.is_alive(), f"fine-tuning ended before the signal (exit {child.exitcode}): {log_file.read_text()}"
+    assert child.process.is_alive(), f"fine-tuning ended before the signal: {child.output}"
     os.kill(child.pid, signal.SIGTERM)
-    child.join()
 
-    log = (tmp_path / "finetune.log").read_text()
-    assert child.exitcode == 143, log
+    assert child.wait() == 143, child.output
+    log = child.output
     assert log.splitlines()[-1] == "ernie-cpt: interrupted (SIGTERM)"
     assert "Traceback" not in log
     assert not out.exists() or not any(out.iterdir())  # no model folder, no results, no staging folder

@@ -18,6 +18,8 @@ import pytest
 
 mktestdocs = pytest.importorskip("mktestdocs", reason="the docs extra (pip install -e '.[docs]') has mktestdocs")
 
+pytestmark = pytest.mark.minutes
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 TUTORIALS = sorted((DOCS / "tutorials").glob("*.md"))
 RUNNABLE = {"bash", "python"}

@@ -16,6 +16,8 @@ from benchmarks.generation import consumed_per_second
 from benchmarks.memory import peak_memory
 from benchmarks.weighting import step_tokens_per_second
 
+pytestmark = pytest.mark.minutes  # the scale rows' 21 commands
+
 
 def _batch(task: str, asked: float, fetched: float, lengths: list[int]) -> Recorded:
     return Recorded(task, asked, fetched, lengths, targets=len(lengths))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -180,15 +181,15 @@ def test_the_first_checkpoint_on_a_full_disk_removes_the_new_run(corpus, cache_d
 
 def test_a_later_checkpoint_on_a_full_disk_keeps_the_last_one_and_resume_finishes(corpus, cache_dir, small_disk,
                                                                                   start_cli):
-    """torch.save's write of training_state.pt (7.4 MB) fails once the disk fills after the first checkpoint."""
+    """torch.save's write of training_state.pt (7.4 MB) fails once the disk fills after the first checkpoint's
+    weights (the run stops itself there, as it opens that checkpoint's trainer state; the disk is filled; it goes
+    on, and the checkpoint's last few kB fit)."""
     run_dir = small_disk.root / "run"
     args = pretrain_args(corpus, run_dir, cache_dir, "--save-steps", "2")
-    command = start_cli(args)
-    latest = run_dir / "checkpoints" / "latest"
-    while not latest.exists():
-        assert command.process.is_alive(), command.output
-        time.sleep(0.01)
+    command = start_cli(args, signal_at_open=(".tmp-step-", signal.SIGSTOP, 1))
+    command.wait_stopped()
     small_disk.fill(6 << 20, command.pid)  # model.safetensors (3.7 MB) fits, training_state.pt does not
+    os.kill(command.pid, signal.SIGCONT)
 
     assert command.wait() == 2, command.output
     assert command.error_lines == [

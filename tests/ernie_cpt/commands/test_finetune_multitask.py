@@ -25,7 +25,7 @@ from ernie_cpt.weighting.options import WeightingOptions
 
 EQUAL = {WeightingOptions: WeightingOptions()}  # the loss weighting's groups: equal, no options
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.minutes]
 
 ROOT = Path(__file__).resolve().parents[3]
 SETS = {"topic": "classification", "quotation": "pair_classification", "similarity": "regression",
