@@ -3,7 +3,7 @@
 The masked-LM head scores every target position against the whole vocabulary: logits (targets,
 vocabulary). Held whole, those logits and what cross-entropy keeps of them for its gradient (the
 log-softmax) and the gradient itself are several (targets, vocabulary) float32 buffers: for a
-held-out batch of 64 examples of 128 tokens (about 1,200 targets) at a vocabulary of 28,000, 135 MB
+batch of 64 examples of 128 tokens (about 1,200 targets) at a vocabulary of 28,000, 135 MB
 each. They grow with the vocabulary, which grows with the corpus (``corpus_vocab_size``).
 
 :func:`linear_cross_entropy` cuts the rows into chunks of at most ``CHUNK_ELEMENTS // vocabulary``

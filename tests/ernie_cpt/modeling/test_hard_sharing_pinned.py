@@ -51,8 +51,8 @@ def test_hard_sharing_losses_equal_those_before_the_seam(run, sample_dir, tmp_pa
     args = ["pretrain", "--corpus", *files, "--output-dir", str(tmp_path / "run"), "--model-size", "tiny",
             "--tasks", "knowledge_masking", "capitalization", "sentence_reordering", "sentence_distance",
             "--steps-per-task", "3", "--batch-size", "8", "--learning-rate", "1e-3", "--logging-steps", "1",
-            "--eval-steps", "0", "--tokenizer", str(DATA / "sample-tokenizer"), "--seed", "11",
-            "--split-seed", "11", "--architecture", "hard", "--mlm-bias-init", "zeros", *RUNS[run]]
+            "--eval-steps", "0", "--eval-batch-size", "64", "--tokenizer", str(DATA / "sample-tokenizer"),
+            "--seed", "11", "--split-seed", "11", "--architecture", "hard", "--mlm-bias-init", "zeros", *RUNS[run]]
     done = subprocess.run([sys.executable, "-c", ONE_THREAD_CLI, *args], env={**os.environ, **REPRODUCIBLE_KERNELS},
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
