@@ -6,8 +6,8 @@ heaps (one per thread that allocated) for later use: a process's resident memory
 high-water mark although most of it is free. Two steps of ernie-cpt free far more than they keep:
 training the WordPiece tokenizer (its word counts and merges, about 55 MiB for the 4M characters it
 reads at most) and building the task examples before the first training step. After each, and
-before each held-out evaluation (whose batches, after training steps, otherwise raised the peak by
-about 100 MiB), :func:`release_free_memory` asks glibc to give the free pages back
+before each task's held-out batches in an evaluation (which, after training steps, otherwise raised
+the peak by 100-140 MiB), :func:`release_free_memory` asks glibc to give the free pages back
 (``malloc_trim(0)``, which releases the free pages inside every arena, not only at the top of the
 main heap), so that the next step starts from what is alive.
 """

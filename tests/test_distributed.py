@@ -300,8 +300,7 @@ def test_multitask_finetuning_with_two_processes_matches_one(sample_dir, tmp_pat
         assert [r["step"] for r in first] == [r["step"] for r in second] and first
         for a, b in zip(first, second):
             assert a["task"] == b["task"], (run, a, b)
-            assert all(abs(a[k] - b[k]) <= tolerance * max(abs(a[k]), abs(b[k]))
-                       for k, tolerance in (("loss", 1e-4), ("grad_norm", 1e-3))), (a, b)
+            assert _close(a["loss"], b["loss"], 1e-4) and _close(a["grad_norm"], b["grad_norm"], 1e-3), (a, b)
 
 
 @pytest.mark.usefixtures("one_torch_thread")
