@@ -71,8 +71,9 @@ class EvaluationOptions:
     eval_steps: int = option(200, "Evaluate every N steps (and at the end of every stage); 0 = only then",
                              valid=Range(0))
     eval_max_examples: int = option(256, "At most this many held-out examples per task", valid=Range(1))
-    eval_batch_size: int = option(32, "Batch size for evaluation; the default is --batch-size's, so that an "
-                                  "evaluation needs no more memory than a training step", valid=Range(1))
+    eval_batch_size: int = option(32, "Batch size for evaluation. The default equals --batch-size's default, so "
+                                  "that at the defaults an evaluation needs no more memory than a training step; "
+                                  "it does not follow --batch-size", valid=Range(1))
     eval_untrained_tasks: bool = option(False, "Also score tasks no stage has trained yet. Their heads are still at "
                                         "their random initialisation, so such a score measures only what the "
                                         "encoder's features give an untrained linear head: about chance")
